@@ -1,0 +1,90 @@
+#pragma once
+// The gateway configuration (YAML). load_config() validates everything up front and
+// throws ConfigError naming the file, the key path and the problem.
+#include <array>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stakegate/config/error.h"
+#include "stakegate/identity/node.h"
+#include "stakegate/net/address.h"
+
+namespace stakegate {
+
+struct PortSpec {
+  std::string vdev;  // DPDK devargs, e.g. "net_pcap0,rx_pcap=in.pcap"
+  std::string pci;   // or a PCI address
+  std::string name() const;  // the ethdev name: the vdev up to its first comma, or the PCI address
+};
+
+struct DataplaneConfig {
+  std::vector<std::string> eal;
+  PortSpec outside, inside;
+  unsigned workers = 1;
+  unsigned burst = 32;
+  unsigned rx_desc = 1024;
+  unsigned tx_desc = 1024;
+  unsigned mbufs = 16383;
+  double stats_interval_s = 10;
+};
+
+struct RoleQos {
+  bool configured = false;
+  double share = 0;
+  double min_pps = 0;
+  unsigned burst_ms = 100;
+  std::vector<uint16_t> ports;  // empty: every destination port
+};
+
+struct UnregisteredQos {
+  double share = 0;
+  double per_source_pps = 0;
+  unsigned burst_ms = 100;
+  std::vector<uint16_t> ports;  // empty: unregistered sources reach no port
+  unsigned table_size = 65536;  // per-source buckets per worker
+};
+
+struct BlockEntry {
+  std::optional<Cidr> cidr;
+  std::string node_id;
+  std::string reason;
+};
+
+struct IdentityConfig {
+  enum class Kind { kNodeInfos, kSnapshot, kInline } kind = Kind::kInline;
+  std::string path;                    // resolved against the config file's folder
+  std::vector<NodeIdentity> inline_nodes;
+  std::string stake_file;              // optional
+  std::map<std::string, IpAddr> hosts;  // static name -> address, consulted before DNS
+};
+
+struct ScoringConfig {
+  double graylist = -100;
+  double penalty_factor = 0.1;
+  double half_life_s = 60;
+};
+
+struct ControlConfig {
+  std::string socket = "/run/stakegate/control.sock";
+  std::string metrics = "127.0.0.1:9469";
+};
+
+struct Config {
+  std::string file;
+  DataplaneConfig dataplane;
+  double capacity_pps = 0;
+  double capacity_bps = 0;  // 0: no byte limit
+  IdentityConfig identity;
+  std::array<RoleQos, kRoleCount> roles;
+  UnregisteredQos unregistered;
+  std::vector<BlockEntry> blocklist;
+  ScoringConfig scoring;
+  ControlConfig control;
+};
+
+Config load_config(const std::string& path);
+Config parse_config(const std::string& yaml_text, const std::string& file_name);
+
+}  // namespace stakegate

@@ -1,0 +1,14 @@
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace stakegate {
+
+// A refused configuration or identity file. what() reads "FILE: KEY.PATH: problem".
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(const std::string& file, const std::string& key_path, const std::string& problem)
+      : std::runtime_error(file + ": " + (key_path.empty() ? "" : key_path + ": ") + problem) {}
+};
+
+}  // namespace stakegate

@@ -1,0 +1,52 @@
+#pragma once
+// IP addresses and prefixes as the control plane handles them. The data path uses the
+// raw forms (a host-order uint32_t for IPv4, 16 bytes for IPv6) that these wrap.
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace stakegate {
+
+struct Ip6 {
+  std::array<uint8_t, 16> bytes{};
+  friend bool operator==(const Ip6&, const Ip6&) = default;
+  friend auto operator<=>(const Ip6&, const Ip6&) = default;
+};
+
+struct IpAddr {
+  bool is_v4 = true;
+  uint32_t v4 = 0;  // host byte order
+  Ip6 v6{};
+  friend bool operator==(const IpAddr&, const IpAddr&) = default;
+  friend auto operator<=>(const IpAddr&, const IpAddr&) = default;
+
+  static IpAddr from_v4(uint32_t host_order) { return IpAddr{true, host_order, {}}; }
+  static IpAddr from_v6(const Ip6& a) { return IpAddr{false, 0, a}; }
+  std::string to_string() const;
+};
+
+// Parses a literal IPv4 or IPv6 address (no DNS). Brackets around IPv6 are accepted.
+std::optional<IpAddr> parse_ip(std::string_view text);
+
+struct Cidr {
+  IpAddr base;  // already masked to `prefix_len`
+  uint8_t prefix_len = 0;
+  bool contains(const IpAddr& a) const;
+  std::string to_string() const;
+};
+
+// Parses "a.b.c.d/n", "x::y/n" or a bare address (a host prefix). Refuses a base with
+// bits set beyond the prefix, since that usually hides a typo.
+std::optional<Cidr> parse_cidr(std::string_view text, std::string* why = nullptr);
+
+inline uint32_t v4_mask(uint8_t len) { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
+Ip6 v6_mask_apply(const Ip6& a, uint8_t len);
+
+// Splits "host:port" or "[v6]:port". Returns false when the port is missing or bad.
+bool split_host_port(std::string_view text, std::string& host, uint16_t& port);
+
+}  // namespace stakegate

@@ -1,0 +1,79 @@
+#pragma once
+// One worker's share of the data path: parse -> classify -> police for a burst of
+// frames. A Worker owns all state it writes (node meters, unregistered buckets,
+// counters); it reads a PolicySnapshot that nobody writes. No allocation, lock,
+// exception, log line or system call happens per packet, and time is passed in.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "stakegate/policy/snapshot.h"
+#include "stakegate/policy/verdict.h"
+
+namespace stakegate {
+
+struct PacketView {
+  const uint8_t* data;
+  uint32_t len;
+};
+
+// Per-source meter and counters: one cache line, written only by its worker.
+struct alignas(64) NodeMeter {
+  uint64_t tokens_pkts;
+  uint64_t tokens_bytes;
+  uint64_t last_ns;
+  uint64_t passed;
+  uint64_t dropped_blocklisted;
+  uint64_t dropped_ejected;
+  uint64_t dropped_port_denied;
+  uint64_t dropped_over_rate;
+};
+static_assert(sizeof(NodeMeter) == 64);
+
+struct alignas(64) WorkerCounters {
+  uint64_t packets[kDirectionCount][kTrafficClassCount][kVerdictCount];
+  uint64_t bytes[kDirectionCount][kTrafficClassCount][kVerdictCount];
+  uint64_t unregistered_evictions;   // an active per-source bucket was recycled (table full)
+  uint64_t non_first_fragments;
+};
+
+class Worker {
+ public:
+  // `unregistered_table_size` is rounded up to a power of two, in sets of kWays.
+  explicit Worker(unsigned unregistered_table_size, uint64_t hash_seed = 0x5eed);
+
+  // Adopts a snapshot: sizes the meter table for its sources (control plane, not per packet).
+  void bind(std::shared_ptr<const PolicySnapshot> snap);
+
+  // Decides every frame from the outside port. Returns n; out[i] is frame i's verdict.
+  uint16_t process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out);
+  // Counts frames from the inside port (they always pass).
+  void count_inside(const PacketView* pkts, uint16_t n);
+
+  const WorkerCounters& counters() const { return counters_; }
+  const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
+  const PolicySnapshot& snapshot() const { return *snap_; }
+
+  static constexpr unsigned kWays = 4;
+
+ private:
+  struct UnregisteredEntry {
+    uint64_t tag;  // 0: empty
+    uint64_t tokens;
+    uint64_t last_ns;
+  };
+
+  Verdict decide(const PacketView& p, uint64_t now_ns, TrafficClass& cls);
+  Verdict police_source(uint32_t slot, const struct PacketMeta& m, uint32_t len, uint64_t now_ns);
+  Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
+
+  std::shared_ptr<const PolicySnapshot> snap_;
+  std::vector<NodeMeter> meters_;
+  std::vector<UnregisteredEntry> unregistered_;
+  uint64_t unregistered_mask_ = 0;  // set count - 1
+  uint64_t seed_;
+  uint64_t pool_pkts_ = 0, pool_bytes_ = 0, pool_last_ns_ = 0;
+  WorkerCounters counters_{};
+};
+
+}  // namespace stakegate

@@ -1,0 +1,85 @@
+#pragma once
+// PolicySnapshot: everything a worker needs to decide a verdict, built once by the
+// control plane from a Config and a StakePlan and never written afterwards. Rates in it
+// are already divided among the workers (virtual devices and NICs without RSS spread a
+// source over every worker, so each enforces rate / workers).
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "stakegate/config/config.h"
+#include "stakegate/policy/addr_map.h"
+#include "stakegate/policy/stake_plan.h"
+#include "stakegate/policy/token_bucket.h"
+#include "stakegate/policy/verdict.h"
+
+namespace stakegate {
+
+using PortBitmap = std::array<uint64_t, 1024>;  // one bit per port
+
+inline bool port_in(const PortBitmap& b, uint16_t port) { return (b[port >> 6] >> (port & 63)) & 1; }
+
+struct SourcePolicy {
+  static constexpr uint8_t kBlocked = 1, kEjected = 2;
+  static constexpr uint16_t kAllPorts = UINT16_MAX;
+  BucketParams pps;
+  BucketParams bps;      // unlimited when capacity.bps is not set
+  uint16_t port_set = kAllPorts;
+  TrafficClass cls = TrafficClass::kNone;
+  uint8_t flags = 0;
+};
+
+// CIDR blocklist for sources that are not nodes: one exact-match table per prefix
+// length in use, longest first.
+class CidrMatcher {
+ public:
+  void add(const Cidr& c);
+  bool match_v4(uint32_t a) const {
+    for (const auto& [len, map] : v4_)
+      if (map.find(a & v4_mask(len)) != V4Map::kEmpty) return true;
+    return false;
+  }
+  bool match_v6(const Ip6& a) const {
+    for (const auto& [len, map] : v6_)
+      if (map.find(v6_mask_apply(a, len)) != V6Map::kEmpty) return true;
+    return false;
+  }
+  size_t size() const { return count_; }
+
+ private:
+  std::vector<std::pair<uint8_t, V4Map>> v4_;
+  std::vector<std::pair<uint8_t, V6Map>> v6_;
+  size_t count_ = 0;
+};
+
+class PolicySnapshot {
+ public:
+  static std::shared_ptr<const PolicySnapshot> build(const Config& cfg, const StakePlan& plan, unsigned workers);
+
+  uint32_t find_v4(uint32_t a) const { return v4_.find(a); }
+  uint32_t find_v6(const Ip6& a) const { return v6_.find(a); }
+  void prefetch_v4(uint32_t a) const { v4_.prefetch(a); }
+  static constexpr uint32_t kNoSource = V4Map::kEmpty;
+
+  const SourcePolicy& source(uint32_t slot) const { return sources_[slot]; }
+  size_t source_count() const { return sources_.size(); }
+  bool port_allowed(const SourcePolicy& s, uint16_t port) const {
+    return s.port_set == SourcePolicy::kAllPorts || port_in(port_sets_[s.port_set], port);
+  }
+  bool unregistered_port(uint16_t port) const { return port_in(unregistered_ports_, port); }
+  const CidrMatcher& blocklist() const { return blocklist_; }
+
+  BucketParams unregistered_pool_pps, unregistered_pool_bps, unregistered_source_pps;
+  unsigned workers = 1;
+
+ private:
+  std::vector<SourcePolicy> sources_;
+  V4Map v4_;
+  V6Map v6_;
+  std::vector<PortBitmap> port_sets_;
+  PortBitmap unregistered_ports_{};
+  CidrMatcher blocklist_;
+};
+
+}  // namespace stakegate

@@ -1,0 +1,35 @@
+#pragma once
+// Sums per-worker counters (the reader aggregates; workers never share a written line)
+// and renders them as the replay/run report and the per-role table.
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "stakegate/identity/node.h"
+#include "stakegate/pipeline/worker.h"
+#include "stakegate/policy/stake_plan.h"
+
+namespace stakegate {
+
+struct SourceTotals {
+  uint64_t passed = 0, blocklisted = 0, ejected = 0, port_denied = 0, over_rate = 0;
+};
+
+struct Totals {
+  WorkerCounters c{};
+  std::vector<SourceTotals> sources;  // by slot
+
+  void add(const Worker& w);
+  uint64_t packets(Direction d) const;
+  uint64_t count(Direction d, TrafficClass cls, Verdict v) const {
+    return c.packets[static_cast<int>(d)][static_cast<int>(cls)][static_cast<int>(v)];
+  }
+  uint64_t drops(Verdict v) const;  // outside direction, every class
+};
+
+nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nodes, const StakePlan& plan);
+
+// One row per traffic class seen from the outside: passed and dropped by reason.
+std::string role_table(const Totals& t);
+
+}  // namespace stakegate

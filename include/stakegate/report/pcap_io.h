@@ -1,0 +1,42 @@
+#pragma once
+// Classic pcap files through libpcap: the capture replay reads, the passed packets it
+// writes, and the scenario generator's output.
+#include <cstdint>
+#include <string>
+
+typedef struct pcap pcap_t;
+typedef struct pcap_dumper pcap_dumper_t;
+
+namespace stakegate {
+
+class PcapReader {
+ public:
+  explicit PcapReader(const std::string& path);  // throws std::runtime_error naming the file
+  ~PcapReader();
+  PcapReader(const PcapReader&) = delete;
+  PcapReader& operator=(const PcapReader&) = delete;
+  // Next frame; false at the end. `data` stays valid until the next call.
+  bool next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len);
+
+ private:
+  pcap_t* pcap_ = nullptr;
+  std::string path_;
+};
+
+class PcapWriter {
+ public:
+  // Nanosecond-resolution classic pcap (the magic tcpdump and Wireshark read).
+  explicit PcapWriter(const std::string& path);
+  ~PcapWriter();
+  PcapWriter(const PcapWriter&) = delete;
+  PcapWriter& operator=(const PcapWriter&) = delete;
+  void write(uint64_t ts_ns, const uint8_t* data, uint32_t len);
+  uint64_t written() const { return written_; }
+
+ private:
+  pcap_t* pcap_ = nullptr;
+  pcap_dumper_t* dumper_ = nullptr;
+  uint64_t written_ = 0;
+};
+
+}  // namespace stakegate

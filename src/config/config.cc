@@ -1,0 +1,237 @@
+#include "stakegate/config/config.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "stakegate/config/yaml_reader.h"
+#include "stakegate/identity/flow_import.h"
+
+namespace stakegate {
+namespace {
+
+std::string resolve_path(const std::string& cfg_file, const std::string& p) {
+  namespace fs = std::filesystem;
+  if (p.empty() || fs::path(p).is_absolute()) return p;
+  return (fs::path(cfg_file).parent_path() / p).lexically_normal().string();
+}
+
+std::vector<uint16_t> read_ports(const YamlReader& r) {
+  r.expect_seq();
+  std::vector<uint16_t> ports;
+  for (size_t i = 0; i < r.size(); ++i) ports.push_back(r.item(i).port());
+  std::sort(ports.begin(), ports.end());
+  for (size_t i = 1; i < ports.size(); ++i)
+    if (ports[i] == ports[i - 1]) r.fail("port " + std::to_string(ports[i]) + " is listed twice");
+  return ports;
+}
+
+PortSpec read_port_spec(const YamlReader& r) {
+  r.expect_map({"vdev", "pci"});
+  PortSpec p;
+  if (r.has("vdev")) p.vdev = r.child("vdev").string();
+  if (r.has("pci")) p.pci = r.child("pci").string();
+  if (p.vdev.empty() == p.pci.empty()) r.fail("needs exactly one of vdev or pci");
+  return p;
+}
+
+void read_dataplane(const YamlReader& r, DataplaneConfig& d) {
+  r.expect_map({"eal", "outside", "inside", "workers", "burst", "rx_desc", "tx_desc", "mbufs",
+                "stats_interval_s"});
+  if (r.has("eal")) {
+    auto e = r.child("eal");
+    e.expect_seq();
+    for (size_t i = 0; i < e.size(); ++i) d.eal.push_back(e.item(i).string());
+  }
+  if (!r.has("outside")) r.fail("missing key 'outside'");
+  if (!r.has("inside")) r.fail("missing key 'inside'");
+  d.outside = read_port_spec(r.child("outside"));
+  d.inside = read_port_spec(r.child("inside"));
+  if (d.outside.name() == d.inside.name()) r.child("inside").fail("must be a different device than outside");
+  if (r.has("workers")) d.workers = static_cast<unsigned>(r.child("workers").integer(1, 64));
+  if (r.has("burst")) d.burst = static_cast<unsigned>(r.child("burst").integer(1, 256));
+  if (r.has("rx_desc")) d.rx_desc = static_cast<unsigned>(r.child("rx_desc").integer(64, 16384));
+  if (r.has("tx_desc")) d.tx_desc = static_cast<unsigned>(r.child("tx_desc").integer(64, 16384));
+  if (r.has("mbufs")) d.mbufs = static_cast<unsigned>(r.child("mbufs").integer(1023, 4u << 20));
+  if (r.has("stats_interval_s")) d.stats_interval_s = r.child("stats_interval_s").number(0.1, 3600);
+}
+
+NodeIdentity read_inline_node(const YamlReader& r) {
+  r.expect_map({"node_id", "role", "address", "weight", "network_key", "staking_key", "ejected"});
+  for (const char* k : {"node_id", "role", "address"})
+    if (!r.has(k)) r.fail(std::string("missing key '") + k + "'");
+  NodeIdentity n;
+  n.node_id = r.child("node_id").string();
+  std::transform(n.node_id.begin(), n.node_id.end(), n.node_id.begin(), ::tolower);
+  if (!valid_node_id(n.node_id)) r.child("node_id").fail("must be 64 hex characters");
+  auto role = parse_role(r.child("role").string());
+  if (!role) r.child("role").fail("unknown role '" + r.child("role").string() +
+                                  "' (expected collection, consensus, execution, verification or access)");
+  n.role = *role;
+  n.address = r.child("address").string();
+  if (!split_host_port(n.address, n.host, n.port)) r.child("address").fail("must be host:port, got '" + n.address + "'");
+  if (r.has("weight")) n.weight = r.child("weight").number(0, 1e18);
+  if (r.has("network_key")) n.network_key = r.child("network_key").string();
+  if (r.has("staking_key")) n.staking_key = r.child("staking_key").string();
+  if (r.has("ejected") && r.child("ejected").boolean()) { n.ejected = true; n.status = "ejected"; }
+  return n;
+}
+
+void read_identity(const YamlReader& r, IdentityConfig& id, const std::string& cfg_file) {
+  r.expect_map({"flow_node_infos", "flow_snapshot", "nodes", "stake_file", "hosts"});
+  int sources = r.has("flow_node_infos") + r.has("flow_snapshot") + r.has("nodes");
+  if (sources != 1) r.fail("needs exactly one of flow_node_infos, flow_snapshot or nodes");
+  if (r.has("flow_node_infos")) {
+    id.kind = IdentityConfig::Kind::kNodeInfos;
+    id.path = resolve_path(cfg_file, r.child("flow_node_infos").string());
+  } else if (r.has("flow_snapshot")) {
+    id.kind = IdentityConfig::Kind::kSnapshot;
+    id.path = resolve_path(cfg_file, r.child("flow_snapshot").string());
+  } else {
+    id.kind = IdentityConfig::Kind::kInline;
+    auto nodes = r.child("nodes");
+    nodes.expect_seq();
+    for (size_t i = 0; i < nodes.size(); ++i) id.inline_nodes.push_back(read_inline_node(nodes.item(i)));
+  }
+  if (r.has("stake_file")) id.stake_file = resolve_path(cfg_file, r.child("stake_file").string());
+  if (r.has("hosts")) {
+    auto h = r.child("hosts");
+    if (!h.node().IsMap()) h.fail("must be a mapping of host name to address");
+    for (const auto& kv : h.node()) {
+      std::string name = kv.first.as<std::string>();
+      YamlReader v(kv.second, cfg_file, h.path() + "." + name);
+      auto ip = parse_ip(v.string());
+      if (!ip) v.fail("not an IPv4 or IPv6 address: '" + v.string() + "'");
+      id.hosts[name] = *ip;
+    }
+  }
+}
+
+void read_role(const YamlReader& r, RoleQos& q) {
+  r.expect_map({"share", "min_pps", "burst_ms", "ports"});
+  q.configured = true;
+  if (!r.has("share")) r.fail("missing key 'share'");
+  q.share = r.child("share").number(0, 1);
+  if (r.has("min_pps")) q.min_pps = r.child("min_pps").number(0, 1e9);
+  if (r.has("burst_ms")) q.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
+  if (r.has("ports")) {
+    q.ports = read_ports(r.child("ports"));
+    if (q.ports.empty()) r.child("ports").fail("must list at least one port (omit it to allow every port)");
+  }
+}
+
+void read_unregistered(const YamlReader& r, UnregisteredQos& u) {
+  r.expect_map({"share", "per_source_pps", "burst_ms", "ports", "table_size"});
+  if (r.has("share")) u.share = r.child("share").number(0, 1);
+  if (r.has("per_source_pps")) u.per_source_pps = r.child("per_source_pps").number(0, 1e9);
+  if (r.has("burst_ms")) u.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
+  if (r.has("ports")) u.ports = read_ports(r.child("ports"));
+  if (r.has("table_size")) u.table_size = static_cast<unsigned>(r.child("table_size").integer(64, 1u << 26));
+}
+
+void read_blocklist(const YamlReader& r, std::vector<BlockEntry>& out) {
+  r.expect_seq();
+  for (size_t i = 0; i < r.size(); ++i) {
+    auto e = r.item(i);
+    e.expect_map({"cidr", "node_id", "reason"});
+    BlockEntry b;
+    if (e.has("cidr") == e.has("node_id")) e.fail("needs exactly one of cidr or node_id");
+    if (e.has("cidr")) {
+      std::string why;
+      b.cidr = parse_cidr(e.child("cidr").string(), &why);
+      if (!b.cidr) e.child("cidr").fail("bad CIDR '" + e.child("cidr").string() + "': " + why);
+    } else {
+      b.node_id = e.child("node_id").string();
+      std::transform(b.node_id.begin(), b.node_id.end(), b.node_id.begin(), ::tolower);
+      if (!valid_node_id(b.node_id)) e.child("node_id").fail("must be 64 hex characters");
+    }
+    if (e.has("reason")) b.reason = e.child("reason").string();
+    out.push_back(std::move(b));
+  }
+}
+
+}  // namespace
+
+std::string PortSpec::name() const { return pci.empty() ? vdev.substr(0, vdev.find(',')) : pci; }
+
+std::optional<Role> parse_role(std::string_view s) {
+  for (int i = 0; i < kRoleCount; ++i)
+    if (role_name(static_cast<Role>(i)) == s) return static_cast<Role>(i);
+  return std::nullopt;
+}
+
+Config parse_config(const std::string& text, const std::string& file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(file, "", "not valid YAML: " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")");
+  }
+  YamlReader r(root, file, "");
+  if (!root.IsMap()) throw ConfigError(file, "", "must be a YAML mapping");
+  r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring",
+                "control"});
+  Config c;
+  c.file = file;
+  for (const char* k : {"dataplane", "capacity", "identity", "roles"})
+    if (!r.has(k)) throw ConfigError(file, k, "missing section");
+  read_dataplane(r.child("dataplane"), c.dataplane);
+
+  auto cap = r.child("capacity");
+  cap.expect_map({"pps", "bps"});
+  if (!cap.has("pps")) cap.fail("missing key 'pps'");
+  c.capacity_pps = cap.child("pps").number(1, 1e10);
+  if (cap.has("bps")) c.capacity_bps = cap.child("bps").number(1, 1e13);
+
+  read_identity(r.child("identity"), c.identity, file);
+
+  auto roles = r.child("roles");
+  roles.expect_map({"collection", "consensus", "execution", "verification", "access"});
+  for (int i = 0; i < kRoleCount; ++i) {
+    std::string name(role_name(static_cast<Role>(i)));
+    if (roles.has(name.c_str())) read_role(roles.child(name.c_str()), c.roles[i]);
+  }
+  if (r.has("unregistered")) read_unregistered(r.child("unregistered"), c.unregistered);
+
+  double sum = c.unregistered.share;
+  std::ostringstream parts;
+  for (int i = 0; i < kRoleCount; ++i) {
+    sum += c.roles[i].share;
+    if (c.roles[i].configured) parts << role_name(static_cast<Role>(i)) << " " << c.roles[i].share << " + ";
+  }
+  parts << "unregistered " << c.unregistered.share;
+  if (sum > 1.0 + 1e-9)
+    throw ConfigError(file, "roles", "shares sum to " + std::to_string(sum).substr(0, 6) + " (" + parts.str() +
+                                         "), must be at most 1");
+
+  if (r.has("blocklist")) read_blocklist(r.child("blocklist"), c.blocklist);
+
+  if (r.has("scoring")) {
+    auto s = r.child("scoring");
+    s.expect_map({"graylist", "penalty_factor", "half_life_s"});
+    if (s.has("graylist")) c.scoring.graylist = s.child("graylist").number(-1e12, 0);
+    if (s.has("penalty_factor")) c.scoring.penalty_factor = s.child("penalty_factor").number(0, 1);
+    if (s.has("half_life_s")) c.scoring.half_life_s = s.child("half_life_s").number(0.001, 1e7);
+  }
+  if (r.has("control")) {
+    auto s = r.child("control");
+    s.expect_map({"socket", "metrics"});
+    if (s.has("socket")) c.control.socket = s.child("socket").string();
+    if (s.has("metrics")) c.control.metrics = s.child("metrics").string();
+  }
+  return c;
+}
+
+Config load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path, "", "cannot open: " + std::string(std::strerror(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_config(ss.str(), path);
+}
+
+}  // namespace stakegate

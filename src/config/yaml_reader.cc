@@ -1,0 +1,93 @@
+#include "stakegate/config/yaml_reader.h"
+
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+namespace stakegate {
+
+void YamlReader::fail(const std::string& problem) const {
+  std::string where;
+  if (node_.IsDefined() && node_.Mark().line >= 0) where = " (line " + std::to_string(node_.Mark().line + 1) + ")";
+  throw ConfigError(file_, path_, problem + where);
+}
+
+void YamlReader::expect_map(std::initializer_list<const char*> allowed) const {
+  if (!node_.IsMap()) fail("must be a mapping");
+  for (const auto& kv : node_) {
+    std::string key = kv.first.as<std::string>();
+    bool ok = false;
+    for (const char* a : allowed) ok = ok || key == a;
+    if (!ok) {
+      std::string list;
+      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+      YamlReader(kv.first, file_, path_.empty() ? key : path_ + "." + key)
+          .fail("unknown key (expected one of: " + list + ")");
+    }
+  }
+}
+
+void YamlReader::expect_seq() const {
+  if (!node_.IsSequence()) fail("must be a list");
+}
+
+YamlReader YamlReader::child(const char* key) const {
+  return YamlReader(node_[key], file_, path_.empty() ? key : path_ + "." + key);
+}
+
+YamlReader YamlReader::item(size_t i) const {
+  return YamlReader(node_[i], file_, path_ + "[" + std::to_string(i) + "]");
+}
+
+static std::string show(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+double YamlReader::number(double min, double max) const {
+  if (!node_.IsScalar()) fail("must be a number");
+  const std::string& s = node_.Scalar();
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || !std::isfinite(v))
+    fail("must be a number, got '" + s + "'");
+  if (v < min || v > max) fail("must be between " + show(min) + " and " + show(max) + ", got " + s);
+  return v;
+}
+
+uint64_t YamlReader::integer(uint64_t min, uint64_t max) const {
+  if (!node_.IsScalar()) fail("must be a whole number");
+  const std::string& s = node_.Scalar();
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size()) fail("must be a whole number, got '" + s + "'");
+  if (v < min || v > max)
+    fail("must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + s);
+  return v;
+}
+
+std::string YamlReader::string() const {
+  if (!node_.IsScalar()) fail("must be a string");
+  return node_.Scalar();
+}
+
+bool YamlReader::boolean() const {
+  if (!node_.IsScalar()) fail("must be true or false");
+  const std::string& s = node_.Scalar();
+  if (s == "true") return true;
+  if (s == "false") return false;
+  fail("must be true or false, got '" + s + "'");
+}
+
+uint16_t YamlReader::port() const {
+  if (!node_.IsScalar()) fail("must be a port number");
+  const std::string& s = node_.Scalar();
+  unsigned v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v < 1 || v > 65535)
+    fail("must be a port number between 1 and 65535, got '" + s + "'");
+  return static_cast<uint16_t>(v);
+}
+
+}  // namespace stakegate

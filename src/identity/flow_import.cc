@@ -1,0 +1,240 @@
+#include "stakegate/identity/flow_import.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace stakegate {
+namespace {
+
+using json = nlohmann::json;
+
+json parse_json(const std::string& text, const std::string& file) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw ConfigError(file, "", std::string("not valid JSON: ") + e.what());
+  }
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
+}
+
+const json& need(const json& obj, const char* key, const std::string& file, const std::string& path) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) throw ConfigError(file, path, std::string("missing key '") + key + "'");
+  return *it;
+}
+
+std::string need_string(const json& obj, const char* key, const std::string& file, const std::string& path) {
+  const json& v = need(obj, key, file, path);
+  if (!v.is_string()) throw ConfigError(file, path + "." + key, "must be a string");
+  return v.get<std::string>();
+}
+
+double need_weight(const json& obj, const char* key, const std::string& file, const std::string& path) {
+  const json& v = need(obj, key, file, path);
+  if (!v.is_number() || v.get<double>() < 0) throw ConfigError(file, path + "." + key, "must be a number >= 0");
+  return v.get<double>();
+}
+
+void fill_common(NodeIdentity& n, const json& obj, const std::string& file, const std::string& path) {
+  n.node_id = lower(need_string(obj, "NodeID", file, path));
+  if (!valid_node_id(n.node_id))
+    throw ConfigError(file, path + ".NodeID", "must be 64 hex characters, got '" + n.node_id + "'");
+  std::string role = need_string(obj, "Role", file, path);
+  auto r = parse_role(role);
+  if (!r) throw ConfigError(file, path + ".Role", "unknown role '" + role + "' (node " + n.node_id + ")");
+  n.role = *r;
+  n.address = need_string(obj, "Address", file, path);
+  if (!split_host_port(n.address, n.host, n.port))
+    throw ConfigError(file, path + ".Address", "must be host:port, got '" + n.address + "' (node " + n.node_id + ")");
+}
+
+std::string base64_to_hex(const std::string& b64, const std::string& file, const std::string& path) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  auto val = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+  };
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : b64) {
+    if (c == '=') break;
+    int v = val(c);
+    if (v < 0) throw ConfigError(file, path, "not valid base64");
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      uint8_t byte = static_cast<uint8_t>(acc >> bits);
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+bool valid_node_id(std::string_view id) {
+  return id.size() == 64 && std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+std::vector<NodeIdentity> parse_flow_node_infos(const std::string& text, const std::string& file) {
+  json doc = parse_json(text, file);
+  if (!doc.is_array()) throw ConfigError(file, "", "must be a JSON array of node infos");
+  std::vector<NodeIdentity> out;
+  for (size_t i = 0; i < doc.size(); ++i) {
+    std::string path = "[" + std::to_string(i) + "]";
+    const json& o = doc[i];
+    if (!o.is_object()) throw ConfigError(file, path, "must be an object");
+    NodeIdentity n;
+    fill_common(n, o, file, path);
+    n.weight = need_weight(o, "Weight", file, path);
+    if (o.contains("NetworkPubKey") && o["NetworkPubKey"].is_string()) n.network_key = lower(o["NetworkPubKey"].get<std::string>());
+    if (o.contains("StakingPubKey") && o["StakingPubKey"].is_string()) n.staking_key = lower(o["StakingPubKey"].get<std::string>());
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+std::vector<NodeIdentity> parse_flow_snapshot(const std::string& text, const std::string& file) {
+  json doc = parse_json(text, file);
+  const std::string base = "SealingSegment.ProtocolStateEntries";
+  if (!doc.is_object() || !doc.contains("SealingSegment") || !doc["SealingSegment"].is_object() ||
+      !doc["SealingSegment"].contains("ProtocolStateEntries") ||
+      !doc["SealingSegment"]["ProtocolStateEntries"].is_object())
+    throw ConfigError(file, base, "missing: not a Flow protocol state snapshot");
+  const json& entries = doc["SealingSegment"]["ProtocolStateEntries"];
+  if (entries.empty()) throw ConfigError(file, base, "is empty");
+
+  // With several entries, the newest block of the sealing segment names the current one.
+  std::string id;
+  if (entries.size() == 1) {
+    id = entries.begin().key();
+  } else {
+    const json& seg = doc["SealingSegment"];
+    if (seg.contains("Blocks") && seg["Blocks"].is_array() && !seg["Blocks"].empty()) {
+      const json& last = seg["Blocks"].back();
+      if (last.contains("Payload") && last["Payload"].is_object() && last["Payload"].contains("ProtocolStateID") &&
+          last["Payload"]["ProtocolStateID"].is_string())
+        id = last["Payload"]["ProtocolStateID"].get<std::string>();
+    }
+    if (id.empty() || !entries.contains(id))
+      throw ConfigError(file, base, "holds several entries and the newest block does not name one of them");
+  }
+  std::string path = base + "." + id + ".EpochEntry.CurrentEpochIdentityTable";
+  const json& entry = entries[id];
+  if (!entry.contains("EpochEntry") || !entry["EpochEntry"].contains("CurrentEpochIdentityTable"))
+    throw ConfigError(file, path, "missing");
+  const json& table = entry["EpochEntry"]["CurrentEpochIdentityTable"];
+  if (!table.is_array()) throw ConfigError(file, path, "must be an array");
+
+  std::vector<NodeIdentity> out;
+  for (size_t i = 0; i < table.size(); ++i) {
+    std::string p = path + "[" + std::to_string(i) + "]";
+    const json& row = table[i];
+    if (!row.is_object()) throw ConfigError(file, p, "must be an object");
+    const json& sk = need(row, "EncodableIdentitySkeleton", file, p);
+    std::string skp = p + ".EncodableIdentitySkeleton";
+    if (!sk.is_object()) throw ConfigError(file, skp, "must be an object");
+    NodeIdentity n;
+    fill_common(n, sk, file, skp);
+    n.weight = need_weight(sk, "InitialWeight", file, skp);
+    if (sk.contains("NetworkPubKey") && sk["NetworkPubKey"].is_string())
+      n.network_key = base64_to_hex(sk["NetworkPubKey"].get<std::string>(), file, skp + ".NetworkPubKey");
+    if (sk.contains("StakingPubKey") && sk["StakingPubKey"].is_string())
+      n.staking_key = base64_to_hex(sk["StakingPubKey"].get<std::string>(), file, skp + ".StakingPubKey");
+    std::string status = need_string(row, "ParticipationStatus", file, p);
+    static const std::map<std::string, std::string> kStatus = {
+        {"EpochParticipationStatusJoining", "joining"}, {"EpochParticipationStatusActive", "active"},
+        {"EpochParticipationStatusLeaving", "leaving"}, {"EpochParticipationStatusEjected", "ejected"}};
+    auto it = kStatus.find(status);
+    if (it == kStatus.end())
+      throw ConfigError(file, p + ".ParticipationStatus", "unknown status '" + status + "' (node " + n.node_id + ")");
+    n.status = it->second;
+    n.ejected = n.status == "ejected";
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+std::map<std::string, double> parse_stake_file(const std::string& text, const std::string& file) {
+  json doc = parse_json(text, file);
+  if (!doc.is_object()) throw ConfigError(file, "", "must be a JSON object of NodeID to stake");
+  std::map<std::string, double> out;
+  for (auto it = doc.begin(); it != doc.end(); ++it) {
+    std::string id = lower(it.key());
+    if (!valid_node_id(id)) throw ConfigError(file, it.key(), "key must be a NodeID (64 hex characters)");
+    if (!it->is_number() || it->get<double>() < 0) throw ConfigError(file, it.key(), "stake must be a number >= 0");
+    if (!out.emplace(id, it->get<double>()).second) throw ConfigError(file, it.key(), "NodeID listed twice");
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path, const std::string& referenced_from, const std::string& key) {
+  std::ifstream in(path);
+  if (!in)
+    throw ConfigError(referenced_from, key, "cannot open '" + path + "': " + std::string(std::strerror(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::string>* warnings) {
+  std::vector<NodeIdentity> nodes;
+  std::string source = cfg.file;
+  switch (cfg.identity.kind) {
+    case IdentityConfig::Kind::kNodeInfos:
+      source = cfg.identity.path;
+      nodes = parse_flow_node_infos(read_file(source, cfg.file, "identity.flow_node_infos"), source);
+      break;
+    case IdentityConfig::Kind::kSnapshot:
+      source = cfg.identity.path;
+      nodes = parse_flow_snapshot(read_file(source, cfg.file, "identity.flow_snapshot"), source);
+      break;
+    case IdentityConfig::Kind::kInline:
+      nodes = cfg.identity.inline_nodes;
+      break;
+  }
+
+  std::map<std::string, size_t> by_id;
+  std::map<std::string, size_t> by_addr;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (auto [it, fresh] = by_id.emplace(nodes[i].node_id, i); !fresh)
+      throw ConfigError(source, "", "NodeID " + nodes[i].node_id + " appears twice");
+    std::string key = lower(nodes[i].host) + ":" + std::to_string(nodes[i].port);
+    if (auto [it, fresh] = by_addr.emplace(key, i); !fresh)
+      throw ConfigError(source, "", "nodes " + nodes[it->second].node_id + " and " + nodes[i].node_id +
+                                        " share the address " + nodes[i].address);
+  }
+
+  if (!cfg.identity.stake_file.empty()) {
+    auto stakes = parse_stake_file(read_file(cfg.identity.stake_file, cfg.file, "identity.stake_file"),
+                                   cfg.identity.stake_file);
+    for (const auto& [id, stake] : stakes) {
+      auto it = by_id.find(id);
+      if (it == by_id.end()) {
+        if (warnings) warnings->push_back(cfg.identity.stake_file + ": " + id + ": not in the identity table, ignored");
+        continue;
+      }
+      nodes[it->second].weight = stake;
+    }
+  }
+  resolve_identities(nodes, cfg.identity.hosts, source);
+  return nodes;
+}
+
+}  // namespace stakegate

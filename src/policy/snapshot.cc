@@ -1,0 +1,91 @@
+#include "stakegate/policy/snapshot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+namespace stakegate {
+namespace {
+
+// Whole units per second per worker; a positive rate never rounds down to zero.
+uint64_t per_worker(double rate, unsigned workers) {
+  if (rate <= 0) return 0;
+  return std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(rate / workers)));
+}
+
+BucketParams params(double rate, double burst, unsigned workers) {
+  return BucketParams::make(per_worker(rate, workers), static_cast<uint64_t>(std::llround(burst / workers)));
+}
+
+PortBitmap bitmap(const std::vector<uint16_t>& ports) {
+  PortBitmap b{};
+  for (uint16_t p : ports) b[p >> 6] |= uint64_t{1} << (p & 63);
+  return b;
+}
+
+}  // namespace
+
+void CidrMatcher::add(const Cidr& c) {
+  ++count_;
+  if (c.base.is_v4) {
+    auto it = std::find_if(v4_.begin(), v4_.end(), [&](auto& e) { return e.first == c.prefix_len; });
+    if (it == v4_.end()) {
+      v4_.emplace_back(c.prefix_len, V4Map{});
+      std::sort(v4_.begin(), v4_.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      it = std::find_if(v4_.begin(), v4_.end(), [&](auto& e) { return e.first == c.prefix_len; });
+    }
+    it->second.insert(c.base.v4, 0);
+  } else {
+    auto it = std::find_if(v6_.begin(), v6_.end(), [&](auto& e) { return e.first == c.prefix_len; });
+    if (it == v6_.end()) {
+      v6_.emplace_back(c.prefix_len, V6Map{});
+      std::sort(v6_.begin(), v6_.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      it = std::find_if(v6_.begin(), v6_.end(), [&](auto& e) { return e.first == c.prefix_len; });
+    }
+    it->second.insert(c.base.v6, 0);
+  }
+}
+
+std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, const StakePlan& plan,
+                                                            unsigned workers) {
+  auto snap = std::make_shared<PolicySnapshot>();
+  snap->workers = workers;
+  std::map<std::vector<uint16_t>, uint16_t> set_index;
+  size_t v4_count = 0, v6_count = 0;
+  for (const auto& s : plan.sources)
+    for (const auto& a : s.addrs) (a.is_v4 ? v4_count : v6_count)++;
+  snap->v4_.reserve(v4_count);
+  snap->v6_.reserve(v6_count);
+
+  snap->sources_.reserve(plan.sources.size());
+  for (uint32_t slot = 0; slot < plan.sources.size(); ++slot) {
+    const SourcePlan& s = plan.sources[slot];
+    SourcePolicy p;
+    p.cls = class_of(s.role);
+    p.pps = params(s.rate_pps, s.burst_pkts, workers);
+    if (s.rate_bps > 0) p.bps = params(s.rate_bps / 8, s.burst_bytes, workers);
+    if (s.blocked) p.flags |= SourcePolicy::kBlocked;
+    if (s.ejected) p.flags |= SourcePolicy::kEjected;
+    if (!s.all_ports) {
+      auto [it, fresh] = set_index.emplace(s.ports, static_cast<uint16_t>(snap->port_sets_.size()));
+      if (fresh) snap->port_sets_.push_back(bitmap(s.ports));
+      p.port_set = it->second;
+    }
+    snap->sources_.push_back(p);
+    for (const IpAddr& a : s.addrs) {
+      if (a.is_v4) snap->v4_.insert(a.v4, slot);
+      else snap->v6_.insert(a.v6, slot);
+    }
+  }
+  snap->unregistered_ports_ = bitmap(cfg.unregistered.ports);
+  for (const auto& b : cfg.blocklist)
+    if (b.cidr) snap->blocklist_.add(*b.cidr);
+
+  const UnregisteredPlan& u = plan.unregistered;
+  snap->unregistered_pool_pps = params(u.pool_pps, u.pool_burst, workers);
+  if (u.pool_bps > 0) snap->unregistered_pool_bps = params(u.pool_bps / 8, u.pool_burst_bytes, workers);
+  snap->unregistered_source_pps = params(u.per_source_pps, u.per_source_burst, workers);
+  return snap;
+}
+
+}  // namespace stakegate

@@ -1,0 +1,134 @@
+#include "stakegate/report/counters.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace stakegate {
+
+void Totals::add(const Worker& w) {
+  const WorkerCounters& x = w.counters();
+  for (int d = 0; d < kDirectionCount; ++d)
+    for (int k = 0; k < kTrafficClassCount; ++k)
+      for (int v = 0; v < kVerdictCount; ++v) {
+        c.packets[d][k][v] += x.packets[d][k][v];
+        c.bytes[d][k][v] += x.bytes[d][k][v];
+      }
+  c.unregistered_evictions += x.unregistered_evictions;
+  c.non_first_fragments += x.non_first_fragments;
+  size_t n = w.snapshot().source_count();
+  if (sources.size() < n) sources.resize(n);
+  for (uint32_t s = 0; s < n; ++s) {
+    const NodeMeter& m = w.meter(s);
+    sources[s].passed += m.passed;
+    sources[s].blocklisted += m.dropped_blocklisted;
+    sources[s].ejected += m.dropped_ejected;
+    sources[s].port_denied += m.dropped_port_denied;
+    sources[s].over_rate += m.dropped_over_rate;
+  }
+}
+
+uint64_t Totals::packets(Direction d) const {
+  uint64_t sum = 0;
+  for (int k = 0; k < kTrafficClassCount; ++k)
+    for (int v = 0; v < kVerdictCount; ++v) sum += c.packets[static_cast<int>(d)][k][v];
+  return sum;
+}
+
+uint64_t Totals::drops(Verdict v) const {
+  uint64_t sum = 0;
+  for (int k = 0; k < kTrafficClassCount; ++k) sum += count(Direction::kOutside, static_cast<TrafficClass>(k), v);
+  return sum;
+}
+
+nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nodes, const StakePlan& plan) {
+  using json = nlohmann::json;
+  json r;
+  json dirs = json::object();
+  json reasons = json::object();
+  for (int v = 1; v < kVerdictCount; ++v) reasons[std::string(verdict_name(static_cast<Verdict>(v)))] = t.drops(static_cast<Verdict>(v));
+  for (int d = 0; d < kDirectionCount; ++d) {
+    json classes = json::object();
+    for (int k = 0; k < kTrafficClassCount; ++k) {
+      json verdicts = json::object(), bytes = json::object();
+      for (int v = 0; v < kVerdictCount; ++v) {
+        if (!t.c.packets[d][k][v]) continue;
+        verdicts[std::string(verdict_name(static_cast<Verdict>(v)))] = t.c.packets[d][k][v];
+        bytes[std::string(verdict_name(static_cast<Verdict>(v)))] = t.c.bytes[d][k][v];
+      }
+      if (!verdicts.empty())
+        classes[std::string(class_name(static_cast<TrafficClass>(k)))] = {{"packets", verdicts}, {"bytes", bytes}};
+    }
+    dirs[std::string(direction_name(static_cast<Direction>(d)))] = classes;
+  }
+  uint64_t passed = 0;
+  for (int k = 0; k < kTrafficClassCount; ++k) passed += t.count(Direction::kOutside, static_cast<TrafficClass>(k), Verdict::kPass);
+  uint64_t outside = t.packets(Direction::kOutside);
+  r["totals"] = {{"outside", {{"packets", outside}, {"passed", passed}, {"dropped", outside - passed}}},
+                 {"inside", {{"packets", t.packets(Direction::kInside)}}}};
+  r["drops_by_reason"] = reasons;
+  r["by_direction"] = dirs;
+  r["unregistered_evictions"] = t.c.unregistered_evictions;
+  r["non_first_fragments"] = t.c.non_first_fragments;
+
+  json list = json::array();
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const NodeIdentity& n = nodes[i];
+    uint32_t slot = plan.nodes[i].source;
+    const SourcePlan& sp = plan.sources[slot];
+    SourceTotals st = slot < t.sources.size() ? t.sources[slot] : SourceTotals{};
+    json ips = json::array();
+    for (const auto& ip : n.ips) ips.push_back(ip.to_string());
+    json e = {{"node_id", n.node_id},
+              {"role", std::string(role_name(n.role))},
+              {"address", n.address},
+              {"ips", ips},
+              {"status", n.status},
+              {"weight", n.weight},
+              {"rate_pps", plan.nodes[i].rate_pps},
+              {"passed", st.passed},
+              {"dropped", {{"blocklisted", st.blocklisted}, {"ejected", st.ejected},
+                           {"port_denied", st.port_denied}, {"over_rate", st.over_rate}}}};
+    if (sp.nodes.size() > 1) {
+      // Nodes behind one address cannot be told apart: the counters are the address's.
+      json others = json::array();
+      for (size_t j : sp.nodes)
+        if (j != i) others.push_back(nodes[j].node_id);
+      e["address_shared_with"] = others;
+      e["shared_rate_pps"] = sp.rate_pps;
+    }
+    list.push_back(std::move(e));
+  }
+  r["nodes"] = list;
+  return r;
+}
+
+std::string role_table(const Totals& t) {
+  std::ostringstream o;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-13s %10s", "class", "passed");
+  o << line;
+  for (int v = 1; v < kVerdictCount; ++v) {
+    std::snprintf(line, sizeof line, " %*s", static_cast<int>(std::max<size_t>(9, verdict_name(static_cast<Verdict>(v)).size())),
+                  std::string(verdict_name(static_cast<Verdict>(v))).c_str());
+    o << line;
+  }
+  o << "\n";
+  for (int k = 0; k < kTrafficClassCount; ++k) {
+    auto cls = static_cast<TrafficClass>(k);
+    uint64_t any = 0;
+    for (int v = 0; v < kVerdictCount; ++v) any += t.count(Direction::kOutside, cls, static_cast<Verdict>(v));
+    if (!any) continue;
+    std::snprintf(line, sizeof line, "%-13s %10llu", std::string(class_name(cls)).c_str(),
+                  static_cast<unsigned long long>(t.count(Direction::kOutside, cls, Verdict::kPass)));
+    o << line;
+    for (int v = 1; v < kVerdictCount; ++v) {
+      std::snprintf(line, sizeof line, " %*llu", static_cast<int>(std::max<size_t>(9, verdict_name(static_cast<Verdict>(v)).size())),
+                    static_cast<unsigned long long>(t.count(Direction::kOutside, cls, static_cast<Verdict>(v))));
+      o << line;
+    }
+    o << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace stakegate

@@ -1,0 +1,46 @@
+#include <gtest/gtest.h>
+
+#include "stakegate/net/address.h"
+
+using namespace stakegate;
+
+TEST(Address, ParsesCidrs) {
+  auto c = parse_cidr("198.51.100.0/24");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->contains(*parse_ip("198.51.100.77")));
+  EXPECT_FALSE(c->contains(*parse_ip("198.51.101.1")));
+  EXPECT_FALSE(c->contains(*parse_ip("2001:2::1")));
+  auto h = parse_cidr("2001:2::5");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->prefix_len, 128);
+  auto z = parse_cidr("0.0.0.0/0");
+  ASSERT_TRUE(z);
+  EXPECT_TRUE(z->contains(*parse_ip("203.0.113.9")));
+}
+
+TEST(Address, RefusesBadCidrs) {
+  std::string why;
+  EXPECT_FALSE(parse_cidr("198.51.100.0/33", &why));
+  EXPECT_EQ(why, "prefix length must be 0..32");
+  EXPECT_FALSE(parse_cidr("198.51.100.1/24", &why));
+  EXPECT_EQ(why, "address has bits set beyond the prefix length");
+  EXPECT_FALSE(parse_cidr("198.51.100/24", &why));
+  EXPECT_FALSE(parse_cidr("2001:2::/129", &why));
+  EXPECT_FALSE(parse_cidr("10.0.0.0/x", &why));
+  EXPECT_FALSE(parse_cidr("", &why));
+}
+
+TEST(Address, SplitsHostPort) {
+  std::string h;
+  uint16_t p = 0;
+  EXPECT_TRUE(split_host_port("consensus-001.example.net:3569", h, p));
+  EXPECT_EQ(h, "consensus-001.example.net");
+  EXPECT_EQ(p, 3569);
+  EXPECT_TRUE(split_host_port("[2001:2::1]:9000", h, p));
+  EXPECT_EQ(h, "2001:2::1");
+  EXPECT_FALSE(split_host_port("2001:2::1:9000", h, p));  // bare IPv6 is ambiguous
+  EXPECT_FALSE(split_host_port("host", h, p));
+  EXPECT_FALSE(split_host_port("host:0", h, p));
+  EXPECT_FALSE(split_host_port("host:65536", h, p));
+  EXPECT_FALSE(split_host_port(":3569", h, p));
+}

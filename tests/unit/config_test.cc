@@ -1,0 +1,114 @@
+// Every refusal names the file, the key path and the problem.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "stakegate/config/config.h"
+#include "test_util.h"
+
+using namespace stakegate;
+using stakegate::testing::base_config;
+using ::testing::HasSubstr;
+
+namespace {
+
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_config(yaml, "config/x.yaml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+  auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  return s.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+TEST(Config, AcceptsTheBaseConfig) {
+  Config c = parse_config(base_config(), "config/x.yaml");
+  EXPECT_EQ(c.capacity_pps, 100000);
+  EXPECT_EQ(c.identity.inline_nodes.size(), 3u);
+  EXPECT_EQ(c.roles[static_cast<int>(Role::kConsensus)].burst_ms, 100u);  // default
+  EXPECT_EQ(c.unregistered.burst_ms, 100u);
+  EXPECT_TRUE(c.roles[static_cast<int>(Role::kAccess)].configured);
+  EXPECT_FALSE(c.roles[static_cast<int>(Role::kExecution)].configured);
+  EXPECT_EQ(c.dataplane.workers, 1u);
+}
+
+TEST(Config, ShareOutOfRange) {
+  EXPECT_THAT(error_of(replace(base_config(), "share: 0.5", "share: 1.7")),
+              HasSubstr("config/x.yaml: roles.consensus.share: must be between 0 and 1, got 1.7"));
+}
+
+TEST(Config, SharesSummingOverOne) {
+  EXPECT_THAT(error_of(replace(base_config(), "share: 0.2", "share: 0.6")),
+              HasSubstr("config/x.yaml: roles: shares sum to 1.15"));
+}
+
+TEST(Config, UnknownRole) {
+  EXPECT_THAT(error_of(base_config("  validator: {share: 0.1}\n")),
+              HasSubstr("config/x.yaml: roles.validator: unknown key (expected one of: collection, consensus"));
+}
+
+TEST(Config, UnknownKeys) {
+  EXPECT_THAT(error_of(replace(base_config(), "min_pps: 100, ports: [3569]}", "min_pps: 100, burstms: 5}")),
+              HasSubstr("config/x.yaml: roles.consensus.burstms: unknown key"));
+  EXPECT_THAT(error_of(base_config("", "colour: blue\n")), HasSubstr("config/x.yaml: colour: unknown key"));
+}
+
+TEST(Config, BadCidr) {
+  EXPECT_THAT(error_of(base_config("", "blocklist: [{cidr: 198.51.100.0/33}]\n")),
+              HasSubstr("config/x.yaml: blocklist[0].cidr: bad CIDR '198.51.100.0/33': prefix length must be 0..32"));
+  EXPECT_THAT(error_of(base_config("", "blocklist: [{cidr: 300.1.1.1/32}]\n")),
+              HasSubstr("blocklist[0].cidr: bad CIDR '300.1.1.1/32': not an IPv4 or IPv6 address"));
+  EXPECT_THAT(error_of(base_config("", "blocklist: [{node_id: abc}]\n")),
+              HasSubstr("blocklist[0].node_id: must be 64 hex characters"));
+}
+
+TEST(Config, BadPorts) {
+  EXPECT_THAT(error_of(replace(base_config(), "ports: [3569]}", "ports: [70000]}")),
+              HasSubstr("config/x.yaml: roles.consensus.ports[0]: must be a port number between 1 and 65535, got '70000'"));
+  EXPECT_THAT(error_of(replace(base_config(), "ports: [9000]}", "ports: [0]}")),
+              HasSubstr("unregistered.ports[0]: must be a port number"));
+  EXPECT_THAT(error_of(replace(base_config(), "ports: [3569]}", "ports: [3569, 3569]}")),
+              HasSubstr("roles.consensus.ports: port 3569 is listed twice"));
+}
+
+TEST(Config, MissingSectionsAndFiles) {
+  EXPECT_THAT(error_of(replace(base_config(), "capacity: {pps: 100000}\n", "")),
+              HasSubstr("config/x.yaml: capacity: missing section"));
+  stakegate::testing::TempDir dir;
+  try {
+    load_config(dir.path() + "/nope.yaml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("nope.yaml: cannot open: No such file or directory"));
+  }
+}
+
+TEST(Config, BadValues) {
+  EXPECT_THAT(error_of(replace(base_config(), "pps: 100000", "pps: lots")),
+              HasSubstr("capacity.pps: must be a number, got 'lots'"));
+  EXPECT_THAT(error_of(replace(base_config(), "role: access", "role: validator")),
+              HasSubstr("identity.nodes[2].role: unknown role 'validator'"));
+  EXPECT_THAT(error_of(replace(base_config(), "198.18.1.1:3569", "198.18.1.1")),
+              HasSubstr("identity.nodes[0].address: must be host:port"));
+  EXPECT_THAT(error_of(replace(base_config(), "{vdev: \"net_null1\"}", "{vdev: \"net_null0\"}")),
+              HasSubstr("dataplane.inside: must be a different device than outside"));
+  EXPECT_THAT(error_of(replace(base_config(), "{vdev: \"net_null1\"}", "{}")),
+              HasSubstr("dataplane.inside: needs exactly one of vdev or pci"));
+  EXPECT_THAT(error_of("dataplane: [\n"), HasSubstr("config/x.yaml: not valid YAML"));
+}
+
+TEST(Config, RelativeIdentityPathsFollowTheConfigFile) {
+  std::string y = replace(base_config(), base_config().substr(base_config().find("identity:"),
+                                                              base_config().find("roles:") - base_config().find("identity:")),
+                          "identity: {flow_node_infos: ids/node-infos.pub.json, stake_file: /abs/stakes.json}\n");
+  Config c = parse_config(y, "/etc/stakegate/stakegate.yaml");
+  EXPECT_EQ(c.identity.path, "/etc/stakegate/ids/node-infos.pub.json");
+  EXPECT_EQ(c.identity.stake_file, "/abs/stakes.json");
+}

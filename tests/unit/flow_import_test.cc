@@ -1,0 +1,149 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "stakegate/config/policy.h"
+#include "stakegate/identity/flow_import.h"
+#include "test_util.h"
+
+using namespace stakegate;
+using ::testing::HasSubstr;
+
+namespace {
+const std::string kExamples = STAKEGATE_EXAMPLES;
+const std::string kHosts = R"(  hosts:
+    consensus-001.example-operator.net: 198.18.0.10
+    access-007.example-operator.net: "2001:2::7"
+)";
+
+std::string config_for(const std::string& identity_line) {
+  return R"(dataplane:
+  outside: {vdev: "net_null0"}
+  inside: {vdev: "net_null1"}
+capacity: {pps: 100000}
+identity:
+  )" + identity_line + "\n" + kHosts + R"(roles:
+  consensus: {share: 0.3}
+  collection: {share: 0.2}
+  access: {share: 0.1, ports: [3569, 9000]}
+)";
+}
+}  // namespace
+
+TEST(FlowImport, NodeInfosExample) {
+  auto nodes = parse_flow_node_infos(read_file(kExamples + "/node-infos.pub.json", "t", "k"), "node-infos.pub.json");
+  ASSERT_EQ(nodes.size(), 3u);
+  EXPECT_EQ(nodes[0].role, Role::kConsensus);
+  EXPECT_EQ(nodes[0].host, "consensus-001.example-operator.net");
+  EXPECT_EQ(nodes[0].port, 3569);
+  EXPECT_EQ(nodes[0].node_id, "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6");
+  EXPECT_EQ(nodes[0].weight, 100);
+  EXPECT_EQ(nodes[1].address, "203.0.113.10:3569");
+  EXPECT_THAT(nodes[1].network_key, ::testing::StartsWith("87a218215a20cc8f"));
+}
+
+TEST(FlowImport, SnapshotExampleDecodesBase64KeysToTheSameHex) {
+  auto infos = parse_flow_node_infos(read_file(kExamples + "/node-infos.pub.json", "t", "k"), "a");
+  auto snap = parse_flow_snapshot(read_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k"), "b");
+  ASSERT_EQ(snap.size(), 3u);
+  for (const auto& s : snap) {
+    auto it = std::find_if(infos.begin(), infos.end(), [&](auto& n) { return n.node_id == s.node_id; });
+    ASSERT_NE(it, infos.end());
+    EXPECT_EQ(s.role, it->role);
+    EXPECT_EQ(s.address, it->address);
+    EXPECT_EQ(s.network_key, it->network_key);
+    EXPECT_EQ(s.staking_key, it->staking_key);
+    EXPECT_EQ(s.status, "active");
+  }
+}
+
+TEST(FlowImport, SnapshotHonoursEjected) {
+  std::string text = read_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k");
+  const std::string active = "EpochParticipationStatusActive";
+  auto last = text.rfind(active);
+  text.replace(last, active.size(), "EpochParticipationStatusEjected");
+  auto snap = parse_flow_snapshot(text, "s.json");
+  EXPECT_EQ(std::count_if(snap.begin(), snap.end(), [](auto& n) { return n.ejected; }), 1);
+  text.replace(last, std::string("EpochParticipationStatusEjected").size(), "Sleeping");
+  EXPECT_THAT([&] { try { parse_flow_snapshot(text, "s.json"); } catch (const ConfigError& e) { return std::string(e.what()); } return std::string(); }(),
+              HasSubstr("ParticipationStatus: unknown status 'Sleeping'"));
+}
+
+TEST(FlowImport, BothExamplesLoadThroughAConfigWithStakeOverride) {
+  stakegate::testing::TempDir dir;
+  std::string stakes = dir.file("stakes.json", R"({"79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6": 300,
+  "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff": 5})");
+  for (std::string id : {"flow_node_infos: " + kExamples + "/node-infos.pub.json",
+                         "flow_snapshot: " + kExamples + "/root-protocol-state-snapshot.excerpt.json"}) {
+    std::string cfg = dir.file("c.yaml", config_for(id + "\n  stake_file: stakes.json"));
+    LoadedPolicy p = load_policy(cfg);
+    ASSERT_EQ(p.nodes.size(), 3u);
+    for (const auto& n : p.nodes) {
+      ASSERT_EQ(n.ips.size(), 1u) << n.address;
+      if (n.role == Role::kConsensus) { EXPECT_EQ(n.weight, 300); EXPECT_EQ(n.ips[0], *parse_ip("198.18.0.10")); }
+      if (n.role == Role::kAccess) EXPECT_EQ(n.ips[0], *parse_ip("2001:2::7"));
+      if (n.role == Role::kCollection) EXPECT_EQ(n.ips[0], *parse_ip("203.0.113.10"));
+    }
+    ASSERT_EQ(p.warnings.size(), 1u);  // the stake for an unknown node is reported, not applied
+    EXPECT_THAT(p.warnings[0], HasSubstr("ffffffff"));
+  }
+}
+
+TEST(FlowImport, UnresolvableHostNamesTheNode) {
+  stakegate::testing::TempDir dir;
+  std::string infos = dir.file("n.json", R"([{"Role": "consensus", "Address": "no-such-host.invalid:3569",
+    "NodeID": "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6", "Weight": 100}])");
+  std::string cfg = dir.file("c.yaml", config_for("flow_node_infos: n.json"));
+  try {
+    load_policy(cfg);
+    FAIL() << "accepted an unresolvable host";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("node 79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6"));
+    EXPECT_THAT(e.what(), HasSubstr("'no-such-host.invalid' does not resolve"));
+  }
+}
+
+TEST(FlowImport, DnsNamesResolveAtLoadTime) {
+  std::vector<NodeIdentity> nodes(1);
+  nodes[0].node_id = std::string(64, 'a');
+  nodes[0].host = "localhost";
+  resolve_identities(nodes, {}, "f");
+  ASSERT_FALSE(nodes[0].ips.empty());
+  EXPECT_TRUE(nodes[0].ips[0] == *parse_ip("127.0.0.1") || nodes[0].ips[0] == *parse_ip("::1"));
+}
+
+TEST(FlowImport, RefusesDuplicates) {
+  stakegate::testing::TempDir dir;
+  const std::string a = R"({"Role": "consensus", "Address": "198.18.0.1:3569", "NodeID": "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6", "Weight": 100})";
+  const std::string b_same_addr = R"({"Role": "execution", "Address": "198.18.0.1:3569", "NodeID": "083fdd06d4a4a560001a3f6576689db323399775198bfd2b75d3345723f0d979", "Weight": 100})";
+  auto err = [&](const std::string& json) {
+    dir.file("n.json", json);
+    try { load_policy(dir.file("c.yaml", config_for("flow_node_infos: n.json"))); } catch (const ConfigError& e) { return std::string(e.what()); }
+    return std::string("(accepted)");
+  };
+  EXPECT_THAT(err("[" + a + "," + a + "]"), HasSubstr("n.json: NodeID 79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6 appears twice"));
+  EXPECT_THAT(err("[" + a + "," + b_same_addr + "]"),
+              HasSubstr("nodes 79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6 and "
+                        "083fdd06d4a4a560001a3f6576689db323399775198bfd2b75d3345723f0d979 share the address 198.18.0.1:3569"));
+}
+
+TEST(FlowImport, NamesTheBadElement) {
+  auto err = [](const std::string& json) {
+    try { parse_flow_node_infos(json, "n.json"); } catch (const ConfigError& e) { return std::string(e.what()); }
+    return std::string("(accepted)");
+  };
+  EXPECT_THAT(err("{}"), HasSubstr("n.json: must be a JSON array"));
+  EXPECT_THAT(err("[{\"Role\": \"consensus\"}]"), HasSubstr("n.json: [0]: missing key 'NodeID'"));
+  EXPECT_THAT(err(R"([{"Role": "miner", "Address": "a:1", "NodeID": "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6", "Weight": 1}])"),
+              HasSubstr("[0].Role: unknown role 'miner'"));
+  EXPECT_THAT(err(R"([{"Role": "consensus", "Address": "a:1", "NodeID": "79a7", "Weight": 1}])"),
+              HasSubstr("[0].NodeID: must be 64 hex characters"));
+  EXPECT_THAT(err(R"([{"Role": "consensus", "Address": "a:1", "NodeID": "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6", "Weight": -1}])"),
+              HasSubstr("[0].Weight: must be a number >= 0"));
+  EXPECT_THAT(err("[1,"), HasSubstr("n.json: not valid JSON"));
+  try { parse_flow_snapshot("{}", "s.json"); FAIL(); } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("s.json: SealingSegment.ProtocolStateEntries: missing"));
+  }
+  try { parse_stake_file(R"({"79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6": "lots"})", "w.json"); FAIL(); } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("w.json: 79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6: stake must be a number"));
+  }
+}

@@ -1,0 +1,190 @@
+// The verdict order of DESIGN.md, end to end through Worker::process_outside, with time
+// injected: every row of the order is provoked and checked, including counters.
+#include <gtest/gtest.h>
+
+#include "packet_builder.h"
+#include "stakegate/config/config.h"
+#include "stakegate/identity/flow_import.h"
+#include "stakegate/pipeline/worker.h"
+#include "stakegate/policy/stake_plan.h"
+#include "test_util.h"
+
+using namespace stakegate;
+using stakegate::testing::build_frame;
+using stakegate::testing::FrameSpec;
+
+namespace {
+
+constexpr uint64_t kMs = 1'000'000;
+const std::string kEjected = "aa00000000000000000000000000000000000000000000000000000000000009";
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { load(""); }
+
+  void load(const std::string& tail, unsigned table = 1024) {
+    std::string y = stakegate::testing::base_config("", tail);
+    // An ejected consensus node, expressed inline.
+    y.insert(y.find("roles:"), "    - {node_id: \"" + kEjected + "\", role: consensus, address: \"198.18.1.9:3569\", ejected: true}\n");
+    cfg_ = parse_config(y, "w.yaml");
+    nodes_ = cfg_.identity.inline_nodes;
+    resolve_identities(nodes_, {}, "w.yaml");
+    plan_ = make_stake_plan(cfg_, nodes_);
+    worker_ = std::make_unique<Worker>(table);
+    worker_->bind(PolicySnapshot::build(cfg_, plan_, 1));
+  }
+
+  Verdict send(const FrameSpec& f, uint64_t now) {
+    auto b = build_frame(f);
+    PacketView v{b.data(), static_cast<uint32_t>(b.size())};
+    Verdict out;
+    worker_->process_outside(&v, 1, now, &out);
+    return out;
+  }
+  static FrameSpec from(const char* src, uint16_t port = 3569, uint8_t proto = 6) {
+    FrameSpec f;
+    f.src = *parse_ip(src);
+    f.dst = f.src.is_v4 ? *parse_ip("198.18.255.1") : *parse_ip("2001:2::ff");
+    f.dst_port = port;
+    f.proto = proto;
+    return f;
+  }
+  uint64_t count(TrafficClass c, Verdict v) const { return worker_->counters().packets[0][static_cast<int>(c)][static_cast<int>(v)]; }
+
+  Config cfg_;
+  std::vector<NodeIdentity> nodes_;
+  StakePlan plan_;
+  std::unique_ptr<Worker> worker_;
+};
+
+}  // namespace
+
+TEST_F(WorkerTest, NonIpPassesAsL2) {
+  auto arp = stakegate::testing::build_arp(*parse_ip("198.18.0.1"), *parse_ip("198.18.0.2"));
+  PacketView v{arp.data(), static_cast<uint32_t>(arp.size())};
+  Verdict out;
+  worker_->process_outside(&v, 1, 0, &out);
+  EXPECT_EQ(out, Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kL2, Verdict::kPass), 1u);
+}
+
+TEST_F(WorkerTest, MalformedBeforeEverythingElse) {
+  auto b = build_frame(from("198.18.1.1"));
+  b[14] = 0x45 + 0x10;  // version 5
+  PacketView v{b.data(), static_cast<uint32_t>(b.size())};
+  Verdict out;
+  worker_->process_outside(&v, 1, 0, &out);
+  EXPECT_EQ(out, Verdict::kMalformed);
+  EXPECT_EQ(count(TrafficClass::kNone, Verdict::kMalformed), 1u);
+}
+
+TEST_F(WorkerTest, StakedNodePassesWithinBurstThenOverRate) {
+  // 198.18.1.1: 12500 pps, burst 1250.
+  int passed = 0;
+  for (int i = 0; i < 2000; ++i) passed += send(from("198.18.1.1"), 0) == Verdict::kPass;
+  EXPECT_EQ(passed, 1250);
+  EXPECT_EQ(count(TrafficClass::kConsensus, Verdict::kOverRate), 750u);
+  EXPECT_EQ(send(from("198.18.1.1"), 1 * kMs), Verdict::kPass);  // 12.5 tokens later
+  const NodeMeter& m = worker_->meter(plan_.nodes[0].source);
+  EXPECT_EQ(m.passed, 1251u);
+  EXPECT_EQ(m.dropped_over_rate, 750u);
+}
+
+TEST_F(WorkerTest, PortDeniedForTheRoleButOtherRolesPortsWork) {
+  EXPECT_EQ(send(from("198.18.1.1", 9000), 0), Verdict::kPortDenied);
+  EXPECT_EQ(send(from("198.18.1.1", 3569, 1), 0), Verdict::kPortDenied);  // ICMP: no port, role lists ports
+  EXPECT_EQ(send(from("2001:2::3", 9000), 0), Verdict::kPass);             // access allows 9000, over IPv6
+  EXPECT_EQ(send(from("2001:2::3", 22), 0), Verdict::kPortDenied);
+  FrameSpec frag = from("198.18.1.1", 0);
+  frag.frag_offset = 100;  // non-first fragment: policed by source, no port to check
+  EXPECT_EQ(send(frag, 0), Verdict::kPass);
+}
+
+TEST_F(WorkerTest, EjectedNodeDropsEvenOnAllowedPort) {
+  EXPECT_EQ(send(from("198.18.1.9"), 0), Verdict::kEjected);
+  EXPECT_EQ(count(TrafficClass::kConsensus, Verdict::kEjected), 1u);
+}
+
+TEST_F(WorkerTest, BlocklistComesBeforeNodeChecksAndCoversUnknownSources) {
+  load("blocklist:\n  - {cidr: 198.18.1.0/30}\n  - {node_id: \"" + kEjected + "\"}\n  - {cidr: \"2001:db8::/32\"}\n");
+  EXPECT_EQ(send(from("198.18.1.1"), 0), Verdict::kBlocklisted);  // a node inside the CIDR
+  EXPECT_EQ(send(from("198.18.1.9"), 0), Verdict::kBlocklisted);  // ejected, but blocklisted first
+  EXPECT_EQ(send(from("198.18.1.2"), 0), Verdict::kBlocklisted);
+  EXPECT_EQ(send(from("198.18.1.3", 9000), 0), Verdict::kBlocklisted);  // unknown source in the CIDR
+  EXPECT_EQ(send(from("2001:db8::77", 9000), 0), Verdict::kBlocklisted);
+  EXPECT_EQ(send(from("198.18.1.4", 9000), 0), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kBlocklisted), 2u);
+}
+
+TEST_F(WorkerTest, UnregisteredOnlyReachPublicPorts) {
+  EXPECT_EQ(send(from("198.19.0.1", 3569), 0), Verdict::kUnregistered);
+  EXPECT_EQ(send(from("198.19.0.1", 3569, 17), 0), Verdict::kUnregistered);
+  EXPECT_EQ(send(from("198.19.0.1", 0, 1), 0), Verdict::kUnregistered);  // ICMP has no port
+  FrameSpec frag = from("198.19.0.1", 9000);
+  frag.frag_offset = 10;
+  EXPECT_EQ(send(frag, 0), Verdict::kUnregistered);  // cannot show it goes to a public port
+  EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kPass);
+}
+
+TEST_F(WorkerTest, UnregisteredPerSourceBucket) {
+  // per_source_pps 10, burst 100 ms -> 1 packet.
+  EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kPass);
+  EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(send(from("198.19.0.2", 9000), 0), Verdict::kPass);  // another source has its own bucket
+  EXPECT_EQ(send(from("198.19.0.1", 9000), 100 * kMs), Verdict::kPass);
+}
+
+TEST_F(WorkerTest, UnregisteredSharedPoolCapsTheTotal) {
+  // Pool: 5% of 100k = 5000 pps, burst 500. 2000 distinct sources x 1 packet at t=0.
+  int passed = 0;
+  for (uint32_t s = 0; s < 2000; ++s) {
+    FrameSpec f = from("198.19.0.0", 9000);
+    f.src = IpAddr::from_v4(0xC6130000 + s);
+    passed += send(f, 0) == Verdict::kPass;
+  }
+  EXPECT_EQ(passed, 500);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kUnregisteredOverRate), 1500u);
+}
+
+TEST_F(WorkerTest, FullUnregisteredTableRecyclesTheOldestSource) {
+  load("", 64);  // 16 sets x 4 ways
+  for (uint32_t s = 0; s < 64 * 8; ++s) {
+    FrameSpec f = from("198.19.0.0", 9000);
+    f.src = IpAddr::from_v4(0xC6140000 + s);
+    send(f, s * kMs);
+  }
+  EXPECT_EQ(send(from("198.19.9.9", 9000), 10'000 * kMs), Verdict::kPass);
+  // Sources that were active (not refilled) when recycled are counted.
+  EXPECT_GT(worker_->counters().unregistered_evictions, 0u);
+}
+
+TEST_F(WorkerTest, VlanTaggedTrafficIsClassifiedLikeUntagged) {
+  FrameSpec f = from("198.18.1.1");
+  f.vlans = {200, 100};
+  EXPECT_EQ(send(f, 0), Verdict::kPass);
+  f.dst_port = 22;
+  EXPECT_EQ(send(f, 0), Verdict::kPortDenied);
+}
+
+TEST_F(WorkerTest, ByteBucketLimitsLargeFrames) {
+  load("");
+  // 10 MB/s in all; consensus 0.5 -> node 1 (a quarter of the weight): 1.25 MB/s, 125 kB burst.
+  // (Above the floor of min_pps full-size frames: 100 x 1538 B/s.)
+  cfg_.capacity_bps = 80'000'000;
+  plan_ = make_stake_plan(cfg_, nodes_);
+  worker_ = std::make_unique<Worker>(1024);
+  worker_->bind(PolicySnapshot::build(cfg_, plan_, 1));
+  FrameSpec f = from("198.18.1.1");
+  f.frame_size = 1500;
+  int passed = 0;
+  for (int i = 0; i < 200; ++i) passed += send(f, 0) == Verdict::kPass;
+  EXPECT_EQ(passed, 125000 / 1500);  // pps alone would allow 1250
+}
+
+TEST_F(WorkerTest, RatesAreSplitAcrossWorkers) {
+  worker_ = std::make_unique<Worker>(1024);
+  worker_->bind(PolicySnapshot::build(cfg_, plan_, 2));
+  int passed = 0;
+  for (int i = 0; i < 2000; ++i) passed += send(from("198.18.1.1"), 0) == Verdict::kPass;
+  EXPECT_EQ(passed, 625);
+}
