@@ -8,7 +8,9 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -108,7 +110,27 @@ std::vector<std::string> eal_args(const Config& cfg) {
   }
   // A unique prefix lets several gateways (and tests) run side by side without hugepage files clashing.
   if (!prefix) { a.push_back("--file-prefix"); a.push_back("stakegate-" + std::to_string(getpid())); }
-  if (!cores) { a.push_back("-l"); a.push_back("0-" + std::to_string(cfg.dataplane.workers)); }
+  if (!cores) {
+    // lcore 0 (control) on the first allowed CPU, workers on the others; with fewer
+    // CPUs than lcores, workers share (and say so) rather than refuse to start.
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> cpus;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) cpus.push_back(c);
+    if (cpus.empty()) cpus.push_back(0);
+    std::string map = "0@" + std::to_string(cpus[0]);
+    for (unsigned w = 1; w <= cfg.dataplane.workers; ++w) {
+      int cpu = cpus.size() > 1 ? cpus[1 + (w - 1) % (cpus.size() - 1)] : cpus[0];
+      map += "," + std::to_string(w) + "@" + std::to_string(cpu);
+    }
+    if (cfg.dataplane.workers + 1 > cpus.size())
+      spdlog::warn("{} worker(s) + 1 control lcore on {} CPU(s): lcores share CPUs ({})", cfg.dataplane.workers,
+                   cpus.size(), map);
+    a.push_back("--lcores");
+    a.push_back(map);
+  }
   for (const PortSpec* p : {&cfg.dataplane.outside, &cfg.dataplane.inside}) {
     if (!p->vdev.empty()) { a.push_back("--vdev"); a.push_back(p->vdev); }
     else { a.push_back("-a"); a.push_back(p->pci); }
@@ -181,6 +203,7 @@ std::string summary(const Totals& t, uint64_t tx_dropped) {
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("stakegate"));  // stdout carries results only
   std::map<std::string, std::string> flags;
   LoadedPolicy p;
   try {

@@ -205,13 +205,17 @@ Config parse_config(const std::string& text, const std::string& file) {
   }
   parts << "unregistered " << c.unregistered.share;
   if (sum > 1.0 + 1e-9)
-    throw ConfigError(file, "roles", "shares sum to " + std::to_string(sum).substr(0, 6) + " (" + parts.str() +
-                                         "), must be at most 1");
+  {
+    std::ostringstream total;
+    total << sum;
+    throw ConfigError(file, "roles", "shares sum to " + total.str() + " (" + parts.str() + "), must be at most 1");
+  }
 
   if (r.has("blocklist")) read_blocklist(r.child("blocklist"), c.blocklist);
 
   if (r.has("scoring")) {
     auto s = r.child("scoring");
+    c.scoring_configured = true;
     s.expect_map({"graylist", "penalty_factor", "half_life_s"});
     if (s.has("graylist")) c.scoring.graylist = s.child("graylist").number(-1e12, 0);
     if (s.has("penalty_factor")) c.scoring.penalty_factor = s.child("penalty_factor").number(0, 1);

@@ -81,6 +81,7 @@ struct Config {
   UnregisteredQos unregistered;
   std::vector<BlockEntry> blocklist;
   ScoringConfig scoring;
+  bool scoring_configured = false;
   ControlConfig control;
 };
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package stakegate needs to build, run and test. Idempotent:
+# packages already present are not touched, and apt is only called when one is missing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config meson ninja-build python3
+  libdpdk-dev dpdk                       # DPDK 22.11: libraries, PMDs (net_pcap, net_null, ...)
+  libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcap-dev
+  libgtest-dev libgmock-dev googletest
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+echo "setup: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, builds, runs the unit and integration suites,
+# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+STAKEGATE_BUILD_DIR=build scripts/build.sh
+meson test -C build --print-errorlogs
+
+# Sanitizer build: the core library and unit tests (no EAL needed), debug + ASan/UBSan.
+san=build-sanitize
+[ -f "$san/build.ninja" ] || meson setup "$san" --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+unit_targets=$(meson introspect "$san" --tests | python3 -c 'import json,sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if "unit" in t["suite"]))')
+ninja -C "$san" $(for t in $unit_targets; do echo "tests/${t}_test"; done)
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+  meson test -C "$san" --suite unit --no-rebuild --print-errorlogs
