@@ -47,7 +47,7 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
     put16(f, l3 + 6, static_cast<uint16_t>((s.more_fragments ? 0x2000 : 0) | s.frag_offset));
     for (int i = 0; i < 4; ++i) f[l3 + 12 + i] = static_cast<uint8_t>(s.src.v4 >> (24 - 8 * i));
     for (int i = 0; i < 4; ++i) f[l3 + 16 + i] = static_cast<uint8_t>(s.dst.v4 >> (24 - 8 * i));
-    std::memcpy(f.data() + l3 + 20, s.ipv4_options.data(), s.ipv4_options.size());
+    if (!s.ipv4_options.empty()) std::memcpy(f.data() + l3 + 20, s.ipv4_options.data(), s.ipv4_options.size());
   } else {
     f.resize(l3 + 40, 0);
     f[l3] = 0x60;
