@@ -125,7 +125,7 @@ Verdict Worker::decide(const PacketView& p, uint64_t now_ns, TrafficClass& cls) 
   return police_unregistered(tag | 1, p.len, now_ns);
 }
 
-uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) {
+uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   auto& pk = counters_.packets[static_cast<int>(Direction::kOutside)];
   auto& by = counters_.bytes[static_cast<int>(Direction::kOutside)];
   for (uint16_t i = 0; i < n; ++i) {
@@ -139,7 +139,7 @@ uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t no
   return n;
 }
 
-void Worker::count_inside(const PacketView* pkts, uint16_t n) {
+void Worker::count_inside(const PacketView* pkts, uint16_t n) noexcept {
   // Traffic from the protected cluster is not classified: it is counted under `none`.
   constexpr int kDir = static_cast<int>(Direction::kInside), kCls = static_cast<int>(TrafficClass::kNone);
   for (uint16_t i = 0; i < n; ++i) {

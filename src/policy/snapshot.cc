@@ -25,25 +25,23 @@ PortBitmap bitmap(const std::vector<uint16_t>& ports) {
 
 }  // namespace
 
+// Inserts `key` into the table for `len`, creating it (longest prefixes first) if needed.
+template <typename Map, typename Key>
+static void add_prefix(std::vector<std::pair<uint8_t, Map>>& tables, uint8_t len, const Key& key) {
+  auto by_len = [&](auto& e) { return e.first == len; };
+  auto it = std::find_if(tables.begin(), tables.end(), by_len);
+  if (it == tables.end()) {
+    tables.emplace_back(len, Map{});
+    std::sort(tables.begin(), tables.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    it = std::find_if(tables.begin(), tables.end(), by_len);
+  }
+  it->second.insert(key, 0);
+}
+
 void CidrMatcher::add(const Cidr& c) {
   ++count_;
-  if (c.base.is_v4) {
-    auto it = std::find_if(v4_.begin(), v4_.end(), [&](auto& e) { return e.first == c.prefix_len; });
-    if (it == v4_.end()) {
-      v4_.emplace_back(c.prefix_len, V4Map{});
-      std::sort(v4_.begin(), v4_.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      it = std::find_if(v4_.begin(), v4_.end(), [&](auto& e) { return e.first == c.prefix_len; });
-    }
-    it->second.insert(c.base.v4, 0);
-  } else {
-    auto it = std::find_if(v6_.begin(), v6_.end(), [&](auto& e) { return e.first == c.prefix_len; });
-    if (it == v6_.end()) {
-      v6_.emplace_back(c.prefix_len, V6Map{});
-      std::sort(v6_.begin(), v6_.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      it = std::find_if(v6_.begin(), v6_.end(), [&](auto& e) { return e.first == c.prefix_len; });
-    }
-    it->second.insert(c.base.v6, 0);
-  }
+  if (c.base.is_v4) add_prefix(v4_, c.prefix_len, c.base.v4);
+  else add_prefix(v6_, c.prefix_len, c.base.v6);
 }
 
 std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, const StakePlan& plan,

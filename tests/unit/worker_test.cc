@@ -34,8 +34,8 @@ class WorkerTest : public ::testing::Test {
     worker_->bind(PolicySnapshot::build(cfg_, plan_, 1));
   }
 
-  Verdict send(const FrameSpec& f, uint64_t now) {
-    auto b = build_frame(f);
+  Verdict send(const FrameSpec& f, uint64_t now) { return send_raw(build_frame(f), now); }
+  Verdict send_raw(const std::vector<uint8_t>& b, uint64_t now) {
     PacketView v{b.data(), static_cast<uint32_t>(b.size())};
     Verdict out;
     worker_->process_outside(&v, 1, now, &out);
@@ -60,21 +60,14 @@ class WorkerTest : public ::testing::Test {
 }  // namespace
 
 TEST_F(WorkerTest, NonIpPassesAsL2) {
-  auto arp = stakegate::testing::build_arp(*parse_ip("198.18.0.1"), *parse_ip("198.18.0.2"));
-  PacketView v{arp.data(), static_cast<uint32_t>(arp.size())};
-  Verdict out;
-  worker_->process_outside(&v, 1, 0, &out);
-  EXPECT_EQ(out, Verdict::kPass);
+  EXPECT_EQ(send_raw(stakegate::testing::build_arp(*parse_ip("198.18.0.1"), *parse_ip("198.18.0.2")), 0), Verdict::kPass);
   EXPECT_EQ(count(TrafficClass::kL2, Verdict::kPass), 1u);
 }
 
 TEST_F(WorkerTest, MalformedBeforeEverythingElse) {
   auto b = build_frame(from("198.18.1.1"));
-  b[14] = 0x45 + 0x10;  // version 5
-  PacketView v{b.data(), static_cast<uint32_t>(b.size())};
-  Verdict out;
-  worker_->process_outside(&v, 1, 0, &out);
-  EXPECT_EQ(out, Verdict::kMalformed);
+  b[14] = 0x55;  // version 5
+  EXPECT_EQ(send_raw(b, 0), Verdict::kMalformed);
   EXPECT_EQ(count(TrafficClass::kNone, Verdict::kMalformed), 1u);
 }
 

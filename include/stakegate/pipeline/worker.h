@@ -46,9 +46,9 @@ class Worker {
   void bind(std::shared_ptr<const PolicySnapshot> snap);
 
   // Decides every frame from the outside port. Returns n; out[i] is frame i's verdict.
-  uint16_t process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out);
+  uint16_t process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
   // Counts frames from the inside port (they always pass).
-  void count_inside(const PacketView* pkts, uint16_t n);
+  void count_inside(const PacketView* pkts, uint16_t n) noexcept;
 
   const WorkerCounters& counters() const { return counters_; }
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
