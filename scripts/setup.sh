@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential pkg-config meson ninja-build python3
-  libdpdk-dev dpdk                       # DPDK 22.11: libraries, PMDs (net_pcap, net_null, ...)
+  libdpdk-dev dpdk dpdk-dev              # DPDK 22.11: libraries, PMDs (net_pcap, net_null, ...), dpdk-testpmd
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcap-dev
   libgtest-dev libgmock-dev googletest
 )

@@ -240,8 +240,9 @@ int cmd_run(const std::vector<std::string>& args) {
     if (rte_lcore_count() < nworkers + 1)
       throw std::runtime_error(fmt::format("{}: dataplane.workers: {} workers need {} lcores, EAL has {}", p.cfg.file,
                                            nworkers, nworkers + 1, rte_lcore_count()));
-    rte_mempool* pool = rte_pktmbuf_pool_create("stakegate_mbufs", p.cfg.dataplane.mbufs, 256, 0,
-                                                RTE_MBUF_DEFAULT_BUF_SIZE, static_cast<int>(rte_socket_id()));
+    rte_mempool* pool = rte_pktmbuf_pool_create(
+        "stakegate_mbufs", p.cfg.dataplane.mbufs, 256, 0,
+        static_cast<uint16_t>(p.cfg.dataplane.mbuf_data_room + RTE_PKTMBUF_HEADROOM), static_cast<int>(rte_socket_id()));
     if (!pool) throw std::runtime_error(std::string("mbuf pool: ") + rte_strerror(rte_errno));
     outside = setup_port(p.cfg, "outside", p.cfg.dataplane.outside, pool);
     inside = setup_port(p.cfg, "inside", p.cfg.dataplane.inside, pool);
@@ -267,7 +268,7 @@ int cmd_run(const std::vector<std::string>& args) {
 
     auto last_report = std::chrono::steady_clock::now();
     auto last_change = last_report;
-    uint64_t last_rx = 0;
+    uint64_t last_rx = 0, reported_rx = 0;
     const auto interval = std::chrono::duration<double>(p.cfg.dataplane.stats_interval_s);
     while (!g_stop.load()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -278,7 +279,10 @@ int cmd_run(const std::vector<std::string>& args) {
       if (now - last_report >= interval) {
         uint64_t txd = 0;
         for (const auto& c : ctxs) txd += relaxed(c.tx_dropped[0]) + relaxed(c.tx_dropped[1]);
-        spdlog::info("{}", summary(t, txd));
+        uint64_t out_rx = t.packets(Direction::kOutside);
+        double secs = std::chrono::duration<double>(now - last_report).count();
+        spdlog::info("{} | outside rate {:.3f} Mpps", summary(t, txd), (out_rx - reported_rx) / secs / 1e6);
+        reported_rx = out_rx;
         last_report = now;
       }
       if (idle_exit_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(idle_exit_s)) {

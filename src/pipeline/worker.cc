@@ -22,11 +22,30 @@ Worker::Worker(unsigned table_size, uint64_t hash_seed) : seed_(mix64(hash_seed)
 }
 
 void Worker::bind(std::shared_ptr<const PolicySnapshot> snap) {
+  // Slots are stable: a slot already metered keeps its tokens and counters and only
+  // takes the new policy; a new slot starts with a full bucket.
   size_t old = meters_.size();
-  if (snap->source_count() > old) meters_.resize(snap->source_count());
-  for (size_t i = old; i < meters_.size(); ++i) {
+  if (snap->source_count() > old) {
+    meters_.resize(snap->source_count());
+    cold_.resize(snap->source_count());
+  }
+  for (size_t i = 0; i < snap->source_count(); ++i) {
     const SourcePolicy& s = snap->source(static_cast<uint32_t>(i));
-    meters_[i] = NodeMeter{s.pps.burst_scaled, s.bps.burst_scaled, 0, 0, 0, 0, 0, 0};
+    NodeMeter& m = meters_[i];
+    NodeMeterCold& c = cold_[i];
+    if (i >= old) {
+      m = NodeMeter{};
+      c = NodeMeterCold{};
+      m.tokens = s.pps.burst_scaled;
+      c.tokens_bytes = s.bps.burst_scaled;
+    }
+    m.burst = s.pps.burst_scaled;
+    m.rate = s.pps.rate_per_s;
+    m.fill_ns = s.pps.fill_ns;
+    m.port_set = s.port_set;
+    m.cls = s.cls;
+    m.flags = s.flags;
+    c.bps = s.bps;
   }
   if (!snap_) {
     pool_pkts_ = snap->unregistered_pool_pps.burst_scaled;
@@ -35,30 +54,52 @@ void Worker::bind(std::shared_ptr<const PolicySnapshot> snap) {
   snap_ = std::move(snap);
 }
 
-Verdict Worker::police_source(uint32_t slot, const PacketMeta& m, uint32_t len, uint64_t now_ns) {
-  const SourcePolicy& s = snap_->source(slot);
+[[gnu::always_inline]] inline Verdict Worker::police_source(uint32_t slot, const PacketMeta& m, uint32_t len,
+                                                            uint64_t now_ns) {
   NodeMeter& nm = meters_[slot];
-  if (s.flags & SourcePolicy::kBlocked) { nm.dropped_blocklisted++; return Verdict::kBlocklisted; }
-  if (s.flags & SourcePolicy::kEjected) { nm.dropped_ejected++; return Verdict::kEjected; }
+  if (nm.flags & (SourcePolicy::kBlocked | SourcePolicy::kEjected)) {
+    bool blocked = nm.flags & SourcePolicy::kBlocked;
+    (blocked ? cold_[slot].dropped_blocklisted : cold_[slot].dropped_ejected)++;
+    return blocked ? Verdict::kBlocklisted : Verdict::kEjected;
+  }
   // A non-first fragment has no port: it is policed by source only. A port-less
   // protocol (ICMP, ...) is refused where the role lists ports.
-  if (!m.non_first_fragment && (m.has_port ? !snap_->port_allowed(s, m.dst_port)
-                                           : s.port_set != SourcePolicy::kAllPorts)) {
-    nm.dropped_port_denied++;
+  if (!m.non_first_fragment && (m.has_port ? !snap_->port_allowed(nm.port_set, m.dst_port)
+                                           : nm.port_set != SourcePolicy::kAllPorts)) {
+    cold_[slot].dropped_port_denied++;
     return Verdict::kPortDenied;
   }
-  uint64_t pk = refilled(nm.tokens_pkts, nm.last_ns, now_ns, s.pps);
-  uint64_t by = s.bps.rate_per_s ? refilled(nm.tokens_bytes, nm.last_ns, now_ns, s.bps) : 0;
-  if (now_ns > nm.last_ns) nm.last_ns = now_ns;
-  nm.tokens_pkts = pk;
-  nm.tokens_bytes = by;
-  uint64_t byte_cost = uint64_t{len} * kTokenScale;
-  if (pk < kTokenScale || (s.bps.rate_per_s && by < byte_cost)) {
+  uint64_t tokens = nm.tokens;
+  if (now_ns > nm.last_ns) {
+    tokens = std::min(tokens + std::min(now_ns - nm.last_ns, nm.fill_ns) * nm.rate, nm.burst);
+    nm.last_ns = now_ns;
+  }
+  if (nm.flags & SourcePolicy::kHasBytes) return police_bytes(slot, tokens, len, now_ns);
+  if (tokens < kTokenScale) {
+    nm.tokens = tokens;
     nm.dropped_over_rate++;
     return Verdict::kOverRate;
   }
-  nm.tokens_pkts = pk - kTokenScale;
-  if (s.bps.rate_per_s) nm.tokens_bytes = by - byte_cost;
+  nm.tokens = tokens - kTokenScale;
+  nm.passed++;
+  return Verdict::kPass;
+}
+
+// The byte bucket, when capacity.bps is set: refilled on the same clock as the packet
+// bucket (whose last_ns was just advanced, so the cold line keeps its own time).
+Verdict Worker::police_bytes(uint32_t slot, uint64_t tokens, uint32_t len, uint64_t now_ns) {
+  NodeMeter& nm = meters_[slot];
+  NodeMeterCold& c = cold_[slot];
+  c.tokens_bytes = refilled(c.tokens_bytes, c.last_ns, now_ns, c.bps);
+  if (now_ns > c.last_ns) c.last_ns = now_ns;
+  uint64_t byte_cost = uint64_t{len} * kTokenScale;
+  nm.tokens = tokens;
+  if (tokens < kTokenScale || c.tokens_bytes < byte_cost) {
+    nm.dropped_over_rate++;
+    return Verdict::kOverRate;
+  }
+  nm.tokens = tokens - kTokenScale;
+  c.tokens_bytes -= byte_cost;
   nm.passed++;
   return Verdict::kPass;
 }
@@ -100,43 +141,78 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
   return Verdict::kPass;
 }
 
-Verdict Worker::decide(const PacketView& p, uint64_t now_ns, TrafficClass& cls) {
-  PacketMeta m;
-  parse_frame(p.data, p.len, m);
-  switch (m.kind) {
-    case L3Kind::kNonIp: cls = TrafficClass::kL2; return Verdict::kPass;
-    case L3Kind::kMalformed: cls = TrafficClass::kNone; return Verdict::kMalformed;
-    default: break;
+// A burst is decided in stages so that each stage's memory accesses for all packets are
+// in flight together: frame bytes, then the address table, then each source's meter
+// (or unregistered bucket). Stages never wait on a miss they could have started earlier.
+uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
+  for (uint16_t done = 0; done < n;) {
+    uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kStage));
+    decide_stage(pkts + done, k, now_ns, out + done);
+    done = static_cast<uint16_t>(done + k);
   }
-  const PolicySnapshot& snap = *snap_;
-  bool v4 = m.kind == L3Kind::kIpv4;
-  counters_.non_first_fragments += m.non_first_fragment;
-  uint32_t slot = v4 ? snap.find_v4(m.src_v4) : snap.find_v6(m.src_v6);
-  if (slot != PolicySnapshot::kNoSource) {
-    cls = snap.source(slot).cls;
-    return police_source(slot, m, p.len, now_ns);
-  }
-  cls = TrafficClass::kUnregistered;
-  if (v4 ? snap.blocklist().match_v4(m.src_v4) : snap.blocklist().match_v6(m.src_v6)) return Verdict::kBlocklisted;
-  // Unregistered sources reach only the public ports; a fragment without its L4 header
-  // cannot show that it goes to one, so it is refused too.
-  if (!m.has_port || !snap.unregistered_port(m.dst_port)) return Verdict::kUnregistered;
-  uint64_t tag = v4 ? mix64(m.src_v4 ^ seed_) : mix64(hash_v6(m.src_v6) ^ seed_);
-  return police_unregistered(tag | 1, p.len, now_ns);
+  return n;
 }
 
-uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
+void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
+  const PolicySnapshot& snap = *snap_;
+  PacketMeta meta[kStage];
+  uint32_t slot[kStage];
+  uint64_t tag[kStage];
+  for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
+
+  for (uint16_t i = 0; i < n; ++i) {
+    parse_frame(pkts[i].data, pkts[i].len, meta[i]);
+    if (meta[i].kind == L3Kind::kIpv4) snap.prefetch_v4(meta[i].src_v4);
+    else if (meta[i].kind == L3Kind::kIpv6) snap.prefetch_v6(meta[i].src_v6);
+  }
+  for (uint16_t i = 0; i < n; ++i) {
+    const PacketMeta& m = meta[i];
+    slot[i] = PolicySnapshot::kNoSource;
+    if (m.kind == L3Kind::kIpv4) slot[i] = snap.find_v4(m.src_v4);
+    else if (m.kind == L3Kind::kIpv6) slot[i] = snap.find_v6(m.src_v6);
+    else continue;
+    if (slot[i] != PolicySnapshot::kNoSource) {
+      __builtin_prefetch(&meters_[slot[i]], 1);
+    } else {
+      // Sources choose these addresses: a seeded, well-mixed hash keeps them from aiming at one set.
+      tag[i] = (m.kind == L3Kind::kIpv4 ? mix64(m.src_v4 ^ seed_) : mix64(hash_v6(m.src_v6) ^ seed_)) | 1;
+      const UnregisteredEntry* set = &unregistered_[(tag[i] & unregistered_mask_) * kWays];
+      __builtin_prefetch(set, 1);
+      __builtin_prefetch(set + kWays - 1, 1);  // a set spans two cache lines
+    }
+  }
+
   auto& pk = counters_.packets[static_cast<int>(Direction::kOutside)];
   auto& by = counters_.bytes[static_cast<int>(Direction::kOutside)];
   for (uint16_t i = 0; i < n; ++i) {
-    if (i + 1 < n) __builtin_prefetch(pkts[i + 1].data);
+    const PacketMeta& m = meta[i];
     TrafficClass cls;
-    Verdict v = decide(pkts[i], now_ns, cls);
+    Verdict v;
+    if (m.kind == L3Kind::kNonIp) {
+      cls = TrafficClass::kL2;
+      v = Verdict::kPass;
+    } else if (m.kind == L3Kind::kMalformed) {
+      cls = TrafficClass::kNone;
+      v = Verdict::kMalformed;
+    } else {
+      counters_.non_first_fragments += m.non_first_fragment;
+      if (slot[i] != PolicySnapshot::kNoSource) {
+        cls = meters_[slot[i]].cls;
+        v = police_source(slot[i], m, pkts[i].len, now_ns);
+      } else {
+        cls = TrafficClass::kUnregistered;
+        bool v4 = m.kind == L3Kind::kIpv4;
+        if (v4 ? snap.blocklist().match_v4(m.src_v4) : snap.blocklist().match_v6(m.src_v6)) v = Verdict::kBlocklisted;
+        // Unregistered sources reach only the public ports; a fragment without its L4
+        // header cannot show that it goes to one, so it is refused too.
+        else if (!m.has_port || !snap.unregistered_port(m.dst_port)) v = Verdict::kUnregistered;
+        else v = police_unregistered(tag[i], pkts[i].len, now_ns);
+      }
+    }
     out[i] = v;
     pk[static_cast<int>(cls)][static_cast<int>(v)]++;
     by[static_cast<int>(cls)][static_cast<int>(v)] += pkts[i].len;
   }
-  return n;
 }
 
 void Worker::count_inside(const PacketView* pkts, uint16_t n) noexcept {

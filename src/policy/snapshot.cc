@@ -61,7 +61,10 @@ std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, c
     SourcePolicy p;
     p.cls = class_of(s.role);
     p.pps = params(s.rate_pps, s.burst_pkts, workers);
-    if (s.rate_bps > 0) p.bps = params(s.rate_bps / 8, s.burst_bytes, workers);
+    if (s.rate_bps > 0) {
+      p.bps = params(s.rate_bps / 8, s.burst_bytes, workers);
+      p.flags |= SourcePolicy::kHasBytes;
+    }
     if (s.blocked) p.flags |= SourcePolicy::kBlocked;
     if (s.ejected) p.flags |= SourcePolicy::kEjected;
     if (!s.all_ports) {

@@ -19,10 +19,11 @@ void Totals::add(const Worker& w) {
   if (sources.size() < n) sources.resize(n);
   for (uint32_t s = 0; s < n; ++s) {
     const NodeMeter& m = w.meter(s);
+    const NodeMeterCold& c = w.meter_cold(s);
     sources[s].passed += m.passed;
-    sources[s].blocklisted += m.dropped_blocklisted;
-    sources[s].ejected += m.dropped_ejected;
-    sources[s].port_denied += m.dropped_port_denied;
+    sources[s].blocklisted += c.dropped_blocklisted;
+    sources[s].ejected += c.dropped_ejected;
+    sources[s].port_denied += c.dropped_port_denied;
     sources[s].over_rate += m.dropped_over_rate;
   }
 }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_workload.h"
 #include "packet_builder.h"
 #include "stakegate/config/policy.h"
 #include "stakegate/identity/flow_import.h"
@@ -38,7 +39,9 @@ struct Options {
   unsigned unreg_flood_sources = 256;
   unsigned unreg_private = 100, port_denied = 100, blocklisted = 100, malformed = 100, non_ip = 50;
   unsigned per_source_extra = 20;  // packets each ejected / blocked node sends
-  size_t senders = 0;  // the first `senders` nodes send traffic; the rest only fill the table
+  size_t senders = 0;
+  std::string bench;
+  size_t table_nodes = 1000;  // the first `senders` nodes send traffic; the rest only fill the table
   double ipv6_fraction = 0.25, vlan_fraction = 0.25;
   unsigned frame_size = 64;
   uint64_t seed = 1;
@@ -64,7 +67,9 @@ const char* kHelp =
     "  --unregistered-private N       packets from unregistered sources to private ports (default 100)\n"
     "  --port-denied N  --blocklisted N  --malformed N  --non-ip N   packet counts (100/100/100/50)\n"
     "  --ipv6-fraction F  --vlan-fraction F   (default 0.25 each)\n"
-    "  --frame-size B   (default 64)   --seed S (default 1)\n";
+    "  --frame-size B   (default 64)   --seed S (default 1)\n"
+    "benchmark workloads (docs/performance.md): writes node-infos.pub.json, stakes.json, bench.yaml, bench.pcap\n"
+    "  --bench staked|mixed --table-nodes N [--frame-size B]\n";
 
 std::string hex_id(std::mt19937_64& rng, size_t bytes) {
   static const char* h = "0123456789abcdef";
@@ -341,6 +346,48 @@ class Generator {
   uint64_t l2_ = 0, unreg_public_ = 0, unreg_flood_ = 0, vlan_ = 0, ipv6_ = 0;
 };
 
+// Files for one DPDK benchmark run: identity table (no keys: they only cost parse time),
+// a config with net_pcap infinite_rx in and net_null out, and the capture.
+void write_bench(const std::string& dir, const std::string& workload, size_t table_nodes, unsigned frame_size) {
+  if (workload != "staked" && workload != "mixed") throw std::runtime_error("--bench must be staked or mixed");
+  if (table_nodes < 2) throw std::runtime_error("--table-nodes must be at least 2");
+  fs::create_directories(dir);
+  auto w = stakegate::testing::make_bench_workload(table_nodes, workload == "mixed", frame_size);
+  {
+    std::ofstream f(dir + "/node-infos.pub.json");
+    f << "[\n";
+    for (size_t i = 0; i < w.nodes.size(); ++i)
+      f << (i ? ",\n" : "") << R"({"Role":")" << role_name(w.nodes[i].role) << R"(","Address":")" << w.nodes[i].address
+        << R"(","NodeID":")" << w.nodes[i].node_id << R"(","Weight":100})";
+    f << "\n]\n";
+  }
+  std::ofstream(dir + "/stakes.json") << "{\"" << w.nodes[0].node_id << "\": " << w.nodes[0].weight << "}\n";
+  Config c;
+  stakegate::testing::bench_policy(c);
+  std::string abs = fs::absolute(dir).lexically_normal().string();
+  std::ofstream y(dir + "/bench.yaml");
+  y << "# stakegate-scenario --bench " << workload << " --table-nodes " << table_nodes << " --frame-size " << w.frame_size << "\n"
+    << "dataplane:\n"
+    // Default-size mbufs (as testpmd uses): about 2.4 KiB each with headroom and headers.
+    << "  eal: [--no-huge, -m, \"" << 768 + (w.count + 16384) * 2432 / (1u << 20) << "\", --no-pci, --no-shconf]\n"
+    << "  outside: {vdev: \"net_pcap0,rx_pcap=" << abs << "/bench.pcap,infinite_rx=1\"}\n"
+    << "  inside: {vdev: \"net_null1,no-rx=1\"}\n"
+    << "  workers: 1\n  stats_interval_s: 1\n"
+    << "  mbufs: " << w.count + 16384 << "\n"
+    << "capacity: {pps: " << c.capacity_pps << "}\n"
+    << "identity: {flow_node_infos: node-infos.pub.json, stake_file: stakes.json}\n"
+    << "roles:\n";
+  for (int r = 0; r < kRoleCount; ++r)
+    y << "  " << role_name(static_cast<Role>(r)) << ": {share: " << c.roles[r].share << ", min_pps: " << c.roles[r].min_pps
+      << ", ports: [3569, 9000]}\n";
+  y << "unregistered: {share: " << c.unregistered.share << ", per_source_pps: " << c.unregistered.per_source_pps
+    << ", ports: [9000, 9001, 8000]}\n";
+  PcapWriter pw(dir + "/bench.pcap");
+  for (size_t i = 0; i < w.count; ++i) pw.write(i * 1000, w.frame(i), w.frame_size);
+  std::printf("%s/bench.pcap: %zu packets of %u bytes, %zu identities (%s)\n", dir.c_str(), w.count, w.frame_size,
+              table_nodes, workload.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -364,6 +411,8 @@ int main(int argc, char** argv) {
           {"--unregistered-flood", &o.unreg_flood}, {"--ipv6-fraction", &o.ipv6_fraction},
           {"--vlan-fraction", &o.vlan_fraction}};
       if (a == "--out") o.out_dir = v;
+      else if (a == "--bench") o.bench = v;
+      else if (a == "--table-nodes") o.table_nodes = std::stoull(v);
       else if (a == "--config") o.config = v;
       else if (a == "--format") o.format = v;
       else if (a == "--seed") o.seed = std::stoull(v);
@@ -373,6 +422,10 @@ int main(int argc, char** argv) {
     }
     if (o.out_dir.empty()) throw std::runtime_error("--out DIR is required");
     if (o.frame_size > 9000) throw std::runtime_error("--frame-size must be at most 9000");
+    if (!o.bench.empty()) {
+      write_bench(o.out_dir, o.bench, o.table_nodes, o.frame_size);
+      return 0;
+    }
     std::string cfg = o.config;
     if (cfg.empty()) create_files(o, cfg);
     else fs::create_directories(o.out_dir);

@@ -27,6 +27,7 @@ struct DataplaneConfig {
   unsigned rx_desc = 1024;
   unsigned tx_desc = 1024;
   unsigned mbufs = 16383;
+  unsigned mbuf_data_room = 2048;  // bytes of packet data per mbuf (plus headroom)
   double stats_interval_s = 10;
 };
 

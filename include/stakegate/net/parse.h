@@ -22,9 +22,16 @@ struct PacketMeta {
 };
 
 namespace detail {
-inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+// Network-order loads (one load and a byte swap each).
+inline uint16_t rd16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return __builtin_bswap16(v);
+}
 inline uint32_t rd32(const uint8_t* p) {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return __builtin_bswap32(v);
 }
 constexpr uint8_t kTcp = 6, kUdp = 17;
 
@@ -47,10 +54,14 @@ inline bool parse_l4(uint8_t proto, const uint8_t* l4, uint32_t avail, PacketMet
 }
 }  // namespace detail
 
-// Parses one frame. Never reads past data[len-1].
+// Parses one frame. Never reads past data[len-1]. Fields that do not apply to the
+// frame's kind are left as they were (src_v6 of an IPv4 packet, for instance).
 inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) {
   using namespace detail;
-  m = PacketMeta{};
+  m.has_port = false;
+  m.non_first_fragment = false;
+  m.l4_proto = 0;
+  m.dst_port = 0;
   if (len < 14) { m.kind = L3Kind::kMalformed; return; }
   uint32_t off = 12;
   uint16_t type = rd16(data + off);

@@ -17,18 +17,34 @@ struct PacketView {
   uint32_t len;
 };
 
-// Per-source meter and counters: one cache line, written only by its worker.
+// Everything a packet from a known source touches, in one cache line written only by
+// its worker: the packet bucket, a worker-local copy of the source's policy (copied from
+// the snapshot at bind time, so the snapshot's line need not be read per packet) and the
+// common counters.
 struct alignas(64) NodeMeter {
-  uint64_t tokens_pkts;
+  uint64_t tokens;     // nano-packets
+  uint64_t last_ns;
+  uint64_t burst;      // nano-packets
+  uint64_t rate;       // packets per second (this worker's share)
+  uint64_t fill_ns;
+  uint64_t passed;
+  uint64_t dropped_over_rate;
+  uint16_t port_set;
+  TrafficClass cls;
+  uint8_t flags;       // SourcePolicy::kBlocked | kEjected | kHasBytes
+  uint32_t reserved;
+};
+static_assert(sizeof(NodeMeter) == 64);
+
+// What only rare verdicts or byte limits need: kept out of the hot line.
+struct NodeMeterCold {
+  BucketParams bps;
   uint64_t tokens_bytes;
   uint64_t last_ns;
-  uint64_t passed;
   uint64_t dropped_blocklisted;
   uint64_t dropped_ejected;
   uint64_t dropped_port_denied;
-  uint64_t dropped_over_rate;
 };
-static_assert(sizeof(NodeMeter) == 64);
 
 struct alignas(64) WorkerCounters {
   uint64_t packets[kDirectionCount][kTrafficClassCount][kVerdictCount];
@@ -52,9 +68,11 @@ class Worker {
 
   const WorkerCounters& counters() const { return counters_; }
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
+  const NodeMeterCold& meter_cold(uint32_t slot) const { return cold_[slot]; }
   const PolicySnapshot& snapshot() const { return *snap_; }
 
   static constexpr unsigned kWays = 4;
+  static constexpr uint16_t kStage = 32;  // packets decided together (see decide_stage)
 
  private:
   struct UnregisteredEntry {
@@ -63,12 +81,14 @@ class Worker {
     uint64_t last_ns;
   };
 
-  Verdict decide(const PacketView& p, uint64_t now_ns, TrafficClass& cls);
+  void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
   Verdict police_source(uint32_t slot, const struct PacketMeta& m, uint32_t len, uint64_t now_ns);
+  Verdict police_bytes(uint32_t slot, uint64_t tokens, uint32_t len, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
 
   std::shared_ptr<const PolicySnapshot> snap_;
   std::vector<NodeMeter> meters_;
+  std::vector<NodeMeterCold> cold_;
   std::vector<UnregisteredEntry> unregistered_;
   uint64_t unregistered_mask_ = 0;  // set count - 1
   uint64_t seed_;

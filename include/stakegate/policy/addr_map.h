@@ -20,12 +20,14 @@ inline uint64_t mix64(uint64_t x) {
   x ^= x >> 33;
   return x;
 }
-inline uint64_t hash_v4(uint32_t a) { return mix64(a); }
+// The identity table's keys are the table's own addresses, not chosen by senders, so a
+// single multiply (Fibonacci hashing) spreads them; the index takes the high bits.
+inline uint64_t hash_v4(uint32_t a) { return (uint64_t{a} + 1) * 0x9e3779b97f4a7c15ull; }
 inline uint64_t hash_v6(const Ip6& a) {
   uint64_t hi, lo;
   std::memcpy(&hi, a.bytes.data(), 8);
   std::memcpy(&lo, a.bytes.data() + 8, 8);
-  return mix64(hi ^ mix64(lo));
+  return (hi * 0x9e3779b97f4a7c15ull) ^ (lo * 0xc2b2ae3d27d4eb4full);
 }
 
 template <typename Key, uint64_t (*Hash)(const Key&)>
@@ -39,13 +41,14 @@ class FlatAddrMap {
     size_t cap = std::bit_ceil(std::max<size_t>(16, expected * 2));
     entries_.assign(cap, Entry{Key{}, kEmpty});
     mask_ = cap - 1;
+    shift_ = static_cast<unsigned>(64 - std::countr_zero(cap));
     size_ = 0;
   }
 
   // Inserts or overwrites. `value` must not be kEmpty.
   void insert(const Key& k, uint32_t value) {
     if ((size_ + 1) * 2 > entries_.size()) grow();
-    for (size_t i = Hash(k) & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = index(k);; i = (i + 1) & mask_) {
       Entry& e = entries_[i];
       if (e.value == kEmpty) { e = Entry{k, value}; ++size_; return; }
       if (e.key == k) { e.value = value; return; }
@@ -53,14 +56,14 @@ class FlatAddrMap {
   }
 
   uint32_t find(const Key& k) const {
-    for (size_t i = Hash(k) & mask_;; i = (i + 1) & mask_) {
+    for (size_t i = index(k);; i = (i + 1) & mask_) {
       const Entry& e = entries_[i];
       if (e.value == kEmpty) return kEmpty;
       if (e.key == k) return e.value;
     }
   }
 
-  void prefetch(const Key& k) const { __builtin_prefetch(&entries_[Hash(k) & mask_]); }
+  void prefetch(const Key& k) const { __builtin_prefetch(&entries_[index(k)]); }
   size_t size() const { return size_; }
   size_t memory_bytes() const { return entries_.size() * sizeof(Entry); }
 
@@ -77,7 +80,9 @@ class FlatAddrMap {
       if (e.value != kEmpty) insert(e.key, e.value);
   }
   std::vector<Entry> entries_;
+  size_t index(const Key& k) const { return static_cast<size_t>(Hash(k) >> shift_); }
   size_t mask_ = 0;
+  unsigned shift_ = 64;
   size_t size_ = 0;
 };
 

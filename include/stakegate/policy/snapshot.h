@@ -21,7 +21,7 @@ using PortBitmap = std::array<uint64_t, 1024>;  // one bit per port
 inline bool port_in(const PortBitmap& b, uint16_t port) { return (b[port >> 6] >> (port & 63)) & 1; }
 
 struct SourcePolicy {
-  static constexpr uint8_t kBlocked = 1, kEjected = 2;
+  static constexpr uint8_t kBlocked = 1, kEjected = 2, kHasBytes = 4;
   static constexpr uint16_t kAllPorts = UINT16_MAX;
   BucketParams pps;
   BucketParams bps;      // unlimited when capacity.bps is not set
@@ -60,12 +60,13 @@ class PolicySnapshot {
   uint32_t find_v4(uint32_t a) const { return v4_.find(a); }
   uint32_t find_v6(const Ip6& a) const { return v6_.find(a); }
   void prefetch_v4(uint32_t a) const { v4_.prefetch(a); }
+  void prefetch_v6(const Ip6& a) const { v6_.prefetch(a); }
   static constexpr uint32_t kNoSource = V4Map::kEmpty;
 
   const SourcePolicy& source(uint32_t slot) const { return sources_[slot]; }
   size_t source_count() const { return sources_.size(); }
-  bool port_allowed(const SourcePolicy& s, uint16_t port) const {
-    return s.port_set == SourcePolicy::kAllPorts || port_in(port_sets_[s.port_set], port);
+  bool port_allowed(uint16_t port_set, uint16_t port) const {
+    return port_set == SourcePolicy::kAllPorts || port_in(port_sets_[port_set], port);
   }
   bool unregistered_port(uint16_t port) const { return port_in(unregistered_ports_, port); }
   const CidrMatcher& blocklist() const { return blocklist_; }

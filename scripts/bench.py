@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Benchmark driver (see docs/performance.md).
+
+For every (frame size, workload, table size) it generates the workload with
+`stakegate-scenario --bench`, then alternates runs of dpdk-testpmd (forward modes io
+and macswap) and `stakegate run` on the same devices: net_pcap with infinite_rx=1 in,
+net_null1,no-rx=1 out, one forwarding core each. A run's figure is the median of its
+per-second input-port rates after warm-up; a configuration's figure is the median of
+its runs. Then: the Google Benchmark of classify+police (ns/packet) and callgrind
+instruction counts per packet. Writes RESULTS/results.json, results.md and mpps.png.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+p = argparse.ArgumentParser()
+p.add_argument("--build", default="build-bench")
+p.add_argument("--out", default="build-bench/results")
+p.add_argument("--sizes", default="1000,10000,100000,1000000")
+p.add_argument("--workloads", default="mixed,staked")
+p.add_argument("--frames", default="64,512")
+p.add_argument("--runs", type=int, default=None, help="runs per configuration (default 3, 2 with --quick)")
+p.add_argument("--seconds", type=float, default=6, help="measured seconds per run, after warm-up")
+p.add_argument("--quick", action="store_true", help="1k and 100k nodes, 64-byte frames, 2 runs")
+a = p.parse_args()
+if a.quick:
+    a.sizes, a.frames = "1000,100000", "64"
+a.runs = a.runs or (2 if a.quick else 3)
+sizes = [int(x) for x in a.sizes.split(",")]
+workloads = a.workloads.split(",")
+frames = [int(x) for x in a.frames.split(",")]
+build = os.path.abspath(a.build)
+out = os.path.abspath(a.out)
+os.makedirs(out, exist_ok=True)
+STAKEGATE = f"{build}/src/stakegate"
+SCENARIO = f"{build}/src/stakegate-scenario"
+MICRO = f"{build}/tests/classify_bench"
+
+
+def sh(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+
+
+def sample_rates(cmd, parse, seconds):
+    """Runs cmd until it has produced `seconds` non-zero rate samples (plus one for
+    warm-up), then stops it with SIGINT. Returns the samples in Mpps."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    rates, deadline = [], time.monotonic() + seconds + 120
+    for line in proc.stdout:
+        r = parse(line)
+        if r is not None and r > 0:
+            rates.append(r)
+            if len(rates) >= seconds + 1:
+                break
+        if time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+    return rates[1:]  # the first sample spans start-up
+
+
+class TestpmdParser:
+    """testpmd --stats-period prints a block per port; we want port 0's Rx-pps."""
+    def __init__(self):
+        self.port = None
+
+    def __call__(self, line):
+        m = re.search(r"NIC statistics for port (\d+)", line)
+        if m:
+            self.port = int(m.group(1))
+            return None
+        m = re.search(r"Rx-pps:\s+(\d+)", line)
+        if m and self.port == 0:
+            return int(m.group(1)) / 1e6
+        return None
+
+
+def stakegate_parser(line):
+    m = re.search(r"outside rate ([0-9.]+) Mpps", line)
+    return float(m.group(1)) if m else None
+
+
+def eal_memory(cfg):
+    return re.search(r'-m, "(\d+)"', open(cfg).read()).group(1)
+
+
+def run_config(frame, workload, nodes):
+    d = f"{out}/w-{workload}-{nodes}-{frame}"
+    if not os.path.exists(f"{d}/bench.yaml"):
+        subprocess.run([SCENARIO, "--out", d, "--bench", workload, "--table-nodes", str(nodes), "--frame-size", str(frame)],
+                       check=True, capture_output=True)
+    cfg = f"{d}/bench.yaml"
+    text = open(cfg).read()
+    mbufs = re.search(r"mbufs: (\d+)", text).group(1)
+    vdevs = ["--vdev", f"net_pcap0,rx_pcap={d}/bench.pcap,infinite_rx=1", "--vdev", "net_null1,no-rx=1"]
+    eal = ["--no-huge", "-m", eal_memory(cfg), "--no-pci", "--no-shconf", "-l", "0,1"]
+    res = {"testpmd-io": [], "testpmd-macswap": [], "stakegate": []}
+    for r in range(a.runs):
+        for mode in ("io", "macswap"):
+            cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--",
+                   f"--forward-mode={mode}", "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}"]
+            s = sample_rates(cmd, TestpmdParser(), a.seconds)
+            res[f"testpmd-{mode}"].append(statistics.median(s) if s else 0)
+        s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser, a.seconds)
+        res["stakegate"].append(statistics.median(s) if s else 0)
+        print(f"  run {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in res.items()), flush=True)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    med["ratio_macswap"] = med["stakegate"] / med["testpmd-macswap"] if med["testpmd-macswap"] else 0
+    med["runs"] = res
+    return med
+
+
+machine = {
+    "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"),
+    "cpus": os.cpu_count(),
+    "kernel": platform.release(),
+    "dpdk": sh("pkg-config --modversion libdpdk"),
+    "compiler": sh("c++ --version | head -1"),
+    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+}
+results = {"machine": machine, "method": {"runs": a.runs, "seconds": a.seconds}, "dpdk": [], "micro": [], "instructions": []}
+print(f"machine: {machine}")
+
+for frame in frames:
+    for workload in workloads:
+        for nodes in sizes:
+            print(f"{workload}, {frame}-byte frames, {nodes} identities", flush=True)
+            m = run_config(frame, workload, nodes)
+            results["dpdk"].append({"frame": frame, "workload": workload, "nodes": nodes, **m})
+            print(f"  median: testpmd-io {m['testpmd-io']:.2f}, testpmd-macswap {m['testpmd-macswap']:.2f}, "
+                  f"stakegate {m['stakegate']:.2f} Mpps, ratio {m['ratio_macswap']:.2f}", flush=True)
+            if nodes >= 1000000:  # large captures are cheap to regenerate and costly to keep
+                subprocess.run(["rm", "-rf", f"{out}/w-{workload}-{nodes}-{frame}"])
+
+if os.path.exists(MICRO):
+    print("microbenchmark: classify + police, bursts of 32, in memory", flush=True)
+    j = json.loads(subprocess.run([MICRO, "--benchmark_format=json", "--benchmark_min_time=1"],
+                                  capture_output=True, text=True, check=True).stdout)
+    for b in j["benchmarks"]:
+        m = re.search(r"nodes:(\d+)/mixed:(\d)", b["name"])
+        ns = 1e9 / b["items_per_second"]
+        results["micro"].append({"nodes": int(m.group(1)), "workload": "mixed" if m.group(2) == "1" else "staked", "ns_per_packet": ns})
+        print(f"  {b['name']}: {ns:.1f} ns/packet", flush=True)
+    print("instructions per packet (callgrind, process_outside inclusive)", flush=True)
+    packets = 320000
+    for nodes in sizes:
+        for workload in workloads:
+            cg = f"{out}/callgrind.out"
+            p = subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=*process_outside*",
+                                f"--callgrind-out-file={cg}", MICRO, "--count", str(nodes), workload, str(packets)],
+                               capture_output=True, text=True)
+            m = re.search(r"Collected : (\d+)", p.stderr)
+            ipp = int(m.group(1)) / packets if m else 0
+            results["instructions"].append({"nodes": nodes, "workload": workload, "instructions_per_packet": ipp})
+            print(f"  {workload} {nodes}: {ipp:.0f}", flush=True)
+            os.remove(cg) if os.path.exists(cg) else None
+
+json.dump(results, open(f"{out}/results.json", "w"), indent=2)
+
+# Markdown tables, ready for docs/performance.md.
+lines = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Linux {machine['kernel']}, DPDK {machine['dpdk']}, "
+         f"{machine['compiler']}; {machine['date']}; {a.runs} runs x {a.seconds:.0f} s, medians.", "",
+         "| frame | workload | identities | testpmd io | testpmd macswap | stakegate | stakegate / macswap |",
+         "|---|---|---|---|---|---|---|"]
+for r in results["dpdk"]:
+    lines.append(f"| {r['frame']} B | {r['workload']} | {r['nodes']:,} | {r['testpmd-io']:.2f} | {r['testpmd-macswap']:.2f} | "
+                 f"{r['stakegate']:.2f} | {r['ratio_macswap']:.2f} |")
+if results["micro"]:
+    lines += ["", "| identities | workload | classify+police ns/packet | instructions/packet |", "|---|---|---|---|"]
+    ins = {(i["nodes"], i["workload"]): i["instructions_per_packet"] for i in results["instructions"]}
+    for m in results["micro"]:
+        lines.append(f"| {m['nodes']:,} | {m['workload']} | {m['ns_per_packet']:.1f} | {ins.get((m['nodes'], m['workload']), 0):.0f} |")
+open(f"{out}/results.md", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+
+# Plot: Mpps by table size, one line per program, 64-byte frames, per workload.
+dat = f"{out}/plot.dat"
+with open(dat, "w") as f:
+    for w in workloads:
+        f.write(f"# {w}\n")
+        for r in results["dpdk"]:
+            if r["workload"] == w and r["frame"] == frames[0]:
+                f.write(f"{r['nodes']} {r['testpmd-io']} {r['testpmd-macswap']} {r['stakegate']}\n")
+        f.write("\n\n")
+plot = "; ".join([
+    f"set terminal pngcairo size 1000,420 font 'sans,10'", f"set output '{out}/mpps.png'",
+    "set multiplot layout 1," + str(len(workloads)), "set logscale x", "set xlabel 'identities'", "set ylabel 'Mpps'",
+    "set yrange [0:*]", "set key bottom left", "set grid"] +
+    [f"set title '{w}, {frames[0]}-byte frames'; plot '{dat}' index {i} using 1:2 with linespoints title 'testpmd io', "
+     f"'' index {i} using 1:3 with linespoints title 'testpmd macswap', '' index {i} using 1:4 with linespoints lw 2 title 'stakegate'"
+     for i, w in enumerate(workloads)] + ["unset multiplot"])
+subprocess.run(["gnuplot", "-e", plot], check=False)
+print(f"results: {out}/results.json, {out}/results.md, {out}/mpps.png")
