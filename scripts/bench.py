@@ -4,7 +4,8 @@
 For every (frame size, workload, table size) it generates the workload with
 `stakegate-scenario --bench`, then alternates runs of dpdk-testpmd (forward modes io
 and macswap) and `stakegate run` on the same devices: net_pcap with infinite_rx=1 in,
-net_null1,no-rx=1 out, one forwarding core each. A run's figure is the median of its
+net_null1,no-rx=1 out, one forwarding core each, the same mbuf pool (count and 1 KiB data
+room) for both. A run's figure is the median of its
 per-second input-port rates after warm-up; a configuration's figure is the median of
 its runs. Then: the Google Benchmark of classify+police (ns/packet) and callgrind
 instruction counts per packet. Writes RESULTS/results.json, results.md and mpps.png.
@@ -109,7 +110,8 @@ def run_config(frame, workload, nodes):
     for r in range(a.runs):
         for mode in ("io", "macswap"):
             cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--",
-                   f"--forward-mode={mode}", "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}"]
+                   f"--forward-mode={mode}", "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}",
+                   "--mbuf-size=1152"]
             s = sample_rates(cmd, TestpmdParser(), a.seconds)
             res[f"testpmd-{mode}"].append(statistics.median(s) if s else 0)
         s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser, a.seconds)

@@ -21,8 +21,9 @@ int cmd_replay(const std::vector<std::string>& args) {
     LoadedPolicy p = load_policy(flags["--config"]);
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
 
-    Worker worker(p.cfg.unregistered.table_size);
-    worker.bind(PolicySnapshot::build(p.cfg, p.plan, 1));
+    auto snap = PolicySnapshot::build(p.cfg, p.plan, 1);
+    Worker worker(p.cfg.unregistered.table_size, snap->source_count());
+    worker.bind(snap.get());
     PcapReader in(flags["--pcap"]);
     std::optional<PcapWriter> out;
     if (flags.count("--out")) out.emplace(flags["--out"]);

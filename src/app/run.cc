@@ -1,27 +1,44 @@
-// `stakegate run`: the appliance. The EAL main lcore supervises (stats, signals); each
-// worker lcore owns one RX/TX queue pair per port and runs
-//   RX outside -> parse/classify/police -> TX inside;  RX inside -> count -> TX outside.
+// `stakegate run`: the appliance. The EAL main lcore runs the control plane (one
+// Boost.Asio io_context: API, metrics, signals, timers); each worker lcore owns one
+// RX/TX queue pair per port and runs
+//   RX outside -> parse/classify/police -> TX inside;  RX inside -> count -> TX outside,
+// reading the policy through an atomically swapped snapshot pointer, reclaimed with
+// rte_rcu_qsbr once every worker has passed a quiescent point (once per loop).
+#include <utility>  // before Boost.Asio (Boost 1.74 + C++20)
+
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_telemetry.h>
+#include <sched.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-#include <sched.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
-#include <csignal>
+#include <deque>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "args.h"
 #include "commands.h"
 #include "stakegate/config/policy.h"
+#include "stakegate/control/api.h"
+#include "stakegate/control/http_server.h"
+#include "stakegate/control/metrics.h"
+#include "stakegate/control/policy_state.h"
 #include "stakegate/pipeline/worker.h"
 #include "stakegate/report/counters.h"
 
@@ -31,8 +48,6 @@ namespace {
 __extension__ typedef unsigned __int128 u128;
 constexpr unsigned kMaxBurst = 256;
 std::atomic<bool> g_stop{false};
-
-extern "C" void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
 
 struct PortIo {
   uint16_t port = 0;
@@ -47,7 +62,11 @@ struct WorkerCtx {
   unsigned burst;
   uint64_t tsc_start;
   uint64_t ns_per_tsc_q32;  // ns = (tsc delta * ns_per_tsc_q32) >> 32: no division per burst
-  uint64_t tx_dropped[kDirectionCount];
+  const std::atomic<const PolicySnapshot*>* policy;
+  rte_rcu_qsbr* rcu;
+  alignas(64) uint64_t tx_dropped[kDirectionCount];
+  uint64_t busy_tsc;   // TSC spent in loop iterations that carried packets
+  uint64_t total_tsc;
 };
 
 // Transmits what it can and frees the rest, counting it.
@@ -72,10 +91,22 @@ int worker_main(void* arg) {
   const bool out_rx = q < ctx->outside.rx_queues, in_rx = q < ctx->inside.rx_queues;
   const bool out_tx = q < ctx->outside.tx_queues, in_tx = q < ctx->inside.tx_queues;
 
+  const PolicySnapshot* bound = nullptr;
+  rte_rcu_qsbr_thread_online(ctx->rcu, q);
+  uint64_t last = rte_rdtsc();
   while (!g_stop.load(std::memory_order_relaxed)) {
+    // A new snapshot is adopted between bursts; quiescent() below tells the control
+    // plane this worker holds no reference to any older one.
+    const PolicySnapshot* current = ctx->policy->load(std::memory_order_acquire);
+    if (current != bound) {
+      w.bind(current);
+      bound = current;
+    }
+    bool carried = false;
     if (out_rx) {
       uint16_t n = rte_eth_rx_burst(ctx->outside.port, q, rx, static_cast<uint16_t>(ctx->burst));
       if (n) {
+        carried = true;
         for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
         uint64_t now_ns = static_cast<uint64_t>(
             (static_cast<u128>(rte_rdtsc() - ctx->tsc_start) * ctx->ns_per_tsc_q32) >> 32);
@@ -90,13 +121,20 @@ int worker_main(void* arg) {
     if (in_rx) {
       uint16_t n = rte_eth_rx_burst(ctx->inside.port, q, rx, static_cast<uint16_t>(ctx->burst));
       if (n) {
+        carried = true;
         for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
         w.count_inside(views, n);
         if (out_tx) send_or_free(ctx->outside.port, q, rx, n, ctx->tx_dropped[1]);
         else { rte_pktmbuf_free_bulk(rx, n); ctx->tx_dropped[1] += n; }
       }
     }
+    rte_rcu_qsbr_quiescent(ctx->rcu, q);
+    uint64_t now = rte_rdtsc();
+    if (carried) ctx->busy_tsc += now - last;
+    ctx->total_tsc += now - last;
+    last = now;
   }
+  rte_rcu_qsbr_thread_offline(ctx->rcu, q);
   return 0;
 }
 
@@ -174,19 +212,6 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
 
 uint64_t relaxed(const uint64_t& x) { return __atomic_load_n(&x, __ATOMIC_RELAXED); }
 
-// Reads the workers' counters while they run: each value is written by one worker only,
-// and a relaxed load of an aligned 64-bit word is never torn.
-Totals live_totals(const std::vector<std::unique_ptr<Worker>>& workers) {
-  Totals t;
-  for (const auto& w : workers) {
-    const WorkerCounters& c = w->counters();
-    for (int d = 0; d < kDirectionCount; ++d)
-      for (int k = 0; k < kTrafficClassCount; ++k)
-        for (int v = 0; v < kVerdictCount; ++v) t.c.packets[d][k][v] += relaxed(c.packets[d][k][v]);
-  }
-  return t;
-}
-
 std::string summary(const Totals& t, uint64_t tx_dropped) {
   uint64_t passed = 0;
   for (int k = 0; k < kTrafficClassCount; ++k) passed += t.count(Direction::kOutside, static_cast<TrafficClass>(k), Verdict::kPass);
@@ -194,10 +219,153 @@ std::string summary(const Totals& t, uint64_t tx_dropped) {
                               t.packets(Direction::kOutside) - passed);
   std::string reasons;
   for (int v = 1; v < kVerdictCount; ++v)
-    if (uint64_t d = t.drops(static_cast<Verdict>(v))) reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", verdict_name(static_cast<Verdict>(v)), d);
+    if (uint64_t d = t.drops(static_cast<Verdict>(v)))
+      reasons += fmt::format("{}{} {}", reasons.empty() ? "" : ", ", verdict_name(static_cast<Verdict>(v)), d);
   if (!reasons.empty()) s += " (" + reasons + ")";
   s += fmt::format(" | inside rx {} | tx dropped {}", t.packets(Direction::kInside), tx_dropped);
   return s;
+}
+
+std::string read_token(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("control.token_file: cannot read '" + path + "'");
+  std::string token;
+  std::getline(in, token);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.size() < 16) throw std::runtime_error("control.token_file: '" + path + "' holds a token shorter than 16 characters");
+  return token;
+}
+
+// The running gateway as the control plane sees it: publishes snapshots to the workers,
+// reclaims replaced ones after an RCU grace period, and reads the workers' counters.
+class Gateway : public GatewayView {
+ public:
+  Gateway(unsigned nworkers, rte_rcu_qsbr* rcu) : rcu_(rcu), nworkers_(nworkers) {}
+
+  void publish(std::shared_ptr<const PolicySnapshot> snap) {
+    if (current_) retired_.push_back({current_, 0});
+    current_ = std::move(snap);
+    pointer_.store(current_.get(), std::memory_order_release);
+    generation_.store(current_->generation, std::memory_order_relaxed);
+    for (auto& r : retired_)
+      if (r.token == 0) r.token = rte_rcu_qsbr_start(rcu_);
+  }
+  // Frees replaced snapshots every worker has moved past. Cheap: called from a timer.
+  void reclaim() {
+    while (!retired_.empty() && rte_rcu_qsbr_check(rcu_, retired_.front().token, false) == 1) retired_.pop_front();
+  }
+  const std::atomic<const PolicySnapshot*>* pointer() const { return &pointer_; }
+
+  void attach(std::vector<std::unique_ptr<Worker>>* workers, std::vector<WorkerCtx>* ctxs) {
+    workers_ = workers;
+    ctxs_ = ctxs;
+  }
+
+  Totals totals(bool with_sources) const override {
+    Totals t;
+    if (!workers_) return t;
+    for (const auto& w : *workers_) {
+      const WorkerCounters& c = w->counters();
+      for (int d = 0; d < kDirectionCount; ++d)
+        for (int k = 0; k < kTrafficClassCount; ++k)
+          for (int v = 0; v < kVerdictCount; ++v) {
+            t.c.packets[d][k][v] += relaxed(c.packets[d][k][v]);
+            t.c.bytes[d][k][v] += relaxed(c.bytes[d][k][v]);
+          }
+      t.c.unregistered_evictions += relaxed(c.unregistered_evictions);
+      if (!with_sources) continue;
+      size_t n = std::min(w->source_capacity(), current_ ? current_->source_count() : 0);
+      if (t.sources.size() < n) t.sources.resize(n);
+      for (uint32_t s = 0; s < n; ++s) {
+        const NodeMeter& m = w->meter(s);
+        const NodeMeterCold& cm = w->meter_cold(s);
+        t.sources[s].passed += relaxed(m.passed);
+        t.sources[s].over_rate += relaxed(m.dropped_over_rate);
+        t.sources[s].blocklisted += relaxed(cm.dropped_blocklisted);
+        t.sources[s].ejected += relaxed(cm.dropped_ejected);
+        t.sources[s].port_denied += relaxed(cm.dropped_port_denied);
+      }
+    }
+    return t;
+  }
+  uint32_t snapshots_pending_reclaim() const override { return static_cast<uint32_t>(retired_.size()); }
+  bool wait_applied() override {
+    uint64_t token = rte_rcu_qsbr_start(rcu_);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (rte_rcu_qsbr_check(rcu_, token, false) != 1) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        spdlog::warn("a worker did not adopt the new policy within 1 s");
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+    reclaim();
+    return true;
+  }
+  double uptime_s() const override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  }
+  uint64_t tx_dropped(int dir) const {
+    uint64_t n = 0;
+    if (ctxs_)
+      for (const auto& c : *ctxs_) n += relaxed(c.tx_dropped[dir]);
+    return n;
+  }
+  // Busy share per worker since the previous call.
+  std::vector<double> busy_ratios() {
+    std::vector<double> out;
+    if (!ctxs_) return out;
+    last_busy_.resize(ctxs_->size(), {0, 0});
+    for (size_t i = 0; i < ctxs_->size(); ++i) {
+      uint64_t b = relaxed((*ctxs_)[i].busy_tsc), t = relaxed((*ctxs_)[i].total_tsc);
+      uint64_t db = b - last_busy_[i].first, dt = t - last_busy_[i].second;
+      out.push_back(dt ? static_cast<double>(db) / static_cast<double>(dt) : 0.0);
+      last_busy_[i] = {b, t};
+    }
+    return out;
+  }
+  uint64_t generation() const { return generation_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Retired {
+    std::shared_ptr<const PolicySnapshot> snap;
+    uint64_t token;
+  };
+  rte_rcu_qsbr* rcu_;
+  unsigned nworkers_;
+  std::atomic<const PolicySnapshot*> pointer_{nullptr};
+  std::atomic<uint64_t> generation_{0};
+  std::shared_ptr<const PolicySnapshot> current_;
+  std::deque<Retired> retired_;
+  std::vector<std::unique_ptr<Worker>>* workers_ = nullptr;
+  std::vector<WorkerCtx>* ctxs_ = nullptr;
+  std::vector<std::pair<uint64_t, uint64_t>> last_busy_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+// DPDK telemetry (`/stakegate/stats` in dpdk-telemetry.py): totals and generation.
+Gateway* g_gateway = nullptr;
+int telemetry_stats(const char*, const char*, rte_tel_data* d) {
+  if (!g_gateway) return -1;
+  Totals t = g_gateway->totals(false);
+  rte_tel_data_start_dict(d);
+  uint64_t passed = 0;
+  for (int k = 0; k < kTrafficClassCount; ++k) passed += t.count(Direction::kOutside, static_cast<TrafficClass>(k), Verdict::kPass);
+  rte_tel_data_add_dict_u64(d, "outside_packets", t.packets(Direction::kOutside));
+  rte_tel_data_add_dict_u64(d, "outside_passed", passed);
+  rte_tel_data_add_dict_u64(d, "inside_packets", t.packets(Direction::kInside));
+  for (int v = 1; v < kVerdictCount; ++v)
+    rte_tel_data_add_dict_u64(d, std::string("drops_").append(verdict_name(static_cast<Verdict>(v))).c_str(),
+                              t.drops(static_cast<Verdict>(v)));
+  rte_tel_data_add_dict_u64(d, "identity_generation", g_gateway->generation());
+  return 0;
+}
+
+HttpResponse metrics_handler(const HttpRequest& r, const std::function<std::string()>& render) {
+  std::string path = r.target.substr(0, r.target.find('?'));
+  if (r.method != "GET" && r.method != "HEAD") return {405, "text/plain", "read-only: GET /metrics\n"};
+  if (path != "/metrics") return {404, "text/plain", "see /metrics\n"};
+  return {200, "text/plain; version=0.0.4; charset=utf-8", render()};
 }
 
 }  // namespace
@@ -206,10 +374,17 @@ int cmd_run(const std::vector<std::string>& args) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("stakegate"));  // stdout carries results only
   std::map<std::string, std::string> flags;
   LoadedPolicy p;
+  std::optional<std::string> token;
   try {
     flags = parse_flags(args, {"--config", "--report", "--exit-on-idle"});
     if (!flags.count("--config")) throw UsageError("run needs --config FILE");
     p = load_policy(flags["--config"]);
+    // Refuse an exposed control listener without a token before touching anything.
+    if (!p.cfg.control.tcp.empty()) {
+      if (p.cfg.control.token_file.empty())
+        throw ConfigError(p.cfg.file, "control.tcp", "a TCP control listener needs control.token_file");
+      token = read_token(p.cfg.control.token_file);
+    }
   } catch (const UsageError& e) {
     std::fprintf(stderr, "stakegate run: %s\nusage: stakegate run --config FILE [--report R.json] [--exit-on-idle SECONDS]\n", e.what());
     return 2;
@@ -227,8 +402,6 @@ int cmd_run(const std::vector<std::string>& args) {
     spdlog::error("EAL init failed: {} (EAL arguments come from dataplane.eal in {})", rte_strerror(rte_errno), p.cfg.file);
     return 1;
   }
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
 
   const unsigned nworkers = p.cfg.dataplane.workers;
   int rc = 0;
@@ -236,6 +409,11 @@ int cmd_run(const std::vector<std::string>& args) {
   std::vector<WorkerCtx> ctxs(nworkers);
   PortIo outside, inside;
   bool ports_started = false;
+  rte_rcu_qsbr* rcu = nullptr;
+  std::unique_ptr<Gateway> gw;
+  std::unique_ptr<PolicyState> state;
+  boost::asio::io_context io;
+  std::unique_ptr<HttpServer> control_server, metrics_server;
   try {
     if (rte_lcore_count() < nworkers + 1)
       throw std::runtime_error(fmt::format("{}: dataplane.workers: {} workers need {} lcores, EAL has {}", p.cfg.file,
@@ -248,7 +426,18 @@ int cmd_run(const std::vector<std::string>& args) {
     inside = setup_port(p.cfg, "inside", p.cfg.dataplane.inside, pool);
     ports_started = true;
 
-    auto snap = PolicySnapshot::build(p.cfg, p.plan, nworkers);
+    size_t rcu_size = rte_rcu_qsbr_get_memsize(nworkers);
+    rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("stakegate_rcu", rcu_size, RTE_CACHE_LINE_SIZE));
+    if (!rcu || rte_rcu_qsbr_init(rcu, nworkers) != 0) throw std::runtime_error("cannot set up RCU");
+    for (unsigned i = 0; i < nworkers; ++i) rte_rcu_qsbr_thread_register(rcu, i);
+
+    gw = std::make_unique<Gateway>(nworkers, rcu);
+    std::string config_file = p.cfg.file;
+    size_t nodes = p.nodes.size();
+    const size_t capacity = p.cfg.limits_sources;
+    state = std::make_unique<PolicyState>(std::move(p), nworkers, capacity,
+                                          [&](std::shared_ptr<const PolicySnapshot> s) { gw->publish(std::move(s)); });
+    const Config& cfg = state->config();
     if (nworkers > 1)
       spdlog::warn("{} workers without RSS on source IP: each enforces rate / {} per source", nworkers, nworkers);
     uint64_t hz = rte_get_tsc_hz();
@@ -256,56 +445,152 @@ int cmd_run(const std::vector<std::string>& args) {
     uint64_t tsc0 = rte_rdtsc();
     unsigned lcore = rte_get_next_lcore(-1, 1, 0);
     for (unsigned i = 0; i < nworkers; ++i, lcore = rte_get_next_lcore(lcore, 1, 0)) {
-      workers.push_back(std::make_unique<Worker>(p.cfg.unregistered.table_size, tsc0 + i));
-      workers.back()->bind(snap);
-      ctxs[i] = WorkerCtx{workers.back().get(), static_cast<uint16_t>(i), outside, inside,
-                          std::min(p.cfg.dataplane.burst, kMaxBurst), tsc0, q32, {0, 0}};
-      if (int lrc = rte_eal_remote_launch(worker_main, &ctxs[i], lcore); lrc != 0)
-        throw std::runtime_error(fmt::format("cannot launch worker on lcore {}: {}", lcore, rte_strerror(-lrc)));
+      workers.push_back(std::make_unique<Worker>(cfg.unregistered.table_size, state->source_capacity(), tsc0 + i));
+      ctxs[i].worker = workers.back().get();
+      ctxs[i].queue = static_cast<uint16_t>(i);
+      ctxs[i].outside = outside;
+      ctxs[i].inside = inside;
+      ctxs[i].burst = std::min(cfg.dataplane.burst, kMaxBurst);
+      ctxs[i].tsc_start = tsc0;
+      ctxs[i].ns_per_tsc_q32 = q32;
+      ctxs[i].policy = gw->pointer();
+      ctxs[i].rcu = rcu;
     }
-    spdlog::info("stakegate {} forwarding: {} nodes in {} sources, {} worker(s)", STAKEGATE_VERSION, p.nodes.size(),
-                 p.plan.sources.size(), nworkers);
+    gw->attach(&workers, &ctxs);
+    for (unsigned i = 0, lc = rte_get_next_lcore(-1, 1, 0); i < nworkers; ++i, lc = rte_get_next_lcore(lc, 1, 0))
+      if (int lrc = rte_eal_remote_launch(worker_main, &ctxs[i], lc); lrc != 0)
+        throw std::runtime_error(fmt::format("cannot launch worker on lcore {}: {}", lc, rte_strerror(-lrc)));
+    spdlog::info("stakegate {} forwarding: {} nodes in {} sources (capacity {}), {} worker(s), config {}", STAKEGATE_VERSION,
+                 nodes, state->plan().sources.size(), state->source_capacity(), nworkers, config_file);
 
+    g_gateway = gw.get();
+    rte_telemetry_register_cmd("/stakegate/stats", telemetry_stats, "stakegate counters. No parameters");
+
+    // Control API and metrics listeners.
+    ControlApi api(*state, *gw, STAKEGATE_VERSION);
+    auto api_handler = [&](const HttpRequest& r) {
+      auto out = api.handle(r.method, r.target, r.content_type, r.body, static_cast<int64_t>(::time(nullptr)));
+      if (r.target.find("/v1/Status") == std::string::npos && r.method == "POST" && out.status == 200 &&
+          r.target.find("/v1/Get") == std::string::npos && r.target.find("/v1/Top") == std::string::npos &&
+          r.target.find("/v1/List") == std::string::npos)
+        spdlog::info("control: {} -> generation {}", r.target, state->generation());
+      return HttpResponse{out.status, out.content_type, std::move(out.body)};
+    };
+    HttpLimits limits;
+    limits.body_bytes = cfg.control.max_body_bytes;
+    control_server = std::make_unique<HttpServer>(io, limits);
+    if (!cfg.control.socket.empty()) {
+      std::filesystem::create_directories(std::filesystem::path(cfg.control.socket).parent_path());
+      control_server->listen_unix(cfg.control.socket, 0660, api_handler);
+      spdlog::info("control API on unix:{} (mode 0660)", cfg.control.socket);
+    }
+    if (!cfg.control.tcp.empty()) {
+      control_server->listen_tcp(cfg.control.tcp, api_handler, token);
+      spdlog::info("control API on tcp:{} (bearer token required)", cfg.control.tcp);
+    }
+    auto render = [&] {
+      Totals t = gw->totals(false);
+      MetricsInput in;
+      in.totals = &t;
+      in.state = state.get();
+      in.version = STAKEGATE_VERSION;
+      in.snapshots_pending_reclaim = gw->snapshots_pending_reclaim();
+      in.worker_busy = gw->busy_ratios();
+      // tx_dropped(0): passed packets the inside port could not take; (1): the outside port.
+      for (const auto& [name, io_port, dir] : {std::tuple{"outside", outside, 1}, std::tuple{"inside", inside, 0}}) {
+        rte_eth_stats st{};
+        rte_eth_stats_get(io_port.port, &st);
+        in.ports.push_back({name, st.imissed, st.rx_nombuf, gw->tx_dropped(dir)});
+      }
+      return render_metrics(in);
+    };
+    if (!cfg.control.metrics.empty()) {
+      HttpLimits ml;
+      ml.body_bytes = 0;
+      metrics_server = std::make_unique<HttpServer>(io, ml);
+      metrics_server->listen_tcp(cfg.control.metrics, [&](const HttpRequest& r) { return metrics_handler(r, render); },
+                                 std::nullopt);
+      spdlog::info("metrics on http://{}/metrics", cfg.control.metrics);
+    }
+
+    // Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads (a refused config changes nothing).
+    boost::asio::signal_set stop_signals(io, SIGINT, SIGTERM), hup(io, SIGHUP);
+    stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (!ec) spdlog::info("signal {}: stopping", sig);
+      io.stop();
+    });
+    std::function<void()> wait_hup = [&] {
+      hup.async_wait([&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        try {
+          auto ch = state->reload();
+          gw->wait_applied();
+          spdlog::info("SIGHUP: reloaded {}: generation {}", state->config().file, ch.generation);
+          for (const auto& w : ch.warnings) spdlog::warn("SIGHUP: {}", w);
+        } catch (const std::exception& e) {
+          spdlog::error("SIGHUP: reload refused, the running policy is unchanged: {}", e.what());
+        }
+        wait_hup();
+      });
+    };
+    wait_hup();
+
+    // Timers: reclaim snapshots, expire blocks, periodic summary, idle exit.
+    boost::asio::steady_timer tick(io);
     auto last_report = std::chrono::steady_clock::now();
     auto last_change = last_report;
     uint64_t last_rx = 0, reported_rx = 0;
-    const auto interval = std::chrono::duration<double>(p.cfg.dataplane.stats_interval_s);
-    while (!g_stop.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      auto now = std::chrono::steady_clock::now();
-      Totals t = live_totals(workers);
-      uint64_t rx = t.packets(Direction::kOutside) + t.packets(Direction::kInside);
-      if (rx != last_rx) { last_rx = rx; last_change = now; }
-      if (now - last_report >= interval) {
-        uint64_t txd = 0;
-        for (const auto& c : ctxs) txd += relaxed(c.tx_dropped[0]) + relaxed(c.tx_dropped[1]);
-        uint64_t out_rx = t.packets(Direction::kOutside);
-        double secs = std::chrono::duration<double>(now - last_report).count();
-        spdlog::info("{} | outside rate {:.3f} Mpps", summary(t, txd), (out_rx - reported_rx) / secs / 1e6);
-        reported_rx = out_rx;
-        last_report = now;
-      }
-      if (idle_exit_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(idle_exit_s)) {
-        spdlog::info("no packet for {} s: stopping (--exit-on-idle)", idle_exit_s);
-        g_stop.store(true);
-      }
-    }
+    const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
+    std::function<void()> on_tick = [&] {
+      tick.expires_after(std::chrono::milliseconds(50));
+      tick.async_wait([&](const boost::system::error_code& ec) {
+        if (ec) return;
+        gw->reclaim();
+        try {
+          if (state->expire(static_cast<int64_t>(::time(nullptr)))) spdlog::info("blocklist: expired entries removed");
+        } catch (const std::exception& e) {
+          spdlog::error("blocklist expiry: {}", e.what());
+        }
+        auto now = std::chrono::steady_clock::now();
+        Totals t = gw->totals(false);
+        uint64_t rx = t.packets(Direction::kOutside) + t.packets(Direction::kInside);
+        if (rx != last_rx) { last_rx = rx; last_change = now; }
+        if (now - last_report >= interval) {
+          uint64_t out_rx = t.packets(Direction::kOutside);
+          double secs = std::chrono::duration<double>(now - last_report).count();
+          spdlog::info("{} | outside rate {:.3f} Mpps", summary(t, gw->tx_dropped(0) + gw->tx_dropped(1)),
+                       static_cast<double>(out_rx - reported_rx) / secs / 1e6);
+          reported_rx = out_rx;
+          last_report = now;
+        }
+        if (idle_exit_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(idle_exit_s)) {
+          spdlog::info("no packet for {} s: stopping (--exit-on-idle)", idle_exit_s);
+          io.stop();
+          return;
+        }
+        on_tick();
+      });
+    };
+    on_tick();
+    io.run();
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     rc = 1;
-    g_stop.store(true);
   }
+  g_stop.store(true);
   rte_eal_mp_wait_lcore();
+  g_gateway = nullptr;
+  if (control_server) control_server->close();
+  if (metrics_server) metrics_server->close();
 
-  Totals t;
-  uint64_t txd = 0;
-  for (const auto& w : workers) t.add(*w);
-  for (const auto& c : ctxs) txd += c.tx_dropped[0] + c.tx_dropped[1];
-  if (!workers.empty()) {
+  if (!workers.empty() && state) {
+    Totals t;
+    for (const auto& w : workers) t.add(*w);
+    uint64_t txd = gw->tx_dropped(0) + gw->tx_dropped(1);
     spdlog::info("final: {}", summary(t, txd));
-    for (const auto& [name, io] : {std::pair{"outside", outside}, std::pair{"inside", inside}}) {
+    for (const auto& [name, io_port] : {std::pair{"outside", outside}, std::pair{"inside", inside}}) {
       rte_eth_stats st{};
-      if (rte_eth_stats_get(io.port, &st) == 0)
+      if (rte_eth_stats_get(io_port.port, &st) == 0)
         spdlog::info("port {}: ipackets {} opackets {} imissed {} rx_nombuf {} oerrors {}", name, st.ipackets,
                      st.opackets, st.imissed, st.rx_nombuf, st.oerrors);
     }
@@ -313,8 +598,9 @@ int cmd_run(const std::vector<std::string>& args) {
     std::fflush(stdout);
     if (flags.count("--report")) {
       std::ofstream r(flags["--report"]);
-      auto j = make_report(t, p.nodes, p.plan);
+      auto j = make_report(t, state->nodes(), state->plan());
       j["tx_dropped"] = txd;
+      j["identity_generation"] = state->generation();
       if (r) r << j.dump(2) << "\n";
       else { spdlog::error("{}: cannot write report", flags["--report"]); rc = 1; }
     }
@@ -325,6 +611,9 @@ int cmd_run(const std::vector<std::string>& args) {
       rte_eth_dev_close(port);
     }
   }
+  state.reset();
+  gw.reset();
+  if (rcu) rte_free(rcu);
   rte_eal_cleanup();
   return rc;
 }

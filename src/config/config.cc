@@ -175,7 +175,7 @@ Config parse_config(const std::string& text, const std::string& file) {
   YamlReader r(root, file, "");
   if (!root.IsMap()) throw ConfigError(file, "", "must be a YAML mapping");
   r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring",
-                "control"});
+                "control", "limits"});
   Config c;
   c.file = file;
   for (const char* k : {"dataplane", "capacity", "identity", "roles"})
@@ -224,9 +224,26 @@ Config parse_config(const std::string& text, const std::string& file) {
   }
   if (r.has("control")) {
     auto s = r.child("control");
-    s.expect_map({"socket", "metrics"});
+    s.expect_map({"socket", "tcp", "token_file", "metrics", "max_body_bytes"});
     if (s.has("socket")) c.control.socket = s.child("socket").string();
+    if (s.node()["socket"].IsNull() && s.node()["socket"].IsDefined()) c.control.socket.clear();
+    if (s.has("tcp")) c.control.tcp = s.child("tcp").string();
+    if (s.has("token_file")) c.control.token_file = resolve_path(file, s.child("token_file").string());
     if (s.has("metrics")) c.control.metrics = s.child("metrics").string();
+    if (s.node()["metrics"].IsNull() && s.node()["metrics"].IsDefined()) c.control.metrics.clear();
+    if (s.has("max_body_bytes")) c.control.max_body_bytes = s.child("max_body_bytes").integer(1024, 1ull << 32);
+    for (const char* k : {"tcp", "metrics"}) {
+      if (!s.has(k)) continue;
+      std::string v = s.child(k).string(), host;
+      uint16_t port = 0;
+      if (!split_host_port(v, host, port) || !parse_ip(host))
+        s.child(k).fail("must be IP:port (a literal address), got '" + v + "'");
+    }
+  }
+  if (r.has("limits")) {
+    auto l = r.child("limits");
+    l.expect_map({"sources"});
+    if (l.has("sources")) c.limits_sources = l.child("sources").integer(16, 1u << 26);
   }
   return c;
 }

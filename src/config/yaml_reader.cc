@@ -1,6 +1,7 @@
 #include "stakegate/config/yaml_reader.h"
 
 #include <charconv>
+#include <set>
 #include <cmath>
 #include <sstream>
 
@@ -14,8 +15,12 @@ void YamlReader::fail(const std::string& problem) const {
 
 void YamlReader::expect_map(std::initializer_list<const char*> allowed) const {
   if (!node_.IsMap()) fail("must be a mapping");
+  std::set<std::string> seen;
   for (const auto& kv : node_) {
     std::string key = kv.first.as<std::string>();
+    // yaml-cpp keeps one of two equal keys silently; a repeated key is almost always a mistake.
+    if (!seen.insert(key).second)
+      YamlReader(kv.first, file_, path_.empty() ? key : path_ + "." + key).fail("key given twice");
     bool ok = false;
     for (const char* a : allowed) ok = ok || key == a;
     if (!ok) {

@@ -15,43 +15,48 @@ inline uint64_t refilled(uint64_t tokens, uint64_t last_ns, uint64_t now_ns, con
 
 }  // namespace
 
-Worker::Worker(unsigned table_size, uint64_t hash_seed) : seed_(mix64(hash_seed) | 1) {
+Worker::Worker(unsigned table_size, size_t source_capacity, uint64_t hash_seed)
+    : meters_(source_capacity), cold_(source_capacity), seed_(mix64(hash_seed) | 1) {
   uint64_t sets = std::bit_ceil(std::max<uint64_t>(1, table_size / kWays));
   unregistered_.assign(sets * kWays, UnregisteredEntry{0, 0, 0});
   unregistered_mask_ = sets - 1;
 }
 
-void Worker::bind(std::shared_ptr<const PolicySnapshot> snap) {
-  // Slots are stable: a slot already metered keeps its tokens and counters and only
-  // takes the new policy; a new slot starts with a full bucket.
-  size_t old = meters_.size();
-  if (snap->source_count() > old) {
-    meters_.resize(snap->source_count());
-    cold_.resize(snap->source_count());
-  }
-  for (size_t i = 0; i < snap->source_count(); ++i) {
-    const SourcePolicy& s = snap->source(static_cast<uint32_t>(i));
+void Worker::start_meter(uint32_t slot, const SourcePolicy& s) noexcept {
+  meters_[slot] = NodeMeter{};
+  cold_[slot] = NodeMeterCold{};
+  meters_[slot].tokens = s.pps.burst_scaled;
+  meters_[slot].epoch = s.epoch;
+  cold_[slot].tokens_bytes = s.bps.burst_scaled;
+}
+
+void Worker::bind(const PolicySnapshot* snap) noexcept {
+  // Slots are stable: a meter keeps its tokens and counters across snapshots and only
+  // takes the new policy; a slot that now belongs to another source starts afresh.
+  const bool incremental = snap_ && snap_->generation == snap->base_generation;
+  auto adopt = [&](uint32_t i) {
+    const SourcePolicy& s = snap->source(i);
     NodeMeter& m = meters_[i];
-    NodeMeterCold& c = cold_[i];
-    if (i >= old) {
-      m = NodeMeter{};
-      c = NodeMeterCold{};
-      m.tokens = s.pps.burst_scaled;
-      c.tokens_bytes = s.bps.burst_scaled;
-    }
+    if (s.flags & SourcePolicy::kAbsent) return;  // keep the meter for when its source returns
+    if (m.epoch != s.epoch || (m.rate == 0 && m.burst == 0 && m.last_ns == 0)) start_meter(i, s);
     m.burst = s.pps.burst_scaled;
     m.rate = s.pps.rate_per_s;
     m.fill_ns = s.pps.fill_ns;
     m.port_set = s.port_set;
     m.cls = s.cls;
     m.flags = s.flags;
-    c.bps = s.bps;
+    cold_[i].bps = s.bps;
+  };
+  if (incremental) {
+    for (uint32_t i : snap->changed_slots) adopt(i);
+  } else {
+    for (uint32_t i = 0; i < snap->source_count(); ++i) adopt(i);
   }
   if (!snap_) {
     pool_pkts_ = snap->unregistered_pool_pps.burst_scaled;
     pool_bytes_ = snap->unregistered_pool_bps.burst_scaled;
   }
-  snap_ = std::move(snap);
+  snap_ = snap;
 }
 
 [[gnu::always_inline]] inline Verdict Worker::police_source(uint32_t slot, const PacketMeta& m, uint32_t len,

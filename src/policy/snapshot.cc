@@ -45,7 +45,8 @@ void CidrMatcher::add(const Cidr& c) {
 }
 
 std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, const StakePlan& plan,
-                                                            unsigned workers) {
+                                                            unsigned workers, const PolicySnapshot* previous,
+                                                            size_t slot_count) {
   auto snap = std::make_shared<PolicySnapshot>();
   snap->workers = workers;
   std::map<std::vector<uint16_t>, uint16_t> set_index;
@@ -55,10 +56,14 @@ std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, c
   snap->v4_.reserve(v4_count);
   snap->v6_.reserve(v6_count);
 
-  snap->sources_.reserve(plan.sources.size());
-  for (uint32_t slot = 0; slot < plan.sources.size(); ++slot) {
-    const SourcePlan& s = plan.sources[slot];
+  for (const auto& s : plan.sources) slot_count = std::max<size_t>(slot_count, s.slot + 1);
+  SourcePolicy absent;
+  absent.flags = SourcePolicy::kAbsent;
+  snap->sources_.assign(slot_count, absent);  // reachable by no address of this table
+  for (const SourcePlan& s : plan.sources) {
+    const uint32_t slot = s.slot;
     SourcePolicy p;
+    p.epoch = s.slot_epoch;
     p.cls = class_of(s.role);
     p.pps = params(s.rate_pps, s.burst_pkts, workers);
     if (s.rate_bps > 0) {
@@ -72,7 +77,7 @@ std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, c
       if (fresh) snap->port_sets_.push_back(bitmap(s.ports));
       p.port_set = it->second;
     }
-    snap->sources_.push_back(p);
+    snap->sources_[slot] = p;
     for (const IpAddr& a : s.addrs) {
       if (a.is_v4) snap->v4_.insert(a.v4, slot);
       else snap->v6_.insert(a.v6, slot);
@@ -86,6 +91,14 @@ std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, c
   snap->unregistered_pool_pps = params(u.pool_pps, u.pool_burst, workers);
   if (u.pool_bps > 0) snap->unregistered_pool_bps = params(u.pool_bps / 8, u.pool_burst_bytes, workers);
   snap->unregistered_source_pps = params(u.per_source_pps, u.per_source_burst, workers);
+  if (previous) {
+    snap->generation = previous->generation + 1;
+    snap->base_generation = previous->generation;
+    for (uint32_t i = 0; i < snap->sources_.size(); ++i)
+      if (i >= previous->sources_.size() || !(snap->sources_[i] == previous->sources_[i])) snap->changed_slots.push_back(i);
+  } else {
+    for (uint32_t i = 0; i < snap->sources_.size(); ++i) snap->changed_slots.push_back(i);
+  }
   return snap;
 }
 

@@ -52,7 +52,10 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
   std::map<size_t, uint32_t> group_source;
   for (size_t i = 0; i < nodes.size(); ++i) {
     auto [it, fresh] = group_source.emplace(find(i), static_cast<uint32_t>(plan.sources.size()));
-    if (fresh) plan.sources.emplace_back();
+    if (fresh) {
+      plan.sources.emplace_back();
+      plan.sources.back().slot = it->second;
+    }
     plan.nodes[i].source = it->second;
     plan.sources[it->second].nodes.push_back(i);
   }
@@ -83,6 +86,7 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
       if (np.rate_pps > fastest) { fastest = np.rate_pps; s.role = n.role; }
     }
     if (s.ejected) s.role = nodes[s.nodes.front()].role;
+    std::sort(s.addrs.begin(), s.addrs.end());
     std::sort(ports.begin(), ports.end());
     ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
     if (!s.all_ports) s.ports = std::move(ports);

@@ -74,9 +74,8 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
   json list = json::array();
   for (size_t i = 0; i < nodes.size(); ++i) {
     const NodeIdentity& n = nodes[i];
-    uint32_t slot = plan.nodes[i].source;
-    const SourcePlan& sp = plan.sources[slot];
-    SourceTotals st = slot < t.sources.size() ? t.sources[slot] : SourceTotals{};
+    const SourcePlan& sp = plan.sources[plan.nodes[i].source];
+    SourceTotals st = sp.slot < t.sources.size() ? t.sources[sp.slot] : SourceTotals{};
     json ips = json::array();
     for (const auto& ip : n.ips) ips.push_back(ip.to_string());
     json e = {{"node_id", n.node_id},

@@ -184,6 +184,7 @@ void create_files(const Options& o, std::string& config_path) {
     << "  verification: {share: 0.15, min_pps: 50, burst_ms: 100, ports: [3569]}\n"
     << "  access:       {share: 0.10, min_pps: 50, burst_ms: 100, ports: [3569, 9000, 9001]}\n"
     << "unregistered: {share: 0.05, per_source_pps: 50, burst_ms: 100, ports: [9000, 9001, 8000]}\n"
+    << "control: {socket: " << dir << "/control.sock, metrics: null}\n"
     << "blocklist:\n"
     << "  - {cidr: 198.19.255.0/24, reason: \"scenario: blocked range\"}\n";
   for (const auto& id : blocked_ids) c << "  - {node_id: " << id << ", reason: \"scenario: blocked node\"}\n";
@@ -368,12 +369,13 @@ void write_bench(const std::string& dir, const std::string& workload, size_t tab
   std::ofstream y(dir + "/bench.yaml");
   y << "# stakegate-scenario --bench " << workload << " --table-nodes " << table_nodes << " --frame-size " << w.frame_size << "\n"
     << "dataplane:\n"
-    // Default-size mbufs (as testpmd uses): about 2.4 KiB each with headroom and headers.
-    << "  eal: [--no-huge, -m, \"" << 768 + (w.count + 16384) * 2432 / (1u << 20) << "\", --no-pci, --no-shconf]\n"
+    // 1 KiB data rooms (testpmd: --mbuf-size=1152): a 2M-packet capture's pool then fits
+    // in memory without hugepages (default-size mbufs for 2M packets cannot be allocated).
+    << "  eal: [--no-huge, -m, \"" << 768 + (w.count + 16384) * 2048 / (1u << 20) << "\", --no-pci, --no-shconf]\n"
     << "  outside: {vdev: \"net_pcap0,rx_pcap=" << abs << "/bench.pcap,infinite_rx=1\"}\n"
     << "  inside: {vdev: \"net_null1,no-rx=1\"}\n"
     << "  workers: 1\n  stats_interval_s: 1\n"
-    << "  mbufs: " << w.count + 16384 << "\n"
+    << "  mbufs: " << w.count + 16384 << "\n  mbuf_data_room: 1024\n"
     << "capacity: {pps: " << c.capacity_pps << "}\n"
     << "identity: {flow_node_infos: node-infos.pub.json, stake_file: stakes.json}\n"
     << "roles:\n";
@@ -381,7 +383,8 @@ void write_bench(const std::string& dir, const std::string& workload, size_t tab
     y << "  " << role_name(static_cast<Role>(r)) << ": {share: " << c.roles[r].share << ", min_pps: " << c.roles[r].min_pps
       << ", ports: [3569, 9000]}\n";
   y << "unregistered: {share: " << c.unregistered.share << ", per_source_pps: " << c.unregistered.per_source_pps
-    << ", ports: [9000, 9001, 8000]}\n";
+    << ", ports: [9000, 9001, 8000]}\n"
+    << "control: {socket: " << abs << "/control.sock, metrics: null}\n";
   PcapWriter pw(dir + "/bench.pcap");
   for (size_t i = 0; i < w.count; ++i) pw.write(i * 1000, w.frame(i), w.frame_size);
   std::printf("%s/bench.pcap: %zu packets of %u bytes, %zu identities (%s)\n", dir.c_str(), w.count, w.frame_size,

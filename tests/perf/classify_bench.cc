@@ -14,6 +14,7 @@ namespace {
 
 struct Fixture {
   testing::BenchWorkload w;
+  std::shared_ptr<const PolicySnapshot> snap;
   std::unique_ptr<Worker> worker;
   std::vector<PacketView> views;
 };
@@ -30,8 +31,9 @@ Fixture& fixture(size_t nodes, bool mixed) {
     Config cfg;
     testing::bench_policy(cfg);
     StakePlan plan = make_stake_plan(cfg, f->w.nodes);
-    f->worker = std::make_unique<Worker>(cfg.unregistered.table_size);
-    f->worker->bind(PolicySnapshot::build(cfg, plan, 1));
+    f->snap = PolicySnapshot::build(cfg, plan, 1);
+    f->worker = std::make_unique<Worker>(cfg.unregistered.table_size, f->snap->source_count());
+    f->worker->bind(f->snap.get());
     for (size_t i = 0; i < f->w.count; ++i) f->views.push_back({f->w.frame(i), f->w.frame_size});
   }
   return *f;

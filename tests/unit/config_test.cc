@@ -60,6 +60,13 @@ TEST(Config, UnknownKeys) {
   EXPECT_THAT(error_of(base_config("", "colour: blue\n")), HasSubstr("config/x.yaml: colour: unknown key"));
 }
 
+TEST(Config, RepeatedKeys) {
+  EXPECT_THAT(error_of(stakegate::testing::base_config("", "capacity: {pps: 5}\n")),
+              HasSubstr("config/x.yaml: capacity: key given twice"));
+  EXPECT_THAT(error_of(replace(stakegate::testing::base_config(), "share: 0.5,", "share: 0.5, share: 0.1,")),
+              HasSubstr("roles.consensus.share: key given twice"));
+}
+
 TEST(Config, BadCidr) {
   EXPECT_THAT(error_of(base_config("", "blocklist: [{cidr: 198.51.100.0/33}]\n")),
               HasSubstr("config/x.yaml: blocklist[0].cidr: bad CIDR '198.51.100.0/33': prefix length must be 0..32"));

@@ -35,8 +35,9 @@ TEST(HotPath, DecidingPacketsAllocatesNothing) {
   auto nodes = cfg.identity.inline_nodes;
   resolve_identities(nodes, {}, "h.yaml");
   StakePlan plan = make_stake_plan(cfg, nodes);
-  Worker w(256);
-  w.bind(PolicySnapshot::build(cfg, plan, 1));
+  auto snap = PolicySnapshot::build(cfg, plan, 1);
+  Worker w(256, snap->source_count());
+  w.bind(snap.get());
 
   // Every branch of the verdict order, IPv4 and IPv6, tagged and not, and broken frames.
   std::vector<std::vector<uint8_t>> frames;

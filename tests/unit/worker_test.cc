@@ -30,10 +30,14 @@ class WorkerTest : public ::testing::Test {
     nodes_ = cfg_.identity.inline_nodes;
     resolve_identities(nodes_, {}, "w.yaml");
     plan_ = make_stake_plan(cfg_, nodes_);
-    worker_ = std::make_unique<Worker>(table);
-    worker_->bind(PolicySnapshot::build(cfg_, plan_, 1));
+    rebuild(1, table);
   }
 
+  void rebuild(unsigned workers, unsigned table = 1024) {
+    snap_ = PolicySnapshot::build(cfg_, plan_, workers);
+    worker_ = std::make_unique<Worker>(table, snap_->source_count());
+    worker_->bind(snap_.get());
+  }
   Verdict send(const FrameSpec& f, uint64_t now) { return send_raw(build_frame(f), now); }
   Verdict send_raw(const std::vector<uint8_t>& b, uint64_t now) {
     PacketView v{b.data(), static_cast<uint32_t>(b.size())};
@@ -54,6 +58,7 @@ class WorkerTest : public ::testing::Test {
   Config cfg_;
   std::vector<NodeIdentity> nodes_;
   StakePlan plan_;
+  std::shared_ptr<const PolicySnapshot> snap_;
   std::unique_ptr<Worker> worker_;
 };
 
@@ -165,8 +170,7 @@ TEST_F(WorkerTest, ByteBucketLimitsLargeFrames) {
   // (Above the floor of min_pps full-size frames: 100 x 1538 B/s.)
   cfg_.capacity_bps = 80'000'000;
   plan_ = make_stake_plan(cfg_, nodes_);
-  worker_ = std::make_unique<Worker>(1024);
-  worker_->bind(PolicySnapshot::build(cfg_, plan_, 1));
+  rebuild(1);
   FrameSpec f = from("198.18.1.1");
   f.frame_size = 1500;
   int passed = 0;
@@ -175,8 +179,7 @@ TEST_F(WorkerTest, ByteBucketLimitsLargeFrames) {
 }
 
 TEST_F(WorkerTest, RatesAreSplitAcrossWorkers) {
-  worker_ = std::make_unique<Worker>(1024);
-  worker_->bind(PolicySnapshot::build(cfg_, plan_, 2));
+  rebuild(2);
   int passed = 0;
   for (int i = 0; i < 2000; ++i) passed += send(from("198.18.1.1"), 0) == Verdict::kPass;
   EXPECT_EQ(passed, 625);

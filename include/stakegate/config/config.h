@@ -68,8 +68,11 @@ struct ScoringConfig {
 };
 
 struct ControlConfig {
-  std::string socket = "/run/stakegate/control.sock";
-  std::string metrics = "127.0.0.1:9469";
+  std::string socket = "/run/stakegate/control.sock";  // empty: no Unix socket
+  std::string tcp;                                     // host:port; needs token_file
+  std::string token_file;
+  std::string metrics = "127.0.0.1:9469";              // empty: no metrics listener
+  size_t max_body_bytes = 64u << 20;
 };
 
 struct Config {
@@ -84,6 +87,7 @@ struct Config {
   ScoringConfig scoring;
   bool scoring_configured = false;
   ControlConfig control;
+  size_t limits_sources = 0;  // meter slots per worker (0: twice the table, at least 65,536)
 };
 
 Config load_config(const std::string& path);

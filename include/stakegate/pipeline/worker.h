@@ -32,7 +32,7 @@ struct alignas(64) NodeMeter {
   uint16_t port_set;
   TrafficClass cls;
   uint8_t flags;       // SourcePolicy::kBlocked | kEjected | kHasBytes
-  uint32_t reserved;
+  uint32_t epoch;      // SourcePolicy::epoch this meter was started for
 };
 static_assert(sizeof(NodeMeter) == 64);
 
@@ -56,10 +56,14 @@ struct alignas(64) WorkerCounters {
 class Worker {
  public:
   // `unregistered_table_size` is rounded up to a power of two, in sets of kWays.
-  explicit Worker(unsigned unregistered_table_size, uint64_t hash_seed = 0x5eed);
+  // `source_capacity` meters are allocated here, once: binding never allocates.
+  Worker(unsigned unregistered_table_size, size_t source_capacity, uint64_t hash_seed = 0x5eed);
 
-  // Adopts a snapshot: sizes the meter table for its sources (control plane, not per packet).
-  void bind(std::shared_ptr<const PolicySnapshot> snap);
+  // Adopts a snapshot (which must outlive its use, and hold at most source_capacity slots):
+  // copies each changed source's policy into its meter; a slot given to another source
+  // (new epoch) restarts with a full bucket and zero counters. Called by the worker itself
+  // between bursts, so no meter ever has two writers.
+  void bind(const PolicySnapshot* snap) noexcept;
 
   // Decides every frame from the outside port. Returns n; out[i] is frame i's verdict.
   uint16_t process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
@@ -70,6 +74,7 @@ class Worker {
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
   const NodeMeterCold& meter_cold(uint32_t slot) const { return cold_[slot]; }
   const PolicySnapshot& snapshot() const { return *snap_; }
+  size_t source_capacity() const { return meters_.size(); }
 
   static constexpr unsigned kWays = 4;
   static constexpr uint16_t kStage = 32;  // packets decided together (see decide_stage)
@@ -86,7 +91,9 @@ class Worker {
   Verdict police_bytes(uint32_t slot, uint64_t tokens, uint32_t len, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
 
-  std::shared_ptr<const PolicySnapshot> snap_;
+  void start_meter(uint32_t slot, const SourcePolicy& s) noexcept;
+
+  const PolicySnapshot* snap_ = nullptr;
   std::vector<NodeMeter> meters_;
   std::vector<NodeMeterCold> cold_;
   std::vector<UnregisteredEntry> unregistered_;

@@ -21,14 +21,20 @@ using PortBitmap = std::array<uint64_t, 1024>;  // one bit per port
 inline bool port_in(const PortBitmap& b, uint16_t port) { return (b[port >> 6] >> (port & 63)) & 1; }
 
 struct SourcePolicy {
-  static constexpr uint8_t kBlocked = 1, kEjected = 2, kHasBytes = 4;
+  // kAbsent: a slot no source of this table uses (its meter is kept for when it returns).
+  static constexpr uint8_t kBlocked = 1, kEjected = 2, kHasBytes = 4, kAbsent = 8;
   static constexpr uint16_t kAllPorts = UINT16_MAX;
   BucketParams pps;
   BucketParams bps;      // unlimited when capacity.bps is not set
   uint16_t port_set = kAllPorts;
   TrafficClass cls = TrafficClass::kNone;
   uint8_t flags = 0;
+  uint32_t epoch = 0;    // changes when the slot is given to another source: its meter restarts
+  friend bool operator==(const SourcePolicy&, const SourcePolicy&) = default;
 };
+inline bool operator==(const BucketParams& a, const BucketParams& b) {
+  return a.rate_per_s == b.rate_per_s && a.burst_scaled == b.burst_scaled && a.fill_ns == b.fill_ns;
+}
 
 // CIDR blocklist for sources that are not nodes: one exact-match table per prefix
 // length in use, longest first.
@@ -55,7 +61,11 @@ class CidrMatcher {
 
 class PolicySnapshot {
  public:
-  static std::shared_ptr<const PolicySnapshot> build(const Config& cfg, const StakePlan& plan, unsigned workers);
+  // `previous`, when given, is the snapshot this one replaces: slots whose policy did not
+  // change are listed as unchanged, so workers bound to it copy only what changed.
+  static std::shared_ptr<const PolicySnapshot> build(const Config& cfg, const StakePlan& plan, unsigned workers,
+                                                     const PolicySnapshot* previous = nullptr,
+                                                     size_t slot_count = 0);
 
   uint32_t find_v4(uint32_t a) const { return v4_.find(a); }
   uint32_t find_v6(const Ip6& a) const { return v6_.find(a); }
@@ -73,6 +83,9 @@ class PolicySnapshot {
 
   BucketParams unregistered_pool_pps, unregistered_pool_bps, unregistered_source_pps;
   unsigned workers = 1;
+  uint64_t generation = 1;
+  uint64_t base_generation = 0;          // the generation `changed_slots` is relative to
+  std::vector<uint32_t> changed_slots;   // slots whose SourcePolicy differs from base_generation's
 
  private:
   std::vector<SourcePolicy> sources_;

@@ -29,6 +29,8 @@ struct NodePlan {
 
 // One policing unit: every address of the nodes it covers maps to it.
 struct SourcePlan {
+  uint32_t slot = 0;      // stable meter slot (see SlotTable); the plan's index unless assigned
+  uint32_t slot_epoch = 0;
   std::vector<IpAddr> addrs;
   std::vector<size_t> nodes;  // indexes into the identity vector
   Role role = Role::kCollection;  // the role of its fastest node; counters are kept under it

@@ -1,0 +1,29 @@
+#pragma once
+// Prometheus exposition of the gateway's counters (names of DESIGN.md). Every series of
+// bounded label sets is present from the first scrape; values are sums of per-worker
+// counters taken at scrape time.
+#include <string>
+#include <vector>
+
+#include "stakegate/control/policy_state.h"
+#include "stakegate/report/counters.h"
+
+namespace stakegate {
+
+struct PortMetrics {
+  std::string name;  // outside | inside
+  uint64_t rx_missed = 0, rx_nombuf = 0, tx_dropped = 0;
+};
+
+struct MetricsInput {
+  const Totals* totals = nullptr;
+  const PolicyState* state = nullptr;
+  std::vector<PortMetrics> ports;
+  std::vector<double> worker_busy;  // per worker, 0..1 since the previous scrape
+  uint32_t snapshots_pending_reclaim = 0;
+  std::string version;
+};
+
+std::string render_metrics(const MetricsInput& in);
+
+}  // namespace stakegate

@@ -1,0 +1,115 @@
+#include "stakegate/control/metrics.h"
+
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+namespace stakegate {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double v) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == MetricType::Counter) m.counter.value = v;
+  else m.gauge.value = v;
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::string render_metrics(const MetricsInput& in) {
+  const Totals& t = *in.totals;
+  std::vector<MetricFamily> out;
+
+  auto packets = family("stakegate_packets_total", "Packets by direction, traffic class (role) and verdict.", MetricType::Counter);
+  auto bytes = family("stakegate_bytes_total", "Bytes by direction, traffic class (role) and verdict.", MetricType::Counter);
+  for (int d = 0; d < kDirectionCount; ++d)
+    for (int k = 0; k < kTrafficClassCount; ++k) {
+      uint64_t pass_p = t.c.packets[d][k][0], pass_b = t.c.bytes[d][k][0], drop_p = 0, drop_b = 0;
+      for (int v = 1; v < kVerdictCount; ++v) { drop_p += t.c.packets[d][k][v]; drop_b += t.c.bytes[d][k][v]; }
+      std::string dir(direction_name(static_cast<Direction>(d))), role(class_name(static_cast<TrafficClass>(k)));
+      add(packets, {{"direction", dir}, {"role", role}, {"verdict", "pass"}}, static_cast<double>(pass_p));
+      add(packets, {{"direction", dir}, {"role", role}, {"verdict", "drop"}}, static_cast<double>(drop_p));
+      add(bytes, {{"direction", dir}, {"role", role}, {"verdict", "pass"}}, static_cast<double>(pass_b));
+      add(bytes, {{"direction", dir}, {"role", role}, {"verdict", "drop"}}, static_cast<double>(drop_b));
+    }
+  out.push_back(std::move(packets));
+  out.push_back(std::move(bytes));
+
+  auto drops = family("stakegate_drops_total", "Packets from the outside dropped, by traffic class (role) and reason.",
+                      MetricType::Counter);
+  for (int k = 0; k < kTrafficClassCount; ++k)
+    for (int v = 1; v < kVerdictCount; ++v)
+      add(drops, {{"role", std::string(class_name(static_cast<TrafficClass>(k)))},
+                  {"reason", std::string(verdict_name(static_cast<Verdict>(v)))}},
+          static_cast<double>(t.count(Direction::kOutside, static_cast<TrafficClass>(k), static_cast<Verdict>(v))));
+  out.push_back(std::move(drops));
+
+  auto nodes = family("stakegate_identity_nodes", "Nodes in the current identity table, by role.", MetricType::Gauge);
+  for (int r = 0; r < kRoleCount; ++r)
+    add(nodes, {{"role", std::string(role_name(static_cast<Role>(r)))}},
+        static_cast<double>(in.state->plan().roles[r].nodes));
+  out.push_back(std::move(nodes));
+
+  auto gen = family("stakegate_identity_generation", "Generation of the running policy snapshot (identity, blocklist, QoS).",
+                    MetricType::Gauge);
+  add(gen, {}, static_cast<double>(in.state->generation()));
+  out.push_back(std::move(gen));
+
+  auto missed = family("stakegate_port_rx_missed_total", "Packets the NIC dropped because its RX queue was full.", MetricType::Counter);
+  auto nombuf = family("stakegate_port_rx_nombuf_total", "RX failures for lack of an mbuf.", MetricType::Counter);
+  auto txd = family("stakegate_port_tx_dropped_total", "Passed packets the port could not transmit (TX queue full).",
+                    MetricType::Counter);
+  for (const auto& p : in.ports) {
+    add(missed, {{"port", p.name}}, static_cast<double>(p.rx_missed));
+    add(nombuf, {{"port", p.name}}, static_cast<double>(p.rx_nombuf));
+    add(txd, {{"port", p.name}}, static_cast<double>(p.tx_dropped));
+  }
+  out.push_back(std::move(missed));
+  out.push_back(std::move(nombuf));
+  out.push_back(std::move(txd));
+
+  auto busy = family("stakegate_worker_busy_ratio", "Share of a worker's polling time spent on bursts that carried packets, since the previous scrape.",
+                     MetricType::Gauge);
+  for (size_t w = 0; w < in.worker_busy.size(); ++w) add(busy, {{"worker", std::to_string(w)}}, in.worker_busy[w]);
+  out.push_back(std::move(busy));
+
+  auto gray = family("stakegate_graylisted_nodes",
+                     "Nodes graylisted by peer scoring. Peer scoring is not enforced by this version, so this is 0.",
+                     MetricType::Gauge);
+  add(gray, {}, 0);
+  out.push_back(std::move(gray));
+
+  auto ev = family("stakegate_unregistered_evictions_total",
+                   "Active unregistered per-source buckets recycled because the table was full.", MetricType::Counter);
+  add(ev, {}, static_cast<double>(t.c.unregistered_evictions));
+  out.push_back(std::move(ev));
+
+  auto pend = family("stakegate_snapshots_pending_reclaim", "Replaced policy snapshots still waiting for every worker to pass a quiescent point.",
+                     MetricType::Gauge);
+  add(pend, {}, in.snapshots_pending_reclaim);
+  out.push_back(std::move(pend));
+
+  auto bl = family("stakegate_blocklist_entries", "Entries in the running blocklist.", MetricType::Gauge);
+  add(bl, {}, static_cast<double>(in.state->blocklist().size()));
+  out.push_back(std::move(bl));
+
+  auto info = family("stakegate_build_info", "Build information; the value is always 1.", MetricType::Gauge);
+  add(info, {{"version", in.version}}, 1);
+  out.push_back(std::move(info));
+
+  return prometheus::TextSerializer().Serialize(out);
+}
+
+}  // namespace stakegate

@@ -1,0 +1,156 @@
+// The control API's request handling with a fake gateway: each RPC's success and its
+// error cases, JSON and binary protobuf.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "control.pb.h"
+#include "stakegate/control/api.h"
+#include "stakegate/control/http_server.h"
+#include "stakegate/control/metrics.h"
+#include "test_util.h"
+
+using namespace stakegate;
+using json = nlohmann::json;
+using ::testing::HasSubstr;
+
+namespace {
+
+class FakeGateway : public GatewayView {
+ public:
+  Totals totals(bool) const override { return t; }
+  uint32_t snapshots_pending_reclaim() const override { return 0; }
+  bool wait_applied() override { ++applied; return true; }
+  double uptime_s() const override { return 12; }
+  Totals t;
+  int applied = 0;
+};
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    state_ = std::make_unique<PolicyState>(load_policy(dir_.file("c.yaml", stakegate::testing::base_config())), 1, 0, nullptr);
+    api_ = std::make_unique<ControlApi>(*state_, gw_, "test");
+    gw_.t.c.packets[0][static_cast<int>(TrafficClass::kConsensus)][static_cast<int>(Verdict::kOverRate)] = 7;
+  }
+  std::pair<int, json> call(const std::string& rpc, const std::string& body = "") {
+    auto r = api_->handle("POST", "/v1/" + rpc, "application/json", body, 1000);
+    return {r.status, json::parse(r.body)};
+  }
+  stakegate::testing::TempDir dir_;
+  FakeGateway gw_;
+  std::unique_ptr<PolicyState> state_;
+  std::unique_ptr<ControlApi> api_;
+  const std::string id1 = "aa00000000000000000000000000000000000000000000000000000000000001";
+};
+
+}  // namespace
+
+TEST_F(ApiTest, Status) {
+  auto [s, j] = call("Status");
+  EXPECT_EQ(s, 200);
+  EXPECT_EQ(j["identity_generation"], "1");  // uint64 is a string in protobuf's JSON mapping
+  EXPECT_EQ(j["nodes"], 3);
+  EXPECT_EQ(j["drops_by_reason"]["over_rate"], "7");
+}
+
+TEST_F(ApiTest, ReplaceIdentitiesAcceptsFlowFormatsAsTheyAre) {
+  std::string infos = R"([{"Role": "consensus", "Address": "198.18.1.1:3569", "NodeID": ")" + id1 + R"(", "Weight": 100}])";
+  auto [s, j] = call("ReplaceIdentities", infos);
+  EXPECT_EQ(s, 200) << j.dump();
+  EXPECT_EQ(j["nodes"], 1);
+  EXPECT_EQ(j["removed"], 2);
+  EXPECT_EQ(state_->identity_source(), "api: node-infos.pub.json");
+  EXPECT_EQ(gw_.applied, 1);  // the response waits until workers run the new table
+  auto [s2, j2] = call("ReplaceIdentities", json{{"nodes", {{"nodes", {{{"node_id", id1}, {"role", "access"}, {"address", "[2001:2::1]:3569"}}}}}}}.dump());
+  EXPECT_EQ(s2, 200) << j2.dump();
+  EXPECT_EQ(state_->nodes()[0].role, Role::kAccess);
+}
+
+TEST_F(ApiTest, Errors) {
+  auto expect = [&](const std::string& rpc, const std::string& body, int status, const char* code, const char* needle) {
+    auto [s, j] = call(rpc, body);
+    EXPECT_EQ(s, status) << rpc << " " << j.dump();
+    EXPECT_EQ(j["code"], code) << rpc;
+    EXPECT_THAT(j["message"].get<std::string>(), HasSubstr(needle)) << rpc;
+  };
+  expect("Block", "{not json", 400, "invalid_argument", "bad JSON");
+  expect("Block", R"({"cidr": "198.51.100.0/33"})", 400, "invalid_argument", "bad CIDR '198.51.100.0/33'");
+  expect("Block", R"({"node_id": ")" + std::string(64, 'f') + "\"}", 404, "not_found", "not in the identity table");
+  expect("Block", R"({"colour": "red"})", 400, "invalid_argument", "bad JSON");
+  expect("GetNode", R"({"node_id": "nope"})", 404, "not_found", "not in the identity table");
+  expect("SetRoleQos", R"({"role": "access", "share": 0.9})", 400, "invalid_argument", "would sum to");
+  expect("SetRoleQos", R"({"role": "miner", "share": 0.1})", 400, "invalid_argument", "unknown role 'miner'");
+  expect("SetRoleQos", R"({"role": "access", "ports": [70000]})", 400, "invalid_argument", "70000");
+  expect("ReplaceIdentities", "[{\"Role\": \"consensus\"}]", 400, "invalid_argument", "missing key 'NodeID'");
+  expect("ReplaceIdentities", "{}", 400, "invalid_argument", "no table");
+  expect("Unblock", R"({"cidr": "198.51.100.0/24"})", 404, "not_found", "no blocklist entry");
+  expect("Frobnicate", "", 404, "not_found", "no RPC named 'Frobnicate'");
+  EXPECT_EQ(state_->generation(), 1u);  // nothing of the above changed the policy
+  auto r = api_->handle("DELETE", "/v1/Status", "", "", 0);
+  EXPECT_EQ(r.status, 405);
+}
+
+TEST_F(ApiTest, BlockShowsInNodeAndBlocklist) {
+  auto [s, j] = call("Block", R"({"node_id": ")" + id1 + R"(", "reason": "flood", "expires_in_s": 60})");
+  EXPECT_EQ(s, 200) << j.dump();
+  EXPECT_EQ(j["entry"]["expires_at_unix"], "1060");
+  auto [s2, n] = call("GetNode", R"({"node_id": ")" + id1 + "\"}");
+  EXPECT_EQ(n["blocklisted"], true);
+  EXPECT_DOUBLE_EQ(n["rate_pps"].get<double>(), 12500);
+  auto [s3, l] = call("ListBlocklist");
+  ASSERT_EQ(l["entries"].size(), 1u);
+  EXPECT_EQ(l["entries"][0]["reason"], "flood");
+  auto [s4, u] = call("Unblock", R"({"node_id": ")" + id1 + "\"}");
+  EXPECT_EQ(u["removed"], 1);
+}
+
+TEST_F(ApiTest, RoleQosGetAndSet) {
+  auto [s, j] = call("SetRoleQos", R"({"role": "access", "share": 0.25, "ports": [9000, 3569, 9000]})");
+  EXPECT_EQ(s, 200) << j.dump();
+  EXPECT_DOUBLE_EQ(j["qos"]["role_pps"].get<double>(), 25000);
+  EXPECT_EQ(j["qos"]["ports"], json::array({3569, 9000}));
+  auto [s2, g] = call("GetRoleQos", R"({"role": "access"})");
+  ASSERT_EQ(g["roles"].size(), 1u);
+  EXPECT_DOUBLE_EQ(g["roles"][0]["share"].get<double>(), 0.25);
+}
+
+TEST_F(ApiTest, BinaryProtobuf) {
+  stakegate::v1::GetNodeRequest q;
+  q.set_node_id(id1);
+  auto r = api_->handle("POST", "/v1/GetNode", "application/x-protobuf", q.SerializeAsString(), 0);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "application/x-protobuf");
+  stakegate::v1::GetNodeResponse resp;
+  ASSERT_TRUE(resp.ParseFromString(r.body));
+  EXPECT_EQ(resp.node().role(), "consensus");
+  auto bad = api_->handle("POST", "/v1/GetNode", "application/x-protobuf", "\xff\xff\xff", 0);
+  EXPECT_EQ(bad.status, 400);
+  stakegate::v1::Error e;
+  ASSERT_TRUE(e.ParseFromString(bad.body));
+  EXPECT_EQ(e.code(), "invalid_argument");
+}
+
+TEST(Metrics, EverySeriesPresentFromTheStart) {
+  stakegate::testing::TempDir dir;
+  PolicyState st(load_policy(dir.file("c.yaml", stakegate::testing::base_config())), 1, 0, nullptr);
+  Totals t;
+  MetricsInput in{&t, &st, {{"outside", 0, 0, 0}, {"inside", 0, 0, 0}}, {0.5}, 0, "9.9"};
+  std::string text = render_metrics(in);
+  for (const char* s : {"# TYPE stakegate_packets_total counter", "# HELP stakegate_drops_total",
+                        "stakegate_drops_total{role=\"consensus\",reason=\"over_rate\"} 0",
+                        "stakegate_drops_total{role=\"unregistered\",reason=\"unregistered_over_rate\"} 0",
+                        "stakegate_packets_total{direction=\"inside\",role=\"none\",verdict=\"pass\"} 0",
+                        "stakegate_identity_nodes{role=\"consensus\"} 2", "stakegate_identity_generation 1",
+                        "stakegate_port_rx_missed_total{port=\"outside\"} 0", "stakegate_worker_busy_ratio{worker=\"0\"} 0.5",
+                        "stakegate_graylisted_nodes 0", "stakegate_build_info{version=\"9.9\"} 1"})
+    EXPECT_THAT(text, HasSubstr(s));
+}
+
+TEST(HttpServer, ConstantTimeEqual) {
+  EXPECT_TRUE(constant_time_equal("secret-token-123", "secret-token-123"));
+  EXPECT_FALSE(constant_time_equal("secret-token-123", "secret-token-124"));
+  EXPECT_FALSE(constant_time_equal("secret-token-123", "secret-token-12"));
+  EXPECT_FALSE(constant_time_equal("", "x"));
+}

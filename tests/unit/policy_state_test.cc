@@ -1,0 +1,180 @@
+// The operations layer: each change publishes a complete new snapshot, a refused change
+// leaves everything as it was, and meter slots stay with their source across swaps.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "packet_builder.h"
+#include "stakegate/control/policy_state.h"
+#include "stakegate/pipeline/worker.h"
+#include "test_util.h"
+
+using namespace stakegate;
+using ::testing::HasSubstr;
+
+namespace {
+
+NodeIdentity node(const std::string& id_suffix, Role r, const std::string& addr) {
+  NodeIdentity n;
+  n.node_id = std::string(64 - id_suffix.size(), 'b') + id_suffix;
+  n.role = r;
+  n.address = addr;
+  split_host_port(addr, n.host, n.port);
+  return n;
+}
+
+class PolicyStateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = dir_.file("c.yaml", stakegate::testing::base_config());
+    make(0);
+  }
+  void make(size_t capacity) {
+    published_.clear();
+    state_ = std::make_unique<PolicyState>(load_policy(path_), 1, capacity,
+                                           [this](std::shared_ptr<const PolicySnapshot> s) { published_.push_back(s); });
+  }
+  uint32_t slot_of(const std::string& ip) const { return state_->snapshot()->find_v4(parse_ip(ip)->v4); }
+
+  stakegate::testing::TempDir dir_;
+  std::string path_;
+  std::vector<std::shared_ptr<const PolicySnapshot>> published_;
+  std::unique_ptr<PolicyState> state_;
+};
+
+}  // namespace
+
+TEST_F(PolicyStateTest, PublishesTheFirstSnapshot) {
+  ASSERT_EQ(published_.size(), 1u);
+  EXPECT_EQ(state_->generation(), 1u);
+  EXPECT_EQ(state_->nodes().size(), 3u);
+  EXPECT_EQ(state_->source_capacity(), 65536u);
+}
+
+TEST_F(PolicyStateTest, ReplaceKeepsSlotsOfRemainingSources) {
+  uint32_t a = slot_of("198.18.1.1"), b = slot_of("198.18.1.2");
+  auto ch = state_->replace_identities({node("02", Role::kConsensus, "198.18.1.2:3569"),
+                                        node("05", Role::kConsensus, "198.18.1.5:3569")}, "test");
+  EXPECT_EQ(ch.generation, 2u);
+  EXPECT_EQ(ch.added, 2u);    // the NodeIDs are new
+  EXPECT_EQ(ch.removed, 3u);
+  EXPECT_EQ(slot_of("198.18.1.2"), b);  // same address, same meter slot
+  EXPECT_EQ(slot_of("198.18.1.1"), PolicySnapshot::kNoSource);
+  EXPECT_NE(slot_of("198.18.1.5"), a);  // a never-used slot before reusing a's
+  EXPECT_EQ(published_.size(), 2u);
+  EXPECT_EQ(published_.back()->base_generation, 1u);
+}
+
+TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
+  auto before = state_->snapshot();
+  auto expect_refused = [&](auto&& op, const char* needle) {
+    try {
+      op();
+      ADD_FAILURE() << "accepted";
+    } catch (const std::exception& e) {
+      EXPECT_THAT(e.what(), HasSubstr(needle));
+    }
+    EXPECT_EQ(state_->snapshot(), before);
+    EXPECT_EQ(published_.size(), 1u);
+    EXPECT_EQ(state_->nodes().size(), 3u);
+  };
+  expect_refused([&] { state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"),
+                                                   node("01", Role::kAccess, "198.18.1.9:3569")}, "t"); },
+                 "appears twice");
+  expect_refused([&] { state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"),
+                                                   node("02", Role::kAccess, "198.18.1.1:3569")}, "t"); },
+                 "share the address 198.18.1.1:3569");
+  expect_refused([&] { state_->replace_identities({node("01", Role::kExecution, "198.18.1.1:3569")}, "t"); },
+                 "roles.execution: missing");
+  expect_refused([&] { state_->replace_identities({node("01", Role::kConsensus, "no-such-host.invalid:3569")}, "t"); },
+                 "does not resolve");
+  RoleQos q = state_->config().roles[static_cast<int>(Role::kAccess)];
+  q.share = 0.9;
+  expect_refused([&] { state_->set_role_qos(Role::kAccess, q); }, "would sum to");
+  expect_refused([&] { state_->unblock("198.51.100.0/24", ""); }, "no blocklist entry");
+  expect_refused([&] { state_->unblock("198.51.100.0/33", ""); }, "bad CIDR");
+  dir_.file("c.yaml", stakegate::testing::base_config() + "capacity: {pps: -1}\n");
+  expect_refused([&] { state_->reload(); }, "c.yaml");
+}
+
+TEST_F(PolicyStateTest, BlockUnblockAndExpiry) {
+  BlockEntry e;
+  e.cidr = parse_cidr("198.18.1.0/30");
+  e.reason = "test";
+  state_->block(e, 1000);
+  EXPECT_TRUE(state_->snapshot()->source(slot_of("198.18.1.1")).flags & SourcePolicy::kBlocked);
+  EXPECT_FALSE(state_->expire(999));
+  EXPECT_TRUE(state_->expire(1000));
+  EXPECT_FALSE(state_->snapshot()->source(slot_of("198.18.1.1")).flags & SourcePolicy::kBlocked);
+  BlockEntry n;
+  n.node_id = state_->nodes()[1].node_id;
+  state_->block(n, 0);
+  EXPECT_TRUE(state_->snapshot()->source(slot_of("198.18.1.2")).flags & SourcePolicy::kBlocked);
+  auto ch = state_->unblock("", n.node_id);
+  EXPECT_EQ(ch.removed, 1u);
+  EXPECT_FALSE(state_->snapshot()->source(slot_of("198.18.1.2")).flags & SourcePolicy::kBlocked);
+}
+
+TEST_F(PolicyStateTest, ReloadReadsTheFileAndKeepsApiBlocks) {
+  BlockEntry e;
+  e.cidr = parse_cidr("203.0.113.0/24");
+  state_->block(e, 0);
+  dir_.file("c.yaml", stakegate::testing::base_config("", "blocklist: [{cidr: 198.51.100.0/24}]\n"));
+  auto ch = state_->reload();
+  ASSERT_EQ(state_->blocklist().size(), 2u);
+  EXPECT_EQ(state_->blocklist()[0].origin, "config");
+  EXPECT_EQ(state_->blocklist()[1].origin, "api");
+  EXPECT_EQ(ch.generation, 3u);
+}
+
+TEST_F(PolicyStateTest, CapacityIsEnforcedAndSlotsAreReusedWithANewEpoch) {
+  make(3);
+  uint32_t old_slot = slot_of("198.18.1.1");
+  uint32_t old_epoch = state_->snapshot()->source(old_slot).epoch;
+  EXPECT_THROW(state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"),
+                                           node("02", Role::kConsensus, "198.18.1.2:3569"),
+                                           node("03", Role::kConsensus, "198.18.1.3:3569"),
+                                           node("04", Role::kConsensus, "198.18.1.4:3569")}, "t"),
+               OpError);
+  state_->replace_identities({node("07", Role::kConsensus, "198.18.1.7:3569")}, "t");
+  uint32_t s = slot_of("198.18.1.7");
+  EXPECT_LT(s, 3u);
+  EXPECT_NE(state_->snapshot()->source(s).epoch, old_epoch);
+}
+
+// Worker + swaps: a source's bucket and counters survive, a removed node stops at once,
+// and a reused slot starts afresh.
+TEST_F(PolicyStateTest, WorkerKeepsMetersAcrossSwaps) {
+  Worker w(1024, state_->source_capacity());
+  w.bind(state_->snapshot().get());
+  auto send = [&](const char* src, uint64_t now) {
+    stakegate::testing::FrameSpec f;
+    f.src = *parse_ip(src);
+    f.dst = *parse_ip("198.18.255.1");
+    auto b = stakegate::testing::build_frame(f);
+    PacketView v{b.data(), static_cast<uint32_t>(b.size())};
+    Verdict out;
+    w.process_outside(&v, 1, now, &out);
+    return out;
+  };
+  // 198.18.1.1: 12500 pps, burst 1250. Spend the whole burst.
+  int passed = 0;
+  for (int i = 0; i < 1300; ++i) passed += send("198.18.1.1", 0) == Verdict::kPass;
+  EXPECT_EQ(passed, 1250);
+  uint32_t slot = slot_of("198.18.1.1");
+  // A new table with the same address (another role even): the bucket stays empty.
+  state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"), node("02", Role::kAccess, "198.18.1.2:3569")}, "t");
+  w.bind(state_->snapshot().get());
+  EXPECT_EQ(send("198.18.1.1", 0), Verdict::kOverRate);
+  EXPECT_EQ(w.meter(slot).passed, 1250u);
+  EXPECT_EQ(w.meter(slot).dropped_over_rate, 51u);
+  // Removed: its packets are now from an unknown source, on a private port.
+  state_->replace_identities({node("02", Role::kAccess, "198.18.1.2:3569")}, "t");
+  w.bind(state_->snapshot().get());
+  EXPECT_EQ(send("198.18.1.1", 1'000'000'000), Verdict::kUnregistered);
+  // Back again: it finds its counters.
+  state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"), node("02", Role::kAccess, "198.18.1.2:3569")}, "t");
+  w.bind(state_->snapshot().get());
+  EXPECT_EQ(slot_of("198.18.1.1"), slot);
+  EXPECT_EQ(send("198.18.1.1", 2'000'000'000), Verdict::kPass);
+  EXPECT_EQ(w.meter(slot).passed, 1251u);
+}
