@@ -8,6 +8,8 @@ PACKAGES=(
   libdpdk-dev dpdk dpdk-dev              # DPDK 22.11: libraries, PMDs (net_pcap, net_null, ...), dpdk-testpmd
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcap-dev
   libgtest-dev libgmock-dev googletest
+  libboost-dev protobuf-compiler libprotobuf-dev prometheus-cpp-dev   # control plane
+  prometheus                             # promtool and the server, for the metrics tests
 )
 
 missing=()

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <set>
+#include <sstream>
 
 #include "stakegate/identity/flow_import.h"
 
@@ -83,9 +84,11 @@ std::vector<ActiveBlock> config_blocks(const Config& cfg) {
 void check_shares(const Config& cfg) {
   double sum = cfg.unregistered.share;
   for (const auto& r : cfg.roles) sum += r.share;
-  if (sum > 1.0 + 1e-9)
-    throw OpError("invalid_argument", "role shares plus unregistered.share would sum to " + std::to_string(sum) +
-                                          ", must be at most 1");
+  if (sum > 1.0 + 1e-9) {
+    std::ostringstream total;
+    total << sum;
+    throw OpError("invalid_argument", "role shares plus unregistered.share would sum to " + total.str() + ", must be at most 1");
+  }
 }
 
 }  // namespace

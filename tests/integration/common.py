@@ -6,6 +6,8 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
+import signal
 
 STAKEGATE = os.environ["STAKEGATE"]
 SCENARIO = os.environ["STAKEGATE_SCENARIO"]
@@ -76,3 +78,118 @@ def read_pcap(path):
         frames.append(data[off + 16:off + 16 + caplen])
         off += 16 + caplen
     return frames
+
+STAKEGATECTL = os.environ.get("STAKEGATECTL", "")
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class UnixHTTPConnection:
+    """http.client over a Unix socket (keep-alive capable)."""
+    def __init__(self, path):
+        import http.client
+        import socket
+
+        class Conn(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(30)
+                self.sock.connect(path)
+        self.conn = Conn("localhost")
+
+    def call(self, rpc, body=None, method="POST", content_type="application/json", raw=False):
+        data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+        headers = {"Content-Type": content_type} if data is not None else {}
+        self.conn.request(method, "/v1/" + rpc, body=data, headers=headers)
+        r = self.conn.getresponse()
+        payload = r.read()
+        if raw:
+            return r.status, payload
+        return r.status, json.loads(payload) if payload else None
+
+
+def scrape(port):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def metric_values(text):
+    """{'name{labels}': value} from an exposition text."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+class Gateway:
+    """`stakegate run` in the background; stop() sends SIGTERM and returns (rc, stdout, stderr)."""
+    def __init__(self, config, socket_path, extra=()):
+        self.socket = socket_path
+        # Output goes to files: a pipe nobody reads would fill and block the gateway's logging.
+        self.out = tempfile.TemporaryFile(mode="w+")
+        self.err = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([STAKEGATE, "run", "--config", config, *extra], stdout=self.out, stderr=self.err, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.err.seek(0)
+                raise RuntimeError(f"stakegate exited {self.proc.returncode}:\n{self.err.read()}")
+            if os.path.exists(socket_path):
+                try:
+                    if UnixHTTPConnection(socket_path).call("Status")[0] == 200:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError("stakegate did not open its control socket")
+
+    def api(self):
+        return UnixHTTPConnection(self.socket)
+
+    def rss_kb(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+        self.out.seek(0)
+        self.err.seek(0)
+        return self.proc.returncode, self.out.read(), self.err.read()
+
+
+def ipv4_frame(src, dst="198.18.255.1", dport=3569, proto=6, size=64):
+    """An Ethernet/IPv4/TCP-or-UDP frame, built here independently of the C++ builder."""
+    def ip(a):
+        return bytes(int(x) for x in a.split("."))
+    l4 = (struct.pack("!HHIIBBHHH", 40000, dport, 0, 0, 0x50, 0x10, 65535, 0, 0) if proto == 6
+          else struct.pack("!HHHH", 40000, dport, 8, 0))
+    total = max(size - 14, 20 + len(l4))
+    iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0, 64, proto, 0, ip(src), ip(dst))
+    frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + iph + l4
+    return frame + b"\x00" * (size - len(frame)) if len(frame) < size else frame
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for i, fr in enumerate(frames):
+            f.write(struct.pack("<IIII", 1700000000, i, len(fr), len(fr)) + fr)
+
+
+def node_infos(nodes):
+    """node-infos.pub.json text for [(node_id, role, address, weight)]."""
+    return json.dumps([{"Role": r, "Address": a, "NodeID": i, "Weight": w} for i, r, a, w in nodes])

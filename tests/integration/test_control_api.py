@@ -1,0 +1,157 @@
+"""The control API against the running binary: every RPC's success and error cases over
+the Unix socket, stakegatectl's tables, SIGHUP reloads (a broken config changes
+nothing), and the TCP listener's bearer token."""
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import time
+
+from common import (STAKEGATE, STAKEGATECTL, Gateway, TempDir, UnixHTTPConnection, check, finish, free_port, generate,
+                    run, scrape)
+
+
+def live_config(d, text, extra=""):
+    """The generated config, with endless traffic (infinite_rx) and its own socket."""
+    text = re.sub(r'rx_pcap=([^"]*)"', r'rx_pcap=\1,infinite_rx=1"', text)
+    text = re.sub(r'inside: \{vdev: "[^"]*"\}', 'inside: {vdev: "net_null1,no-rx=1"}', text)
+    text = text.replace("stats_interval_s: 1", "stats_interval_s: 1\n  mbufs: 32767")
+    text = re.sub(r"control: \{[^}]*\}", "control: {socket: " + d + "/ctl.sock, metrics: null" + extra + "}", text)
+    return text
+
+
+with TempDir() as d:
+    exp = generate(d, "--duration-ms", 20, "--format", "node-infos", "--ejected", 0)
+    cfg = os.path.join(d, "live.yaml")
+    base = live_config(d, open(os.path.join(d, "config.yaml")).read())
+    open(cfg, "w").write(base)
+    infos = json.load(open(os.path.join(d, "node-infos.pub.json")))
+    node0 = infos[0]["NodeID"]
+
+    gw = Gateway(cfg, f"{d}/ctl.sock")
+    api = gw.api()
+    mode = stat.S_IMODE(os.stat(f"{d}/ctl.sock").st_mode)
+    check(mode == 0o660, f"control socket mode {oct(mode)}")
+
+    s, st = api.call("Status")
+    check(s == 200 and st["nodes"] == 20 and st["identity_generation"] == "1", f"Status: {st['nodes']} nodes, generation {st['identity_generation']}")
+    time.sleep(1.2)
+    s, st = api.call("Status")
+    check(int(st["outside_packets"]) > 0, f"traffic flows: {st['outside_packets']} packets")
+    s, ids = api.call("GetIdentities", method="GET")
+    check(s == 200 and len(ids["nodes"]) == 20, "GetIdentities (GET) lists the table")
+
+    # ReplaceIdentities: the Flow file as it is; then refusals that change nothing.
+    s, r = api.call("ReplaceIdentities", json.dumps(infos[:10]))
+    check(s == 200 and r["nodes"] == 10 and r["removed"] == 10 and r["generation"] == "2", f"ReplaceIdentities: {r}")
+    s, r = api.call("ReplaceIdentities", "[{\"Role\": \"consensus\",")
+    check(s == 400 and r["code"] == "invalid_argument" and "not valid JSON" in r["message"], f"bad JSON: {r}")
+    s, r = api.call("ReplaceIdentities", json.dumps(infos[:2] + infos[:1]))
+    check(s == 400 and "appears twice" in r["message"], f"duplicate NodeID refused: {r['message']}")
+    s, st = api.call("Status")
+    check(st["identity_generation"] == "2" and st["nodes"] == 10, "refused tables left generation 2 running")
+    s, r = api.call("ReplaceIdentities", json.dumps({"nodes": {"nodes": [{"node_id": node0, "role": "consensus", "address": "198.18.9.9:3569"}]},
+                                                     "stake_json": json.dumps({node0: 5})}))
+    check(s == 200 and r["nodes"] == 1, "ReplaceIdentities in the proto form, with stakes")
+    api.call("ReplaceIdentities", json.dumps(infos))
+
+    # Block / unblock.
+    s, r = api.call("Block", {"cidr": "198.51.100.0/24", "reason": "scanner", "expires_in_s": 3600})
+    check(s == 200 and r["entry"]["origin"] == "api" and int(r["entry"]["expires_at_unix"]) > time.time(), f"Block CIDR: {r['entry']}")
+    s, r = api.call("Block", {"cidr": "198.51.100.0/33"})
+    check(s == 400 and "bad CIDR" in r["message"], f"bad CIDR: {r['message']}")
+    s, r = api.call("Block", {"node_id": "f" * 64})
+    check(s == 404 and r["code"] == "not_found", f"unknown node: {r['message']}")
+    s, r = api.call("Block", {"cidr": "198.51.100.0/24", "node_id": node0})
+    check(s == 400, "both cidr and node_id refused")
+    s, r = api.call("ListBlocklist")
+    check(len(r["entries"]) == 2, f"ListBlocklist: config entry + API entry ({len(r['entries'])})")
+    s, r = api.call("Unblock", {"cidr": "198.51.100.0/24"})
+    check(s == 200 and r["removed"] == 1, "Unblock")
+    s, r = api.call("Unblock", {"cidr": "198.51.100.0/24"})
+    check(s == 404, "Unblock of what is not blocked: not_found")
+
+    # QoS and nodes.
+    s, r = api.call("GetRoleQos", {"role": "access"})
+    check(s == 200 and r["roles"][0]["ports"] == [3569, 9000, 9001], f"GetRoleQos access: {r['roles'][0]}")
+    s, r = api.call("SetRoleQos", {"role": "access", "share": 0.9})
+    check(s == 400 and "would sum to" in r["message"], f"share over the limit refused: {r['message']}")
+    s, r = api.call("SetRoleQos", {"role": "access", "share": 0.08, "min_pps": 60})
+    check(s == 200 and abs(r.get("qos", {}).get("role_pps", 0) - 0.08 * 200000) < 1e-6, f"SetRoleQos: {r}")
+    s, r = api.call("GetNode", {"node_id": node0})
+    check(s == 200 and r["node"]["node_id"] == node0 and "counters" in r, "GetNode")
+    s, r = api.call("GetNode", {"node_id": "nope"})
+    check(s == 404, "GetNode unknown: not_found")
+    s, r = api.call("Top", {"limit": 3})
+    check(s == 200 and len(r["nodes"]) <= 3 and len(r["roles"]) == 8, "Top")
+    s, r = api.call("Nope")
+    check(s == 404 and r["code"] == "not_found", "unknown RPC")
+    s, r = api.call("Status", "{}", content_type="text/plain")
+    check(s == 415, "unsupported content type refused")
+
+    # stakegatectl, human-readable and --json.
+    ctl = [STAKEGATECTL, "--socket", f"{d}/ctl.sock"]
+    p = run(ctl + ["status"])
+    check("identity: generation" in p.stdout and "over_rate" in p.stdout, "stakegatectl status")
+    p = run(ctl + ["top"])
+    check(p.stdout.splitlines()[0].split()[:3] == ["role", "passed", "malformed"], "stakegatectl top: drops per role and reason")
+    p = run(ctl + ["--json", "node", node0])
+    check(json.loads(p.stdout)["node"]["node_id"] == node0, "stakegatectl --json node")
+    p = run(ctl + ["qos"])
+    check("consensus" in p.stdout and "3569" in p.stdout, "stakegatectl qos")
+    p = run(ctl + ["block", "198.51.100.7/32", "--reason", "manual"])
+    check("ok: generation" in p.stdout, "stakegatectl block")
+    p = run(ctl + ["blocklist"])
+    check("198.51.100.7/32" in p.stdout and "manual" in p.stdout, "stakegatectl blocklist")
+    p = run(ctl + ["unblock", "198.51.100.8/32"], expect_rc=1)
+    check("not_found" in p.stderr, f"stakegatectl explains a refusal: {p.stderr.strip()}")
+    p = run(ctl + ["identities", "replace", os.path.join(d, "node-infos.pub.json"), "--stakes", os.path.join(d, "stakes.json")])
+    check("ok: generation" in p.stdout, "stakegatectl identities replace --stakes")
+
+    # Reload: through the API and by SIGHUP; a broken file changes nothing.
+    s, before = api.call("Status")
+    open(cfg, "w").write(base.replace("capacity: {pps: 200000}", "capacity: {pps: lots}"))
+    s, r = api.call("Reload")
+    check(s == 400 and "capacity.pps" in r["message"], f"Reload of a broken config refused: {r['message']}")
+    gw.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    s, after = api.call("Status")
+    check(gw.proc.poll() is None and after["identity_generation"] == before["identity_generation"],
+          "SIGHUP with a broken config: still running, same generation")
+    check(int(after["outside_packets"]) >= int(before["outside_packets"]), "counters intact after the refused reload")
+    open(cfg, "w").write(base.replace("capacity: {pps: 200000}", "capacity: {pps: 300000}"))
+    gw.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    s, r = api.call("GetRoleQos", {"role": "consensus"})
+    check(abs(r["capacity_pps"] - 300000) < 1e-6, "SIGHUP with a good config applies it")
+    s, r = api.call("Reload")
+    check(s == 200, "Reload RPC")
+    rc, out, err = gw.stop()
+    check(rc == 0, "gateway exits 0")
+    check("reload refused, the running policy is unchanged" in err and "capacity.pps" in err, "the refused SIGHUP is logged with its reason")
+
+    # TCP control listener: only with a token, and then every request needs it.
+    tcp = f"127.0.0.1:{free_port()}"
+    open(cfg, "w").write(live_config(d, open(os.path.join(d, "config.yaml")).read(), f', tcp: "{tcp}"'))
+    p = run([STAKEGATE, "run", "--config", cfg], expect_rc=1, timeout=30)
+    check("control.tcp: a TCP control listener needs control.token_file" in p.stderr, "refuses TCP without a token")
+    token = os.path.join(d, "token")
+    open(token, "w").write("s3cret-token-0123456789\n")
+    open(cfg, "w").write(live_config(d, open(os.path.join(d, "config.yaml")).read(), f', tcp: "{tcp}", token_file: {token}'))
+    gw = Gateway(cfg, f"{d}/ctl.sock")
+    import http.client
+    host, port = tcp.split(":")
+    for header, want in [(None, 401), ("Bearer wrong-token-0123456789", 401), ("Bearer s3cret-token-0123456789", 200)]:
+        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c.request("POST", "/v1/Status", body="{}", headers={"Authorization": header} if header else {})
+        r = c.getresponse()
+        body = r.read()
+        check(r.status == want, f"TCP with {header or 'no token'}: HTTP {r.status}")
+    p = run([STAKEGATECTL, "--url", f"http://{tcp}", "--token-file", token, "status"])
+    check("identity: generation" in p.stdout, "stakegatectl --url --token-file")
+    rc, _, _ = gw.stop()
+    check(rc == 0, "gateway with TCP listener exits 0")
+
+finish()

@@ -1,0 +1,69 @@
+"""/metrics as Prometheus sees it: `promtool check metrics` on a live scrape, and a real
+Prometheus server (Debian's, on loopback, in a temporary folder) scraping the gateway:
+a PromQL query over its HTTP API returns the drop counts the gateway itself reports."""
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+from common import Gateway, TempDir, check, finish, free_port, generate, scrape
+
+with TempDir() as d:
+    exp = generate(d, "--duration-ms", 50, "--flood-stake", 0.3)
+    mport, pport = free_port(), free_port()
+    cfg = os.path.join(d, "prom.yaml")
+    text = open(os.path.join(d, "config.yaml")).read()
+    text = re.sub(r"control: \{[^}]*\}", f'control: {{socket: {d}/ctl.sock, metrics: "127.0.0.1:{mport}"}}', text)
+    open(cfg, "w").write(text)
+    gw = Gateway(cfg, f"{d}/ctl.sock")
+    api = gw.api()
+    for _ in range(100):  # the capture is finite: wait until it has all gone through
+        s, st = api.call("Status")
+        if int(st["outside_packets"]) == exp["packets"]:
+            break
+        time.sleep(0.1)
+    check(int(st["outside_packets"]) == exp["packets"], f"the gateway saw all {exp['packets']} packets")
+
+    body = scrape(mport)
+    p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)
+    check(p.returncode == 0, f"promtool check metrics: rc {p.returncode} {p.stdout.strip()} {p.stderr.strip()}")
+    for name in ["stakegate_packets_total", "stakegate_bytes_total", "stakegate_drops_total", "stakegate_identity_nodes",
+                 "stakegate_identity_generation", "stakegate_port_rx_missed_total", "stakegate_port_rx_nombuf_total",
+                 "stakegate_worker_busy_ratio", "stakegate_graylisted_nodes", "stakegate_build_info"]:
+        check(f"# TYPE {name} " in body, f"{name} is exposed with HELP/TYPE")
+
+    prom_cfg = os.path.join(d, "prometheus.yml")
+    open(prom_cfg, "w").write(f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+scrape_configs:
+  - job_name: stakegate
+    static_configs: [{{targets: ["127.0.0.1:{mport}"]}}]
+""")
+    prom = subprocess.Popen(["prometheus", f"--config.file={prom_cfg}", f"--storage.tsdb.path={d}/tsdb",
+                             f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
+                            stdout=subprocess.DEVNULL, stderr=open(f"{d}/prometheus.log", "w"))
+    try:
+        want = {k: int(v) for k, v in st["drops_by_reason"].items()}
+        got = {}
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                q = urllib.parse.quote("sum by (reason) (stakegate_drops_total)")
+                with urllib.request.urlopen(f"http://127.0.0.1:{pport}/api/v1/query?query={q}", timeout=5) as r:
+                    res = json.load(r)["data"]["result"]
+                got = {x["metric"]["reason"]: int(float(x["value"][1])) for x in res}
+                if got == want:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        check(got == want and sum(want.values()) > 0, f"PromQL sum by (reason) (stakegate_drops_total) = the gateway's own counts {want}")
+    finally:
+        prom.terminate()
+        prom.wait(timeout=20)
+    rc, _, _ = gw.stop()
+    check(rc == 0, "gateway exits 0")
+
+finish()
