@@ -240,7 +240,7 @@ std::string read_token(const std::string& path) {
 // reclaims replaced ones after an RCU grace period, and reads the workers' counters.
 class Gateway : public GatewayView {
  public:
-  Gateway(unsigned nworkers, rte_rcu_qsbr* rcu) : rcu_(rcu), nworkers_(nworkers) {}
+  explicit Gateway(rte_rcu_qsbr* rcu) : rcu_(rcu) {}
 
   void publish(std::shared_ptr<const PolicySnapshot> snap) {
     if (current_) retired_.push_back({current_, 0});
@@ -332,7 +332,6 @@ class Gateway : public GatewayView {
     uint64_t token;
   };
   rte_rcu_qsbr* rcu_;
-  unsigned nworkers_;
   std::atomic<const PolicySnapshot*> pointer_{nullptr};
   std::atomic<uint64_t> generation_{0};
   std::shared_ptr<const PolicySnapshot> current_;
@@ -431,7 +430,7 @@ int cmd_run(const std::vector<std::string>& args) {
     if (!rcu || rte_rcu_qsbr_init(rcu, nworkers) != 0) throw std::runtime_error("cannot set up RCU");
     for (unsigned i = 0; i < nworkers; ++i) rte_rcu_qsbr_thread_register(rcu, i);
 
-    gw = std::make_unique<Gateway>(nworkers, rcu);
+    gw = std::make_unique<Gateway>(rcu);
     std::string config_file = p.cfg.file;
     size_t nodes = p.nodes.size();
     const size_t capacity = p.cfg.limits_sources;
@@ -469,11 +468,9 @@ int cmd_run(const std::vector<std::string>& args) {
     // Control API and metrics listeners.
     ControlApi api(*state, *gw, STAKEGATE_VERSION);
     auto api_handler = [&](const HttpRequest& r) {
+      uint64_t before = state->generation();
       auto out = api.handle(r.method, r.target, r.content_type, r.body, static_cast<int64_t>(::time(nullptr)));
-      if (r.target.find("/v1/Status") == std::string::npos && r.method == "POST" && out.status == 200 &&
-          r.target.find("/v1/Get") == std::string::npos && r.target.find("/v1/Top") == std::string::npos &&
-          r.target.find("/v1/List") == std::string::npos)
-        spdlog::info("control: {} -> generation {}", r.target, state->generation());
+      if (state->generation() != before) spdlog::info("control: {} -> generation {}", r.target, state->generation());
       return HttpResponse{out.status, out.content_type, std::move(out.body)};
     };
     HttpLimits limits;

@@ -8,6 +8,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
 #include <set>
 
 namespace stakegate {
@@ -79,19 +80,24 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       if (token) {
         const std::string prefix = "Bearer ";
         bool ok = r.authorization.rfind(prefix, 0) == 0 && constant_time_equal(r.authorization.substr(prefix.size()), *token);
-        if (!ok) return respond({401, "application/json", R"({"code":"unauthenticated","message":"missing or wrong bearer token"})"}, req.keep_alive());
+        if (!ok) return respond({401, "application/json", error_body("unauthenticated", "missing or wrong bearer token")},
+                                req.keep_alive());
       }
       HttpResponse out;
       try {
         out = handler(r);
       } catch (const std::exception& e) {
-        out = {500, "application/json", std::string(R"({"code":"internal","message":")") + "internal error" + "\"}"};
+        out = {500, "application/json", error_body("internal", e.what())};
       }
       respond(std::move(out), req.keep_alive());
     }
 
+    static std::string error_body(const std::string& code, const std::string& message) {
+      return nlohmann::json{{"code", code}, {"message", message}}.dump();
+    }
+
     void fail(int status, const std::string& code, const std::string& message) {
-      respond({status, "application/json", R"({"code":")" + code + R"(","message":")" + message + "\"}"}, false);
+      respond({status, "application/json", error_body(code, message)}, false);
     }
 
     void respond(HttpResponse out, bool keep_alive) {
