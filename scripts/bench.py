@@ -29,7 +29,10 @@ p.add_argument("--workloads", default="mixed,staked")
 p.add_argument("--frames", default="64,512")
 p.add_argument("--runs", type=int, default=None, help="runs per configuration (default 3, 2 with --quick)")
 p.add_argument("--seconds", type=float, default=6, help="measured seconds per run, after warm-up")
+p.add_argument("--no-micro", action="store_true", help="skip the microbenchmark and instruction counts")
 p.add_argument("--quick", action="store_true", help="1k and 100k nodes, 64-byte frames, 2 runs")
+p.add_argument("--mbuf-data-room", type=int, default=1024,
+               help="packet bytes per mbuf, for both programs (2048 is DPDK's default; 2M-packet captures need 1024)")
 a = p.parse_args()
 if a.quick:
     a.sizes, a.frames = "1000,100000", "64"
@@ -103,6 +106,12 @@ def run_config(frame, workload, nodes):
                        check=True, capture_output=True)
     cfg = f"{d}/bench.yaml"
     text = open(cfg).read()
+    if a.mbuf_data_room != 1024:  # same pool, other buffer size: a copy of the config
+        count = int(re.search(r"mbufs: (\d+)", text).group(1))
+        text = text.replace("mbuf_data_room: 1024", f"mbuf_data_room: {a.mbuf_data_room}")
+        text = re.sub(r'-m, "\d+"', f'-m, "{768 + count * (a.mbuf_data_room + 1024) // (1 << 20)}"', text)
+        cfg = f"{d}/bench-{a.mbuf_data_room}.yaml"
+        open(cfg, "w").write(text)
     mbufs = re.search(r"mbufs: (\d+)", text).group(1)
     vdevs = ["--vdev", f"net_pcap0,rx_pcap={d}/bench.pcap,infinite_rx=1", "--vdev", "net_null1,no-rx=1"]
     eal = ["--no-huge", "-m", eal_memory(cfg), "--no-pci", "--no-shconf", "-l", "0,1"]
@@ -111,7 +120,7 @@ def run_config(frame, workload, nodes):
         for mode in ("io", "macswap"):
             cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--",
                    f"--forward-mode={mode}", "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}",
-                   "--mbuf-size=1152"]
+                   f"--mbuf-size={a.mbuf_data_room + 128}"]
             s = sample_rates(cmd, TestpmdParser(), a.seconds)
             res[f"testpmd-{mode}"].append(statistics.median(s) if s else 0)
         s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser, a.seconds)
@@ -131,7 +140,8 @@ machine = {
     "compiler": sh("c++ --version | head -1"),
     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
 }
-results = {"machine": machine, "method": {"runs": a.runs, "seconds": a.seconds}, "dpdk": [], "micro": [], "instructions": []}
+results = {"machine": machine, "method": {"runs": a.runs, "seconds": a.seconds, "mbuf_data_room": a.mbuf_data_room},
+           "dpdk": [], "micro": [], "instructions": []}
 print(f"machine: {machine}")
 
 for frame in frames:
@@ -145,7 +155,7 @@ for frame in frames:
             if nodes >= 1000000:  # large captures are cheap to regenerate and costly to keep
                 subprocess.run(["rm", "-rf", f"{out}/w-{workload}-{nodes}-{frame}"])
 
-if os.path.exists(MICRO):
+if os.path.exists(MICRO) and not a.no_micro:
     print("microbenchmark: classify + police, bursts of 32, in memory", flush=True)
     j = json.loads(subprocess.run([MICRO, "--benchmark_format=json", "--benchmark_min_time=1"],
                                   capture_output=True, text=True, check=True).stdout)
@@ -172,7 +182,8 @@ json.dump(results, open(f"{out}/results.json", "w"), indent=2)
 
 # Markdown tables, ready for docs/performance.md.
 lines = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Linux {machine['kernel']}, DPDK {machine['dpdk']}, "
-         f"{machine['compiler']}; {machine['date']}; {a.runs} runs x {a.seconds:.0f} s, medians.", "",
+         f"{machine['compiler']}; {machine['date']}; {a.runs} runs x {a.seconds:.0f} s, medians; "
+         f"mbuf data room {a.mbuf_data_room} B for both programs.", "",
          "| frame | workload | identities | testpmd io | testpmd macswap | stakegate | stakegate / macswap |",
          "|---|---|---|---|---|---|---|"]
 for r in results["dpdk"]:

@@ -78,6 +78,19 @@ control: {{socket: {d}/ctl.sock, metrics: "127.0.0.1:{mport}"}}
     check(m2[key] > m[key], "passes resume in /metrics")
     check(m2["stakegate_identity_generation"] == 1003, "generation counts the block and the unblock")
 
+    # DPDK telemetry, as dpdk-telemetry.py reads it: the v2 socket of this gateway's file prefix.
+    import socket
+    tel = f"/var/run/dpdk/stakegate-{gw.proc.pid}/dpdk_telemetry.v2"
+    t = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    t.connect(tel)
+    json.loads(t.recv(16384))  # greeting
+    t.send(b"/stakegate/stats")
+    stats = json.loads(t.recv(16384))["/stakegate/stats"]
+    t.close()
+    s, st = api.call("Status")
+    check(stats["identity_generation"] == 1003 and 0 < stats["outside_packets"] <= int(st["outside_packets"]),
+          f"DPDK telemetry /stakegate/stats: generation {stats['identity_generation']}, {stats['outside_packets']} packets")
+
     rc, out, err = gw.stop()
     check(rc == 0, "clean exit after the swaps")
     rep = json.load(open(f"{d}/report.json"))
