@@ -67,6 +67,12 @@ ControlApi::Response reply(const Call& c, const Message& msg) {
   return r;
 }
 
+// NodeIDs are hex; the table stores them lower case.
+std::string lower_id(std::string id) {
+  std::transform(id.begin(), id.end(), id.begin(), ::tolower);
+  return id;
+}
+
 void to_proto(const NodeIdentity& n, pb::Node& out) {
   out.set_node_id(n.node_id);
   out.set_role(std::string(role_name(n.role)));
@@ -81,8 +87,7 @@ void to_proto(const NodeIdentity& n, pb::Node& out) {
 NodeIdentity from_proto(const pb::Node& n, size_t i) {
   std::string where = "nodes[" + std::to_string(i) + "]";
   NodeIdentity out;
-  out.node_id = n.node_id();
-  std::transform(out.node_id.begin(), out.node_id.end(), out.node_id.begin(), ::tolower);
+  out.node_id = lower_id(n.node_id());
   if (!valid_node_id(out.node_id)) throw OpError("invalid_argument", where + ".node_id: must be 64 hex characters");
   auto role = parse_role(n.role());
   if (!role) throw OpError("invalid_argument", where + ".role: unknown role '" + n.role() + "'");
@@ -217,8 +222,7 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
         if (!e.cidr) throw OpError("invalid_argument", "bad CIDR '" + q.cidr() + "': " + why);
       }
       if (!q.node_id().empty()) {
-        e.node_id = q.node_id();
-        std::transform(e.node_id.begin(), e.node_id.end(), e.node_id.begin(), ::tolower);
+        e.node_id = lower_id(q.node_id());
         if (!valid_node_id(e.node_id)) throw OpError("invalid_argument", "node_id must be 64 hex characters");
         if (state_.find_node(e.node_id) < 0)
           throw OpError("not_found", "node " + e.node_id + " is not in the identity table");
@@ -239,9 +243,7 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
     if (rpc == "Unblock") {
       pb::UnblockRequest q;
       parse(c, body, q);
-      std::string id = q.node_id();
-      std::transform(id.begin(), id.end(), id.begin(), ::tolower);
-      auto ch = state_.unblock(q.cidr(), id);
+      auto ch = state_.unblock(q.cidr(), lower_id(q.node_id()));
       view_.wait_applied();
       pb::UnblockResponse r;
       r.set_generation(ch.generation);
@@ -302,9 +304,7 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
     if (rpc == "GetNode") {
       pb::GetNodeRequest q;
       parse(c, body, q);
-      std::string id = q.node_id();
-      std::transform(id.begin(), id.end(), id.begin(), ::tolower);
-      long i = state_.find_node(id);
+      long i = state_.find_node(lower_id(q.node_id()));
       if (i < 0) throw OpError("not_found", "node '" + q.node_id() + "' is not in the identity table");
       const NodeIdentity& n = state_.nodes()[static_cast<size_t>(i)];
       const NodePlan& np = state_.plan().nodes[static_cast<size_t>(i)];
