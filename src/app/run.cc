@@ -243,12 +243,12 @@ class Gateway : public GatewayView {
   explicit Gateway(rte_rcu_qsbr* rcu) : rcu_(rcu) {}
 
   void publish(std::shared_ptr<const PolicySnapshot> snap) {
-    if (current_) retired_.push_back({current_, 0});
+    auto old = std::move(current_);
     current_ = std::move(snap);
     pointer_.store(current_.get(), std::memory_order_release);
     generation_.store(current_->generation, std::memory_order_relaxed);
-    for (auto& r : retired_)
-      if (r.token == 0) r.token = rte_rcu_qsbr_start(rcu_);
+    // The grace period starts after the store: a worker quiescent since then cannot hold `old`.
+    if (old) retired_.push_back({std::move(old), rte_rcu_qsbr_start(rcu_)});
   }
   // Frees replaced snapshots every worker has moved past. Cheap: called from a timer.
   void reclaim() {

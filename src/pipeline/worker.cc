@@ -17,6 +17,7 @@ inline uint64_t refilled(uint64_t tokens, uint64_t last_ns, uint64_t now_ns, con
 
 Worker::Worker(unsigned table_size, size_t source_capacity, uint64_t hash_seed)
     : meters_(source_capacity), cold_(source_capacity), seed_(mix64(hash_seed) | 1) {
+  for (NodeMeter& m : meters_) m.epoch = kUnstarted;  // no snapshot uses it: the first bind starts every meter
   uint64_t sets = std::bit_ceil(std::max<uint64_t>(1, table_size / kWays));
   unregistered_.assign(sets * kWays, UnregisteredEntry{0, 0, 0});
   unregistered_mask_ = sets - 1;
@@ -38,7 +39,7 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     const SourcePolicy& s = snap->source(i);
     NodeMeter& m = meters_[i];
     if (s.flags & SourcePolicy::kAbsent) return;  // keep the meter for when its source returns
-    if (m.epoch != s.epoch || (m.rate == 0 && m.burst == 0 && m.last_ns == 0)) start_meter(i, s);
+    if (m.epoch != s.epoch) start_meter(i, s);
     m.burst = s.pps.burst_scaled;
     m.rate = s.pps.rate_per_s;
     m.fill_ns = s.pps.fill_ns;
@@ -111,7 +112,8 @@ Verdict Worker::police_bytes(uint32_t slot, uint64_t tokens, uint32_t len, uint6
 
 Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns) {
   const PolicySnapshot& snap = *snap_;
-  UnregisteredEntry* set = &unregistered_[(tag & unregistered_mask_) * kWays];
+  const BucketParams& sp = snap.unregistered_source_pps;
+  UnregisteredEntry* set = unregistered_set(tag);
   UnregisteredEntry* e = nullptr;
   for (unsigned w = 0; w < kWays && !e; ++w)
     if (set[w].tag == tag) e = &set[w];
@@ -121,13 +123,11 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
       if (set[w].tag == 0 || set[w].last_ns < victim->last_ns) victim = &set[w];
     // Table full for this set: recycle its least recently seen source. A source idle
     // long enough to refill loses nothing; the shared pool still bounds the total.
-    const BucketParams& sp = snap.unregistered_source_pps;
     if (victim->tag != 0 && refilled(victim->tokens, victim->last_ns, now_ns, sp) < sp.burst_scaled)
       counters_.unregistered_evictions++;
     *victim = UnregisteredEntry{tag, sp.burst_scaled, now_ns};
     e = victim;
   }
-  const BucketParams& sp = snap.unregistered_source_pps;
   e->tokens = refilled(e->tokens, e->last_ns, now_ns, sp);
   if (now_ns > e->last_ns) e->last_ns = now_ns;
 
@@ -181,7 +181,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     } else {
       // Sources choose these addresses: a seeded, well-mixed hash keeps them from aiming at one set.
       tag[i] = (m.kind == L3Kind::kIpv4 ? mix64(m.src_v4 ^ seed_) : mix64(hash_v6(m.src_v6) ^ seed_)) | 1;
-      const UnregisteredEntry* set = &unregistered_[(tag[i] & unregistered_mask_) * kWays];
+      const UnregisteredEntry* set = unregistered_set(tag[i]);
       __builtin_prefetch(set, 1);
       __builtin_prefetch(set + kWays - 1, 1);  // a set spans two cache lines
     }

@@ -184,3 +184,28 @@ TEST_F(WorkerTest, RatesAreSplitAcrossWorkers) {
   for (int i = 0; i < 2000; ++i) passed += send(from("198.18.1.1"), 0) == Verdict::kPass;
   EXPECT_EQ(passed, 625);
 }
+
+// A rebind (here a full one: a new snapshot of the same table) keeps every meter's
+// counters, including a source that never passes anything (ejected: rate 0).
+TEST_F(WorkerTest, RebindKeepsCountersOfEverySource) {
+  EXPECT_EQ(send(from("198.18.1.9"), 0), Verdict::kEjected);
+  EXPECT_EQ(send(from("198.18.1.1"), 0), Verdict::kPass);
+  auto again = PolicySnapshot::build(cfg_, plan_, 1);
+  worker_->bind(again.get());
+  snap_ = again;
+  EXPECT_EQ(worker_->meter_cold(plan_.sources[plan_.nodes[3].source].slot).dropped_ejected, 1u);
+  EXPECT_EQ(worker_->meter(plan_.sources[plan_.nodes[0].source].slot).passed, 1u);
+}
+
+// The unregistered table uses all of its sets: 512 sources active at once in a table of
+// 1,024 (256 sets of 4) overflow only where hashing puts more than 4 in one set (21 with
+// this seed); when only half the sets were used, 100.
+TEST_F(WorkerTest, UnregisteredTableUsesEverySet) {
+  load("", 1024);
+  for (uint32_t s = 0; s < 512; ++s) {
+    FrameSpec f = from("198.19.0.0", 9000);
+    f.src = IpAddr::from_v4(0xC6130000 + s);
+    send(f, 0);
+  }
+  EXPECT_LT(worker_->counters().unregistered_evictions, 40u);
+}

@@ -92,6 +92,12 @@ class Worker {
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
 
   void start_meter(uint32_t slot, const SourcePolicy& s) noexcept;
+  // The set of an unregistered source. Tags are forced odd (0 marks an empty way), so the
+  // set comes from the high half of the tag, never from bit 0.
+  UnregisteredEntry* unregistered_set(uint64_t tag) noexcept {
+    return &unregistered_[((tag >> 32) & unregistered_mask_) * kWays];
+  }
+  static constexpr uint32_t kUnstarted = UINT32_MAX;
 
   const PolicySnapshot* snap_ = nullptr;
   std::vector<NodeMeter> meters_;
