@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev googletest
   libboost-dev protobuf-compiler libprotobuf-dev prometheus-cpp-dev   # control plane
   prometheus                             # promtool and the server, for the metrics tests
+  iproute2 ethtool procps iperf3 curl    # the network-namespace end-to-end test
 )
 
 missing=()

@@ -131,6 +131,13 @@ def metric_values(text):
     return out
 
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGTERM if the test process dies (even by SIGKILL), so no
+    gateway is left polling a core after a killed test."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Gateway:
     """`stakegate run` in the background; stop() sends SIGTERM and returns (rc, stdout, stderr)."""
     def __init__(self, config, socket_path, extra=()):
@@ -138,7 +145,8 @@ class Gateway:
         # Output goes to files: a pipe nobody reads would fill and block the gateway's logging.
         self.out = tempfile.TemporaryFile(mode="w+")
         self.err = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([STAKEGATE, "run", "--config", config, *extra], stdout=self.out, stderr=self.err, text=True)
+        self.proc = subprocess.Popen([STAKEGATE, "run", "--config", config, *extra], stdout=self.out, stderr=self.err, text=True,
+                                     preexec_fn=die_with_parent)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:

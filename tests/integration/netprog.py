@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Small traffic programs for the namespace end-to-end test (tests/integration/test_netns.py).
+
+Each subcommand runs inside one of the test's network namespaces (`ip netns exec NS
+python3 netprog.py ...`). They use nothing but the standard library, print one JSON
+object per line on stdout (events, then a final result), and stop by themselves.
+
+  tap        count the frames an interface receives (or sends), by IPv4 source
+  udp-sink   count UDP datagrams by source address
+  udp-flood  send UDP datagrams at a fixed rate for a fixed time
+  tcp-server accept sessions: acknowledge every byte received, answer the digest at EOF
+  tcp-session a session with the server above: timed chunks, progress and a digest check
+  tcp-bulk   send as fast as TCP lets it for a fixed time (an attacker's stream)
+  arp-probe  one ARP request on a raw socket; the reply's sender MAC
+"""
+import argparse
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+
+ETH_P_ALL = 0x0003
+ETH_P_ARP = 0x0806
+PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+FINAL_MARK = 0xFFFFFFFFFFFFFFFF
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def addr(text):
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+class Stop:
+    """SIGTERM/SIGINT set a flag; loops poll it, then print their result."""
+    def __init__(self):
+        self.flag = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, *_):
+        self.flag = True
+
+
+def cmd_tap(a):
+    stop = Stop()
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE (root): no drops at test rates
+    s.bind((a.iface, 0))
+    s.settimeout(0.1)
+    want_out = a.direction == "out"
+    by_src, non_ip = {}, 0
+    emit({"event": "ready"})
+    while not stop.flag:
+        try:
+            frame, meta = s.recvfrom(64)
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        if (meta[2] == PACKET_OUTGOING) != want_out:
+            continue
+        if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
+            src = socket.inet_ntoa(frame[26:30])
+            by_src[src] = by_src.get(src, 0) + 1
+        else:
+            non_ip += 1
+    stats = s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+    _, drops = struct.unpack("II", stats)
+    emit({"by_source": by_src, "non_ip": non_ip, "socket_drops": drops})
+
+
+def cmd_udp_sink(a):
+    stop = Stop()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)
+    s.bind(addr(a.bind))
+    s.settimeout(0.1)
+    by_src = {}
+    emit({"event": "ready"})
+    while not stop.flag:
+        try:
+            _, (src, _) = s.recvfrom(2048)
+        except (socket.timeout, InterruptedError):
+            continue
+        by_src[src] = by_src.get(src, 0) + 1
+    emit({"by_source": by_src})
+
+
+def cmd_udp_flood(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    payload = b"\xa5" * a.size
+    dst = addr(a.to)
+    start = time.monotonic()
+    sent = errors = 0
+    while True:
+        now = time.monotonic() - start
+        if now >= a.seconds:
+            break
+        due = int(now * a.pps) + 1
+        while sent + errors < due:
+            try:
+                s.sendto(payload, dst)
+                sent += 1
+            except OSError:  # a full socket buffer or a missing neighbour: counted, not fatal
+                errors += 1
+        time.sleep(0.0005)
+    emit({"sent": sent, "errors": errors, "seconds": time.monotonic() - start})
+
+
+def serve_session(conn):
+    h = hashlib.sha256()
+    total = 0
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                break
+            h.update(data)
+            total += len(data)
+            conn.sendall(struct.pack("!Q", total))
+        conn.sendall(struct.pack("!Q", FINAL_MARK) + h.digest())
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def cmd_tcp_server(a):
+    stop = Stop()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(addr(a.bind))
+    ls.listen(64)
+    ls.settimeout(0.1)
+    emit({"event": "ready"})
+    sessions = 0
+    while not stop.flag:
+        try:
+            conn, _ = ls.accept()
+        except (socket.timeout, InterruptedError):
+            continue
+        sessions += 1
+        threading.Thread(target=serve_session, args=(conn,), daemon=True).start()
+    emit({"sessions": sessions})
+
+
+def cmd_tcp_session(a):
+    """Sends `chunks` chunks of `chunk` bytes, `interval` seconds apart; reports what the
+    server acknowledged as it goes, and whether the server's digest matches at the end."""
+    t0 = time.monotonic()
+    s = socket.socket()
+    s.settimeout(a.connect_timeout)
+    try:
+        s.connect(addr(a.to))
+    except OSError as e:
+        emit({"result": "connect_failed", "error": type(e).__name__, "t": time.monotonic() - t0})
+        return
+    emit({"event": "connected", "t": time.monotonic() - t0})
+    s.settimeout(None)
+    h = hashlib.sha256()
+    result = {}
+
+    def reader():
+        buf = b""
+        s.settimeout(a.deadline)
+        try:
+            while True:
+                data = s.recv(4096)
+                if not data:
+                    result["result"] = "closed_early"
+                    return
+                buf += data
+                while len(buf) >= 8:
+                    (value,) = struct.unpack("!Q", buf[:8])
+                    if value == FINAL_MARK:
+                        if len(buf) < 40:
+                            break
+                        result["result"] = "done"
+                        result["digest_ok"] = buf[8:40] == h.digest()
+                        return
+                    buf = buf[8:]
+                    emit({"acked": value, "t": round(time.monotonic() - t0, 4)})
+        except OSError as e:
+            result["result"] = "error"
+            result["error"] = type(e).__name__
+
+    rt = threading.Thread(target=reader, daemon=True)
+    rt.start()
+    rng = 0x9E3779B97F4A7C15
+    for i in range(a.chunks):
+        rng = (rng * 6364136223846793005 + 1442695040888963407) & (2**64 - 1)
+        chunk = rng.to_bytes(8, "little") * (a.chunk // 8)
+        h.update(chunk)
+        s.sendall(chunk)
+        if a.interval:
+            time.sleep(a.interval)
+    s.shutdown(socket.SHUT_WR)
+    rt.join(a.deadline)
+    result.setdefault("result", "timeout")
+    result["bytes"] = a.chunks * (a.chunk // 8) * 8
+    result["t"] = round(time.monotonic() - t0, 4)
+    emit(result)
+
+
+def cmd_tcp_bulk(a):
+    t0 = time.monotonic()
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect(addr(a.to))
+    except OSError as e:
+        emit({"result": "connect_failed", "error": type(e).__name__})
+        return
+    s.setblocking(False)
+    block = b"\x5a" * 65536
+    sent = 0
+    while time.monotonic() - t0 < a.seconds:
+        _, w, _ = select.select([], [s], [], 0.05)
+        if w:
+            try:
+                sent += s.send(block)
+            except (BlockingIOError, OSError):
+                pass
+    s.close()
+    emit({"result": "done", "bytes": sent})
+
+
+def cmd_arp_probe(a):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+    s.bind((a.iface, ETH_P_ARP))
+    mac = s.getsockname()[4]
+    sip, tip = socket.inet_aton(a.src), socket.inet_aton(a.target)
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, sip, b"\x00" * 6, tip)
+    s.send(b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP) + arp)
+    deadline = time.monotonic() + a.timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([s], [], [], deadline - time.monotonic())
+        if not r:
+            break
+        frame = s.recv(128)
+        if len(frame) < 42:
+            continue
+        op, sha, spa = struct.unpack("!H6s4s", frame[20:32])
+        if op == 2 and spa == tip:
+            emit({"result": "reply", "mac": sha.hex(":")})
+            return
+    emit({"result": "no_reply"})
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tap")
+    t.add_argument("--iface", required=True)
+    t.add_argument("--direction", choices=["in", "out"], default="in")
+    t = sub.add_parser("udp-sink")
+    t.add_argument("--bind", required=True)
+    t = sub.add_parser("udp-flood")
+    t.add_argument("--to", required=True)
+    t.add_argument("--pps", type=float, required=True)
+    t.add_argument("--seconds", type=float, required=True)
+    t.add_argument("--size", type=int, default=64)
+    t = sub.add_parser("tcp-server")
+    t.add_argument("--bind", required=True)
+    t = sub.add_parser("tcp-session")
+    t.add_argument("--to", required=True)
+    t.add_argument("--chunks", type=int, default=64)
+    t.add_argument("--chunk", type=int, default=1024)
+    t.add_argument("--interval", type=float, default=0.0)
+    t.add_argument("--connect-timeout", type=float, default=2.0)
+    t.add_argument("--deadline", type=float, default=20.0)
+    t = sub.add_parser("tcp-bulk")
+    t.add_argument("--to", required=True)
+    t.add_argument("--seconds", type=float, required=True)
+    t = sub.add_parser("arp-probe")
+    t.add_argument("--iface", required=True)
+    t.add_argument("--src", required=True)
+    t.add_argument("--target", required=True)
+    t.add_argument("--timeout", type=float, default=2.0)
+    a = p.parse_args()
+    {"tap": cmd_tap, "udp-sink": cmd_udp_sink, "udp-flood": cmd_udp_flood, "tcp-server": cmd_tcp_server,
+     "tcp-session": cmd_tcp_session, "tcp-bulk": cmd_tcp_bulk, "arp-probe": cmd_arp_probe}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
