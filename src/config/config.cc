@@ -155,6 +155,57 @@ void read_blocklist(const YamlReader& r, std::vector<BlockEntry>& out) {
   }
 }
 
+void read_scoring(const YamlReader& s, ScoringConfig& c) {
+  s.expect_map({"enabled", "graylist", "recover", "floor", "penalty_factor", "half_life_s", "penalties"});
+  if (s.has("enabled")) c.enabled = s.child("enabled").boolean();
+  if (s.has("graylist")) c.graylist = s.child("graylist").number(-1e12, -1e-9);
+  c.recover = s.has("recover") ? s.child("recover").number(-1e12, 0) : c.graylist / 2;
+  c.floor = s.has("floor") ? s.child("floor").number(-1e13, 0) : c.graylist * 10;
+  if (c.recover <= c.graylist)
+    s.child("recover").fail("must be above graylist (" + std::to_string(c.graylist) +
+                            "): a node leaves the graylist above it");
+  if (c.floor > c.graylist) s.child("floor").fail("must be at most graylist (" + std::to_string(c.graylist) + ")");
+  if (s.has("penalty_factor")) c.penalty_factor = s.child("penalty_factor").number(0, 1);
+  if (s.has("half_life_s")) c.half_life_s = s.child("half_life_s").number(0.001, 1e7);
+  if (s.has("penalties")) {
+    auto p = s.child("penalties");
+    p.expect_map({"over_rate", "port_denied", "blocklisted", "ejected"});
+    if (p.has("over_rate")) c.penalty_over_rate = p.child("over_rate").number(0, 1e9);
+    if (p.has("port_denied")) c.penalty_port_denied = p.child("port_denied").number(0, 1e9);
+    if (p.has("blocklisted")) c.penalty_blocklisted = p.child("blocklisted").number(0, 1e9);
+    if (p.has("ejected")) c.penalty_ejected = p.child("ejected").number(0, 1e9);
+  }
+}
+
+void read_evidence(const YamlReader& e, EvidenceConfig& c, const std::string& file) {
+  e.expect_map({"dir", "on_graylist", "window_s", "max_samples", "snaplen", "retention_cases", "retention_mb"});
+  if (e.has("dir")) c.dir = e.child("dir").string();
+  c.dir = resolve_path(file, c.dir);
+  if (e.has("on_graylist")) c.on_graylist = e.child("on_graylist").boolean();
+  if (e.has("window_s")) c.window_s = e.child("window_s").number(0.001, 86400);
+  if (e.has("max_samples")) c.max_samples = static_cast<unsigned>(e.child("max_samples").integer(0, 1000000));
+  if (e.has("snaplen")) c.snaplen = static_cast<unsigned>(e.child("snaplen").integer(64, 256));
+  if (e.has("retention_cases")) c.retention_cases = static_cast<unsigned>(e.child("retention_cases").integer(1, 100000));
+  if (e.has("retention_mb")) c.retention_bytes = e.child("retention_mb").integer(1, 1u << 20) << 20;
+}
+
+void read_operator(const YamlReader& o, OperatorConfig& c) {
+  o.expect_map({"name", "contact", "node_id", "role", "address", "network_key", "staking_key"});
+  auto str = [&](const char* k, std::string& out) {
+    if (o.has(k)) out = o.child(k).string();
+  };
+  str("name", c.name);
+  str("contact", c.contact);
+  str("node_id", c.node_id);
+  str("role", c.role);
+  str("address", c.address);
+  str("network_key", c.network_key);
+  str("staking_key", c.staking_key);
+  std::transform(c.node_id.begin(), c.node_id.end(), c.node_id.begin(), ::tolower);
+  if (!c.node_id.empty() && !valid_node_id(c.node_id)) o.child("node_id").fail("must be 64 hex characters");
+  if (!c.role.empty() && !parse_role(c.role)) o.child("role").fail("unknown role '" + c.role + "'");
+}
+
 }  // namespace
 
 std::string PortSpec::name() const { return pci.empty() ? vdev.substr(0, vdev.find(',')) : pci; }
@@ -175,7 +226,7 @@ Config parse_config(const std::string& text, const std::string& file) {
   YamlReader r(root, file, "");
   if (!root.IsMap()) throw ConfigError(file, "", "must be a YAML mapping");
   r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring",
-                "control", "limits"});
+                "evidence", "operator", "control", "limits"});
   Config c;
   c.file = file;
   for (const char* k : {"dataplane", "capacity", "identity", "roles"})
@@ -214,14 +265,10 @@ Config parse_config(const std::string& text, const std::string& file) {
 
   if (r.has("blocklist")) read_blocklist(r.child("blocklist"), c.blocklist);
 
-  if (r.has("scoring")) {
-    auto s = r.child("scoring");
-    c.scoring_configured = true;
-    s.expect_map({"graylist", "penalty_factor", "half_life_s"});
-    if (s.has("graylist")) c.scoring.graylist = s.child("graylist").number(-1e12, 0);
-    if (s.has("penalty_factor")) c.scoring.penalty_factor = s.child("penalty_factor").number(0, 1);
-    if (s.has("half_life_s")) c.scoring.half_life_s = s.child("half_life_s").number(0.001, 1e7);
-  }
+  if (r.has("scoring")) read_scoring(r.child("scoring"), c.scoring);
+  if (r.has("evidence")) read_evidence(r.child("evidence"), c.evidence, file);
+  else c.evidence.dir = resolve_path(file, c.evidence.dir);
+  if (r.has("operator")) read_operator(r.child("operator"), c.operator_info);
   if (r.has("control")) {
     auto s = r.child("control");
     s.expect_map({"socket", "tcp", "token_file", "metrics", "max_body_bytes"});

@@ -12,8 +12,6 @@ LoadedPolicy load_policy(const std::string& config_path) {
   p.cfg = load_config(config_path);
   p.nodes = load_identities(p.cfg, &p.warnings);
   p.plan = make_stake_plan(p.cfg, p.nodes);
-  if (p.cfg.scoring_configured)
-    p.warnings.push_back(p.cfg.file + ": scoring: accepted, but peer scoring is not enforced by this version");
   return p;
 }
 

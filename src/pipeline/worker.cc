@@ -1,6 +1,8 @@
 #include "stakegate/pipeline/worker.h"
 
 #include <bit>
+#include <cmath>
+#include <cstring>
 
 #include "stakegate/net/parse.h"
 
@@ -13,7 +15,24 @@ inline uint64_t refilled(uint64_t tokens, uint64_t last_ns, uint64_t now_ns, con
   return std::min(tokens + elapsed * p.rate_per_s, p.burst_scaled);
 }
 
+// A score is decayed at most once per millisecond: under a flood, penalties between two
+// decays just add up (the error is under 1e-5 of a step for any half-life over a second).
+constexpr uint64_t kDecayStepNs = 1'000'000;
+
+// A source's buckets while graylisted: its policy's rates and bursts times the factor.
+BucketParams scaled(const BucketParams& p, double f) {
+  if (p.rate_per_s == 0) return p;
+  uint64_t floor_one = f > 0 ? 1 : 0;
+  return BucketParams::make(std::max<uint64_t>(floor_one, std::llround(p.rate_per_s * f)),
+                            std::max<uint64_t>(floor_one, std::llround(p.burst_scaled / kTokenScale * f)));
+}
+
 }  // namespace
+
+double Worker::decayed(double score, uint64_t score_ns, uint64_t now_ns, double half_life_ns) {
+  if (now_ns <= score_ns || score == 0 || half_life_ns <= 0) return score;
+  return score * std::exp2(-static_cast<double>(now_ns - score_ns) / half_life_ns);
+}
 
 Worker::Worker(unsigned table_size, size_t source_capacity, uint64_t hash_seed)
     : meters_(source_capacity), cold_(source_capacity), seed_(mix64(hash_seed) | 1) {
@@ -40,13 +59,14 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     NodeMeter& m = meters_[i];
     if (s.flags & SourcePolicy::kAbsent) return;  // keep the meter for when its source returns
     if (m.epoch != s.epoch) start_meter(i, s);
-    m.burst = s.pps.burst_scaled;
-    m.rate = s.pps.rate_per_s;
-    m.fill_ns = s.pps.fill_ns;
+    // The graylist is this worker's own state: it survives a new policy for the source.
+    const uint8_t gray = m.flags & SourcePolicy::kGraylisted;
+    const bool sampled_before = m.flags & SourcePolicy::kSample;
+    set_rates(i, s, gray ? snap->score.penalty_factor : 1.0);
     m.port_set = s.port_set;
     m.cls = s.cls;
-    m.flags = s.flags;
-    cold_[i].bps = s.bps;
+    m.flags = static_cast<uint8_t>(s.flags | gray);
+    if ((s.flags & SourcePolicy::kSample) && !sampled_before) cold_[i].samples_left = snap->score.evidence_samples;
   };
   if (incremental) {
     for (uint32_t i : snap->changed_slots) adopt(i);
@@ -63,10 +83,13 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
 [[gnu::always_inline]] inline Verdict Worker::police_source(uint32_t slot, const PacketMeta& m, uint32_t len,
                                                             uint64_t now_ns) {
   NodeMeter& nm = meters_[slot];
-  if (nm.flags & (SourcePolicy::kBlocked | SourcePolicy::kEjected)) {
-    bool blocked = nm.flags & SourcePolicy::kBlocked;
-    (blocked ? cold_[slot].dropped_blocklisted : cold_[slot].dropped_ejected)++;
-    return blocked ? Verdict::kBlocklisted : Verdict::kEjected;
+  if (nm.flags & (SourcePolicy::kBlocked | SourcePolicy::kEjected | SourcePolicy::kGraylisted)) [[unlikely]] {
+    if (nm.flags & (SourcePolicy::kBlocked | SourcePolicy::kEjected)) {
+      bool blocked = nm.flags & SourcePolicy::kBlocked;
+      (blocked ? cold_[slot].dropped_blocklisted : cold_[slot].dropped_ejected)++;
+      return blocked ? Verdict::kBlocklisted : Verdict::kEjected;
+    }
+    check_recovery(slot, now_ns);  // graylisted: has its score recovered?
   }
   // A non-first fragment has no port: it is policed by source only. A port-less
   // protocol (ICMP, ...) is refused where the role lists ports.
@@ -204,6 +227,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       if (slot[i] != PolicySnapshot::kNoSource) {
         cls = meters_[slot[i]].cls;
         v = police_source(slot[i], m, pkts[i].len, now_ns);
+        if (v != Verdict::kPass) on_source_drop(slot[i], v, pkts[i], now_ns);
       } else {
         cls = TrafficClass::kUnregistered;
         bool v4 = m.kind == L3Kind::kIpv4;
@@ -217,6 +241,92 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     out[i] = v;
     pk[static_cast<int>(cls)][static_cast<int>(v)]++;
     by[static_cast<int>(cls)][static_cast<int>(v)] += pkts[i].len;
+  }
+}
+
+// A staked source's packet was dropped: its score takes the reason's penalty (entering
+// the graylist below the threshold), and a graylisted or watched source's packet is
+// copied for evidence while its case wants samples.
+[[gnu::noinline]] void Worker::on_source_drop(uint32_t slot, Verdict v, const PacketView& p, uint64_t now_ns) noexcept {
+  const ScoreParams& sp = snap_->score;
+  NodeMeter& nm = meters_[slot];
+  NodeMeterCold& c = cold_[slot];
+  const double penalty = sp.penalty[static_cast<int>(v)];
+  if (sp.enabled && penalty > 0) {
+    if (now_ns >= c.score_ns + kDecayStepNs) {
+      c.score = decayed(c.score, c.score_ns, now_ns, sp.half_life_ns);
+      c.score_ns = now_ns;
+    }
+    c.score = std::max(c.score - penalty, sp.floor);
+    if (!(nm.flags & SourcePolicy::kGraylisted) && c.score < sp.graylist) set_graylisted(slot, true, now_ns);
+  }
+  if ((nm.flags & (SourcePolicy::kGraylisted | SourcePolicy::kSample)) && c.samples_left) {
+    c.samples_left--;
+    if (SampleRecord* r = samples_.claim()) {
+      r->kind = SampleRecord::kSample;
+      r->verdict = static_cast<uint8_t>(v);
+      r->slot = slot;
+      r->epoch = nm.epoch;
+      r->orig_len = p.len;
+      r->caplen = static_cast<uint16_t>(std::min<uint32_t>(p.len, std::min<uint32_t>(sp.snaplen, kMaxSnap)));
+      std::memcpy(r->data, p.data, r->caplen);
+      r->ns = now_ns;
+      r->score = c.score;
+      samples_.publish();
+    }
+  }
+}
+
+[[gnu::noinline]] void Worker::check_recovery(uint32_t slot, uint64_t now_ns) noexcept {
+  const ScoreParams& sp = snap_->score;
+  NodeMeterCold& c = cold_[slot];
+  if (now_ns >= c.score_ns + kDecayStepNs) {
+    c.score = decayed(c.score, c.score_ns, now_ns, sp.half_life_ns);
+    c.score_ns = now_ns;
+  }
+  if (!sp.enabled || c.score > sp.recover) set_graylisted(slot, false, now_ns);
+}
+
+// The meter's buckets from its policy, times `factor` (1 normally, penalty_factor while
+// graylisted); tokens above a lower burst are cut to it.
+void Worker::set_rates(uint32_t slot, const SourcePolicy& s, double factor) noexcept {
+  NodeMeter& m = meters_[slot];
+  NodeMeterCold& c = cold_[slot];
+  const BucketParams pps = factor != 1.0 ? scaled(s.pps, factor) : s.pps;
+  m.rate = pps.rate_per_s;
+  m.burst = pps.burst_scaled;
+  m.fill_ns = pps.fill_ns;
+  m.tokens = std::min(m.tokens, m.burst);
+  c.bps = factor != 1.0 ? scaled(s.bps, factor) : s.bps;
+  c.tokens_bytes = std::min(c.tokens_bytes, c.bps.burst_scaled);
+}
+
+void Worker::set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept {
+  NodeMeter& m = meters_[slot];
+  NodeMeterCold& c = cold_[slot];
+  set_rates(slot, snap_->source(slot), on ? snap_->score.penalty_factor : 1.0);
+  if (on) {
+    m.flags |= SourcePolicy::kGraylisted;
+    c.graylist_entries++;
+    c.graylisted_ns = now_ns;
+    if (snap_->score.evidence_on_graylist) c.samples_left = snap_->score.evidence_samples;
+  } else {
+    m.flags &= static_cast<uint8_t>(~SourcePolicy::kGraylisted);
+    if (!(m.flags & SourcePolicy::kSample)) c.samples_left = 0;
+  }
+  push_event(on ? SampleRecord::kGraylistEnter : SampleRecord::kGraylistExit, slot, now_ns);
+}
+
+void Worker::push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept {
+  if (SampleRecord* r = samples_.claim()) {
+    r->kind = kind;
+    r->slot = slot;
+    r->epoch = meters_[slot].epoch;
+    r->caplen = 0;
+    r->orig_len = 0;
+    r->ns = now_ns;
+    r->score = cold_[slot].score;
+    samples_.publish();
   }
 }
 

@@ -71,6 +71,7 @@ std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, c
       p.flags |= SourcePolicy::kHasBytes;
     }
     if (s.blocked) p.flags |= SourcePolicy::kBlocked;
+    if (s.sampled) p.flags |= SourcePolicy::kSample;
     if (s.ejected) p.flags |= SourcePolicy::kEjected;
     if (!s.all_ports) {
       auto [it, fresh] = set_index.emplace(s.ports, static_cast<uint16_t>(snap->port_sets_.size()));
@@ -91,6 +92,21 @@ std::shared_ptr<const PolicySnapshot> PolicySnapshot::build(const Config& cfg, c
   snap->unregistered_pool_pps = params(u.pool_pps, u.pool_burst, workers);
   if (u.pool_bps > 0) snap->unregistered_pool_bps = params(u.pool_bps / 8, u.pool_burst_bytes, workers);
   snap->unregistered_source_pps = params(u.per_source_pps, u.per_source_burst, workers);
+  const ScoringConfig& sc = cfg.scoring;
+  ScoreParams& sp = snap->score;
+  sp.enabled = sc.enabled;
+  sp.graylist = sc.graylist / workers;
+  sp.recover = sc.recover / workers;
+  sp.floor = sc.floor / workers;
+  sp.penalty[static_cast<int>(Verdict::kOverRate)] = sc.penalty_over_rate;
+  sp.penalty[static_cast<int>(Verdict::kPortDenied)] = sc.penalty_port_denied;
+  sp.penalty[static_cast<int>(Verdict::kBlocklisted)] = sc.penalty_blocklisted;
+  sp.penalty[static_cast<int>(Verdict::kEjected)] = sc.penalty_ejected;
+  sp.penalty_factor = sc.penalty_factor;
+  sp.half_life_ns = sc.half_life_s * 1e9;
+  sp.evidence_samples = cfg.evidence.max_samples;
+  sp.snaplen = static_cast<uint16_t>(cfg.evidence.snaplen);
+  sp.evidence_on_graylist = cfg.evidence.on_graylist;
   if (previous) {
     snap->generation = previous->generation + 1;
     snap->base_generation = previous->generation;

@@ -75,6 +75,8 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
       for (const IpAddr& ip : n.ips)
         if (std::find(s.addrs.begin(), s.addrs.end(), ip) == s.addrs.end()) s.addrs.push_back(ip);
       if (blocked_ids.count(n.node_id)) s.blocked = true;
+      if (std::find(cfg.evidence_nodes.begin(), cfg.evidence_nodes.end(), n.node_id) != cfg.evidence_nodes.end())
+        s.sampled = true;
       if (n.ejected) continue;
       s.ejected = false;
       s.rate_pps += np.rate_pps;

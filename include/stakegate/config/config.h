@@ -61,10 +61,36 @@ struct IdentityConfig {
   std::map<std::string, IpAddr> hosts;  // static name -> address, consulted before DNS
 };
 
+// Peer score (docs/operations.md "Peer score and graylist"): each drop of a staked
+// source subtracts its reason's penalty; the score decays towards 0 with `half_life_s`;
+// below `graylist` the source's rates are multiplied by `penalty_factor` until the score
+// is back above `recover` (hysteresis). The score never goes below `floor`, which bounds
+// the time a source that stopped misbehaving needs to recover.
 struct ScoringConfig {
+  bool enabled = true;
   double graylist = -100;
+  double recover = -50;          // default graylist / 2
+  double floor = -1000;          // default graylist x 10
   double penalty_factor = 0.1;
   double half_life_s = 60;
+  // Penalty per dropped packet, by reason (indexed by Verdict).
+  double penalty_over_rate = 1, penalty_port_denied = 5, penalty_blocklisted = 0, penalty_ejected = 0;
+};
+
+// Evidence bundles (docs/operations.md "Reporting an errant node").
+struct EvidenceConfig {
+  std::string dir = "/var/lib/stakegate/evidence";  // resolved against the config file's folder
+  bool on_graylist = true;       // open a case automatically when a node enters the graylist
+  double window_s = 60;          // a case collects this long, then is written and closed
+  unsigned max_samples = 1000;   // dropped packets kept per case
+  unsigned snaplen = 256;        // bytes kept of each (at most kMaxSnap)
+  unsigned retention_cases = 100;
+  uint64_t retention_bytes = 256ull << 20;
+};
+
+// The reporting node (this operator's own Flow node), for report.json and flip.md.
+struct OperatorConfig {
+  std::string name, contact, node_id, role, address, network_key, staking_key;
 };
 
 struct ControlConfig {
@@ -85,7 +111,11 @@ struct Config {
   UnregisteredQos unregistered;
   std::vector<BlockEntry> blocklist;
   ScoringConfig scoring;
-  bool scoring_configured = false;
+  EvidenceConfig evidence;
+  OperatorConfig operator_info;
+  // Not from YAML: NodeIDs an operator asked evidence for (PolicyState sets them), so
+  // their sources' dropped packets are sampled.
+  std::vector<std::string> evidence_nodes;
   ControlConfig control;
   size_t limits_sources = 0;  // meter slots per worker (0: twice the table, at least 65,536)
 };

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "stakegate/pipeline/sample_ring.h"
 #include "stakegate/policy/snapshot.h"
 #include "stakegate/policy/verdict.h"
 
@@ -31,7 +32,7 @@ struct alignas(64) NodeMeter {
   uint64_t dropped_over_rate;
   uint16_t port_set;
   TrafficClass cls;
-  uint8_t flags;       // SourcePolicy::kBlocked | kEjected | kHasBytes
+  uint8_t flags;       // SourcePolicy flags, plus kGraylisted (this worker's own)
   uint32_t epoch;      // SourcePolicy::epoch this meter was started for
 };
 static_assert(sizeof(NodeMeter) == 64);
@@ -44,6 +45,12 @@ struct NodeMeterCold {
   uint64_t dropped_blocklisted;
   uint64_t dropped_ejected;
   uint64_t dropped_port_denied;
+  // Peer score (only drops and graylisted sources touch it).
+  double score;                 // <= 0; this worker's share of the source's score
+  uint64_t score_ns;            // when `score` was last decayed
+  uint64_t graylist_entries;
+  uint64_t graylisted_ns;       // when it last entered the graylist
+  uint32_t samples_left;        // dropped packets still to sample for an evidence case
 };
 
 struct alignas(64) WorkerCounters {
@@ -74,6 +81,11 @@ class Worker {
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
   const NodeMeterCold& meter_cold(uint32_t slot) const { return cold_[slot]; }
   const PolicySnapshot& snapshot() const { return *snap_; }
+  // Evidence and graylist events, for a non-worker thread to drain.
+  SampleRing& samples() { return samples_; }
+  // The score of a cold meter decayed to now_ns (readers off the worker may see a torn
+  // pair of fields: a display value, not a decision).
+  static double decayed(double score, uint64_t score_ns, uint64_t now_ns, double half_life_ns);
   size_t source_capacity() const { return meters_.size(); }
 
   static constexpr unsigned kWays = 4;
@@ -90,6 +102,11 @@ class Worker {
   Verdict police_source(uint32_t slot, const struct PacketMeta& m, uint32_t len, uint64_t now_ns);
   Verdict police_bytes(uint32_t slot, uint64_t tokens, uint32_t len, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
+  void on_source_drop(uint32_t slot, Verdict v, const PacketView& p, uint64_t now_ns) noexcept;
+  void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
+  void set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept;
+  void set_rates(uint32_t slot, const SourcePolicy& s, double factor) noexcept;
+  void push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept;
 
   void start_meter(uint32_t slot, const SourcePolicy& s) noexcept;
   // The set of an unregistered source. Tags are forced odd (0 marks an empty way), so the
@@ -107,6 +124,7 @@ class Worker {
   uint64_t seed_;
   uint64_t pool_pkts_ = 0, pool_bytes_ = 0, pool_last_ns_ = 0;
   WorkerCounters counters_{};
+  SampleRing samples_{1024};
 };
 
 }  // namespace stakegate

@@ -22,7 +22,9 @@ inline bool port_in(const PortBitmap& b, uint16_t port) { return (b[port >> 6] >
 
 struct SourcePolicy {
   // kAbsent: a slot no source of this table uses (its meter is kept for when it returns).
-  static constexpr uint8_t kBlocked = 1, kEjected = 2, kHasBytes = 4, kAbsent = 8;
+  // kSample: an operator asked for evidence: its dropped packets are sampled.
+  // kGraylisted is never in a snapshot: a worker sets it on its own meter.
+  static constexpr uint8_t kBlocked = 1, kEjected = 2, kHasBytes = 4, kAbsent = 8, kSample = 16, kGraylisted = 32;
   static constexpr uint16_t kAllPorts = UINT16_MAX;
   BucketParams pps;
   BucketParams bps;      // unlimited when capacity.bps is not set
@@ -59,6 +61,19 @@ class CidrMatcher {
   size_t count_ = 0;
 };
 
+// Peer scoring as a worker applies it: thresholds are divided among the workers like
+// rates (each sees its share of a source's drops), penalties are per dropped packet.
+struct ScoreParams {
+  bool enabled = false;
+  double graylist = 0, recover = 0, floor = 0;  // per worker
+  double penalty[kVerdictCount] = {};
+  double penalty_factor = 1;
+  double half_life_ns = 0;
+  uint32_t evidence_samples = 0;  // dropped packets sampled per case (0: none)
+  uint16_t snaplen = 0;
+  bool evidence_on_graylist = false;
+};
+
 class PolicySnapshot {
  public:
   // `previous`, when given, is the snapshot this one replaces: slots whose policy did not
@@ -82,6 +97,7 @@ class PolicySnapshot {
   const CidrMatcher& blocklist() const { return blocklist_; }
 
   BucketParams unregistered_pool_pps, unregistered_pool_bps, unregistered_source_pps;
+  ScoreParams score;
   unsigned workers = 1;
   uint64_t generation = 1;
   uint64_t base_generation = 0;          // the generation `changed_slots` is relative to

@@ -37,6 +37,7 @@ struct SourcePlan {
   double rate_pps = 0, rate_bps = 0, burst_pkts = 0, burst_bytes = 0;
   bool ejected = false;  // every node behind it is ejected
   bool blocked = false;  // its address or one of its NodeIDs is blocklisted
+  bool sampled = false;  // an operator asked for evidence on one of its nodes
   bool all_ports = false;
   std::vector<uint16_t> ports;  // union of its roles' ports
 };

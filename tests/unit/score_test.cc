@@ -1,0 +1,211 @@
+// Peer score and graylist in the worker, with injected time: when a flooder is
+// graylisted, what it is then allowed, when it recovers, that honest bursts never score,
+// and what the evidence ring carries.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "packet_builder.h"
+#include "stakegate/config/config.h"
+#include "stakegate/identity/flow_import.h"
+#include "stakegate/pipeline/worker.h"
+#include "stakegate/policy/stake_plan.h"
+#include "test_util.h"
+
+using namespace stakegate;
+using stakegate::testing::build_frame;
+using stakegate::testing::FrameSpec;
+
+namespace {
+
+constexpr uint64_t kMs = 1'000'000, kS = 1'000'000'000;
+// 198.18.1.1: consensus, 12,500 pps, burst 1,250 (base_config). 198.18.1.2: 37,500 pps.
+constexpr double kRate = 12500, kBurst = 1250;
+
+class ScoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { load(""); }
+
+  void load(const std::string& tail, std::vector<std::string> evidence_nodes = {}) {
+    cfg_ = parse_config(stakegate::testing::base_config("", tail), "s.yaml");
+    cfg_.evidence_nodes = std::move(evidence_nodes);
+    nodes_ = cfg_.identity.inline_nodes;
+    resolve_identities(nodes_, {}, "s.yaml");
+    plan_ = make_stake_plan(cfg_, nodes_);
+    snap_ = PolicySnapshot::build(cfg_, plan_, 1);
+    worker_ = std::make_unique<Worker>(1024, snap_->source_count());
+    worker_->bind(snap_.get());
+    frame_ = build_frame(from("198.18.1.1"));
+  }
+  static FrameSpec from(const char* src) {
+    FrameSpec f;
+    f.src = *parse_ip(src);
+    f.dst = *parse_ip("198.18.255.1");
+    f.dst_port = 3569;
+    return f;
+  }
+  Verdict send(const std::vector<uint8_t>& b, uint64_t now) {
+    PacketView v{b.data(), static_cast<uint32_t>(b.size())};
+    Verdict out;
+    worker_->process_outside(&v, 1, now, &out);
+    return out;
+  }
+  uint32_t slot_of(const char* ip) const { return snap_->find_v4(parse_ip(ip)->v4); }
+  bool graylisted(const char* ip = "198.18.1.1") const {
+    return worker_->meter(slot_of(ip)).flags & SourcePolicy::kGraylisted;
+  }
+  // Sends `pps` packets per second from 198.18.1.1 during [from, to); returns passes.
+  // Stops at the first packet after which `until` holds, and records when.
+  template <typename Until>
+  uint64_t flood(double pps, uint64_t from_ns, uint64_t to_ns, Until until, uint64_t* when = nullptr) {
+    uint64_t passed = 0;
+    const double step = 1e9 / pps;
+    for (double t = static_cast<double>(from_ns); t < static_cast<double>(to_ns); t += step) {
+      passed += send(frame_, static_cast<uint64_t>(t)) == Verdict::kPass;
+      if (until()) {
+        if (when) *when = static_cast<uint64_t>(t);
+        break;
+      }
+    }
+    return passed;
+  }
+  uint64_t flood(double pps, uint64_t from_ns, uint64_t to_ns) {
+    return flood(pps, from_ns, to_ns, [] { return false; });
+  }
+
+  Config cfg_;
+  std::vector<NodeIdentity> nodes_;
+  StakePlan plan_;
+  std::shared_ptr<const PolicySnapshot> snap_;
+  std::unique_ptr<Worker> worker_;
+  std::vector<uint8_t> frame_;
+};
+
+// Flooding at k x its rate, a source empties its burst after burst_ms / (k - 1) and then
+// loses (k - 1) x rate packets per second, each costing the over_rate penalty: it crosses
+// the threshold |graylist| / (penalty x (k - 1) x rate) later (docs/operations.md).
+TEST_F(ScoreTest, FlooderAtTenTimesItsRateIsGraylistedWithinTheDocumentedBound) {
+  uint64_t entered = 0;
+  flood(10 * kRate, 0, 2 * kS, [&] { return graylisted(); }, &entered);
+  ASSERT_TRUE(graylisted());
+  const double bound_s = 0.100 / 9 + 100.0 / (1.0 * 9 * kRate);
+  EXPECT_LE(entered, static_cast<uint64_t>(bound_s * 1e9 * 1.02) + kMs);
+  EXPECT_GE(entered, static_cast<uint64_t>(0.100 / 9 * 1e9));  // never before its burst is spent
+  EXPECT_EQ(worker_->meter_cold(slot_of("198.18.1.1")).graylist_entries, 1u);
+  EXPECT_FALSE(graylisted("198.18.1.2"));
+
+  // Graylisted, it gets penalty_factor (0.1) of its rate: over the next second, 1,250
+  // packets plus what is left of its reduced burst (125).
+  uint64_t passed = flood(10 * kRate, entered + kMs, entered + kMs + kS);
+  EXPECT_GE(passed, static_cast<uint64_t>(0.1 * kRate * 0.98));
+  EXPECT_LE(passed, static_cast<uint64_t>(0.1 * kRate + 0.1 * kBurst + 1));
+}
+
+TEST_F(ScoreTest, HonestBurstsUpToTheBurstNeverScore) {
+  // Every 100 ms, a burst of exactly `burst` packets at once: the bucket refills it.
+  for (uint64_t t = 0; t < 30 * kS; t += 100 * kMs)
+    for (int i = 0; i < static_cast<int>(kBurst); ++i) ASSERT_EQ(send(frame_, t), Verdict::kPass) << t;
+  EXPECT_FALSE(graylisted());
+  EXPECT_EQ(worker_->meter_cold(slot_of("198.18.1.1")).score, 0.0);
+  EXPECT_EQ(worker_->meter_cold(slot_of("198.18.1.1")).graylist_entries, 0u);
+}
+
+// After it stops, the score (at worst at the floor) decays by half every half-life: it is
+// back above `recover` within half_life x log2(floor / recover) (60 s x log2(20) = 259 s).
+TEST_F(ScoreTest, GraylistedNodeThatStopsRecoversInTheDocumentedTimeWithHysteresis) {
+  flood(10 * kRate, 0, kS);  // long enough to sit at the floor
+  ASSERT_TRUE(graylisted());
+  const NodeMeterCold& c = worker_->meter_cold(slot_of("198.18.1.1"));
+  EXPECT_DOUBLE_EQ(c.score, -1000.0);
+  const double recovery_s = 60 * std::log2(1000.0 / 50.0);
+  uint64_t stop = kS, recovered = 0;
+  bool seen_hysteresis = false;
+  // It keeps sending one packet a second, well within even its reduced rate.
+  for (uint64_t t = stop + kS; t < stop + 400 * kS && !recovered; t += kS) {
+    EXPECT_EQ(send(frame_, t), Verdict::kPass);
+    double s = Worker::decayed(c.score, c.score_ns, t, 60e9);
+    if (s < -50 && s > -100) seen_hysteresis |= graylisted();  // between the thresholds: still graylisted
+    if (!graylisted()) recovered = t;
+  }
+  EXPECT_TRUE(seen_hysteresis);
+  ASSERT_NE(recovered, 0u);
+  EXPECT_GE(recovered - stop, static_cast<uint64_t>((recovery_s - 1) * 1e9));
+  EXPECT_LE(recovered - stop, static_cast<uint64_t>((recovery_s + 1) * 1e9));
+  // Recovered, its full rate is back: a whole burst passes at once.
+  uint64_t t = recovered + 200 * kMs;
+  int passed = 0;
+  for (int i = 0; i < static_cast<int>(kBurst); ++i) passed += send(frame_, t) == Verdict::kPass;
+  EXPECT_EQ(passed, static_cast<int>(kBurst));
+}
+
+TEST_F(ScoreTest, EvidenceRingCarriesTheEntryAndOnlyThatSourcesDroppedPackets) {
+  load("evidence: {max_samples: 50, snaplen: 64}\n");
+  auto other = build_frame(from("198.18.1.2"));
+  for (uint64_t t = 0; t < 200 * kMs; t += 8000) {  // 125,000 pps from .1, honest .2 alongside
+    send(frame_, t);
+    if (t % (100 * 1000) == 0) send(other, t);
+  }
+  ASSERT_TRUE(graylisted());
+  std::vector<SampleRecord> got;
+  worker_->samples().drain([&](const SampleRecord& r) { got.push_back(r); });
+  ASSERT_EQ(got.size(), 51u);  // the entry, then max_samples samples
+  EXPECT_EQ(got[0].kind, SampleRecord::kGraylistEnter);
+  EXPECT_EQ(got[0].slot, slot_of("198.18.1.1"));
+  EXPECT_LT(got[0].score, -100);
+  for (size_t i = 1; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].kind, SampleRecord::kSample);
+    EXPECT_EQ(got[i].slot, slot_of("198.18.1.1"));
+    EXPECT_EQ(got[i].verdict, static_cast<uint8_t>(Verdict::kOverRate));
+    EXPECT_EQ(got[i].caplen, 64);
+    EXPECT_EQ(got[i].orig_len, frame_.size());
+    EXPECT_EQ(0, std::memcmp(got[i].data, frame_.data(), 64));
+    EXPECT_GE(got[i].ns, got[0].ns);
+  }
+  EXPECT_EQ(worker_->samples().lost(), 0u);
+}
+
+TEST_F(ScoreTest, ExitIsAnEventToo) {
+  load("scoring: {half_life_s: 1}\n");
+  flood(10 * kRate, 0, 100 * kMs);
+  ASSERT_TRUE(graylisted());
+  send(frame_, 30 * kS);  // far past recovery
+  EXPECT_FALSE(graylisted());
+  std::vector<uint8_t> kinds;
+  worker_->samples().drain([&](const SampleRecord& r) { if (r.kind != SampleRecord::kSample) kinds.push_back(r.kind); });
+  EXPECT_EQ(kinds, (std::vector<uint8_t>{SampleRecord::kGraylistEnter, SampleRecord::kGraylistExit}));
+}
+
+TEST_F(ScoreTest, OperatorRequestedEvidenceSamplesWithoutAGraylist) {
+  load("scoring: {enabled: false}\nevidence: {max_samples: 10}\n",
+       {"aa00000000000000000000000000000000000000000000000000000000000001"});
+  flood(10 * kRate, 0, 200 * kMs);
+  EXPECT_FALSE(graylisted());  // scoring is off
+  size_t samples = worker_->samples().drain([](const SampleRecord& r) { EXPECT_EQ(r.kind, SampleRecord::kSample); });
+  EXPECT_EQ(samples, 10u);
+}
+
+TEST_F(ScoreTest, ARebindKeepsTheGraylistAndItsReducedRate) {
+  uint64_t entered = 0;
+  flood(10 * kRate, 0, kS, [&] { return graylisted(); }, &entered);
+  ASSERT_TRUE(graylisted());
+  // A new table (another node's weight changes): the flooder's meter keeps its state.
+  cfg_.roles[static_cast<int>(Role::kAccess)].min_pps = 200;
+  plan_ = make_stake_plan(cfg_, nodes_);
+  auto next = PolicySnapshot::build(cfg_, plan_, 1, snap_.get());
+  worker_->bind(next.get());
+  snap_ = next;
+  EXPECT_TRUE(graylisted());
+  EXPECT_EQ(worker_->meter(slot_of("198.18.1.1")).rate, static_cast<uint64_t>(0.1 * kRate));
+}
+
+TEST_F(ScoreTest, PenaltiesAreConfigurablePerReason) {
+  // Port probing alone: 5 per packet by default; with port_denied: 0 it never scores.
+  auto probe = build_frame([] { auto f = from("198.18.1.1"); f.dst_port = 22; return f; }());
+  for (int i = 0; i < 21; ++i) send(probe, i * kMs);
+  EXPECT_TRUE(graylisted());
+  load("scoring: {penalties: {port_denied: 0}}\n");
+  for (int i = 0; i < 1000; ++i) send(probe, i * kMs);
+  EXPECT_FALSE(graylisted());
+}
+
+}  // namespace
