@@ -25,6 +25,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <set>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <deque>
@@ -261,6 +262,89 @@ class Gateway : public GatewayView {
     ctxs_ = ctxs;
   }
 
+  // Peer score and evidence, on the control thread: the workers' rings are drained on
+  // every tick; cases are written here, never on a worker.
+  void attach_evidence(PolicyState* state, uint64_t tsc0, uint64_t q32) {
+    state_ = state;
+    tsc0_ = tsc0;
+    q32_ = q32;
+    unix0_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto log = [](bool warning, const std::string& m) {
+      if (warning) spdlog::warn("{}", m);
+      else spdlog::info("{}", m);
+    };
+    gray_ = std::make_unique<GraylistTracker>(log);
+    const Config& c = state->config();
+    rec_ = std::make_unique<EvidenceRecorder>(c.evidence, c.operator_info, c.scoring, STAKEGATE_VERSION,
+                                              [this](uint64_t ns) { return unix_of(ns); }, log);
+    for (auto& w : *workers_) {
+      wptrs_.push_back(w.get());
+      cwptrs_.push_back(w.get());
+    }
+  }
+  uint64_t data_now() const { return static_cast<uint64_t>((static_cast<u128>(rte_rdtsc() - tsc0_) * q32_) >> 32); }
+  double unix_of(uint64_t ns) const override { return unix0_ + static_cast<double>(ns) / 1e9; }
+
+  void evidence_tick(bool close_all = false) {
+    if (!rec_) return;
+    refresh_directory();
+    uint64_t now = data_now();
+    drain_evidence(wptrs_, dir_, *gray_, *rec_, now);
+    if (close_all) rec_->tick(dir_, now, true);
+    // Operator cases that closed stop sampling their node.
+    for (auto it = operator_nodes_.begin(); it != operator_nodes_.end();) {
+      bool open = false;
+      for (const auto& c : rec_->cases()) open |= c.open && c.reason == "operator" && c.node_id == *it;
+      if (open || close_all) {
+        ++it;
+        continue;
+      }
+      try {
+        state_->set_evidence(*it, false);
+      } catch (const std::exception& e) {
+        spdlog::warn("evidence: cannot stop sampling {}: {}", *it, e.what());
+      }
+      it = operator_nodes_.erase(it);
+    }
+  }
+  uint64_t samples_lost() const {
+    uint64_t n = 0;
+    for (Worker* w : wptrs_) n += w->samples().lost();
+    return n;
+  }
+  uint64_t samples_written() const { return rec_ ? rec_->samples_written() : 0; }
+
+  std::optional<SourceView> source_view(const std::string& node_id) override {
+    if (!rec_) return std::nullopt;
+    refresh_directory();
+    auto v = dir_.by_node(node_id, data_now());
+    if (v) v->graylisted = gray_->contains(v->slot);
+    return v;
+  }
+  std::vector<GraylistEntry> graylisted() override {
+    std::vector<GraylistEntry> out;
+    if (gray_)
+      for (const auto& [slot, e] : gray_->entries()) out.push_back(e);
+    return out;
+  }
+  std::pair<uint64_t, uint64_t> graylist_transitions() const override {
+    return gray_ ? std::pair{gray_->entered(), gray_->exited()} : std::pair<uint64_t, uint64_t>{0, 0};
+  }
+  CaseSummary open_evidence(const std::string& node_id) override {
+    refresh_directory();
+    auto v = dir_.by_node(node_id, data_now());
+    if (!v) throw OpError("not_found", "node " + node_id + " is not in the identity table");
+    state_->set_evidence(node_id, true);  // its source's dropped packets are sampled from now on
+    wait_applied();
+    operator_nodes_.insert(node_id);
+    refresh_directory();
+    return rec_->open(*v, "operator", data_now());
+  }
+  std::vector<CaseSummary> evidence_cases() const override { return rec_ ? rec_->cases() : std::vector<CaseSummary>{}; }
+  std::pair<uint64_t, uint64_t> evidence_counts() const override {
+    return rec_ ? std::pair{rec_->opened(), rec_->errors()} : std::pair<uint64_t, uint64_t>{0, 0};
+  }
+
   Totals totals(bool with_sources) const override {
     Totals t;
     if (!workers_) return t;
@@ -340,6 +424,24 @@ class Gateway : public GatewayView {
   std::vector<WorkerCtx>* ctxs_ = nullptr;
   std::vector<std::pair<uint64_t, uint64_t>> last_busy_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+
+  void refresh_directory() {
+    if (state_->generation() == dir_generation_) return;
+    dir_.reset(cwptrs_, &state_->nodes(), &state_->plan(), state_->config().scoring);
+    const Config& c = state_->config();
+    rec_->reconfigure(c.evidence, c.operator_info, c.scoring);
+    dir_generation_ = state_->generation();
+  }
+  PolicyState* state_ = nullptr;
+  uint64_t tsc0_ = 0, q32_ = 0;
+  double unix0_ = 0;
+  std::vector<Worker*> wptrs_;
+  std::vector<const Worker*> cwptrs_;
+  SourceDirectory dir_;
+  uint64_t dir_generation_ = 0;
+  std::unique_ptr<GraylistTracker> gray_;
+  std::unique_ptr<EvidenceRecorder> rec_;
+  std::set<std::string> operator_nodes_;
 };
 
 // DPDK telemetry (`/stakegate/stats` in dpdk-telemetry.py): totals and generation.
@@ -456,6 +558,7 @@ int cmd_run(const std::vector<std::string>& args) {
       ctxs[i].rcu = rcu;
     }
     gw->attach(&workers, &ctxs);
+    gw->attach_evidence(state.get(), tsc0, q32);
     for (unsigned i = 0, lc = rte_get_next_lcore(-1, 1, 0); i < nworkers; ++i, lc = rte_get_next_lcore(lc, 1, 0))
       if (int lrc = rte_eal_remote_launch(worker_main, &ctxs[i], lc); lrc != 0)
         throw std::runtime_error(fmt::format("cannot launch worker on lcore {}: {}", lc, rte_strerror(-lrc)));
@@ -493,6 +596,11 @@ int cmd_run(const std::vector<std::string>& args) {
       in.version = STAKEGATE_VERSION;
       in.snapshots_pending_reclaim = gw->snapshots_pending_reclaim();
       in.worker_busy = gw->busy_ratios();
+      in.graylisted = gw->graylisted().size();
+      std::tie(in.graylist_entries, in.graylist_exits) = gw->graylist_transitions();
+      std::tie(in.evidence_cases, in.evidence_errors) = gw->evidence_counts();
+      in.evidence_samples = gw->samples_written();
+      in.evidence_samples_lost = gw->samples_lost();
       // tx_dropped(0): passed packets the inside port could not take; (1): the outside port.
       for (const auto& [name, io_port, dir] : {std::tuple{"outside", outside, 1}, std::tuple{"inside", inside, 0}}) {
         rte_eth_stats st{};
@@ -543,6 +651,7 @@ int cmd_run(const std::vector<std::string>& args) {
       tick.async_wait([&](const boost::system::error_code& ec) {
         if (ec) return;
         gw->reclaim();
+        gw->evidence_tick();
         try {
           if (state->expire(static_cast<int64_t>(::time(nullptr)))) spdlog::info("blocklist: expired entries removed");
         } catch (const std::exception& e) {
@@ -577,6 +686,7 @@ int cmd_run(const std::vector<std::string>& args) {
   g_stop.store(true);
   rte_eal_mp_wait_lcore();
   g_gateway = nullptr;
+  if (gw && state) gw->evidence_tick(true);  // what the rings still hold; open cases are written now
   if (control_server) control_server->close();
   if (metrics_server) metrics_server->close();
 

@@ -177,10 +177,9 @@ void read_scoring(const YamlReader& s, ScoringConfig& c) {
   }
 }
 
-void read_evidence(const YamlReader& e, EvidenceConfig& c, const std::string& file) {
+void read_evidence(const YamlReader& e, EvidenceConfig& c) {
   e.expect_map({"dir", "on_graylist", "window_s", "max_samples", "snaplen", "retention_cases", "retention_mb"});
-  if (e.has("dir")) c.dir = e.child("dir").string();
-  c.dir = resolve_path(file, c.dir);
+  if (e.has("dir")) c.dir = e.child("dir").string();  // as given, like control.socket
   if (e.has("on_graylist")) c.on_graylist = e.child("on_graylist").boolean();
   if (e.has("window_s")) c.window_s = e.child("window_s").number(0.001, 86400);
   if (e.has("max_samples")) c.max_samples = static_cast<unsigned>(e.child("max_samples").integer(0, 1000000));
@@ -266,8 +265,7 @@ Config parse_config(const std::string& text, const std::string& file) {
   if (r.has("blocklist")) read_blocklist(r.child("blocklist"), c.blocklist);
 
   if (r.has("scoring")) read_scoring(r.child("scoring"), c.scoring);
-  if (r.has("evidence")) read_evidence(r.child("evidence"), c.evidence, file);
-  else c.evidence.dir = resolve_path(file, c.evidence.dir);
+  if (r.has("evidence")) read_evidence(r.child("evidence"), c.evidence);
   if (r.has("operator")) read_operator(r.child("operator"), c.operator_info);
   if (r.has("control")) {
     auto s = r.child("control");

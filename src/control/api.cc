@@ -9,6 +9,10 @@
 #include "stakegate/identity/flow_import.h"
 
 namespace stakegate {
+
+CaseSummary GatewayView::open_evidence(const std::string&) {
+  throw OpError("unavailable", "evidence cases need the running gateway");
+}
 namespace {
 
 namespace pb = stakegate::v1;
@@ -35,7 +39,8 @@ ControlApi::Response error(const Call& c, int status, const std::string& code, c
 
 int status_of(const std::string& code) {
   static const std::map<std::string, int> m = {{"invalid_argument", 400}, {"not_found", 404},
-                                               {"resource_exhausted", 422}, {"failed_precondition", 409}};
+                                               {"resource_exhausted", 422}, {"failed_precondition", 409},
+                                               {"unavailable", 503}};
   auto it = m.find(code);
   return it == m.end() ? 500 : it->second;
 }
@@ -103,6 +108,18 @@ NodeIdentity from_proto(const pb::Node& n, size_t i) {
     throw OpError("invalid_argument", where + ".status: must be joining, active, leaving or ejected");
   out.ejected = out.status == "ejected";
   return out;
+}
+
+void to_proto(const CaseSummary& s, pb::EvidenceCase& c) {
+  c.set_id(s.id);
+  c.set_dir(s.dir);
+  c.set_reason(s.reason);
+  c.set_node_id(s.node_id);
+  c.set_opened_unix(s.opened_unix);
+  c.set_closed_unix(s.closed_unix);
+  c.set_samples(s.samples);
+  c.set_open(s.open);
+  c.set_error(s.error);
 }
 
 void fill(const SourceTotals& s, pb::NodeCounters& c) {
@@ -318,6 +335,65 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
       if (sp.slot < t.sources.size()) fill(t.sources[sp.slot], *r.mutable_counters());
       for (size_t j : sp.nodes)
         if (j != static_cast<size_t>(i)) r.add_shares_address_with(state_.nodes()[j].node_id);
+      if (auto v = view_.source_view(n.node_id)) {
+        r.set_score(v->score);
+        r.set_graylisted(v->graylisted);
+      }
+      return reply(c, r);
+    }
+    if (rpc == "ListNodes") {
+      pb::ListNodesRequest q;
+      parse(c, body, q);
+      uint32_t limit = q.limit() ? std::min<uint32_t>(q.limit(), 100000) : 100;
+      std::map<uint32_t, double> since;
+      for (const auto& e : view_.graylisted()) since[e.slot] = view_.unix_of(e.since_ns);
+      pb::ListNodesResponse r;
+      std::vector<std::pair<double, pb::NodeScore>> rows;
+      for (const auto& sp : state_.plan().sources) {
+        bool gray = since.count(sp.slot) != 0;
+        if (q.graylisted_only() && !gray) continue;
+        auto v = view_.source_view(state_.nodes()[sp.nodes.front()].node_id);
+        for (size_t j : sp.nodes) {
+          const NodeIdentity& n = state_.nodes()[j];
+          pb::NodeScore s;
+          s.set_node_id(n.node_id);
+          s.set_role(std::string(role_name(n.role)));
+          s.set_address(n.address);
+          s.set_rate_pps(state_.plan().nodes[j].rate_pps);
+          if (v) {
+            s.set_score(v->score);
+            fill(v->counters, *s.mutable_counters());
+          }
+          s.set_graylisted(gray);
+          if (gray) s.set_graylisted_since_unix(since[sp.slot]);
+          rows.emplace_back(s.score(), std::move(s));
+        }
+      }
+      std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (size_t k = 0; k < rows.size() && k < limit; ++k) *r.add_nodes() = std::move(rows[k].second);
+      r.set_graylisted(static_cast<uint32_t>(since.size()));
+      auto [in, out] = view_.graylist_transitions();
+      r.set_graylist_entries(in);
+      r.set_graylist_exits(out);
+      return reply(c, r);
+    }
+    if (rpc == "OpenEvidence") {
+      pb::OpenEvidenceRequest q;
+      parse(c, body, q);
+      std::string id = lower_id(q.node_id());
+      if (!valid_node_id(id)) throw OpError("invalid_argument", "node_id must be 64 hex characters");
+      if (state_.find_node(id) < 0) throw OpError("not_found", "node " + id + " is not in the identity table");
+      pb::EvidenceCase r;
+      to_proto(view_.open_evidence(id), r);
+      return reply(c, r);
+    }
+    if (rpc == "ListEvidence") {
+      pb::ListEvidenceResponse r;
+      for (const auto& cs : view_.evidence_cases()) to_proto(cs, *r.add_cases());
+      auto [opened, errors] = view_.evidence_counts();
+      r.set_opened(opened);
+      r.set_errors(errors);
+      r.set_dir(state_.config().evidence.dir);
       return reply(c, r);
     }
     if (rpc == "Top") {

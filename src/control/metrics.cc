@@ -86,10 +86,22 @@ std::string render_metrics(const MetricsInput& in) {
   out.push_back(std::move(busy));
 
   auto gray = family("stakegate_graylisted_nodes",
-                     "Nodes graylisted by peer scoring. Peer scoring is not enforced by this version, so this is 0.",
+                     "Staked sources graylisted by peer scoring (their rates multiplied by scoring.penalty_factor).",
                      MetricType::Gauge);
-  add(gray, {}, 0);
+  add(gray, {}, static_cast<double>(in.graylisted));
   out.push_back(std::move(gray));
+  for (const auto& [name, help, value] : {
+           std::tuple{"stakegate_graylist_entries_total", "Times a source entered the graylist.", in.graylist_entries},
+           std::tuple{"stakegate_graylist_exits_total", "Times a source recovered from the graylist.", in.graylist_exits},
+           std::tuple{"stakegate_evidence_cases_total", "Evidence cases opened (on graylisting or by an operator).", in.evidence_cases},
+           std::tuple{"stakegate_evidence_errors_total", "Evidence cases or files that could not be written (see the log).", in.evidence_errors},
+           std::tuple{"stakegate_evidence_samples_total", "Dropped packets written to evidence samples.", in.evidence_samples},
+           std::tuple{"stakegate_evidence_samples_lost_total", "Evidence records lost because a worker's sample ring was full.",
+                      in.evidence_samples_lost}}) {
+    auto f = family(name, help, MetricType::Counter);
+    add(f, {}, static_cast<double>(value));
+    out.push_back(std::move(f));
+  }
 
   auto ev = family("stakegate_unregistered_evictions_total",
                    "Active unregistered per-source buckets recycled because the table was full.", MetricType::Counter);

@@ -220,6 +220,7 @@ PolicyState::Change PolicyState::reload() {
       p.cfg.dataplane.inside.name() != cfg_.dataplane.inside.name() || p.cfg.dataplane.eal != cfg_.dataplane.eal)
     warn.warnings.push_back("dataplane settings changed in " + p.cfg.file + ": they take effect at the next start");
   p.cfg.dataplane = cfg_.dataplane;
+  p.cfg.evidence_nodes = cfg_.evidence_nodes;  // open operator cases keep sampling
   // The file's blocklist replaces the config entries; blocks made through the API stay.
   std::vector<ActiveBlock> blocks = config_blocks(p.cfg);
   for (const auto& b : blocks_)
@@ -228,6 +229,15 @@ PolicyState::Change PolicyState::reload() {
   Change ch = commit(std::move(p.cfg), std::move(p.nodes), std::move(blocks), source);
   ch.warnings = std::move(warn.warnings);
   return ch;
+}
+
+PolicyState::Change PolicyState::set_evidence(const std::string& node_id, bool on) {
+  Config c = cfg_;
+  auto& v = c.evidence_nodes;
+  v.erase(std::remove(v.begin(), v.end(), node_id), v.end());
+  if (on) v.push_back(node_id);
+  if (v == cfg_.evidence_nodes) return Change{generation(), 0, 0, {}};
+  return commit(std::move(c), nodes_, blocks_, identity_source_);
 }
 
 bool PolicyState::expire(int64_t now) {

@@ -90,6 +90,16 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
       return blocked ? Verdict::kBlocklisted : Verdict::kEjected;
     }
     check_recovery(slot, now_ns);  // graylisted: has its score recovered?
+    if (nm.flags & SourcePolicy::kGraylisted) {
+      // Would the packet have fitted the source's normal allowance? Only if not is a drop
+      // penalised: the reduced rate alone must not keep a source graylisted.
+      NodeMeterCold& c = cold_[slot];
+      const BucketParams& normal = snap_->source(slot).pps;
+      c.normal_tokens = refilled(c.normal_tokens, c.normal_last_ns, now_ns, normal);
+      if (now_ns > c.normal_last_ns) c.normal_last_ns = now_ns;
+      c.beyond_normal = c.normal_tokens < kTokenScale;
+      if (!c.beyond_normal) c.normal_tokens -= kTokenScale;
+    }
   }
   // A non-first fragment has no port: it is policed by source only. A port-less
   // protocol (ICMP, ...) is refused where the role lists ports.
@@ -251,7 +261,14 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   const ScoreParams& sp = snap_->score;
   NodeMeter& nm = meters_[slot];
   NodeMeterCold& c = cold_[slot];
-  const double penalty = sp.penalty[static_cast<int>(v)];
+  double penalty = sp.penalty[static_cast<int>(v)];
+  if (v == Verdict::kOverRate) {
+    // over_rate costs its penalty per second's worth of the source's normal allowance,
+    // so the score measures excess traffic whatever the source's stake; while graylisted,
+    // only what exceeds that normal allowance counts.
+    const uint64_t rate = snap_->source(slot).pps.rate_per_s;
+    penalty = (nm.flags & SourcePolicy::kGraylisted) && !c.beyond_normal ? 0 : penalty / static_cast<double>(std::max<uint64_t>(rate, 1));
+  }
   if (sp.enabled && penalty > 0) {
     if (now_ns >= c.score_ns + kDecayStepNs) {
       c.score = decayed(c.score, c.score_ns, now_ns, sp.half_life_ns);
@@ -307,6 +324,8 @@ void Worker::set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept {
   set_rates(slot, snap_->source(slot), on ? snap_->score.penalty_factor : 1.0);
   if (on) {
     m.flags |= SourcePolicy::kGraylisted;
+    c.normal_tokens = 0;  // it was just over its allowance
+    c.normal_last_ns = now_ns;
     c.graylist_entries++;
     c.graylisted_ns = now_ns;
     if (snap_->score.evidence_on_graylist) c.samples_left = snap_->score.evidence_samples;

@@ -185,6 +185,7 @@ void create_files(const Options& o, std::string& config_path) {
     << "  access:       {share: 0.10, min_pps: 50, burst_ms: 100, ports: [3569, 9000, 9001]}\n"
     << "unregistered: {share: 0.05, per_source_pps: 50, burst_ms: 100, ports: [9000, 9001, 8000]}\n"
     << "control: {socket: " << dir << "/control.sock, metrics: null}\n"
+    << "evidence: {dir: " << dir << "/evidence}\n"
     << "blocklist:\n"
     << "  - {cidr: 198.19.255.0/24, reason: \"scenario: blocked range\"}\n";
   for (const auto& id : blocked_ids) c << "  - {node_id: " << id << ", reason: \"scenario: blocked node\"}\n";

@@ -90,6 +90,8 @@ roles:
 {roles}
 unregistered: {{share: {UNREG_SHARE}, per_source_pps: {UNREG_PER_SOURCE}, burst_ms: {UNREG_BURST_MS}, ports: [9000]}}
 control: {{socket: {d}/control.sock, metrics: "127.0.0.1:{metrics_port}"}}
+evidence: {{dir: {d}/evidence, window_s: 3, max_samples: 200}}
+operator: {{name: "e2e test operator", node_id: "{node_id('con-x')}", role: consensus, address: "198.18.1.1:3569"}}
 """
     path = os.path.join(d, "stakegate.yaml")
     with open(path, "w") as f:
@@ -279,8 +281,20 @@ def phase_floods(run):
     burst = after["burst"]
     check(passed <= rate * dt + burst + 2, f"attacker col1 held to its rate: passed {passed} in {dt:.2f} s "
           f"<= {rate:.0f} pps x {dt:.2f} s + burst {burst:.0f}")
-    check(passed >= 0.8 * rate * FLOOD_S, f"attacker col1 still gets its rate: passed {passed} >= 80 % of {rate * FLOOD_S:.0f}")
     check(over >= 0.9 * (sent["col1"] - rate * dt - burst), f"attacker col1: {over} over_rate drops of {sent['col1']} flood datagrams")
+    # Peer score: at 20x its rate it loses 19 seconds' worth of its rate per second, 190
+    # points a second at the default over_rate penalty (10): graylisted (-100) in about 0.6 s,
+    # then held to penalty_factor (0.1) of its rate.
+    check(after["graylisted"] and after["score"] < -100, f"attacker col1 is graylisted (score {after['score']:.0f})")
+    check(passed <= rate * 1.0 + burst + 0.1 * rate * dt + 2,
+          f"graylisted, col1 passed {passed} <= about 1 s at its rate + {dt:.1f} s at a tenth of it")
+    s, listed = run.api.call("ListNodes", {"graylisted_only": True})
+    names = sorted(n["node_id"] for n in listed["nodes"])
+    check(names == [node_id("col1")], f"ListNodes graylisted_only: only col1 ({len(names)} listed)")
+    gray_metric = metric_values(scrape(run.metrics_port)).get("stakegate_graylisted_nodes", -1)
+    check(gray_metric == 1, f"stakegate_graylisted_nodes = {gray_metric:.0f}")
+    for h in IPERF:
+        check(not honest_after[h]["graylisted"], f"honest {h} is not graylisted (score {honest_after[h]['score']:.2f})")
 
     # What arrived, counted by the receivers in the cluster (independently of the gateway).
     got3569 = run.services["sink3569"].stop()["by_source"]
@@ -296,6 +310,38 @@ def phase_floods(run):
     check(got3569.get(HOSTS["unr2"][1], 0) == 0, f"unregistered attacker unr2: none of its {sent['unr2-3569']} datagrams to 3569 arrived")
     check(codes == ["200"] * 5, f"honest unregistered unr1: public API answered {codes} during the unregistered flood")
     run.sent_udp = sent
+
+
+def phase_evidence(run):
+    """The attacker's evidence case (3 s window in this config) has been written by now."""
+    print("\n== evidence bundle of the graylisted attacker", flush=True)
+    deadline = time.time() + 10
+    cases = []
+    while time.time() < deadline:
+        cases = [c for c in run.api.call("ListEvidence")[1]["cases"] if c["node_id"] == node_id("col1")]
+        if cases and not cases[0]["open"]:
+            break
+        time.sleep(0.2)
+    check(len(cases) == 1 and cases[0]["reason"] == "graylist" and not cases[0]["open"] and not cases[0]["error"],
+          f"one closed graylist case for col1: {cases}")
+    if not cases:
+        return
+    d = cases[0]["dir"]
+    report = json.load(open(os.path.join(d, "report.json")))
+    check(report["errant"]["nodes"][0]["node_id"] == node_id("col1") and report["errant"]["source_addresses"] == [HOSTS["col1"][1]],
+          "report.json names col1 and its address")
+    check(report["counters"]["dropped"]["over_rate"] > 0 and report["rate"]["offered_over_allowed"] > 5,
+          f"report.json: offered {report['rate']['offered_over_allowed']:.1f} x the allowed rate, "
+          f"{report['counters']['dropped']['over_rate']} over_rate drops in the window")
+    check(report["reporter"]["node_id"] == node_id("con-x"), "report.json carries the operator's own node as reporter")
+    ports = [(p["proto"], p["port"]) for p in report["top_destination_ports"]]
+    check(ports and ports[0] == ("udp", 3569), f"top destination port of the sample: {ports[:2]}")
+    srcs = subprocess.run(["tshark", "-r", os.path.join(d, "sample.pcapng"), "-T", "fields", "-e", "ip.src"],
+                          capture_output=True, text=True).stdout.split()
+    check(len(srcs) == report["sample"]["packets"] > 0 and set(srcs) == {HOSTS["col1"][1]},
+          f"sample.pcapng opens in tshark: {len(srcs)} packets, all from col1")
+    flip = open(os.path.join(d, "flip.md")).read()
+    check(node_id("col1") in flip and node_id("con-x") in flip, "flip.md names the errant and the reporting node")
 
 
 def cut_and_restore(run, host, cut, restore, what):
@@ -417,6 +463,7 @@ def main():
                     run.services = start_services(run)
                     phase_reachability(run)
                     phase_floods(run)
+                    phase_evidence(run)
                     phase_swap_and_block(run)
                     phase_accounting(run)
                 finally:

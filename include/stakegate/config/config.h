@@ -73,13 +73,14 @@ struct ScoringConfig {
   double floor = -1000;          // default graylist x 10
   double penalty_factor = 0.1;
   double half_life_s = 60;
-  // Penalty per dropped packet, by reason (indexed by Verdict).
-  double penalty_over_rate = 1, penalty_port_denied = 5, penalty_blocklisted = 0, penalty_ejected = 0;
+  // Penalties. over_rate: per second's worth of the source's own rate dropped (flooding at
+  // k x its rate costs (k - 1) x penalty_over_rate per second); the others: per packet.
+  double penalty_over_rate = 10, penalty_port_denied = 2, penalty_blocklisted = 0, penalty_ejected = 0;
 };
 
 // Evidence bundles (docs/operations.md "Reporting an errant node").
 struct EvidenceConfig {
-  std::string dir = "/var/lib/stakegate/evidence";  // resolved against the config file's folder
+  std::string dir = "/var/lib/stakegate/evidence";  // as given (relative: to the working directory)
   bool on_graylist = true;       // open a case automatically when a node enters the graylist
   double window_s = 60;          // a case collects this long, then is written and closed
   unsigned max_samples = 1000;   // dropped packets kept per case

@@ -8,6 +8,7 @@
 
 #include "stakegate/control/policy_state.h"
 #include "stakegate/report/counters.h"
+#include "stakegate/report/evidence.h"
 
 namespace stakegate {
 
@@ -22,6 +23,20 @@ class GatewayView {
   // bounded wait, returning false).
   virtual bool wait_applied() = 0;
   virtual double uptime_s() const = 0;
+
+  // Peer score and evidence (the running gateway implements these; the defaults serve
+  // views without a data path).
+  virtual std::optional<SourceView> source_view(const std::string& node_id) {
+    (void)node_id;
+    return std::nullopt;
+  }
+  virtual std::vector<GraylistEntry> graylisted() { return {}; }
+  virtual std::pair<uint64_t, uint64_t> graylist_transitions() const { return {0, 0}; }  // entries, exits
+  virtual double unix_of(uint64_t data_ns) const { return static_cast<double>(data_ns) / 1e9; }
+  // Opens a case (throws OpError when it cannot); lists cases.
+  virtual CaseSummary open_evidence(const std::string& node_id);
+  virtual std::vector<CaseSummary> evidence_cases() const { return {}; }
+  virtual std::pair<uint64_t, uint64_t> evidence_counts() const { return {0, 0}; }  // opened, errors
 };
 
 class ControlApi {

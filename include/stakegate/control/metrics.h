@@ -22,6 +22,8 @@ struct MetricsInput {
   std::vector<double> worker_busy;  // per worker, 0..1 since the previous scrape
   uint32_t snapshots_pending_reclaim = 0;
   std::string version;
+  uint64_t graylisted = 0, graylist_entries = 0, graylist_exits = 0;
+  uint64_t evidence_cases = 0, evidence_errors = 0, evidence_samples = 0, evidence_samples_lost = 0;
 };
 
 std::string render_metrics(const MetricsInput& in);

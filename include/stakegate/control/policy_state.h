@@ -56,6 +56,8 @@ class PolicyState {
   Change unblock(const std::string& cidr, const std::string& node_id);
   Change set_role_qos(Role role, const RoleQos& qos);
   Change reload();                      // re-reads the config file it was started with
+  // Marks a node's source for evidence sampling (an operator's case), or stops it.
+  Change set_evidence(const std::string& node_id, bool on);
   bool expire(int64_t now_unix);        // drops expired blocks; true when it published
 
   const Config& config() const { return cfg_; }

@@ -51,6 +51,11 @@ struct NodeMeterCold {
   uint64_t graylist_entries;
   uint64_t graylisted_ns;       // when it last entered the graylist
   uint32_t samples_left;        // dropped packets still to sample for an evidence case
+  // While graylisted: a bucket at the source's normal rate. Only packets beyond it are
+  // penalised, so a source back to its normal traffic recovers.
+  uint64_t normal_tokens;
+  uint64_t normal_last_ns;
+  bool beyond_normal;           // the last packet exceeded the normal bucket
 };
 
 struct alignas(64) WorkerCounters {
