@@ -37,7 +37,10 @@ const char* kUsage =
     "  blocklist\n"
     "  qos [ROLE]                                show role QoS\n"
     "  qos ROLE [--share X] [--min-pps N] [--burst-ms N] [--ports P,P | --all-ports]\n"
-    "  node NODEID                               one node: rate and counters by reason\n"
+    "  node NODEID                               one node: rate, counters by reason, peer score\n"
+    "  nodes [--graylisted]                      every node (or the graylisted ones), lowest score first\n"
+    "  evidence                                  evidence cases (open and written)\n"
+    "  evidence NODEID                           open a case: sample the node's dropped packets, write a bundle\n"
     "  reload                                    re-read the config file (as SIGHUP)\n"
     "The socket defaults to $STAKEGATE_SOCKET or /run/stakegate/control.sock.\n";
 
@@ -176,6 +179,32 @@ void render(const std::string& cmd, const json& j, const std::vector<std::string
     const json& c = j["counters"];
     rows.push_back({u(c, "passed"), u(c, "over_rate"), u(c, "port_denied"), u(c, "blocklisted"), u(c, "ejected")});
     print_table(rows);
+    std::printf("score %.2f%s\n", j.value("score", 0.0), j.value("graylisted", false) ? ", GRAYLISTED" : "");
+  } else if (cmd == "nodes") {
+    std::vector<std::vector<std::string>> rows{{"node_id", "role", "address", "rate_pps", "score", "graylisted", "passed", "over_rate"}};
+    for (const auto& n : j.value("nodes", json::array())) {
+      char rate[32], score[32];
+      std::snprintf(rate, sizeof rate, "%.1f", n.value("rate_pps", 0.0));
+      std::snprintf(score, sizeof score, "%.2f", n.value("score", 0.0));
+      const json& c = n.contains("counters") ? n["counters"] : json::object();
+      rows.push_back({u(n, "node_id"), u(n, "role"), u(n, "address"), rate, score,
+                      n.value("graylisted", false) ? "yes" : "no", u(c, "passed"), u(c, "over_rate")});
+    }
+    print_table(rows);
+    std::printf("%s graylisted now; %s entries and %s exits since start\n", u(j, "graylisted").c_str(),
+                u(j, "graylist_entries").c_str(), u(j, "graylist_exits").c_str());
+  } else if (cmd == "evidence" && j.contains("cases")) {
+    std::vector<std::vector<std::string>> rows{{"case", "reason", "state", "samples", "node_id", "error"}};
+    for (const auto& c : j["cases"])
+      rows.push_back({u(c, "id"), u(c, "reason"), c.value("open", false) ? "open" : "written", u(c, "samples"),
+                      u(c, "node_id"), u(c, "error")});
+    print_table(rows);
+    std::printf("%s cases opened, %s errors; bundles under %s\n", u(j, "opened").c_str(), u(j, "errors").c_str(),
+                u(j, "dir").c_str());
+  } else if (cmd == "evidence") {
+    std::printf("evidence case %s opened for %s: %s (written when its window ends)\n", u(j, "id").c_str(),
+                u(j, "node_id").c_str(), u(j, "dir").c_str());
+    if (!u(j, "error").empty()) std::printf("error: %s\n", u(j, "error").c_str());
   } else {
     std::printf("ok: generation %s\n", u(j, "generation").c_str());
     if (j.contains("warnings"))
@@ -280,6 +309,14 @@ int main(int argc, char** argv) {
       rpc = "GetNode";
       body = json{{"node_id", args[0]}}.dump();
     } else if (cmd == "reload") rpc = "Reload";
+    else if (cmd == "nodes" && (args.empty() || (args.size() == 1 && args[0] == "--graylisted"))) {
+      rpc = "ListNodes";
+      body = json{{"graylisted_only", !args.empty()}, {"limit", 100000}}.dump();
+    } else if (cmd == "evidence" && args.empty()) rpc = "ListEvidence";
+    else if (cmd == "evidence" && args.size() == 1) {
+      rpc = "OpenEvidence";
+      body = json{{"node_id", args[0]}}.dump();
+    }
     else throw std::runtime_error("unknown command or arguments: " + cmd);
 
     auto [status, out] = call(t, rpc, body);

@@ -26,6 +26,8 @@ with TempDir() as d:
     exp = generate(d, "--duration-ms", 20, "--format", "node-infos", "--ejected", 0)
     cfg = os.path.join(d, "live.yaml")
     base = live_config(d, open(os.path.join(d, "config.yaml")).read())
+    # Evidence only on request here (the endless replay at full speed graylists nodes).
+    base = re.sub(r"evidence: \{[^}]*\}", f"evidence: {{dir: {d}/ev, on_graylist: false, window_s: 1, max_samples: 20}}", base)
     open(cfg, "w").write(base)
     infos = json.load(open(os.path.join(d, "node-infos.pub.json")))
     node0 = infos[0]["NodeID"]
@@ -88,6 +90,41 @@ with TempDir() as d:
     check(s == 200 and len(r["nodes"]) <= 3 and len(r["roles"]) == 8, "Top")
     s, r = api.call("Nope")
     check(s == 404 and r["code"] == "not_found", "unknown RPC")
+
+    # Peer score and evidence. Replayed endlessly at full speed, the 20 ms capture is a
+    # flood from every node: they are graylisted.
+    deadline = time.time() + 10
+    while time.time() < deadline and api.call("ListNodes", {"graylisted_only": True})[1]["graylisted"] == 0:
+        time.sleep(0.1)
+    s, r = api.call("ListNodes", {"graylisted_only": True})
+    check(s == 200 and r["graylisted"] >= 1 and len(r["nodes"]) >= 1 and all(n["graylisted"] for n in r["nodes"])
+          and r["nodes"][0]["score"] < -100 and int(r["graylist_entries"]) >= r["graylisted"],
+          f"ListNodes graylisted_only: {r['graylisted']} graylisted, lowest score {r['nodes'][0]['score'] if r['nodes'] else None}")
+    s, r = api.call("ListNodes", {})
+    check(s == 200 and len(r["nodes"]) == 20 and [n["score"] for n in r["nodes"]] == sorted(n["score"] for n in r["nodes"]),
+          "ListNodes: every node, lowest score first")
+    p = run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "nodes", "--graylisted"])
+    check(p.stdout.split()[:6] == ["node_id", "role", "address", "rate_pps", "score", "graylisted"] and " yes " in p.stdout,
+          "stakegatectl nodes --graylisted")
+    s, r = api.call("OpenEvidence", {"node_id": "nope"})
+    check(s == 400, "OpenEvidence with a bad NodeID: invalid_argument")
+    s, r = api.call("OpenEvidence", {"node_id": node0})
+    check(s == 200 and r["reason"] == "operator" and r["open"] and r["node_id"] == node0, f"OpenEvidence: case {r.get('id')}")
+    deadline = time.time() + 10
+    case = {}
+    while time.time() < deadline:
+        case = next((c for c in api.call("ListEvidence")[1]["cases"] if c["id"] == r.get("id")), {})
+        if case and not case["open"]:
+            break
+        time.sleep(0.1)
+    check(case.get("open") is False and int(case.get("samples", 0)) == 20 and not case.get("error"),
+          f"the operator's case is written after its 1 s window with max_samples packets: {case}")
+    srcs = subprocess.run(["tshark", "-r", os.path.join(case.get("dir", d), "sample.pcapng"), "-T", "fields", "-e", "ip.src"],
+                          capture_output=True, text=True).stdout.split()
+    node0_ip = infos[0]["Address"].rsplit(":", 1)[0]
+    check(len(srcs) == 20 and set(srcs) == {node0_ip}, f"its sample holds only {node0_ip}'s packets ({len(srcs)})")
+    p = run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "evidence"])
+    check(r.get("id", "?") in p.stdout and "written" in p.stdout, "stakegatectl evidence lists the case")
     s, r = api.call("Status", "{}", content_type="text/plain")
     check(s == 415, "unsupported content type refused")
 

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Peer score, graylist and evidence bundles, deterministic in replay (docs/operations.md,
+"Peer score and graylist" and "Reporting an errant node").
+
+A five-minute capture: node A floods at 10x its rate for 3 s, then sends at half its rate;
+node B sends within its rate the whole time, in bursts as large as its burst. Checked:
+A is graylisted within the documented bound, its bundle holds report.json, a
+sample.pcapng that tshark reads with only A's packets, and a flip.md naming A and its
+keys; A recovers within the documented time; B is never graylisted and loses nothing.
+The honest capture alone graylists nobody and writes no bundle.
+"""
+import json
+import math
+import os
+import struct
+import subprocess
+
+from common import STAKEGATE, TempDir, check, finish, run
+
+RATE = 300.0          # pps of A and of B: consensus 0.30 x 2,000 pps, two equal weights
+BURST = RATE * 0.1    # burst_ms 100
+GRAYLIST, RECOVER, FLOOR, HALF_LIFE, OVER_RATE = -100.0, -50.0, -1000.0, 60.0, 10.0
+T0 = 1_800_000_000    # capture start (Unix seconds)
+
+A = ("a1" * 32, "198.18.3.1")
+B = ("b2" * 32, "198.18.3.2")
+KEYS = {A[0]: ("aa" * 64, "ab" * 96), B[0]: ("ba" * 64, "bb" * 96)}
+
+
+def frame(src, dport=3569, size=80):
+    ip = bytes(int(x) for x in src.split("."))
+    udp = struct.pack("!HHHH", 40000, dport, size - 34, 0)
+    iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, size - 14, 0, 0, 64, 17, 0, ip, bytes([198, 18, 255, 1]))
+    f = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + iph + udp
+    return f + b"\x00" * (size - len(f))
+
+
+def write_capture(path, packets):
+    """packets: (seconds since T0, frame), in any order."""
+    packets.sort(key=lambda p: p[0])
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b23c4d, 2, 4, 0, 0, 65535, 1))  # nanosecond pcap
+        for t, fr in packets:
+            ns = int(round(t * 1e9))
+            f.write(struct.pack("<IIII", T0 + ns // 10**9, ns % 10**9, len(fr), len(fr)) + fr)
+
+
+def honest_b(seconds):
+    """B: a burst of exactly BURST packets every 100 ms, i.e. exactly its rate."""
+    fb = frame(B[1])
+    return [(k * 0.1, fb) for k in range(int(seconds * 10)) for _ in range(int(BURST))]
+
+
+def config(d, evidence_dir):
+    nodes = [{"Role": "consensus", "Address": f"{ip}:3569", "NodeID": nid, "Weight": 100,
+              "NetworkPubKey": KEYS[nid][0], "StakingPubKey": KEYS[nid][1]} for nid, ip in (A, B)]
+    with open(os.path.join(d, "node-infos.pub.json"), "w") as f:
+        json.dump(nodes, f)
+    path = os.path.join(d, "stakegate.yaml")
+    with open(path, "w") as f:
+        f.write(f"""dataplane: {{eal: [--no-huge], outside: {{vdev: net_null0}}, inside: {{vdev: net_null1}}}}
+capacity: {{pps: 2000}}
+identity: {{flow_node_infos: node-infos.pub.json}}
+roles:
+  consensus: {{share: 0.30, min_pps: 10, burst_ms: 100, ports: [3569]}}
+scoring: {{graylist: {GRAYLIST}, recover: {RECOVER}, floor: {FLOOR}, half_life_s: {HALF_LIFE}, penalty_factor: 0.1}}
+evidence: {{dir: {evidence_dir}, window_s: 60, max_samples: 500, snaplen: 128}}
+operator: {{name: "Example Operator", contact: "ops@example.org", node_id: "{'cc' * 32}", role: execution,
+           address: "198.18.9.9:3569", network_key: "{'cd' * 64}", staking_key: "{'ce' * 96}"}}
+""")
+    return path
+
+
+with TempDir() as d:
+    # --- the flood capture ---------------------------------------------------------
+    ev = os.path.join(d, "evidence")
+    cfg = config(d, ev)
+    fa = frame(A[1])
+    flood = [(i / (10 * RATE), fa) for i in range(int(3 * 10 * RATE))]           # 10x for 3 s
+    after = [(3 + i / (RATE / 2), fa) for i in range(int(297 * RATE / 2))]         # then half its rate
+    write_capture(os.path.join(d, "flood.pcap"), flood + after + honest_b(300))
+    p = run([STAKEGATE, "replay", "--config", cfg, "--pcap", os.path.join(d, "flood.pcap"),
+             "--report", os.path.join(d, "r.json")])
+    rep = json.load(open(os.path.join(d, "r.json")))
+    g = rep["graylist"]
+    check(g["entries"] == 1 and len(g["events"]) == 1 and g["events"][0]["node_ids"] == [A[0]],
+          f"only A is graylisted ({g['entries']} entries)")
+    e = g["events"][0]
+    entered = e["entered_unix"] - T0
+    # At k x its rate: its burst lasts burst_ms / (k - 1), then it loses (k - 1) seconds'
+    # worth of its rate per second, OVER_RATE points each.
+    bound = 0.1 / 9 + abs(GRAYLIST) / (OVER_RATE * 9)
+    check(bound * 0.95 <= entered <= bound * 1.02 + 0.002,
+          f"A graylisted {entered:.3f} s after it started flooding (documented bound {bound:.3f} s)")
+    recovered = e["recovered_unix"] - T0 if e["recovered_unix"] else None
+    worst = HALF_LIFE * math.log2(FLOOR / RECOVER)
+    check(recovered is not None and HALF_LIFE * math.log2(GRAYLIST / RECOVER) <= recovered - 3 <= worst,
+          f"A recovered {recovered and recovered - 3:.1f} s after it stopped flooding "
+          f"(between {HALF_LIFE * math.log2(GRAYLIST / RECOVER):.0f} s and the documented {worst:.0f} s)")
+    check("graylisted: " in p.stderr and "recovered from the graylist" in p.stderr,
+          "entry and recovery are logged")
+    check(p.stderr.count("graylisted: ") == 1, "the entry is logged once, not per packet")
+    nodes = {n["node_id"]: n for n in rep["nodes"]}
+    check(sum(nodes[B[0]]["dropped"].values()) == 0, f"honest B lost nothing ({nodes[B[0]]['dropped']})")
+
+    cases = rep["evidence"]
+    check(len(cases) == 1 and cases[0]["node_id"] == A[0] and cases[0]["reason"] == "graylist" and not cases[0]["error"],
+          f"one graylist case, for A: {cases}")
+    case_dir = cases[0]["dir"] if cases else d
+    check(sorted(os.listdir(case_dir)) == ["flip.md", "report.json", "sample.pcapng"], "the bundle has its three files")
+    r = json.load(open(os.path.join(case_dir, "report.json")))
+    check(r["errant"]["nodes"][0]["network_key"] == KEYS[A[0]][0] and r["errant"]["nodes"][0]["staking_key"] == KEYS[A[0]][1],
+          "report.json: the errant node's keys")
+    check(r["reporter"]["node_id"] == "cc" * 32 and r["reporter"]["staking_key"] == "ce" * 96, "report.json: the reporter")
+    check(abs(r["window"]["start_unix"] - e["entered_unix"]) < 1e-6 and abs(r["window"]["duration_s"] - 60) < 0.01,
+          f"report.json: the window opens at the graylisting and lasts 60 s ({r['window']['duration_s']:.3f} s)")
+    check(abs(r["rate"]["allowed_pps"] - RATE) < 1e-6 and abs(r["rate"]["graylisted_pps"] - RATE * 0.1) < 1e-6,
+          "report.json: allowed and graylisted rates")
+    # In the window: ~1.9 s more at 10x, then 57 s at 0.5x.
+    offered = (1.878 * 10 * RATE + 57 * RATE / 2) / 60
+    check(abs(r["rate"]["offered_pps"] - offered) / offered < 0.05, f"report.json: offered {r['rate']['offered_pps']:.1f} pps (~{offered:.1f})")
+    check(r["top_destination_ports"] == [{"proto": "udp", "port": 3569, "samples": 500}], f"top ports: {r['top_destination_ports']}")
+
+    out = subprocess.run(["tshark", "-r", os.path.join(case_dir, "sample.pcapng"), "-T", "fields", "-e", "ip.src",
+                          "-e", "frame.cap_len", "-e", "frame.len", "-e", "frame.comment"], capture_output=True, text=True)
+    rows = [l.split("\t") for l in out.stdout.splitlines()]
+    check(out.returncode == 0 and len(rows) == 500, f"tshark reads sample.pcapng: {len(rows)} packets (max_samples 500)")
+    check(all(r_[0] == A[1] for r_ in rows), "every sampled packet is A's")
+    check(all(r_[1] == "80" and r_[2] == "80" and "over_rate" in r_[3] for r_ in rows),
+          "each sample: the whole 80-byte frame, commented with its drop reason")
+
+    flip = open(os.path.join(case_dir, "flip.md")).read()
+    for what, value in (("errant NodeID", A[0]), ("errant networking key", KEYS[A[0]][0]), ("errant staking key", KEYS[A[0]][1]),
+                        ("errant address", "198.18.3.1:3569"), ("reporting NodeID", "cc" * 32), ("reporter contact", "ops@example.org")):
+        check(value in flip, f"flip.md has the {what}")
+    check(B[0] not in flip, "flip.md does not mention the honest node")
+    for section in ("## Contact attempts", "## Co-signers", "## Evidence summary"):
+        check(section in flip, f"flip.md has '{section}'")
+
+    # --- the honest capture: nobody graylisted, no bundle -----------------------------
+    ev2 = os.path.join(d, "evidence-honest")
+    cfg2 = config(d, ev2)
+    fa_half = [(i / (RATE / 2), fa) for i in range(int(60 * RATE / 2))]
+    write_capture(os.path.join(d, "honest.pcap"), honest_b(60) + fa_half)
+    run([STAKEGATE, "replay", "--config", cfg2, "--pcap", os.path.join(d, "honest.pcap"), "--report", os.path.join(d, "h.json")])
+    h = json.load(open(os.path.join(d, "h.json")))
+    check(h["graylist"]["entries"] == 0 and h["evidence"] == [] and not os.path.exists(ev2),
+          "honest capture (bursts up to the burst): nobody graylisted, no evidence written")
+
+finish()
