@@ -30,3 +30,15 @@ echo "== per staked node (a node's burst is 100 ms of its rate; the scenario las
 python3 scripts/demo_summary.py "$demo_dir/expected.json" "$demo_dir/report.json"
 echo
 echo "(per-node counters: $demo_dir/report.json; passed packets: $demo_dir/pass.pcap)"
+echo
+echo "== peer score and evidence: stakegate replay of 3 s of the same cluster (the flooders keep at 10x; replay uses the capture's clock)"
+"$build/src/stakegate-scenario" --config config/demo/stakegate.yaml --out "$demo_dir/long" --seed 7 \
+  --duration-ms 3000 --honest-fraction 0.5 --flood-stake 0.25 --flood-multiplier 10 --unregistered-sources 10 >/dev/null
+"$build/src/stakegate" replay --config config/demo/stakegate.yaml --pcap "$demo_dir/long/scenario.pcap" \
+  --report "$demo_dir/long/report.json" >/dev/null 2>"$demo_dir/long/replay.log" || { cat "$demo_dir/long/replay.log"; exit 1; }
+grep -E "^warning: graylisted" "$demo_dir/long/replay.log" | sed 's/, score.*//' || true
+case_dir=$(ls -d "$demo_dir"/evidence/*/ 2>/dev/null | head -1)
+if [ -n "$case_dir" ]; then
+  echo "evidence bundles: $(ls -d "$demo_dir"/evidence/*/ | wc -l) in $demo_dir/evidence/, e.g. $case_dir: $(ls "$case_dir" | tr '\n' ' ')"
+  sed -n '/^## Evidence summary/,/^- Peer score/p' "$case_dir/flip.md"
+fi

@@ -137,6 +137,34 @@ with TempDir() as d:
     for section in ("## Contact attempts", "## Co-signers", "## Evidence summary"):
         check(section in flip, f"flip.md has '{section}'")
 
+    # --- evidence that cannot be written: reported, and the data path is unchanged ----
+    def replay_into(evidence_dir, name):
+        c = config(d, evidence_dir)
+        out = os.path.join(d, name + ".json")
+        p2 = run([STAKEGATE, "replay", "--config", c, "--pcap", os.path.join(d, "flood.pcap"), "--report", out])
+        return json.load(open(out)), p2.stderr
+
+    open(os.path.join(d, "a-file"), "w").close()
+    bad, err = replay_into(os.path.join(d, "a-file", "evidence"), "bad")
+    check(bad["nodes"] == rep["nodes"] and bad["by_direction"] == rep["by_direction"] and bad["graylist"] == rep["graylist"],
+          "an unwritable evidence folder changes no verdict, counter or graylist event")
+    check(len(bad["evidence"]) == 1 and "cannot create" in bad["evidence"][0]["error"] and "cannot create" in err,
+          f"...and is reported in the log and the report: {bad['evidence'][0]['error'] if bad['evidence'] else None}")
+    full = os.path.join(d, "full")
+    os.makedirs(full)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", full]).returncode != 0:
+        check(False, "cannot mount a 16 KiB tmpfs to play a full disk (this test runs as root)")
+    else:
+        try:
+            full_rep, err = replay_into(os.path.join(full, "evidence"), "full")
+        finally:
+            subprocess.run(["umount", full])
+        check(full_rep["nodes"] == rep["nodes"] and full_rep["by_direction"] == rep["by_direction"],
+              "a full disk changes no verdict or counter")
+        check(len(full_rep["evidence"]) == 1 and "sample.pcapng failed" in full_rep["evidence"][0]["error"]
+              and "sample.pcapng failed" in err,
+              f"...and the failed write is reported: {full_rep['evidence'][0]['error'] if full_rep['evidence'] else None}")
+
     # --- the honest capture: nobody graylisted, no bundle -----------------------------
     ev2 = os.path.join(d, "evidence-honest")
     cfg2 = config(d, ev2)
