@@ -62,7 +62,7 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     // The graylist is this worker's own state: it survives a new policy for the source.
     const uint8_t gray = m.flags & SourcePolicy::kGraylisted;
     const bool sampled_before = m.flags & SourcePolicy::kSample;
-    set_rates(i, s, gray ? snap->score.penalty_factor : 1.0);
+    set_rates(i, s, gray ? snap->score.penalty_factor : 1.0, snap->score);
     m.port_set = s.port_set;
     m.cls = s.cls;
     m.flags = static_cast<uint8_t>(s.flags | gray);
@@ -89,13 +89,12 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
       (blocked ? cold_[slot].dropped_blocklisted : cold_[slot].dropped_ejected)++;
       return blocked ? Verdict::kBlocklisted : Verdict::kEjected;
     }
-    check_recovery(slot, now_ns);  // graylisted: has its score recovered?
+    NodeMeterCold& c = cold_[slot];
+    if (now_ns >= c.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
     if (nm.flags & SourcePolicy::kGraylisted) {
       // Would the packet have fitted the source's normal allowance? Only if not is a drop
       // penalised: the reduced rate alone must not keep a source graylisted.
-      NodeMeterCold& c = cold_[slot];
-      const BucketParams& normal = snap_->source(slot).pps;
-      c.normal_tokens = refilled(c.normal_tokens, c.normal_last_ns, now_ns, normal);
+      c.normal_tokens = refilled(c.normal_tokens, c.normal_last_ns, now_ns, c.normal);
       if (now_ns > c.normal_last_ns) c.normal_last_ns = now_ns;
       c.beyond_normal = c.normal_tokens < kTokenScale;
       if (!c.beyond_normal) c.normal_tokens -= kTokenScale;
@@ -237,7 +236,13 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       if (slot[i] != PolicySnapshot::kNoSource) {
         cls = meters_[slot[i]].cls;
         v = police_source(slot[i], m, pkts[i].len, now_ns);
-        if (v != Verdict::kPass) on_source_drop(slot[i], v, pkts[i], now_ns);
+        if (v != Verdict::kPass) {
+          // A source already at the floor within the same decay step, with no sample
+          // wanted, would not change: the common case of a sustained flood stays inline.
+          const NodeMeterCold& c = cold_[slot[i]];
+          if (!(c.score == snap.score.floor && now_ns < c.score_ns + kDecayStepNs && c.samples_left == 0))
+            on_source_drop(slot[i], v, pkts[i], now_ns);
+        }
       } else {
         cls = TrafficClass::kUnregistered;
         bool v4 = m.kind == L3Kind::kIpv4;
@@ -261,14 +266,12 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   const ScoreParams& sp = snap_->score;
   NodeMeter& nm = meters_[slot];
   NodeMeterCold& c = cold_[slot];
-  double penalty = sp.penalty[static_cast<int>(v)];
-  if (v == Verdict::kOverRate) {
-    // over_rate costs its penalty per second's worth of the source's normal allowance,
-    // so the score measures excess traffic whatever the source's stake; while graylisted,
-    // only what exceeds that normal allowance counts.
-    const uint64_t rate = snap_->source(slot).pps.rate_per_s;
-    penalty = (nm.flags & SourcePolicy::kGraylisted) && !c.beyond_normal ? 0 : penalty / static_cast<double>(std::max<uint64_t>(rate, 1));
-  }
+  // over_rate costs its penalty per second's worth of the source's normal allowance, so
+  // the score measures excess traffic whatever the source's stake; while graylisted, only
+  // what exceeds that normal allowance counts.
+  const double penalty = v != Verdict::kOverRate ? sp.penalty[static_cast<int>(v)]
+                         : (nm.flags & SourcePolicy::kGraylisted) && !c.beyond_normal ? 0
+                                                                                     : c.over_rate_cost;
   if (sp.enabled && penalty > 0) {
     if (now_ns >= c.score_ns + kDecayStepNs) {
       c.score = decayed(c.score, c.score_ns, now_ns, sp.half_life_ns);
@@ -306,7 +309,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
 
 // The meter's buckets from its policy, times `factor` (1 normally, penalty_factor while
 // graylisted); tokens above a lower burst are cut to it.
-void Worker::set_rates(uint32_t slot, const SourcePolicy& s, double factor) noexcept {
+void Worker::set_rates(uint32_t slot, const SourcePolicy& s, double factor, const ScoreParams& sp) noexcept {
   NodeMeter& m = meters_[slot];
   NodeMeterCold& c = cold_[slot];
   const BucketParams pps = factor != 1.0 ? scaled(s.pps, factor) : s.pps;
@@ -316,12 +319,15 @@ void Worker::set_rates(uint32_t slot, const SourcePolicy& s, double factor) noex
   m.tokens = std::min(m.tokens, m.burst);
   c.bps = factor != 1.0 ? scaled(s.bps, factor) : s.bps;
   c.tokens_bytes = std::min(c.tokens_bytes, c.bps.burst_scaled);
+  c.normal = s.pps;
+  c.over_rate_cost = sp.penalty[static_cast<int>(Verdict::kOverRate)] /
+                     static_cast<double>(std::max<uint64_t>(s.pps.rate_per_s, 1));
 }
 
 void Worker::set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept {
   NodeMeter& m = meters_[slot];
   NodeMeterCold& c = cold_[slot];
-  set_rates(slot, snap_->source(slot), on ? snap_->score.penalty_factor : 1.0);
+  set_rates(slot, snap_->source(slot), on ? snap_->score.penalty_factor : 1.0, snap_->score);
   if (on) {
     m.flags |= SourcePolicy::kGraylisted;
     c.normal_tokens = 0;  // it was just over its allowance

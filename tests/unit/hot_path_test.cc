@@ -69,4 +69,9 @@ TEST(HotPath, DecidingPacketsAllocatesNothing) {
   EXPECT_EQ(g_allocations.load() - before, 0u);
   EXPECT_GT(passed, 0u);   // the loop did exercise both outcomes
   EXPECT_GT(dropped, 0u);
+  // The peer-score paths ran too: a node probing port 22 was graylisted, and its dropped
+  // packets went to the evidence ring until it was full (then counted as lost).
+  EXPECT_TRUE(w.meter(snap->find_v4(parse_ip("198.18.1.1")->v4)).flags & SourcePolicy::kGraylisted);
+  EXPECT_GT(w.samples().lost(), 0u);
+  EXPECT_EQ(w.samples().drain([](const SampleRecord&) {}), w.samples().capacity());
 }

@@ -51,8 +51,10 @@ struct NodeMeterCold {
   uint64_t graylist_entries;
   uint64_t graylisted_ns;       // when it last entered the graylist
   uint32_t samples_left;        // dropped packets still to sample for an evidence case
+  double over_rate_cost;        // scoring.penalties.over_rate / the source's normal rate (per worker)
   // While graylisted: a bucket at the source's normal rate. Only packets beyond it are
   // penalised, so a source back to its normal traffic recovers.
+  BucketParams normal;
   uint64_t normal_tokens;
   uint64_t normal_last_ns;
   bool beyond_normal;           // the last packet exceeded the normal bucket
@@ -110,7 +112,7 @@ class Worker {
   void on_source_drop(uint32_t slot, Verdict v, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
   void set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept;
-  void set_rates(uint32_t slot, const SourcePolicy& s, double factor) noexcept;
+  void set_rates(uint32_t slot, const SourcePolicy& s, double factor, const ScoreParams& sp) noexcept;
   void push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept;
 
   void start_meter(uint32_t slot, const SourcePolicy& s) noexcept;
