@@ -37,7 +37,7 @@ int cmd_replay(const std::vector<std::string>& args) {
     dir.reset({&worker}, &p.nodes, &p.plan, p.cfg.scoring);
     GraylistTracker gray(log);
     EvidenceRecorder rec(p.cfg.evidence, p.cfg.operator_info, p.cfg.scoring, STAKEGATE_VERSION,
-                         [](uint64_t ns) { return ns / 1e9; }, log);
+                         [](uint64_t ns) { return ns; }, log);
 
     uint64_t ts = 0, last = 0, packets = 0, last_drain = 0;
     const uint8_t* data = nullptr;

@@ -268,7 +268,8 @@ class Gateway : public GatewayView {
     state_ = state;
     tsc0_ = tsc0;
     q32_ = q32;
-    unix0_ = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    unix_ns0_ = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     auto log = [](bool warning, const std::string& m) {
       if (warning) spdlog::warn("{}", m);
       else spdlog::info("{}", m);
@@ -276,14 +277,14 @@ class Gateway : public GatewayView {
     gray_ = std::make_unique<GraylistTracker>(log);
     const Config& c = state->config();
     rec_ = std::make_unique<EvidenceRecorder>(c.evidence, c.operator_info, c.scoring, STAKEGATE_VERSION,
-                                              [this](uint64_t ns) { return unix_of(ns); }, log);
+                                              [this](uint64_t ns) { return unix_ns0_ + ns; }, log);
     for (auto& w : *workers_) {
       wptrs_.push_back(w.get());
       cwptrs_.push_back(w.get());
     }
   }
   uint64_t data_now() const { return static_cast<uint64_t>((static_cast<u128>(rte_rdtsc() - tsc0_) * q32_) >> 32); }
-  double unix_of(uint64_t ns) const override { return unix0_ + static_cast<double>(ns) / 1e9; }
+  double unix_of(uint64_t ns) const override { return static_cast<double>(unix_ns0_ + ns) / 1e9; }
 
   void evidence_tick(bool close_all = false) {
     if (!rec_) return;
@@ -434,7 +435,7 @@ class Gateway : public GatewayView {
   }
   PolicyState* state_ = nullptr;
   uint64_t tsc0_ = 0, q32_ = 0;
-  double unix0_ = 0;
+  uint64_t unix_ns0_ = 0;
   std::vector<Worker*> wptrs_;
   std::vector<const Worker*> cwptrs_;
   SourceDirectory dir_;

@@ -331,7 +331,7 @@ CaseSummary EvidenceRecorder::open(const SourceView& s, const std::string& reaso
   const std::string node = s.nodes.empty() ? "unknown" : s.nodes.front().node_id;
   c->summary.node_id = node;
   c->summary.reason = reason;
-  c->summary.opened_unix = clock_(now_ns);
+  c->summary.opened_unix = static_cast<double>(clock_(now_ns)) / 1e9;
   c->summary.open = true;
   std::string base = compact_time(c->summary.opened_unix) + "-" + node.substr(0, 12) + "-" + reason;
   std::error_code ec;
@@ -358,7 +358,7 @@ void EvidenceRecorder::sample(const SampleRecord& r) {
     if (c->slot != r.slot || c->epoch != r.epoch) continue;
     if (c->failed || c->summary.samples >= cfg_.max_samples) return;
     std::string reason(verdict_name(static_cast<Verdict>(r.verdict)));
-    uint64_t ns = static_cast<uint64_t>(std::llround(clock_(r.ns) * 1e9));
+    uint64_t ns = clock_(r.ns);
     if (!c->pcap.write(ns, r.data, r.caplen, r.orig_len, "stakegate: dropped, " + reason)) {
       fail(*c, "writing " + c->summary.dir + "/sample.pcapng failed: " + std::strerror(errno));
       return;
@@ -393,7 +393,7 @@ std::vector<CaseSummary> EvidenceRecorder::cases() const {
 
 void EvidenceRecorder::close(Case& c, const SourceDirectory& dir, uint64_t now_ns) {
   c.summary.open = false;
-  c.summary.closed_unix = clock_(now_ns);
+  c.summary.closed_unix = static_cast<double>(clock_(now_ns)) / 1e9;
   if (!c.pcap.close()) fail(c, "writing " + c.summary.dir + "/sample.pcapng failed");
   if (c.failed && !fs::exists(c.summary.dir)) return;
 

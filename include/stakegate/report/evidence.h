@@ -112,7 +112,7 @@ struct CaseSummary {
 class EvidenceRecorder {
  public:
   using Log = std::function<void(bool warning, const std::string&)>;
-  using UnixTime = std::function<double(uint64_t ns)>;  // data-path clock -> Unix seconds
+  using UnixTime = std::function<uint64_t(uint64_t ns)>;  // data-path clock -> Unix nanoseconds
   EvidenceRecorder(EvidenceConfig cfg, OperatorConfig op, ScoringConfig scoring, std::string version, UnixTime clock,
                    Log log);
   ~EvidenceRecorder();

@@ -1,0 +1,164 @@
+// Evidence bundles off the worker: case folders and their files, the pcapng layout,
+// retention by count and by size, and failures that are reported instead of thrown.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "stakegate/report/evidence.h"
+#include "test_util.h"
+
+using namespace stakegate;
+namespace fs = std::filesystem;
+
+namespace {
+
+SourceView source(uint32_t slot, const std::string& node_id) {
+  SourceView v;
+  v.slot = slot;
+  v.epoch = 1;
+  NodeIdentity n;
+  n.node_id = node_id;
+  n.role = Role::kExecution;
+  n.address = "198.18.4." + std::to_string(slot) + ":3569";
+  n.network_key = "ab" + std::string(126, '0');
+  n.staking_key = "cd" + std::string(190, '0');
+  v.nodes = {n};
+  v.addrs = {"198.18.4." + std::to_string(slot)};
+  v.rate_pps = 100;
+  v.burst = 10;
+  return v;
+}
+
+SampleRecord sample(uint32_t slot, uint64_t ns, uint16_t len = 60) {
+  SampleRecord r{};
+  r.kind = SampleRecord::kSample;
+  r.verdict = static_cast<uint8_t>(Verdict::kOverRate);
+  r.slot = slot;
+  r.epoch = 1;
+  r.caplen = len;
+  r.orig_len = len + 40;
+  r.ns = ns;
+  for (uint16_t i = 0; i < len; ++i) r.data[i] = static_cast<uint8_t>(i);
+  return r;
+}
+
+struct Recorder {
+  explicit Recorder(EvidenceConfig cfg) : rec(cfg, {}, {}, "test", [](uint64_t ns) { return 1'800'000'000'000'000'000ull + ns; }, log()) {}
+  static EvidenceRecorder::Log log() {
+    return [](bool, const std::string&) {};
+  }
+  EvidenceRecorder rec;
+  SourceDirectory dir;  // empty: cases close with the view they opened with
+};
+
+uint32_t u32(const std::string& b, size_t off) {
+  uint32_t v;
+  std::memcpy(&v, b.data() + off, 4);
+  return v;
+}
+
+}  // namespace
+
+TEST(Evidence, ACaseWritesItsThreeFilesWhenItsWindowEnds) {
+  stakegate::testing::TempDir tmp;
+  EvidenceConfig cfg;
+  cfg.dir = tmp.path() + "/ev";
+  cfg.window_s = 2;
+  cfg.max_samples = 3;
+  Recorder r(cfg);
+  auto c = r.rec.open(source(5, std::string(64, 'e')), "operator", 1'000'000'000);
+  EXPECT_TRUE(c.open);
+  EXPECT_EQ(c.id.substr(16), "-eeeeeeeeeeee-operator");
+  for (int i = 0; i < 5; ++i) r.rec.sample(sample(5, 1'100'000'000 + i));  // two over max_samples
+  r.rec.sample(sample(6, 1'200'000'000));                                // another source: ignored
+  r.rec.tick(r.dir, 2'900'000'000);
+  ASSERT_TRUE(r.rec.cases().at(0).open);  // the window has not ended
+  r.rec.tick(r.dir, 3'000'000'000);
+  auto done = r.rec.cases().at(0);
+  EXPECT_FALSE(done.open);
+  EXPECT_EQ(done.samples, 3u);
+  EXPECT_TRUE(done.error.empty());
+  std::set<std::string> files;
+  for (auto& e : fs::directory_iterator(done.dir)) files.insert(e.path().filename().string());
+  EXPECT_EQ(files, (std::set<std::string>{"flip.md", "report.json", "sample.pcapng"}));
+  auto report = nlohmann::json::parse(std::ifstream(done.dir + "/report.json"));
+  EXPECT_EQ(report["errant"]["nodes"][0]["node_id"], std::string(64, 'e'));
+  EXPECT_DOUBLE_EQ(report["window"]["duration_s"].get<double>(), 2.0);
+  EXPECT_EQ(report["sample"]["packets"], 3);
+
+  // pcapng: SHB, IDB (Ethernet, nanoseconds), then one EPB per sample with its bytes.
+  std::ifstream in(done.dir + "/sample.pcapng", std::ios::binary);
+  std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GE(b.size(), 28u);
+  EXPECT_EQ(u32(b, 0), 0x0A0D0D0Au);
+  EXPECT_EQ(u32(b, 8), 0x1A2B3C4Du);
+  size_t off = u32(b, 4);
+  EXPECT_EQ(u32(b, off), 1u);                   // IDB
+  EXPECT_EQ(u32(b, off + 8) & 0xffff, 1u);      // LINKTYPE_ETHERNET
+  off += u32(b, off + 4);
+  int epbs = 0;
+  while (off < b.size()) {
+    ASSERT_EQ(u32(b, off), 6u);
+    uint64_t ts = (uint64_t{u32(b, off + 12)} << 32) | u32(b, off + 16);
+    EXPECT_EQ(ts, 1'800'000'001'100'000'000ull + epbs);  // Unix nanoseconds of the sample, exactly
+    EXPECT_EQ(u32(b, off + 20), 60u);            // captured
+    EXPECT_EQ(u32(b, off + 24), 100u);           // original length
+    EXPECT_EQ(static_cast<uint8_t>(b[off + 28 + 59]), 59);
+    EXPECT_EQ(u32(b, off + u32(b, off + 4) - 4), u32(b, off + 4));  // trailing length
+    off += u32(b, off + 4);
+    ++epbs;
+  }
+  EXPECT_EQ(epbs, 3);
+}
+
+TEST(Evidence, RetentionKeepsTheNewestCasesByCountAndBySize) {
+  stakegate::testing::TempDir tmp;
+  EvidenceConfig cfg;
+  cfg.dir = tmp.path() + "/ev";
+  cfg.window_s = 1;
+  cfg.retention_cases = 3;
+  Recorder r(cfg);
+  fs::create_directories(cfg.dir + "/not-a-case");  // never touched by retention
+  for (uint32_t i = 0; i < 5; ++i) {
+    uint64_t t = (i + 1) * 10'000'000'000ull;  // 10 s apart: distinct folder names
+    r.rec.open(source(i, std::string(63, 'a') + char('0' + i)), "graylist", t);
+    r.rec.tick(r.dir, t + 2'000'000'000);
+  }
+  std::vector<std::string> left;
+  for (auto& e : fs::directory_iterator(cfg.dir)) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  ASSERT_EQ(left.size(), 4u);
+  EXPECT_EQ(left.back(), "not-a-case");
+  EXPECT_NE(left[0].find("-aaaaaaaaaaaa-graylist"), std::string::npos);
+  // The three newest (the names sort by time).
+  EXPECT_LT(left[0], left[1]);
+
+  // By size: a 1-byte budget keeps only the case being opened.
+  cfg.retention_cases = 100;
+  cfg.retention_bytes = 1;
+  r.rec.reconfigure(cfg, {}, {});
+  r.rec.open(source(9, std::string(64, 'f')), "graylist", 100'000'000'000ull);
+  size_t cases = 0;
+  for (auto& e : fs::directory_iterator(cfg.dir)) cases += e.path().filename().string() != "not-a-case";
+  EXPECT_EQ(cases, 1u);
+}
+
+TEST(Evidence, AnUnwritableFolderIsReportedNotThrown) {
+  stakegate::testing::TempDir tmp;
+  std::ofstream(tmp.path() + "/file") << "x";
+  EvidenceConfig cfg;
+  cfg.dir = tmp.path() + "/file/ev";
+  std::vector<std::string> warnings;
+  EvidenceRecorder rec(cfg, {}, {}, "test", [](uint64_t ns) { return ns; },
+                       [&](bool w, const std::string& m) { if (w) warnings.push_back(m); });
+  auto c = rec.open(source(1, std::string(64, 'b')), "graylist", 0);
+  EXPECT_NE(c.error.find("cannot create"), std::string::npos);
+  rec.sample(sample(1, 1));  // ignored, no crash
+  SourceDirectory dir;
+  rec.tick(dir, 0, true);
+  EXPECT_EQ(rec.errors(), 1u);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("the data path is not affected"), std::string::npos);
+}
