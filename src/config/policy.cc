@@ -46,7 +46,18 @@ std::string describe_plan(const LoadedPolicy& p) {
   std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  per source %.0f pps, table %u sources/worker, ports %s\n",
                 "unregistered", c.unregistered.share, u.pool_pps, u.per_source_pps, c.unregistered.table_size,
                 c.unregistered.ports.empty() ? "none" : join_ports(c.unregistered.ports).c_str());
-  o << line << "blocklist: " << c.blocklist.size() << " entries\n\n";
+  o << line << "blocklist: " << c.blocklist.size() << " entries\n";
+  const ScoringConfig& sc = c.scoring;
+  if (sc.enabled)
+    o << "scoring: graylisted below " << sc.graylist << " (rates x " << sc.penalty_factor << ") until above " << sc.recover
+      << ", half-life " << sc.half_life_s << " s, floor " << sc.floor << "; penalties over_rate " << sc.penalty_over_rate
+      << "/s of rate, port_denied " << sc.penalty_port_denied << ", blocklisted " << sc.penalty_blocklisted << ", ejected "
+      << sc.penalty_ejected << "\n";
+  else
+    o << "scoring: off\n";
+  o << "evidence: " << c.evidence.dir << (c.evidence.on_graylist ? " (on graylisting" : " (on request only")
+    << ", " << c.evidence.window_s << " s windows, " << c.evidence.max_samples << " samples, keep " << c.evidence.retention_cases
+    << " cases / " << (c.evidence.retention_bytes >> 20) << " MB)\n\n";
 
   std::snprintf(line, sizeof line, "%-64s %-12s %-40s %-16s %10s %10s %8s  %s\n", "node_id", "role", "address", "ip",
                 "weight", "rate_pps", "burst", "status");

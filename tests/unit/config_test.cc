@@ -119,3 +119,25 @@ TEST(Config, RelativeIdentityPathsFollowTheConfigFile) {
   EXPECT_EQ(c.identity.path, "/etc/stakegate/ids/node-infos.pub.json");
   EXPECT_EQ(c.identity.stake_file, "/abs/stakes.json");
 }
+
+TEST(Config, ScoringEvidenceAndOperator) {
+  Config c = parse_config(base_config("", "scoring: {graylist: -40}\n"), "config/x.yaml");
+  EXPECT_TRUE(c.scoring.enabled);  // on by default
+  EXPECT_DOUBLE_EQ(c.scoring.recover, -20);   // graylist / 2
+  EXPECT_DOUBLE_EQ(c.scoring.floor, -400);    // graylist x 10
+  EXPECT_DOUBLE_EQ(c.scoring.penalty_over_rate, 10);
+  EXPECT_EQ(c.evidence.dir, "/var/lib/stakegate/evidence");
+  EXPECT_THAT(error_of(base_config("", "scoring: {graylist: -100, recover: -100}\n")),
+              HasSubstr("config/x.yaml: scoring.recover: must be above graylist"));
+  EXPECT_THAT(error_of(base_config("", "scoring: {graylist: -100, floor: -50}\n")),
+              HasSubstr("scoring.floor: must be at most graylist"));
+  EXPECT_THAT(error_of(base_config("", "scoring: {graylist: 5}\n")), HasSubstr("scoring.graylist: must be"));
+  EXPECT_THAT(error_of(base_config("", "scoring: {penalties: {overrate: 1}}\n")),
+              HasSubstr("scoring.penalties.overrate: unknown key (expected one of: over_rate, port_denied"));
+  EXPECT_THAT(error_of(base_config("", "evidence: {snaplen: 9000}\n")), HasSubstr("evidence.snaplen: must be"));
+  EXPECT_THAT(error_of(base_config("", "operator: {node_id: abc}\n")),
+              HasSubstr("operator.node_id: must be 64 hex characters"));
+  EXPECT_THAT(error_of(base_config("", "operator: {role: validator}\n")), HasSubstr("operator.role: unknown role"));
+  Config o = parse_config(base_config("", "operator: {name: Op, node_id: \"" + std::string(64, 'A') + "\"}\n"), "x.yaml");
+  EXPECT_EQ(o.operator_info.node_id, std::string(64, 'a'));
+}
