@@ -62,6 +62,10 @@ std::string render_metrics(const MetricsInput& in) {
         static_cast<double>(in.state->plan().roles[r].nodes));
   out.push_back(std::move(nodes));
 
+  auto changed = family("stakegate_identity_last_change_timestamp_seconds",
+                        "When the identity table last changed (Unix time): an epoch change should move it.", MetricType::Gauge);
+  add(changed, {}, static_cast<double>(in.state->identity_changed_unix()));
+  out.push_back(std::move(changed));
   auto gen = family("stakegate_identity_generation", "Generation of the running policy snapshot (identity, blocklist, QoS).",
                     MetricType::Gauge);
   add(gen, {}, static_cast<double>(in.state->generation()));

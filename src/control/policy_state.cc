@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <ctime>
 #include <set>
 #include <sstream>
 
@@ -128,6 +129,11 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
 
   // Accepted: nothing below throws.
   cfg_ = std::move(cfg);
+  auto same_node = [](const NodeIdentity& a, const NodeIdentity& b) {
+    return a.node_id == b.node_id && a.address == b.address && a.weight == b.weight && a.status == b.status;
+  };
+  if (identity_changed_unix_ == 0 || !std::equal(nodes.begin(), nodes.end(), nodes_.begin(), nodes_.end(), same_node))
+    identity_changed_unix_ = static_cast<int64_t>(::time(nullptr));
   nodes_ = std::move(nodes);
   plan_ = std::move(plan);
   blocks_ = std::move(blocks);

@@ -9,7 +9,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from common import Gateway, TempDir, check, finish, free_port, generate, scrape
+from common import SOURCE, Gateway, TempDir, check, finish, free_port, generate, scrape
 
 with TempDir() as d:
     exp = generate(d, "--duration-ms", 50, "--flood-stake", 0.3)
@@ -60,6 +60,31 @@ scrape_configs:
                 pass
             time.sleep(0.5)
         check(got == want and sum(want.values()) > 0, f"PromQL sum by (reason) (stakegate_drops_total) = the gateway's own counts {want}")
+
+        # The shipped Grafana dashboard and alert rules: every query is valid PromQL for
+        # this server, and every metric they name is one the gateway exports.
+        mon = os.path.join(SOURCE, "config", "monitoring")
+        dash = json.load(open(os.path.join(mon, "stakegate-dashboard.json")))
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        rules = open(os.path.join(mon, "stakegate-alerts.yml")).read()
+        names = set(re.findall(r"stakegate_[a-z_]+", " ".join(exprs) + rules))
+        missing = sorted(n for n in names if f"# TYPE {n} " not in body)
+        check(not missing and len(names) >= 12, f"the dashboard and rules use {len(names)} metrics, all exported (missing: {missing})")
+        deadline = time.time() + 20
+        while True:  # rates need a few scrapes (one a second here)
+            bad, with_data = [], 0
+            for e in exprs:
+                q = e.replace("$__rate_interval", "1m").replace('instance=~"$instance"', 'instance=~".*"')
+                with urllib.request.urlopen(f"http://127.0.0.1:{pport}/api/v1/query?query={urllib.parse.quote(q)}", timeout=5) as r:
+                    res = json.load(r)
+                if res["status"] != "success":
+                    bad.append(e)
+                with_data += bool(res["data"]["result"])
+            if bad or with_data == len(exprs) or time.time() > deadline:
+                break
+            time.sleep(1)
+        check(not bad and len(exprs) >= 14, f"all {len(exprs)} dashboard queries run on Prometheus (failed: {bad})")
+        check(with_data == len(exprs), f"{with_data} of them return data from the gateway")
     finally:
         prom.terminate()
         prom.wait(timeout=20)

@@ -69,6 +69,8 @@ class PolicyState {
   const std::vector<ActiveBlock>& blocklist() const { return blocks_; }
   size_t source_capacity() const { return capacity_; }
   unsigned workers() const { return workers_; }
+  // When the identity table last changed (Unix seconds): start, swaps, reloads that changed it.
+  int64_t identity_changed_unix() const { return identity_changed_unix_; }
   // Index of the node in nodes(), or -1.
   long find_node(const std::string& node_id) const;
 
@@ -86,6 +88,7 @@ class PolicyState {
   std::shared_ptr<Slots> slots_;
   unsigned workers_;
   size_t capacity_;
+  int64_t identity_changed_unix_ = 0;
   Publish publish_;
 };
 
