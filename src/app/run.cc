@@ -54,6 +54,8 @@ struct PortIo {
   uint16_t port = 0;
   uint16_t rx_queues = 0;  // 0: the device cannot receive (e.g. a tx-only net_pcap)
   uint16_t tx_queues = 0;
+  bool rss = false;       // the outside port spreads sources over workers by source address
+  std::string rss_note;   // why not, when several workers run without it
 };
 
 struct WorkerCtx {
@@ -151,7 +153,8 @@ std::vector<std::string> eal_args(const Config& cfg) {
   if (!prefix) { a.push_back("--file-prefix"); a.push_back("stakegate-" + std::to_string(getpid())); }
   if (!cores) {
     // lcore 0 (control) on the first allowed CPU, workers on the others; with fewer
-    // CPUs than lcores, workers share (and say so) rather than refuse to start.
+    // CPUs than lcores, workers share (and say so) rather than refuse to start. The
+    // control lcore mostly sleeps, so a worker left over goes on its CPU first.
     cpu_set_t set;
     CPU_ZERO(&set);
     std::vector<int> cpus;
@@ -161,7 +164,7 @@ std::vector<std::string> eal_args(const Config& cfg) {
     if (cpus.empty()) cpus.push_back(0);
     std::string map = "0@" + std::to_string(cpus[0]);
     for (unsigned w = 1; w <= cfg.dataplane.workers; ++w) {
-      int cpu = cpus.size() > 1 ? cpus[1 + (w - 1) % (cpus.size() - 1)] : cpus[0];
+      int cpu = cpus[w % cpus.size()];
       map += "," + std::to_string(w) + "@" + std::to_string(cpu);
     }
     if (cfg.dataplane.workers + 1 > cpus.size())
@@ -193,6 +196,25 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
                              std::to_string(workers) + " RX queues, but " + name + " has " +
                              std::to_string(info.max_rx_queues));
   rte_eth_conf conf{};
+  if (std::string(which) == "outside" && io.rx_queues > 1) {
+    // RSS on the source address alone sends each source to one worker, which can then
+    // enforce the source's whole rate. It needs the NIC to hash on L3 source only.
+    const uint64_t want = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_FRAG_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP |
+                          RTE_ETH_RSS_NONFRAG_IPV4_UDP | RTE_ETH_RSS_NONFRAG_IPV4_OTHER | RTE_ETH_RSS_IPV6 |
+                          RTE_ETH_RSS_FRAG_IPV6 | RTE_ETH_RSS_NONFRAG_IPV6_TCP | RTE_ETH_RSS_NONFRAG_IPV6_UDP |
+                          RTE_ETH_RSS_NONFRAG_IPV6_OTHER;
+    const uint64_t have = info.flow_type_rss_offloads;
+    if (!cfg.dataplane.rss) {
+      io.rss_note = "dataplane.rss is off";
+    } else if (!(have & RTE_ETH_RSS_L3_SRC_ONLY) || !(have & RTE_ETH_RSS_IPV4)) {
+      io.rss_note = fmt::format("{} cannot hash on the source address alone (RSS offloads 0x{:x})", name, have);
+    } else {
+      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+      conf.rx_adv_conf.rss_conf.rss_key = nullptr;  // the driver's default key
+      conf.rx_adv_conf.rss_conf.rss_hf = (want & have) | RTE_ETH_RSS_L3_SRC_ONLY;
+      io.rss = true;
+    }
+  }
   if (int rc = rte_eth_dev_configure(io.port, io.rx_queues, io.tx_queues, &conf); rc != 0)
     throw std::runtime_error(name + ": configure failed: " + rte_strerror(-rc));
   uint16_t nrx = static_cast<uint16_t>(cfg.dataplane.rx_desc), ntx = static_cast<uint16_t>(cfg.dataplane.tx_desc);
@@ -207,7 +229,8 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
   if (int rc = rte_eth_dev_start(io.port); rc != 0)
     throw std::runtime_error(name + ": start failed: " + rte_strerror(-rc));
   rte_eth_promiscuous_enable(io.port);  // a bump in the wire accepts every destination MAC; vdevs may refuse, harmlessly
-  spdlog::info("port {} ({}): {} RX / {} TX queues", which, name, io.rx_queues, io.tx_queues);
+  spdlog::info("port {} ({}): {} RX / {} TX queues{}", which, name, io.rx_queues, io.tx_queues,
+               io.rss ? ", RSS on the source address" : "");
   return io;
 }
 
@@ -428,7 +451,7 @@ class Gateway : public GatewayView {
 
   void refresh_directory() {
     if (state_->generation() == dir_generation_) return;
-    dir_.reset(cwptrs_, &state_->nodes(), &state_->plan(), state_->config().scoring);
+    dir_.reset(cwptrs_, &state_->nodes(), &state_->plan(), state_->config().scoring, state_->rate_shards());
     const Config& c = state_->config();
     rec_->reconfigure(c.evidence, c.operator_info, c.scoring);
     dir_generation_ = state_->generation();
@@ -537,11 +560,16 @@ int cmd_run(const std::vector<std::string>& args) {
     std::string config_file = p.cfg.file;
     size_t nodes = p.nodes.size();
     const size_t capacity = p.cfg.limits_sources;
-    state = std::make_unique<PolicyState>(std::move(p), nworkers, capacity,
-                                          [&](std::shared_ptr<const PolicySnapshot> s) { gw->publish(std::move(s)); });
+    state = std::make_unique<PolicyState>(
+        std::move(p), nworkers, capacity, [&](std::shared_ptr<const PolicySnapshot> s) { gw->publish(std::move(s)); },
+        outside.rss ? 1 : nworkers);
     const Config& cfg = state->config();
-    if (nworkers > 1)
-      spdlog::warn("{} workers without RSS on source IP: each enforces rate / {} per source", nworkers, nworkers);
+    if (nworkers > 1 && outside.rss)
+      spdlog::info("{} workers with RSS on the source address: each source reaches one worker, which enforces its whole rate",
+                   nworkers);
+    else if (nworkers > 1)
+      spdlog::warn("{} workers without RSS on the source address ({}): a source's packets reach every worker, so each "
+                   "enforces rate / {}", nworkers, outside.rss_note, nworkers);
     uint64_t hz = rte_get_tsc_hz();
     uint64_t q32 = static_cast<uint64_t>((static_cast<u128>(1'000'000'000ull) << 32) / hz);
     uint64_t tsc0 = rte_rdtsc();

@@ -94,8 +94,9 @@ void check_shares(const Config& cfg) {
 
 }  // namespace
 
-PolicyState::PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publish publish)
-    : workers_(workers), publish_(std::move(publish)) {
+PolicyState::PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publish publish,
+                         unsigned rate_shards)
+    : workers_(workers), shards_(rate_shards ? rate_shards : workers), publish_(std::move(publish)) {
   capacity_ = source_capacity ? source_capacity : std::max<size_t>(65536, 2 * loaded.plan.sources.size());
   slots_ = std::make_shared<Slots>();
   slots_->capacity = capacity_;
@@ -117,7 +118,7 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
   auto slots = std::make_shared<Slots>(*slots_);
   uint64_t generation = snap_ ? snap_->generation + 1 : 1;
   slots->assign(plan, generation);
-  auto snap = PolicySnapshot::build(cfg, plan, workers_, snap_.get(), slots->slot_count());
+  auto snap = PolicySnapshot::build(cfg, plan, shards_, snap_.get(), slots->slot_count());
 
   Change ch;
   ch.generation = snap->generation;

@@ -101,8 +101,9 @@ bool PcapngWriter::close() {
 // ------------------------------------------------------------------- source directory
 
 void SourceDirectory::reset(const std::vector<const Worker*>& workers, const std::vector<NodeIdentity>* nodes,
-                            const StakePlan* plan, const ScoringConfig& scoring) {
+                            const StakePlan* plan, const ScoringConfig& scoring, unsigned shards) {
   workers_ = workers;
+  shards_ = shards ? shards : std::max<unsigned>(1, static_cast<unsigned>(workers.size()));
   nodes_ = nodes;
   plan_ = plan;
   scoring_ = scoring;
@@ -120,7 +121,7 @@ std::optional<SourceView> SourceDirectory::make(size_t index, uint64_t now_ns) c
   v.role = sp.role;
   v.rate_pps = sp.rate_pps;
   v.burst = sp.burst_pkts;
-  const double workers = std::max<size_t>(1, workers_.size());
+  const double workers = shards_;
   for (const Worker* w : workers_) {
     if (sp.slot >= w->source_capacity()) continue;
     const NodeMeter& m = w->meter(sp.slot);
@@ -537,7 +538,7 @@ size_t drain_evidence(const std::vector<Worker*>& workers, SourceDirectory& dir,
         auto v = dir.by_slot(r.slot, now_ns);
         if (!v || v->epoch != r.epoch) return;
         v->graylisted = true;  // as of the event (a later decay may already have undone it)
-        v->score = r.score * static_cast<double>(workers.size());  // the entering worker's share, scaled
+        v->score = r.score * dir.shards();  // the entering worker's share, scaled
         if (gray.enter(*v, r.ns) && w->snapshot().score.evidence_on_graylist) rec.open(*v, "graylist", r.ns);
       } else if (r.kind == SampleRecord::kSample) {
         rec.sample(r);

@@ -29,6 +29,7 @@ struct DataplaneConfig {
   unsigned mbufs = 16383;
   unsigned mbuf_data_room = 2048;  // bytes of packet data per mbuf (plus headroom)
   double stats_interval_s = 10;
+  bool rss = true;  // several workers: RSS on source IP where the outside NIC supports it
 };
 
 struct RoleQos {

@@ -48,7 +48,9 @@ class PolicyState {
 
   // Builds the first snapshot from a loaded policy. `source_capacity` bounds the meter
   // slots workers preallocate (0: twice the table, at least 65,536).
-  PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publish publish);
+  // `rate_shards` is how many workers share one source's traffic (and so its rate): the
+  // number of workers, or 1 when RSS on source IP sends each source to one worker.
+  PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publish publish, unsigned rate_shards = 0);
 
   Change replace_identities(std::vector<NodeIdentity> nodes, const std::string& source,
                             const std::string& stake_json = "");
@@ -69,6 +71,7 @@ class PolicyState {
   const std::vector<ActiveBlock>& blocklist() const { return blocks_; }
   size_t source_capacity() const { return capacity_; }
   unsigned workers() const { return workers_; }
+  unsigned rate_shards() const { return shards_; }
   // When the identity table last changed (Unix seconds): start, swaps, reloads that changed it.
   int64_t identity_changed_unix() const { return identity_changed_unix_; }
   // Index of the node in nodes(), or -1.
@@ -87,6 +90,7 @@ class PolicyState {
   std::shared_ptr<const PolicySnapshot> snap_;
   std::shared_ptr<Slots> slots_;
   unsigned workers_;
+  unsigned shards_;
   size_t capacity_;
   int64_t identity_changed_unix_ = 0;
   Publish publish_;

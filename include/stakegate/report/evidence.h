@@ -54,8 +54,10 @@ struct SourceView {
 // the control thread (or replay) calls it; the workers' fields are read as they are.
 class SourceDirectory {
  public:
+  // `shards`: how many workers share a source's traffic (1 with RSS on source IP).
   void reset(const std::vector<const Worker*>& workers, const std::vector<NodeIdentity>* nodes, const StakePlan* plan,
-             const ScoringConfig& scoring);
+             const ScoringConfig& scoring, unsigned shards = 0);
+  unsigned shards() const { return shards_; }
   std::optional<SourceView> by_slot(uint32_t slot, uint64_t now_ns) const;
   std::optional<SourceView> by_node(const std::string& node_id, uint64_t now_ns) const;
 
@@ -65,6 +67,7 @@ class SourceDirectory {
   const std::vector<NodeIdentity>* nodes_ = nullptr;
   const StakePlan* plan_ = nullptr;
   ScoringConfig scoring_;
+  unsigned shards_ = 1;
   std::map<uint32_t, size_t> by_slot_;  // slot -> index in plan->sources
 };
 
