@@ -11,6 +11,7 @@ PACKAGES=(
   libboost-dev protobuf-compiler libprotobuf-dev prometheus-cpp-dev   # control plane
   prometheus                             # promtool and the server, for the metrics tests
   iproute2 ethtool procps iperf3 curl    # the network-namespace end-to-end test
+  systemd adduser                        # systemd-analyze and the package install test
   tshark                                 # reads evidence samples (sample.pcapng) in tests
 )
 
