@@ -12,6 +12,7 @@ PACKAGES=(
   prometheus                             # promtool and the server, for the metrics tests
   iproute2 ethtool procps iperf3 curl    # the network-namespace end-to-end test
   systemd adduser                        # systemd-analyze and the package install test
+  clang libclang-rt-14-dev               # libFuzzer targets (scripts/fuzz.sh)
   tshark                                 # reads evidence samples (sample.pcapng) in tests
 )
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing, builds, runs the unit and integration suites,
-# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# the fuzz targets (their regression inputs and a short run each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,3 +15,6 @@ unit_targets=$(meson introspect "$san" --tests | python3 -c 'import json,sys; pr
 ninja -C "$san" $(for t in $unit_targets; do echo "tests/${t}_test"; done)
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
   meson test -C "$san" --suite unit --no-rebuild --print-errorlogs
+
+# Fuzzing: every kept finding, then 30 s per target (docs/reliability.md).
+STAKEGATE_SKIP_SETUP=1 scripts/fuzz.sh --seconds "${STAKEGATE_FUZZ_SECONDS:-30}"

@@ -216,7 +216,21 @@ std::optional<Role> parse_role(std::string_view s) {
   return std::nullopt;
 }
 
+namespace {
+Config parse_config_checked(const std::string& text, const std::string& file);
+}
+
 Config parse_config(const std::string& text, const std::string& file) {
+  try {
+    return parse_config_checked(text, file);
+  } catch (const YAML::Exception& e) {
+    // Whatever yaml-cpp still throws while the config is read is a refusal too.
+    throw ConfigError(file, "", "not a valid config: " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")");
+  }
+}
+
+namespace {
+Config parse_config_checked(const std::string& text, const std::string& file) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -288,11 +302,17 @@ Config parse_config(const std::string& text, const std::string& file) {
   }
   if (r.has("limits")) {
     auto l = r.child("limits");
-    l.expect_map({"sources"});
+    l.expect_map({"sources", "blocklist"});
     if (l.has("sources")) c.limits_sources = l.child("sources").integer(16, 1u << 26);
+    if (l.has("blocklist")) c.limits_blocklist = l.child("blocklist").integer(1, 10000000);
+  }
+  if (c.blocklist.size() > c.limits_blocklist) {
+    throw ConfigError(file, "blocklist", std::to_string(c.blocklist.size()) + " entries, over limits.blocklist (" +
+                                             std::to_string(c.limits_blocklist) + ")");
   }
   return c;
 }
+}  // namespace
 
 Config load_config(const std::string& path) {
   std::ifstream in(path);

@@ -17,7 +17,9 @@ void YamlReader::expect_map(std::initializer_list<const char*> allowed) const {
   if (!node_.IsMap()) fail("must be a mapping");
   std::set<std::string> seen;
   for (const auto& kv : node_) {
-    std::string key = kv.first.as<std::string>();
+    // A key that is itself a list or mapping (fuzz finding: it threw yaml-cpp's BadConversion).
+    if (!kv.first.IsScalar()) YamlReader(kv.first, file_, path_).fail("keys must be plain names, not lists or mappings");
+    std::string key = kv.first.Scalar();
     // yaml-cpp keeps one of two equal keys silently; a repeated key is almost always a mistake.
     if (!seen.insert(key).second)
       YamlReader(kv.first, file_, path_.empty() ? key : path_ + "." + key).fail("key given twice");

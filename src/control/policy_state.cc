@@ -117,7 +117,11 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
   StakePlan plan = make_stake_plan(cfg, nodes);
   auto slots = std::make_shared<Slots>(*slots_);
   uint64_t generation = snap_ ? snap_->generation + 1 : 1;
-  slots->assign(plan, generation);
+  try {
+    slots->assign(plan, generation);
+  } catch (const OpError& e) {  // name the table that does not fit
+    throw OpError(e.code(), identity_source + ": " + e.what());
+  }
   auto snap = PolicySnapshot::build(cfg, plan, shards_, snap_.get(), slots->slot_count());
 
   Change ch;
@@ -180,6 +184,9 @@ PolicyState::Change PolicyState::block(BlockEntry entry, int64_t expires_at) {
            (!entry.cidr || (b.entry.cidr->base == entry.cidr->base && b.entry.cidr->prefix_len == entry.cidr->prefix_len));
   };
   blocks.erase(std::remove_if(blocks.begin(), blocks.end(), same), blocks.end());
+  if (blocks.size() >= cfg_.limits_blocklist)
+    throw OpError("resource_exhausted", "the blocklist is full: " + std::to_string(blocks.size()) +
+                                            " entries (limits.blocklist); unblock some or raise the limit");
   blocks.push_back({entry, "api", expires_at});
   return commit(cfg_, nodes_, std::move(blocks), identity_source_);
 }

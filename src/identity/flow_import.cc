@@ -16,7 +16,7 @@ using json = nlohmann::json;
 json parse_json(const std::string& text, const std::string& file) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // syntax errors, and numbers out of range (fuzz finding)
     throw ConfigError(file, "", std::string("not valid JSON: ") + e.what());
   }
 }

@@ -141,3 +141,11 @@ TEST(Config, ScoringEvidenceAndOperator) {
   Config o = parse_config(base_config("", "operator: {name: Op, node_id: \"" + std::string(64, 'A') + "\"}\n"), "x.yaml");
   EXPECT_EQ(o.operator_info.node_id, std::string(64, 'a'));
 }
+
+// Fuzz finding (tests/fuzz/regressions/config): a key that is a list or mapping threw
+// yaml-cpp's BadConversion, which aborted check-config.
+TEST(Config, KeysThatAreNotPlainNamesAreRefused) {
+  EXPECT_THAT(error_of(replace(base_config(), "capacity: {pps: 100000}", "capacity: {pps: 100000, [a, b]: 1}")),
+              HasSubstr("config/x.yaml: capacity: keys must be plain names"));
+  EXPECT_THAT(error_of("{a: 1}: 2\n"), HasSubstr("config/x.yaml: keys must be plain names"));
+}

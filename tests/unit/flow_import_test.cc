@@ -147,3 +147,18 @@ TEST(FlowImport, NamesTheBadElement) {
     EXPECT_THAT(e.what(), HasSubstr("w.json: 79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6: stake must be a number"));
   }
 }
+
+// Fuzz finding (tests/fuzz/regressions/identity): a number the JSON reader cannot hold
+// threw an exception that was not a ConfigError, and aborted check-config and replay.
+TEST(FlowImport, ANumberOutOfRangeIsARefusalNotACrash) {
+  const std::string text = R"([{"Role": "consensus", "Address": "198.18.1.1:3569", "NodeID": ")" + std::string(64, 'a') +
+                           R"(", "Weight": 6e927}])";
+  try {
+    parse_flow_node_infos(text, "n.json");
+    FAIL() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("n.json: not valid JSON"));
+  }
+  EXPECT_THROW(parse_flow_snapshot("{\"a\": 1e999}", "s.json"), ConfigError);
+  EXPECT_THROW(parse_stake_file("{\"a\": -1e999}", "w.json"), ConfigError);
+}

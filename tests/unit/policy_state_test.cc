@@ -178,3 +178,31 @@ TEST_F(PolicyStateTest, WorkerKeepsMetersAcrossSwaps) {
   EXPECT_EQ(send("198.18.1.1", 2'000'000'000), Verdict::kPass);
   EXPECT_EQ(w.meter(slot).passed, 1251u);
 }
+
+TEST_F(PolicyStateTest, TheBlocklistLimitRefusesMoreEntriesAndChangesNothing) {
+  path_ = dir_.file("c.yaml", stakegate::testing::base_config("", "limits: {blocklist: 3}\n"));
+  make(0);
+  for (int i = 0; i < 3; ++i) {
+    BlockEntry e;
+    e.cidr = parse_cidr("198.51.100." + std::to_string(i) + "/32");
+    state_->block(e, 0);
+  }
+  const uint64_t gen = state_->generation();
+  BlockEntry more;
+  more.cidr = parse_cidr("198.51.100.9/32");
+  try {
+    state_->block(more, 0);
+    FAIL() << "a fourth entry was accepted";
+  } catch (const OpError& e) {
+    EXPECT_EQ(e.code(), "resource_exhausted");
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("limits.blocklist"));
+  }
+  EXPECT_EQ(state_->generation(), gen);
+  EXPECT_EQ(state_->blocklist().size(), 3u);
+  BlockEntry again;  // refreshing an existing entry is not a new one
+  again.cidr = parse_cidr("198.51.100.1/32");
+  EXPECT_NO_THROW(state_->block(again, 0));
+  // A config listing more than the limit is refused when loaded, naming the key.
+  EXPECT_THROW(parse_config(stakegate::testing::base_config("", "limits: {blocklist: 1}\nblocklist: [{cidr: 198.51.100.0/32}, {cidr: 198.51.100.1/32}]\n"), "x.yaml"),
+               ConfigError);
+}

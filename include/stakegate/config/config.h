@@ -120,6 +120,7 @@ struct Config {
   std::vector<std::string> evidence_nodes;
   ControlConfig control;
   size_t limits_sources = 0;  // meter slots per worker (0: twice the table, at least 65,536)
+  size_t limits_blocklist = 100000;  // blocklist entries (config and API together)
 };
 
 Config load_config(const std::string& path);

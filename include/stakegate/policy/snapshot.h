@@ -34,9 +34,6 @@ struct SourcePolicy {
   uint32_t epoch = 0;    // changes when the slot is given to another source: its meter restarts
   friend bool operator==(const SourcePolicy&, const SourcePolicy&) = default;
 };
-inline bool operator==(const BucketParams& a, const BucketParams& b) {
-  return a.rate_per_s == b.rate_per_s && a.burst_scaled == b.burst_scaled && a.fill_ns == b.fill_ns;
-}
 
 // CIDR blocklist for sources that are not nodes: one exact-match table per prefix
 // length in use, longest first.

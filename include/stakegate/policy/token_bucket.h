@@ -12,6 +12,7 @@ struct BucketParams {
   uint64_t rate_per_s = 0;    // units (packets or bytes) per second
   uint64_t burst_scaled = 0;  // capacity in nano-units
   uint64_t fill_ns = 0;       // time to fill an empty bucket: caps `elapsed` so the product cannot overflow
+  friend bool operator==(const BucketParams&, const BucketParams&) = default;
 
   // `burst` is in units. A bucket with a positive rate holds at least one unit, or it
   // would never pass anything.

@@ -1,0 +1,99 @@
+// The packet parser and the whole verdict path (classify, police, score, sample) on
+// arbitrary frames. The input is a burst: frames separated by the 4 bytes "SGFB"; the
+// first byte of each frame also moves the clock. Each frame is copied into a buffer of
+// exactly its size, so reading one byte past it is an AddressSanitizer report.
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "fuzz_common.h"
+#include "stakegate/config/config.h"
+#include "stakegate/identity/flow_import.h"
+#include "stakegate/net/parse.h"
+#include "stakegate/pipeline/worker.h"
+#include "stakegate/policy/snapshot.h"
+#include "stakegate/policy/stake_plan.h"
+
+using namespace stakegate;
+
+namespace {
+
+struct Setup {
+  Config cfg;
+  std::vector<NodeIdentity> nodes;
+  StakePlan plan;
+  std::shared_ptr<const PolicySnapshot> snap;
+  std::unique_ptr<Worker> worker;
+  uint64_t now = 0;
+
+  Setup() {
+    cfg = parse_config(R"(dataplane: {eal: [], outside: {vdev: net_null0}, inside: {vdev: net_null1}}
+capacity: {pps: 100000, bps: 100000000}
+identity:
+  nodes:
+    - {node_id: "aa00000000000000000000000000000000000000000000000000000000000001", role: consensus, address: "198.18.1.1:3569"}
+    - {node_id: "aa00000000000000000000000000000000000000000000000000000000000002", role: access, address: "[2001:2::2]:3569"}
+    - {node_id: "aa00000000000000000000000000000000000000000000000000000000000003", role: execution, address: "198.18.1.3:3569", ejected: true}
+    - {node_id: "aa00000000000000000000000000000000000000000000000000000000000004", role: collection, address: "198.18.1.4:3569"}
+roles:
+  consensus: {share: 0.3, min_pps: 10, ports: [3569]}
+  access: {share: 0.2, min_pps: 10, ports: [3569, 9000]}
+  execution: {share: 0.2, min_pps: 10}
+  collection: {share: 0.1, min_pps: 10, ports: [3569]}
+unregistered: {share: 0.05, per_source_pps: 10, ports: [9000], table_size: 64}
+blocklist: [{cidr: 198.51.100.0/24}, {node_id: "aa00000000000000000000000000000000000000000000000000000000000004"}]
+scoring: {graylist: -5, half_life_s: 1}
+evidence: {max_samples: 100000, snaplen: 256}
+)",
+                       "fuzz.yaml");
+    nodes = cfg.identity.inline_nodes;
+    resolve_identities(nodes, {}, "fuzz.yaml");
+    plan = make_stake_plan(cfg, nodes);
+    snap = PolicySnapshot::build(cfg, plan, 1);
+    worker = std::make_unique<Worker>(64, snap->source_count());
+    worker->bind(snap.get());
+  }
+};
+
+uint64_t total(const WorkerCounters& c) {
+  uint64_t n = 0;
+  for (auto& cls : c.packets[0])
+    for (uint64_t v : cls) n += v;
+  return n;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Setup s;
+  std::vector<std::vector<uint8_t>> frames;
+  const uint8_t* p = data;
+  const uint8_t* end = data + size;
+  while (p <= end && frames.size() < 32) {
+    const uint8_t* sep = static_cast<const uint8_t*>(memmem(p, static_cast<size_t>(end - p), "SGFB", 4));
+    const uint8_t* stop = sep ? sep : end;
+    frames.emplace_back(p, stop);
+    if (!sep) break;
+    p = sep + 4;
+  }
+  std::vector<std::unique_ptr<uint8_t[]>> owned;
+  std::vector<PacketView> views;
+  for (const auto& f : frames) {
+    owned.emplace_back(new uint8_t[f.size() ? f.size() : 1]);
+    if (!f.empty()) std::memcpy(owned.back().get(), f.data(), f.size());
+    views.push_back({owned.back().get(), static_cast<uint32_t>(f.size())});
+    PacketMeta m;
+    parse_frame(views.back().data, views.back().len, m);  // the parser alone, too
+    s.now += f.empty() ? 1 : uint64_t{f[0]} * 1'000'000;
+  }
+  std::vector<Verdict> out(views.size());
+  const uint64_t before = total(s.worker->counters());
+  uint16_t n = s.worker->process_outside(views.data(), static_cast<uint16_t>(views.size()), s.now, out.data());
+  if (n != views.size() || total(s.worker->counters()) != before + views.size()) __builtin_trap();  // a lost count
+  for (Verdict v : out)
+    if (static_cast<int>(v) >= kVerdictCount) __builtin_trap();
+  s.worker->samples().drain([](const SampleRecord& r) {
+    if (r.caplen > kMaxSnap) __builtin_trap();
+  });
+  return 0;
+}
