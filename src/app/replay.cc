@@ -50,11 +50,11 @@ int cmd_replay(const std::vector<std::string>& args) {
       last = std::max(last, ts);
       // As often as the ring needs (1,024 records) and `run` polls (every 50 ms).
       if (++packets % 256 == 0 || ts >= last_drain + 50'000'000) {
-        drain_evidence({&worker}, dir, gray, rec, last);
+        drain_evidence({&worker}, dir, gray, rec);
         last_drain = last;
       }
     }
-    drain_evidence({&worker}, dir, gray, rec, last);
+    drain_evidence({&worker}, dir, gray, rec);
     rec.tick(dir, last, true);  // the capture ends: cases still open are written now
 
     Totals t;

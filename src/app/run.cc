@@ -133,6 +133,8 @@ int worker_main(void* arg) {
     }
     rte_rcu_qsbr_quiescent(ctx->rcu, q);
     uint64_t now = rte_rdtsc();
+    // The worker's clock for readers on other threads (scores decay by it), idle or not.
+    w.tick(static_cast<uint64_t>((static_cast<u128>(now - ctx->tsc_start) * ctx->ns_per_tsc_q32) >> 32));
     if (carried) ctx->busy_tsc += now - last;
     ctx->total_tsc += now - last;
     last = now;
@@ -287,10 +289,9 @@ class Gateway : public GatewayView {
 
   // Peer score and evidence, on the control thread: the workers' rings are drained on
   // every tick; cases are written here, never on a worker.
-  void attach_evidence(PolicyState* state, uint64_t tsc0, uint64_t q32) {
+  // Call right after the workers' clock origin (tsc0) is taken: Unix time of their clock 0.
+  void attach_evidence(PolicyState* state) {
     state_ = state;
-    tsc0_ = tsc0;
-    q32_ = q32;
     unix_ns0_ = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
     auto log = [](bool warning, const std::string& m) {
@@ -306,15 +307,13 @@ class Gateway : public GatewayView {
       cwptrs_.push_back(w.get());
     }
   }
-  uint64_t data_now() const { return static_cast<uint64_t>((static_cast<u128>(rte_rdtsc() - tsc0_) * q32_) >> 32); }
   double unix_of(uint64_t ns) const override { return static_cast<double>(unix_ns0_ + ns) / 1e9; }
 
   void evidence_tick(bool close_all = false) {
     if (!rec_) return;
     refresh_directory();
-    uint64_t now = data_now();
-    drain_evidence(wptrs_, dir_, *gray_, *rec_, now);
-    if (close_all) rec_->tick(dir_, now, true);
+    drain_evidence(wptrs_, dir_, *gray_, *rec_);
+    if (close_all) rec_->tick(dir_, dir_.now(), true);
     // Operator cases that closed stop sampling their node.
     for (auto it = operator_nodes_.begin(); it != operator_nodes_.end();) {
       bool open = false;
@@ -341,7 +340,7 @@ class Gateway : public GatewayView {
   std::optional<SourceView> source_view(const std::string& node_id) override {
     if (!rec_) return std::nullopt;
     refresh_directory();
-    auto v = dir_.by_node(node_id, data_now());
+    auto v = dir_.by_node(node_id);
     if (v) v->graylisted = gray_->contains(v->slot);
     return v;
   }
@@ -356,13 +355,13 @@ class Gateway : public GatewayView {
   }
   CaseSummary open_evidence(const std::string& node_id) override {
     refresh_directory();
-    auto v = dir_.by_node(node_id, data_now());
+    auto v = dir_.by_node(node_id);
     if (!v) throw OpError("not_found", "node " + node_id + " is not in the identity table");
     state_->set_evidence(node_id, true);  // its source's dropped packets are sampled from now on
     wait_applied();
     operator_nodes_.insert(node_id);
     refresh_directory();
-    return rec_->open(*v, "operator", data_now());
+    return rec_->open(*v, "operator", dir_.now());
   }
   std::vector<CaseSummary> evidence_cases() const override { return rec_ ? rec_->cases() : std::vector<CaseSummary>{}; }
   std::pair<uint64_t, uint64_t> evidence_counts() const override {
@@ -457,7 +456,6 @@ class Gateway : public GatewayView {
     dir_generation_ = state_->generation();
   }
   PolicyState* state_ = nullptr;
-  uint64_t tsc0_ = 0, q32_ = 0;
   uint64_t unix_ns0_ = 0;
   std::vector<Worker*> wptrs_;
   std::vector<const Worker*> cwptrs_;
@@ -587,7 +585,7 @@ int cmd_run(const std::vector<std::string>& args) {
       ctxs[i].rcu = rcu;
     }
     gw->attach(&workers, &ctxs);
-    gw->attach_evidence(state.get(), tsc0, q32);
+    gw->attach_evidence(state.get());
     for (unsigned i = 0, lc = rte_get_next_lcore(-1, 1, 0); i < nworkers; ++i, lc = rte_get_next_lcore(lc, 1, 0))
       if (int lrc = rte_eal_remote_launch(worker_main, &ctxs[i], lc); lrc != 0)
         throw std::runtime_error(fmt::format("cannot launch worker on lcore {}: {}", lc, rte_strerror(-lrc)));

@@ -182,6 +182,7 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
 // in flight together: frame bytes, then the address table, then each source's meter
 // (or unregistered bucket). Stages never wait on a miss they could have started earlier.
 uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
+  tick(now_ns);
   for (uint16_t done = 0; done < n;) {
     uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kStage));
     decide_stage(pkts + done, k, now_ns, out + done);

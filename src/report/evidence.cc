@@ -111,7 +111,13 @@ void SourceDirectory::reset(const std::vector<const Worker*>& workers, const std
   for (size_t i = 0; i < plan->sources.size(); ++i) by_slot_[plan->sources[i].slot] = i;
 }
 
-std::optional<SourceView> SourceDirectory::make(size_t index, uint64_t now_ns) const {
+uint64_t SourceDirectory::now() const {
+  uint64_t t = 0;
+  for (const Worker* w : workers_) t = std::max(t, w->clock_ns());
+  return t;
+}
+
+std::optional<SourceView> SourceDirectory::make(size_t index) const {
   const SourcePlan& sp = plan_->sources[index];
   SourceView v;
   v.slot = sp.slot;
@@ -132,23 +138,23 @@ std::optional<SourceView> SourceDirectory::make(size_t index, uint64_t now_ns) c
     v.counters.blocklisted += c.dropped_blocklisted;
     v.counters.ejected += c.dropped_ejected;
     v.counters.port_denied += c.dropped_port_denied;
-    double s = Worker::decayed(c.score, c.score_ns, now_ns, scoring_.half_life_s * 1e9);
+    double s = Worker::decayed(c.score, c.score_ns, w->clock_ns(), scoring_.half_life_s * 1e9);
     v.score += s;
     if ((m.flags & SourcePolicy::kGraylisted) && scoring_.enabled && s <= scoring_.recover / workers) v.graylisted = true;
   }
   return v;
 }
 
-std::optional<SourceView> SourceDirectory::by_slot(uint32_t slot, uint64_t now_ns) const {
+std::optional<SourceView> SourceDirectory::by_slot(uint32_t slot) const {
   auto it = by_slot_.find(slot);
   if (!plan_ || it == by_slot_.end()) return std::nullopt;
-  return make(it->second, now_ns);
+  return make(it->second);
 }
 
-std::optional<SourceView> SourceDirectory::by_node(const std::string& node_id, uint64_t now_ns) const {
+std::optional<SourceView> SourceDirectory::by_node(const std::string& node_id) const {
   if (!plan_) return std::nullopt;
   for (size_t i = 0; i < nodes_->size(); ++i)
-    if ((*nodes_)[i].node_id == node_id) return make(plan_->nodes[i].source, now_ns);
+    if ((*nodes_)[i].node_id == node_id) return make(plan_->nodes[i].source);
   return std::nullopt;
 }
 
@@ -183,9 +189,10 @@ bool GraylistTracker::enter(const SourceView& s, uint64_t now_ns) {
   return true;
 }
 
-void GraylistTracker::refresh(const SourceDirectory& dir, uint64_t now_ns) {
+void GraylistTracker::refresh(const SourceDirectory& dir) {
+  const uint64_t now_ns = dir.now();
   for (auto it = graylisted_.begin(); it != graylisted_.end();) {
-    auto v = dir.by_slot(it->first, now_ns);
+    auto v = dir.by_slot(it->first);
     if (v && v->epoch == it->second.epoch && v->graylisted) {
       ++it;
       continue;
@@ -196,7 +203,7 @@ void GraylistTracker::refresh(const SourceDirectory& dir, uint64_t now_ns) {
         h->until_ns = now_ns;
         break;
       }
-    double s = (now_ns - it->second.since_ns) / 1e9;
+    double s = (now_ns > it->second.since_ns ? now_ns - it->second.since_ns : 0) / 1e9;
     log_(false, (v && v->epoch == it->second.epoch ? "recovered from the graylist: " + describe(*v) + ", score " + fmt(v->score)
                                                    : "left the graylist with the identity table: " + it->second.node_ids.front()) +
                     " after " + fmt(s) + " s");
@@ -398,11 +405,11 @@ void EvidenceRecorder::close(Case& c, const SourceDirectory& dir, uint64_t now_n
   if (!c.pcap.close()) fail(c, "writing " + c.summary.dir + "/sample.pcapng failed");
   if (c.failed && !fs::exists(c.summary.dir)) return;
 
-  auto now = dir.by_slot(c.slot, now_ns);
+  auto now = dir.by_slot(c.slot);
   const bool same = now && now->epoch == c.epoch;
   const SourceView& v = same ? *now : c.at_open;
   SourceTotals delta = same ? minus(now->counters, c.at_open.counters) : SourceTotals{};
-  const double secs = std::max(1e-9, (now_ns - c.opened_ns) / 1e9);
+  const double secs = std::max(1e-9, (now_ns > c.opened_ns ? now_ns - c.opened_ns : 0) / 1e9);
   const uint64_t dropped = delta.over_rate + delta.port_denied + delta.blocklisted + delta.ejected;
   const double offered = (delta.passed + dropped) / secs;
 
@@ -530,12 +537,12 @@ void EvidenceRecorder::enforce_retention() {
 }
 
 size_t drain_evidence(const std::vector<Worker*>& workers, SourceDirectory& dir, GraylistTracker& gray,
-                      EvidenceRecorder& rec, uint64_t now_ns) {
+                      EvidenceRecorder& rec) {
   size_t n = 0;
   for (Worker* w : workers) {
     n += w->samples().drain([&](const SampleRecord& r) {
       if (r.kind == SampleRecord::kGraylistEnter) {
-        auto v = dir.by_slot(r.slot, now_ns);
+        auto v = dir.by_slot(r.slot);
         if (!v || v->epoch != r.epoch) return;
         v->graylisted = true;  // as of the event (a later decay may already have undone it)
         v->score = r.score * dir.shards();  // the entering worker's share, scaled
@@ -545,8 +552,8 @@ size_t drain_evidence(const std::vector<Worker*>& workers, SourceDirectory& dir,
       }
     });
   }
-  gray.refresh(dir, now_ns);
-  rec.tick(dir, now_ns);
+  gray.refresh(dir);
+  rec.tick(dir, dir.now());
   return n;
 }
 

@@ -90,6 +90,11 @@ class Worker {
   const PolicySnapshot& snapshot() const { return *snap_; }
   // Evidence and graylist events, for a non-worker thread to drain.
   SampleRing& samples() { return samples_; }
+  // The worker's own clock, as it last saw it (process_outside, or tick() from an idle
+  // loop). Readers on other threads judge this worker's state by it: CPUs' clocks need
+  // not agree (TSCs of virtual CPUs drift apart).
+  void tick(uint64_t now_ns) noexcept { clock_ns_.store(now_ns, std::memory_order_relaxed); }
+  uint64_t clock_ns() const noexcept { return clock_ns_.load(std::memory_order_relaxed); }
   // The score of a cold meter decayed to now_ns (readers off the worker may see a torn
   // pair of fields: a display value, not a decision).
   static double decayed(double score, uint64_t score_ns, uint64_t now_ns, double half_life_ns);
@@ -132,6 +137,7 @@ class Worker {
   uint64_t pool_pkts_ = 0, pool_bytes_ = 0, pool_last_ns_ = 0;
   WorkerCounters counters_{};
   SampleRing samples_{1024};
+  alignas(64) std::atomic<uint64_t> clock_ns_{0};
 };
 
 }  // namespace stakegate

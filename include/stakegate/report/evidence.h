@@ -58,11 +58,13 @@ class SourceDirectory {
   void reset(const std::vector<const Worker*>& workers, const std::vector<NodeIdentity>* nodes, const StakePlan* plan,
              const ScoringConfig& scoring, unsigned shards = 0);
   unsigned shards() const { return shards_; }
-  std::optional<SourceView> by_slot(uint32_t slot, uint64_t now_ns) const;
-  std::optional<SourceView> by_node(const std::string& node_id, uint64_t now_ns) const;
+  // Scores are decayed to each worker's own clock (Worker::clock_ns).
+  std::optional<SourceView> by_slot(uint32_t slot) const;
+  std::optional<SourceView> by_node(const std::string& node_id) const;
+  uint64_t now() const;  // the latest worker clock: the data path's "now"
 
  private:
-  std::optional<SourceView> make(size_t source_index, uint64_t now_ns) const;
+  std::optional<SourceView> make(size_t source_index) const;
   std::vector<const Worker*> workers_;
   const std::vector<NodeIdentity>* nodes_ = nullptr;
   const StakePlan* plan_ = nullptr;
@@ -89,7 +91,7 @@ class GraylistTracker {
   // An entry event: true when the source was not already graylisted.
   bool enter(const SourceView& s, uint64_t now_ns);
   // Drops sources whose view says they recovered (or that left the table).
-  void refresh(const SourceDirectory& dir, uint64_t now_ns);
+  void refresh(const SourceDirectory& dir);
   const std::map<uint32_t, GraylistEntry>& entries() const { return graylisted_; }
   bool contains(uint32_t slot) const { return graylisted_.count(slot) != 0; }
   uint64_t entered() const { return entered_; }
@@ -153,6 +155,6 @@ class EvidenceRecorder {
 // Feeds everything the workers' rings hold into the tracker and the recorder; returns
 // the number of records. Shared by `run` and `replay`.
 size_t drain_evidence(const std::vector<Worker*>& workers, SourceDirectory& dir, GraylistTracker& gray,
-                      EvidenceRecorder& rec, uint64_t now_ns);
+                      EvidenceRecorder& rec);
 
 }  // namespace stakegate
