@@ -142,16 +142,18 @@ class Gateway:
     """`stakegate run` in the background; stop() sends SIGTERM and returns (rc, stdout, stderr)."""
     def __init__(self, config, socket_path, extra=()):
         self.socket = socket_path
-        # Output goes to files: a pipe nobody reads would fill and block the gateway's logging.
-        self.out = tempfile.TemporaryFile(mode="w+")
-        self.err = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([STAKEGATE, "run", "--config", config, *extra], stdout=self.out, stderr=self.err, text=True,
-                                     preexec_fn=die_with_parent)
+        # Output goes to files opened for appending: a pipe nobody reads would fill and
+        # block the gateway's logging, and with a shared file offset reading the log while
+        # it runs would move where the gateway writes next. log() reads by path.
+        self._dir = tempfile.mkdtemp(prefix="stakegate-gw-")
+        self.out_path, self.err_path = os.path.join(self._dir, "stdout"), os.path.join(self._dir, "stderr")
+        with open(self.out_path, "a") as out, open(self.err_path, "a") as err:
+            self.proc = subprocess.Popen([STAKEGATE, "run", "--config", config, *extra], stdout=out, stderr=err, text=True,
+                                         preexec_fn=die_with_parent)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                self.err.seek(0)
-                raise RuntimeError(f"stakegate exited {self.proc.returncode}:\n{self.err.read()}")
+                raise RuntimeError(f"stakegate exited {self.proc.returncode}:\n{self.log()}")
             if os.path.exists(socket_path):
                 try:
                     if UnixHTTPConnection(socket_path).call("Status")[0] == 200:
@@ -170,13 +172,20 @@ class Gateway:
                 return int(line.split()[1])
         return 0
 
+    def log(self):
+        """What the gateway has written to stderr so far."""
+        with open(self.err_path) as f:
+            return f.read()
+
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         self.proc.wait(timeout=30)
-        self.out.seek(0)
-        self.err.seek(0)
-        return self.proc.returncode, self.out.read(), self.err.read()
+        with open(self.out_path) as f:
+            out = f.read()
+        err = self.log()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        return self.proc.returncode, out, err
 
 
 def ipv4_frame(src, dst="198.18.255.1", dport=3569, proto=6, size=64):

@@ -32,8 +32,7 @@ def status(api):
 
 
 def log_of(gw):
-    gw.err.seek(0)
-    return gw.err.read()
+    return gw.log()
 
 
 with TempDir() as d:
