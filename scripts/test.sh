@@ -15,6 +15,11 @@ unit_targets=$(meson introspect "$san" --tests | python3 -c 'import json,sys; pr
 ninja -C "$san" $(for t in $unit_targets; do echo "tests/${t}_test"; done)
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
   meson test -C "$san" --suite unit --no-rebuild --print-errorlogs
+# The binaries under ASan/UBSan as well, for the fault and signal tests: any memory error,
+# undefined behaviour or leak at exit turns into a failing exit code.
+ninja -C "$san" src/stakegate src/stakegatectl src/stakegate-scenario
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+  meson test -C "$san" --no-rebuild --print-errorlogs run_signals faults tx_fault control_api
 
 # Fuzzing: every kept finding, then 30 s per target (docs/reliability.md).
 STAKEGATE_SKIP_SETUP=1 scripts/fuzz.sh --seconds "${STAKEGATE_FUZZ_SECONDS:-30}"
