@@ -19,6 +19,13 @@ inline uint64_t refilled(uint64_t tokens, uint64_t last_ns, uint64_t now_ns, con
 // decays just add up (the error is under 1e-5 of a step for any half-life over a second).
 constexpr uint64_t kDecayStepNs = 1'000'000;
 
+// Decays a cold meter's score to now, at most once per decay step.
+inline void decay(NodeMeterCold& c, uint64_t now_ns, double half_life_ns) {
+  if (now_ns < c.score_ns + kDecayStepNs) return;
+  c.score = Worker::decayed(c.score, c.score_ns, now_ns, half_life_ns);
+  c.score_ns = now_ns;
+}
+
 // A source's buckets while graylisted: its policy's rates and bursts times the factor.
 BucketParams scaled(const BucketParams& p, double f) {
   if (p.rate_per_s == 0) return p;
@@ -274,10 +281,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
                          : (nm.flags & SourcePolicy::kGraylisted) && !c.beyond_normal ? 0
                                                                                      : c.over_rate_cost;
   if (sp.enabled && penalty > 0) {
-    if (now_ns >= c.score_ns + kDecayStepNs) {
-      c.score = decayed(c.score, c.score_ns, now_ns, sp.half_life_ns);
-      c.score_ns = now_ns;
-    }
+    decay(c, now_ns, sp.half_life_ns);
     c.score = std::max(c.score - penalty, sp.floor);
     if (!(nm.flags & SourcePolicy::kGraylisted) && c.score < sp.graylist) set_graylisted(slot, true, now_ns);
   }
@@ -301,10 +305,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
 [[gnu::noinline]] void Worker::check_recovery(uint32_t slot, uint64_t now_ns) noexcept {
   const ScoreParams& sp = snap_->score;
   NodeMeterCold& c = cold_[slot];
-  if (now_ns >= c.score_ns + kDecayStepNs) {
-    c.score = decayed(c.score, c.score_ns, now_ns, sp.half_life_ns);
-    c.score_ns = now_ns;
-  }
+  decay(c, now_ns, sp.half_life_ns);
   if (!sp.enabled || c.score > sp.recover) set_graylisted(slot, false, now_ns);
 }
 
@@ -333,8 +334,6 @@ void Worker::set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept {
     m.flags |= SourcePolicy::kGraylisted;
     c.normal_tokens = 0;  // it was just over its allowance
     c.normal_last_ns = now_ns;
-    c.graylist_entries++;
-    c.graylisted_ns = now_ns;
     if (snap_->score.evidence_on_graylist) c.samples_left = snap_->score.evidence_samples;
   } else {
     m.flags &= static_cast<uint8_t>(~SourcePolicy::kGraylisted);

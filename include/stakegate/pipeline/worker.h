@@ -48,8 +48,6 @@ struct NodeMeterCold {
   // Peer score (only drops and graylisted sources touch it).
   double score;                 // <= 0; this worker's share of the source's score
   uint64_t score_ns;            // when `score` was last decayed
-  uint64_t graylist_entries;
-  uint64_t graylisted_ns;       // when it last entered the graylist
   uint32_t samples_left;        // dropped packets still to sample for an evidence case
   double over_rate_cost;        // scoring.penalties.over_rate / the source's normal rate (per worker)
   // While graylisted: a bucket at the source's normal rate. Only packets beyond it are
