@@ -45,10 +45,12 @@ SampleRecord sample(uint32_t slot, uint64_t ns, uint16_t len = 60) {
 }
 
 struct Recorder {
-  explicit Recorder(EvidenceConfig cfg) : rec(cfg, {}, {}, "test", [](uint64_t ns) { return 1'800'000'000'000'000'000ull + ns; }, log()) {}
-  static EvidenceRecorder::Log log() {
-    return [](bool, const std::string&) {};
-  }
+  explicit Recorder(EvidenceConfig cfg)
+      : rec(cfg, {}, {}, "test", [](uint64_t ns) { return 1'800'000'000'000'000'000ull + ns; },
+            [this](bool warning, const std::string& m) {
+              if (warning) warnings.push_back(m);
+            }) {}
+  std::vector<std::string> warnings;
   EvidenceRecorder rec;
   SourceDirectory dir;  // empty: cases close with the view they opened with
 };
@@ -150,15 +152,12 @@ TEST(Evidence, AnUnwritableFolderIsReportedNotThrown) {
   std::ofstream(tmp.path() + "/file") << "x";
   EvidenceConfig cfg;
   cfg.dir = tmp.path() + "/file/ev";
-  std::vector<std::string> warnings;
-  EvidenceRecorder rec(cfg, {}, {}, "test", [](uint64_t ns) { return ns; },
-                       [&](bool w, const std::string& m) { if (w) warnings.push_back(m); });
-  auto c = rec.open(source(1, std::string(64, 'b')), "graylist", 0);
+  Recorder r(cfg);
+  auto c = r.rec.open(source(1, std::string(64, 'b')), "graylist", 0);
   EXPECT_NE(c.error.find("cannot create"), std::string::npos);
-  rec.sample(sample(1, 1));  // ignored, no crash
-  SourceDirectory dir;
-  rec.tick(dir, 0, true);
-  EXPECT_EQ(rec.errors(), 1u);
-  ASSERT_EQ(warnings.size(), 1u);
-  EXPECT_NE(warnings[0].find("the data path is not affected"), std::string::npos);
+  r.rec.sample(sample(1, 1));  // ignored, no crash
+  r.rec.tick(r.dir, 0, true);
+  EXPECT_EQ(r.rec.errors(), 1u);
+  ASSERT_EQ(r.warnings.size(), 1u);
+  EXPECT_NE(r.warnings[0].find("the data path is not affected"), std::string::npos);
 }
