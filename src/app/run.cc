@@ -54,6 +54,7 @@ struct PortIo {
   uint16_t port = 0;
   uint16_t rx_queues = 0;  // 0: the device cannot receive (e.g. a tx-only net_pcap)
   uint16_t tx_queues = 0;
+  uint16_t rx_desc = 0, tx_desc = 0;  // per queue, as the device adjusted them
   bool rss = false;       // the outside port spreads sources over workers by source address
   std::string rss_note;   // why not, when several workers run without it
 };
@@ -221,6 +222,8 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
     throw std::runtime_error(name + ": configure failed: " + rte_strerror(-rc));
   uint16_t nrx = static_cast<uint16_t>(cfg.dataplane.rx_desc), ntx = static_cast<uint16_t>(cfg.dataplane.tx_desc);
   rte_eth_dev_adjust_nb_rx_tx_desc(io.port, &nrx, &ntx);
+  io.rx_desc = nrx;
+  io.tx_desc = ntx;
   int socket = rte_eth_dev_socket_id(io.port);
   for (uint16_t q = 0; q < io.rx_queues; ++q)
     if (int rc = rte_eth_rx_queue_setup(io.port, q, nrx, socket, nullptr, pool); rc != 0)
@@ -235,6 +238,10 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
                io.rss ? ", RSS on the source address" : "");
   return io;
 }
+
+constexpr unsigned kPoolCache = 256;  // mbufs cached per lcore (DPDK lets a cache grow to 1.5x)
+
+unsigned ring_mbufs(const PortIo& io) { return io.rx_queues * io.rx_desc + io.tx_queues * io.tx_desc; }
 
 uint64_t relaxed(const uint64_t& x) { return __atomic_load_n(&x, __ATOMIC_RELAXED); }
 
@@ -542,12 +549,20 @@ int cmd_run(const std::vector<std::string>& args) {
       throw std::runtime_error(fmt::format("{}: dataplane.workers: {} workers need {} lcores, EAL has {}", p.cfg.file,
                                            nworkers, nworkers + 1, rte_lcore_count()));
     rte_mempool* pool = rte_pktmbuf_pool_create(
-        "stakegate_mbufs", p.cfg.dataplane.mbufs, 256, 0,
+        "stakegate_mbufs", p.cfg.dataplane.mbufs, kPoolCache, 0,
         static_cast<uint16_t>(p.cfg.dataplane.mbuf_data_room + RTE_PKTMBUF_HEADROOM), static_cast<int>(rte_socket_id()));
     if (!pool) throw std::runtime_error(std::string("mbuf pool: ") + rte_strerror(rte_errno));
     outside = setup_port(p.cfg, "outside", p.cfg.dataplane.outside, pool);
     inside = setup_port(p.cfg, "inside", p.cfg.dataplane.inside, pool);
     ports_started = true;
+    // What the NICs and the per-core caches can hold at once: with a smaller pool, a link
+    // that stops completing transmits starves RX (rx_nombuf; docs/reliability.md).
+    const unsigned ring_hold = ring_mbufs(outside) + ring_mbufs(inside) + (nworkers + 1) * kPoolCache * 3 / 2 +
+                               nworkers * std::min(p.cfg.dataplane.burst, kMaxBurst);
+    if (p.cfg.dataplane.mbufs < ring_hold)
+      spdlog::warn("{}: dataplane.mbufs {} is less than the {} mbufs the port rings and per-core caches can hold: a "
+                   "stalled link can leave RX without mbufs (rx_nombuf); raise it (docs/configuration.md)",
+                   p.cfg.file, p.cfg.dataplane.mbufs, ring_hold);
 
     size_t rcu_size = rte_rcu_qsbr_get_memsize(nworkers);
     rcu = static_cast<rte_rcu_qsbr*>(rte_zmalloc("stakegate_rcu", rcu_size, RTE_CACHE_LINE_SIZE));

@@ -140,7 +140,7 @@ def die_with_parent():
 
 class Gateway:
     """`stakegate run` in the background; stop() sends SIGTERM and returns (rc, stdout, stderr)."""
-    def __init__(self, config, socket_path, extra=()):
+    def __init__(self, config, socket_path, extra=(), env=None):
         self.socket = socket_path
         # Output goes to files opened for appending: a pipe nobody reads would fill and
         # block the gateway's logging, and with a shared file offset reading the log while
@@ -149,7 +149,7 @@ class Gateway:
         self.out_path, self.err_path = os.path.join(self._dir, "stdout"), os.path.join(self._dir, "stderr")
         with open(self.out_path, "a") as out, open(self.err_path, "a") as err:
             self.proc = subprocess.Popen([STAKEGATE, "run", "--config", config, *extra], stdout=out, stderr=err, text=True,
-                                         preexec_fn=die_with_parent)
+                                         preexec_fn=die_with_parent, env=env)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:

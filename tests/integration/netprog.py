@@ -12,6 +12,7 @@ object per line on stdout (events, then a final result), and stop by themselves.
   tcp-session a session with the server above: timed chunks, progress and a digest check
   tcp-bulk   send as fast as TCP lets it for a fixed time (an attacker's stream)
   arp-probe  one ARP request on a raw socket; the reply's sender MAC
+  raw-flood  one frame on a raw socket, as fast as the socket takes it, for a fixed time
 """
 import argparse
 import hashlib
@@ -117,6 +118,22 @@ def cmd_udp_flood(a):
                 errors += 1
         time.sleep(0.0005)
     emit({"sent": sent, "errors": errors, "seconds": time.monotonic() - start})
+
+
+def cmd_raw_flood(a):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    frame = bytes.fromhex(a.frame)
+    end = time.monotonic() + a.seconds
+    sent = errors = 0
+    while time.monotonic() < end:
+        for _ in range(256):
+            try:
+                s.send(frame)
+                sent += 1
+            except OSError:  # a full device queue: counted, not fatal
+                errors += 1
+    emit({"sent": sent, "errors": errors})
 
 
 def serve_session(conn):
@@ -289,9 +306,14 @@ def main():
     t.add_argument("--src", required=True)
     t.add_argument("--target", required=True)
     t.add_argument("--timeout", type=float, default=2.0)
+    t = sub.add_parser("raw-flood")
+    t.add_argument("--iface", required=True)
+    t.add_argument("--frame", required=True, help="the frame, in hex")
+    t.add_argument("--seconds", type=float, required=True)
     a = p.parse_args()
     {"tap": cmd_tap, "udp-sink": cmd_udp_sink, "udp-flood": cmd_udp_flood, "tcp-server": cmd_tcp_server,
-     "tcp-session": cmd_tcp_session, "tcp-bulk": cmd_tcp_bulk, "arp-probe": cmd_arp_probe}[a.cmd](a)
+     "tcp-session": cmd_tcp_session, "tcp-bulk": cmd_tcp_bulk, "arp-probe": cmd_arp_probe,
+     "raw-flood": cmd_raw_flood}[a.cmd](a)
 
 
 if __name__ == "__main__":
