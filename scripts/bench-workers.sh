@@ -10,19 +10,27 @@ build="${STAKEGATE_BUILD_DIR:-build}"
 out=build-bench/workers
 rm -rf "$out" && mkdir -p "$out"
 "$build/src/stakegate-scenario" --out "$out/s" --nodes-per-role 200 --duration-ms 200 --flood-stake 0.2 >/dev/null
-cap="$(realpath "$out/s/scenario.pcap")"
-run() {  # workers, extra EAL args
-  local w="$1" lcores="$2" rx="rx_pcap=$cap"
-  [ "$w" = 2 ] && rx="$rx,rx_pcap=$cap"
-  sed -e "s#outside: {vdev: \"[^\"]*\"}#outside: {vdev: \"net_pcap0,$rx,infinite_rx=1\"}#" \
-      -e 's#inside: {vdev: "[^"]*"}#inside: {vdev: "net_null1,no-rx=1"}#' \
-      -e "s#  workers: 1#  workers: $w\n  mbufs: 262143\n  mbuf_data_room: 1024#" \
-      -e "s#\"512\", --no-pci, --no-shconf\]#\"2000\", --no-pci, --no-shconf$lcores]#" \
-      "$out/s/config.yaml" > "$out/s/w.yaml"
-  echo "scoring: {enabled: false}" >> "$out/s/w.yaml"
+run() {  # workers, lcore map (empty: stakegate's default)
+  local w="$1" lcores="$2"
+  # The generated config, changed as data (yaml), not as text.
+  /usr/bin/python3 - "$out/s/config.yaml" "$out/s/w.yaml" "$w" "$lcores" <<'PY'
+import sys, yaml
+src, dst, workers, lcores = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+c = yaml.safe_load(open(src))
+cap = c["dataplane"]["outside"]["vdev"].split("rx_pcap=")[1].split(",")[0]
+dp = c["dataplane"]
+dp["outside"]["vdev"] = "net_pcap0," + ",".join([f"rx_pcap={cap}"] * workers) + ",infinite_rx=1"
+dp["inside"]["vdev"] = "net_null1,no-rx=1"
+dp.update(workers=workers, mbufs=262143, mbuf_data_room=1024)
+dp["eal"][dp["eal"].index("-m") + 1] = "2000"
+if lcores:
+    dp["eal"] += ["--lcores", lcores]
+c["scoring"] = {"enabled": False}
+yaml.safe_dump(c, open(dst, "w"))
+PY
   (cd "$out/s" && timeout -s INT "$secs" "$OLDPWD/$build/src/stakegate" run --config w.yaml >/dev/null 2>run.log || true)
-  echo "workers=$w${lcores:+ (lcores ${lcores#, --lcores, })}: $(grep -o 'outside rate [0-9.]* Mpps' "$out/s/run.log" | awk '{print $3}' | tail -6 | tr '\n' ' ')Mpps"
+  echo "workers=$w${lcores:+ (lcores $lcores)}: $(grep -o 'outside rate [0-9.]* Mpps' "$out/s/run.log" | awk '{print $3}' | tail -6 | tr '\n' ' ')Mpps"
 }
 run 1 ""
 run 2 ""
-run 2 ", --lcores, \"0@0,1@1,2@1\""
+run 2 "0@0,1@1,2@1"

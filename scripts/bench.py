@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+import yaml
+
 p = argparse.ArgumentParser()
 p.add_argument("--build", default="build-bench")
 p.add_argument("--out", default="build-bench/results")
@@ -96,7 +98,8 @@ def stakegate_parser(line):
 
 
 def eal_memory(cfg):
-    return re.search(r'-m, "(\d+)"', open(cfg).read()).group(1)
+    eal = yaml.safe_load(open(cfg))["dataplane"]["eal"]
+    return str(eal[eal.index("-m") + 1])
 
 
 def run_config(frame, workload, nodes):
@@ -105,14 +108,14 @@ def run_config(frame, workload, nodes):
         subprocess.run([SCENARIO, "--out", d, "--bench", workload, "--table-nodes", str(nodes), "--frame-size", str(frame)],
                        check=True, capture_output=True)
     cfg = f"{d}/bench.yaml"
-    text = open(cfg).read()
+    conf = yaml.safe_load(open(cfg))
+    mbufs = conf["dataplane"]["mbufs"]
     if a.mbuf_data_room != 1024:  # same pool, other buffer size: a copy of the config
-        count = int(re.search(r"mbufs: (\d+)", text).group(1))
-        text = text.replace("mbuf_data_room: 1024", f"mbuf_data_room: {a.mbuf_data_room}")
-        text = re.sub(r'-m, "\d+"', f'-m, "{768 + count * (a.mbuf_data_room + 1024) // (1 << 20)}"', text)
+        dp = conf["dataplane"]
+        dp["mbuf_data_room"] = a.mbuf_data_room
+        dp["eal"][dp["eal"].index("-m") + 1] = str(768 + mbufs * (a.mbuf_data_room + 1024) // (1 << 20))
         cfg = f"{d}/bench-{a.mbuf_data_room}.yaml"
-        open(cfg, "w").write(text)
-    mbufs = re.search(r"mbufs: (\d+)", text).group(1)
+        yaml.safe_dump(conf, open(cfg, "w"))
     vdevs = ["--vdev", f"net_pcap0,rx_pcap={d}/bench.pcap,infinite_rx=1", "--vdev", "net_null1,no-rx=1"]
     eal = ["--no-huge", "-m", eal_memory(cfg), "--no-pci", "--no-shconf", "-l", "0,1"]
     res = {"testpmd-io": [], "testpmd-macswap": [], "stakegate": []}

@@ -17,4 +17,4 @@ fi
 [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release -Dcpp_args=-g
 meson setup --reconfigure build-bench >/dev/null   # picks up Google Benchmark if it was just installed
 meson compile -C build-bench
-exec python3 scripts/bench.py --build build-bench "$@"
+exec /usr/bin/python3 scripts/bench.py --build build-bench "$@"

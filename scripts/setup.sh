@@ -9,6 +9,8 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcap-dev
   libgtest-dev libgmock-dev googletest
   libboost-dev protobuf-compiler libprotobuf-dev prometheus-cpp-dev   # control plane
+  libcli11-dev                           # command lines of stakegate, stakegatectl, stakegate-scenario
+  python3-yaml                           # tests and scripts change configs as data
   prometheus                             # promtool and the server, for the metrics tests
   iproute2 ethtool procps iperf3 curl    # the network-namespace end-to-end test
   systemd adduser                        # systemd-analyze and the package install test

@@ -11,7 +11,7 @@ meson test -C build --print-errorlogs
 # Sanitizer build: the core library and unit tests (no EAL needed), debug + ASan/UBSan.
 san=build-sanitize
 [ -f "$san/build.ninja" ] || meson setup "$san" --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
-unit_targets=$(meson introspect "$san" --tests | python3 -c 'import json,sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if "unit" in t["suite"]))')
+unit_targets=$(meson introspect "$san" --tests | /usr/bin/python3 -c 'import json,sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if "unit" in t["suite"]))')
 ninja -C "$san" $(for t in $unit_targets; do echo "tests/${t}_test"; done)
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
   meson test -C "$san" --suite unit --no-rebuild --print-errorlogs

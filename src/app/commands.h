@@ -1,11 +1,22 @@
 #pragma once
+// The subcommands of `stakegate` (main.cc parses the command line with CLI11).
 #include <string>
-#include <vector>
 
 namespace stakegate {
 
-int cmd_run(const std::vector<std::string>& args);
-int cmd_replay(const std::vector<std::string>& args);
-int cmd_check_config(const std::vector<std::string>& args);
+struct RunOptions {
+  std::string config;
+  std::string report;        // optional: JSON report at exit
+  double exit_on_idle_s = 0;  // 0: run until a signal
+};
+int cmd_run(const RunOptions& o);
+
+struct ReplayOptions {
+  std::string config, pcap;
+  std::string out, report, evidence;  // optional
+};
+int cmd_replay(const ReplayOptions& o);
+
+int cmd_check_config(const std::string& file);
 
 }  // namespace stakegate

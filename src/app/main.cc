@@ -1,30 +1,46 @@
-// stakegate: stake-aware filtering gateway for Flow nodes.
+// stakegate: stake-aware filtering gateway for Flow nodes. The command line (CLI11).
+#include <CLI/CLI.hpp>
 #include <cstdio>
-#include <cstring>
-#include <string>
-#include <vector>
 
 #include "commands.h"
 
-static void usage(FILE* f) {
-  std::fprintf(f,
-               "usage:\n"
-               "  stakegate run --config FILE [--report R.json] [--exit-on-idle SECONDS]\n"
-               "  stakegate replay --config FILE --pcap IN [--out PASS.pcap] [--report R.json]\n"
-               "  stakegate check-config FILE\n"
-               "  stakegate --version\n");
-}
-
 int main(int argc, char** argv) {
-  if (argc < 2) { usage(stderr); return 2; }
-  std::string cmd = argv[1];
-  std::vector<std::string> args(argv + 2, argv + argc);
-  if (cmd == "run") return stakegate::cmd_run(args);
-  if (cmd == "replay") return stakegate::cmd_replay(args);
-  if (cmd == "check-config") return stakegate::cmd_check_config(args);
-  if (cmd == "--version" || cmd == "version") { std::printf("stakegate %s\n", STAKEGATE_VERSION); return 0; }
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") { usage(stdout); return 0; }
-  std::fprintf(stderr, "stakegate: unknown command '%s'\n", cmd.c_str());
-  usage(stderr);
-  return 2;
+  CLI::App app{"stakegate: stake-weighted inline gateway in front of Flow nodes (docs/ in the source tree)", "stakegate"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "stakegate " STAKEGATE_VERSION);
+
+  stakegate::RunOptions run;
+  auto* r = app.add_subcommand("run", "the appliance: forward between the two ports until SIGTERM (SIGHUP reloads)");
+  r->add_option("--config", run.config, "config file (YAML)")->required();
+  r->add_option("--report", run.report, "write the final counters as JSON here at exit");
+  r->add_option("--exit-on-idle", run.exit_on_idle_s, "stop after this many seconds without a packet (captures, tests)")
+      ->check(CLI::PositiveNumber);
+
+  stakegate::ReplayOptions replay;
+  auto* p = app.add_subcommand("replay", "decide every packet of a capture, its timestamps as the clock");
+  p->add_option("--config", replay.config, "config file (YAML)")->required();
+  p->add_option("--pcap", replay.pcap, "capture to replay (Ethernet, pcap or pcapng)")->required();
+  p->add_option("--out", replay.out, "write the passed packets here (classic pcap)");
+  p->add_option("--report", replay.report, "write the counters, graylist events and evidence cases as JSON here");
+  p->add_option("--evidence", replay.evidence, "evidence bundles go here instead of evidence.dir");
+
+  std::string check_file;
+  auto* c = app.add_subcommand("check-config", "validate a config and its identity files, print the plan");
+  c->add_option("file", check_file, "config file (YAML)")->required();
+
+  auto known = [&](const std::string& name) {
+    return !app.get_subcommands([&](CLI::App* sub) { return sub->get_name() == name; }).empty();
+  };
+  if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
+    std::fprintf(stderr, "stakegate: unknown command '%s' (run, replay, check-config; --help)\n", argv[1]);
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (*r) return stakegate::cmd_run(run);
+  if (*p) return stakegate::cmd_replay(replay);
+  return stakegate::cmd_check_config(check_file);
 }

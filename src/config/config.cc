@@ -1,15 +1,11 @@
 #include "stakegate/config/config.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <set>
 #include <sstream>
 
+#include "stakegate/base/files.h"
 #include "stakegate/config/yaml_reader.h"
-#include "stakegate/identity/flow_import.h"
 
 namespace stakegate {
 namespace {
@@ -67,19 +63,15 @@ NodeIdentity read_inline_node(const YamlReader& r) {
   for (const char* k : {"node_id", "role", "address"})
     if (!r.has(k)) r.fail(std::string("missing key '") + k + "'");
   NodeIdentity n;
-  n.node_id = r.child("node_id").string();
-  std::transform(n.node_id.begin(), n.node_id.end(), n.node_id.begin(), ::tolower);
-  if (!valid_node_id(n.node_id)) r.child("node_id").fail("must be 64 hex characters");
-  auto role = parse_role(r.child("role").string());
-  if (!role) r.child("role").fail("unknown role '" + r.child("role").string() +
-                                  "' (expected collection, consensus, execution, verification or access)");
-  n.role = *role;
-  n.address = r.child("address").string();
-  if (!split_host_port(n.address, n.host, n.port)) r.child("address").fail("must be host:port, got '" + n.address + "'");
+  try {
+    set_node_fields(n, r.child("node_id").string(), r.child("role").string(), r.child("address").string(), r.file(), r.path());
+  } catch (const ConfigError& e) {  // say which line, as every other config error does
+    YamlReader(r.node(), r.file(), e.key()).fail(e.problem());
+  }
   if (r.has("weight")) n.weight = r.child("weight").number(0, 1e18);
   if (r.has("network_key")) n.network_key = r.child("network_key").string();
   if (r.has("staking_key")) n.staking_key = r.child("staking_key").string();
-  if (r.has("ejected") && r.child("ejected").boolean()) { n.ejected = true; n.status = "ejected"; }
+  if (r.has("ejected") && r.child("ejected").boolean()) set_node_status(n, "ejected");
   return n;
 }
 
@@ -147,9 +139,7 @@ void read_blocklist(const YamlReader& r, std::vector<BlockEntry>& out) {
       b.cidr = parse_cidr(e.child("cidr").string(), &why);
       if (!b.cidr) e.child("cidr").fail("bad CIDR '" + e.child("cidr").string() + "': " + why);
     } else {
-      b.node_id = e.child("node_id").string();
-      std::transform(b.node_id.begin(), b.node_id.end(), b.node_id.begin(), ::tolower);
-      if (!valid_node_id(b.node_id)) e.child("node_id").fail("must be 64 hex characters");
+      b.node_id = e.child("node_id").node_id();
     }
     if (e.has("reason")) b.reason = e.child("reason").string();
     out.push_back(std::move(b));
@@ -196,25 +186,17 @@ void read_operator(const YamlReader& o, OperatorConfig& c) {
   };
   str("name", c.name);
   str("contact", c.contact);
-  str("node_id", c.node_id);
+  if (o.has("node_id")) c.node_id = o.child("node_id").node_id();
   str("role", c.role);
   str("address", c.address);
   str("network_key", c.network_key);
   str("staking_key", c.staking_key);
-  std::transform(c.node_id.begin(), c.node_id.end(), c.node_id.begin(), ::tolower);
-  if (!c.node_id.empty() && !valid_node_id(c.node_id)) o.child("node_id").fail("must be 64 hex characters");
   if (!c.role.empty() && !parse_role(c.role)) o.child("role").fail("unknown role '" + c.role + "'");
 }
 
 }  // namespace
 
 std::string PortSpec::name() const { return pci.empty() ? vdev.substr(0, vdev.find(',')) : pci; }
-
-std::optional<Role> parse_role(std::string_view s) {
-  for (int i = 0; i < kRoleCount; ++i)
-    if (role_name(static_cast<Role>(i)) == s) return static_cast<Role>(i);
-  return std::nullopt;
-}
 
 namespace {
 Config parse_config_checked(const std::string& text, const std::string& file);
@@ -314,12 +296,6 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
 }
 }  // namespace
 
-Config load_config(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path, "", "cannot open: " + std::string(std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
-}
+Config load_config(const std::string& path) { return parse_config(read_text_file(path, path, ""), path); }
 
 }  // namespace stakegate

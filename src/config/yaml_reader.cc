@@ -1,9 +1,11 @@
 #include "stakegate/config/yaml_reader.h"
 
 #include <charconv>
-#include <set>
 #include <cmath>
+#include <set>
 #include <sstream>
+
+#include "stakegate/base/node_id.h"
 
 namespace stakegate {
 
@@ -95,6 +97,12 @@ uint16_t YamlReader::port() const {
   if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v < 1 || v > 65535)
     fail("must be a port number between 1 and 65535, got '" + s + "'");
   return static_cast<uint16_t>(v);
+}
+
+std::string YamlReader::node_id() const {
+  auto id = NodeId::parse(string());
+  if (!id) fail("must be 64 hex characters, got '" + node_.Scalar() + "'");
+  return id->str();
 }
 
 }  // namespace stakegate

@@ -1,12 +1,16 @@
 #include "stakegate/control/policy_state.h"
 
 #include <algorithm>
-#include <bit>
 #include <ctime>
+#include <map>
 #include <set>
 #include <sstream>
 
+#include "stakegate/base/node_id.h"
 #include "stakegate/identity/flow_import.h"
+#include "stakegate/identity/resolve.h"
+#include "stakegate/identity/table.h"
+#include "stakegate/policy/snapshot_builder.h"
 
 namespace stakegate {
 
@@ -70,6 +74,8 @@ struct PolicyState::Slots {
 
 namespace {
 
+constexpr uint64_t kMaxBlockSeconds = 10ull * 365 * 86400;  // longer is a mistake (or -1 wrapped)
+
 std::vector<BlockEntry> entries_of(const std::vector<ActiveBlock>& blocks) {
   std::vector<BlockEntry> out;
   for (const auto& b : blocks) out.push_back(b.entry);
@@ -92,27 +98,50 @@ void check_shares(const Config& cfg) {
   }
 }
 
+std::optional<Cidr> need_cidr(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  std::string why;
+  auto c = parse_cidr(text, &why);
+  if (!c) throw OpError("invalid_argument", "bad CIDR '" + text + "': " + why);
+  return c;
+}
+
+bool same_target(const BlockEntry& a, const BlockEntry& b) {
+  if (a.cidr.has_value() != b.cidr.has_value() || a.node_id != b.node_id) return false;
+  return !a.cidr || (a.cidr->base == b.cidr->base && a.cidr->prefix_len == b.cidr->prefix_len);
+}
+
 }  // namespace
 
-PolicyState::PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publish publish,
-                         unsigned rate_shards)
-    : workers_(workers), shards_(rate_shards ? rate_shards : workers), publish_(std::move(publish)) {
+int64_t PolicyState::system_clock() { return static_cast<int64_t>(::time(nullptr)); }
+
+PolicyState::PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publisher* publisher,
+                         unsigned rate_shards, Clock clock)
+    : workers_(workers), shards_(rate_shards ? rate_shards : workers), publisher_(publisher), clock_(std::move(clock)) {
   capacity_ = source_capacity ? source_capacity : std::max<size_t>(65536, 2 * loaded.plan.sources.size());
   slots_ = std::make_shared<Slots>();
   slots_->capacity = capacity_;
-  std::string source = loaded.cfg.identity.path.empty() ? loaded.cfg.file + " (identity.nodes)" : loaded.cfg.identity.path;
   Config cfg = loaded.cfg;
-  commit(std::move(cfg), std::move(loaded.nodes), config_blocks(loaded.cfg), source);
+  commit(std::move(cfg), std::move(loaded.nodes), config_blocks(loaded.cfg), stakegate::identity_source(loaded.cfg), false);
 }
 
-long PolicyState::find_node(const std::string& node_id) const {
-  for (size_t i = 0; i < nodes_.size(); ++i)
-    if (nodes_[i].node_id == node_id) return static_cast<long>(i);
-  return -1;
+std::optional<size_t> PolicyState::find_node(const std::string& node_id) const {
+  auto id = NodeId::parse(node_id);
+  if (!id) return std::nullopt;
+  auto it = node_index_.find(id->str());
+  if (it == node_index_.end()) return std::nullopt;
+  return it->second;
+}
+
+size_t PolicyState::need_node(const std::string& node_id) const {
+  if (!NodeId::parse(node_id)) throw OpError("invalid_argument", "node_id must be 64 hex characters, got '" + node_id + "'");
+  auto i = find_node(node_id);
+  if (!i) throw OpError("not_found", "node " + node_id + " is not in the identity table");
+  return *i;
 }
 
 PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> nodes, std::vector<ActiveBlock> blocks,
-                                        std::string identity_source) {
+                                        std::string identity_source, bool wait) {
   cfg.blocklist = entries_of(blocks);
   StakePlan plan = make_stake_plan(cfg, nodes);
   auto slots = std::make_shared<Slots>(*slots_);
@@ -122,7 +151,7 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
   } catch (const OpError& e) {  // name the table that does not fit
     throw OpError(e.code(), identity_source + ": " + e.what());
   }
-  auto snap = PolicySnapshot::build(cfg, plan, shards_, snap_.get(), slots->slot_count());
+  auto snap = SnapshotBuilder::build(cfg, plan, shards_, snap_.get(), slots->slot_count());
 
   Change ch;
   ch.generation = snap->generation;
@@ -138,123 +167,155 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
     return a.node_id == b.node_id && a.address == b.address && a.weight == b.weight && a.status == b.status;
   };
   if (identity_changed_unix_ == 0 || !std::equal(nodes.begin(), nodes.end(), nodes_.begin(), nodes_.end(), same_node))
-    identity_changed_unix_ = static_cast<int64_t>(::time(nullptr));
+    identity_changed_unix_ = clock_();
   nodes_ = std::move(nodes);
+  node_index_.clear();
+  for (size_t i = 0; i < nodes_.size(); ++i) node_index_.emplace(nodes_[i].node_id, i);
   plan_ = std::move(plan);
   blocks_ = std::move(blocks);
   identity_source_ = std::move(identity_source);
   slots_ = std::move(slots);
   snap_ = snap;
-  if (publish_) publish_(snap);
+  if (publisher_) {
+    publisher_->publish(snap);
+    if (wait) ch.applied = publisher_->wait_applied();
+  }
   return ch;
 }
 
-PolicyState::Change PolicyState::replace_identities(std::vector<NodeIdentity> nodes, const std::string& source,
-                                                    const std::string& stake_json) {
-  std::map<std::string, size_t> by_id, by_addr;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (!by_id.emplace(nodes[i].node_id, i).second)
-      throw OpError("invalid_argument", source + ": NodeID " + nodes[i].node_id + " appears twice");
-    std::string key = nodes[i].host + ":" + std::to_string(nodes[i].port);
-    if (auto [it, fresh] = by_addr.emplace(key, i); !fresh)
-      throw OpError("invalid_argument", source + ": nodes " + nodes[it->second].node_id + " and " + nodes[i].node_id +
-                                            " share the address " + nodes[i].address);
+PolicyState::Change PolicyState::replace_identities(IdentityUpload up) {
+  std::vector<NodeIdentity> nodes;
+  std::string source = up.origin;
+  switch (up.kind) {
+    case IdentityUpload::Kind::kFlowNodeInfos:
+      source += ": node-infos.pub.json";
+      nodes = parse_flow_node_infos(up.flow_json, source);
+      break;
+    case IdentityUpload::Kind::kFlowSnapshot:
+      source += ": protocol state snapshot";
+      nodes = parse_flow_snapshot(up.flow_json, source);
+      break;
+    case IdentityUpload::Kind::kNodes:
+      source += ": identity table";
+      nodes = std::move(up.nodes);
+      break;
   }
+  check_identity_table(nodes, source);
   std::vector<std::string> warnings;
-  if (!stake_json.empty()) {
-    for (const auto& [id, stake] : parse_stake_file(stake_json, source + " (stakes)")) {
-      auto it = by_id.find(id);
-      if (it == by_id.end()) warnings.push_back("stake for unknown node " + id + " ignored");
-      else nodes[it->second].weight = stake;
-    }
-  }
+  if (!up.stake_json.empty()) apply_stakes(nodes, parse_stake_file(up.stake_json, source + " (stakes)"), "stakes", &warnings);
   resolve_identities(nodes, cfg_.identity.hosts, source);
   Change ch = commit(cfg_, std::move(nodes), blocks_, source);
   ch.warnings = std::move(warnings);
   return ch;
 }
 
-PolicyState::Change PolicyState::block(BlockEntry entry, int64_t expires_at) {
-  if (entry.cidr.has_value() == !entry.node_id.empty())
-    throw OpError("invalid_argument", "a block needs exactly one of cidr and node_id");
+PolicyState::Change PolicyState::block(const std::string& cidr_text, const std::string& node_id, const std::string& reason,
+                                       uint64_t expires_in_s) {
+  if (cidr_text.empty() == node_id.empty()) throw OpError("invalid_argument", "a block needs exactly one of cidr and node_id");
+  if (expires_in_s > kMaxBlockSeconds)
+    throw OpError("invalid_argument", "expires_in_s must be at most " + std::to_string(kMaxBlockSeconds) +
+                                          " (ten years); 0 blocks until unblocked");
+  BlockEntry entry;
+  entry.cidr = need_cidr(cidr_text);
+  if (!node_id.empty()) entry.node_id = nodes_[need_node(node_id)].node_id;
+  entry.reason = reason;
   std::vector<ActiveBlock> blocks = blocks_;
   // Blocking what is already blocked refreshes its reason and expiry.
-  auto same = [&](const ActiveBlock& b) {
-    return b.entry.node_id == entry.node_id && b.entry.cidr.has_value() == entry.cidr.has_value() &&
-           (!entry.cidr || (b.entry.cidr->base == entry.cidr->base && b.entry.cidr->prefix_len == entry.cidr->prefix_len));
-  };
-  blocks.erase(std::remove_if(blocks.begin(), blocks.end(), same), blocks.end());
+  blocks.erase(std::remove_if(blocks.begin(), blocks.end(), [&](const ActiveBlock& b) { return same_target(b.entry, entry); }),
+               blocks.end());
   if (blocks.size() >= cfg_.limits_blocklist)
     throw OpError("resource_exhausted", "the blocklist is full: " + std::to_string(blocks.size()) +
                                             " entries (limits.blocklist); unblock some or raise the limit");
+  int64_t expires_at = expires_in_s ? clock_() + static_cast<int64_t>(expires_in_s) : 0;
   blocks.push_back({entry, "api", expires_at});
   return commit(cfg_, nodes_, std::move(blocks), identity_source_);
 }
 
 PolicyState::Change PolicyState::unblock(const std::string& cidr_text, const std::string& node_id) {
   if (cidr_text.empty() == node_id.empty()) throw OpError("invalid_argument", "unblock needs exactly one of cidr and node_id");
-  std::optional<Cidr> cidr;
-  if (!cidr_text.empty()) {
-    std::string why;
-    cidr = parse_cidr(cidr_text, &why);
-    if (!cidr) throw OpError("invalid_argument", "bad CIDR '" + cidr_text + "': " + why);
+  BlockEntry target;
+  target.cidr = need_cidr(cidr_text);
+  if (!node_id.empty()) {
+    auto id = NodeId::parse(node_id);
+    if (!id) throw OpError("invalid_argument", "node_id must be 64 hex characters, got '" + node_id + "'");
+    target.node_id = id->str();  // a node that left the table can still be unblocked
   }
   std::vector<ActiveBlock> blocks = blocks_;
-  auto match = [&](const ActiveBlock& b) {
-    if (cidr) return b.entry.cidr && b.entry.cidr->base == cidr->base && b.entry.cidr->prefix_len == cidr->prefix_len;
-    return b.entry.node_id == node_id;
-  };
   size_t before = blocks.size();
-  blocks.erase(std::remove_if(blocks.begin(), blocks.end(), match), blocks.end());
+  blocks.erase(std::remove_if(blocks.begin(), blocks.end(), [&](const ActiveBlock& b) { return same_target(b.entry, target); }),
+               blocks.end());
   if (blocks.size() == before)
-    throw OpError("not_found", "no blocklist entry for " + (cidr ? cidr->to_string() : node_id));
+    throw OpError("not_found", "no blocklist entry for " + (target.cidr ? target.cidr->to_string() : target.node_id));
   Change ch = commit(cfg_, nodes_, std::move(blocks), identity_source_);
   ch.removed = before - blocks_.size();
   return ch;
 }
 
-PolicyState::Change PolicyState::set_role_qos(Role role, const RoleQos& qos) {
-  Config cfg = cfg_;
+PolicyState::Change PolicyState::set_role_qos(const std::string& role_name, const RoleQosPatch& patch) {
+  auto role = parse_role(role_name);
+  if (!role)
+    throw OpError("invalid_argument",
+                  "unknown role '" + role_name + "' (collection, consensus, execution, verification, access)");
+  RoleQos qos = cfg_.roles[static_cast<int>(*role)];
+  if (patch.share) qos.share = *patch.share;
+  if (patch.min_pps) qos.min_pps = *patch.min_pps;
+  if (patch.burst_ms) qos.burst_ms = *patch.burst_ms;
+  if (patch.ports && !patch.ports->empty() && patch.all_ports)
+    throw OpError("invalid_argument", "give ports or all_ports, not both");
+  if (patch.ports && !patch.ports->empty()) {
+    qos.ports.clear();
+    for (uint32_t p : *patch.ports) {
+      if (p < 1 || p > 65535) throw OpError("invalid_argument", "port " + std::to_string(p) + " is not between 1 and 65535");
+      qos.ports.push_back(static_cast<uint16_t>(p));
+    }
+    std::sort(qos.ports.begin(), qos.ports.end());
+    qos.ports.erase(std::unique(qos.ports.begin(), qos.ports.end()), qos.ports.end());
+  }
+  if (patch.all_ports) qos.ports.clear();
   if (qos.share < 0 || qos.share > 1) throw OpError("invalid_argument", "share must be between 0 and 1");
   if (qos.min_pps < 0) throw OpError("invalid_argument", "min_pps must be >= 0");
   if (qos.burst_ms < 1 || qos.burst_ms > 60000) throw OpError("invalid_argument", "burst_ms must be between 1 and 60000");
-  for (uint16_t p : qos.ports)
-    if (p == 0) throw OpError("invalid_argument", "ports must be between 1 and 65535");
-  cfg.roles[static_cast<int>(role)] = qos;
-  cfg.roles[static_cast<int>(role)].configured = true;
+  Config cfg = cfg_;
+  qos.configured = true;
+  cfg.roles[static_cast<int>(*role)] = qos;
   check_shares(cfg);
   return commit(std::move(cfg), nodes_, blocks_, identity_source_);
 }
 
 PolicyState::Change PolicyState::reload() {
   LoadedPolicy p = load_policy(cfg_.file);  // throws ConfigError: nothing changes
-  Change warn;
-  warn.warnings = p.warnings;
+  std::vector<std::string> warnings = p.warnings;
   if (p.cfg.dataplane.workers != cfg_.dataplane.workers || p.cfg.dataplane.outside.name() != cfg_.dataplane.outside.name() ||
       p.cfg.dataplane.inside.name() != cfg_.dataplane.inside.name() || p.cfg.dataplane.eal != cfg_.dataplane.eal)
-    warn.warnings.push_back("dataplane settings changed in " + p.cfg.file + ": they take effect at the next start");
+    warnings.push_back("dataplane settings changed in " + p.cfg.file + ": they take effect at the next start");
   p.cfg.dataplane = cfg_.dataplane;
   p.cfg.evidence_nodes = cfg_.evidence_nodes;  // open operator cases keep sampling
   // The file's blocklist replaces the config entries; blocks made through the API stay.
   std::vector<ActiveBlock> blocks = config_blocks(p.cfg);
   for (const auto& b : blocks_)
     if (b.origin == "api") blocks.push_back(b);
-  std::string source = p.cfg.identity.path.empty() ? p.cfg.file + " (identity.nodes)" : p.cfg.identity.path;
+  std::string source = stakegate::identity_source(p.cfg);
   Change ch = commit(std::move(p.cfg), std::move(p.nodes), std::move(blocks), source);
-  ch.warnings = std::move(warn.warnings);
+  ch.warnings = std::move(warnings);
   return ch;
 }
 
 PolicyState::Change PolicyState::set_evidence(const std::string& node_id, bool on) {
+  // Starting needs the node in the table; stopping does not (it may have left it since).
+  auto parsed = NodeId::parse(node_id);
+  if (!parsed) throw OpError("invalid_argument", "node_id must be 64 hex characters, got '" + node_id + "'");
+  if (on) need_node(node_id);
+  const std::string& id = parsed->str();
   Config c = cfg_;
   auto& v = c.evidence_nodes;
-  v.erase(std::remove(v.begin(), v.end(), node_id), v.end());
-  if (on) v.push_back(node_id);
-  if (v == cfg_.evidence_nodes) return Change{generation(), 0, 0, {}};
+  v.erase(std::remove(v.begin(), v.end(), id), v.end());
+  if (on) v.push_back(id);
+  if (v == cfg_.evidence_nodes) return Change{generation(), 0, 0, {}, true};
   return commit(std::move(c), nodes_, blocks_, identity_source_);
 }
 
-bool PolicyState::expire(int64_t now) {
+bool PolicyState::expire() {
+  const int64_t now = clock_();
   std::vector<ActiveBlock> blocks = blocks_;
   auto expired = [&](const ActiveBlock& b) { return b.expires_at != 0 && b.expires_at <= now; };
   blocks.erase(std::remove_if(blocks.begin(), blocks.end(), expired), blocks.end());

@@ -1,12 +1,11 @@
 #include "stakegate/identity/flow_import.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "stakegate/base/error.h"
+#include "stakegate/base/node_id.h"
 
 namespace stakegate {
 namespace {
@@ -22,7 +21,7 @@ json parse_json(const std::string& text, const std::string& file) {
 }
 
 std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
 }
 
@@ -45,16 +44,11 @@ double need_weight(const json& obj, const char* key, const std::string& file, co
 }
 
 void fill_common(NodeIdentity& n, const json& obj, const std::string& file, const std::string& path) {
-  n.node_id = lower(need_string(obj, "NodeID", file, path));
-  if (!valid_node_id(n.node_id))
-    throw ConfigError(file, path + ".NodeID", "must be 64 hex characters, got '" + n.node_id + "'");
+  // One at a time: a missing key is reported in the order the fields are documented.
+  std::string id = need_string(obj, "NodeID", file, path);
   std::string role = need_string(obj, "Role", file, path);
-  auto r = parse_role(role);
-  if (!r) throw ConfigError(file, path + ".Role", "unknown role '" + role + "' (node " + n.node_id + ")");
-  n.role = *r;
-  n.address = need_string(obj, "Address", file, path);
-  if (!split_host_port(n.address, n.host, n.port))
-    throw ConfigError(file, path + ".Address", "must be host:port, got '" + n.address + "' (node " + n.node_id + ")");
+  std::string address = need_string(obj, "Address", file, path);
+  set_node_fields(n, id, role, address, file, path, kFlowFieldNames);
 }
 
 std::string base64_to_hex(const std::string& b64, const std::string& file, const std::string& path) {
@@ -87,10 +81,6 @@ std::string base64_to_hex(const std::string& b64, const std::string& file, const
 }
 
 }  // namespace
-
-bool valid_node_id(std::string_view id) {
-  return id.size() == 64 && std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-}
 
 std::vector<NodeIdentity> parse_flow_node_infos(const std::string& text, const std::string& file) {
   json doc = parse_json(text, file);
@@ -164,8 +154,7 @@ std::vector<NodeIdentity> parse_flow_snapshot(const std::string& text, const std
     auto it = kStatus.find(status);
     if (it == kStatus.end())
       throw ConfigError(file, p + ".ParticipationStatus", "unknown status '" + status + "' (node " + n.node_id + ")");
-    n.status = it->second;
-    n.ejected = n.status == "ejected";
+    set_node_status(n, it->second);
     out.push_back(std::move(n));
   }
   return out;
@@ -176,65 +165,12 @@ std::map<std::string, double> parse_stake_file(const std::string& text, const st
   if (!doc.is_object()) throw ConfigError(file, "", "must be a JSON object of NodeID to stake");
   std::map<std::string, double> out;
   for (auto it = doc.begin(); it != doc.end(); ++it) {
-    std::string id = lower(it.key());
-    if (!valid_node_id(id)) throw ConfigError(file, it.key(), "key must be a NodeID (64 hex characters)");
+    auto id = NodeId::parse(it.key());
+    if (!id) throw ConfigError(file, it.key(), "key must be a NodeID (64 hex characters)");
     if (!it->is_number() || it->get<double>() < 0) throw ConfigError(file, it.key(), "stake must be a number >= 0");
-    if (!out.emplace(id, it->get<double>()).second) throw ConfigError(file, it.key(), "NodeID listed twice");
+    if (!out.emplace(id->str(), it->get<double>()).second) throw ConfigError(file, it.key(), "NodeID listed twice");
   }
   return out;
-}
-
-std::string read_file(const std::string& path, const std::string& referenced_from, const std::string& key) {
-  std::ifstream in(path);
-  if (!in)
-    throw ConfigError(referenced_from, key, "cannot open '" + path + "': " + std::string(std::strerror(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::string>* warnings) {
-  std::vector<NodeIdentity> nodes;
-  std::string source = cfg.file;
-  switch (cfg.identity.kind) {
-    case IdentityConfig::Kind::kNodeInfos:
-      source = cfg.identity.path;
-      nodes = parse_flow_node_infos(read_file(source, cfg.file, "identity.flow_node_infos"), source);
-      break;
-    case IdentityConfig::Kind::kSnapshot:
-      source = cfg.identity.path;
-      nodes = parse_flow_snapshot(read_file(source, cfg.file, "identity.flow_snapshot"), source);
-      break;
-    case IdentityConfig::Kind::kInline:
-      nodes = cfg.identity.inline_nodes;
-      break;
-  }
-
-  std::map<std::string, size_t> by_id;
-  std::map<std::string, size_t> by_addr;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (auto [it, fresh] = by_id.emplace(nodes[i].node_id, i); !fresh)
-      throw ConfigError(source, "", "NodeID " + nodes[i].node_id + " appears twice");
-    std::string key = lower(nodes[i].host) + ":" + std::to_string(nodes[i].port);
-    if (auto [it, fresh] = by_addr.emplace(key, i); !fresh)
-      throw ConfigError(source, "", "nodes " + nodes[it->second].node_id + " and " + nodes[i].node_id +
-                                        " share the address " + nodes[i].address);
-  }
-
-  if (!cfg.identity.stake_file.empty()) {
-    auto stakes = parse_stake_file(read_file(cfg.identity.stake_file, cfg.file, "identity.stake_file"),
-                                   cfg.identity.stake_file);
-    for (const auto& [id, stake] : stakes) {
-      auto it = by_id.find(id);
-      if (it == by_id.end()) {
-        if (warnings) warnings->push_back(cfg.identity.stake_file + ": " + id + ": not in the identity table, ignored");
-        continue;
-      }
-      nodes[it->second].weight = stake;
-    }
-  }
-  resolve_identities(nodes, cfg.identity.hosts, source);
-  return nodes;
 }
 
 }  // namespace stakegate

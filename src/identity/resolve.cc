@@ -1,3 +1,5 @@
+#include "stakegate/identity/resolve.h"
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -5,7 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "stakegate/identity/flow_import.h"
+#include "stakegate/base/error.h"
 
 namespace stakegate {
 

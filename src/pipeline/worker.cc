@@ -1,60 +1,26 @@
 #include "stakegate/pipeline/worker.h"
 
 #include <bit>
-#include <cmath>
 #include <cstring>
 
 #include "stakegate/net/parse.h"
 
 namespace stakegate {
-namespace {
-
-inline uint64_t refilled(uint64_t tokens, uint64_t last_ns, uint64_t now_ns, const BucketParams& p) {
-  if (now_ns <= last_ns) return tokens;
-  uint64_t elapsed = std::min(now_ns - last_ns, p.fill_ns);
-  return std::min(tokens + elapsed * p.rate_per_s, p.burst_scaled);
-}
-
-// A score is decayed at most once per millisecond: under a flood, penalties between two
-// decays just add up (the error is under 1e-5 of a step for any half-life over a second).
-constexpr uint64_t kDecayStepNs = 1'000'000;
-
-// Decays a cold meter's score to now, at most once per decay step.
-inline void decay(NodeMeterCold& c, uint64_t now_ns, double half_life_ns) {
-  if (now_ns < c.score_ns + kDecayStepNs) return;
-  c.score = Worker::decayed(c.score, c.score_ns, now_ns, half_life_ns);
-  c.score_ns = now_ns;
-}
-
-// A source's buckets while graylisted: its policy's rates and bursts times the factor.
-BucketParams scaled(const BucketParams& p, double f) {
-  if (p.rate_per_s == 0) return p;
-  uint64_t floor_one = f > 0 ? 1 : 0;
-  return BucketParams::make(std::max<uint64_t>(floor_one, std::llround(p.rate_per_s * f)),
-                            std::max<uint64_t>(floor_one, std::llround(p.burst_scaled / kTokenScale * f)));
-}
-
-}  // namespace
-
-double Worker::decayed(double score, uint64_t score_ns, uint64_t now_ns, double half_life_ns) {
-  if (now_ns <= score_ns || score == 0 || half_life_ns <= 0) return score;
-  return score * std::exp2(-static_cast<double>(now_ns - score_ns) / half_life_ns);
-}
 
 Worker::Worker(unsigned table_size, size_t source_capacity, uint64_t hash_seed)
     : meters_(source_capacity), cold_(source_capacity), seed_(mix64(hash_seed) | 1) {
   for (NodeMeter& m : meters_) m.epoch = kUnstarted;  // no snapshot uses it: the first bind starts every meter
   uint64_t sets = std::bit_ceil(std::max<uint64_t>(1, table_size / kWays));
-  unregistered_.assign(sets * kWays, UnregisteredEntry{0, 0, 0});
+  unregistered_.assign(sets * kWays, UnregisteredEntry{0, {}});
   unregistered_mask_ = sets - 1;
 }
 
 void Worker::start_meter(uint32_t slot, const SourcePolicy& s) noexcept {
   meters_[slot] = NodeMeter{};
   cold_[slot] = NodeMeterCold{};
-  meters_[slot].tokens = s.pps.burst_scaled;
+  meters_[slot].pkt = Meter{s.pps.burst, 0};
   meters_[slot].epoch = s.epoch;
-  cold_[slot].tokens_bytes = s.bps.burst_scaled;
+  cold_[slot].bytes = Meter{s.bps.burst, 0};
 }
 
 void Worker::bind(const PolicySnapshot* snap) noexcept {
@@ -73,7 +39,7 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     m.port_set = s.port_set;
     m.cls = s.cls;
     m.flags = static_cast<uint8_t>(s.flags | gray);
-    if ((s.flags & SourcePolicy::kSample) && !sampled_before) cold_[i].samples_left = snap->score.evidence_samples;
+    if ((s.flags & SourcePolicy::kSample) && !sampled_before) cold_[i].peer.samples_left = snap->score.evidence_samples;
   };
   if (incremental) {
     for (uint32_t i : snap->changed_slots) adopt(i);
@@ -81,8 +47,8 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     for (uint32_t i = 0; i < snap->source_count(); ++i) adopt(i);
   }
   if (!snap_) {
-    pool_pkts_ = snap->unregistered_pool_pps.burst_scaled;
-    pool_bytes_ = snap->unregistered_pool_bps.burst_scaled;
+    pool_pkts_ = Meter{snap->unregistered_pool_pps.burst, 0};
+    pool_bytes_ = Meter{snap->unregistered_pool_bps.burst, 0};
   }
   snap_ = snap;
 }
@@ -96,16 +62,9 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
       (blocked ? cold_[slot].dropped_blocklisted : cold_[slot].dropped_ejected)++;
       return blocked ? Verdict::kBlocklisted : Verdict::kEjected;
     }
-    NodeMeterCold& c = cold_[slot];
-    if (now_ns >= c.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
-    if (nm.flags & SourcePolicy::kGraylisted) {
-      // Would the packet have fitted the source's normal allowance? Only if not is a drop
-      // penalised: the reduced rate alone must not keep a source graylisted.
-      c.normal_tokens = refilled(c.normal_tokens, c.normal_last_ns, now_ns, c.normal);
-      if (now_ns > c.normal_last_ns) c.normal_last_ns = now_ns;
-      c.beyond_normal = c.normal_tokens < kTokenScale;
-      if (!c.beyond_normal) c.normal_tokens -= kTokenScale;
-    }
+    PeerScore& ps = cold_[slot].peer;
+    if (now_ns >= ps.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
+    if (nm.flags & SourcePolicy::kGraylisted) ps.check_normal(now_ns);
   }
   // A non-first fragment has no port: it is policed by source only. A port-less
   // protocol (ICMP, ...) is refused where the role lists ports.
@@ -114,44 +73,35 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     cold_[slot].dropped_port_denied++;
     return Verdict::kPortDenied;
   }
-  uint64_t tokens = nm.tokens;
-  if (now_ns > nm.last_ns) {
-    tokens = std::min(tokens + std::min(now_ns - nm.last_ns, nm.fill_ns) * nm.rate, nm.burst);
-    nm.last_ns = now_ns;
-  }
-  if (nm.flags & SourcePolicy::kHasBytes) return police_bytes(slot, tokens, len, now_ns);
-  if (tokens < kTokenScale) {
-    nm.tokens = tokens;
+  if (nm.flags & SourcePolicy::kHasBytes) return police_bytes(slot, len, now_ns);
+  if (!meter_take(nm.pkt, nm.pkt_profile, now_ns, kTokenScale)) {
     nm.dropped_over_rate++;
     return Verdict::kOverRate;
   }
-  nm.tokens = tokens - kTokenScale;
   nm.passed++;
   return Verdict::kPass;
 }
 
-// The byte bucket, when capacity.bps is set: refilled on the same clock as the packet
-// bucket (whose last_ns was just advanced, so the cold line keeps its own time).
-Verdict Worker::police_bytes(uint32_t slot, uint64_t tokens, uint32_t len, uint64_t now_ns) {
+// With capacity.bps a packet must fit both the packet and the byte meter, or it costs neither.
+Verdict Worker::police_bytes(uint32_t slot, uint32_t len, uint64_t now_ns) {
   NodeMeter& nm = meters_[slot];
   NodeMeterCold& c = cold_[slot];
-  c.tokens_bytes = refilled(c.tokens_bytes, c.last_ns, now_ns, c.bps);
-  if (now_ns > c.last_ns) c.last_ns = now_ns;
-  uint64_t byte_cost = uint64_t{len} * kTokenScale;
-  nm.tokens = tokens;
-  if (tokens < kTokenScale || c.tokens_bytes < byte_cost) {
+  meter_refill(nm.pkt, nm.pkt_profile, now_ns);
+  meter_refill(c.bytes, c.bps_profile, now_ns);
+  const uint64_t byte_cost = meter_cost(len);
+  if (nm.pkt.tokens < kTokenScale || c.bytes.tokens < byte_cost) {
     nm.dropped_over_rate++;
     return Verdict::kOverRate;
   }
-  nm.tokens = tokens - kTokenScale;
-  c.tokens_bytes -= byte_cost;
+  nm.pkt.tokens -= kTokenScale;
+  c.bytes.tokens -= byte_cost;
   nm.passed++;
   return Verdict::kPass;
 }
 
 Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns) {
   const PolicySnapshot& snap = *snap_;
-  const BucketParams& sp = snap.unregistered_source_pps;
+  const MeterProfile& sp = snap.unregistered_source_pps;
   UnregisteredEntry* set = unregistered_set(tag);
   UnregisteredEntry* e = nullptr;
   for (unsigned w = 0; w < kWays && !e; ++w)
@@ -159,29 +109,23 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
   if (!e) {
     UnregisteredEntry* victim = set;
     for (unsigned w = 1; w < kWays && victim->tag != 0; ++w)
-      if (set[w].tag == 0 || set[w].last_ns < victim->last_ns) victim = &set[w];
+      if (set[w].tag == 0 || set[w].meter.last_ns < victim->meter.last_ns) victim = &set[w];
     // Table full for this set: recycle its least recently seen source. A source idle
     // long enough to refill loses nothing; the shared pool still bounds the total.
-    if (victim->tag != 0 && refilled(victim->tokens, victim->last_ns, now_ns, sp) < sp.burst_scaled)
-      counters_.unregistered_evictions++;
-    *victim = UnregisteredEntry{tag, sp.burst_scaled, now_ns};
+    if (victim->tag != 0 && meter_level(victim->meter, sp, now_ns) < sp.burst) counters_.unregistered_evictions++;
+    *victim = UnregisteredEntry{tag, meter_full(sp, now_ns)};
     e = victim;
   }
-  e->tokens = refilled(e->tokens, e->last_ns, now_ns, sp);
-  if (now_ns > e->last_ns) e->last_ns = now_ns;
-
-  pool_pkts_ = refilled(pool_pkts_, pool_last_ns_, now_ns, snap.unregistered_pool_pps);
-  if (snap.unregistered_pool_bps.rate_per_s)
-    pool_bytes_ = refilled(pool_bytes_, pool_last_ns_, now_ns, snap.unregistered_pool_bps);
-  if (now_ns > pool_last_ns_) pool_last_ns_ = now_ns;
-
-  uint64_t byte_cost = uint64_t{len} * kTokenScale;
-  if (e->tokens < kTokenScale || pool_pkts_ < kTokenScale ||
-      (snap.unregistered_pool_bps.rate_per_s && pool_bytes_ < byte_cost))
+  const bool bytes = snap.unregistered_pool_bps.rate != 0;
+  meter_refill(e->meter, sp, now_ns);
+  meter_refill(pool_pkts_, snap.unregistered_pool_pps, now_ns);
+  if (bytes) meter_refill(pool_bytes_, snap.unregistered_pool_bps, now_ns);
+  const uint64_t byte_cost = meter_cost(len);
+  if (e->meter.tokens < kTokenScale || pool_pkts_.tokens < kTokenScale || (bytes && pool_bytes_.tokens < byte_cost))
     return Verdict::kUnregisteredOverRate;
-  e->tokens -= kTokenScale;
-  pool_pkts_ -= kTokenScale;
-  if (snap.unregistered_pool_bps.rate_per_s) pool_bytes_ -= byte_cost;
+  e->meter.tokens -= kTokenScale;
+  pool_pkts_.tokens -= kTokenScale;
+  if (bytes) pool_bytes_.tokens -= byte_cost;
   return Verdict::kPass;
 }
 
@@ -244,13 +188,8 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       if (slot[i] != PolicySnapshot::kNoSource) {
         cls = meters_[slot[i]].cls;
         v = police_source(slot[i], m, pkts[i].len, now_ns);
-        if (v != Verdict::kPass) {
-          // A source already at the floor within the same decay step, with no sample
-          // wanted, would not change: the common case of a sustained flood stays inline.
-          const NodeMeterCold& c = cold_[slot[i]];
-          if (!(c.score == snap.score.floor && now_ns < c.score_ns + kDecayStepNs && c.samples_left == 0))
-            on_source_drop(slot[i], v, pkts[i], now_ns);
-        }
+        if (v != Verdict::kPass && !cold_[slot[i]].peer.settled(snap.score, now_ns))
+          on_source_drop(slot[i], v, pkts[i], now_ns);
       } else {
         cls = TrafficClass::kUnregistered;
         bool v4 = m.kind == L3Kind::kIpv4;
@@ -273,20 +212,12 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
 [[gnu::noinline]] void Worker::on_source_drop(uint32_t slot, Verdict v, const PacketView& p, uint64_t now_ns) noexcept {
   const ScoreParams& sp = snap_->score;
   NodeMeter& nm = meters_[slot];
-  NodeMeterCold& c = cold_[slot];
-  // over_rate costs its penalty per second's worth of the source's normal allowance, so
-  // the score measures excess traffic whatever the source's stake; while graylisted, only
-  // what exceeds that normal allowance counts.
-  const double penalty = v != Verdict::kOverRate ? sp.penalty[static_cast<int>(v)]
-                         : (nm.flags & SourcePolicy::kGraylisted) && !c.beyond_normal ? 0
-                                                                                     : c.over_rate_cost;
-  if (sp.enabled && penalty > 0) {
-    decay(c, now_ns, sp.half_life_ns);
-    c.score = std::max(c.score - penalty, sp.floor);
-    if (!(nm.flags & SourcePolicy::kGraylisted) && c.score < sp.graylist) set_graylisted(slot, true, now_ns);
-  }
-  if ((nm.flags & (SourcePolicy::kGraylisted | SourcePolicy::kSample)) && c.samples_left) {
-    c.samples_left--;
+  PeerScore& ps = cold_[slot].peer;
+  const bool gray = nm.flags & SourcePolicy::kGraylisted;
+  const double penalty = ps.penalty(sp, v, gray);
+  if (sp.enabled && penalty > 0 && ps.penalise(sp, penalty, now_ns, gray)) set_graylisted(slot, true, now_ns);
+  if ((nm.flags & (SourcePolicy::kGraylisted | SourcePolicy::kSample)) && ps.samples_left) {
+    ps.samples_left--;
     if (SampleRecord* r = samples_.claim()) {
       r->kind = SampleRecord::kSample;
       r->verdict = static_cast<uint8_t>(v);
@@ -296,7 +227,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       r->caplen = static_cast<uint16_t>(std::min<uint32_t>(p.len, std::min<uint32_t>(sp.snaplen, kMaxSnap)));
       std::memcpy(r->data, p.data, r->caplen);
       r->ns = now_ns;
-      r->score = c.score;
+      r->score = ps.score;
       samples_.publish();
     }
   }
@@ -304,40 +235,34 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
 
 [[gnu::noinline]] void Worker::check_recovery(uint32_t slot, uint64_t now_ns) noexcept {
   const ScoreParams& sp = snap_->score;
-  NodeMeterCold& c = cold_[slot];
-  decay(c, now_ns, sp.half_life_ns);
-  if (!sp.enabled || c.score > sp.recover) set_graylisted(slot, false, now_ns);
+  PeerScore& ps = cold_[slot].peer;
+  ps.decay(now_ns, sp.half_life_ns);
+  if (!sp.enabled || ps.score > sp.recover) set_graylisted(slot, false, now_ns);
 }
 
-// The meter's buckets from its policy, times `factor` (1 normally, penalty_factor while
-// graylisted); tokens above a lower burst are cut to it.
+// The meter's profiles from its policy, times `factor` (1 normally, penalty_factor while
+// graylisted); tokens above a lower depth are cut to it.
 void Worker::set_rates(uint32_t slot, const SourcePolicy& s, double factor, const ScoreParams& sp) noexcept {
   NodeMeter& m = meters_[slot];
   NodeMeterCold& c = cold_[slot];
-  const BucketParams pps = factor != 1.0 ? scaled(s.pps, factor) : s.pps;
-  m.rate = pps.rate_per_s;
-  m.burst = pps.burst_scaled;
-  m.fill_ns = pps.fill_ns;
-  m.tokens = std::min(m.tokens, m.burst);
-  c.bps = factor != 1.0 ? scaled(s.bps, factor) : s.bps;
-  c.tokens_bytes = std::min(c.tokens_bytes, c.bps.burst_scaled);
-  c.normal = s.pps;
-  c.over_rate_cost = sp.penalty[static_cast<int>(Verdict::kOverRate)] /
-                     static_cast<double>(std::max<uint64_t>(s.pps.rate_per_s, 1));
+  m.pkt_profile = scaled_profile(s.pps, factor);
+  m.pkt.tokens = std::min(m.pkt.tokens, m.pkt_profile.burst);
+  c.bps_profile = scaled_profile(s.bps, factor);
+  c.bytes.tokens = std::min(c.bytes.tokens, c.bps_profile.burst);
+  c.peer.set_normal(s.pps, sp);
 }
 
 void Worker::set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept {
   NodeMeter& m = meters_[slot];
-  NodeMeterCold& c = cold_[slot];
+  PeerScore& ps = cold_[slot].peer;
   set_rates(slot, snap_->source(slot), on ? snap_->score.penalty_factor : 1.0, snap_->score);
   if (on) {
     m.flags |= SourcePolicy::kGraylisted;
-    c.normal_tokens = 0;  // it was just over its allowance
-    c.normal_last_ns = now_ns;
-    if (snap_->score.evidence_on_graylist) c.samples_left = snap_->score.evidence_samples;
+    ps.normal_meter = Meter{0, now_ns};  // it was just over its allowance
+    if (snap_->score.evidence_on_graylist) ps.samples_left = snap_->score.evidence_samples;
   } else {
     m.flags &= static_cast<uint8_t>(~SourcePolicy::kGraylisted);
-    if (!(m.flags & SourcePolicy::kSample)) c.samples_left = 0;
+    if (!(m.flags & SourcePolicy::kSample)) ps.samples_left = 0;
   }
   push_event(on ? SampleRecord::kGraylistEnter : SampleRecord::kGraylistExit, slot, now_ns);
 }
@@ -350,7 +275,7 @@ void Worker::push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept {
     r->caplen = 0;
     r->orig_len = 0;
     r->ns = now_ns;
-    r->score = cold_[slot].score;
+    r->score = cold_[slot].peer.score;
     samples_.publish();
   }
 }

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <set>
+
+#include "stakegate/policy/cidr_matcher.h"
 
 namespace stakegate {
 
@@ -60,9 +63,14 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
     plan.sources[it->second].nodes.push_back(i);
   }
 
-  std::map<std::string, const BlockEntry*> blocked_ids;
-  for (const auto& b : cfg.blocklist)
-    if (!b.node_id.empty()) blocked_ids[b.node_id] = &b;
+  // The blocklist, indexed: a source is blocked by one of its NodeIDs or addresses.
+  std::set<std::string> blocked_ids;
+  CidrMatcher blocked_ranges;
+  for (const auto& b : cfg.blocklist) {
+    if (!b.node_id.empty()) blocked_ids.insert(b.node_id);
+    if (b.cidr) blocked_ranges.add(*b.cidr);
+  }
+  const std::set<std::string> sampled_ids(cfg.evidence_nodes.begin(), cfg.evidence_nodes.end());
 
   for (SourcePlan& s : plan.sources) {
     double fastest = -1;
@@ -75,8 +83,7 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
       for (const IpAddr& ip : n.ips)
         if (std::find(s.addrs.begin(), s.addrs.end(), ip) == s.addrs.end()) s.addrs.push_back(ip);
       if (blocked_ids.count(n.node_id)) s.blocked = true;
-      if (std::find(cfg.evidence_nodes.begin(), cfg.evidence_nodes.end(), n.node_id) != cfg.evidence_nodes.end())
-        s.sampled = true;
+      if (sampled_ids.count(n.node_id)) s.sampled = true;
       if (n.ejected) continue;
       s.ejected = false;
       s.rate_pps += np.rate_pps;
@@ -92,10 +99,8 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
     std::sort(ports.begin(), ports.end());
     ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
     if (!s.all_ports) s.ports = std::move(ports);
-    for (const auto& b : cfg.blocklist)
-      if (b.cidr)
-        for (const IpAddr& ip : s.addrs)
-          if (b.cidr->contains(ip)) s.blocked = true;
+    for (const IpAddr& ip : s.addrs)
+      if (blocked_ranges.match(ip)) s.blocked = true;
   }
 
   const UnregisteredQos& u = cfg.unregistered;

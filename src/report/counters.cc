@@ -1,30 +1,35 @@
 #include "stakegate/report/counters.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
 namespace stakegate {
 
-void Totals::add(const Worker& w) {
+namespace {
+uint64_t relaxed(const uint64_t& x) { return __atomic_load_n(&x, __ATOMIC_RELAXED); }
+}  // namespace
+
+void Totals::add(const Worker& w, size_t slots) {
   const WorkerCounters& x = w.counters();
   for (int d = 0; d < kDirectionCount; ++d)
     for (int k = 0; k < kTrafficClassCount; ++k)
       for (int v = 0; v < kVerdictCount; ++v) {
-        c.packets[d][k][v] += x.packets[d][k][v];
-        c.bytes[d][k][v] += x.bytes[d][k][v];
+        c.packets[d][k][v] += relaxed(x.packets[d][k][v]);
+        c.bytes[d][k][v] += relaxed(x.bytes[d][k][v]);
       }
-  c.unregistered_evictions += x.unregistered_evictions;
-  c.non_first_fragments += x.non_first_fragments;
-  size_t n = w.snapshot().source_count();
+  c.unregistered_evictions += relaxed(x.unregistered_evictions);
+  c.non_first_fragments += relaxed(x.non_first_fragments);
+  size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);
   for (uint32_t s = 0; s < n; ++s) {
     const NodeMeter& m = w.meter(s);
-    const NodeMeterCold& c = w.meter_cold(s);
-    sources[s].passed += m.passed;
-    sources[s].blocklisted += c.dropped_blocklisted;
-    sources[s].ejected += c.dropped_ejected;
-    sources[s].port_denied += c.dropped_port_denied;
-    sources[s].over_rate += m.dropped_over_rate;
+    const NodeMeterCold& cm = w.meter_cold(s);
+    sources[s].passed += relaxed(m.passed);
+    sources[s].blocklisted += relaxed(cm.dropped_blocklisted);
+    sources[s].ejected += relaxed(cm.dropped_ejected);
+    sources[s].port_denied += relaxed(cm.dropped_port_denied);
+    sources[s].over_rate += relaxed(m.dropped_over_rate);
   }
 }
 
@@ -32,6 +37,12 @@ uint64_t Totals::packets(Direction d) const {
   uint64_t sum = 0;
   for (int k = 0; k < kTrafficClassCount; ++k)
     for (int v = 0; v < kVerdictCount; ++v) sum += c.packets[static_cast<int>(d)][k][v];
+  return sum;
+}
+
+uint64_t Totals::passed(Direction d) const {
+  uint64_t sum = 0;
+  for (int k = 0; k < kTrafficClassCount; ++k) sum += count(d, static_cast<TrafficClass>(k), Verdict::kPass);
   return sum;
 }
 
@@ -61,8 +72,7 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
     }
     dirs[std::string(direction_name(static_cast<Direction>(d)))] = classes;
   }
-  uint64_t passed = 0;
-  for (int k = 0; k < kTrafficClassCount; ++k) passed += t.count(Direction::kOutside, static_cast<TrafficClass>(k), Verdict::kPass);
+  uint64_t passed = t.passed(Direction::kOutside);
   uint64_t outside = t.packets(Direction::kOutside);
   r["totals"] = {{"outside", {{"packets", outside}, {"passed", passed}, {"dropped", outside - passed}}},
                  {"inside", {{"packets", t.packets(Direction::kInside)}}}};
@@ -129,6 +139,17 @@ std::string role_table(const Totals& t) {
     o << "\n";
   }
   return o.str();
+}
+
+std::string summary_line(const Totals& t, uint64_t tx_dropped) {
+  const uint64_t rx = t.packets(Direction::kOutside), passed = t.passed(Direction::kOutside);
+  std::string s = "outside rx " + std::to_string(rx) + " pass " + std::to_string(passed) + " drop " + std::to_string(rx - passed);
+  std::string reasons;
+  for (int v = 1; v < kVerdictCount; ++v)
+    if (uint64_t d = t.drops(static_cast<Verdict>(v)))
+      reasons += (reasons.empty() ? "" : ", ") + std::string(verdict_name(static_cast<Verdict>(v))) + " " + std::to_string(d);
+  if (!reasons.empty()) s += " (" + reasons + ")";
+  return s + " | inside rx " + std::to_string(t.packets(Direction::kInside)) + " | tx dropped " + std::to_string(tx_dropped);
 }
 
 }  // namespace stakegate

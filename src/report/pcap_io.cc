@@ -10,9 +10,9 @@ PcapReader::PcapReader(const std::string& path) : path_(path) {
   char err[PCAP_ERRBUF_SIZE] = {};
   pcap_ = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
   if (!pcap_) throw std::runtime_error(path + ": cannot read capture: " + err);
-  if (pcap_datalink(pcap_) != DLT_EN10MB) {
+  if (int link = pcap_datalink(pcap_); link != DLT_EN10MB) {
     pcap_close(pcap_);
-    throw std::runtime_error(path + ": not an Ethernet capture (link type " + std::to_string(pcap_datalink(pcap_)) + ")");
+    throw std::runtime_error(path + ": not an Ethernet capture (link type " + std::to_string(link) + ")");
   }
 }
 

@@ -10,7 +10,7 @@
 #include <memory>
 
 #include "fuzz_common.h"
-#include "stakegate/config/policy.h"
+#include "stakegate/policy/load.h"
 #include "stakegate/control/api.h"
 #include "stakegate/control/policy_state.h"
 
@@ -18,11 +18,10 @@ using namespace stakegate;
 
 namespace {
 
-class Gateway : public GatewayView {
+class DataPath : public DataPathView {
  public:
   Totals totals(bool) const override { return {}; }
   uint32_t snapshots_pending_reclaim() const override { return 0; }
-  bool wait_applied() override { return true; }
   double uptime_s() const override { return 1; }
 };
 
@@ -65,10 +64,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } else {
     target = std::string("/v1/") + kRpcs[(data[1] >> 1) % (sizeof kRpcs / sizeof *kRpcs)];
   }
-  PolicyState state(load_policy(config_path), 1, 0, nullptr);
-  Gateway gw;
-  ControlApi api(state, gw, "fuzz");
-  auto r = api.handle(kMethods[data[0] % 4], target, kTypes[data[2] % 4], rest, 1'800'000'000);
+  LatestSnapshot publisher;
+  PolicyState state(load_policy(config_path), 1, 0, &publisher, 0, [] { return int64_t{1'800'000'000}; });
+  DataPath dp;
+  ControlApi api(state, dp, nullptr, "fuzz");
+  auto r = api.handle(kMethods[data[0] % 4], target, kTypes[data[2] % 4], rest);
   // (An empty message in binary protobuf is an empty body; a JSON answer never is.)
   if (r.status < 200 || r.status > 599 || (r.content_type == "application/json" && r.body.empty())) __builtin_trap();
   return 0;

@@ -3,9 +3,10 @@
 // a snapshot, as `check-config` and `run` would take it.
 #include "fuzz_common.h"
 #include "stakegate/config/config.h"
-#include "stakegate/config/error.h"
+#include "stakegate/base/error.h"
 #include "stakegate/identity/flow_import.h"
-#include "stakegate/policy/snapshot.h"
+#include "stakegate/identity/resolve.h"
+#include "stakegate/policy/snapshot_builder.h"
 #include "stakegate/policy/stake_plan.h"
 
 using namespace stakegate;
@@ -17,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto nodes = cfg.identity.inline_nodes;
     resolve_identities(nodes, cfg.identity.hosts, "fuzz.yaml");
     auto plan = make_stake_plan(cfg, nodes);
-    PolicySnapshot::build(cfg, plan, cfg.dataplane.workers);
+    SnapshotBuilder::build(cfg, plan, cfg.dataplane.workers);
   } catch (const ConfigError&) {
   }
   return 0;

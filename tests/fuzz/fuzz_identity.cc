@@ -4,9 +4,10 @@
 // memory error, is a finding. Accepted tables also go through resolution and the plan.
 #include "fuzz_common.h"
 #include "stakegate/config/config.h"
-#include "stakegate/config/error.h"
+#include "stakegate/base/error.h"
 #include "stakegate/identity/flow_import.h"
-#include "stakegate/policy/snapshot.h"
+#include "stakegate/identity/resolve.h"
+#include "stakegate/policy/snapshot_builder.h"
 #include "stakegate/policy/stake_plan.h"
 
 using namespace stakegate;
@@ -27,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           return c;
         }();
         auto plan = make_stake_plan(cfg, nodes);
-        PolicySnapshot::build(cfg, plan, 2);
+        SnapshotBuilder::build(cfg, plan, 2);
         break;
       }
       default:

@@ -7,27 +7,17 @@
 #include <vector>
 
 #include "fuzz_common.h"
-#include "stakegate/config/config.h"
-#include "stakegate/identity/flow_import.h"
 #include "stakegate/net/parse.h"
-#include "stakegate/pipeline/worker.h"
-#include "stakegate/policy/snapshot.h"
-#include "stakegate/policy/stake_plan.h"
+#include "worker_fixture.h"
 
 using namespace stakegate;
 
 namespace {
 
-struct Setup {
-  Config cfg;
-  std::vector<NodeIdentity> nodes;
-  StakePlan plan;
-  std::shared_ptr<const PolicySnapshot> snap;
-  std::unique_ptr<Worker> worker;
+struct Setup : stakegate::testing::WorkerFixture {
   uint64_t now = 0;
-
   Setup() {
-    cfg = parse_config(R"(dataplane: {eal: [], outside: {vdev: net_null0}, inside: {vdev: net_null1}}
+    load(R"(dataplane: {eal: [], outside: {vdev: net_null0}, inside: {vdev: net_null1}}
 capacity: {pps: 100000, bps: 100000000}
 identity:
   nodes:
@@ -44,14 +34,7 @@ unregistered: {share: 0.05, per_source_pps: 10, ports: [9000], table_size: 64}
 blocklist: [{cidr: 198.51.100.0/24}, {node_id: "aa00000000000000000000000000000000000000000000000000000000000004"}]
 scoring: {graylist: -5, half_life_s: 1}
 evidence: {max_samples: 100000, snaplen: 256}
-)",
-                       "fuzz.yaml");
-    nodes = cfg.identity.inline_nodes;
-    resolve_identities(nodes, {}, "fuzz.yaml");
-    plan = make_stake_plan(cfg, nodes);
-    snap = PolicySnapshot::build(cfg, plan, 1);
-    worker = std::make_unique<Worker>(64, snap->source_count());
-    worker->bind(snap.get());
+)", 1, 64);
   }
 };
 

@@ -9,6 +9,8 @@ import tempfile
 import time
 import signal
 
+import yaml  # Debian's python3-yaml: tests run under /usr/bin/python3 (DESIGN.md pitfalls)
+
 STAKEGATE = os.environ["STAKEGATE"]
 SCENARIO = os.environ["STAKEGATE_SCENARIO"]
 SOURCE = os.environ["STAKEGATE_SOURCE"]
@@ -80,6 +82,41 @@ def read_pcap(path):
     return frames
 
 STAKEGATECTL = os.environ.get("STAKEGATECTL", "")
+
+
+# Configs are data: tests read, change and write them with yaml, never as text.
+def read_yaml(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def write_yaml(path, data):
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    return path
+
+
+def one_node_config(d, outside, inside, **extra):
+    """A small config: one consensus node, the given vdevs, the control socket in `d`."""
+    cfg = {"dataplane": {"eal": ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"],
+                         "outside": {"vdev": outside}, "inside": {"vdev": inside}},
+           "capacity": {"pps": 100000},
+           "identity": {"nodes": [{"node_id": "ab" * 32, "role": "consensus", "address": "198.18.7.1:3569"}]},
+           "roles": {"consensus": {"share": 0.5}},
+           "control": {"socket": f"{d}/ctl.sock", "metrics": None}}
+    cfg.update(extra)
+    return cfg
+
+
+def endless(cfg, d, mbufs=32767, **control):
+    """A generated config changed to replay its capture endlessly into a null port, with its
+    control socket in `d` and no metrics listener (unless `control` says otherwise)."""
+    dp = cfg["dataplane"]
+    dp["outside"]["vdev"] += ",infinite_rx=1"
+    dp["inside"]["vdev"] = "net_null1,no-rx=1"
+    dp["mbufs"] = mbufs
+    cfg["control"] = {"socket": f"{d}/ctl.sock", "metrics": None, **control}
+    return cfg
 
 
 def free_port():

@@ -3,32 +3,22 @@ the Unix socket, stakegatectl's tables, SIGHUP reloads (a broken config changes
 nothing), and the TCP listener's bearer token."""
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
 import time
 
-from common import (STAKEGATE, STAKEGATECTL, Gateway, TempDir, UnixHTTPConnection, check, finish, free_port, generate,
-                    run, scrape)
-
-
-def live_config(d, text, extra=""):
-    """The generated config, with endless traffic (infinite_rx) and its own socket."""
-    text = re.sub(r'rx_pcap=([^"]*)"', r'rx_pcap=\1,infinite_rx=1"', text)
-    text = re.sub(r'inside: \{vdev: "[^"]*"\}', 'inside: {vdev: "net_null1,no-rx=1"}', text)
-    text = text.replace("stats_interval_s: 1", "stats_interval_s: 1\n  mbufs: 32767")
-    text = re.sub(r"control: \{[^}]*\}", "control: {socket: " + d + "/ctl.sock, metrics: null" + extra + "}", text)
-    return text
+from common import (STAKEGATE, STAKEGATECTL, Gateway, TempDir, check, endless, finish, free_port,
+                    generate, read_yaml, run, write_yaml)
 
 
 with TempDir() as d:
     exp = generate(d, "--duration-ms", 20, "--format", "node-infos", "--ejected", 0)
     cfg = os.path.join(d, "live.yaml")
-    base = live_config(d, open(os.path.join(d, "config.yaml")).read())
+    base = endless(read_yaml(os.path.join(d, "config.yaml")), d)
     # Evidence only on request here (the endless replay at full speed graylists nodes).
-    base = re.sub(r"evidence: \{[^}]*\}", f"evidence: {{dir: {d}/ev, on_graylist: false, window_s: 1, max_samples: 20}}", base)
-    open(cfg, "w").write(base)
+    base["evidence"] = {"dir": f"{d}/ev", "on_graylist": False, "window_s": 1, "max_samples": 20}
+    write_yaml(cfg, base)
     infos = json.load(open(os.path.join(d, "node-infos.pub.json")))
     node0 = infos[0]["NodeID"]
 
@@ -85,7 +75,9 @@ with TempDir() as d:
     s, r = api.call("GetNode", {"node_id": node0})
     check(s == 200 and r["node"]["node_id"] == node0 and "counters" in r, "GetNode")
     s, r = api.call("GetNode", {"node_id": "nope"})
-    check(s == 404, "GetNode unknown: not_found")
+    check(s == 400 and r["code"] == "invalid_argument", "GetNode with a malformed NodeID: invalid_argument")
+    s, r = api.call("GetNode", {"node_id": "f" * 64})
+    check(s == 404 and r["code"] == "not_found", "GetNode unknown: not_found")
     s, r = api.call("Top", {"limit": 3})
     check(s == 200 and len(r["nodes"]) <= 3 and len(r["roles"]) == 8, "Top")
     s, r = api.call("Nope")
@@ -149,7 +141,7 @@ with TempDir() as d:
 
     # Reload: through the API and by SIGHUP; a broken file changes nothing.
     s, before = api.call("Status")
-    open(cfg, "w").write(base.replace("capacity: {pps: 200000}", "capacity: {pps: lots}"))
+    write_yaml(cfg, {**base, "capacity": {"pps": "lots"}})
     s, r = api.call("Reload")
     check(s == 400 and "capacity.pps" in r["message"], f"Reload of a broken config refused: {r['message']}")
     gw.proc.send_signal(signal.SIGHUP)
@@ -158,7 +150,7 @@ with TempDir() as d:
     check(gw.proc.poll() is None and after["identity_generation"] == before["identity_generation"],
           "SIGHUP with a broken config: still running, same generation")
     check(int(after["outside_packets"]) >= int(before["outside_packets"]), "counters intact after the refused reload")
-    open(cfg, "w").write(base.replace("capacity: {pps: 200000}", "capacity: {pps: 300000}"))
+    write_yaml(cfg, {**base, "capacity": {"pps": 300000}})
     gw.proc.send_signal(signal.SIGHUP)
     time.sleep(0.5)
     s, r = api.call("GetRoleQos", {"role": "consensus"})
@@ -171,12 +163,12 @@ with TempDir() as d:
 
     # TCP control listener: only with a token, and then every request needs it.
     tcp = f"127.0.0.1:{free_port()}"
-    open(cfg, "w").write(live_config(d, open(os.path.join(d, "config.yaml")).read(), f', tcp: "{tcp}"'))
+    write_yaml(cfg, endless(read_yaml(os.path.join(d, "config.yaml")), d, tcp=tcp))
     p = run([STAKEGATE, "run", "--config", cfg], expect_rc=1, timeout=30)
     check("control.tcp: a TCP control listener needs control.token_file" in p.stderr, "refuses TCP without a token")
     token = os.path.join(d, "token")
     open(token, "w").write("s3cret-token-0123456789\n")
-    open(cfg, "w").write(live_config(d, open(os.path.join(d, "config.yaml")).read(), f', tcp: "{tcp}", token_file: {token}'))
+    write_yaml(cfg, endless(read_yaml(os.path.join(d, "config.yaml")), d, tcp=tcp, token_file=token))
     gw = Gateway(cfg, f"{d}/ctl.sock")
     import http.client
     host, port = tcp.split(":")

@@ -15,7 +15,7 @@ import os
 import struct
 import subprocess
 
-from common import STAKEGATE, TempDir, check, finish, run
+from common import STAKEGATE, TempDir, check, finish, run, write_yaml
 
 RATE = 300.0          # pps of A and of B: consensus 0.30 x 2,000 pps, two equal weights
 BURST = RATE * 0.1    # burst_ms 100
@@ -56,19 +56,15 @@ def config(d, evidence_dir):
               "NetworkPubKey": KEYS[nid][0], "StakingPubKey": KEYS[nid][1]} for nid, ip in (A, B)]
     with open(os.path.join(d, "node-infos.pub.json"), "w") as f:
         json.dump(nodes, f)
-    path = os.path.join(d, "stakegate.yaml")
-    with open(path, "w") as f:
-        f.write(f"""dataplane: {{eal: [--no-huge], outside: {{vdev: net_null0}}, inside: {{vdev: net_null1}}}}
-capacity: {{pps: 2000}}
-identity: {{flow_node_infos: node-infos.pub.json}}
-roles:
-  consensus: {{share: 0.30, min_pps: 10, burst_ms: 100, ports: [3569]}}
-scoring: {{graylist: {GRAYLIST}, recover: {RECOVER}, floor: {FLOOR}, half_life_s: {HALF_LIFE}, penalty_factor: 0.1}}
-evidence: {{dir: {evidence_dir}, window_s: 60, max_samples: 500, snaplen: 128}}
-operator: {{name: "Example Operator", contact: "ops@example.org", node_id: "{'cc' * 32}", role: execution,
-           address: "198.18.9.9:3569", network_key: "{'cd' * 64}", staking_key: "{'ce' * 96}"}}
-""")
-    return path
+    return write_yaml(os.path.join(d, "stakegate.yaml"), {
+        "dataplane": {"eal": ["--no-huge"], "outside": {"vdev": "net_null0"}, "inside": {"vdev": "net_null1"}},
+        "capacity": {"pps": 2000},
+        "identity": {"flow_node_infos": "node-infos.pub.json"},
+        "roles": {"consensus": {"share": 0.30, "min_pps": 10, "burst_ms": 100, "ports": [3569]}},
+        "scoring": {"graylist": GRAYLIST, "recover": RECOVER, "floor": FLOOR, "half_life_s": HALF_LIFE, "penalty_factor": 0.1},
+        "evidence": {"dir": evidence_dir, "window_s": 60, "max_samples": 500, "snaplen": 128},
+        "operator": {"name": "Example Operator", "contact": "ops@example.org", "node_id": "cc" * 32, "role": "execution",
+                     "address": "198.18.9.9:3569", "network_key": "cd" * 64, "staking_key": "ce" * 96}})
 
 
 with TempDir() as d:

@@ -4,11 +4,10 @@
 - blocking a node through stakegatectl drops its next packets as `blocklisted` within one
   burst; unblocking restores it; both show in /metrics."""
 import json
-import os
 import time
 
 from common import (STAKEGATECTL, Gateway, TempDir, check, finish, free_port, ipv4_frame, metric_values, node_infos,
-                    run, scrape, write_pcap)
+                    run, scrape, write_pcap, write_yaml)
 
 X, Y, W, U = "198.18.3.1", "198.18.3.2", "198.18.3.3", "198.18.3.4"
 IDX, IDY, IDW = ("%064x" % 0xa1, "%064x" % 0xb2, "%064x" % 0xc3)
@@ -21,18 +20,16 @@ with TempDir() as d:
     write_pcap(f"{d}/in.pcap", [ipv4_frame(s) for s in (X, Y, W, U)])
     mport = free_port()
     cfg = f"{d}/gw.yaml"
-    open(cfg, "w").write(f"""dataplane:
-  eal: [--no-huge, -m, "512", --no-pci, --no-shconf]
-  outside: {{vdev: "net_pcap0,rx_pcap={d}/in.pcap,infinite_rx=1"}}
-  inside: {{vdev: "net_null1,no-rx=1"}}
-  stats_interval_s: 1
-capacity: {{pps: 1e10}}          # far above the offered load: no packet is over rate
-identity: {{flow_node_infos: a.json}}
-roles:
-  consensus: {{share: 0.9, ports: [3569]}}
-unregistered: {{share: 0.05, per_source_pps: 50, ports: [9000]}}
-control: {{socket: {d}/ctl.sock, metrics: "127.0.0.1:{mport}"}}
-""")
+    write_yaml(cfg, {
+        "dataplane": {"eal": ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"],
+                      "outside": {"vdev": f"net_pcap0,rx_pcap={d}/in.pcap,infinite_rx=1"},
+                      "inside": {"vdev": "net_null1,no-rx=1"}, "stats_interval_s": 1},
+        "capacity": {"pps": 1e10},  # far above the offered load: no packet is over rate
+        "identity": {"flow_node_infos": "a.json"},
+        "roles": {"consensus": {"share": 0.9, "ports": [3569]}},
+        "unregistered": {"share": 0.05, "per_source_pps": 50, "ports": [9000]},
+        "control": {"socket": f"{d}/ctl.sock", "metrics": f"127.0.0.1:{mport}"}})
+
     gw = Gateway(cfg, f"{d}/ctl.sock", ["--report", f"{d}/report.json"])
     api = gw.api()
     time.sleep(1)

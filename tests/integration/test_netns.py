@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from common import STAKEGATECTL, Gateway, TempDir, check, finish, free_port, metric_values, scrape
+from common import STAKEGATECTL, Gateway, TempDir, check, finish, free_port, metric_values, scrape, write_yaml
 from netlab import Lab, LabError
 
 NET = "198.18.0"
@@ -78,25 +78,18 @@ def write_config(d, lab, metrics_port):
     write_identities(d)
     with open(os.path.join(d, "stakes.json"), "w") as f:
         json.dump({node_id(n): s for n, (r, _, s) in list(HOSTS.items()) + list(ABSENT.items()) if r}, f)
-    roles = "\n".join(f"  {r}: {{share: {s}, min_pps: {m}, burst_ms: {b}, ports: {p}}}" for r, (s, m, b, p) in ROLES.items())
-    text = f"""dataplane:
-  eal: [--no-huge, -m, "512", --no-pci, --no-shconf]
-  outside: {{vdev: "net_af_packet0,iface={lab.root_link('o')},framecnt=4096"}}
-  inside:  {{vdev: "net_af_packet1,iface={lab.root_link('i')},framecnt=4096"}}
-  workers: 1
-capacity: {{pps: {CAPACITY}}}
-identity: {{flow_node_infos: node-infos.pub.json, stake_file: stakes.json}}
-roles:
-{roles}
-unregistered: {{share: {UNREG_SHARE}, per_source_pps: {UNREG_PER_SOURCE}, burst_ms: {UNREG_BURST_MS}, ports: [9000]}}
-control: {{socket: {d}/control.sock, metrics: "127.0.0.1:{metrics_port}"}}
-evidence: {{dir: {d}/evidence, window_s: 3, max_samples: 200}}
-operator: {{name: "e2e test operator", node_id: "{node_id('con-x')}", role: consensus, address: "198.18.1.1:3569"}}
-"""
-    path = os.path.join(d, "stakegate.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return write_yaml(os.path.join(d, "stakegate.yaml"), {
+        "dataplane": {"eal": ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"],
+                      "outside": {"vdev": f"net_af_packet0,iface={lab.root_link('o')},framecnt=4096"},
+                      "inside": {"vdev": f"net_af_packet1,iface={lab.root_link('i')},framecnt=4096"},
+                      "workers": 1},
+        "capacity": {"pps": CAPACITY},
+        "identity": {"flow_node_infos": "node-infos.pub.json", "stake_file": "stakes.json"},
+        "roles": {r: {"share": s, "min_pps": m, "burst_ms": b, "ports": p} for r, (s, m, b, p) in ROLES.items()},
+        "unregistered": {"share": UNREG_SHARE, "per_source_pps": UNREG_PER_SOURCE, "burst_ms": UNREG_BURST_MS, "ports": [9000]},
+        "control": {"socket": f"{d}/control.sock", "metrics": f"127.0.0.1:{metrics_port}"},
+        "evidence": {"dir": f"{d}/evidence", "window_s": 3, "max_samples": 200},
+        "operator": {"name": "e2e test operator", "node_id": node_id("con-x"), "role": "consensus", "address": "198.18.1.1:3569"}})
 
 
 def build_topology(lab):

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from common import SOURCE, check, finish, run
+from common import SOURCE, check, finish, one_node_config, run, write_yaml
 
 out = os.path.join(os.environ.get("STAKEGATE_BUILD_ROOT", tempfile.mkdtemp()), "pkg")
 p = run(["bash", os.path.join(SOURCE, "scripts", "package.sh"), out], env=dict(os.environ, STAKEGATE_SKIP_SETUP="1"),
@@ -58,7 +58,7 @@ else:
         u = subprocess.run(["id", "-u", "stakegate"], capture_output=True, text=True)
         check(u.returncode == 0 and int(u.stdout) < 1000, f"system user stakegate exists (uid {u.stdout.strip()})")
         c = subprocess.run(["/usr/bin/stakegate", "check-config", "/etc/stakegate/stakegate.yaml"], capture_output=True, text=True)
-        check(c.returncode == 1 and "identity.flow_node_infos: cannot open '/var/lib/stakegate/node-infos.pub.json'" in c.stderr,
+        check(c.returncode == 1 and "identity.flow_node_infos: cannot read '/var/lib/stakegate/node-infos.pub.json'" in c.stderr,
               f"the unedited default config is refused, naming the key and file: {c.stderr.strip()}")
         h = subprocess.run(["/usr/sbin/stakegate-host-setup"], capture_output=True, text=True)
         check(h.returncode == 0 and "dry run: nothing changed" in h.stdout, "the installed stakegate-host-setup dry-runs")
@@ -67,16 +67,10 @@ else:
         with tempfile.TemporaryDirectory() as d:
             os.chmod(d, 0o777)
             cfg = os.path.join(d, "s.yaml")
-            open(cfg, "w").write(f"""dataplane:
-  eal: [--no-huge, -m, "256", --no-pci, --no-shconf]
-  outside: {{vdev: "net_null0"}}
-  inside: {{vdev: "net_null1,no-rx=1"}}
-capacity: {{pps: 100000}}
-identity: {{nodes: [{{node_id: "{'ab' * 32}", role: consensus, address: "198.18.7.1:3569"}}]}}
-roles: {{consensus: {{share: 0.5}}}}
-control: {{socket: {d}/ctl.sock, metrics: null}}
-evidence: {{dir: {d}/evidence}}
-""")
+            c = one_node_config(d, "net_null0", "net_null1,no-rx=1", evidence={"dir": f"{d}/evidence"})
+            c["dataplane"]["eal"][2] = "256"
+            write_yaml(cfg, c)
+
             g = subprocess.Popen(["/usr/bin/stakegate", "run", "--config", cfg], user="stakegate", cwd=d,
                                  env={"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": d}, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)

@@ -15,7 +15,7 @@ import re
 import subprocess
 import time
 
-from common import STAKEGATE, Gateway, TempDir, check, finish, free_port, metric_values, scrape
+from common import STAKEGATE, Gateway, TempDir, check, finish, free_port, metric_values, one_node_config, scrape, write_yaml
 from netlab import Lab
 
 NICSIM = os.environ["STAKEGATE_NICSIM"]
@@ -53,17 +53,11 @@ def scenario(lab, d, label, mbufs, descriptors, fault):
     set_pause(pause, False)
     port = free_port()
     cfg = os.path.join(d, f"{label}.yaml")
-    with open(cfg, "w") as f:
-        f.write(f"""dataplane:
-  eal: [--no-huge, -m, "512", --no-pci, --no-shconf]
-  outside: {{vdev: "net_pcap0,rx_iface={out_if}"}}
-  inside: {{vdev: "net_pcap1,tx_pcap=/dev/null"}}
-  mbufs: {mbufs}
-capacity: {{pps: 100000}}
-identity: {{nodes: [{{node_id: "{'ab' * 32}", role: consensus, address: "198.18.7.1:3569"}}]}}
-roles: {{consensus: {{share: 0.5}}}}
-control: {{socket: {d}/{label}.sock, metrics: "127.0.0.1:{port}"}}
-""")
+    c = one_node_config(d, f"net_pcap0,rx_iface={out_if}", "net_pcap1,tx_pcap=/dev/null")
+    c["dataplane"]["mbufs"] = mbufs
+    c["control"] = {"socket": f"{d}/{label}.sock", "metrics": f"127.0.0.1:{port}"}
+    write_yaml(cfg, c)
+
     env = dict(os.environ, LD_PRELOAD=preload(), STAKEGATE_NICSIM_PORT="net_pcap1",
                STAKEGATE_NICSIM_DESCRIPTORS=str(descriptors), STAKEGATE_NICSIM_PAUSE=pause)
     gw = Gateway(cfg, f"{d}/{label}.sock", env=env)

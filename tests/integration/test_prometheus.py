@@ -9,15 +9,15 @@ import time
 import urllib.parse
 import urllib.request
 
-from common import SOURCE, Gateway, TempDir, check, finish, free_port, generate, scrape
+from common import SOURCE, Gateway, TempDir, check, finish, free_port, generate, read_yaml, scrape, write_yaml
 
 with TempDir() as d:
     exp = generate(d, "--duration-ms", 50, "--flood-stake", 0.3)
     mport, pport = free_port(), free_port()
     cfg = os.path.join(d, "prom.yaml")
-    text = open(os.path.join(d, "config.yaml")).read()
-    text = re.sub(r"control: \{[^}]*\}", f'control: {{socket: {d}/ctl.sock, metrics: "127.0.0.1:{mport}"}}', text)
-    open(cfg, "w").write(text)
+    c = read_yaml(os.path.join(d, "config.yaml"))
+    c["control"] = {"socket": f"{d}/ctl.sock", "metrics": f"127.0.0.1:{mport}"}
+    write_yaml(cfg, c)
     gw = Gateway(cfg, f"{d}/ctl.sock")
     api = gw.api()
     for _ in range(100):  # the capture is finite: wait until it has all gone through
@@ -36,11 +36,8 @@ with TempDir() as d:
         check(f"# TYPE {name} " in body, f"{name} is exposed with HELP/TYPE")
 
     prom_cfg = os.path.join(d, "prometheus.yml")
-    open(prom_cfg, "w").write(f"""global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-scrape_configs:
-  - job_name: stakegate
-    static_configs: [{{targets: ["127.0.0.1:{mport}"]}}]
-""")
+    write_yaml(prom_cfg, {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                          "scrape_configs": [{"job_name": "stakegate", "static_configs": [{"targets": [f"127.0.0.1:{mport}"]}]}]})
     prom = subprocess.Popen(["prometheus", f"--config.file={prom_cfg}", f"--storage.tsdb.path={d}/tsdb",
                              f"--web.listen-address=127.0.0.1:{pport}", "--log.level=warn"],
                             stdout=subprocess.DEVNULL, stderr=open(f"{d}/prometheus.log", "w"))

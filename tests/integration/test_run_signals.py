@@ -6,17 +6,14 @@ import signal
 import subprocess
 import time
 
-from common import STAKEGATE, TempDir, check, finish, generate
+from common import STAKEGATE, TempDir, check, finish, generate, read_yaml, write_yaml
 
 with TempDir() as d:
     generate(d, "--duration-ms", 10)
     cfg = os.path.join(d, "config.yaml")
-    text = open(cfg).read()
-    text = re.sub(r'outside: \{vdev: "[^"]*"\}', 'outside: {vdev: "net_null0"}', text)
-    text = re.sub(r'inside: \{vdev: "[^"]*"\}', 'inside: {vdev: "net_null1"}', text)
-    text = text.replace("stats_interval_s: 1", "stats_interval_s: 0.3")
-    with open(cfg, "w") as f:
-        f.write(text)
+    c = read_yaml(cfg)
+    c["dataplane"].update(outside={"vdev": "net_null0"}, inside={"vdev": "net_null1"}, stats_interval_s=0.3)
+    write_yaml(cfg, c)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         p = subprocess.Popen([STAKEGATE, "run", "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -5,7 +5,7 @@ rate plus its burst."""
 import json
 import os
 
-from common import TempDir, check, finish, generate, replay
+from common import TempDir, check, finish, generate, read_yaml, replay, write_yaml
 
 with TempDir() as d:
     exp = generate(d, "--nodes-per-role", 6, "--flood-stake", 1 / 3, "--flood-multiplier", 10,
@@ -13,8 +13,9 @@ with TempDir() as d:
                    "--unregistered-flood", 100, "--unregistered-flood-sources", 2000, "--ejected", 0)
     # The guarantee is about the buckets alone: peer scoring (which would also graylist the
     # flooders, see test_evidence.py) is off here.
-    with open(os.path.join(d, "config.yaml"), "a") as f:
-        f.write("scoring: {enabled: false}\n")
+    c = read_yaml(os.path.join(d, "config.yaml"))
+    c["scoring"] = {"enabled": False}
+    write_yaml(os.path.join(d, "config.yaml"), c)
     rep, _ = replay(os.path.join(d, "config.yaml"), os.path.join(d, "scenario.pcap"), report=os.path.join(d, "r.json"))
     nodes = {n["node_id"]: n for n in rep["nodes"]}
     stakes = json.load(open(os.path.join(d, "stakes.json")))

@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 
-from common import Gateway, TempDir, check, finish, free_port, metric_values, scrape
+from common import Gateway, TempDir, check, finish, free_port, metric_values, one_node_config, scrape, write_yaml
 from netlab import Lab
 
 
@@ -22,15 +22,10 @@ with TempDir() as d, Lab() as lab:
     lab.veth(None, a, None, b)
     port = free_port()
     cfg = os.path.join(d, "tx.yaml")
-    open(cfg, "w").write(f"""dataplane:
-  eal: [--no-huge, -m, "512", --no-pci, --no-shconf]
-  outside: {{vdev: "net_null0"}}
-  inside: {{vdev: "net_pcap1,tx_iface={a}"}}
-capacity: {{pps: 100000}}
-identity: {{nodes: [{{node_id: "{'ab' * 32}", role: consensus, address: "198.18.7.1:3569"}}]}}
-roles: {{consensus: {{share: 0.5}}}}
-control: {{socket: {d}/ctl.sock, metrics: "127.0.0.1:{port}"}}
-""")
+    c = one_node_config(d, "net_null0", f"net_pcap1,tx_iface={a}")
+    c["control"]["metrics"] = f"127.0.0.1:{port}"
+    write_yaml(cfg, c)
+
     gw = Gateway(cfg, f"{d}/ctl.sock")
 
     def sample():

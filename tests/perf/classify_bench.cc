@@ -5,8 +5,7 @@
 #include <memory>
 
 #include "bench_workload.h"
-#include "stakegate/pipeline/worker.h"
-#include "stakegate/policy/stake_plan.h"
+#include "worker_fixture.h"
 
 using namespace stakegate;
 
@@ -14,8 +13,7 @@ namespace {
 
 struct Fixture {
   testing::BenchWorkload w;
-  std::shared_ptr<const PolicySnapshot> snap;
-  std::unique_ptr<Worker> worker;
+  testing::WorkerFixture policy;
   std::vector<PacketView> views;
 };
 
@@ -30,10 +28,7 @@ Fixture& fixture(size_t nodes, bool mixed) {
     f->w = testing::make_bench_workload(nodes, mixed, 64);
     Config cfg;
     testing::bench_policy(cfg);
-    StakePlan plan = make_stake_plan(cfg, f->w.nodes);
-    f->snap = PolicySnapshot::build(cfg, plan, 1);
-    f->worker = std::make_unique<Worker>(cfg.unregistered.table_size, f->snap->source_count());
-    f->worker->bind(f->snap.get());
+    f->policy.load(cfg, f->w.nodes);
     for (size_t i = 0; i < f->w.count; ++i) f->views.push_back({f->w.frame(i), f->w.frame_size});
   }
   return *f;
@@ -45,7 +40,7 @@ void BM_ClassifyPolice(benchmark::State& st) {
   size_t pos = 0, passed = 0;
   uint64_t now = 0;
   for (auto _ : st) {
-    f.worker->process_outside(&f.views[pos], 32, now, out);
+    f.policy.worker->process_outside(&f.views[pos], 32, now, out);
     passed += out[0] == Verdict::kPass;
     pos += 32;
     if (pos + 32 > f.views.size()) pos = 0;
@@ -75,7 +70,7 @@ int main(int argc, char** argv) {
     uint64_t now = 0;
     for (uint64_t done = 0, pos = 0; done < packets; done += 32, pos += 32) {
       if (pos + 32 > f.views.size()) pos = 0;
-      f.worker->process_outside(&f.views[pos], 32, now += 1000, out);
+      f.policy.worker->process_outside(&f.views[pos], 32, now += 1000, out);
     }
     return 0;
   }

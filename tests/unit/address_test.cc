@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "stakegate/net/address.h"
+#include "stakegate/base/address.h"
 
 using namespace stakegate;
 

@@ -17,12 +17,13 @@ using ::testing::HasSubstr;
 
 namespace {
 
-class FakeGateway : public GatewayView {
+class FakeDataPath : public DataPathView, public Publisher {
  public:
   Totals totals(bool) const override { return t; }
   uint32_t snapshots_pending_reclaim() const override { return 0; }
-  bool wait_applied() override { ++applied; return true; }
   double uptime_s() const override { return 12; }
+  void publish(std::shared_ptr<const PolicySnapshot>) override {}
+  bool wait_applied() override { ++applied; return true; }
   Totals t;
   int applied = 0;
 };
@@ -30,16 +31,17 @@ class FakeGateway : public GatewayView {
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    state_ = std::make_unique<PolicyState>(load_policy(dir_.file("c.yaml", stakegate::testing::base_config())), 1, 0, nullptr);
-    api_ = std::make_unique<ControlApi>(*state_, gw_, "test");
+    state_ = std::make_unique<PolicyState>(load_policy(dir_.file("c.yaml", stakegate::testing::base_config())), 1, 0, &gw_,
+                                           0, [] { return int64_t{1000}; });
+    api_ = std::make_unique<ControlApi>(*state_, gw_, nullptr, "test");
     gw_.t.c.packets[0][static_cast<int>(TrafficClass::kConsensus)][static_cast<int>(Verdict::kOverRate)] = 7;
   }
   std::pair<int, json> call(const std::string& rpc, const std::string& body = "") {
-    auto r = api_->handle("POST", "/v1/" + rpc, "application/json", body, 1000);
+    auto r = api_->handle("POST", "/v1/" + rpc, "application/json", body);
     return {r.status, json::parse(r.body)};
   }
   stakegate::testing::TempDir dir_;
-  FakeGateway gw_;
+  FakeDataPath gw_;
   std::unique_ptr<PolicyState> state_;
   std::unique_ptr<ControlApi> api_;
   const std::string id1 = "aa00000000000000000000000000000000000000000000000000000000000001";
@@ -79,7 +81,8 @@ TEST_F(ApiTest, Errors) {
   expect("Block", R"({"cidr": "198.51.100.0/33"})", 400, "invalid_argument", "bad CIDR '198.51.100.0/33'");
   expect("Block", R"({"node_id": ")" + std::string(64, 'f') + "\"}", 404, "not_found", "not in the identity table");
   expect("Block", R"({"colour": "red"})", 400, "invalid_argument", "bad JSON");
-  expect("GetNode", R"({"node_id": "nope"})", 404, "not_found", "not in the identity table");
+  expect("GetNode", R"({"node_id": "nope"})", 400, "invalid_argument", "64 hex characters");
+  expect("GetNode", R"({"node_id": ")" + std::string(64, 'f') + "\"}", 404, "not_found", "not in the identity table");
   expect("SetRoleQos", R"({"role": "access", "share": 0.9})", 400, "invalid_argument", "would sum to");
   expect("SetRoleQos", R"({"role": "miner", "share": 0.1})", 400, "invalid_argument", "unknown role 'miner'");
   expect("SetRoleQos", R"({"role": "access", "ports": [70000]})", 400, "invalid_argument", "70000");
@@ -88,8 +91,13 @@ TEST_F(ApiTest, Errors) {
   expect("Unblock", R"({"cidr": "198.51.100.0/24"})", 404, "not_found", "no blocklist entry");
   expect("Frobnicate", "", 404, "not_found", "no RPC named 'Frobnicate'");
   EXPECT_EQ(state_->generation(), 1u);  // nothing of the above changed the policy
-  auto r = api_->handle("DELETE", "/v1/Status", "", "", 0);
+  auto r = api_->handle("DELETE", "/v1/Status", "", "");
   EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(api_->handle("GET", "/v1/Status", "", "").status, 200);  // a query may be a GET
+  auto get_block = api_->handle("GET", "/v1/Block", "", "");          // a change may not
+  EXPECT_EQ(get_block.status, 405);
+  EXPECT_THAT(get_block.body, HasSubstr("use POST"));
+  EXPECT_EQ(state_->generation(), 1u);
 }
 
 TEST_F(ApiTest, BlockShowsInNodeAndBlocklist) {
@@ -119,13 +127,13 @@ TEST_F(ApiTest, RoleQosGetAndSet) {
 TEST_F(ApiTest, BinaryProtobuf) {
   stakegate::v1::GetNodeRequest q;
   q.set_node_id(id1);
-  auto r = api_->handle("POST", "/v1/GetNode", "application/x-protobuf", q.SerializeAsString(), 0);
+  auto r = api_->handle("POST", "/v1/GetNode", "application/x-protobuf", q.SerializeAsString());
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.content_type, "application/x-protobuf");
   stakegate::v1::GetNodeResponse resp;
   ASSERT_TRUE(resp.ParseFromString(r.body));
   EXPECT_EQ(resp.node().role(), "consensus");
-  auto bad = api_->handle("POST", "/v1/GetNode", "application/x-protobuf", "\xff\xff\xff", 0);
+  auto bad = api_->handle("POST", "/v1/GetNode", "application/x-protobuf", "\xff\xff\xff");
   EXPECT_EQ(bad.status, 400);
   stakegate::v1::Error e;
   ASSERT_TRUE(e.ParseFromString(bad.body));
@@ -134,7 +142,7 @@ TEST_F(ApiTest, BinaryProtobuf) {
 
 TEST(Metrics, EverySeriesPresentFromTheStart) {
   stakegate::testing::TempDir dir;
-  PolicyState st(load_policy(dir.file("c.yaml", stakegate::testing::base_config())), 1, 0, nullptr);
+  PolicyState st(load_policy(dir.file("c.yaml", stakegate::testing::base_config())), 1, 0, nullptr);  // no workers to publish to
   Totals t;
   MetricsInput in{&t, &st, {{"outside", 0, 0, 0}, {"inside", 0, 0, 0}}, {0.5}, 0, "9.9"};
   std::string text = render_metrics(in);

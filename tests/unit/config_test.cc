@@ -93,7 +93,7 @@ TEST(Config, MissingSectionsAndFiles) {
     load_config(dir.path() + "/nope.yaml");
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("nope.yaml: cannot open: No such file or directory"));
+    EXPECT_THAT(e.what(), HasSubstr("nope.yaml: cannot read '" + dir.path() + "/nope.yaml': No such file or directory"));
   }
 }
 

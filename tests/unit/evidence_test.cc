@@ -6,7 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "stakegate/report/evidence.h"
+#include "stakegate/report/evidence_recorder.h"
 #include "test_util.h"
 
 using namespace stakegate;

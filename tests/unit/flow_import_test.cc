@@ -1,8 +1,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
-#include "stakegate/config/policy.h"
+#include "stakegate/base/files.h"
 #include "stakegate/identity/flow_import.h"
+#include "stakegate/identity/resolve.h"
+#include "stakegate/policy/load.h"
 #include "test_util.h"
 
 using namespace stakegate;
@@ -30,7 +33,7 @@ identity:
 }  // namespace
 
 TEST(FlowImport, NodeInfosExample) {
-  auto nodes = parse_flow_node_infos(read_file(kExamples + "/node-infos.pub.json", "t", "k"), "node-infos.pub.json");
+  auto nodes = parse_flow_node_infos(read_text_file(kExamples + "/node-infos.pub.json", "t", "k"), "node-infos.pub.json");
   ASSERT_EQ(nodes.size(), 3u);
   EXPECT_EQ(nodes[0].role, Role::kConsensus);
   EXPECT_EQ(nodes[0].host, "consensus-001.example-operator.net");
@@ -42,8 +45,8 @@ TEST(FlowImport, NodeInfosExample) {
 }
 
 TEST(FlowImport, SnapshotExampleDecodesBase64KeysToTheSameHex) {
-  auto infos = parse_flow_node_infos(read_file(kExamples + "/node-infos.pub.json", "t", "k"), "a");
-  auto snap = parse_flow_snapshot(read_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k"), "b");
+  auto infos = parse_flow_node_infos(read_text_file(kExamples + "/node-infos.pub.json", "t", "k"), "a");
+  auto snap = parse_flow_snapshot(read_text_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k"), "b");
   ASSERT_EQ(snap.size(), 3u);
   for (const auto& s : snap) {
     auto it = std::find_if(infos.begin(), infos.end(), [&](auto& n) { return n.node_id == s.node_id; });
@@ -57,7 +60,7 @@ TEST(FlowImport, SnapshotExampleDecodesBase64KeysToTheSameHex) {
 }
 
 TEST(FlowImport, SnapshotHonoursEjected) {
-  std::string text = read_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k");
+  std::string text = read_text_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k");
   const std::string active = "EpochParticipationStatusActive";
   auto last = text.rfind(active);
   text.replace(last, active.size(), "EpochParticipationStatusEjected");
@@ -161,4 +164,24 @@ TEST(FlowImport, ANumberOutOfRangeIsARefusalNotACrash) {
   }
   EXPECT_THROW(parse_flow_snapshot("{\"a\": 1e999}", "s.json"), ConfigError);
   EXPECT_THROW(parse_stake_file("{\"a\": -1e999}", "w.json"), ConfigError);
+}
+
+// Input files are read only when they are regular files, without blocking, up to a cap:
+// a FIFO named by mistake must be refused at once rather than hang the control plane.
+TEST(InputFiles, OnlyRegularFilesUpToTheCap) {
+  stakegate::testing::TempDir dir;
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  try {
+    read_text_file(fifo, "c.yaml", "identity.flow_node_infos");
+    FAIL() << "read a FIFO";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("c.yaml: identity.flow_node_infos: cannot read '" + fifo + "': not a regular file"));
+  }
+  EXPECT_THROW(read_text_file(dir.path(), "c.yaml", "k"), ConfigError);  // a directory
+  const std::string big = dir.file("big.json", std::string(2000, 'x'));
+  EXPECT_THAT([&] { try { read_text_file(big, "c.yaml", "k", 1000); } catch (const ConfigError& e) { return std::string(e.what()); } return std::string(); }(),
+              HasSubstr("2000 bytes, over the limit of 1000"));
+  EXPECT_EQ(read_text_file(big, "c.yaml", "k").size(), 2000u);
+  EXPECT_THROW(read_text_file(dir.path() + "/missing", "c.yaml", "k"), ConfigError);
 }

@@ -7,11 +7,8 @@
 #include <new>
 
 #include "packet_builder.h"
-#include "stakegate/config/config.h"
-#include "stakegate/identity/flow_import.h"
-#include "stakegate/pipeline/worker.h"
-#include "stakegate/policy/stake_plan.h"
 #include "test_util.h"
+#include "worker_fixture.h"
 
 static std::atomic<uint64_t> g_allocations{0};
 
@@ -31,13 +28,9 @@ using stakegate::testing::build_frame;
 using stakegate::testing::FrameSpec;
 
 TEST(HotPath, DecidingPacketsAllocatesNothing) {
-  Config cfg = parse_config(stakegate::testing::base_config("", "blocklist: [{cidr: 198.51.100.0/24}]\n"), "h.yaml");
-  auto nodes = cfg.identity.inline_nodes;
-  resolve_identities(nodes, {}, "h.yaml");
-  StakePlan plan = make_stake_plan(cfg, nodes);
-  auto snap = PolicySnapshot::build(cfg, plan, 1);
-  Worker w(256, snap->source_count());
-  w.bind(snap.get());
+  stakegate::testing::WorkerFixture fx;
+  fx.load(stakegate::testing::base_config("", "blocklist: [{cidr: 198.51.100.0/24}]\n"), 1, 256);
+  Worker& w = *fx.worker;
 
   // Every branch of the verdict order, IPv4 and IPv6, tagged and not, and broken frames.
   std::vector<std::vector<uint8_t>> frames;
@@ -71,7 +64,7 @@ TEST(HotPath, DecidingPacketsAllocatesNothing) {
   EXPECT_GT(dropped, 0u);
   // The peer-score paths ran too: a node probing port 22 was graylisted, and its dropped
   // packets went to the evidence ring until it was full (then counted as lost).
-  EXPECT_TRUE(w.meter(snap->find_v4(parse_ip("198.18.1.1")->v4)).flags & SourcePolicy::kGraylisted);
+  EXPECT_TRUE(fx.meter("198.18.1.1").flags & SourcePolicy::kGraylisted);
   EXPECT_GT(w.samples().lost(), 0u);
   EXPECT_EQ(w.samples().drain([](const SampleRecord&) {}), w.samples().capacity());
 }

@@ -8,6 +8,8 @@
 #include "stakegate/pipeline/worker.h"
 #include "test_util.h"
 
+#include <algorithm>
+
 using namespace stakegate;
 using ::testing::HasSubstr;
 
@@ -29,15 +31,26 @@ class PolicyStateTest : public ::testing::Test {
     make(0);
   }
   void make(size_t capacity) {
-    published_.clear();
-    state_ = std::make_unique<PolicyState>(load_policy(path_), 1, capacity,
-                                           [this](std::shared_ptr<const PolicySnapshot> s) { published_.push_back(s); });
+    publisher_.published.clear();
+    state_ = std::make_unique<PolicyState>(load_policy(path_), 1, capacity, &publisher_, 0, [this] { return now_; });
+  }
+  PolicyState::Change replace(std::vector<NodeIdentity> nodes) {
+    IdentityUpload up;
+    up.nodes = std::move(nodes);
+    return state_->replace_identities(std::move(up));
   }
   uint32_t slot_of(const std::string& ip) const { return state_->snapshot()->find_v4(parse_ip(ip)->v4); }
 
   stakegate::testing::TempDir dir_;
   std::string path_;
-  std::vector<std::shared_ptr<const PolicySnapshot>> published_;
+  struct Recording : Publisher {
+    void publish(std::shared_ptr<const PolicySnapshot> s) override { published.push_back(std::move(s)); }
+    bool wait_applied() override { ++waits; return true; }
+    std::vector<std::shared_ptr<const PolicySnapshot>> published;
+    int waits = 0;
+  } publisher_;
+  std::vector<std::shared_ptr<const PolicySnapshot>>& published_ = publisher_.published;
+  int64_t now_ = 0;
   std::unique_ptr<PolicyState> state_;
 };
 
@@ -52,8 +65,8 @@ TEST_F(PolicyStateTest, PublishesTheFirstSnapshot) {
 
 TEST_F(PolicyStateTest, ReplaceKeepsSlotsOfRemainingSources) {
   uint32_t a = slot_of("198.18.1.1"), b = slot_of("198.18.1.2");
-  auto ch = state_->replace_identities({node("02", Role::kConsensus, "198.18.1.2:3569"),
-                                        node("05", Role::kConsensus, "198.18.1.5:3569")}, "test");
+  auto ch = replace({node("02", Role::kConsensus, "198.18.1.2:3569"),
+                                        node("05", Role::kConsensus, "198.18.1.5:3569")});
   EXPECT_EQ(ch.generation, 2u);
   EXPECT_EQ(ch.added, 2u);    // the NodeIDs are new
   EXPECT_EQ(ch.removed, 3u);
@@ -77,19 +90,23 @@ TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
     EXPECT_EQ(published_.size(), 1u);
     EXPECT_EQ(state_->nodes().size(), 3u);
   };
-  expect_refused([&] { state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"),
-                                                   node("01", Role::kAccess, "198.18.1.9:3569")}, "t"); },
+  expect_refused([&] { replace({node("01", Role::kConsensus, "198.18.1.1:3569"),
+                                                   node("01", Role::kAccess, "198.18.1.9:3569")}); },
                  "appears twice");
-  expect_refused([&] { state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"),
-                                                   node("02", Role::kAccess, "198.18.1.1:3569")}, "t"); },
+  expect_refused([&] { replace({node("01", Role::kConsensus, "198.18.1.1:3569"),
+                                                   node("02", Role::kAccess, "198.18.1.1:3569")}); },
                  "share the address 198.18.1.1:3569");
-  expect_refused([&] { state_->replace_identities({node("01", Role::kExecution, "198.18.1.1:3569")}, "t"); },
+  expect_refused([&] { replace({node("01", Role::kExecution, "198.18.1.1:3569")}); },
                  "roles.execution: missing");
-  expect_refused([&] { state_->replace_identities({node("01", Role::kConsensus, "no-such-host.invalid:3569")}, "t"); },
+  expect_refused([&] { replace({node("01", Role::kConsensus, "no-such-host.invalid:3569")}); },
                  "does not resolve");
-  RoleQos q = state_->config().roles[static_cast<int>(Role::kAccess)];
+  RoleQosPatch q;
   q.share = 0.9;
-  expect_refused([&] { state_->set_role_qos(Role::kAccess, q); }, "would sum to");
+  expect_refused([&] { state_->set_role_qos("access", q); }, "would sum to");
+  expect_refused([&] { state_->set_role_qos("auditor", q); }, "unknown role");
+  expect_refused([&] { state_->block("", std::string(64, 'f'), "", 0); }, "not in the identity table");
+  expect_refused([&] { state_->block("", "xyz", "", 0); }, "64 hex characters");
+  expect_refused([&] { state_->block("198.51.100.0/24", "", "", ~uint64_t{0}); }, "at most");
   expect_refused([&] { state_->unblock("198.51.100.0/24", ""); }, "no blocklist entry");
   expect_refused([&] { state_->unblock("198.51.100.0/33", ""); }, "bad CIDR");
   dir_.file("c.yaml", stakegate::testing::base_config() + "capacity: {pps: -1}\n");
@@ -97,27 +114,28 @@ TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
 }
 
 TEST_F(PolicyStateTest, BlockUnblockAndExpiry) {
-  BlockEntry e;
-  e.cidr = parse_cidr("198.18.1.0/30");
-  e.reason = "test";
-  state_->block(e, 1000);
+  now_ = 5000;
+  state_->block("198.18.1.0/30", "", "test", 1000);
+  EXPECT_EQ(state_->blocklist().back().expires_at, 6000);
+  EXPECT_EQ(publisher_.waits, 1);  // a change returns once the workers apply it
   EXPECT_TRUE(state_->snapshot()->source(slot_of("198.18.1.1")).flags & SourcePolicy::kBlocked);
-  EXPECT_FALSE(state_->expire(999));
-  EXPECT_TRUE(state_->expire(1000));
+  now_ = 5999;
+  EXPECT_FALSE(state_->expire());
+  now_ = 6000;
+  EXPECT_TRUE(state_->expire());
   EXPECT_FALSE(state_->snapshot()->source(slot_of("198.18.1.1")).flags & SourcePolicy::kBlocked);
-  BlockEntry n;
-  n.node_id = state_->nodes()[1].node_id;
-  state_->block(n, 0);
+  std::string upper = state_->nodes()[1].node_id;
+  std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+  state_->block("", upper, "", 0);  // a NodeID in either case
+  EXPECT_EQ(state_->blocklist().back().entry.node_id, state_->nodes()[1].node_id);
   EXPECT_TRUE(state_->snapshot()->source(slot_of("198.18.1.2")).flags & SourcePolicy::kBlocked);
-  auto ch = state_->unblock("", n.node_id);
+  auto ch = state_->unblock("", upper);
   EXPECT_EQ(ch.removed, 1u);
   EXPECT_FALSE(state_->snapshot()->source(slot_of("198.18.1.2")).flags & SourcePolicy::kBlocked);
 }
 
 TEST_F(PolicyStateTest, ReloadReadsTheFileAndKeepsApiBlocks) {
-  BlockEntry e;
-  e.cidr = parse_cidr("203.0.113.0/24");
-  state_->block(e, 0);
+  state_->block("203.0.113.0/24", "", "", 0);
   dir_.file("c.yaml", stakegate::testing::base_config("", "blocklist: [{cidr: 198.51.100.0/24}]\n"));
   auto ch = state_->reload();
   ASSERT_EQ(state_->blocklist().size(), 2u);
@@ -130,12 +148,12 @@ TEST_F(PolicyStateTest, CapacityIsEnforcedAndSlotsAreReusedWithANewEpoch) {
   make(3);
   uint32_t old_slot = slot_of("198.18.1.1");
   uint32_t old_epoch = state_->snapshot()->source(old_slot).epoch;
-  EXPECT_THROW(state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"),
+  EXPECT_THROW(replace({node("01", Role::kConsensus, "198.18.1.1:3569"),
                                            node("02", Role::kConsensus, "198.18.1.2:3569"),
                                            node("03", Role::kConsensus, "198.18.1.3:3569"),
-                                           node("04", Role::kConsensus, "198.18.1.4:3569")}, "t"),
+                                           node("04", Role::kConsensus, "198.18.1.4:3569")}),
                OpError);
-  state_->replace_identities({node("07", Role::kConsensus, "198.18.1.7:3569")}, "t");
+  replace({node("07", Role::kConsensus, "198.18.1.7:3569")});
   uint32_t s = slot_of("198.18.1.7");
   EXPECT_LT(s, 3u);
   EXPECT_NE(state_->snapshot()->source(s).epoch, old_epoch);
@@ -162,17 +180,17 @@ TEST_F(PolicyStateTest, WorkerKeepsMetersAcrossSwaps) {
   EXPECT_EQ(passed, 1250);
   uint32_t slot = slot_of("198.18.1.1");
   // A new table with the same address (another role even): the bucket stays empty.
-  state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"), node("02", Role::kAccess, "198.18.1.2:3569")}, "t");
+  replace({node("01", Role::kConsensus, "198.18.1.1:3569"), node("02", Role::kAccess, "198.18.1.2:3569")});
   w.bind(state_->snapshot().get());
   EXPECT_EQ(send("198.18.1.1", 0), Verdict::kOverRate);
   EXPECT_EQ(w.meter(slot).passed, 1250u);
   EXPECT_EQ(w.meter(slot).dropped_over_rate, 51u);
   // Removed: its packets are now from an unknown source, on a private port.
-  state_->replace_identities({node("02", Role::kAccess, "198.18.1.2:3569")}, "t");
+  replace({node("02", Role::kAccess, "198.18.1.2:3569")});
   w.bind(state_->snapshot().get());
   EXPECT_EQ(send("198.18.1.1", 1'000'000'000), Verdict::kUnregistered);
   // Back again: it finds its counters.
-  state_->replace_identities({node("01", Role::kConsensus, "198.18.1.1:3569"), node("02", Role::kAccess, "198.18.1.2:3569")}, "t");
+  replace({node("01", Role::kConsensus, "198.18.1.1:3569"), node("02", Role::kAccess, "198.18.1.2:3569")});
   w.bind(state_->snapshot().get());
   EXPECT_EQ(slot_of("198.18.1.1"), slot);
   EXPECT_EQ(send("198.18.1.1", 2'000'000'000), Verdict::kPass);
@@ -182,16 +200,10 @@ TEST_F(PolicyStateTest, WorkerKeepsMetersAcrossSwaps) {
 TEST_F(PolicyStateTest, TheBlocklistLimitRefusesMoreEntriesAndChangesNothing) {
   path_ = dir_.file("c.yaml", stakegate::testing::base_config("", "limits: {blocklist: 3}\n"));
   make(0);
-  for (int i = 0; i < 3; ++i) {
-    BlockEntry e;
-    e.cidr = parse_cidr("198.51.100." + std::to_string(i) + "/32");
-    state_->block(e, 0);
-  }
+  for (int i = 0; i < 3; ++i) state_->block("198.51.100." + std::to_string(i) + "/32", "", "", 0);
   const uint64_t gen = state_->generation();
-  BlockEntry more;
-  more.cidr = parse_cidr("198.51.100.9/32");
   try {
-    state_->block(more, 0);
+    state_->block("198.51.100.9/32", "", "", 0);
     FAIL() << "a fourth entry was accepted";
   } catch (const OpError& e) {
     EXPECT_EQ(e.code(), "resource_exhausted");
@@ -199,9 +211,7 @@ TEST_F(PolicyStateTest, TheBlocklistLimitRefusesMoreEntriesAndChangesNothing) {
   }
   EXPECT_EQ(state_->generation(), gen);
   EXPECT_EQ(state_->blocklist().size(), 3u);
-  BlockEntry again;  // refreshing an existing entry is not a new one
-  again.cidr = parse_cidr("198.51.100.1/32");
-  EXPECT_NO_THROW(state_->block(again, 0));
+  EXPECT_NO_THROW(state_->block("198.51.100.1/32", "", "", 0));  // refreshing an existing entry is not a new one
   // A config listing more than the limit is refused when loaded, naming the key.
   EXPECT_THROW(parse_config(stakegate::testing::base_config("", "limits: {blocklist: 1}\nblocklist: [{cidr: 198.51.100.0/32}, {cidr: 198.51.100.1/32}]\n"), "x.yaml"),
                ConfigError);

@@ -6,11 +6,8 @@
 #include <cmath>
 
 #include "packet_builder.h"
-#include "stakegate/config/config.h"
-#include "stakegate/identity/flow_import.h"
-#include "stakegate/pipeline/worker.h"
-#include "stakegate/policy/stake_plan.h"
 #include "test_util.h"
+#include "worker_fixture.h"
 
 using namespace stakegate;
 using stakegate::testing::build_frame;
@@ -27,14 +24,11 @@ class ScoreTest : public ::testing::Test {
   void SetUp() override { load(""); }
 
   void load(const std::string& tail, std::vector<std::string> evidence_nodes = {}) {
-    cfg_ = parse_config(stakegate::testing::base_config("", tail), "s.yaml");
-    cfg_.evidence_nodes = std::move(evidence_nodes);
-    nodes_ = cfg_.identity.inline_nodes;
-    resolve_identities(nodes_, {}, "s.yaml");
-    plan_ = make_stake_plan(cfg_, nodes_);
-    snap_ = PolicySnapshot::build(cfg_, plan_, 1);
-    worker_ = std::make_unique<Worker>(1024, snap_->source_count());
-    worker_->bind(snap_.get());
+    f_.load(stakegate::testing::base_config("", tail));
+    if (!evidence_nodes.empty()) {
+      f_.cfg.evidence_nodes = std::move(evidence_nodes);
+      f_.plan_and_bind();
+    }
     frame_ = build_frame(from("198.18.1.1"));
   }
   static FrameSpec from(const char* src) {
@@ -44,13 +38,8 @@ class ScoreTest : public ::testing::Test {
     f.dst_port = 3569;
     return f;
   }
-  Verdict send(const std::vector<uint8_t>& b, uint64_t now) {
-    PacketView v{b.data(), static_cast<uint32_t>(b.size())};
-    Verdict out;
-    worker_->process_outside(&v, 1, now, &out);
-    return out;
-  }
-  uint32_t slot_of(const char* ip) const { return snap_->find_v4(parse_ip(ip)->v4); }
+  Verdict send(const std::vector<uint8_t>& b, uint64_t now) { return f_.send(b, now); }
+  uint32_t slot_of(const char* ip) const { return f_.slot_of(ip); }
   bool graylisted(const char* ip = "198.18.1.1") const {
     return worker_->meter(slot_of(ip)).flags & SourcePolicy::kGraylisted;
   }
@@ -73,11 +62,8 @@ class ScoreTest : public ::testing::Test {
     return flood(pps, from_ns, to_ns, [] { return false; });
   }
 
-  Config cfg_;
-  std::vector<NodeIdentity> nodes_;
-  StakePlan plan_;
-  std::shared_ptr<const PolicySnapshot> snap_;
-  std::unique_ptr<Worker> worker_;
+  stakegate::testing::WorkerFixture f_;
+  std::unique_ptr<Worker>& worker_ = f_.worker;
   std::vector<uint8_t> frame_;
 };
 
@@ -109,7 +95,7 @@ TEST_F(ScoreTest, HonestBurstsUpToTheBurstNeverScore) {
   for (uint64_t t = 0; t < 30 * kS; t += 100 * kMs)
     for (int i = 0; i < static_cast<int>(kBurst); ++i) ASSERT_EQ(send(frame_, t), Verdict::kPass) << t;
   EXPECT_FALSE(graylisted());
-  EXPECT_EQ(worker_->meter_cold(slot_of("198.18.1.1")).score, 0.0);
+  EXPECT_EQ(worker_->meter_cold(slot_of("198.18.1.1")).peer.score, 0.0);
   EXPECT_EQ(worker_->samples().drain([](const SampleRecord&) {}), 0u);
 }
 
@@ -122,13 +108,13 @@ TEST_F(ScoreTest, GraylistedNodeThatStopsFloodingRecoversInTheDocumentedTimeWith
   flood(10 * kRate, 0, stop);  // long enough to sit at the floor
   ASSERT_TRUE(graylisted());
   const NodeMeterCold& c = worker_->meter_cold(slot_of("198.18.1.1"));
-  EXPECT_DOUBLE_EQ(c.score, -1000.0);
+  EXPECT_DOUBLE_EQ(c.peer.score, -1000.0);
   const double recovery_s = 60 * std::log2(1000.0 / 50.0);
   uint64_t recovered = 0, dropped = 0;
   bool seen_hysteresis = false;
   for (uint64_t t = stop; t < stop + 400 * kS && !recovered; t += static_cast<uint64_t>(1e9 / (kRate / 2))) {
     dropped += send(frame_, t) != Verdict::kPass;
-    double s = Worker::decayed(c.score, c.score_ns, t, 60e9);
+    double s = decayed_score(c.peer.score, c.peer.score_ns, t, 60e9);
     if (s < -50 && s > -100) seen_hysteresis |= graylisted();  // between the thresholds: still graylisted
     if (!graylisted()) recovered = t;
   }
@@ -195,13 +181,13 @@ TEST_F(ScoreTest, ARebindKeepsTheGraylistAndItsReducedRate) {
   flood(10 * kRate, 0, 3 * kS, [&] { return graylisted(); }, &entered);
   ASSERT_TRUE(graylisted());
   // A new table (another node's weight changes): the flooder's meter keeps its state.
-  cfg_.roles[static_cast<int>(Role::kAccess)].min_pps = 200;
-  plan_ = make_stake_plan(cfg_, nodes_);
-  auto next = PolicySnapshot::build(cfg_, plan_, 1, snap_.get());
+  f_.cfg.roles[static_cast<int>(Role::kAccess)].min_pps = 200;
+  f_.plan = make_stake_plan(f_.cfg, f_.nodes);
+  auto next = SnapshotBuilder::build(f_.cfg, f_.plan, 1, f_.snap.get());
   worker_->bind(next.get());
-  snap_ = next;
+  f_.snap = next;
   EXPECT_TRUE(graylisted());
-  EXPECT_EQ(worker_->meter(slot_of("198.18.1.1")).rate, static_cast<uint64_t>(0.1 * kRate));
+  EXPECT_EQ(worker_->meter(slot_of("198.18.1.1")).pkt_profile.rate, static_cast<uint64_t>(0.1 * kRate));
 }
 
 TEST_F(ScoreTest, PenaltiesAreConfigurablePerReason) {

@@ -3,11 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "packet_builder.h"
-#include "stakegate/config/config.h"
-#include "stakegate/identity/flow_import.h"
-#include "stakegate/pipeline/worker.h"
-#include "stakegate/policy/stake_plan.h"
 #include "test_util.h"
+#include "worker_fixture.h"
 
 using namespace stakegate;
 using stakegate::testing::build_frame;
@@ -26,25 +23,11 @@ class WorkerTest : public ::testing::Test {
     std::string y = stakegate::testing::base_config("", tail);
     // An ejected consensus node, expressed inline.
     y.insert(y.find("roles:"), "    - {node_id: \"" + kEjected + "\", role: consensus, address: \"198.18.1.9:3569\", ejected: true}\n");
-    cfg_ = parse_config(y, "w.yaml");
-    nodes_ = cfg_.identity.inline_nodes;
-    resolve_identities(nodes_, {}, "w.yaml");
-    plan_ = make_stake_plan(cfg_, nodes_);
-    rebuild(1, table);
+    f_.load(y, 1, table);
   }
-
-  void rebuild(unsigned workers, unsigned table = 1024) {
-    snap_ = PolicySnapshot::build(cfg_, plan_, workers);
-    worker_ = std::make_unique<Worker>(table, snap_->source_count());
-    worker_->bind(snap_.get());
-  }
-  Verdict send(const FrameSpec& f, uint64_t now) { return send_raw(build_frame(f), now); }
-  Verdict send_raw(const std::vector<uint8_t>& b, uint64_t now) {
-    PacketView v{b.data(), static_cast<uint32_t>(b.size())};
-    Verdict out;
-    worker_->process_outside(&v, 1, now, &out);
-    return out;
-  }
+  void rebuild(unsigned workers, unsigned table = 1024) { f_.plan_and_bind(workers, table); }
+  Verdict send(const FrameSpec& f, uint64_t now) { return f_.send(build_frame(f), now); }
+  Verdict send_raw(const std::vector<uint8_t>& b, uint64_t now) { return f_.send(b, now); }
   static FrameSpec from(const char* src, uint16_t port = 3569, uint8_t proto = 6) {
     FrameSpec f;
     f.src = *parse_ip(src);
@@ -53,13 +36,12 @@ class WorkerTest : public ::testing::Test {
     f.proto = proto;
     return f;
   }
-  uint64_t count(TrafficClass c, Verdict v) const { return worker_->counters().packets[0][static_cast<int>(c)][static_cast<int>(v)]; }
+  uint64_t count(TrafficClass c, Verdict v) const { return f_.count(c, v); }
 
-  Config cfg_;
-  std::vector<NodeIdentity> nodes_;
-  StakePlan plan_;
-  std::shared_ptr<const PolicySnapshot> snap_;
-  std::unique_ptr<Worker> worker_;
+  stakegate::testing::WorkerFixture f_;
+  Config& cfg_ = f_.cfg;
+  StakePlan& plan_ = f_.plan;
+  std::unique_ptr<Worker>& worker_ = f_.worker;
 };
 
 }  // namespace
@@ -169,7 +151,6 @@ TEST_F(WorkerTest, ByteBucketLimitsLargeFrames) {
   // 10 MB/s in all; consensus 0.5 -> node 1 (a quarter of the weight): 1.25 MB/s, 125 kB burst.
   // (Above the floor of min_pps full-size frames: 100 x 1538 B/s.)
   cfg_.capacity_bps = 80'000'000;
-  plan_ = make_stake_plan(cfg_, nodes_);
   rebuild(1);
   FrameSpec f = from("198.18.1.1");
   f.frame_size = 1500;
@@ -190,9 +171,9 @@ TEST_F(WorkerTest, RatesAreSplitAcrossWorkers) {
 TEST_F(WorkerTest, RebindKeepsCountersOfEverySource) {
   EXPECT_EQ(send(from("198.18.1.9"), 0), Verdict::kEjected);
   EXPECT_EQ(send(from("198.18.1.1"), 0), Verdict::kPass);
-  auto again = PolicySnapshot::build(cfg_, plan_, 1);
+  auto again = SnapshotBuilder::build(cfg_, plan_, 1);
   worker_->bind(again.get());
-  snap_ = again;
+  f_.snap = again;
   EXPECT_EQ(worker_->meter_cold(plan_.sources[plan_.nodes[3].source].slot).dropped_ejected, 1u);
   EXPECT_EQ(worker_->meter(plan_.sources[plan_.nodes[0].source].slot).passed, 1u);
 }

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "stakegate/config/error.h"
+#include "stakegate/base/error.h"
 #include "stakegate/identity/node.h"
-#include "stakegate/net/address.h"
+#include "stakegate/base/address.h"
 
 namespace stakegate {
 

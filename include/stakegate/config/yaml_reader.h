@@ -6,7 +6,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "stakegate/config/error.h"
+#include "stakegate/base/error.h"
 
 namespace stakegate {
 
@@ -33,6 +33,7 @@ class YamlReader {
   std::string string() const;
   bool boolean() const;
   uint16_t port() const;
+  std::string node_id() const;  // lower-cased; refuses anything but 64 hex characters
 
  private:
   YAML::Node node_;

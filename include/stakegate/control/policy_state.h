@@ -1,20 +1,23 @@
 #pragma once
 // The operations layer of the control plane: every change an operator can make (a new
-// identity table, a block, a role's QoS, a config reload, an expiring block) goes
-// through PolicyState, which validates it, builds a complete new PolicySnapshot and
-// only then publishes it. A refused change throws and leaves the running state as it
-// was. The API, SIGHUP and timers are thin callers of these operations.
+// identity table, a block, a role's QoS, a config reload, an expiring block, evidence
+// sampling) goes through PolicyState. It owns the rules: it validates the request,
+// builds a complete new PolicySnapshot, publishes it and waits until the workers apply
+// it. A refused change throws OpError (or ConfigError) and leaves the running state as
+// it was. The API, stakegatectl (through the API), SIGHUP and timers are thin callers.
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "stakegate/config/config.h"
-#include "stakegate/config/policy.h"
+#include "stakegate/control/publisher.h"
 #include "stakegate/identity/node.h"
+#include "stakegate/policy/load.h"
 #include "stakegate/policy/snapshot.h"
 #include "stakegate/policy/stake_plan.h"
 
@@ -36,31 +39,52 @@ struct ActiveBlock {
   int64_t expires_at = 0;   // unix seconds; 0: never
 };
 
+// A new identity table as it arrives: Flow JSON (either format) or nodes already parsed.
+struct IdentityUpload {
+  enum class Kind { kFlowNodeInfos, kFlowSnapshot, kNodes } kind = Kind::kNodes;
+  std::string flow_json;           // kFlowNodeInfos, kFlowSnapshot
+  std::vector<NodeIdentity> nodes;  // kNodes (fields already set; addresses not yet resolved)
+  std::string stake_json;          // optional: NodeID -> stake
+  std::string origin = "api";      // for messages: "api", a file name, ...
+};
+
+// A change of one role's QoS: fields left empty keep their value.
+struct RoleQosPatch {
+  std::optional<double> share, min_pps;
+  std::optional<uint32_t> burst_ms;
+  std::optional<std::vector<uint32_t>> ports;  // replaces the list
+  bool all_ports = false;                      // clears the list: every port allowed
+};
+
 class PolicyState {
  public:
-  using Publish = std::function<void(std::shared_ptr<const PolicySnapshot>)>;
+  using Clock = std::function<int64_t()>;  // Unix seconds
+  static int64_t system_clock();
 
   struct Change {
     uint64_t generation = 0;
-    size_t added = 0, removed = 0;  // nodes, for identity changes
+    size_t added = 0, removed = 0;  // nodes, for identity changes; entries, for unblock
     std::vector<std::string> warnings;
+    bool applied = true;            // every worker decides with it (false: a worker did not answer in time)
   };
 
-  // Builds the first snapshot from a loaded policy. `source_capacity` bounds the meter
-  // slots workers preallocate (0: twice the table, at least 65,536).
-  // `rate_shards` is how many workers share one source's traffic (and so its rate): the
-  // number of workers, or 1 when RSS on source IP sends each source to one worker.
-  PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publish publish, unsigned rate_shards = 0);
+  // Builds and publishes the first snapshot from a loaded policy (without waiting: the
+  // workers start after). `source_capacity` bounds the meter slots workers preallocate
+  // (0: twice the table, at least 65,536). `rate_shards` is how many workers share one
+  // source's traffic (and so its rate): the number of workers, or 1 when RSS on the
+  // source address sends each source to one worker. `publisher` may be null.
+  PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publisher* publisher,
+              unsigned rate_shards = 0, Clock clock = system_clock);
 
-  Change replace_identities(std::vector<NodeIdentity> nodes, const std::string& source,
-                            const std::string& stake_json = "");
-  Change block(BlockEntry entry, int64_t expires_at);
+  Change replace_identities(IdentityUpload upload);
+  // Blocks a CIDR or a node (exactly one); expires_in_s 0 means until unblocked.
+  Change block(const std::string& cidr, const std::string& node_id, const std::string& reason, uint64_t expires_in_s);
   Change unblock(const std::string& cidr, const std::string& node_id);
-  Change set_role_qos(Role role, const RoleQos& qos);
+  Change set_role_qos(const std::string& role, const RoleQosPatch& patch);
   Change reload();                      // re-reads the config file it was started with
   // Marks a node's source for evidence sampling (an operator's case), or stops it.
   Change set_evidence(const std::string& node_id, bool on);
-  bool expire(int64_t now_unix);        // drops expired blocks; true when it published
+  bool expire();                        // drops expired blocks; true when it published
 
   const Config& config() const { return cfg_; }
   const std::vector<NodeIdentity>& nodes() const { return nodes_; }
@@ -72,18 +96,22 @@ class PolicyState {
   size_t source_capacity() const { return capacity_; }
   unsigned workers() const { return workers_; }
   unsigned rate_shards() const { return shards_; }
+  int64_t now() const { return clock_(); }
   // When the identity table last changed (Unix seconds): start, swaps, reloads that changed it.
   int64_t identity_changed_unix() const { return identity_changed_unix_; }
-  // Index of the node in nodes(), or -1.
-  long find_node(const std::string& node_id) const;
+  // The node's index in nodes(): NodeIDs in either case; nullopt when absent or malformed.
+  std::optional<size_t> find_node(const std::string& node_id) const;
+  // The node's index, or OpError: invalid_argument for a malformed NodeID, not_found.
+  size_t need_node(const std::string& node_id) const;
 
  private:
   struct Slots;  // stable slot assignment by source address
   Change commit(Config cfg, std::vector<NodeIdentity> nodes, std::vector<ActiveBlock> blocks,
-                std::string identity_source);
+                std::string identity_source, bool wait = true);
 
   Config cfg_;
   std::vector<NodeIdentity> nodes_;
+  std::unordered_map<std::string, size_t> node_index_;
   StakePlan plan_;
   std::vector<ActiveBlock> blocks_;
   std::string identity_source_;
@@ -93,7 +121,8 @@ class PolicyState {
   unsigned shards_;
   size_t capacity_;
   int64_t identity_changed_unix_ = 0;
-  Publish publish_;
+  Publisher* publisher_;
+  Clock clock_;
 };
 
 }  // namespace stakegate

@@ -2,10 +2,11 @@
 // Frame parser for the data path: Ethernet, up to four 802.1Q/802.1ad tags, IPv4 with
 // options, IPv6 with extension headers, TCP and UDP. It reads only bytes inside the
 // frame, never allocates and reports a hostile or truncated header as `malformed`.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
-#include "stakegate/net/address.h"
+#include "stakegate/base/address.h"
 
 namespace stakegate {
 
@@ -54,10 +55,9 @@ inline bool parse_l4(uint8_t proto, const uint8_t* l4, uint32_t avail, PacketMet
 }
 }  // namespace detail
 
-// Parses one frame. Never reads past data[len-1]. Fields that do not apply to the
-// frame's kind are left as they were (src_v6 of an IPv4 packet, for instance).
-inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) {
-  using namespace detail;
+namespace detail {
+template <bool kCut>
+inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
   m.has_port = false;
   m.non_first_fragment = false;
   m.l4_proto = 0;
@@ -72,19 +72,19 @@ inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) {
   }
   off += 2;
   const uint8_t* l3 = data + off;
-  uint32_t avail = len - off;
+  uint32_t avail = len - off, wire_avail = kCut ? wire_len - off : avail;
   if (type == 0x0800) {
     m.kind = L3Kind::kMalformed;
     if (avail < 20 || (l3[0] >> 4) != 4) return;
     uint32_t ihl = (l3[0] & 0x0f) * 4u;
     uint32_t total = rd16(l3 + 2);
-    if (ihl < 20 || total < ihl || total > avail) return;
+    if (ihl < 20 || total < ihl || total > wire_avail || (kCut && ihl > avail)) return;
     uint16_t frag = rd16(l3 + 6);
     m.src_v4 = rd32(l3 + 12);
     if ((frag & 0x1fff) != 0) {
       m.non_first_fragment = true;
       m.l4_proto = l3[9];
-    } else if (!parse_l4(l3[9], l3 + ihl, total - ihl, m)) {
+    } else if (!parse_l4(l3[9], l3 + ihl, (kCut ? std::min(total, avail) : total) - ihl, m)) {
       return;
     }
     m.kind = L3Kind::kIpv4;
@@ -95,7 +95,8 @@ inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) {
     if (avail < 40 || (l3[0] >> 4) != 6) return;
     // A jumbogram (payload length 0) ends up malformed: its hop-by-hop header lies beyond `end`.
     uint32_t end = 40u + rd16(l3 + 4);
-    if (end > avail) return;
+    if (end > wire_avail) return;
+    if (kCut) end = std::min(end, avail);  // what was captured of it
     std::memcpy(m.src_v6.bytes.data(), l3 + 8, 16);
     uint8_t next = l3[6];
     uint32_t pos = 40;
@@ -133,6 +134,17 @@ inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) {
     return;
   }
   m.kind = L3Kind::kNonIp;
+}
+}  // namespace detail
+
+// Parses one frame of which `len` bytes were captured and `wire_len` (>= len) were on the
+// wire: headers must lie within the captured bytes, lengths are checked against the
+// wire. The data path has whole frames (parse_frame); evidence samples are cut at a
+// snap length. Never reads past data[len-1]. Fields that do not apply to the frame's
+// kind are left as they were (src_v6 of an IPv4 packet, for instance).
+inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) { detail::parse<false>(data, len, len, m); }
+inline void parse_captured_frame(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
+  detail::parse<true>(data, len, wire_len < len ? len : wire_len, m);
 }
 
 }  // namespace stakegate

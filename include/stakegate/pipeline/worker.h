@@ -3,13 +3,15 @@
 // frames. A Worker owns all state it writes (node meters, unregistered buckets,
 // counters); it reads a PolicySnapshot that nobody writes. No allocation, lock,
 // exception, log line or system call happens per packet, and time is passed in.
+#include <atomic>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
+#include "stakegate/base/verdict.h"
+#include "stakegate/pipeline/peer_score.h"
 #include "stakegate/pipeline/sample_ring.h"
+#include "stakegate/policy/meter.h"
 #include "stakegate/policy/snapshot.h"
-#include "stakegate/policy/verdict.h"
 
 namespace stakegate {
 
@@ -19,15 +21,12 @@ struct PacketView {
 };
 
 // Everything a packet from a known source touches, in one cache line written only by
-// its worker: the packet bucket, a worker-local copy of the source's policy (copied from
-// the snapshot at bind time, so the snapshot's line need not be read per packet) and the
-// common counters.
+// its worker: the packet meter and its profile (a worker-local copy of the source's
+// policy, taken at bind time, so the snapshot's line need not be read per packet) and
+// the common counters.
 struct alignas(64) NodeMeter {
-  uint64_t tokens;     // nano-packets
-  uint64_t last_ns;
-  uint64_t burst;      // nano-packets
-  uint64_t rate;       // packets per second (this worker's share)
-  uint64_t fill_ns;
+  Meter pkt;
+  MeterProfile pkt_profile;  // this worker's share; scaled down while graylisted
   uint64_t passed;
   uint64_t dropped_over_rate;
   uint16_t port_set;
@@ -35,27 +34,16 @@ struct alignas(64) NodeMeter {
   uint8_t flags;       // SourcePolicy flags, plus kGraylisted (this worker's own)
   uint32_t epoch;      // SourcePolicy::epoch this meter was started for
 };
-static_assert(sizeof(NodeMeter) == 64);
+static_assert(sizeof(NodeMeter) == 64, "a node's hot state is one cache line");
 
-// What only rare verdicts or byte limits need: kept out of the hot line.
+// What only rare verdicts, byte limits and peer scoring need: kept out of the hot line.
 struct NodeMeterCold {
-  BucketParams bps;
-  uint64_t tokens_bytes;
-  uint64_t last_ns;
+  MeterProfile bps_profile;
+  Meter bytes;
   uint64_t dropped_blocklisted;
   uint64_t dropped_ejected;
   uint64_t dropped_port_denied;
-  // Peer score (only drops and graylisted sources touch it).
-  double score;                 // <= 0; this worker's share of the source's score
-  uint64_t score_ns;            // when `score` was last decayed
-  uint32_t samples_left;        // dropped packets still to sample for an evidence case
-  double over_rate_cost;        // scoring.penalties.over_rate / the source's normal rate (per worker)
-  // While graylisted: a bucket at the source's normal rate. Only packets beyond it are
-  // penalised, so a source back to its normal traffic recovers.
-  BucketParams normal;
-  uint64_t normal_tokens;
-  uint64_t normal_last_ns;
-  bool beyond_normal;           // the last packet exceeded the normal bucket
+  PeerScore peer;
 };
 
 struct alignas(64) WorkerCounters {
@@ -88,14 +76,12 @@ class Worker {
   const PolicySnapshot& snapshot() const { return *snap_; }
   // Evidence and graylist events, for a non-worker thread to drain.
   SampleRing& samples() { return samples_; }
+  const SampleRing& samples() const { return samples_; }
   // The worker's own clock, as it last saw it (process_outside, or tick() from an idle
   // loop). Readers on other threads judge this worker's state by it: CPUs' clocks need
   // not agree (TSCs of virtual CPUs drift apart).
   void tick(uint64_t now_ns) noexcept { clock_ns_.store(now_ns, std::memory_order_relaxed); }
   uint64_t clock_ns() const noexcept { return clock_ns_.load(std::memory_order_relaxed); }
-  // The score of a cold meter decayed to now_ns (readers off the worker may see a torn
-  // pair of fields: a display value, not a decision).
-  static double decayed(double score, uint64_t score_ns, uint64_t now_ns, double half_life_ns);
   size_t source_capacity() const { return meters_.size(); }
 
   static constexpr unsigned kWays = 4;
@@ -104,13 +90,12 @@ class Worker {
  private:
   struct UnregisteredEntry {
     uint64_t tag;  // 0: empty
-    uint64_t tokens;
-    uint64_t last_ns;
+    Meter meter;
   };
 
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
   Verdict police_source(uint32_t slot, const struct PacketMeta& m, uint32_t len, uint64_t now_ns);
-  Verdict police_bytes(uint32_t slot, uint64_t tokens, uint32_t len, uint64_t now_ns);
+  Verdict police_bytes(uint32_t slot, uint32_t len, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
   void on_source_drop(uint32_t slot, Verdict v, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
@@ -132,7 +117,7 @@ class Worker {
   std::vector<UnregisteredEntry> unregistered_;
   uint64_t unregistered_mask_ = 0;  // set count - 1
   uint64_t seed_;
-  uint64_t pool_pkts_ = 0, pool_bytes_ = 0, pool_last_ns_ = 0;
+  Meter pool_pkts_, pool_bytes_;
   WorkerCounters counters_{};
   SampleRing samples_{1024};
   alignas(64) std::atomic<uint64_t> clock_ns_{0};

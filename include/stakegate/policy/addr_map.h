@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "stakegate/net/address.h"
+#include "stakegate/base/address.h"
 
 namespace stakegate {
 

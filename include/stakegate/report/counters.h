@@ -19,8 +19,13 @@ struct Totals {
   WorkerCounters c{};
   std::vector<SourceTotals> sources;  // by slot
 
-  void add(const Worker& w);
+  // Adds a worker's counters, read with relaxed loads so that another thread may read a
+  // running worker, and those of its first `slots` meter slots (O(slots); 0: none).
+  // A reader on another thread passes the slot count of the policy it knows, never the
+  // worker's own snapshot pointer, which only the worker may follow.
+  void add(const Worker& w, size_t slots);
   uint64_t packets(Direction d) const;
+  uint64_t passed(Direction d) const;
   uint64_t count(Direction d, TrafficClass cls, Verdict v) const {
     return c.packets[static_cast<int>(d)][static_cast<int>(cls)][static_cast<int>(v)];
   }
@@ -31,5 +36,8 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
 
 // One row per traffic class seen from the outside: passed and dropped by reason.
 std::string role_table(const Totals& t);
+
+// "outside rx N pass P drop D (reason n, ...) | inside rx M | tx dropped X": the log summary.
+std::string summary_line(const Totals& t, uint64_t tx_dropped);
 
 }  // namespace stakegate

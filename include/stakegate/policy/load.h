@@ -1,0 +1,33 @@
+#pragma once
+// One call that every entry point shares (run, replay, check-config, reload): read the
+// config, import, check and resolve the identities it names, apply stakes, compute the
+// SWQoS plan. Throws ConfigError naming the file, the key and the problem.
+#include <string>
+#include <vector>
+
+#include "stakegate/config/config.h"
+#include "stakegate/identity/node.h"
+#include "stakegate/policy/stake_plan.h"
+
+namespace stakegate {
+
+struct LoadedPolicy {
+  Config cfg;
+  std::vector<NodeIdentity> nodes;
+  StakePlan plan;
+  std::vector<std::string> warnings;
+};
+
+LoadedPolicy load_policy(const std::string& config_path);
+
+// The identity table a config names (its file, or inline nodes), checked, with the stake
+// file applied and hosts resolved. `warnings` receives what is accepted but worth telling.
+std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::string>* warnings = nullptr);
+
+// Where the identity table of `cfg` comes from, for messages and the API.
+std::string identity_source(const Config& cfg);
+
+// Human-readable plan: per role its share and rate, per node its role, address, weight and rate.
+std::string describe_plan(const LoadedPolicy& p);
+
+}  // namespace stakegate

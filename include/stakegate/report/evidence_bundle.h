@@ -1,0 +1,34 @@
+#pragma once
+// The two documents of an evidence bundle, from the facts a closing case gathered:
+// report.json (machine-readable) and flip.md (a draft of the FLIP GOV-4 report).
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "stakegate/config/config.h"
+#include "stakegate/report/source_directory.h"
+
+namespace stakegate {
+
+struct CaseFacts {
+  std::string id, reason, node_id, version;
+  double opened_unix = 0, closed_unix = 0, secs = 0;
+  SourceView at_open;       // the errant source as the case opened
+  SourceView at_close;      // as it closed (at_open again if it left the table)
+  bool in_table_at_close = false;
+  SourceTotals delta;       // its counters over the window
+  uint64_t samples = 0;
+  std::map<std::string, uint64_t> sample_reasons;
+  std::vector<std::pair<std::pair<std::string, uint16_t>, uint64_t>> top_ports;  // ((proto, port), samples), most first
+  OperatorConfig reporter;
+  ScoringConfig scoring;
+  unsigned max_samples = 0, snaplen = 0;
+};
+
+nlohmann::json case_report_json(const CaseFacts& f);
+std::string case_flip_markdown(const CaseFacts& f);
+
+}  // namespace stakegate

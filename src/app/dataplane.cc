@@ -1,0 +1,125 @@
+#include "dataplane.h"
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <time.h>
+
+#include <stdexcept>
+
+namespace stakegate {
+namespace {
+
+__extension__ typedef unsigned __int128 u128;
+uint64_t relaxed(const uint64_t& x) { return __atomic_load_n(&x, __ATOMIC_RELAXED); }
+
+uint64_t clock_ns(clockid_t id) {
+  timespec ts{};
+  clock_gettime(id, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+DataPlane::DataPlane(const Config& cfg) : cfg_(cfg) {
+  if (rte_lcore_count() < cfg.dataplane.workers + 1)
+    throw std::runtime_error(cfg.file + ": dataplane.workers: " + std::to_string(cfg.dataplane.workers) + " workers need " +
+                             std::to_string(cfg.dataplane.workers + 1) + " lcores, EAL has " +
+                             std::to_string(rte_lcore_count()));
+  rte_mempool* pool = create_mbuf_pool(cfg);
+  outside_ = setup_port(cfg, "outside", cfg.dataplane.outside, pool);
+  ports_started_ = true;  // from here on, the destructor stops what was started
+  try {
+    inside_ = setup_port(cfg, "inside", cfg.dataplane.inside, pool);
+  } catch (...) {
+    stop_port(outside_);
+    throw;
+  }
+  check_pool_size(cfg, outside_, inside_);
+}
+
+DataPlane::~DataPlane() {
+  stop();
+  if (ports_started_) {
+    stop_port(outside_);
+    stop_port(inside_);
+  }
+}
+
+void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher) {
+  state_ = &state;
+  publisher_ = &publisher;
+  const unsigned n = cfg_.dataplane.workers;
+  const uint64_t q32 = static_cast<uint64_t>((static_cast<u128>(1'000'000'000ull) << 32) / rte_get_tsc_hz());
+  mono0_ns_ = clock_ns(CLOCK_MONOTONIC);
+  unix_ns0_ = clock_ns(CLOCK_REALTIME);
+  ctxs_.resize(n);
+  for (unsigned i = 0; i < n; ++i) {
+    workers_.push_back(
+        std::make_unique<Worker>(state.config().unregistered.table_size, state.source_capacity(), rte_rdtsc() + i));
+    WorkerCtx& c = ctxs_[i];
+    c.worker = workers_.back().get();
+    c.queue = static_cast<uint16_t>(i);
+    c.outside = outside_.q;
+    c.inside = inside_.q;
+    c.burst = std::min(cfg_.dataplane.burst, kMaxBurst);
+    c.ns_per_tsc_q32 = q32;
+    c.mono0_ns = mono0_ns_;
+    c.policy = publisher.pointer();
+    c.rcu = publisher.rcu();
+    c.stop = &stop_;
+  }
+}
+
+void DataPlane::launch() {
+  unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+  for (unsigned i = 0; i < ctxs_.size(); ++i, lcore = rte_get_next_lcore(lcore, 1, 0)) {
+    if (int rc = rte_eal_remote_launch(worker_main, &ctxs_[i], lcore); rc != 0)
+      throw std::runtime_error("cannot launch worker on lcore " + std::to_string(lcore) + ": " + rte_strerror(-rc));
+    launched_ = true;
+  }
+}
+
+void DataPlane::stop() {
+  stop_.store(true);
+  if (launched_) rte_eal_mp_wait_lcore();
+  launched_ = false;
+}
+
+std::vector<Worker*> DataPlane::workers() const {
+  std::vector<Worker*> out;
+  for (const auto& w : workers_) out.push_back(w.get());
+  return out;
+}
+
+Totals DataPlane::totals(bool with_sources) const {
+  Totals t;
+  const size_t slots = with_sources && state_ ? state_->snapshot()->source_count() : 0;
+  for (const auto& w : workers_) t.add(*w, slots);
+  return t;
+}
+
+double DataPlane::uptime_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+}
+
+uint64_t DataPlane::tx_dropped(Direction from) const {
+  uint64_t n = 0;
+  for (const auto& c : ctxs_) n += relaxed(c.tx_dropped[static_cast<int>(from)]);
+  return n;
+}
+
+std::vector<double> DataPlane::busy_ratios() {
+  std::vector<double> out;
+  last_busy_.resize(ctxs_.size(), {0, 0});
+  for (size_t i = 0; i < ctxs_.size(); ++i) {
+    uint64_t b = relaxed(ctxs_[i].busy_tsc), t = relaxed(ctxs_[i].total_tsc);
+    uint64_t db = b - last_busy_[i].first, dt = t - last_busy_[i].second;
+    out.push_back(dt ? static_cast<double>(db) / static_cast<double>(dt) : 0.0);
+    last_busy_[i] = {b, t};
+  }
+  return out;
+}
+
+}  // namespace stakegate

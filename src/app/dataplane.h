@@ -1,0 +1,57 @@
+#pragma once
+// The running data path as the control thread sees it: the ports, one Worker and
+// WorkerCtx per worker lcore, their launch and stop, and the live sums of what they
+// count (the control API's DataPathView, /metrics, the log summary).
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "lcore_loop.h"
+#include "ports.h"
+#include "rcu_publisher.h"
+#include "stakegate/control/api.h"
+#include "stakegate/control/policy_state.h"
+
+namespace stakegate {
+
+class DataPlane : public DataPathView {
+ public:
+  // Creates the mbuf pool and starts both ports (throws std::runtime_error).
+  explicit DataPlane(const Config& cfg);
+  ~DataPlane() override;
+
+  // One Worker per worker lcore, sized for the policy's slot capacity, reading `publisher`'s pointer.
+  void create_workers(const PolicyState& state, RcuPublisher& publisher);
+  void launch();  // throws std::runtime_error
+  void stop();    // asks the workers to stop and waits for them (idempotent)
+
+  const PortIo& outside() const { return outside_; }
+  const PortIo& inside() const { return inside_; }
+  std::vector<Worker*> workers() const;
+  // Unix nanoseconds of the data path's clock 0 (workers count from the gateway's start).
+  uint64_t unix_ns0() const { return unix_ns0_; }
+
+  Totals totals(bool with_sources) const override;
+  uint32_t snapshots_pending_reclaim() const override { return publisher_ ? publisher_->pending_reclaim() : 0; }
+  double uptime_s() const override;
+  uint64_t tx_dropped(Direction from) const;  // packets that arrived from `from` and could not be sent on
+  // Busy share per worker since the previous call.
+  std::vector<double> busy_ratios();
+
+ private:
+  const Config& cfg_;
+  PortIo outside_, inside_;
+  bool ports_started_ = false;
+  const PolicyState* state_ = nullptr;
+  RcuPublisher* publisher_ = nullptr;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<WorkerCtx> ctxs_;
+  std::atomic<bool> stop_{false};
+  bool launched_ = false;
+  uint64_t mono0_ns_ = 0, unix_ns0_ = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> last_busy_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace stakegate

@@ -1,0 +1,105 @@
+#include "lcore_loop.h"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <time.h>
+
+namespace stakegate {
+namespace {
+
+__extension__ typedef unsigned __int128 u128;
+
+// Transmits what it can and frees the rest, counting it.
+inline void send_or_free(uint16_t port, uint16_t queue, bool can_send, rte_mbuf** pkts, uint16_t n, uint64_t& dropped) {
+  if (n == 0) return;
+  uint16_t sent = can_send ? rte_eth_tx_burst(port, queue, pkts, n) : 0;
+  if (sent < n) {
+    rte_pktmbuf_free_bulk(pkts + sent, n - sent);
+    dropped += n - sent;
+  }
+}
+
+// The worker's clock: nanoseconds since the gateway's start. Its origin is taken here, on
+// the worker's own CPU, against CLOCK_MONOTONIC (one clock for every CPU), because TSCs
+// of different (virtual) CPUs need not agree; a TSC read before that origin counts as it.
+class WorkerClock {
+ public:
+  WorkerClock(uint64_t ns_per_tsc_q32, uint64_t gateway_mono0_ns) : q32_(ns_per_tsc_q32) {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tsc0_ = rte_rdtsc();
+    uint64_t mono = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+    base_ns_ = mono > gateway_mono0_ns ? mono - gateway_mono0_ns : 0;
+  }
+  uint64_t ns(uint64_t tsc) const {
+    uint64_t d = tsc > tsc0_ ? tsc - tsc0_ : 0;
+    return base_ns_ + static_cast<uint64_t>((static_cast<u128>(d) * q32_) >> 32);
+  }
+
+ private:
+  uint64_t q32_, tsc0_ = 0, base_ns_ = 0;
+};
+
+}  // namespace
+
+int worker_main(void* arg) {
+  auto* ctx = static_cast<WorkerCtx*>(arg);
+  Worker& w = *ctx->worker;
+  rte_mbuf* rx[kMaxBurst];
+  rte_mbuf* pass[kMaxBurst];
+  rte_mbuf* drop[kMaxBurst];
+  PacketView views[kMaxBurst];
+  Verdict verdicts[kMaxBurst];
+  const uint16_t q = ctx->queue;
+  const uint16_t burst = static_cast<uint16_t>(ctx->burst);
+  const bool out_rx = q < ctx->outside.rx_queues, in_rx = q < ctx->inside.rx_queues;
+  const bool out_tx = q < ctx->outside.tx_queues, in_tx = q < ctx->inside.tx_queues;
+  const WorkerClock clock(ctx->ns_per_tsc_q32, ctx->mono0_ns);
+
+  const PolicySnapshot* bound = nullptr;
+  rte_rcu_qsbr_thread_online(ctx->rcu, q);
+  uint64_t last = rte_rdtsc();
+  while (!ctx->stop->load(std::memory_order_relaxed)) {
+    // A new snapshot is adopted between bursts; quiescent() below tells the control
+    // plane this worker holds no reference to any older one.
+    const PolicySnapshot* current = ctx->policy->load(std::memory_order_acquire);
+    if (current != bound) {
+      w.bind(current);
+      bound = current;
+    }
+    bool carried = false;
+    if (out_rx) {
+      uint16_t n = rte_eth_rx_burst(ctx->outside.port, q, rx, burst);
+      if (n) {
+        carried = true;
+        for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
+        w.process_outside(views, n, clock.ns(rte_rdtsc()), verdicts);
+        uint16_t np = 0, nd = 0;
+        for (uint16_t i = 0; i < n; ++i) (verdicts[i] == Verdict::kPass ? pass[np++] : drop[nd++]) = rx[i];
+        if (nd) rte_pktmbuf_free_bulk(drop, nd);
+        send_or_free(ctx->inside.port, q, in_tx, pass, np, ctx->tx_dropped[0]);
+      }
+    }
+    if (in_rx) {
+      uint16_t n = rte_eth_rx_burst(ctx->inside.port, q, rx, burst);
+      if (n) {
+        carried = true;
+        for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
+        w.count_inside(views, n);
+        send_or_free(ctx->outside.port, q, out_tx, rx, n, ctx->tx_dropped[1]);
+      }
+    }
+    rte_rcu_qsbr_quiescent(ctx->rcu, q);
+    uint64_t now = rte_rdtsc();
+    // The worker's clock for readers on other threads (scores decay by it), idle or not.
+    w.tick(clock.ns(now));
+    if (carried) ctx->busy_tsc += now - last;
+    ctx->total_tsc += now - last;
+    last = now;
+  }
+  rte_rcu_qsbr_thread_offline(ctx->rcu, q);
+  return 0;
+}
+
+}  // namespace stakegate

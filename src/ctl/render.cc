@@ -1,0 +1,162 @@
+#include "render.h"
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace stakegate::ctl {
+namespace {
+
+using Rows = std::vector<std::vector<std::string>>;
+
+void print_table(const Rows& rows) {
+  std::vector<size_t> w;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (w.size() <= i) w.push_back(0);
+      w[i] = std::max(w[i], r[i].size());
+    }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      std::string cell = r[i];
+      cell.resize(w[i], ' ');
+      line += (i ? "  " : "") + cell;
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+std::string num(uint64_t v) { return std::to_string(v); }
+std::string dec(double v, int decimals) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", decimals, v);
+  return b;
+}
+std::string g(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%g", v);
+  return b;
+}
+template <typename Seq>
+std::string join(const Seq& s) {
+  std::string out;
+  for (const auto& x : s) out += (out.empty() ? "" : ",") + std::string(x);
+  return out;
+}
+
+const std::vector<std::string> kDropReasons = {"malformed",   "blocklisted", "ejected",      "port_denied",
+                                               "over_rate",   "unregistered", "unregistered_over_rate"};
+
+std::vector<std::string> counter_cells(const pb::NodeCounters& c) {
+  return {num(c.passed()), num(c.over_rate()), num(c.port_denied()), num(c.blocklisted()), num(c.ejected())};
+}
+
+}  // namespace
+
+void print(const pb::StatusResponse& r) {
+  std::printf("stakegate %s, up %.0f s, config %s\n", r.version().c_str(), r.uptime_s(), r.config_file().c_str());
+  std::printf("identity: generation %llu, %u nodes in %u sources (capacity %u), from %s\n",
+              static_cast<unsigned long long>(r.identity_generation()), r.nodes(), r.sources(), r.source_capacity(),
+              r.identity_source().c_str());
+  std::printf("outside: %llu packets, %llu passed; inside: %llu packets; blocklist: %u entries\n",
+              static_cast<unsigned long long>(r.outside_packets()), static_cast<unsigned long long>(r.outside_passed()),
+              static_cast<unsigned long long>(r.inside_packets()), r.blocklist_entries());
+  Rows rows{{"reason", "dropped"}};
+  for (const auto& reason : kDropReasons) {
+    auto it = r.drops_by_reason().find(reason);
+    rows.push_back({reason, num(it == r.drops_by_reason().end() ? 0 : it->second)});
+  }
+  print_table(rows);
+}
+
+void print(const pb::TopResponse& r) {
+  Rows rows{{"role", "passed"}};
+  rows[0].insert(rows[0].end(), kDropReasons.begin(), kDropReasons.end());
+  for (const auto& role : r.roles()) {
+    std::vector<std::string> row{role.role(), num(role.passed())};
+    for (const auto& reason : kDropReasons) {
+      auto it = role.dropped().find(reason);
+      row.push_back(num(it == role.dropped().end() ? 0 : it->second));
+    }
+    rows.push_back(row);
+  }
+  print_table(rows);
+  if (r.nodes().empty()) return;
+  std::printf("\n");
+  Rows top{{"node_id", "role", "address", "dropped", "passed", "over_rate", "port_denied", "blocklisted", "ejected"}};
+  for (const auto& n : r.nodes()) {
+    std::vector<std::string> row{n.node_id(), n.role(), n.address(), num(n.dropped())};
+    for (auto& c : counter_cells(n.counters())) row.push_back(c);
+    top.push_back(row);
+  }
+  print_table(top);
+}
+
+void print(const pb::GetIdentitiesResponse& r) {
+  std::printf("generation %llu, from %s\n", static_cast<unsigned long long>(r.generation()), r.source().c_str());
+  Rows rows{{"node_id", "role", "address", "ips", "weight", "status"}};
+  for (const auto& n : r.nodes()) rows.push_back({n.node_id(), n.role(), n.address(), join(n.ips()), g(n.weight()), n.status()});
+  print_table(rows);
+}
+
+void print(const pb::ListBlocklistResponse& r) {
+  Rows rows{{"what", "origin", "expires_at", "reason"}};
+  for (const auto& e : r.entries())
+    rows.push_back({e.cidr().empty() ? e.node_id() : e.cidr(), e.origin(),
+                    e.expires_at_unix() ? std::to_string(e.expires_at_unix()) : "never", e.reason()});
+  print_table(rows);
+}
+
+void print(const pb::GetRoleQosResponse& r) {
+  Rows rows{{"role", "share", "role_pps", "min_pps", "burst_ms", "nodes", "ports"}};
+  for (const auto& q : r.roles()) {
+    std::vector<std::string> ports;
+    for (uint32_t p : q.ports()) ports.push_back(std::to_string(p));
+    rows.push_back({q.role(), g(q.share()), g(q.role_pps()), g(q.min_pps()), num(q.burst_ms()), num(q.nodes()),
+                    ports.empty() ? "any" : join(ports)});
+  }
+  print_table(rows);
+}
+
+void print(const pb::GetNodeResponse& r) {
+  const pb::Node& n = r.node();
+  std::printf("node %s (%s) at %s, status %s%s\n", n.node_id().c_str(), n.role().c_str(), n.address().c_str(),
+              n.status().c_str(), r.blocklisted() ? ", BLOCKLISTED" : "");
+  std::printf("rate %.1f pps, burst %.1f packets, weight %s\n", r.rate_pps(), r.burst(), g(n.weight()).c_str());
+  print_table({{"passed", "over_rate", "port_denied", "blocklisted", "ejected"}, counter_cells(r.counters())});
+  std::printf("score %.2f%s\n", r.score(), r.graylisted() ? ", GRAYLISTED" : "");
+}
+
+void print(const pb::ListNodesResponse& r) {
+  Rows rows{{"node_id", "role", "address", "rate_pps", "score", "graylisted", "passed", "over_rate"}};
+  for (const auto& n : r.nodes())
+    rows.push_back({n.node_id(), n.role(), n.address(), dec(n.rate_pps(), 1), dec(n.score(), 2),
+                    n.graylisted() ? "yes" : "no", num(n.counters().passed()), num(n.counters().over_rate())});
+  print_table(rows);
+  std::printf("%u graylisted now; %llu entries and %llu exits since start\n", r.graylisted(),
+              static_cast<unsigned long long>(r.graylist_entries()), static_cast<unsigned long long>(r.graylist_exits()));
+}
+
+void print(const pb::ListEvidenceResponse& r) {
+  Rows rows{{"case", "reason", "state", "samples", "node_id", "error"}};
+  for (const auto& c : r.cases())
+    rows.push_back({c.id(), c.reason(), c.open() ? "open" : "written", num(c.samples()), c.node_id(), c.error()});
+  print_table(rows);
+  std::printf("%llu cases opened, %llu errors; bundles under %s\n", static_cast<unsigned long long>(r.opened()),
+              static_cast<unsigned long long>(r.errors()), r.dir().c_str());
+}
+
+void print(const pb::EvidenceCase& r) {
+  std::printf("evidence case %s opened for %s: %s (written when its window ends)\n", r.id().c_str(), r.node_id().c_str(),
+              r.dir().c_str());
+  if (!r.error().empty()) std::printf("error: %s\n", r.error().c_str());
+}
+
+void print_change(uint64_t generation, const google::protobuf::RepeatedPtrField<std::string>& warnings) {
+  std::printf("ok: generation %llu\n", static_cast<unsigned long long>(generation));
+  for (const auto& w : warnings) std::printf("warning: %s\n", w.c_str());
+}
+
+}  // namespace stakegate::ctl

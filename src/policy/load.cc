@@ -1,0 +1,115 @@
+#include "stakegate/policy/load.h"
+
+#include <cstdio>
+#include <sstream>
+
+#include "stakegate/base/files.h"
+#include "stakegate/identity/flow_import.h"
+#include "stakegate/identity/resolve.h"
+#include "stakegate/identity/table.h"
+
+namespace stakegate {
+
+std::string identity_source(const Config& cfg) {
+  return cfg.identity.path.empty() ? cfg.file + " (identity.nodes)" : cfg.identity.path;
+}
+
+std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::string>* warnings) {
+  std::vector<NodeIdentity> nodes;
+  std::string source = cfg.file;
+  switch (cfg.identity.kind) {
+    case IdentityConfig::Kind::kNodeInfos:
+      source = cfg.identity.path;
+      nodes = parse_flow_node_infos(read_text_file(source, cfg.file, "identity.flow_node_infos"), source);
+      break;
+    case IdentityConfig::Kind::kSnapshot:
+      source = cfg.identity.path;
+      nodes = parse_flow_snapshot(read_text_file(source, cfg.file, "identity.flow_snapshot"), source);
+      break;
+    case IdentityConfig::Kind::kInline:
+      nodes = cfg.identity.inline_nodes;
+      break;
+  }
+  check_identity_table(nodes, source);
+  if (!cfg.identity.stake_file.empty()) {
+    const std::string& sf = cfg.identity.stake_file;
+    apply_stakes(nodes, parse_stake_file(read_text_file(sf, cfg.file, "identity.stake_file"), sf), sf, warnings);
+  }
+  resolve_identities(nodes, cfg.identity.hosts, source);
+  return nodes;
+}
+
+LoadedPolicy load_policy(const std::string& config_path) {
+  LoadedPolicy p;
+  p.cfg = load_config(config_path);
+  p.nodes = load_identities(p.cfg, &p.warnings);
+  p.plan = make_stake_plan(p.cfg, p.nodes);
+  return p;
+}
+
+namespace {
+std::string join_ports(const std::vector<uint16_t>& ports) {
+  if (ports.empty()) return "any";
+  std::string s;
+  for (uint16_t x : ports) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+}  // namespace
+
+std::string describe_plan(const LoadedPolicy& p) {
+  const Config& c = p.cfg;
+  std::ostringstream o;
+  char line[512];
+  o << "capacity: " << c.capacity_pps << " pps";
+  if (c.capacity_bps > 0) o << ", " << c.capacity_bps << " bps";
+  o << "\n\n";
+  std::snprintf(line, sizeof line, "%-13s %6s %12s %6s %8s %12s %8s  %s\n", "role", "share", "pps", "nodes",
+                "ejected", "weight", "min_pps", "ports");
+  o << line;
+  for (int r = 0; r < kRoleCount; ++r) {
+    const RolePlan& rp = p.plan.roles[r];
+    if (!c.roles[r].configured) continue;
+    std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f %6zu %8zu %12.0f %8.0f  %s\n",
+                  std::string(role_name(static_cast<Role>(r))).c_str(), rp.share, rp.pps, rp.nodes, rp.ejected,
+                  rp.total_weight, c.roles[r].min_pps, join_ports(c.roles[r].ports).c_str());
+    o << line;
+  }
+  const UnregisteredPlan& u = p.plan.unregistered;
+  std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  per source %.0f pps, table %u sources/worker, ports %s\n",
+                "unregistered", c.unregistered.share, u.pool_pps, u.per_source_pps, c.unregistered.table_size,
+                c.unregistered.ports.empty() ? "none" : join_ports(c.unregistered.ports).c_str());
+  o << line << "blocklist: " << c.blocklist.size() << " entries\n";
+  const ScoringConfig& sc = c.scoring;
+  if (sc.enabled)
+    o << "scoring: graylisted below " << sc.graylist << " (rates x " << sc.penalty_factor << ") until above " << sc.recover
+      << ", half-life " << sc.half_life_s << " s, floor " << sc.floor << "; penalties over_rate " << sc.penalty_over_rate
+      << "/s of rate, port_denied " << sc.penalty_port_denied << ", blocklisted " << sc.penalty_blocklisted << ", ejected "
+      << sc.penalty_ejected << "\n";
+  else
+    o << "scoring: off\n";
+  o << "evidence: " << c.evidence.dir << (c.evidence.on_graylist ? " (on graylisting" : " (on request only")
+    << ", " << c.evidence.window_s << " s windows, " << c.evidence.max_samples << " samples, keep " << c.evidence.retention_cases
+    << " cases / " << (c.evidence.retention_bytes >> 20) << " MB)\n\n";
+
+  std::snprintf(line, sizeof line, "%-64s %-12s %-40s %-16s %10s %10s %8s  %s\n", "node_id", "role", "address", "ip",
+                "weight", "rate_pps", "burst", "status");
+  o << line;
+  for (size_t i = 0; i < p.nodes.size(); ++i) {
+    const NodeIdentity& n = p.nodes[i];
+    const NodePlan& np = p.plan.nodes[i];
+    const SourcePlan& sp = p.plan.sources[np.source];
+    std::string ips;
+    for (const auto& ip : n.ips) ips += (ips.empty() ? "" : ",") + ip.to_string();
+    std::string status = n.status;
+    if (sp.blocked) status += ",blocklisted";
+    if (sp.nodes.size() > 1) status += ",shares-address(" + std::to_string(sp.nodes.size()) + " nodes)";
+    std::snprintf(line, sizeof line, "%-64s %-12s %-40s %-16s %10.0f %10.1f %8.1f  %s\n", n.node_id.c_str(),
+                  std::string(role_name(n.role)).c_str(), n.address.c_str(), ips.c_str(), n.weight, np.rate_pps,
+                  np.burst_pkts, status.c_str());
+    o << line;
+  }
+  for (const auto& w : p.warnings) o << "warning: " << w << "\n";
+  return o.str();
+}
+
+}  // namespace stakegate

@@ -1,0 +1,76 @@
+// Benchmark workloads as files for the DPDK runs of scripts/bench.py: the identity
+// table, the config (net_pcap infinite_rx in, net_null out) and the capture.
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "bench_workload.h"
+#include "scenario.h"
+#include "stakegate/report/pcap_io.h"
+
+namespace stakegate::scenario {
+
+namespace fs = std::filesystem;
+
+// Files for one DPDK benchmark run: identity table (no keys: they only cost parse time),
+// a config with net_pcap infinite_rx in and net_null out, and the capture.
+void write_bench(const std::string& dir, const std::string& workload, size_t table_nodes, unsigned frame_size) {
+  if (workload != "staked" && workload != "mixed") throw std::runtime_error("--bench must be staked or mixed");
+  if (table_nodes < 2) throw std::runtime_error("--table-nodes must be at least 2");
+  fs::create_directories(dir);
+  auto w = stakegate::testing::make_bench_workload(table_nodes, workload == "mixed", frame_size);
+  {
+    // One element at a time: a million-node table as one JSON document costs gigabytes.
+    std::ofstream f(dir + "/node-infos.pub.json");
+    f << "[\n";
+    for (size_t i = 0; i < w.nodes.size(); ++i) {
+      const NodeIdentity& n = w.nodes[i];
+      f << (i ? ",\n" : "")
+        << nlohmann::json{{"Role", role_name(n.role)}, {"Address", n.address}, {"NodeID", n.node_id}, {"Weight", 100}}.dump();
+    }
+    f << "\n]\n";
+  }
+  std::ofstream(dir + "/stakes.json") << nlohmann::json{{w.nodes[0].node_id, w.nodes[0].weight}}.dump() << "\n";
+  Config c;
+  stakegate::testing::bench_policy(c);
+  const std::string abs = fs::absolute(dir).lexically_normal().string();
+  YAML::Node y;
+  // 1 KiB data rooms (testpmd: --mbuf-size=1152): a 2M-packet capture's pool then fits
+  // in memory without hugepages (default-size mbufs for 2M packets cannot be allocated).
+  y["dataplane"]["eal"] = std::vector<std::string>{"--no-huge", "-m", std::to_string(768 + (w.count + 16384) * 2048 / (1u << 20)),
+                                                   "--no-pci", "--no-shconf"};
+  y["dataplane"]["outside"]["vdev"] = "net_pcap0,rx_pcap=" + abs + "/bench.pcap,infinite_rx=1";
+  y["dataplane"]["inside"]["vdev"] = "net_null1,no-rx=1";
+  y["dataplane"]["workers"] = 1;
+  y["dataplane"]["stats_interval_s"] = 1;
+  y["dataplane"]["mbufs"] = w.count + 16384;
+  y["dataplane"]["mbuf_data_room"] = 1024;
+  y["capacity"]["pps"] = decimal(c.capacity_pps);
+  y["identity"]["flow_node_infos"] = "node-infos.pub.json";
+  y["identity"]["stake_file"] = "stakes.json";
+  for (int r = 0; r < kRoleCount; ++r) {
+    YAML::Node role = y["roles"][std::string(role_name(static_cast<Role>(r)))];
+    role["share"] = decimal(c.roles[r].share);
+    role["min_pps"] = decimal(c.roles[r].min_pps);
+    role["ports"] = std::vector<int>{3569, 9000};
+  }
+  y["unregistered"]["share"] = decimal(c.unregistered.share);
+  y["unregistered"]["per_source_pps"] = decimal(c.unregistered.per_source_pps);
+  y["unregistered"]["ports"] = std::vector<int>{9000, 9001, 8000};
+  y["control"]["socket"] = abs + "/control.sock";
+  y["control"]["metrics"] = YAML::Null;
+  YAML::Emitter e;
+  e << YAML::Comment("stakegate-scenario --bench " + workload + " --table-nodes " + std::to_string(table_nodes) +
+                     " --frame-size " + std::to_string(w.frame_size))
+    << YAML::Newline << y;
+  std::ofstream(dir + "/bench.yaml") << e.c_str() << "\n";
+  PcapWriter pw(dir + "/bench.pcap");
+  for (size_t i = 0; i < w.count; ++i) pw.write(i * 1000, w.frame(i), w.frame_size);
+  std::printf("%s/bench.pcap: %zu packets of %u bytes, %zu identities (%s)\n", dir.c_str(), w.count, w.frame_size,
+              table_nodes, workload.c_str());
+}
+
+}  // namespace stakegate::scenario

@@ -1,0 +1,47 @@
+#pragma once
+// stakegate-scenario: traffic scenarios for the demo, the tests and the benchmark.
+#include <cstdint>
+#include <string>
+
+#include "stakegate/policy/load.h"
+
+namespace stakegate::scenario {
+
+struct Options {
+  std::string out_dir, config;
+  std::string format = "snapshot";
+  unsigned nodes_per_role = 4, extra_nodes = 0, ejected = 1, block_nodes = 0;
+  double honest_fraction = 0.5, flood_stake = 0, flood_multiplier = 10;
+  double duration_ms = 1000, capacity_pps = 200000;
+  unsigned unreg_sources = 8;
+  double unreg_fraction = 0.5, unreg_flood = 0;
+  unsigned unreg_flood_sources = 256;
+  unsigned unreg_private = 100, port_denied = 100, blocklisted = 100, malformed = 100, non_ip = 50;
+  unsigned per_source_extra = 20;  // packets each ejected / blocked node sends
+  size_t senders = 0;              // the first `senders` nodes send traffic; the rest only fill the table
+  std::string bench;
+  size_t table_nodes = 1000;
+  double ipv6_fraction = 0.25, vlan_fraction = 0.25;
+  unsigned frame_size = 64;
+  uint64_t seed = 1;
+};
+
+// Writes the identity table (Flow snapshot or node-infos), stakes.json and config.yaml
+// for a generated cluster into o.out_dir; returns the config's path.
+std::string create_cluster_files(const Options& o);
+
+// Writes scenario.pcap and expected.json (what was sent, by kind) for a policy.
+void generate_traffic(const Options& o, const LoadedPolicy& p);
+
+// Files for one DPDK benchmark run: node-infos.pub.json, stakes.json, bench.yaml, bench.pcap.
+void write_bench(const std::string& dir, const std::string& workload, size_t table_nodes, unsigned frame_size);
+
+// A number as people write it in YAML ("0.3", not 0.29999999999999999).
+std::string decimal(double v);
+
+// Node addresses: 198.18.1.0 onwards (IPv4) or 2001:2::/48 (RFC 5180, IPv6 benchmarking).
+IpAddr node_addr(size_t i, bool v6);
+// Unregistered sources: 198.19.0.0/17 (IPv4) or 2001:2:0:1::/64.
+IpAddr unreg_addr(size_t i, bool v6);
+
+}  // namespace stakegate::scenario

@@ -1,0 +1,61 @@
+#pragma once
+// One worker over a policy, as unit tests, fuzz targets and the microbenchmark need it:
+// config -> identities -> SWQoS plan -> snapshot -> a bound Worker. Time is whatever the
+// caller passes to send(), so every test controls the clock.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stakegate/config/config.h"
+#include "stakegate/identity/resolve.h"
+#include "stakegate/pipeline/worker.h"
+#include "stakegate/policy/snapshot_builder.h"
+#include "stakegate/policy/stake_plan.h"
+
+namespace stakegate::testing {
+
+struct WorkerFixture {
+  Config cfg;
+  std::vector<NodeIdentity> nodes;
+  StakePlan plan;
+  std::shared_ptr<const PolicySnapshot> snap;
+  std::unique_ptr<Worker> worker;
+
+  // A policy with the config's inline nodes (literal addresses: no DNS in tests).
+  void load(const std::string& yaml, unsigned workers = 1, unsigned table = 1024) {
+    cfg = parse_config(yaml, "test.yaml");
+    nodes = cfg.identity.inline_nodes;
+    resolve_identities(nodes, {}, "test.yaml");
+    plan_and_bind(workers, table);
+  }
+  // A policy from a config and a table built in code.
+  void load(Config c, std::vector<NodeIdentity> n, unsigned workers = 1, unsigned table = 0) {
+    cfg = std::move(c);
+    nodes = std::move(n);
+    plan_and_bind(workers, table ? table : cfg.unregistered.table_size);
+  }
+  // The plan again (after changing cfg or nodes), then a new snapshot and a fresh worker.
+  void plan_and_bind(unsigned workers = 1, unsigned table = 1024) {
+    plan = make_stake_plan(cfg, nodes);
+    snap = SnapshotBuilder::build(cfg, plan, workers);
+    worker = std::make_unique<Worker>(table, snap->source_count());
+    worker->bind(snap.get());
+  }
+
+  Verdict send(const std::vector<uint8_t>& frame, uint64_t now_ns) {
+    PacketView v{frame.data(), static_cast<uint32_t>(frame.size())};
+    Verdict out;
+    worker->process_outside(&v, 1, now_ns, &out);
+    return out;
+  }
+  uint32_t slot_of(const std::string& ip) const {
+    IpAddr a = *parse_ip(ip);
+    return a.is_v4 ? snap->find_v4(a.v4) : snap->find_v6(a.v6);
+  }
+  const NodeMeter& meter(const std::string& ip) const { return worker->meter(slot_of(ip)); }
+  uint64_t count(TrafficClass c, Verdict v, Direction d = Direction::kOutside) const {
+    return worker->counters().packets[static_cast<int>(d)][static_cast<int>(c)][static_cast<int>(v)];
+  }
+};
+
+}  // namespace stakegate::testing
