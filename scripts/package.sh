@@ -36,7 +36,7 @@ Architecture: $arch
 Maintainer: stakegate maintainers <stakegate@example.org>
 Section: net
 Priority: optional
-Depends: $shlibs, dpdk, adduser, systemd
+Depends: $shlibs, dpdk, adduser, systemd, python3
 Recommends: prometheus
 Installed-Size: $(du -sk "$root" | cut -f1)
 Homepage: https://github.com/stakegate/stakegate
