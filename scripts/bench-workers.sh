@@ -21,7 +21,8 @@ cap = c["dataplane"]["outside"]["vdev"].split("rx_pcap=")[1].split(",")[0]
 dp = c["dataplane"]
 dp["outside"]["vdev"] = "net_pcap0," + ",".join([f"rx_pcap={cap}"] * workers) + ",infinite_rx=1"
 dp["inside"]["vdev"] = "net_null1,no-rx=1"
-dp.update(workers=workers, mbufs=262143, mbuf_data_room=1024)
+# The same capture on every queue: no source steering to rely on, so rate / workers each.
+dp.update(workers=workers, rss=False, mbufs=262143, mbuf_data_room=1024)
 dp["eal"][dp["eal"].index("-m") + 1] = "2000"
 if lcores:
     dp["eal"] += ["--lcores", lcores]

@@ -13,7 +13,8 @@ fi
 demo_dir=build-demo   # matches the vdev paths in config/demo/stakegate.yaml
 rm -rf "$demo_dir"
 echo "== scenario: the demo cluster; one node of each role floods at 10x its rate, unregistered sources flood at 2x capacity;"
-echo "   honest nodes and unregistered API clients stay within their rates; probes of private ports, blocklisted and malformed frames"
+echo "   staked nodes dial the cluster (the cluster's SYN-ACKs come from the inside); honest nodes and unregistered API clients"
+echo "   stay within their rates; probes of private ports, blocklisted, malformed and non-IP frames, forged cluster sources"
 "$build/src/stakegate-scenario" --config config/demo/stakegate.yaml --out "$demo_dir" --seed 7 \
   --duration-ms 100 --honest-fraction 0.5 --flood-stake 0.25 --flood-multiplier 10 \
   --unregistered-flood 2 --unregistered-flood-sources 200 --unregistered-sources 10
@@ -21,7 +22,7 @@ echo
 echo "== plan (stakegate check-config)"
 "$build/src/stakegate" check-config config/demo/stakegate.yaml | sed -n '1,12p'
 echo
-echo "== stakegate run on net_pcap devices (outside: $demo_dir/scenario.pcap, inside: $demo_dir/pass.pcap)"
+echo "== stakegate run on net_pcap devices (outside: $demo_dir/outside.pcap in; inside: the cluster's $demo_dir/inside.pcap in, $demo_dir/pass.pcap out)"
 "$build/src/stakegate" run --config config/demo/stakegate.yaml --exit-on-idle 1 --report "$demo_dir/report.json" 2>"$demo_dir/run.log" \
   || { cat "$demo_dir/run.log"; exit 1; }
 grep -E "final:|port (outside|inside):" "$demo_dir/run.log" | sed 's/^\[[^]]*\] \[info\] //'

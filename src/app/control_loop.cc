@@ -56,6 +56,9 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   std::tie(in.evidence_cases, in.evidence_errors) = ev.case_counts();
   in.evidence_samples = ev.samples_written();
   in.evidence_samples_lost = ev.samples_lost();
+  in.graylist_events_lost = ev.events_lost();
+  in.session_capacity = dp.workers().empty() ? 0 : dp.workers().front()->sessions().capacity();
+  in.rate_split = state.rate_shards();
   // A port's tx_dropped: packets the other port passed that this one could not send.
   PortStats out = port_stats(dp.outside()), ins = port_stats(dp.inside());
   in.ports.push_back({"outside", out.imissed, out.rx_nombuf, dp.tx_dropped(Direction::kInside)});

@@ -36,6 +36,15 @@ DataPlane::DataPlane(const Config& cfg) : cfg_(cfg) {
     stop_port(outside_);
     throw;
   }
+  if (outside_.rss != inside_.rss || (outside_.rss && outside_.reta_size != inside_.reta_size)) {
+    stop_port(outside_);
+    stop_port(inside_);
+    ports_started_ = false;
+    throw std::runtime_error(cfg.file + ": dataplane.workers: the two ports must spread remote addresses alike (RSS " +
+                             std::string(outside_.rss ? "on" : "off") + "/" + (inside_.rss ? "on" : "off") +
+                             ", redirection tables of " + std::to_string(outside_.reta_size) + " and " +
+                             std::to_string(inside_.reta_size) + " entries)");
+  }
   check_pool_size(cfg, outside_, inside_);
 }
 
@@ -56,8 +65,11 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
   unix_ns0_ = clock_ns(CLOCK_REALTIME);
   ctxs_.resize(n);
   for (unsigned i = 0; i < n; ++i) {
-    workers_.push_back(
-        std::make_unique<Worker>(state.config().unregistered.table_size, state.source_capacity(), rte_rdtsc() + i));
+    Worker::Sizes sizes;
+    sizes.unregistered = state.config().unregistered.table_size;
+    sizes.sources = state.source_capacity();
+    sizes.sessions = state.config().limits_sessions;
+    workers_.push_back(std::make_unique<Worker>(sizes, rte_rdtsc() + i));
     WorkerCtx& c = ctxs_[i];
     c.worker = workers_.back().get();
     c.queue = static_cast<uint16_t>(i);

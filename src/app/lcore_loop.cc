@@ -69,6 +69,17 @@ int worker_main(void* arg) {
       bound = current;
     }
     bool carried = false;
+    // The inside first: the sessions its packets open or refresh are in place before the
+    // replies of the same round are decided.
+    if (in_rx) {
+      uint16_t n = rte_eth_rx_burst(ctx->inside.port, q, rx, burst);
+      if (n) {
+        carried = true;
+        for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
+        w.process_inside(views, n, clock.ns(rte_rdtsc()));
+        send_or_free(ctx->outside.port, q, out_tx, rx, n, ctx->tx_dropped[1]);
+      }
+    }
     if (out_rx) {
       uint16_t n = rte_eth_rx_burst(ctx->outside.port, q, rx, burst);
       if (n) {
@@ -79,15 +90,6 @@ int worker_main(void* arg) {
         for (uint16_t i = 0; i < n; ++i) (verdicts[i] == Verdict::kPass ? pass[np++] : drop[nd++]) = rx[i];
         if (nd) rte_pktmbuf_free_bulk(drop, nd);
         send_or_free(ctx->inside.port, q, in_tx, pass, np, ctx->tx_dropped[0]);
-      }
-    }
-    if (in_rx) {
-      uint16_t n = rte_eth_rx_burst(ctx->inside.port, q, rx, burst);
-      if (n) {
-        carried = true;
-        for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
-        w.count_inside(views, n);
-        send_or_free(ctx->outside.port, q, out_tx, rx, n, ctx->tx_dropped[1]);
       }
     }
     rte_rcu_qsbr_quiescent(ctx->rcu, q);

@@ -1,7 +1,7 @@
 #pragma once
 // The worker lcore's loop, in the order a burst travels:
-//   adopt a new policy if one was published; RX outside -> decide -> TX inside;
-//   RX inside -> count -> TX outside; report quiescence to RCU; publish the worker's clock.
+//   adopt a new policy if one was published; RX inside -> sessions -> TX outside;
+//   RX outside -> decide -> TX inside; report quiescence to RCU; publish the worker's clock.
 #include <rte_rcu_qsbr.h>
 
 #include <atomic>

@@ -3,27 +3,76 @@
 #include <rte_ethdev.h>
 
 #include <cstdio>
+#include <cstring>
 
 namespace stakegate {
+namespace {
 
-RssPlan plan_outside_rss(const std::string& device, uint64_t offloads, unsigned queues, bool rss_enabled) {
+constexpr uint64_t kL3Types = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_FRAG_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_OTHER |
+                              RTE_ETH_RSS_IPV6 | RTE_ETH_RSS_FRAG_IPV6 | RTE_ETH_RSS_NONFRAG_IPV6_OTHER;
+constexpr uint64_t kL4Types = RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP |
+                              RTE_ETH_RSS_NONFRAG_IPV4_SCTP | RTE_ETH_RSS_NONFRAG_IPV6_TCP |
+                              RTE_ETH_RSS_NONFRAG_IPV6_UDP | RTE_ETH_RSS_NONFRAG_IPV6_SCTP | RTE_ETH_RSS_PORT |
+                              RTE_ETH_RSS_L4_SRC_ONLY | RTE_ETH_RSS_L4_DST_ONLY;
+
+uint64_t only_flag(PortSide side) { return side == PortSide::kOutside ? RTE_ETH_RSS_L3_SRC_ONLY : RTE_ETH_RSS_L3_DST_ONLY; }
+const char* address(PortSide side) { return side == PortSide::kOutside ? "source" : "destination"; }
+
+std::string hex(uint64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+// The classic Microsoft RSS verification key (40 bytes), used by many drivers by default.
+constexpr uint8_t kKey[kRssKeySize] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+                                       0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+                                       0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+
+}  // namespace
+
+const uint8_t* rss_key() { return kKey; }
+
+RssPlan plan_rss(const std::string& device, PortSide side, uint64_t offloads, unsigned queues, bool rss_enabled) {
   RssPlan p;
   if (queues <= 1) return p;
-  const uint64_t want = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_FRAG_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_TCP |
-                        RTE_ETH_RSS_NONFRAG_IPV4_UDP | RTE_ETH_RSS_NONFRAG_IPV4_OTHER | RTE_ETH_RSS_IPV6 |
-                        RTE_ETH_RSS_FRAG_IPV6 | RTE_ETH_RSS_NONFRAG_IPV6_TCP | RTE_ETH_RSS_NONFRAG_IPV6_UDP |
-                        RTE_ETH_RSS_NONFRAG_IPV6_OTHER;
   if (!rss_enabled) {
     p.note = "dataplane.rss is off";
-  } else if (!(offloads & RTE_ETH_RSS_L3_SRC_ONLY) || !(offloads & RTE_ETH_RSS_IPV4)) {
-    char hex[32];
-    std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(offloads));
-    p.note = device + " cannot hash on the source address alone (RSS offloads " + hex + ")";
-  } else {
-    p.rss = true;
-    p.rss_hf = (want & offloads) | RTE_ETH_RSS_L3_SRC_ONLY;
+    return p;
   }
+  const uint64_t want = only_flag(side);
+  if (!(offloads & want) || !(offloads & RTE_ETH_RSS_IPV4) || !(offloads & RTE_ETH_RSS_IPV6)) {
+    p.refusal = std::to_string(queues) + " workers need RSS on the " + address(side) + " address alone, which " + device +
+                " cannot do (its RSS offloads are " + hex(offloads) +
+                "); run 1 worker, or set dataplane.rss: false to run them with rate / workers each";
+    return p;
+  }
+  p.rss = true;
+  p.rss_hf = (kL3Types & offloads) | want;
   return p;
+}
+
+std::string check_applied_rss(const std::string& device, PortSide side, uint64_t applied) {
+  if (applied & kL4Types)
+    return device + " applied RSS with L4 ports (" + hex(applied) + "): one source's connections would reach several workers";
+  if (!(applied & only_flag(side)))
+    return device + " applied RSS without hashing on the " + address(side) + " address alone (" + hex(applied) + ")";
+  if (!(applied & kL3Types)) return device + " applied no IP hash (" + hex(applied) + ")";
+  return "";
+}
+
+std::string check_applied_key(const std::string& device, const uint8_t* key, unsigned len) {
+  if (len == 0) return "";
+  if (len != kRssKeySize || std::memcmp(key, kKey, kRssKeySize) != 0)
+    return device + " applied another RSS key than the one both ports were given: the two directions of a remote "
+                    "address could reach different workers";
+  return "";
+}
+
+std::vector<uint16_t> rss_reta(unsigned reta_size, unsigned queues) {
+  std::vector<uint16_t> r(reta_size);
+  for (unsigned i = 0; i < reta_size; ++i) r[i] = static_cast<uint16_t>(i % queues);
+  return r;
 }
 
 }  // namespace stakegate

@@ -1,19 +1,47 @@
 #pragma once
-// How the outside port spreads sources over the workers, decided from what the device
-// reports it can do. Pure logic (no DPDK calls), so it is unit-tested against capability
-// sets that the virtual devices here cannot show.
+// How the ports spread traffic over the workers, decided from what a device reports it
+// can do, and checked against what it applied. Pure logic (no DPDK calls: only DPDK's
+// flag values), so it is unit-tested against capability sets the virtual devices here
+// cannot show (tests/unit/port_plan_test.cc).
+//
+// With several workers each remote address must reach one worker in both directions:
+// its packets from the outside (hashed on their source address alone) and the cluster's
+// packets to it from the inside (hashed on their destination address alone), with the
+// same key and redirection table on both ports. That worker then enforces the address's
+// whole rate and holds its sessions. Hashing L4 ports as well would spread one source's
+// connections over workers, each enforcing its whole rate.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace stakegate {
 
+enum class PortSide { kOutside, kInside };
+
 struct RssPlan {
-  bool rss = false;      // RSS on the source address: each source reaches one worker
-  uint64_t rss_hf = 0;   // what to ask the device for (RTE_ETH_RSS_* bits)
-  std::string note;      // why not, when several workers run without it
+  bool rss = false;      // configure RSS (several workers, the device can and rss is not off)
+  uint64_t rss_hf = 0;   // what to ask for (RTE_ETH_RSS_* bits)
+  std::string refusal;   // why the gateway must not start (empty: it may)
+  std::string note;      // why rates are split over the workers (rss off)
 };
 
 // `offloads`: the device's flow_type_rss_offloads; `queues`: RX queues (one per worker).
-RssPlan plan_outside_rss(const std::string& device, uint64_t offloads, unsigned queues, bool rss_enabled);
+RssPlan plan_rss(const std::string& device, PortSide side, uint64_t offloads, unsigned queues, bool rss_enabled);
+
+// What a device applied (its rss_hf read back): "" when it hashes on the one address the
+// side needs and no L4 port, else why not.
+std::string check_applied_rss(const std::string& device, PortSide side, uint64_t applied);
+
+// The key a device applied (read back): "" when it is ours (or the device does not say),
+// else why the two directions of a remote address would no longer meet on one worker.
+std::string check_applied_key(const std::string& device, const uint8_t* key, unsigned len);
+
+// The redirection table both ports get: entry i to queue i % queues.
+std::vector<uint16_t> rss_reta(unsigned reta_size, unsigned queues);
+
+// The 40-byte Toeplitz key both ports get (the same key keeps both directions of a remote
+// address on one worker). tests/integration/rss.py computes the same hash.
+const uint8_t* rss_key();
+inline constexpr unsigned kRssKeySize = 40;
 
 }  // namespace stakegate

@@ -7,12 +7,40 @@
 
 #include <stdexcept>
 
+#include <algorithm>
+#include <vector>
+
 #include "port_plan.h"
 
 namespace stakegate {
 namespace {
 constexpr unsigned kPoolCache = 256;  // mbufs cached per lcore (DPDK lets a cache grow to 1.5x)
 unsigned ring_mbufs(const PortIo& io) { return io.q.rx_queues * io.rx_desc + io.q.tx_queues * io.tx_desc; }
+// The same redirection table on both ports, then what the device applied, read back:
+// a device that would hash L4 ports, or not the one address, is refused rather than trusted.
+void apply_reta_and_check(const Config& cfg, const PortIo& io, PortSide side) {
+  if (io.reta_size == 0) throw std::runtime_error(io.name + ": RSS without a redirection table");
+  const std::vector<uint16_t> reta = rss_reta(io.reta_size, io.q.rx_queues);
+  std::vector<rte_eth_rss_reta_entry64> conf((io.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) / RTE_ETH_RETA_GROUP_SIZE);
+  for (unsigned i = 0; i < io.reta_size; ++i) {
+    conf[i / RTE_ETH_RETA_GROUP_SIZE].mask |= uint64_t{1} << (i % RTE_ETH_RETA_GROUP_SIZE);
+    conf[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] = reta[i];
+  }
+  if (int rc = rte_eth_dev_rss_reta_update(io.q.port, conf.data(), io.reta_size); rc != 0)
+    throw std::runtime_error(io.name + ": cannot set the RSS redirection table: " + rte_strerror(-rc));
+  rte_eth_rss_conf applied{};
+  uint8_t key[64] = {};
+  applied.rss_key = key;
+  applied.rss_key_len = sizeof key;
+  if (int rc = rte_eth_dev_rss_hash_conf_get(io.q.port, &applied); rc != 0)
+    throw std::runtime_error(io.name + ": cannot read back its RSS configuration: " + rte_strerror(-rc));
+  std::string problem = check_applied_rss(io.name, side, applied.rss_hf);
+  if (problem.empty()) problem = check_applied_key(io.name, key, applied.rss_key_len);
+  if (!problem.empty())
+    throw std::runtime_error(cfg.file + ": dataplane.workers: " + problem +
+                             "; run 1 worker, or set dataplane.rss: false to run them with rate / workers each");
+}
+
 }  // namespace
 
 rte_mempool* create_mbuf_pool(const Config& cfg) {
@@ -40,15 +68,19 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
                              std::to_string(workers) + " RX queues, but " + io.name + " has " +
                              std::to_string(info.max_rx_queues));
   rte_eth_conf conf{};
-  if (outside) {
-    RssPlan plan = plan_outside_rss(io.name, info.flow_type_rss_offloads, io.q.rx_queues, cfg.dataplane.rss);
-    io.rss = plan.rss;
-    io.rss_note = plan.note;
-    if (plan.rss) {
-      conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-      conf.rx_adv_conf.rss_conf.rss_key = nullptr;  // the driver's default key
-      conf.rx_adv_conf.rss_conf.rss_hf = plan.rss_hf;
-    }
+  const PortSide side = outside ? PortSide::kOutside : PortSide::kInside;
+  RssPlan plan = plan_rss(io.name, side, info.flow_type_rss_offloads, io.q.rx_queues, cfg.dataplane.rss);
+  if (!plan.refusal.empty()) throw std::runtime_error(cfg.file + ": dataplane.workers: " + plan.refusal);
+  io.rss = plan.rss;
+  io.rss_note = plan.note;
+  io.reta_size = info.reta_size;
+  uint8_t key[kRssKeySize];
+  std::copy(rss_key(), rss_key() + kRssKeySize, key);
+  if (plan.rss) {
+    conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+    conf.rx_adv_conf.rss_conf.rss_key = key;
+    conf.rx_adv_conf.rss_conf.rss_key_len = kRssKeySize;
+    conf.rx_adv_conf.rss_conf.rss_hf = plan.rss_hf;
   }
   if (int rc = rte_eth_dev_configure(io.q.port, io.q.rx_queues, io.q.tx_queues, &conf); rc != 0)
     throw std::runtime_error(io.name + ": configure failed: " + rte_strerror(-rc));
@@ -64,9 +96,10 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
     if (int rc = rte_eth_tx_queue_setup(io.q.port, q, ntx, socket, nullptr); rc != 0)
       throw std::runtime_error(io.name + ": TX queue setup failed: " + rte_strerror(-rc));
   if (int rc = rte_eth_dev_start(io.q.port); rc != 0) throw std::runtime_error(io.name + ": start failed: " + rte_strerror(-rc));
+  if (plan.rss) apply_reta_and_check(cfg, io, side);
   rte_eth_promiscuous_enable(io.q.port);  // a bump in the wire accepts every destination MAC; vdevs may refuse, harmlessly
   spdlog::info("port {} ({}): {} RX / {} TX queues{}", which, io.name, io.q.rx_queues, io.q.tx_queues,
-               io.rss ? ", RSS on the source address" : "");
+               io.rss ? (outside ? ", RSS on the source address" : ", RSS on the destination address") : "");
   return io;
 }
 

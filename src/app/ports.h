@@ -14,8 +14,9 @@ struct PortIo {
   PortQueues q;
   std::string name;
   uint16_t rx_desc = 0, tx_desc = 0;  // per queue, as the device adjusted them
-  bool rss = false;                   // the outside port spreads sources over workers by source address
+  bool rss = false;                   // spreads remote addresses over the workers (outside: source, inside: destination)
   std::string rss_note;               // why not, when several workers run without it
+  uint16_t reta_size = 0;
 };
 
 // The shared mbuf pool (throws std::runtime_error).

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "stakegate/control/evidence_service.h"
 #include "stakegate/control/policy_state.h"
+#include "stakegate/net/parse.h"
 #include "stakegate/pipeline/worker.h"
 #include "stakegate/report/counters.h"
 #include "stakegate/report/pcap_io.h"
@@ -27,6 +28,13 @@ class BindNow : public Publisher {
   std::shared_ptr<const PolicySnapshot> current;
   Worker* worker = nullptr;
 };
+
+bool from_cluster(const ClusterPrefixes& cluster, const PacketView& p) {
+  PacketMeta m;
+  parse_frame(p.data, p.len, m);
+  if (m.kind == L3Kind::kIpv4) return cluster.contains_v4(m.src_v4);
+  return m.kind == L3Kind::kIpv6 && cluster.contains_v6(m.src_v6);
+}
 
 nlohmann::json graylist_json(const GraylistTracker& gray) {
   nlohmann::json events = nlohmann::json::array();
@@ -52,12 +60,14 @@ int cmd_replay(const ReplayOptions& o) {
     LoadedPolicy p = load_policy(o.config);
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     if (!o.evidence.empty()) p.cfg.evidence.dir = o.evidence;
-    const size_t slots = std::max<size_t>(1, p.plan.sources.size());
-    const unsigned table = p.cfg.unregistered.table_size;
+    Worker::Sizes sizes;
+    sizes.sources = std::max<size_t>(1, p.plan.sources.size());
+    sizes.unregistered = p.cfg.unregistered.table_size;
+    sizes.sessions = p.cfg.limits_sessions;
 
     BindNow publisher;
-    PolicyState state(std::move(p), 1, slots, &publisher, 1);
-    Worker worker(table, state.source_capacity());
+    PolicyState state(std::move(p), 1, sizes.sources, &publisher, 1);
+    Worker worker(sizes);
     publisher.worker = &worker;
     worker.bind(publisher.current.get());
 
@@ -71,11 +81,19 @@ int cmd_replay(const ReplayOptions& o) {
     uint64_t ts = 0, last = 0, packets = 0, last_drain = 0;
     const uint8_t* data = nullptr;
     uint32_t len = 0;
+    // A capture taken at a span port holds both directions: a frame whose source is one of
+    // the cluster's prefixes went out (inside -> outside) and opens or refreshes a session;
+    // every other frame came in from the outside and is decided.
+    const ClusterPrefixes& cluster = state.snapshot()->cluster();
     while (in.next(ts, data, len)) {
       PacketView view{data, len};
-      Verdict v;
-      worker.process_outside(&view, 1, ts, &v);
-      if (out && v == Verdict::kPass) out->write(ts, data, len);
+      if (!cluster.empty() && from_cluster(cluster, view)) {
+        worker.process_inside(&view, 1, ts);
+      } else {
+        Verdict v;
+        worker.process_outside(&view, 1, ts, &v);
+        if (out && v == Verdict::kPass) out->write(ts, data, len);
+      }
       last = std::max(last, ts);
       // As often as the ring needs (1,024 records) and `run` polls (every 50 ms).
       if (++packets % 256 == 0 || ts >= last_drain + 50'000'000) {

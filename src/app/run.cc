@@ -56,11 +56,13 @@ bool init_eal(const Config& cfg) {
 
 void log_steering(const DataPlane& dp, unsigned workers) {
   if (workers > 1 && dp.outside().rss)
-    spdlog::info("{} workers with RSS on the source address: each source reaches one worker, which enforces its whole rate",
-                 workers);
+    spdlog::info("{} workers with RSS on the remote address (outside: source, inside: destination; one key and "
+                 "redirection table): each remote address reaches one worker, which enforces its whole rate and holds "
+                 "its sessions", workers);
   else if (workers > 1)
-    spdlog::warn("{} workers without RSS on the source address ({}): a source's packets reach every worker, so each "
-                 "enforces rate / {}", workers, dp.outside().rss_note, workers);
+    spdlog::warn("{} workers without RSS ({}): a source's packets may reach every worker, so each enforces rate / {}; "
+                 "a reply finds its session only on the worker that saw the cluster's packet (docs/deployment.md, "
+                 "\"Several workers\")", workers, dp.outside().rss_note, workers);
 }
 
 // The final counters: the log line, the port figures, the per-class table on stdout and --report.

@@ -6,6 +6,7 @@
 
 #include "stakegate/base/files.h"
 #include "stakegate/config/yaml_reader.h"
+#include "sections.h"
 
 namespace stakegate {
 namespace {
@@ -196,10 +197,28 @@ void read_operator(const YamlReader& o, OperatorConfig& c) {
 
 }  // namespace
 
+std::string share_sum_problem(const Config& c) {
+  double sum = c.unregistered.share + c.sessions.share;
+  std::ostringstream parts;
+  for (int i = 0; i < kRoleCount; ++i) {
+    sum += c.roles[i].share;
+    if (c.roles[i].configured) parts << role_name(static_cast<Role>(i)) << " " << c.roles[i].share << " + ";
+  }
+  parts << "unregistered " << c.unregistered.share << " + sessions " << c.sessions.share;
+  if (sum <= 1.0 + 1e-9) return "";
+  std::ostringstream total;
+  total << sum;
+  return "shares sum to " + total.str() + " (" + parts.str() + "), must be at most 1";
+}
+
 std::string PortSpec::name() const { return pci.empty() ? vdev.substr(0, vdev.find(',')) : pci; }
 
 namespace {
 Config parse_config_checked(const std::string& text, const std::string& file);
+void check_share_sum(const Config& c) {
+  std::string problem = share_sum_problem(c);
+  if (!problem.empty()) throw ConfigError(c.file, "roles", problem + " (sessions.share defaults to 0.05: replies on sessions the cluster opened)");
+}
 }
 
 Config parse_config(const std::string& text, const std::string& file) {
@@ -221,8 +240,8 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
   }
   YamlReader r(root, file, "");
   if (!root.IsMap()) throw ConfigError(file, "", "must be a YAML mapping");
-  r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring",
-                "evidence", "operator", "control", "limits"});
+  r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring", "evidence",
+                "operator", "control", "limits", "cluster", "sessions", "infra", "request_channel"});
   Config c;
   c.file = file;
   for (const char* k : {"dataplane", "capacity", "identity", "roles"})
@@ -244,20 +263,6 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
     if (roles.has(name.c_str())) read_role(roles.child(name.c_str()), c.roles[i]);
   }
   if (r.has("unregistered")) read_unregistered(r.child("unregistered"), c.unregistered);
-
-  double sum = c.unregistered.share;
-  std::ostringstream parts;
-  for (int i = 0; i < kRoleCount; ++i) {
-    sum += c.roles[i].share;
-    if (c.roles[i].configured) parts << role_name(static_cast<Role>(i)) << " " << c.roles[i].share << " + ";
-  }
-  parts << "unregistered " << c.unregistered.share;
-  if (sum > 1.0 + 1e-9)
-  {
-    std::ostringstream total;
-    total << sum;
-    throw ConfigError(file, "roles", "shares sum to " + total.str() + " (" + parts.str() + "), must be at most 1");
-  }
 
   if (r.has("blocklist")) read_blocklist(r.child("blocklist"), c.blocklist);
 
@@ -282,12 +287,18 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
         s.child(k).fail("must be IP:port (a literal address), got '" + v + "'");
     }
   }
+  if (r.has("cluster")) config_sections::read_cluster(r.child("cluster"), c.cluster);
+  if (r.has("sessions")) config_sections::read_sessions(r.child("sessions"), c.sessions);
+  if (r.has("infra")) config_sections::read_infra(r.child("infra"), c.infra);
+  if (r.has("request_channel")) config_sections::read_request_channel(r.child("request_channel"), c.request_channel);
   if (r.has("limits")) {
     auto l = r.child("limits");
-    l.expect_map({"sources", "blocklist"});
+    l.expect_map({"sources", "blocklist", "sessions"});
     if (l.has("sources")) c.limits_sources = l.child("sources").integer(16, 1u << 26);
     if (l.has("blocklist")) c.limits_blocklist = l.child("blocklist").integer(1, 10000000);
+    if (l.has("sessions")) c.limits_sessions = l.child("sessions").integer(1024, 1u << 26);
   }
+  check_share_sum(c);
   if (c.blocklist.size() > c.limits_blocklist) {
     throw ConfigError(file, "blocklist", std::to_string(c.blocklist.size()) + " entries, over limits.blocklist (" +
                                              std::to_string(c.limits_blocklist) + ")");

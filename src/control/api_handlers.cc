@@ -46,6 +46,10 @@ void to_proto(const SourceTotals& s, pb::NodeCounters& c) {
   c.set_ejected(s.ejected);
   c.set_port_denied(s.port_denied);
   c.set_over_rate(s.over_rate);
+  c.set_request_passed(s.request_passed);
+  c.set_request_over_rate(s.request_over_rate);
+  c.set_session_passed(s.session_passed);
+  c.set_session_over_rate(s.session_over_rate);
 }
 
 void to_proto(const PolicyState& st, Role r, pb::RoleQos& q) {
@@ -195,7 +199,8 @@ void top(ApiContext& c, const pb::TopRequest& q, pb::TopResponse& r) {
   for (const auto& sp : plan.sources) {
     if (sp.slot >= t.sources.size()) continue;
     const SourceTotals& s = t.sources[sp.slot];
-    if (uint64_t dropped = s.blocklisted + s.ejected + s.port_denied + s.over_rate) ranked.push_back({dropped, sp.nodes.front()});
+    const uint64_t dropped = s.blocklisted + s.ejected + s.port_denied + s.over_rate + s.request_over_rate;
+    if (dropped) ranked.push_back({dropped, sp.nodes.front()});
   }
   std::sort(ranked.begin(), ranked.end(), [](auto& a, auto& b) { return a.first > b.first; });
   for (size_t k = 0; k < ranked.size() && k < limit; ++k) {

@@ -67,6 +67,12 @@ CaseSummary EvidenceService::open_case(const std::string& node_id) {
   return rec_.open(*v, "operator", dir_.now());
 }
 
+uint64_t EvidenceService::events_lost() const {
+  uint64_t n = 0;
+  for (const Worker* w : workers_) n += w->events().lost();
+  return n;
+}
+
 uint64_t EvidenceService::samples_lost() const {
   uint64_t n = 0;
   for (const Worker* w : workers_) n += w->samples().lost();

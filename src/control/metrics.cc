@@ -107,6 +107,29 @@ std::string render_metrics(const MetricsInput& in) {
     out.push_back(std::move(f));
   }
 
+  for (const auto& [name, help, value] : {
+           std::tuple{"stakegate_sessions_created_total", "Sessions opened or accepted by the cluster (TCP, UDP, ICMP echo).",
+                      t.c.sessions_created},
+           std::tuple{"stakegate_sessions_evicted_total", "Live sessions recycled because their set of the table was full (limits.sessions).",
+                      t.c.sessions_evicted},
+           std::tuple{"stakegate_sessions_verified_total",
+                      "TCP connections whose remote end proved it received the cluster's packets (acknowledged its sequence numbers).",
+                      t.c.sessions_verified},
+           std::tuple{"stakegate_graylist_events_lost_total", "Graylist events lost because a worker's event ring was full.",
+                      in.graylist_events_lost}}) {
+    auto f = family(name, help, MetricType::Counter);
+    add(f, {}, static_cast<double>(value));
+    out.push_back(std::move(f));
+  }
+  auto cap = family("stakegate_session_table_entries", "Session table entries per worker (limits.sessions).", MetricType::Gauge);
+  add(cap, {}, static_cast<double>(in.session_capacity));
+  out.push_back(std::move(cap));
+  auto split = family("stakegate_rate_split_workers",
+                      "Workers sharing each source's rate: 1 with RSS on the remote address (or one worker); N when "
+                      "dataplane.rss is off and every worker enforces rate / N.", MetricType::Gauge);
+  add(split, {}, static_cast<double>(in.rate_split));
+  out.push_back(std::move(split));
+
   auto ev = family("stakegate_unregistered_evictions_total",
                    "Active unregistered per-source buckets recycled because the table was full.", MetricType::Counter);
   add(ev, {}, static_cast<double>(t.c.unregistered_evictions));

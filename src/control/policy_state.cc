@@ -89,13 +89,8 @@ std::vector<ActiveBlock> config_blocks(const Config& cfg) {
 }
 
 void check_shares(const Config& cfg) {
-  double sum = cfg.unregistered.share;
-  for (const auto& r : cfg.roles) sum += r.share;
-  if (sum > 1.0 + 1e-9) {
-    std::ostringstream total;
-    total << sum;
-    throw OpError("invalid_argument", "role shares plus unregistered.share would sum to " + total.str() + ", must be at most 1");
-  }
+  std::string problem = share_sum_problem(cfg);
+  if (!problem.empty()) throw OpError("invalid_argument", "refused: " + problem);
 }
 
 std::optional<Cidr> need_cidr(const std::string& text) {
@@ -151,7 +146,7 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
   } catch (const OpError& e) {  // name the table that does not fit
     throw OpError(e.code(), identity_source + ": " + e.what());
   }
-  auto snap = SnapshotBuilder::build(cfg, plan, shards_, snap_.get(), slots->slot_count());
+  auto snap = SnapshotBuilder::build(cfg, plan, Sharding{shards_, workers_}, snap_.get(), slots->slot_count());
 
   Change ch;
   ch.generation = snap->generation;

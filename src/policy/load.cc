@@ -39,9 +39,23 @@ std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::st
   return nodes;
 }
 
+namespace {
+// What a config accepts but an operator should hear about.
+void config_warnings(const Config& c, std::vector<std::string>& out) {
+  if (c.cluster.prefixes.empty())
+    out.push_back(c.file + ": cluster.prefixes is not set: every inside source opens sessions and no outside source is "
+                            "judged spoofed by its address (docs/configuration.md)");
+  const ScoringConfig& s = c.scoring;
+  if (s.penalty_port_denied > 0 || s.penalty_blocklisted > 0 || s.penalty_ejected > 0)
+    out.push_back(c.file + ": scoring.penalties for port_denied, blocklisted and ejected have no effect: those drops "
+                            "are never on a verified connection, so they cannot be attributed (docs/operations.md)");
+}
+}  // namespace
+
 LoadedPolicy load_policy(const std::string& config_path) {
   LoadedPolicy p;
   p.cfg = load_config(config_path);
+  config_warnings(p.cfg, p.warnings);
   p.nodes = load_identities(p.cfg, &p.warnings);
   p.plan = make_stake_plan(p.cfg, p.nodes);
   return p;
@@ -78,7 +92,22 @@ std::string describe_plan(const LoadedPolicy& p) {
   std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  per source %.0f pps, table %u sources/worker, ports %s\n",
                 "unregistered", c.unregistered.share, u.pool_pps, u.per_source_pps, c.unregistered.table_size,
                 c.unregistered.ports.empty() ? "none" : join_ports(c.unregistered.ports).c_str());
-  o << line << "blocklist: " << c.blocklist.size() << " entries\n";
+  o << line;
+  std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  replies of unregistered senders on sessions the cluster opened\n",
+                "sessions", c.sessions.share, p.plan.sessions.pps);
+  o << line;
+  std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ARP, neighbour discovery, ICMP errors on sessions%s\n", "infra", "-",
+                p.plan.infra.pps, c.infra.ethertypes.empty() ? "" : ", listed EtherTypes");
+  o << line;
+  o << "request channel: " << c.request_channel.fraction << " x each node's rate (at least " << c.request_channel.min_pps
+    << " pps): its traffic off verified connections\n";
+  std::string prefixes;
+  for (const Cidr& cidr : c.cluster.prefixes) prefixes += (prefixes.empty() ? "" : ", ") + cidr.to_string();
+  o << "cluster: " << (prefixes.empty() ? "(cluster.prefixes not set: every inside source opens sessions, no source is judged spoofed)" : prefixes)
+    << "; sessions: " << c.limits_sessions << " per worker, timeouts tcp " << c.sessions.tcp_established_s << " s (syn "
+    << c.sessions.tcp_syn_s << ", closing " << c.sessions.tcp_closing_s << ", closed " << c.sessions.tcp_closed_s << "), udp "
+    << c.sessions.udp_s << " s, icmp " << c.sessions.icmp_s << " s\n";
+  o << "blocklist: " << c.blocklist.size() << " entries\n";
   const ScoringConfig& sc = c.scoring;
   if (sc.enabled)
     o << "scoring: graylisted below " << sc.graylist << " (rates x " << sc.penalty_factor << ") until above " << sc.recover

@@ -13,8 +13,19 @@ uint64_t per_worker(double rate, unsigned workers) {
   return std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(rate / workers)));
 }
 
-MeterProfile profile(double rate, double burst, unsigned workers) {
-  return MeterProfile::make(per_worker(rate, workers), static_cast<uint64_t>(std::llround(burst / workers)));
+MeterProfile profile(double rate, double burst, unsigned workers, uint64_t min_burst = 1) {
+  return MeterProfile::make(per_worker(rate, workers), static_cast<uint64_t>(std::llround(burst / workers)), min_burst);
+}
+
+// A byte meter holds at least one frame of the largest size a port can receive, or
+// frames of that size would never pass (5 pps x 1,538 B x 100 ms is 769 bytes).
+uint64_t max_frame_bytes(const Config& cfg) {
+  return std::max<uint64_t>(static_cast<uint64_t>(kFullFrameBytes), cfg.dataplane.mbuf_data_room);
+}
+
+SessionTimeouts timeouts(const SessionConfig& s) {
+  return {ticks_of_seconds(s.tcp_syn_s),  ticks_of_seconds(s.tcp_established_s), ticks_of_seconds(s.tcp_closing_s),
+          ticks_of_seconds(s.tcp_closed_s), ticks_of_seconds(s.udp_s),              ticks_of_seconds(s.icmp_s)};
 }
 
 PortBitmap bitmap(const std::vector<uint16_t>& ports) {
@@ -44,10 +55,29 @@ ScoreParams score_params(const Config& cfg, unsigned workers) {
 
 }  // namespace
 
-std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, const StakePlan& plan, unsigned workers,
+void ClusterPrefixes::add(const Cidr& c) {
+  if (c.base.is_v4) {
+    v4_.push_back({c.base.v4, v4_mask(c.prefix_len)});
+    return;
+  }
+  Ip6 ones{};
+  ones.bytes.fill(0xff);
+  const Ip6 mask = v6_mask_apply(ones, c.prefix_len);
+  V6 p{};
+  std::memcpy(&p.hi, c.base.v6.bytes.data(), 8);
+  std::memcpy(&p.lo, c.base.v6.bytes.data() + 8, 8);
+  std::memcpy(&p.mask_hi, mask.bytes.data(), 8);
+  std::memcpy(&p.mask_lo, mask.bytes.data() + 8, 8);
+  v6_.push_back(p);
+}
+
+std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, const StakePlan& plan, Sharding sharding,
                                                              const PolicySnapshot* previous, size_t slot_count) {
   auto snap = std::make_shared<PolicySnapshot>();
+  const unsigned workers = sharding.per_source, pools = sharding.pools;
   snap->workers = workers;
+  snap->pool_workers = pools;
+  const uint64_t frame = max_frame_bytes(cfg);
   std::map<std::vector<uint16_t>, uint16_t> set_index;
   size_t v4_count = 0, v6_count = 0;
   for (const auto& s : plan.sources)
@@ -64,8 +94,9 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
     p.epoch = s.slot_epoch;
     p.cls = class_of(s.role);
     p.pps = profile(s.rate_pps, s.burst_pkts, workers);
+    p.request = profile(s.request_pps, s.request_burst, workers);
     if (s.rate_bps > 0) {
-      p.bps = profile(s.rate_bps / 8, s.burst_bytes, workers);
+      p.bps = profile(s.rate_bps / 8, s.burst_bytes, workers, frame);
       p.flags |= SourcePolicy::kHasBytes;
     }
     if (s.blocked) p.flags |= SourcePolicy::kBlocked;
@@ -83,13 +114,23 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
     }
   }
   snap->unregistered_ports_ = bitmap(cfg.unregistered.ports);
+  std::vector<uint16_t> service = cfg.unregistered.ports;
+  for (const RoleQos& r : cfg.roles) service.insert(service.end(), r.ports.begin(), r.ports.end());
+  snap->service_ports_ = bitmap(service);
   for (const auto& b : cfg.blocklist)
     if (b.cidr) snap->blocklist_.add(*b.cidr);
+  for (const Cidr& c : cfg.cluster.prefixes) snap->cluster_.add(c);
+  snap->ethertypes_ = cfg.infra.ethertypes;
 
+  // Per-source buckets are split like a source's traffic; pools always over every worker.
   const UnregisteredPlan& u = plan.unregistered;
-  snap->unregistered_pool_pps = profile(u.pool_pps, u.pool_burst, workers);
-  if (u.pool_bps > 0) snap->unregistered_pool_bps = profile(u.pool_bps / 8, u.pool_burst_bytes, workers);
+  snap->unregistered_pool_pps = profile(u.pool_pps, u.pool_burst, pools);
+  if (u.pool_bps > 0) snap->unregistered_pool_bps = profile(u.pool_bps / 8, u.pool_burst_bytes, pools, frame);
   snap->unregistered_source_pps = profile(u.per_source_pps, u.per_source_burst, workers);
+  snap->sessions_pps = profile(plan.sessions.pps, plan.sessions.burst, pools);
+  if (plan.sessions.bps > 0) snap->sessions_bps = profile(plan.sessions.bps / 8, plan.sessions.burst_bytes, pools, frame);
+  snap->infra_pps = profile(plan.infra.pps, plan.infra.burst, pools);
+  snap->timeouts = timeouts(cfg.sessions);
   snap->score = score_params(cfg, workers);
   if (previous) {
     snap->generation = previous->generation + 1;

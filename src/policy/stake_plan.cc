@@ -93,6 +93,10 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
       if (q.ports.empty()) s.all_ports = true;
       ports.insert(ports.end(), q.ports.begin(), q.ports.end());
       if (np.rate_pps > fastest) { fastest = np.rate_pps; s.role = n.role; }
+      const RequestChannelConfig& rc = cfg.request_channel;
+      const double request = std::max(rc.min_pps, rc.fraction * np.rate_pps);
+      s.request_pps += request;
+      s.request_burst += request * rc.burst_ms / 1000.0;
     }
     if (s.ejected) s.role = nodes[s.nodes.front()].role;
     std::sort(s.addrs.begin(), s.addrs.end());
@@ -111,6 +115,10 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
   up.pool_burst_bytes = up.pool_bps / 8 * u.burst_ms / 1000.0;
   up.per_source_pps = u.per_source_pps;
   up.per_source_burst = u.per_source_pps * u.burst_ms / 1000.0;
+  const SessionConfig& sc = cfg.sessions;
+  plan.sessions = {sc.share * cfg.capacity_pps, sc.share * cfg.capacity_bps, sc.share * cfg.capacity_pps * sc.burst_ms / 1000.0,
+                   sc.share * cfg.capacity_bps / 8 * sc.burst_ms / 1000.0};
+  plan.infra = {cfg.infra.pps, 0, cfg.infra.pps * cfg.infra.burst_ms / 1000.0, 0};
   return plan;
 }
 

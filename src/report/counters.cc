@@ -20,6 +20,9 @@ void Totals::add(const Worker& w, size_t slots) {
       }
   c.unregistered_evictions += relaxed(x.unregistered_evictions);
   c.non_first_fragments += relaxed(x.non_first_fragments);
+  c.sessions_created += relaxed(x.sessions_created);
+  c.sessions_evicted += relaxed(x.sessions_evicted);
+  c.sessions_verified += relaxed(x.sessions_verified);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);
   for (uint32_t s = 0; s < n; ++s) {
@@ -30,6 +33,10 @@ void Totals::add(const Worker& w, size_t slots) {
     sources[s].ejected += relaxed(cm.dropped_ejected);
     sources[s].port_denied += relaxed(cm.dropped_port_denied);
     sources[s].over_rate += relaxed(m.dropped_over_rate);
+    sources[s].request_passed += relaxed(cm.passed_request);
+    sources[s].request_over_rate += relaxed(cm.dropped_request);
+    sources[s].session_passed += relaxed(cm.passed_session);
+    sources[s].session_over_rate += relaxed(cm.dropped_session);
   }
 }
 
@@ -80,6 +87,7 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
   r["by_direction"] = dirs;
   r["unregistered_evictions"] = t.c.unregistered_evictions;
   r["non_first_fragments"] = t.c.non_first_fragments;
+  r["sessions"] = {{"created", t.c.sessions_created}, {"evicted", t.c.sessions_evicted}, {"verified", t.c.sessions_verified}};
 
   json list = json::array();
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -97,7 +105,9 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
               {"rate_pps", plan.nodes[i].rate_pps},
               {"passed", st.passed},
               {"dropped", {{"blocklisted", st.blocklisted}, {"ejected", st.ejected},
-                           {"port_denied", st.port_denied}, {"over_rate", st.over_rate}}}};
+                           {"port_denied", st.port_denied}, {"over_rate", st.over_rate}}},
+              {"request_channel", {{"passed", st.request_passed}, {"request_over_rate", st.request_over_rate}}},
+              {"session_replies", {{"passed", st.session_passed}, {"session_over_rate", st.session_over_rate}}}};
     if (sp.nodes.size() > 1) {
       // Nodes behind one address cannot be told apart: the counters are the address's.
       json others = json::array();

@@ -23,16 +23,32 @@ struct EvidenceRecorder::Case {
   SourceView at_open;
   PcapngWriter pcap;
   bool failed = false;
-  std::map<std::string, uint64_t> sample_reasons;
-  std::map<std::pair<std::string, uint16_t>, uint64_t> ports;  // (proto, port) -> samples
+  struct Tally {
+    uint64_t packets = 0;
+    std::map<std::string, uint64_t> reasons;
+    std::map<std::pair<std::string, uint16_t>, uint64_t> ports;  // (proto, port) -> samples
+  } verified, unverified;
 };
 
 namespace {
 
+SampleTally tally(const std::map<std::string, uint64_t>& reasons,
+                  const std::map<std::pair<std::string, uint16_t>, uint64_t>& ports, uint64_t packets) {
+  SampleTally t;
+  t.packets = packets;
+  t.by_reason = reasons;
+  t.top_ports.assign(ports.begin(), ports.end());
+  std::sort(t.top_ports.begin(), t.top_ports.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  if (t.top_ports.size() > 10) t.top_ports.resize(10);
+  return t;
+}
+
 SourceTotals minus(const SourceTotals& a, const SourceTotals& b) {
   auto d = [](uint64_t x, uint64_t y) { return x >= y ? x - y : 0; };
-  return {d(a.passed, b.passed), d(a.blocklisted, b.blocklisted), d(a.ejected, b.ejected), d(a.port_denied, b.port_denied),
-          d(a.over_rate, b.over_rate)};
+  return {d(a.passed, b.passed),           d(a.blocklisted, b.blocklisted),       d(a.ejected, b.ejected),
+          d(a.port_denied, b.port_denied), d(a.over_rate, b.over_rate),           d(a.request_passed, b.request_passed),
+          d(a.request_over_rate, b.request_over_rate), d(a.session_passed, b.session_passed),
+          d(a.session_over_rate, b.session_over_rate)};
 }
 
 uint64_t dir_bytes(const fs::path& p) {
@@ -104,19 +120,23 @@ CaseSummary EvidenceRecorder::open(const SourceView& s, const std::string& reaso
 void EvidenceRecorder::sample(const SampleRecord& r) {
   for (auto& c : open_) {
     if (c->slot != r.slot || c->epoch != r.epoch) continue;
-    if (c->failed || c->summary.samples >= cfg_.max_samples) return;
-    std::string reason(verdict_name(static_cast<Verdict>(r.verdict)));
+    // Unverified samples get at most a quarter of the case: forged packets cannot crowd
+    // out the attributable ones.
+    Case::Tally& t = r.verified ? c->verified : c->unverified;
+    if (c->failed || t.packets >= (r.verified ? cfg_.max_samples : cfg_.max_samples / 4)) return;
+    const Verdict v = static_cast<Verdict>(r.verdict);
     uint64_t ns = clock_(r.ns);
-    if (!c->pcap.write(ns, r.data, r.caplen, r.orig_len, "stakegate: dropped, " + reason)) {
+    if (!c->pcap.write(ns, r.data, r.caplen, r.orig_len, sample_comment(r.data, r.caplen, r.orig_len, v, r.verified))) {
       fail(*c, "writing " + c->summary.dir + "/sample.pcapng failed: " + std::strerror(errno));
       return;
     }
     c->summary.samples++;
     samples_written_++;
-    c->sample_reasons[reason]++;
+    t.packets++;
+    t.reasons[std::string(verdict_name(v))]++;
     PacketMeta m;
     parse_captured_frame(r.data, r.caplen, r.orig_len, m);
-    if (m.has_port) c->ports[{m.l4_proto == 6 ? "tcp" : "udp", m.dst_port}]++;
+    if (m.has_port) t.ports[{m.l4_proto == kProtoTcp ? "tcp" : "udp", m.dst_port}]++;
     return;
   }
 }
@@ -166,11 +186,8 @@ void EvidenceRecorder::close(Case& c, const SourceDirectory& dir, uint64_t now_n
   f.in_table_at_close = now && now->epoch == c.epoch;
   f.at_close = f.in_table_at_close ? *now : c.at_open;
   if (f.in_table_at_close) f.delta = minus(now->counters, c.at_open.counters);
-  f.samples = c.summary.samples;
-  f.sample_reasons = c.sample_reasons;
-  f.top_ports.assign(c.ports.begin(), c.ports.end());
-  std::sort(f.top_ports.begin(), f.top_ports.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-  if (f.top_ports.size() > 10) f.top_ports.resize(10);
+  f.verified = tally(c.verified.reasons, c.verified.ports, c.verified.packets);
+  f.unverified = tally(c.unverified.reasons, c.unverified.ports, c.unverified.packets);
   f.reporter = op_;
   f.scoring = scoring_;
   f.max_samples = cfg_.max_samples;
@@ -224,17 +241,16 @@ size_t drain_evidence(const std::vector<Worker*>& workers, SourceDirectory& dir,
                       EvidenceRecorder& rec) {
   size_t n = 0;
   for (Worker* w : workers) {
-    n += w->samples().drain([&](const SampleRecord& r) {
-      if (r.kind == SampleRecord::kGraylistEnter) {
-        auto v = dir.by_slot(r.slot);
-        if (!v || v->epoch != r.epoch) return;
-        v->graylisted = true;  // as of the event (a later decay may already have undone it)
-        v->score = r.score * dir.shards();  // the entering worker's share, scaled
-        if (gray.enter(*v, r.ns) && rec.opens_on_graylist()) rec.open(*v, "graylist", r.ns);
-      } else if (r.kind == SampleRecord::kSample) {
-        rec.sample(r);
-      }
+    // Graylist events first (their own ring: samples never crowd them out), then samples.
+    n += w->events().drain([&](const SampleRecord& r) {
+      if (r.kind != SampleRecord::kGraylistEnter) return;
+      auto v = dir.by_slot(r.slot);
+      if (!v || v->epoch != r.epoch) return;
+      v->graylisted = true;  // as of the event (a later decay may already have undone it)
+      v->score = r.score * dir.shards();  // the entering worker's share, scaled
+      if (gray.enter(*v, r.ns) && rec.opens_on_graylist()) rec.open(*v, "graylist", r.ns);
     });
+    n += w->samples().drain([&](const SampleRecord& r) { rec.sample(r); });
   }
   gray.refresh(dir);
   rec.tick(dir, dir.now());

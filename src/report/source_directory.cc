@@ -54,6 +54,10 @@ std::optional<SourceView> SourceDirectory::make(size_t index) const {
     v.counters.blocklisted += c.dropped_blocklisted;
     v.counters.ejected += c.dropped_ejected;
     v.counters.port_denied += c.dropped_port_denied;
+    v.counters.request_passed += c.passed_request;
+    v.counters.request_over_rate += c.dropped_request;
+    v.counters.session_passed += c.passed_session;
+    v.counters.session_over_rate += c.dropped_session;
     double s = decayed_score(c.peer.score, c.peer.score_ns, w->clock_ns(), scoring_.half_life_s * 1e9);
     v.score += s;
     if ((m.flags & SourcePolicy::kGraylisted) && scoring_.enabled && s <= scoring_.recover / workers) v.graylisted = true;

@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto nodes = cfg.identity.inline_nodes;
     resolve_identities(nodes, cfg.identity.hosts, "fuzz.yaml");
     auto plan = make_stake_plan(cfg, nodes);
-    SnapshotBuilder::build(cfg, plan, cfg.dataplane.workers);
+    SnapshotBuilder::build(cfg, plan, Sharding::even(cfg.dataplane.workers));
   } catch (const ConfigError&) {
   }
   return 0;

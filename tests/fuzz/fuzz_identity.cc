@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           return c;
         }();
         auto plan = make_stake_plan(cfg, nodes);
-        SnapshotBuilder::build(cfg, plan, 2);
+        SnapshotBuilder::build(cfg, plan, Sharding::even(2));
         break;
       }
       default:

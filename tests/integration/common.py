@@ -112,8 +112,11 @@ def endless(cfg, d, mbufs=32767, **control):
     """A generated config changed to replay its capture endlessly into a null port, with its
     control socket in `d` and no metrics listener (unless `control` says otherwise)."""
     dp = cfg["dataplane"]
-    dp["outside"]["vdev"] += ",infinite_rx=1"
-    dp["inside"]["vdev"] = "net_null1,no-rx=1"
+    dp["outside"]["vdev"] = dp["outside"]["vdev"].split(",tx_pcap=")[0] + ",infinite_rx=1"
+    # The cluster's own packets (the SYN-ACKs that open its connections) once, then silence;
+    # what passes goes nowhere.
+    inside = [a for a in dp["inside"]["vdev"].split(",") if a.startswith("rx_pcap=")]
+    dp["inside"]["vdev"] = f"net_pcap1,{inside[0]},tx_pcap=/dev/null" if inside else "net_null1,no-rx=1"
     dp["mbufs"] = mbufs
     cfg["control"] = {"socket": f"{d}/ctl.sock", "metrics": None, **control}
     return cfg

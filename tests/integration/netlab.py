@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from common import die_with_parent
+from common import Gateway, TempDir, check, die_with_parent, finish, free_port
 
 PREFIX = "sge"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,15 +111,16 @@ class Lab:
     def root_link(self, suffix):
         return f"{self.tag}{suffix}"
 
-    def add_ns(self, name):
+    def add_ns(self, name, ipv6=False):
         ns = self.ns(name)
         sh(["ip", "netns", "add", ns])
         self.namespaces.append(ns)
-        # IPv6 off before any interface exists: no router solicitations or MLD reports,
-        # so every frame a host sends is one the test asked for.
-        for key in ("all", "default"):
-            path = f"net.ipv6.conf.{key}.disable_ipv6"
-            sh(["sysctl", "-qw", f"{path}=1"], ns=ns, check=False)
+        # IPv6 off (unless asked for) before any interface exists: no router solicitations
+        # or MLD reports, so every frame a host sends is one the test asked for.
+        if not ipv6:
+            for key in ("all", "default"):
+                path = f"net.ipv6.conf.{key}.disable_ipv6"
+                sh(["sysctl", "-qw", f"{path}=1"], ns=ns, check=False)
         sh(["ip", "link", "set", "lo", "up"], ns=ns)
         return ns
 
@@ -147,8 +148,37 @@ class Lab:
             sh(["ip", "link", "set", port, "master", name], ns=ns)
         sh(["ip", "link", "set", name, "up"], ns=ns)
 
+    def switched(self, hosts, cluster, ipv6=False):
+        """The usual topology: each outside host (name -> its CIDRs) in a namespace on a
+        bridge in namespace `sw`, whose uplink is the gateway's outside link; namespace
+        `cl` (the cluster, with `cluster` CIDRs) on its inside link."""
+        sw = self.add_ns("sw", ipv6)
+        ports = []
+        for name, cidrs in hosts.items():
+            ns = self.add_ns(name, ipv6)
+            self.veth(ns, "eth0", sw, f"p-{name}")
+            for c in cidrs:
+                self.address(ns, "eth0", c)
+            ports.append(f"p-{name}")
+        self.veth(sw, "uplink", None, self.root_link("o"))
+        self.bridge(sw, "br0", ports + ["uplink"])
+        cl = self.add_ns("cl", ipv6)
+        self.veth(cl, "eth0", None, self.root_link("i"))
+        for c in cluster:
+            self.address(cl, "eth0", c)
+
     def address(self, ns, ifname, cidr):
-        sh(["ip", "addr", "add", cidr, "dev", ifname], ns=ns)
+        # IPv6 addresses skip duplicate address detection: usable at once.
+        sh(["ip", "addr", "add", cidr, "dev", ifname, *(["nodad"] if ":" in cidr else [])], ns=ns)
+
+    def route(self, ns, prefix, via):
+        sh(["ip", "route", "add", prefix, "via", via], ns=ns)
+
+    def mtu(self, ns, ifname, mtu):
+        sh(["ip", "link", "set", ifname, "mtu", str(mtu)], ns=ns)
+
+    def sysctl(self, ns, key, value):
+        sh(["sysctl", "-qw", f"{key}={value}"], ns=ns)
 
     def mac(self, ns, ifname):
         return json.loads(sh(["ip", "-j", "link", "show", ifname], ns=ns).stdout)[0]["address"]
@@ -168,6 +198,36 @@ class Lab:
 
     def prog(self, ns, *args):
         return Prog(self.spawn(ns, [sys.executable, NETPROG, *map(str, args)]))
+
+
+def af_packet_dataplane(lab, workers=1):
+    """The `dataplane` section of a gateway inline on the lab's two root links."""
+    return {"eal": ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"],
+            "outside": {"vdev": f"net_af_packet0,iface={lab.root_link('o')},framecnt=4096"},
+            "inside": {"vdev": f"net_af_packet1,iface={lab.root_link('i')},framecnt=4096"},
+            "workers": workers}
+
+
+def run_inline(build_topology, write_config, phases):
+    """The frame of every namespace test: a lab, its topology, the gateway inline between
+    its root links (config from write_config(d, lab, metrics_port)), phases(lab, d, gw,
+    metrics_port), then the gateway's clean exit; the namespaces are removed in any case."""
+    with TempDir() as d:
+        try:
+            with Lab() as lab:
+                build_topology(lab)
+                metrics_port = free_port()
+                cfg = write_config(d, lab, metrics_port)
+                gw = Gateway(cfg, os.path.join(d, "control.sock"))
+                try:
+                    phases(lab, d, gw, metrics_port)
+                finally:
+                    rc, out, err = gw.stop()
+                    check(rc == 0, f"gateway exited {rc} after SIGTERM")
+        except LabError as e:
+            print(f"FAIL namespace test set-up: {e}", file=sys.stderr)
+            sys.exit(1)
+    finish()
 
 
 class Prog:

@@ -12,7 +12,11 @@ object per line on stdout (events, then a final result), and stop by themselves.
   tcp-session a session with the server above: timed chunks, progress and a digest check
   tcp-bulk   send as fast as TCP lets it for a fixed time (an attacker's stream)
   arp-probe  one ARP request on a raw socket; the reply's sender MAC
-  raw-flood  one frame on a raw socket, as fast as the socket takes it, for a fixed time
+  raw-flood  one frame on a raw socket, as fast as the socket takes it (or at --pps), for a fixed time
+  spoof-flood forged IPv4 UDP, SYN or ACK frames carrying someone else's source address
+  own-flood  a real TCP connection, then copies of its own data segment at a fixed rate
+  dns-query  DNS A queries to a resolver, each from a new socket (a new ephemeral port)
+  ping       ICMP or ICMPv6 echo requests; counts the replies
 """
 import argparse
 import hashlib
@@ -39,8 +43,13 @@ def emit(obj):
 
 
 def addr(text):
+    """`host:port` or `[v6]:port` -> (host, port)."""
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
+
+
+def family(text):
+    return socket.AF_INET6 if ":" in addr(text)[0] else socket.AF_INET
 
 
 class Stop:
@@ -84,7 +93,7 @@ def cmd_tap(a):
 
 def cmd_udp_sink(a):
     stop = Stop()
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(a.bind), socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)
     s.bind(addr(a.bind))
     s.settimeout(0.1)
@@ -100,7 +109,7 @@ def cmd_udp_sink(a):
 
 
 def cmd_udp_flood(a):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(a.to), socket.SOCK_DGRAM)
     payload = b"\xa5" * a.size
     dst = addr(a.to)
     start = time.monotonic()
@@ -120,20 +129,149 @@ def cmd_udp_flood(a):
     emit({"sent": sent, "errors": errors, "seconds": time.monotonic() - start})
 
 
+def paced_send(sock, frames, pps, seconds):
+    """Sends frames(i) for i = 0, 1, ... at `pps` (0: as fast as the socket takes them)."""
+    start = time.monotonic()
+    sent = errors = 0
+    while True:
+        now = time.monotonic() - start
+        if now >= seconds:
+            break
+        due = int(now * pps) + 1 if pps else sent + errors + 256
+        while sent + errors < due:
+            try:
+                sock.send(frames(sent + errors))
+                sent += 1
+            except OSError:  # a full device queue: counted, not fatal
+                errors += 1
+        if pps:
+            time.sleep(0.0005)
+    return {"sent": sent, "errors": errors, "seconds": time.monotonic() - start}
+
+
 def cmd_raw_flood(a):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((a.iface, 0))
     frame = bytes.fromhex(a.frame)
-    end = time.monotonic() + a.seconds
-    sent = errors = 0
-    while time.monotonic() < end:
-        for _ in range(256):
-            try:
-                s.send(frame)
-                sent += 1
-            except OSError:  # a full device queue: counted, not fatal
-                errors += 1
-    emit({"sent": sent, "errors": errors})
+    emit(paced_send(s, lambda i: frame, a.pps, a.seconds))
+
+
+def cmd_spoof_flood(a):
+    """What a host that does not own --src sends with it: it never sees the answers."""
+    import random
+    from flows import tcp, udp, SYN, ACK
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((a.iface, 0))
+    macs = {"src_mac": s.getsockname()[4], "dst_mac": bytes.fromhex(a.dst_mac.replace(":", ""))}
+    host, port = addr(a.to)
+    rng = random.Random(a.seed)
+
+    def frames(i):
+        sport = a.sport or rng.randrange(1024, 65536)
+        if a.kind == "udp":
+            return udp(a.src, host, sport, port, b"\xa5" * 32, **macs)
+        flags = SYN if a.kind == "syn" else ACK
+        return tcp(a.src, host, sport, port, rng.getrandbits(32), rng.getrandbits(32) if flags == ACK else 0, flags,
+                   b"\x66" * (32 if flags == ACK else 0), **macs)
+    emit(paced_send(s, frames, a.pps, a.seconds))
+
+
+def cmd_own_flood(a):
+    """Opens a real connection, sends one data segment, and sends copies of that segment
+    (in window: its own connection's sequence numbers) at --pps: a node that floods the
+    cluster over a connection it really holds."""
+    cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    cap.bind((a.iface, 0))
+    cap.settimeout(0.2)
+    c = socket.socket(family(a.to))
+    c.settimeout(3)
+    try:
+        c.connect(addr(a.to))
+    except OSError as e:
+        emit({"result": "connect_failed", "error": type(e).__name__})
+        return
+    sport = c.getsockname()[1]
+    c.sendall(b"\x77" * 512)
+    seg, deadline = None, time.monotonic() + 3
+    while seg is None and time.monotonic() < deadline:
+        try:
+            frame, meta = cap.recvfrom(2048)
+        except socket.timeout:
+            continue
+        if meta[2] != PACKET_OUTGOING or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+            continue
+        ihl = (frame[14] & 0x0F) * 4
+        tcp_at = 14 + ihl
+        src_port, dst_port = struct.unpack("!HH", frame[tcp_at:tcp_at + 4])
+        total = struct.unpack("!H", frame[16:18])[0]
+        if src_port == sport and 14 + total - tcp_at - (frame[tcp_at + 12] >> 4) * 4 > 0:
+            seg = frame
+    if seg is None:
+        emit({"result": "no_segment"})
+        return
+    emit({"event": "flooding", "sport": sport})
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    raw.bind((a.iface, 0))
+    r = paced_send(raw, lambda i: seg, a.pps, a.seconds)
+    c.close()
+    emit({"result": "done", "sport": sport, **r})
+
+
+def dns_name(name):
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\x00"
+
+
+def cmd_dns_query(a):
+    """A queries for --name, one socket (one ephemeral port) per query."""
+    host, port = addr(a.server)
+    answered, addresses = 0, set()
+    for i in range(a.count):
+        s = socket.socket(family(a.server), socket.SOCK_DGRAM)
+        s.settimeout(a.timeout)
+        qid = (os.getpid() + i) & 0xFFFF
+        s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + dns_name(a.name) + struct.pack("!HH", 1, 1),
+                 (host, port))
+        try:
+            data, _ = s.recvfrom(2048)
+        except (socket.timeout, OSError):
+            s.close()
+            continue
+        s.close()
+        rid, flags, _, ancount = struct.unpack("!HHHH", data[:8])
+        if rid != qid or ancount == 0:
+            continue
+        answered += 1
+        # The answer's last four bytes are the address of the (one) A record.
+        addresses.add(socket.inet_ntoa(data[-4:]))
+    emit({"queries": a.count, "answered": answered, "addresses": sorted(addresses)})
+
+
+def cmd_ping(a):
+    v6 = ":" in a.to
+    s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW,
+                      socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    ident = os.getpid() & 0xFFFF
+    replies = 0
+    for seq in range(a.count):
+        body = struct.pack("!HH", ident, seq) + b"\x42" * a.size
+        if v6:
+            pkt = struct.pack("!BBH", 128, 0, 0) + body  # the kernel fills in an ICMPv6 checksum
+        else:
+            from flows import checksum
+            pkt = struct.pack("!BBH", 8, 0, 0) + body
+            pkt = pkt[:2] + struct.pack("!H", checksum(pkt)) + pkt[4:]
+        s.sendto(pkt, (a.to, 0))
+        deadline = time.monotonic() + a.timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([s], [], [], max(0, deadline - time.monotonic()))
+            if not r:
+                break
+            data = s.recv(65536)
+            icmp = data if v6 else data[(data[0] & 0x0F) * 4:]
+            if icmp[0] == (129 if v6 else 0) and struct.unpack("!HH", icmp[4:8]) == (ident, seq):
+                replies += 1
+                break
+    emit({"sent": a.count, "replies": replies})
 
 
 def serve_session(conn):
@@ -156,7 +294,7 @@ def serve_session(conn):
 
 def cmd_tcp_server(a):
     stop = Stop()
-    ls = socket.socket()
+    ls = socket.socket(family(a.bind))
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(addr(a.bind))
     ls.listen(64)
@@ -177,7 +315,7 @@ def cmd_tcp_session(a):
     """Sends `chunks` chunks of `chunk` bytes, `interval` seconds apart; reports what the
     server acknowledged as it goes, and whether the server's digest matches at the end."""
     t0 = time.monotonic()
-    s = socket.socket()
+    s = socket.socket(family(a.to))
     s.settimeout(a.connect_timeout)
     try:
         s.connect(addr(a.to))
@@ -233,7 +371,7 @@ def cmd_tcp_session(a):
 
 def cmd_tcp_bulk(a):
     t0 = time.monotonic()
-    s = socket.socket()
+    s = socket.socket(family(a.to))
     s.settimeout(2)
     try:
         s.connect(addr(a.to))
@@ -310,10 +448,37 @@ def main():
     t.add_argument("--iface", required=True)
     t.add_argument("--frame", required=True, help="the frame, in hex")
     t.add_argument("--seconds", type=float, required=True)
+    t.add_argument("--pps", type=float, default=0)
+    t = sub.add_parser("spoof-flood")
+    t.add_argument("--iface", required=True)
+    t.add_argument("--dst-mac", required=True)
+    t.add_argument("--src", required=True, help="the forged source address")
+    t.add_argument("--to", required=True)
+    t.add_argument("--kind", choices=["udp", "syn", "ack"], required=True)
+    t.add_argument("--sport", type=int, default=0, help="a fixed source port (default: random per frame)")
+    t.add_argument("--pps", type=float, required=True)
+    t.add_argument("--seconds", type=float, required=True)
+    t.add_argument("--seed", type=int, default=1)
+    t = sub.add_parser("own-flood")
+    t.add_argument("--iface", required=True)
+    t.add_argument("--to", required=True)
+    t.add_argument("--pps", type=float, required=True)
+    t.add_argument("--seconds", type=float, required=True)
+    t = sub.add_parser("dns-query")
+    t.add_argument("--server", required=True)
+    t.add_argument("--name", required=True)
+    t.add_argument("--count", type=int, default=3)
+    t.add_argument("--timeout", type=float, default=2.0)
+    t = sub.add_parser("ping")
+    t.add_argument("--to", required=True)
+    t.add_argument("--count", type=int, default=3)
+    t.add_argument("--size", type=int, default=56)
+    t.add_argument("--timeout", type=float, default=1.0)
     a = p.parse_args()
     {"tap": cmd_tap, "udp-sink": cmd_udp_sink, "udp-flood": cmd_udp_flood, "tcp-server": cmd_tcp_server,
      "tcp-session": cmd_tcp_session, "tcp-bulk": cmd_tcp_bulk, "arp-probe": cmd_arp_probe,
-     "raw-flood": cmd_raw_flood}[a.cmd](a)
+     "raw-flood": cmd_raw_flood, "spoof-flood": cmd_spoof_flood, "own-flood": cmd_own_flood,
+     "dns-query": cmd_dns_query, "ping": cmd_ping}[a.cmd](a)
 
 
 if __name__ == "__main__":

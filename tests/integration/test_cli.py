@@ -25,7 +25,7 @@ with TempDir() as d:
     refused("share.yaml", lambda c: c["roles"]["consensus"].update(share=1.7),
             "{file}: roles.consensus.share: must be between 0 and 1, got 1.7")
     refused("sum.yaml", lambda c: c["roles"]["consensus"].update(share=0.9),
-            "{file}: roles: shares sum to 1.6 (collection 0.15 + consensus 0.9")
+            "{file}: roles: shares sum to 1.65 (collection 0.15 + consensus 0.9")
     refused("role.yaml", lambda c: c["roles"].update(miner={"share": 0.1}), "{file}: roles.miner: unknown key")
     refused("key.yaml", lambda c: c["capacity"].update(ppx=1), "{file}: capacity.ppx: unknown key")
     refused("cidr.yaml", lambda c: c["blocklist"][0].update(cidr="198.19.255.0/40"), "{file}: blocklist[0].cidr: bad CIDR")

@@ -6,9 +6,12 @@ inline on net_af_packet, clients and servers of the kernel's own stacks (docs/te
     con1 exe1 acc1 col1 unr1 unr2 --veth-- [bridge br0]--uplink --veth-- sge<pid>o [stakegate] sge<pid>i --veth-- eth0
                                                                      (outside)            (inside)   198.18.0.100-105
 
-Every address is in 198.18.0.0/24; IPv6 is off everywhere, so each frame is one the test
-sent (or ARP). The namespaces and links are removed on exit, also on failure or SIGTERM.
-Needs root; if the namespaces cannot be made it fails (it never skips).
+Every address is in 198.18.0.0/24 (the cluster's are cluster.prefixes 198.18.0.96/28);
+IPv6 is off everywhere, so each frame is one the test sent (or ARP): the accounting at
+the end is exact. test_netns_inline.py runs the cluster's own connections, IPv6 and path
+MTU discovery; test_netns_spoof.py forged sources. The namespaces and links are removed
+on exit, also on failure or SIGTERM. Needs root; if the namespaces cannot be made it
+fails (it never skips).
 """
 import hashlib
 import json
@@ -17,8 +20,8 @@ import subprocess
 import sys
 import time
 
-from common import STAKEGATECTL, Gateway, TempDir, check, finish, free_port, metric_values, scrape, write_yaml
-from netlab import Lab, LabError
+from common import STAKEGATECTL, check, metric_values, scrape, write_yaml
+from netlab import LabError, af_packet_dataplane, run_inline
 
 NET = "198.18.0"
 # name: (role or None, address, stake). None: not in the identity table.
@@ -38,17 +41,20 @@ ABSENT = {
     "ver-x": ("verification", "198.18.1.4", 1000),
     "acc-x": ("access", "198.18.1.5", 1000),
 }
+CLUSTER_PREFIX = f"{NET}.96/28"
 CLUSTER = {"api": f"{NET}.100", "con": f"{NET}.101", "exe": f"{NET}.102", "acc": f"{NET}.103",
            "sink": f"{NET}.104", "sessions": f"{NET}.105"}
 CAPACITY = 20000
 ROLES = {  # share, min_pps, burst_ms, ports
-    "consensus": (0.30, 200, 100, [3569]),
+    "consensus": (0.25, 200, 100, [3569]),
     "execution": (0.25, 200, 100, [3569]),
     "collection": (0.15, 200, 100, [3569]),
     "verification": (0.15, 200, 100, [3569]),
     "access": (0.10, 200, 100, [3569, 9000]),
 }
 UNREG_SHARE, UNREG_PER_SOURCE, UNREG_BURST_MS = 0.05, 50, 500
+SESSIONS_SHARE = 0.05  # with the roles' and the unregistered share: 1.0
+REQUEST_FRACTION, REQUEST_MIN_PPS = 0.05, 10
 # The honest iperf3 streams (Mbit/s), each well inside its node's rate.
 IPERF = {"con1": ("con", 12), "exe1": ("exe", 8), "acc1": ("acc", 4)}
 FLOOD_S = 5.0
@@ -65,6 +71,10 @@ def expected_rate(name):
     return max(min_pps, share * CAPACITY * stake / total)
 
 
+def request_rate(name):
+    return max(REQUEST_MIN_PPS, REQUEST_FRACTION * expected_rate(name))
+
+
 def write_identities(d, exclude=()):
     nodes = [{"Role": r, "Address": f"{a}:3569", "NodeID": node_id(n), "Weight": 100}
              for n, (r, a, _) in list(HOSTS.items()) + list(ABSENT.items()) if r and n not in exclude]
@@ -79,33 +89,21 @@ def write_config(d, lab, metrics_port):
     with open(os.path.join(d, "stakes.json"), "w") as f:
         json.dump({node_id(n): s for n, (r, _, s) in list(HOSTS.items()) + list(ABSENT.items()) if r}, f)
     return write_yaml(os.path.join(d, "stakegate.yaml"), {
-        "dataplane": {"eal": ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"],
-                      "outside": {"vdev": f"net_af_packet0,iface={lab.root_link('o')},framecnt=4096"},
-                      "inside": {"vdev": f"net_af_packet1,iface={lab.root_link('i')},framecnt=4096"},
-                      "workers": 1},
+        "dataplane": af_packet_dataplane(lab),
         "capacity": {"pps": CAPACITY},
         "identity": {"flow_node_infos": "node-infos.pub.json", "stake_file": "stakes.json"},
         "roles": {r: {"share": s, "min_pps": m, "burst_ms": b, "ports": p} for r, (s, m, b, p) in ROLES.items()},
         "unregistered": {"share": UNREG_SHARE, "per_source_pps": UNREG_PER_SOURCE, "burst_ms": UNREG_BURST_MS, "ports": [9000]},
+        "cluster": {"prefixes": [CLUSTER_PREFIX]},
+        "sessions": {"share": SESSIONS_SHARE},
+        "request_channel": {"fraction": REQUEST_FRACTION, "min_pps": REQUEST_MIN_PPS},
         "control": {"socket": f"{d}/control.sock", "metrics": f"127.0.0.1:{metrics_port}"},
         "evidence": {"dir": f"{d}/evidence", "window_s": 3, "max_samples": 200},
         "operator": {"name": "e2e test operator", "node_id": node_id("con-x"), "role": "consensus", "address": "198.18.1.1:3569"}})
 
 
 def build_topology(lab):
-    sw = lab.add_ns("sw")
-    ports = []
-    for name, (_, ip, _) in HOSTS.items():
-        ns = lab.add_ns(name)
-        lab.veth(ns, "eth0", sw, f"p-{name}")
-        lab.address(ns, "eth0", f"{ip}/24")
-        ports.append(f"p-{name}")
-    lab.veth(sw, "uplink", None, lab.root_link("o"))
-    lab.bridge(sw, "br0", ports + ["uplink"])
-    cl = lab.add_ns("cl")
-    lab.veth(cl, "eth0", None, lab.root_link("i"))
-    for ip in CLUSTER.values():
-        lab.address(cl, "eth0", f"{ip}/24")
+    lab.switched({name: [f"{ip}/24"] for name, (_, ip, _) in HOSTS.items()}, [f"{ip}/24" for ip in CLUSTER.values()])
 
 
 class Run:
@@ -221,8 +219,8 @@ def phase_reachability(run):
 
 
 def phase_floods(run):
-    print(f"\n== floods for {FLOOD_S:.0f} s: staked attacker at 20x its rate, unregistered attacker at 100x its "
-          "per-source rate, honest iperf3 streams", flush=True)
+    print(f"\n== floods for {FLOOD_S:.0f} s: staked attacker at 20x its rate over its own connection and over UDP, "
+          "unregistered attacker at 100x its per-source rate, honest iperf3 streams", flush=True)
     lab = run.lab
     honest_before = {h: run.node(h) for h in IPERF}
     before, t_before = run.node("col1"), time.monotonic()
@@ -230,10 +228,16 @@ def phase_floods(run):
                                        "-l", "16K", "--connect-timeout", "2000", "--json"])
               for h, (dst, mbit) in IPERF.items()}
     rate = expected_rate("col1")
-    bulk = lab.prog(run.ns("col1"), "tcp-bulk", "--to", f"{CLUSTER['sessions']}:3569", "--seconds", FLOOD_S)
-    time.sleep(0.3)  # let the attacker's TCP stream connect before its own flood starves it
+    # Copies of its own data segment on a connection it holds: attributable to col1. (It
+    # connects first: its SYN goes through the request channel its UDP flood fills.)
+    own = lab.prog(run.ns("col1"), "own-flood", "--iface", "eth0", "--to", f"{CLUSTER['sessions']}:3569",
+                   "--pps", 20 * rate, "--seconds", FLOOD_S)
+    own.wait_event("flooding")
     floods = {
-        "col1": lab.prog(run.ns("col1"), "udp-flood", "--to", f"{CLUSTER['sink']}:3569", "--pps", 20 * rate, "--seconds", FLOOD_S),
+        "col1": own,
+        # UDP from col1's address: anyone could have sent it, so only its request channel.
+        "col1-udp": lab.prog(run.ns("col1"), "udp-flood", "--to", f"{CLUSTER['sink']}:3569", "--pps", 20 * rate,
+                             "--seconds", FLOOD_S),
         "unr2-api": lab.prog(run.ns("unr2"), "udp-flood", "--to", f"{CLUSTER['api']}:9000", "--pps", 100 * UNREG_PER_SOURCE,
                              "--seconds", FLOOD_S),
         "unr2-3569": lab.prog(run.ns("unr2"), "udp-flood", "--to", f"{CLUSTER['sink']}:3569", "--pps", 1000, "--seconds", FLOOD_S),
@@ -243,9 +247,9 @@ def phase_floods(run):
         time.sleep(0.6)
         codes.append(run.curl("unr1", f"http://{CLUSTER['api']}:9000/index.html")[0])
     done = {k: p.result() for k, p in floods.items()}
-    sent = {k: r["sent"] for k, r in done.items()}
-    col1_s, unr2_s = max(FLOOD_S, done["col1"]["seconds"]), max(FLOOD_S, done["unr2-api"]["seconds"])
-    bulk.result()
+    check(done["col1"].get("result") == "done", f"col1 flooded over its own connection: {done['col1']}")
+    sent = {k: r.get("sent", 0) for k, r in done.items()}
+    col1_s, unr2_s = max(FLOOD_S, done["col1-udp"]["seconds"]), max(FLOOD_S, done["unr2-api"]["seconds"])
     time.sleep(0.2)
     after, t_after = run.node("col1"), time.monotonic()
     results = {}
@@ -274,10 +278,16 @@ def phase_floods(run):
     burst = after["burst"]
     check(passed <= rate * dt + burst + 2, f"attacker col1 held to its rate: passed {passed} in {dt:.2f} s "
           f"<= {rate:.0f} pps x {dt:.2f} s + burst {burst:.0f}")
-    check(over >= 0.9 * (sent["col1"] - rate * dt - burst), f"attacker col1: {over} over_rate drops of {sent['col1']} flood datagrams")
-    # Peer score: at 20x its rate it loses 19 seconds' worth of its rate per second, 190
-    # points a second at the default over_rate penalty (10): graylisted (-100) in about 0.6 s,
-    # then held to penalty_factor (0.1) of its rate.
+    check(over >= 0.9 * (sent["col1"] - rate * dt - burst),
+          f"attacker col1: {over} over_rate drops of the {sent['col1']} segments it flooded over its connection")
+    req_over = after["counters"]["request_over_rate"] - before["counters"]["request_over_rate"]
+    req = request_rate("col1")
+    check(req_over >= 0.9 * (sent["col1-udp"] - req * dt - 1),
+          f"attacker col1: {req_over} request_over_rate drops of its {sent['col1-udp']} UDP datagrams "
+          f"(its request channel: {req:.0f} pps)")
+    # Peer score: at 20x its rate on its verified connection it loses 19 seconds' worth of
+    # its rate per second, 190 points a second at the default over_rate penalty (10):
+    # graylisted (-100) in about 0.6 s, then held to penalty_factor (0.1) of its rate.
     check(after["graylisted"] and after["score"] < -100, f"attacker col1 is graylisted (score {after['score']:.0f})")
     check(passed <= rate * 1.0 + burst + 0.1 * rate * dt + 2,
           f"graylisted, col1 passed {passed} <= about 1 s at its rate + {dt:.1f} s at a tenth of it")
@@ -293,8 +303,9 @@ def phase_floods(run):
     got3569 = run.services["sink3569"].stop()["by_source"]
     got9000 = run.services["sink9000"].stop()["by_source"]
     col1_udp = got3569.get(HOSTS["col1"][1], 0)
-    check(col1_udp <= rate * col1_s + burst + 2,
-          f"attacker col1: {col1_udp} of its {sent['col1']} UDP datagrams reached 3569 (<= {rate:.0f} pps x {FLOOD_S:.0f} s + burst)")
+    check(col1_udp <= req * col1_s + 2,
+          f"attacker col1: {col1_udp} of its {sent['col1-udp']} UDP datagrams reached 3569 "
+          f"(<= its request channel {req:.0f} pps x {FLOOD_S:.0f} s + burst)")
     unr_burst = UNREG_PER_SOURCE * UNREG_BURST_MS / 1000
     unr2_api = got9000.get(HOSTS["unr2"][1], 0)
     check(0.8 * UNREG_PER_SOURCE * FLOOD_S <= unr2_api <= UNREG_PER_SOURCE * unr2_s + unr_burst + 2,
@@ -323,16 +334,20 @@ def phase_evidence(run):
     report = json.load(open(os.path.join(d, "report.json")))
     check(report["errant"]["nodes"][0]["node_id"] == node_id("col1") and report["errant"]["source_addresses"] == [HOSTS["col1"][1]],
           "report.json names col1 and its address")
-    check(report["counters"]["dropped"]["over_rate"] > 0 and report["rate"]["offered_over_allowed"] > 5,
-          f"report.json: offered {report['rate']['offered_over_allowed']:.1f} x the allowed rate, "
-          f"{report['counters']['dropped']['over_rate']} over_rate drops in the window")
+    check(report["counters"]["verified"]["over_rate"] > 0 and report["rate"]["offered_over_allowed"] > 5,
+          f"report.json: offered {report['rate']['offered_over_allowed']:.1f} x the allowed rate on its verified "
+          f"connection, {report['counters']['verified']['over_rate']} over_rate drops in the window")
     check(report["reporter"]["node_id"] == node_id("con-x"), "report.json carries the operator's own node as reporter")
     ports = [(p["proto"], p["port"]) for p in report["top_destination_ports"]]
-    check(ports and ports[0] == ("udp", 3569), f"top destination port of the sample: {ports[:2]}")
-    srcs = subprocess.run(["tshark", "-r", os.path.join(d, "sample.pcapng"), "-T", "fields", "-e", "ip.src"],
-                          capture_output=True, text=True).stdout.split()
-    check(len(srcs) == report["sample"]["packets"] > 0 and set(srcs) == {HOSTS["col1"][1]},
-          f"sample.pcapng opens in tshark: {len(srcs)} packets, all from col1")
+    check(ports and ports[0] == ("tcp", 3569), f"top destination port of the sample: {ports[:2]}")
+    rows = [l.split("\t") for l in subprocess.run(
+        ["tshark", "-r", os.path.join(d, "sample.pcapng"), "-T", "fields", "-e", "ip.src", "-e", "frame.comment"],
+        capture_output=True, text=True).stdout.splitlines()]
+    check(len(rows) == report["sample"]["packets"] > 0 and {r[0] for r in rows} == {HOSTS["col1"][1]},
+          f"sample.pcapng opens in tshark: {len(rows)} packets, all from col1")
+    verified = sum("; verified connection;" in r[1] for r in rows)
+    check(verified == report["sample"]["verified"] > 0 and verified >= 0.8 * len(rows),
+          f"{verified} of the samples are marked verified (col1's own connection), as report.json counts")
     flip = open(os.path.join(d, "flip.md")).read()
     check(node_id("col1") in flip and node_id("con-x") in flip, "flip.md names the errant and the reporting node")
 
@@ -387,7 +402,7 @@ def phase_swap_and_block(run):
     check(blocked > 0, f"con1's packets dropped as `blocklisted` while blocked ({blocked})")
 
 
-REASONS = ("blocklisted", "ejected", "port_denied", "over_rate")
+REASONS = ("blocklisted", "ejected", "port_denied", "over_rate", "request_over_rate", "session_over_rate")
 
 
 def phase_accounting(run):
@@ -410,7 +425,8 @@ def phase_accounting(run):
     for h, (role, ip, _) in HOSTS.items():
         n = run.node(h) if role else None
         rate = f"{n['rate_pps']:.0f}" if n else f"{UNREG_PER_SOURCE}/src"
-        passed = str(n["counters"]["passed"]) if n else "-"
+        passed_n = sum(n["counters"][k] for k in ("passed", "request_passed", "session_passed")) if n else 0
+        passed = str(passed_n) if n else "-"
         drops = ", ".join(f"{k} {n['counters'][k]}" for k in REASONS if n["counters"][k]) if n else "(see unregistered below)"
         # exe1 was out of the table for a while: its packets then counted as unregistered.
         removed = run.exe1_unregistered if h == "exe1" else 0
@@ -419,10 +435,10 @@ def phase_accounting(run):
         print(f"{h:5} {role or 'unregistered':13} {rate:>9} {sent['by_source'].get(ip, 0):>7} "
               f"{arrived['by_source'].get(ip, 0):>8} {passed:>10}  {drops or '-'}")
         if n:
-            seen = n["counters"]["passed"] + sum(n["counters"][k] for k in REASONS) + removed
-            per_host.append((seen == sent["by_source"].get(ip, 0) and n["counters"]["passed"] == arrived["by_source"].get(ip, 0),
+            seen = passed_n + sum(n["counters"][k] for k in REASONS) + removed
+            per_host.append((seen == sent["by_source"].get(ip, 0) and passed_n == arrived["by_source"].get(ip, 0),
                              f"{h}: the gateway saw every frame it sent ({seen}) and all it passed arrived "
-                             f"({n['counters']['passed']})"))
+                             f"({passed_n})"))
     for r in top["roles"]:
         if r["role"] == "unregistered":
             drops = ", ".join(f"{k} {v}" for k, v in r["dropped"].items() if int(v))
@@ -442,31 +458,16 @@ def phase_accounting(run):
           f"({int(st['outside_passed']) - tx_dropped:.0f} passed, {total_arrived} arrived)")
 
 
-def main():
-    with TempDir() as d:
-        try:
-            with Lab() as lab:
-                build_topology(lab)
-                metrics_port = free_port()
-                cfg = write_config(d, lab, metrics_port)
-                gw = Gateway(cfg, os.path.join(d, "control.sock"))
-                try:
-                    run = Run(lab, d, gw)
-                    run.metrics_port = metrics_port
-                    run.services = start_services(run)
-                    phase_reachability(run)
-                    phase_floods(run)
-                    phase_evidence(run)
-                    phase_swap_and_block(run)
-                    phase_accounting(run)
-                finally:
-                    rc, out, err = gw.stop()
-                    check(rc == 0, f"gateway exited {rc} after SIGTERM")
-        except LabError as e:
-            print(f"FAIL namespace test set-up: {e}", file=sys.stderr)
-            sys.exit(1)
-    finish()
+def phases(lab, d, gw, metrics_port):
+    run = Run(lab, d, gw)
+    run.metrics_port = metrics_port
+    run.services = start_services(run)
+    phase_reachability(run)
+    phase_floods(run)
+    phase_evidence(run)
+    phase_swap_and_block(run)
+    phase_accounting(run)
 
 
 if __name__ == "__main__":
-    main()
+    run_inline(build_topology, write_config, phases)

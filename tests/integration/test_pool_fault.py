@@ -53,7 +53,9 @@ def scenario(lab, d, label, mbufs, descriptors, fault):
     set_pause(pause, False)
     port = free_port()
     cfg = os.path.join(d, f"{label}.yaml")
-    c = one_node_config(d, f"net_pcap0,rx_iface={out_if}", "net_pcap1,tx_pcap=/dev/null")
+    # The flood is ARP: it passes within the infra budget, here far above what the link carries.
+    c = one_node_config(d, f"net_pcap0,rx_iface={out_if}", "net_pcap1,tx_pcap=/dev/null",
+                        infra={"pps": 1e9, "burst_ms": 1000})
     c["dataplane"]["mbufs"] = mbufs
     c["control"] = {"socket": f"{d}/{label}.sock", "metrics": f"127.0.0.1:{port}"}
     write_yaml(cfg, c)

@@ -22,10 +22,10 @@ with TempDir() as d:
     api = gw.api()
     for _ in range(100):  # the capture is finite: wait until it has all gone through
         s, st = api.call("Status")
-        if int(st["outside_packets"]) == exp["packets"]:
+        if int(st["outside_packets"]) == exp["outside_pcap_packets"]:
             break
         time.sleep(0.1)
-    check(int(st["outside_packets"]) == exp["packets"], f"the gateway saw all {exp['packets']} packets")
+    check(int(st["outside_packets"]) == exp["outside_pcap_packets"], f"the gateway saw all {exp['packets']} packets")
 
     body = scrape(mport)
     p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, text=True)

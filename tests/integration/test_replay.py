@@ -1,5 +1,7 @@
-"""Replay of generated scenarios: exact counts for every deterministic verdict, the
-passed capture, and determinism (two replays give identical bytes)."""
+"""Replay of generated scenarios (both directions, as a span port captures them): exact
+counts for every deterministic verdict, what must pass (ARP, ICMP errors about the
+cluster's packets, neighbour discovery, replies on the cluster's sessions, honest nodes'
+verified connections), the passed capture, and determinism (two replays, same bytes)."""
 import os
 
 from common import TempDir, check, finish, generate, read_pcap, replay
@@ -20,8 +22,17 @@ for fmt in ["snapshot", "node-infos"]:
             check(drops[reason] == n, f"[{fmt}] {reason}: {drops[reason]} dropped, {n} sent")
         check(exp["expected_drops"]["ejected"] == (20 if fmt == "snapshot" else 0), f"[{fmt}] ejected traffic present as intended")
         check(exp["expected_drops"]["blocklisted"] == 90 + 20, f"[{fmt}] blocklisted range and blocked node both sent")
-        l2 = rep["by_direction"]["outside"]["l2"]["packets"]["pass"]
-        check(l2 == exp["l2"] == 70, f"[{fmt}] non-IP frames pass as l2: {l2}")
+        outside = rep["by_direction"]["outside"]
+        l2 = outside["l2"]["packets"]
+        check(l2["pass"] == exp["l2"] == 35 and l2["l2_denied"] == exp["expected_drops"]["l2_denied"] == 35,
+              f"[{fmt}] ARP passes as l2 ({l2['pass']}), other EtherTypes are l2_denied ({l2['l2_denied']})")
+        infra = outside["infra"]["packets"]["pass"]
+        check(infra == exp["expected_passes"]["infra"] > 0, f"[{fmt}] ICMP errors and neighbour discovery pass as infra: {infra}")
+        unreg = outside["unregistered"]["packets"]["pass"]
+        want = exp["expected_passes"]["session_replies"] + exp["unregistered_public_sent"]
+        check(unreg >= want, f"[{fmt}] replies on the cluster's sessions pass (unregistered passes {unreg} >= {want})")
+        check(rep["sessions"]["verified"] == exp["handshakes"], f"[{fmt}] every node's connection was verified")
+        check(rep["totals"]["inside"]["packets"] == exp["inside_packets"], f"[{fmt}] the cluster's frames count as inside")
         total = rep["totals"]["outside"]
         check(total["packets"] == exp["packets"], f"[{fmt}] every packet counted once: {total['packets']}")
         passed = read_pcap(os.path.join(d, "pass.pcap"))
@@ -32,7 +43,9 @@ for fmt in ["snapshot", "node-infos"]:
         nodes = {n["node_id"]: n for n in rep["nodes"]}
         for h in exp["honest"]:
             n = nodes[h["node_id"]]
-            check(n["passed"] == h["sent"], f"[{fmt}] honest node {h['node_id'][:8]} passed {n['passed']} of {h['sent']}")
+            check(n["passed"] == h["sent"] and n["request_channel"]["passed"] == 1,
+                  f"[{fmt}] honest node {h['node_id'][:8]} passed {n['passed']} of {h['sent']} on its verified connection "
+                  f"(its SYN through the request channel)")
         for fl in exp["flooders"]:
             n = nodes[fl["node_id"]]
             limit = fl["rate_pps"] * exp["duration_ms"] / 1000 + fl["burst"] + 1

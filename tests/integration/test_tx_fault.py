@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 
-from common import Gateway, TempDir, check, finish, free_port, metric_values, one_node_config, scrape, write_yaml
+from common import Gateway, TempDir, check, finish, free_port, metric_values, one_node_config, scrape, write_pcap, write_yaml
 from netlab import Lab
 
 
@@ -22,7 +22,12 @@ with TempDir() as d, Lab() as lab:
     lab.veth(None, a, None, b)
     port = free_port()
     cfg = os.path.join(d, "tx.yaml")
-    c = one_node_config(d, "net_null0", f"net_pcap1,tx_iface={a}")
+    # Endless frames of an EtherType the config lets through (IEEE's local experimental
+    # 0x88b5), within an infra budget far above what one core can send: all of it passes.
+    frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x88\xb5" + b"\x00" * 46
+    write_pcap(os.path.join(d, "in.pcap"), [frame] * 64)
+    c = one_node_config(d, f"net_pcap0,rx_pcap={d}/in.pcap,infinite_rx=1", f"net_pcap1,tx_iface={a}",
+                        infra={"pps": 1e9, "burst_ms": 1000, "ethertypes": ["0x88b5"]})
     c["control"]["metrics"] = f"127.0.0.1:{port}"
     write_yaml(cfg, c)
 

@@ -21,9 +21,22 @@ struct FrameSpec {
   std::vector<std::pair<uint8_t, std::vector<uint8_t>>> ipv6_ext;  // (header type, body incl. next/len bytes rewritten)
   uint16_t frag_offset = 0;                   // in 8-byte units; non-zero: a non-first fragment
   bool more_fragments = false;
+  uint16_t frag_id = 0x1234;
+  uint8_t ttl = 64;                           // IPv4 TTL / IPv6 hop limit
+  uint8_t tcp_flags = 0x10;                   // ACK
+  uint32_t seq = 0, ack = 0;
+  uint16_t window = 65535;
+  int wscale = -1;                            // >= 0: a window scale option (SYN, SYN-ACK)
+  uint8_t icmp_type = 8, icmp_code = 0;       // proto 1 or 58: the ICMP header
+  uint16_t icmp_id = 0;
+  std::vector<uint8_t> payload;               // after the L4 header (an ICMP error's quoted packet)
 };
 
 inline void put16(std::vector<uint8_t>& b, size_t at, uint16_t v) { b[at] = v >> 8; b[at + 1] = v & 0xff; }
+inline void put32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
+  put16(b, at, static_cast<uint16_t>(v >> 16));
+  put16(b, at + 2, static_cast<uint16_t>(v));
+}
 
 inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
   std::vector<uint8_t> f(12, 0);
@@ -42,8 +55,9 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
     size_t ihl = 20 + s.ipv4_options.size();
     f.resize(l3 + ihl, 0);
     f[l3] = static_cast<uint8_t>(0x40 | (ihl / 4));
-    f[l3 + 8] = 64;
+    f[l3 + 8] = s.ttl;
     f[l3 + 9] = s.proto;
+    put16(f, l3 + 4, s.frag_id);
     put16(f, l3 + 6, static_cast<uint16_t>((s.more_fragments ? 0x2000 : 0) | s.frag_offset));
     for (int i = 0; i < 4; ++i) f[l3 + 12 + i] = static_cast<uint8_t>(s.src.v4 >> (24 - 8 * i));
     for (int i = 0; i < 4; ++i) f[l3 + 16 + i] = static_cast<uint8_t>(s.dst.v4 >> (24 - 8 * i));
@@ -51,7 +65,7 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
   } else {
     f.resize(l3 + 40, 0);
     f[l3] = 0x60;
-    f[l3 + 7] = 64;
+    f[l3 + 7] = s.ttl;
     std::memcpy(f.data() + l3 + 8, s.src.v6.bytes.data(), 16);
     std::memcpy(f.data() + l3 + 24, s.dst.v6.bytes.data(), 16);
     size_t next_at = l3 + 6;
@@ -63,18 +77,32 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
     if (s.frag_offset || s.more_fragments) {
       f[next_at] = 44;
       next_at = f.size();
-      f.insert(f.end(), {0, 0, 0, 0, 0, 0, 0, 1});
+      f.insert(f.end(), {0, 0, 0, 0, 0, 0, 0, 0});
       put16(f, next_at + 2, static_cast<uint16_t>(s.frag_offset << 3 | (s.more_fragments ? 1 : 0)));
+      put16(f, next_at + 6, s.frag_id);
     }
     f[next_at] = s.proto;
   }
+  if (!s.frag_offset && s.proto == 6 && s.wscale >= 0) l4_len = 24;  // window scale option (3 bytes) + end of options
   size_t l4 = f.size();
   f.resize(l4 + l4_len, 0);
   if (!s.frag_offset && (s.proto == 6 || s.proto == 17)) {
     put16(f, l4, s.src_port);
     put16(f, l4 + 2, s.dst_port);
-    if (s.proto == 6) { f[l4 + 12] = 0x50; f[l4 + 13] = 0x10; put16(f, l4 + 14, 65535); }
+    if (s.proto == 6) {
+      put32(f, l4 + 4, s.seq);
+      put32(f, l4 + 8, s.ack);
+      f[l4 + 12] = static_cast<uint8_t>((l4_len / 4) << 4);
+      f[l4 + 13] = s.tcp_flags;
+      put16(f, l4 + 14, s.window);
+      if (s.wscale >= 0) { f[l4 + 20] = 3; f[l4 + 21] = 3; f[l4 + 22] = static_cast<uint8_t>(s.wscale); f[l4 + 23] = 0; }
+    }
+  } else if (!s.frag_offset && (s.proto == 1 || s.proto == 58)) {
+    f[l4] = s.icmp_type;
+    f[l4 + 1] = s.icmp_code;
+    put16(f, l4 + 4, s.icmp_id);
   }
+  f.insert(f.end(), s.payload.begin(), s.payload.end());
   if (f.size() < s.frame_size) f.resize(s.frame_size, 0);
   size_t ip_len = f.size() - l3;
   if (v4) put16(f, l3 + 2, static_cast<uint16_t>(ip_len));

@@ -40,6 +40,7 @@ roles:
   consensus: {share: 0.5, min_pps: 100, ports: [3569]}
   access: {share: 0.2, min_pps: 100, ports: [3569, 9000]}
 )" + extra_roles + R"(unregistered: {share: 0.05, per_source_pps: 10, ports: [9000]}
+cluster: {prefixes: [198.18.255.0/24, "2001:2::ff/128"]}
 )" + tail;
 }
 

@@ -11,6 +11,7 @@
 #include "stakegate/pipeline/worker.h"
 #include "stakegate/policy/snapshot_builder.h"
 #include "stakegate/policy/stake_plan.h"
+#include "tcp_flow.h"
 
 namespace stakegate::testing {
 
@@ -37,11 +38,27 @@ struct WorkerFixture {
   // The plan again (after changing cfg or nodes), then a new snapshot and a fresh worker.
   void plan_and_bind(unsigned workers = 1, unsigned table = 1024) {
     plan = make_stake_plan(cfg, nodes);
-    snap = SnapshotBuilder::build(cfg, plan, workers);
-    worker = std::make_unique<Worker>(table, snap->source_count());
+    snap = SnapshotBuilder::build(cfg, plan, Sharding::even(workers));
+    Worker::Sizes sizes;
+    sizes.unregistered = table;
+    sizes.sources = snap->source_count();
+    sizes.sessions = 4096;
+    worker = std::make_unique<Worker>(sizes);
     worker->bind(snap.get());
   }
 
+  // A frame from the inside (the cluster's side): it passes; sessions open or refresh.
+  void inside(const std::vector<uint8_t>& frame, uint64_t now_ns) {
+    PacketView v{frame.data(), static_cast<uint32_t>(frame.size())};
+    worker->process_inside(&v, 1, now_ns);
+  }
+  // A remote dials the cluster and proves it receives the cluster's packets: SYN, the
+  // cluster's SYN-ACK, and the ACK that verifies the connection (its verdict is returned).
+  Verdict accept(TcpFlow& flow, uint64_t now_ns) {
+    send(flow.remote_syn(), now_ns);
+    inside(flow.local_syn_ack(), now_ns);
+    return send(flow.remote_data(), now_ns);
+  }
   Verdict send(const std::vector<uint8_t>& frame, uint64_t now_ns) {
     PacketView v{frame.data(), static_cast<uint32_t>(frame.size())};
     Verdict out;

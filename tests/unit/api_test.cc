@@ -83,7 +83,7 @@ TEST_F(ApiTest, Errors) {
   expect("Block", R"({"colour": "red"})", 400, "invalid_argument", "bad JSON");
   expect("GetNode", R"({"node_id": "nope"})", 400, "invalid_argument", "64 hex characters");
   expect("GetNode", R"({"node_id": ")" + std::string(64, 'f') + "\"}", 404, "not_found", "not in the identity table");
-  expect("SetRoleQos", R"({"role": "access", "share": 0.9})", 400, "invalid_argument", "would sum to");
+  expect("SetRoleQos", R"({"role": "access", "share": 0.9})", 400, "invalid_argument", "shares sum to");
   expect("SetRoleQos", R"({"role": "miner", "share": 0.1})", 400, "invalid_argument", "unknown role 'miner'");
   expect("SetRoleQos", R"({"role": "access", "ports": [70000]})", 400, "invalid_argument", "70000");
   expect("ReplaceIdentities", "[{\"Role\": \"consensus\"}]", 400, "invalid_argument", "missing key 'NodeID'");

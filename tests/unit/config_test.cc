@@ -46,7 +46,33 @@ TEST(Config, ShareOutOfRange) {
 
 TEST(Config, SharesSummingOverOne) {
   EXPECT_THAT(error_of(replace(base_config(), "share: 0.2", "share: 0.6")),
-              HasSubstr("config/x.yaml: roles: shares sum to 1.15"));
+              HasSubstr("config/x.yaml: roles: shares sum to 1.2 (consensus 0.5 + access 0.6 + unregistered 0.05 + "
+                        "sessions 0.05), must be at most 1"));
+  // The sessions budget counts: what fits without it may not fit with it.
+  EXPECT_THAT(error_of(base_config("", "sessions: {share: 0.3}\n")), HasSubstr("shares sum to 1.05"));
+  EXPECT_EQ(error_of(base_config("", "sessions: {share: 0.25}\n")), "(accepted)");
+}
+
+TEST(Config, SessionsInfraClusterAndRequestChannel) {
+  auto without_cluster = [](std::string y) { return y.erase(y.find("cluster:"), y.find('\n', y.find("cluster:")) - y.find("cluster:") + 1); };
+  Config c = parse_config(without_cluster(base_config("", R"(cluster: {prefixes: [198.18.255.0/24, "2001:2::/48"]}
+sessions: {share: 0.1, burst_ms: 200, timeouts: {tcp_established_s: 600, udp_s: 20}}
+infra: {pps: 500, ethertypes: ["0x88cc", "35020", "0x88CC"]}
+request_channel: {fraction: 0.1, min_pps: 20}
+limits: {sessions: 65536}
+)")), "x.yaml");
+  ASSERT_EQ(c.cluster.prefixes.size(), 2u);
+  EXPECT_EQ(c.sessions.share, 0.1);
+  EXPECT_EQ(c.sessions.tcp_established_s, 600);
+  EXPECT_EQ(c.sessions.tcp_syn_s, 60);  // default
+  EXPECT_EQ(c.infra.ethertypes, (std::vector<uint16_t>{0x88cc}));  // 35020 is 0x88cc too
+  EXPECT_EQ(c.request_channel.fraction, 0.1);
+  EXPECT_EQ(c.limits_sessions, 65536u);
+  EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [10.0.0.1/8]}\n"))), HasSubstr("cluster.prefixes[0]: bad CIDR"));
+  EXPECT_THAT(error_of(base_config("", "infra: {ethertypes: [\"0x0800\"]}\n")),
+              HasSubstr("infra.ethertypes[0]: IPv4, IPv6 and VLAN tags are always classified"));
+  EXPECT_THAT(error_of(base_config("", "infra: {ethertypes: [\"ipx\"]}\n")), HasSubstr("must be an EtherType"));
+  EXPECT_THAT(error_of(base_config("", "sessions: {timeouts: {tcp_forever_s: 1}}\n")), HasSubstr("unknown key"));
 }
 
 TEST(Config, UnknownRole) {

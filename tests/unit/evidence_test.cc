@@ -6,6 +6,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "packet_builder.h"
+#include "stakegate/report/evidence_bundle.h"
 #include "stakegate/report/evidence_recorder.h"
 #include "test_util.h"
 
@@ -31,9 +33,10 @@ SourceView source(uint32_t slot, const std::string& node_id) {
   return v;
 }
 
-SampleRecord sample(uint32_t slot, uint64_t ns, uint16_t len = 60) {
+SampleRecord sample(uint32_t slot, uint64_t ns, bool verified = true, uint16_t len = 60) {
   SampleRecord r{};
   r.kind = SampleRecord::kSample;
+  r.verified = verified;
   r.verdict = static_cast<uint8_t>(Verdict::kOverRate);
   r.slot = slot;
   r.epoch = 1;
@@ -68,19 +71,21 @@ TEST(Evidence, ACaseWritesItsThreeFilesWhenItsWindowEnds) {
   EvidenceConfig cfg;
   cfg.dir = tmp.path() + "/ev";
   cfg.window_s = 2;
-  cfg.max_samples = 3;
+  cfg.max_samples = 4;
   Recorder r(cfg);
   auto c = r.rec.open(source(5, std::string(64, 'e')), "operator", 1'000'000'000);
   EXPECT_TRUE(c.open);
   EXPECT_EQ(c.id.substr(16), "-eeeeeeeeeeee-operator");
-  for (int i = 0; i < 5; ++i) r.rec.sample(sample(5, 1'100'000'000 + i));  // two over max_samples
-  r.rec.sample(sample(6, 1'200'000'000));                                // another source: ignored
+  // Unverified samples first: they get a quarter of max_samples, never the verified ones' room.
+  for (int i = 0; i < 3; ++i) r.rec.sample(sample(5, 1'100'000'000 + i, false));  // two over a quarter
+  for (int i = 0; i < 6; ++i) r.rec.sample(sample(5, 1'100'000'010 + i));         // two over max_samples
+  r.rec.sample(sample(6, 1'200'000'000));                                         // another source: ignored
   r.rec.tick(r.dir, 2'900'000'000);
   ASSERT_TRUE(r.rec.cases().at(0).open);  // the window has not ended
   r.rec.tick(r.dir, 3'000'000'000);
   auto done = r.rec.cases().at(0);
   EXPECT_FALSE(done.open);
-  EXPECT_EQ(done.samples, 3u);
+  EXPECT_EQ(done.samples, 5u);
   EXPECT_TRUE(done.error.empty());
   std::set<std::string> files;
   for (auto& e : fs::directory_iterator(done.dir)) files.insert(e.path().filename().string());
@@ -88,7 +93,9 @@ TEST(Evidence, ACaseWritesItsThreeFilesWhenItsWindowEnds) {
   auto report = nlohmann::json::parse(std::ifstream(done.dir + "/report.json"));
   EXPECT_EQ(report["errant"]["nodes"][0]["node_id"], std::string(64, 'e'));
   EXPECT_DOUBLE_EQ(report["window"]["duration_s"].get<double>(), 2.0);
-  EXPECT_EQ(report["sample"]["packets"], 3);
+  EXPECT_EQ(report["sample"]["packets"], 5);
+  EXPECT_EQ(report["sample"]["verified"], 4);
+  EXPECT_EQ(report["sample"]["unverified"], 1);
 
   // pcapng: SHB, IDB (Ethernet, nanoseconds), then one EPB per sample with its bytes.
   std::ifstream in(done.dir + "/sample.pcapng", std::ios::binary);
@@ -101,10 +108,12 @@ TEST(Evidence, ACaseWritesItsThreeFilesWhenItsWindowEnds) {
   EXPECT_EQ(u32(b, off + 8) & 0xffff, 1u);      // LINKTYPE_ETHERNET
   off += u32(b, off + 4);
   int epbs = 0;
+  const uint64_t want_ts[] = {0, 10, 11, 12, 13};
   while (off < b.size()) {
     ASSERT_EQ(u32(b, off), 6u);
+    ASSERT_LT(epbs, 5);
     uint64_t ts = (uint64_t{u32(b, off + 12)} << 32) | u32(b, off + 16);
-    EXPECT_EQ(ts, 1'800'000'001'100'000'000ull + epbs);  // Unix nanoseconds of the sample, exactly
+    EXPECT_EQ(ts, 1'800'000'001'100'000'000ull + want_ts[epbs]);  // Unix nanoseconds of the sample, exactly
     EXPECT_EQ(u32(b, off + 20), 60u);            // captured
     EXPECT_EQ(u32(b, off + 24), 100u);           // original length
     EXPECT_EQ(static_cast<uint8_t>(b[off + 28 + 59]), 59);
@@ -112,7 +121,7 @@ TEST(Evidence, ACaseWritesItsThreeFilesWhenItsWindowEnds) {
     off += u32(b, off + 4);
     ++epbs;
   }
-  EXPECT_EQ(epbs, 3);
+  EXPECT_EQ(epbs, 5);
 }
 
 TEST(Evidence, RetentionKeepsTheNewestCasesByCountAndBySize) {
@@ -160,4 +169,29 @@ TEST(Evidence, AnUnwritableFolderIsReportedNotThrown) {
   EXPECT_EQ(r.rec.errors(), 1u);
   ASSERT_EQ(r.warnings.size(), 1u);
   EXPECT_NE(r.warnings[0].find("the data path is not affected"), std::string::npos);
+}
+
+// Each sample's pcapng comment says what the packet is and whether it was attributable.
+TEST(Evidence, SampleCommentsCarryTupleFlagsTtlMacAndAttribution) {
+  using stakegate::testing::FrameSpec;
+  FrameSpec tcp;
+  tcp.src = *parse_ip("198.18.3.1");
+  tcp.dst = *parse_ip("198.18.255.1");
+  tcp.tcp_flags = 0x18;  // PSH ACK
+  tcp.ttl = 57;
+  auto f = stakegate::testing::build_frame(tcp);
+  EXPECT_EQ(sample_comment(f.data(), static_cast<uint32_t>(f.size()), static_cast<uint32_t>(f.size()), Verdict::kOverRate, true),
+            "stakegate: dropped over_rate; verified connection; tcp 198.18.3.1:40000 > 198.18.255.1:3569 [ACK PSH]; "
+            "ttl 57; src mac 02:00:00:00:00:01");
+  FrameSpec udp6;
+  udp6.src = *parse_ip("2001:2::7");
+  udp6.dst = *parse_ip("2001:2:ff::1");
+  udp6.proto = 17;
+  udp6.src_port = 53;
+  udp6.ttl = 255;
+  auto g = stakegate::testing::build_frame(udp6);
+  EXPECT_EQ(sample_comment(g.data(), static_cast<uint32_t>(g.size()), static_cast<uint32_t>(g.size()),
+                           Verdict::kRequestOverRate, false),
+            "stakegate: dropped request_over_rate; unverified (the source address may be forged); "
+            "udp [2001:2::7]:53 > [2001:2:ff::1]:3569; hop limit 255; src mac 02:00:00:00:00:01");
 }

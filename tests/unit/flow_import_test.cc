@@ -28,6 +28,7 @@ identity:
   consensus: {share: 0.3}
   collection: {share: 0.2}
   access: {share: 0.1, ports: [3569, 9000]}
+cluster: {prefixes: [198.18.255.0/24]}
 )";
 }
 }  // namespace

@@ -7,6 +7,7 @@
 #include <new>
 
 #include "packet_builder.h"
+#include "tcp_flow.h"
 #include "test_util.h"
 #include "worker_fixture.h"
 
@@ -29,7 +30,7 @@ using stakegate::testing::FrameSpec;
 
 TEST(HotPath, DecidingPacketsAllocatesNothing) {
   stakegate::testing::WorkerFixture fx;
-  fx.load(stakegate::testing::base_config("", "blocklist: [{cidr: 198.51.100.0/24}]\n"), 1, 256);
+  fx.load(stakegate::testing::base_config("", "blocklist: [{cidr: 198.51.100.0/24}]\nscoring: {graylist: -5}\nevidence: {max_samples: 5000}\n"), 1, 256);
   Worker& w = *fx.worker;
 
   // Every branch of the verdict order, IPv4 and IPv6, tagged and not, and broken frames.
@@ -47,22 +48,45 @@ TEST(HotPath, DecidingPacketsAllocatesNothing) {
     if (i % 11 == 0) frames.back()[frames.back().size() > 20 ? 14 : 0] = 0x55;  // malformed
   }
   frames.push_back(stakegate::testing::build_arp(IpAddr::from_v4(1), IpAddr::from_v4(2)));
-  std::vector<PacketView> views;
+  // 198.18.1.1 floods over its verified connection (its drops score and are sampled), and
+  // the cluster opens UDP and TCP sessions whose replies come back among the rest.
+  stakegate::testing::TcpFlow flow;
+  fx.accept(flow, 0);
+  for (int i = 0; i < 500; ++i) frames.push_back(flow.remote_data());
+  std::vector<std::vector<uint8_t>> inside;
+  for (uint16_t p = 0; p < 200; ++p) {
+    FrameSpec q;
+    q.src = *parse_ip("198.18.255.1");
+    q.dst = IpAddr::from_v4(0xC6330000u + p);
+    q.proto = p % 2 ? 17 : 6;
+    q.src_port = static_cast<uint16_t>(30000 + p);
+    q.dst_port = 443;
+    inside.push_back(build_frame(q));
+    std::swap(q.src, q.dst);
+    std::swap(q.src_port, q.dst_port);
+    frames.push_back(build_frame(q));
+  }
+  std::vector<PacketView> views, inside_views;
   for (auto& f : frames) views.push_back({f.data(), static_cast<uint32_t>(f.size())});
+  for (auto& f : inside) inside_views.push_back({f.data(), static_cast<uint32_t>(f.size())});
   std::vector<Verdict> out(32);
 
   uint64_t before = g_allocations.load();
   uint64_t passed = 0, dropped = 0;
-  for (uint64_t round = 0; round < 50; ++round)
+  for (uint64_t round = 0; round < 50; ++round) {
+    for (size_t i = 0; i < inside_views.size(); i += 32)
+      w.process_inside(&inside_views[i], static_cast<uint16_t>(std::min<size_t>(32, inside_views.size() - i)), round * 1'000'000);
     for (size_t i = 0; i < views.size(); i += 32) {
       auto n = static_cast<uint16_t>(std::min<size_t>(32, views.size() - i));
       w.process_outside(&views[i], n, round * 1'000'000, out.data());
       for (uint16_t k = 0; k < n; ++k) (out[k] == Verdict::kPass ? passed : dropped)++;
     }
+  }
   EXPECT_EQ(g_allocations.load() - before, 0u);
   EXPECT_GT(passed, 0u);   // the loop did exercise both outcomes
   EXPECT_GT(dropped, 0u);
-  // The peer-score paths ran too: a node probing port 22 was graylisted, and its dropped
+  EXPECT_GT(w.counters().sessions_created, 200u);
+  // The peer-score paths ran too: the flooding node was graylisted, and its dropped
   // packets went to the evidence ring until it was full (then counted as lost).
   EXPECT_TRUE(fx.meter("198.18.1.1").flags & SourcePolicy::kGraylisted);
   EXPECT_GT(w.samples().lost(), 0u);

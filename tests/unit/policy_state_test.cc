@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "packet_builder.h"
+#include "tcp_flow.h"
 #include "stakegate/control/policy_state.h"
 #include "stakegate/pipeline/worker.h"
 #include "test_util.h"
@@ -102,7 +103,7 @@ TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
                  "does not resolve");
   RoleQosPatch q;
   q.share = 0.9;
-  expect_refused([&] { state_->set_role_qos("access", q); }, "would sum to");
+  expect_refused([&] { state_->set_role_qos("access", q); }, "shares sum to");
   expect_refused([&] { state_->set_role_qos("auditor", q); }, "unknown role");
   expect_refused([&] { state_->block("", std::string(64, 'f'), "", 0); }, "not in the identity table");
   expect_refused([&] { state_->block("", "xyz", "", 0); }, "64 hex characters");
@@ -164,17 +165,19 @@ TEST_F(PolicyStateTest, CapacityIsEnforcedAndSlotsAreReusedWithANewEpoch) {
 TEST_F(PolicyStateTest, WorkerKeepsMetersAcrossSwaps) {
   Worker w(1024, state_->source_capacity());
   w.bind(state_->snapshot().get());
-  auto send = [&](const char* src, uint64_t now) {
-    stakegate::testing::FrameSpec f;
-    f.src = *parse_ip(src);
-    f.dst = *parse_ip("198.18.255.1");
-    auto b = stakegate::testing::build_frame(f);
+  auto pass = [&](const std::vector<uint8_t>& b, uint64_t now, bool inside = false) {
     PacketView v{b.data(), static_cast<uint32_t>(b.size())};
-    Verdict out;
-    w.process_outside(&v, 1, now, &out);
+    Verdict out = Verdict::kPass;
+    if (inside) w.process_inside(&v, 1, now);
+    else w.process_outside(&v, 1, now, &out);
     return out;
   };
-  // 198.18.1.1: 12500 pps, burst 1250. Spend the whole burst.
+  // 198.18.1.1 connects to the cluster (a verified connection): 12500 pps, burst 1250.
+  stakegate::testing::TcpFlow flow;
+  pass(flow.remote_syn(), 0);
+  pass(flow.local_syn_ack(), 0, true);
+  auto send = [&](const char*, uint64_t now) { return pass(flow.remote_data(), now); };
+  // Spend the whole burst.
   int passed = 0;
   for (int i = 0; i < 1300; ++i) passed += send("198.18.1.1", 0) == Verdict::kPass;
   EXPECT_EQ(passed, 1250);

@@ -29,7 +29,10 @@ class ScoreTest : public ::testing::Test {
       f_.cfg.evidence_nodes = std::move(evidence_nodes);
       f_.plan_and_bind();
     }
-    frame_ = build_frame(from("198.18.1.1"));
+    // 198.18.1.1's connection to the cluster, verified: its packets are attributable.
+    flow_ = stakegate::testing::TcpFlow{};
+    f_.accept(flow_, 0);
+    frame_ = flow_.remote_data();
   }
   static FrameSpec from(const char* src) {
     FrameSpec f;
@@ -64,6 +67,7 @@ class ScoreTest : public ::testing::Test {
 
   stakegate::testing::WorkerFixture f_;
   std::unique_ptr<Worker>& worker_ = f_.worker;
+  stakegate::testing::TcpFlow flow_;
   std::vector<uint8_t> frame_;
 };
 
@@ -86,13 +90,13 @@ TEST_F(ScoreTest, FlooderAtTenTimesItsRateIsGraylistedWithinTheDocumentedBound) 
   EXPECT_GE(passed, static_cast<uint64_t>(0.1 * kRate * 0.98));
   EXPECT_LE(passed, static_cast<uint64_t>(0.1 * kRate + 0.1 * kBurst + 1));
   size_t entries = 0;
-  worker_->samples().drain([&](const SampleRecord& r) { entries += r.kind == SampleRecord::kGraylistEnter; });
+  worker_->events().drain([&](const SampleRecord& r) { entries += r.kind == SampleRecord::kGraylistEnter; });
   EXPECT_EQ(entries, 1u);  // entered once, though it kept flooding: not once per dropped packet
 }
 
 TEST_F(ScoreTest, HonestBurstsUpToTheBurstNeverScore) {
   // Every 100 ms, a burst of exactly `burst` packets at once: the bucket refills it.
-  for (uint64_t t = 0; t < 30 * kS; t += 100 * kMs)
+  for (uint64_t t = 100 * kMs; t < 30 * kS; t += 100 * kMs)
     for (int i = 0; i < static_cast<int>(kBurst); ++i) ASSERT_EQ(send(frame_, t), Verdict::kPass) << t;
   EXPECT_FALSE(graylisted());
   EXPECT_EQ(worker_->meter_cold(slot_of("198.18.1.1")).peer.score, 0.0);
@@ -138,20 +142,23 @@ TEST_F(ScoreTest, EvidenceRingCarriesTheEntryAndOnlyThatSourcesDroppedPackets) {
     if (t % (100 * 1000) == 0) send(other, t);
   }
   ASSERT_TRUE(graylisted());
-  std::vector<SampleRecord> got;
+  std::vector<SampleRecord> events, got;
+  worker_->events().drain([&](const SampleRecord& r) { events.push_back(r); });
   worker_->samples().drain([&](const SampleRecord& r) { got.push_back(r); });
-  ASSERT_EQ(got.size(), 51u);  // the entry, then max_samples samples
-  EXPECT_EQ(got[0].kind, SampleRecord::kGraylistEnter);
-  EXPECT_EQ(got[0].slot, slot_of("198.18.1.1"));
-  EXPECT_LT(got[0].score, -100);
-  for (size_t i = 1; i < got.size(); ++i) {
-    EXPECT_EQ(got[i].kind, SampleRecord::kSample);
-    EXPECT_EQ(got[i].slot, slot_of("198.18.1.1"));
-    EXPECT_EQ(got[i].verdict, static_cast<uint8_t>(Verdict::kOverRate));
-    EXPECT_EQ(got[i].caplen, 64);
-    EXPECT_EQ(got[i].orig_len, frame_.size());
-    EXPECT_EQ(0, std::memcmp(got[i].data, frame_.data(), 64));
-    EXPECT_GE(got[i].ns, got[0].ns);
+  ASSERT_EQ(events.size(), 1u);  // the entry, on its own ring
+  EXPECT_EQ(events[0].kind, SampleRecord::kGraylistEnter);
+  EXPECT_EQ(events[0].slot, slot_of("198.18.1.1"));
+  EXPECT_LT(events[0].score, -100);
+  ASSERT_EQ(got.size(), 50u);  // max_samples samples
+  for (const SampleRecord& r : got) {
+    EXPECT_EQ(r.kind, SampleRecord::kSample);
+    EXPECT_EQ(r.slot, slot_of("198.18.1.1"));
+    EXPECT_EQ(r.verdict, static_cast<uint8_t>(Verdict::kOverRate));
+    EXPECT_EQ(r.verified, 1);  // on its verified connection: attributable
+    EXPECT_EQ(r.caplen, 64);
+    EXPECT_EQ(r.orig_len, frame_.size());
+    EXPECT_EQ(0, std::memcmp(r.data, frame_.data(), 64));
+    EXPECT_GE(r.ns, events[0].ns);
   }
   EXPECT_EQ(worker_->samples().lost(), 0u);
 }
@@ -163,7 +170,7 @@ TEST_F(ScoreTest, ExitIsAnEventToo) {
   send(frame_, 40 * kS);  // far past recovery
   EXPECT_FALSE(graylisted());
   std::vector<uint8_t> kinds;
-  worker_->samples().drain([&](const SampleRecord& r) { if (r.kind != SampleRecord::kSample) kinds.push_back(r.kind); });
+  worker_->events().drain([&](const SampleRecord& r) { kinds.push_back(r.kind); });
   EXPECT_EQ(kinds, (std::vector<uint8_t>{SampleRecord::kGraylistEnter, SampleRecord::kGraylistExit}));
 }
 
@@ -183,23 +190,32 @@ TEST_F(ScoreTest, ARebindKeepsTheGraylistAndItsReducedRate) {
   // A new table (another node's weight changes): the flooder's meter keeps its state.
   f_.cfg.roles[static_cast<int>(Role::kAccess)].min_pps = 200;
   f_.plan = make_stake_plan(f_.cfg, f_.nodes);
-  auto next = SnapshotBuilder::build(f_.cfg, f_.plan, 1, f_.snap.get());
+  auto next = SnapshotBuilder::build(f_.cfg, f_.plan, Sharding::even(1), f_.snap.get());
   worker_->bind(next.get());
   f_.snap = next;
   EXPECT_TRUE(graylisted());
   EXPECT_EQ(worker_->meter(slot_of("198.18.1.1")).pkt_profile.rate, static_cast<uint64_t>(0.1 * kRate));
 }
 
-TEST_F(ScoreTest, PenaltiesAreConfigurablePerReason) {
-  // Port probing alone: 2 per packet by default; with port_denied: 0 it never scores.
+// Only attributable behaviour moves a score: whatever arrives off the node's verified
+// connections (port probes, UDP, forged TCP) could have been sent by anyone.
+TEST_F(ScoreTest, UnattributableDropsNeverScore) {
   auto probe = build_frame([] { auto f = from("198.18.1.1"); f.dst_port = 22; return f; }());
-  for (int i = 0; i < 50; ++i) send(probe, i * kMs);
+  auto udp = build_frame([] { auto f = from("198.18.1.1"); f.proto = 17; return f; }());
+  auto forged = flow_.forged(0x10000000, 0x20000000);
+  for (int i = 0; i < 100000; ++i) {
+    send(probe, i * 10'000);
+    send(udp, i * 10'000);
+    send(forged, i * 10'000);
+  }
   EXPECT_FALSE(graylisted());
-  send(probe, 50 * kMs);
-  EXPECT_TRUE(graylisted());
-  load("scoring: {penalties: {port_denied: 0}}\n");
-  for (int i = 0; i < 1000; ++i) send(probe, i * kMs);
-  EXPECT_FALSE(graylisted());
+  EXPECT_EQ(worker_->meter_cold(slot_of("198.18.1.1")).peer.score, 0.0);
+  EXPECT_GT(worker_->meter_cold(slot_of("198.18.1.1")).dropped_request, 100000u);
+  EXPECT_EQ(worker_->events().drain([](const SampleRecord&) {}), 0u);
+  // The node's own connection still has its whole allowance.
+  int passed = 0;
+  for (int i = 0; i < static_cast<int>(kBurst); ++i) passed += send(flow_.remote_data(), 1000 * kMs) == Verdict::kPass;
+  EXPECT_EQ(passed, static_cast<int>(kBurst));
 }
 
 }  // namespace

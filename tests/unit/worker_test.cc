@@ -1,5 +1,6 @@
-// The verdict order of DESIGN.md, end to end through Worker::process_outside, with time
-// injected: every row of the order is provoked and checked, including counters.
+// The verdict order of DESIGN.md, end to end through Worker::process_outside (and the
+// sessions process_inside opens), with time injected: every row of the order is
+// provoked and checked, including counters.
 #include <gtest/gtest.h>
 
 #include "packet_builder.h"
@@ -9,6 +10,7 @@
 using namespace stakegate;
 using stakegate::testing::build_frame;
 using stakegate::testing::FrameSpec;
+using stakegate::testing::TcpFlow;
 
 namespace {
 
@@ -46,9 +48,20 @@ class WorkerTest : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(WorkerTest, NonIpPassesAsL2) {
-  EXPECT_EQ(send_raw(stakegate::testing::build_arp(*parse_ip("198.18.0.1"), *parse_ip("198.18.0.2")), 0), Verdict::kPass);
-  EXPECT_EQ(count(TrafficClass::kL2, Verdict::kPass), 1u);
+TEST_F(WorkerTest, ArpPassesWithinTheInfraBudgetOtherEtherTypesAreDenied) {
+  auto arp = stakegate::testing::build_arp(*parse_ip("198.18.0.1"), *parse_ip("198.18.0.2"));
+  int passed = 0;
+  for (int i = 0; i < 300; ++i) passed += send_raw(arp, 0) == Verdict::kPass;
+  EXPECT_EQ(passed, 100);  // infra: 1,000 pps, 100 ms of burst
+  EXPECT_EQ(count(TrafficClass::kL2, Verdict::kInfraOverRate), 200u);
+  EXPECT_EQ(send_raw(arp, 10 * kMs), Verdict::kPass);  // refilled
+  EXPECT_EQ(send_raw(stakegate::testing::build_lldp(), 20 * kMs), Verdict::kL2Denied);
+  load("infra: {ethertypes: [\"0x88cc\"]}\n");
+  EXPECT_EQ(send_raw(stakegate::testing::build_lldp(), 0), Verdict::kPass);  // allowed by the config
+  auto mpls = stakegate::testing::build_lldp();
+  mpls[12] = 0x88;
+  mpls[13] = 0x47;  // IP inside MPLS skips classification: never passed unless listed
+  EXPECT_EQ(send_raw(mpls, 0), Verdict::kL2Denied);
 }
 
 TEST_F(WorkerTest, MalformedBeforeEverythingElse) {
@@ -58,19 +71,48 @@ TEST_F(WorkerTest, MalformedBeforeEverythingElse) {
   EXPECT_EQ(count(TrafficClass::kNone, Verdict::kMalformed), 1u);
 }
 
-TEST_F(WorkerTest, StakedNodePassesWithinBurstThenOverRate) {
-  // 198.18.1.1: 12500 pps, burst 1250.
-  int passed = 0;
-  for (int i = 0; i < 2000; ++i) passed += send(from("198.18.1.1"), 0) == Verdict::kPass;
-  EXPECT_EQ(passed, 1250);
-  EXPECT_EQ(count(TrafficClass::kConsensus, Verdict::kOverRate), 750u);
-  EXPECT_EQ(send(from("198.18.1.1"), 1 * kMs), Verdict::kPass);  // 12.5 tokens later
-  const NodeMeter& m = worker_->meter(plan_.nodes[0].source);
-  EXPECT_EQ(m.passed, 1251u);
-  EXPECT_EQ(m.dropped_over_rate, 750u);
+TEST_F(WorkerTest, SourcesInsideTheClusterAndMartiansAreSpoofed) {
+  EXPECT_EQ(send(from("198.18.255.7", 9000), 0), Verdict::kSpoofed);
+  EXPECT_EQ(send(from("2001:2::ff", 9000), 0), Verdict::kSpoofed);
+  EXPECT_EQ(send(from("127.0.0.1", 9000), 0), Verdict::kSpoofed);
+  EXPECT_EQ(send(from("224.0.0.5", 9000), 0), Verdict::kSpoofed);
+  EXPECT_EQ(count(TrafficClass::kNone, Verdict::kSpoofed), 4u);
+  EXPECT_EQ(send(from("198.18.254.7", 9000), 0), Verdict::kPass);  // just outside the prefix
 }
 
-TEST_F(WorkerTest, PortDeniedForTheRoleButOtherRolesPortsWork) {
+TEST_F(WorkerTest, AVerifiedConnectionGetsTheNodesAllowance) {
+  // 198.18.1.1: 12,500 pps, burst 1,250, on its verified connections.
+  TcpFlow flow;
+  ASSERT_EQ(f_.accept(flow, 0), Verdict::kPass);
+  int passed = 1;
+  for (int i = 0; i < 2000; ++i) passed += send_raw(flow.remote_data(), 0) == Verdict::kPass;
+  EXPECT_EQ(passed, 1250);
+  EXPECT_EQ(count(TrafficClass::kConsensus, Verdict::kOverRate), 751u);
+  EXPECT_EQ(send_raw(flow.remote_data(), 1 * kMs), Verdict::kPass);  // 12.5 tokens later
+  const NodeMeter& m = f_.meter("198.18.1.1");
+  EXPECT_EQ(m.passed, 1251u);
+  EXPECT_EQ(m.dropped_over_rate, 751u);
+  EXPECT_EQ(worker_->counters().sessions_verified, 1u);
+  // The SYN itself came through the request channel.
+  EXPECT_EQ(worker_->meter_cold(f_.slot_of("198.18.1.1")).passed_request, 1u);
+}
+
+TEST_F(WorkerTest, TrafficOffVerifiedConnectionsGetsOnlyTheRequestChannel) {
+  // 5 % of 12,500 pps: 625 pps, a burst of 63. Anyone can send these: a flood of them takes
+  // nothing from the node's verified connection.
+  TcpFlow flow;
+  ASSERT_EQ(f_.accept(flow, 0), Verdict::kPass);
+  int passed = 0;
+  for (int i = 0; i < 500; ++i) passed += send(from("198.18.1.1", 3569, 17), 0) == Verdict::kPass;  // UDP
+  EXPECT_EQ(passed, 62);  // the SYN took the 63rd
+  EXPECT_EQ(count(TrafficClass::kConsensus, Verdict::kRequestOverRate), 438u);
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(send_raw(flow.remote_data(), 0), Verdict::kPass);
+  // A spoofer who knows the 4-tuple but not the sequence numbers: request channel too.
+  EXPECT_EQ(send_raw(flow.forged(0xdead0000, 0xbeef0000), 0), Verdict::kRequestOverRate);
+  EXPECT_EQ(send_raw(flow.remote_data(), 0), Verdict::kPass);
+}
+
+TEST_F(WorkerTest, PortDeniedOffSessionsButNotOnThem) {
   EXPECT_EQ(send(from("198.18.1.1", 9000), 0), Verdict::kPortDenied);
   EXPECT_EQ(send(from("198.18.1.1", 3569, 1), 0), Verdict::kPortDenied);  // ICMP: no port, role lists ports
   EXPECT_EQ(send(from("2001:2::3", 9000), 0), Verdict::kPass);             // access allows 9000, over IPv6
@@ -78,6 +120,15 @@ TEST_F(WorkerTest, PortDeniedForTheRoleButOtherRolesPortsWork) {
   FrameSpec frag = from("198.18.1.1", 0);
   frag.frag_offset = 100;  // non-first fragment: policed by source, no port to check
   EXPECT_EQ(send(frag, 0), Verdict::kPass);
+  // The cluster dials the node from an ephemeral port: the node's answer to port 40000
+  // is no port_denied, it is the session's (and, once it proves receipt, verified).
+  TcpFlow out;
+  out.lport = 40000;
+  out.rport = 3569;
+  f_.inside(out.local_syn(), 0);
+  EXPECT_EQ(send_raw(out.remote_syn_ack(), 0), Verdict::kPass);
+  EXPECT_EQ(send_raw(out.remote_data(), 0), Verdict::kPass);
+  EXPECT_EQ(f_.meter("198.18.1.1").passed, 2u);  // both on the verified connection
 }
 
 TEST_F(WorkerTest, EjectedNodeDropsEvenOnAllowedPort) {
@@ -102,7 +153,7 @@ TEST_F(WorkerTest, UnregisteredOnlyReachPublicPorts) {
   EXPECT_EQ(send(from("198.19.0.1", 0, 1), 0), Verdict::kUnregistered);  // ICMP has no port
   FrameSpec frag = from("198.19.0.1", 9000);
   frag.frag_offset = 10;
-  EXPECT_EQ(send(frag, 0), Verdict::kUnregistered);  // cannot show it goes to a public port
+  EXPECT_EQ(send(frag, 0), Verdict::kUnregistered);  // no first fragment passed: it cannot show where it goes
   EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kPass);
 }
 
@@ -112,6 +163,20 @@ TEST_F(WorkerTest, UnregisteredPerSourceBucket) {
   EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kUnregisteredOverRate);
   EXPECT_EQ(send(from("198.19.0.2", 9000), 0), Verdict::kPass);  // another source has its own bucket
   EXPECT_EQ(send(from("198.19.0.1", 9000), 100 * kMs), Verdict::kPass);
+}
+
+TEST_F(WorkerTest, AnIpv6SenderIsItsSlash64) {
+  cfg_.unregistered.per_source_pps = 100;  // a 10-packet burst
+  rebuild(1);
+  int passed = 0;
+  for (int i = 1; i <= 40; ++i) {  // one client cycling through addresses of its own /64
+    FrameSpec f = from("2001:2:0:77::1", 9000);
+    f.src.v6.bytes[15] = static_cast<uint8_t>(i);
+    passed += send(f, 0) == Verdict::kPass;
+  }
+  EXPECT_EQ(passed, 1);  // a new /64 starts with one packet, and every address is that /64
+  EXPECT_EQ(send(from("2001:2:0:78::1", 9000), 0), Verdict::kPass);  // another /64
+  EXPECT_EQ(send(from("2001:2:0:77::1", 9000), 50 * kMs), Verdict::kPass);  // refills at its rate
 }
 
 TEST_F(WorkerTest, UnregisteredSharedPoolCapsTheTotal) {
@@ -139,30 +204,39 @@ TEST_F(WorkerTest, FullUnregisteredTableRecyclesTheOldestSource) {
 }
 
 TEST_F(WorkerTest, VlanTaggedTrafficIsClassifiedLikeUntagged) {
-  FrameSpec f = from("198.18.1.1");
+  FrameSpec f = from("2001:2::3", 9000);
   f.vlans = {200, 100};
   EXPECT_EQ(send(f, 0), Verdict::kPass);
   f.dst_port = 22;
   EXPECT_EQ(send(f, 0), Verdict::kPortDenied);
 }
 
-TEST_F(WorkerTest, ByteBucketLimitsLargeFrames) {
-  load("");
+TEST_F(WorkerTest, ByteBucketLimitsLargeFramesAndHoldsAtLeastOneFrame) {
   // 10 MB/s in all; consensus 0.5 -> node 1 (a quarter of the weight): 1.25 MB/s, 125 kB burst.
-  // (Above the floor of min_pps full-size frames: 100 x 1538 B/s.)
   cfg_.capacity_bps = 80'000'000;
   rebuild(1);
-  FrameSpec f = from("198.18.1.1");
-  f.frame_size = 1500;
-  int passed = 0;
-  for (int i = 0; i < 200; ++i) passed += send(f, 0) == Verdict::kPass;
+  TcpFlow flow;
+  flow.frame_size = 1500;
+  ASSERT_EQ(f_.accept(flow, 0), Verdict::kPass);
+  int passed = 1;
+  for (int i = 0; i < 200; ++i) passed += send_raw(flow.remote_data(), 0) == Verdict::kPass;
   EXPECT_EQ(passed, 125000 / 1500);  // pps alone would allow 1250
+  // A tiny byte rate (min_pps 5: 5 x 1,538 B/s, 769 bytes of burst) still passes full frames.
+  cfg_.capacity_bps = 1000;
+  cfg_.roles[static_cast<int>(Role::kConsensus)].min_pps = 5;
+  rebuild(1);
+  TcpFlow slow;
+  slow.frame_size = 1500;
+  ASSERT_EQ(f_.accept(slow, 0), Verdict::kPass);
+  EXPECT_EQ(send_raw(slow.remote_data(), 2000 * kMs), Verdict::kPass);
 }
 
 TEST_F(WorkerTest, RatesAreSplitAcrossWorkers) {
   rebuild(2);
-  int passed = 0;
-  for (int i = 0; i < 2000; ++i) passed += send(from("198.18.1.1"), 0) == Verdict::kPass;
+  TcpFlow flow;
+  f_.accept(flow, 0);
+  int passed = 1;
+  for (int i = 0; i < 2000; ++i) passed += send_raw(flow.remote_data(), 0) == Verdict::kPass;
   EXPECT_EQ(passed, 625);
 }
 
@@ -170,12 +244,14 @@ TEST_F(WorkerTest, RatesAreSplitAcrossWorkers) {
 // counters, including a source that never passes anything (ejected: rate 0).
 TEST_F(WorkerTest, RebindKeepsCountersOfEverySource) {
   EXPECT_EQ(send(from("198.18.1.9"), 0), Verdict::kEjected);
-  EXPECT_EQ(send(from("198.18.1.1"), 0), Verdict::kPass);
-  auto again = SnapshotBuilder::build(cfg_, plan_, 1);
+  TcpFlow flow;
+  EXPECT_EQ(f_.accept(flow, 0), Verdict::kPass);
+  auto again = SnapshotBuilder::build(cfg_, plan_, Sharding::even(1));
   worker_->bind(again.get());
   f_.snap = again;
   EXPECT_EQ(worker_->meter_cold(plan_.sources[plan_.nodes[3].source].slot).dropped_ejected, 1u);
   EXPECT_EQ(worker_->meter(plan_.sources[plan_.nodes[0].source].slot).passed, 1u);
+  EXPECT_EQ(send_raw(flow.remote_data(), 0), Verdict::kPass);  // and its sessions
 }
 
 // The unregistered table uses all of its sets: 512 sources active at once in a table of

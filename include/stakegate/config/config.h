@@ -48,6 +48,39 @@ struct UnregisteredQos {
   unsigned table_size = 65536;  // per-source buckets per worker
 };
 
+// The protected cluster's own addresses (`cluster.prefixes`). Outside packets claiming a
+// source inside them are `spoofed`; only sources inside them open sessions. Empty: every
+// inside source opens sessions and no outside source is judged spoofed by prefix.
+struct ClusterConfig {
+  std::vector<Cidr> prefixes;
+};
+
+// Sessions the cluster opens or accepts (docs/architecture.md "Sessions"): replies from
+// unregistered senders on sessions the cluster opened draw on a budget of `share` x
+// capacity; idle sessions expire after their protocol's timeout.
+struct SessionConfig {
+  double share = 0.05;
+  unsigned burst_ms = 100;
+  double tcp_syn_s = 60, tcp_established_s = 7200, tcp_closing_s = 30, tcp_closed_s = 10, udp_s = 60, icmp_s = 30;
+};
+
+// Infrastructure the network needs from the outside: ARP, IPv6 neighbour discovery, ICMP
+// errors quoting a live session, and the EtherTypes listed; all within one budget.
+struct InfraConfig {
+  double pps = 1000;
+  unsigned burst_ms = 100;
+  std::vector<uint16_t> ethertypes;  // besides ARP
+};
+
+// Traffic from a staked address that is not on a verified connection (SYNs, UDP, ICMP,
+// packets matching no verified connection: anything a spoofer could send) goes through a
+// small request channel: `fraction` of the node's rate, at least `min_pps`.
+struct RequestChannelConfig {
+  double fraction = 0.05;
+  double min_pps = 10;
+  unsigned burst_ms = 100;
+};
+
 struct BlockEntry {
   std::optional<Cidr> cidr;
   std::string node_id;
@@ -76,7 +109,9 @@ struct ScoringConfig {
   double half_life_s = 60;
   // Penalties. over_rate: per second's worth of the source's own rate dropped (flooding at
   // k x its rate costs (k - 1) x penalty_over_rate per second); the others: per packet.
-  double penalty_over_rate = 10, penalty_port_denied = 2, penalty_blocklisted = 0, penalty_ejected = 0;
+  // Only drops on verified connections are scored (over_rate): the others are kept for
+  // compatibility and have no effect (check-config says so when they are set).
+  double penalty_over_rate = 10, penalty_port_denied = 0, penalty_blocklisted = 0, penalty_ejected = 0;
 };
 
 // Evidence bundles (docs/operations.md "Reporting an errant node").
@@ -119,11 +154,20 @@ struct Config {
   // their sources' dropped packets are sampled.
   std::vector<std::string> evidence_nodes;
   ControlConfig control;
+  ClusterConfig cluster;
+  SessionConfig sessions;
+  InfraConfig infra;
+  RequestChannelConfig request_channel;
   size_t limits_sources = 0;  // meter slots per worker (0: twice the table, at least 65,536)
+  size_t limits_sessions = 262144;  // session table entries per worker
   size_t limits_blocklist = 100000;  // blocklist entries (config and API together)
 };
 
 Config load_config(const std::string& path);
+
+// What is wrong with the shares (role shares + unregistered.share + sessions.share must be
+// at most 1), or "" when nothing is. Shared by the loader and the API's QoS changes.
+std::string share_sum_problem(const Config& c);
 Config parse_config(const std::string& yaml_text, const std::string& file_name);
 
 }  // namespace stakegate

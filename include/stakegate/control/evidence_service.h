@@ -41,6 +41,7 @@ class EvidenceService {
   std::pair<uint64_t, uint64_t> case_counts() const { return {rec_.opened(), rec_.errors()}; }  // opened, errors
   uint64_t samples_written() const { return rec_.samples_written(); }
   uint64_t samples_lost() const;
+  uint64_t events_lost() const;
   double unix_of(uint64_t data_ns) const { return static_cast<double>(unix_ns_of_(data_ns)) / 1e9; }
 
  private:

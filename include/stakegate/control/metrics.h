@@ -24,6 +24,9 @@ struct MetricsInput {
   std::string version;
   uint64_t graylisted = 0, graylist_entries = 0, graylist_exits = 0;
   uint64_t evidence_cases = 0, evidence_errors = 0, evidence_samples = 0, evidence_samples_lost = 0;
+  uint64_t graylist_events_lost = 0;
+  uint64_t session_capacity = 0;  // per worker
+  unsigned rate_split = 1;        // workers that share a source's rate (1: RSS, or one worker)
 };
 
 std::string render_metrics(const MetricsInput& in);

@@ -1,7 +1,10 @@
 #pragma once
 // Frame parser for the data path: Ethernet, up to four 802.1Q/802.1ad tags, IPv4 with
-// options, IPv6 with extension headers, TCP and UDP. It reads only bytes inside the
-// frame, never allocates and reports a hostile or truncated header as `malformed`.
+// options, IPv6 with extension headers, TCP, UDP, ICMP and ICMPv6. It reads only bytes
+// inside the frame, never allocates and reports a hostile or truncated header as
+// `malformed`. Besides what classification needs (source, destination, ports), it keeps
+// what sessions need (TCP flags, sequence numbers, window, payload length, ICMP type and
+// identifier) and what evidence reports (TTL or hop limit).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -12,14 +15,30 @@ namespace stakegate {
 
 enum class L3Kind : uint8_t { kNonIp, kIpv4, kIpv6, kMalformed };
 
+inline constexpr uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17, kProtoIcmp6 = 58;
+inline constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
+
 struct PacketMeta {
   L3Kind kind = L3Kind::kNonIp;
   bool has_port = false;        // TCP/UDP header present (not a non-first fragment)
+  bool has_icmp = false;        // ICMP/ICMPv6 header present (type, code, and 4 more bytes)
   bool non_first_fragment = false;
+  bool first_fragment = false;  // offset 0 with more fragments to come
   uint8_t l4_proto = 0;
-  uint16_t dst_port = 0;
-  uint32_t src_v4 = 0;          // host order, when kind == kIpv4
-  Ip6 src_v6;                   // when kind == kIpv6
+  uint8_t ttl = 0;              // IPv4 TTL or IPv6 hop limit
+  uint8_t tcp_flags = 0;
+  uint8_t icmp_type = 0, icmp_code = 0;
+  uint16_t ethertype = 0;       // after the VLAN tags
+  uint16_t src_port = 0, dst_port = 0;
+  uint16_t icmp_id = 0;         // echo identifier
+  uint16_t l4_off = 0;          // offset of the L4 header in the frame
+  uint16_t tcp_win = 0;
+  uint16_t tcp_hdr = 0;         // TCP header length (options included)
+  uint32_t l4_len = 0;          // bytes of IP payload from l4_off (header included)
+  uint32_t frag_id = 0;         // IPv4 identification or IPv6 fragment identification
+  uint32_t tcp_seq = 0, tcp_ack = 0;
+  uint32_t src_v4 = 0, dst_v4 = 0;  // host order, when kind == kIpv4
+  Ip6 src_v6, dst_v6;               // when kind == kIpv6
 };
 
 namespace detail {
@@ -34,34 +53,44 @@ inline uint32_t rd32(const uint8_t* p) {
   std::memcpy(&v, p, 4);
   return __builtin_bswap32(v);
 }
-constexpr uint8_t kTcp = 6, kUdp = 17;
 
-// Reads the destination port of a TCP/UDP header at `l4` with `avail` bytes of IP payload.
-// Returns false when the header does not fit (a truncated or tiny-fragment L4).
+// Reads the L4 header at `l4`, `avail` bytes of IP payload from it. Returns false when a
+// TCP/UDP header does not fit (a truncated or tiny-fragment L4); other protocols pass.
 inline bool parse_l4(uint8_t proto, const uint8_t* l4, uint32_t avail, PacketMeta& m) {
   m.l4_proto = proto;
-  if (proto == kTcp) {
+  m.l4_len = avail;
+  if (proto == kProtoTcp) {
     if (avail < 20) return false;
     uint32_t doff = (l4[12] >> 4) * 4u;
     if (doff < 20 || doff > avail) return false;
-  } else if (proto == kUdp) {
+    m.tcp_flags = l4[13];
+    m.tcp_seq = rd32(l4 + 4);
+    m.tcp_ack = rd32(l4 + 8);
+    m.tcp_win = rd16(l4 + 14);
+    m.tcp_hdr = static_cast<uint16_t>(doff);
+  } else if (proto == kProtoUdp) {
     if (avail < 8) return false;
   } else {
+    // ICMP, ICMPv6: type, code, checksum and the 4 bytes after (an echo's identifier).
+    if ((proto == kProtoIcmp || proto == kProtoIcmp6) && avail >= 8) {
+      m.has_icmp = true;
+      m.icmp_type = l4[0];
+      m.icmp_code = l4[1];
+      m.icmp_id = rd16(l4 + 4);
+    }
     return true;  // no port: ICMP, SCTP, ESP, ... are policed by source only
   }
+  m.src_port = rd16(l4);
   m.dst_port = rd16(l4 + 2);
   m.has_port = true;
   return true;
 }
-}  // namespace detail
 
-namespace detail {
 template <bool kCut>
 inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
-  m.has_port = false;
-  m.non_first_fragment = false;
-  m.l4_proto = 0;
-  m.dst_port = 0;
+  m.has_port = m.has_icmp = m.non_first_fragment = m.first_fragment = false;
+  m.l4_proto = m.tcp_flags = 0;
+  m.src_port = m.dst_port = 0;
   if (len < 14) { m.kind = L3Kind::kMalformed; return; }
   uint32_t off = 12;
   uint16_t type = rd16(data + off);
@@ -70,6 +99,7 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     off += 4;
     type = rd16(data + off);
   }
+  m.ethertype = type;
   off += 2;
   const uint8_t* l3 = data + off;
   uint32_t avail = len - off, wire_avail = kCut ? wire_len - off : avail;
@@ -80,12 +110,17 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     uint32_t total = rd16(l3 + 2);
     if (ihl < 20 || total < ihl || total > wire_avail || (kCut && ihl > avail)) return;
     uint16_t frag = rd16(l3 + 6);
+    m.ttl = l3[8];
     m.src_v4 = rd32(l3 + 12);
+    m.dst_v4 = rd32(l3 + 16);
+    m.l4_off = static_cast<uint16_t>(off + ihl);
+    if ((frag & 0x3fff) != 0) m.frag_id = rd16(l3 + 4);
     if ((frag & 0x1fff) != 0) {
       m.non_first_fragment = true;
       m.l4_proto = l3[9];
-    } else if (!parse_l4(l3[9], l3 + ihl, (kCut ? std::min(total, avail) : total) - ihl, m)) {
-      return;
+    } else {
+      m.first_fragment = (frag & 0x2000) != 0;
+      if (!parse_l4(l3[9], l3 + ihl, (kCut ? std::min(total, avail) : total) - ihl, m)) return;
     }
     m.kind = L3Kind::kIpv4;
     return;
@@ -97,7 +132,9 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     uint32_t end = 40u + rd16(l3 + 4);
     if (end > wire_avail) return;
     if (kCut) end = std::min(end, avail);  // what was captured of it
+    m.ttl = l3[7];
     std::memcpy(m.src_v6.bytes.data(), l3 + 8, 16);
+    std::memcpy(m.dst_v6.bytes.data(), l3 + 24, 16);
     uint8_t next = l3[6];
     uint32_t pos = 40;
     for (int hops = 0;; ++hops) {
@@ -111,14 +148,17 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
       } else if (next == 44) {  // fragment header
         if (pos + 8 > end) return;
         uint16_t offflags = rd16(l3 + pos + 2);
+        m.frag_id = rd32(l3 + pos + 4);
         next = l3[pos];
         pos += 8;
         if ((offflags & 0xfff8) != 0) {
           m.non_first_fragment = true;
           m.l4_proto = next;
+          m.l4_off = static_cast<uint16_t>(off + pos);
           m.kind = L3Kind::kIpv6;
           return;
         }
+        m.first_fragment = (offflags & 1) != 0;
       } else if (next == 51) {  // authentication header: length in 4-byte units
         if (pos + 8 > end) return;
         uint8_t nx = l3[pos];
@@ -129,6 +169,7 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
         break;
       }
     }
+    m.l4_off = static_cast<uint16_t>(off + pos);
     if (!parse_l4(next, l3 + pos, end - pos, m)) return;
     m.kind = L3Kind::kIpv6;
     return;
@@ -137,14 +178,36 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
 }
 }  // namespace detail
 
-// Parses one frame of which `len` bytes were captured and `wire_len` (>= len) were on the
-// wire: headers must lie within the captured bytes, lengths are checked against the
-// wire. The data path has whole frames (parse_frame); evidence samples are cut at a
-// snap length. Never reads past data[len-1]. Fields that do not apply to the frame's
+// Parses one frame. Never reads past data[len-1]. Fields that do not apply to the frame's
 // kind are left as they were (src_v6 of an IPv4 packet, for instance).
 inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) { detail::parse<false>(data, len, len, m); }
+
+// The same for a frame of which `len` bytes were captured and `wire_len` (>= len) were on
+// the wire (an evidence sample cut at its snap length): headers must lie within the
+// captured bytes, lengths are checked against the wire.
 inline void parse_captured_frame(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
   detail::parse<true>(data, len, wire_len < len ? len : wire_len, m);
+}
+
+// Bytes of TCP payload, plus one each for SYN and FIN: how far the segment advances its
+// sender's sequence space.
+inline uint32_t tcp_seq_len(const PacketMeta& m) {
+  return m.l4_len - m.tcp_hdr + ((m.tcp_flags & kTcpSyn) ? 1 : 0) + ((m.tcp_flags & kTcpFin) ? 1 : 0);
+}
+
+// The window scale option of a SYN or SYN-ACK (RFC 7323), or -1. Reads only inside the
+// TCP header; called on the rare packets that carry SYN.
+inline int tcp_window_scale(const uint8_t* frame, const PacketMeta& m) {
+  const uint8_t* o = frame + m.l4_off + 20;
+  const uint8_t* end = frame + m.l4_off + m.tcp_hdr;
+  while (o < end) {
+    if (*o == 0) break;        // end of options
+    if (*o == 1) { ++o; continue; }  // no-op
+    if (o + 1 >= end || o[1] < 2 || o + o[1] > end) break;
+    if (*o == 3 && o[1] == 3) return std::min<int>(o[2], 14);
+    o += o[1];
+  }
+  return -1;
 }
 
 }  // namespace stakegate

@@ -34,7 +34,9 @@ inline MeterProfile scaled_profile(const MeterProfile& p, double factor) {
 struct PeerScore {
   double score = 0;            // <= 0; this worker's share of the source's score
   uint64_t score_ns = 0;       // when `score` was last decayed
-  uint32_t samples_left = 0;   // dropped packets still to sample for an evidence case
+  uint32_t samples_left = 0;   // dropped packets of verified connections still to sample for a case
+  uint32_t unverified_left = 0;  // and of anything else from its address: at most a quarter, so
+                                 // forged packets cannot crowd out the attributable evidence
   double over_rate_cost = 0;   // penalties.over_rate / the source's normal rate (per worker)
   // While graylisted: a shadow bucket at the source's normal rate. Only packets beyond it
   // are penalised, so a source back to its normal traffic recovers.
@@ -50,6 +52,10 @@ struct PeerScore {
   }
   // A source at the floor within the same decay step, with no sample wanted, would not
   // change by another drop: the common case of a sustained flood skips the slow path.
+  void want_samples(uint32_t n) {
+    samples_left = n;
+    unverified_left = n / 4;
+  }
   bool settled(const ScoreParams& sp, uint64_t now_ns) const {
     return score == sp.floor && now_ns < score_ns + kDecayStepNs && samples_left == 0;
   }

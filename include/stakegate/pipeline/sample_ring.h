@@ -16,6 +16,7 @@ struct SampleRecord {
   enum Kind : uint8_t { kSample = 0, kGraylistEnter = 1, kGraylistExit = 2 };
   uint8_t kind = kSample;
   uint8_t verdict = 0;   // the drop reason of a sample
+  uint8_t verified = 0;  // 1: the packet was on a verified connection (attributable to the node)
   uint16_t caplen = 0;   // bytes in data
   uint32_t slot = 0;
   uint32_t epoch = 0;    // the slot's epoch: a record of a slot given to another source since is stale

@@ -1,8 +1,9 @@
 #pragma once
-// One worker's share of the data path: parse -> classify -> police for a burst of
-// frames. A Worker owns all state it writes (node meters, unregistered buckets,
-// counters); it reads a PolicySnapshot that nobody writes. No allocation, lock,
-// exception, log line or system call happens per packet, and time is passed in.
+// One worker's share of the data path: parse -> classify -> police for a burst of frames
+// from the outside, and session tracking for frames from the inside. A Worker owns all
+// state it writes (node meters, sessions, unregistered buckets, budgets, counters); it
+// reads a PolicySnapshot that nobody writes. No allocation, lock, exception, log line or
+// system call happens per packet, and time is passed in.
 #include <atomic>
 #include <cstdint>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "stakegate/base/verdict.h"
 #include "stakegate/pipeline/peer_score.h"
 #include "stakegate/pipeline/sample_ring.h"
+#include "stakegate/pipeline/sessions.h"
 #include "stakegate/policy/meter.h"
 #include "stakegate/policy/snapshot.h"
 
@@ -20,15 +22,15 @@ struct PacketView {
   uint32_t len;
 };
 
-// Everything a packet from a known source touches, in one cache line written only by
-// its worker: the packet meter and its profile (a worker-local copy of the source's
-// policy, taken at bind time, so the snapshot's line need not be read per packet) and
-// the common counters.
+// Everything a packet from a known source on a verified connection touches, in one cache
+// line written only by its worker: the packet meter and its profile (a worker-local copy
+// of the source's policy, taken at bind time, so the snapshot's line need not be read per
+// packet) and the common counters.
 struct alignas(64) NodeMeter {
   Meter pkt;
   MeterProfile pkt_profile;  // this worker's share; scaled down while graylisted
-  uint64_t passed;
-  uint64_t dropped_over_rate;
+  uint64_t passed;             // on verified connections
+  uint64_t dropped_over_rate;  // on verified connections
   uint16_t port_set;
   TrafficClass cls;
   uint8_t flags;       // SourcePolicy flags, plus kGraylisted (this worker's own)
@@ -36,10 +38,17 @@ struct alignas(64) NodeMeter {
 };
 static_assert(sizeof(NodeMeter) == 64, "a node's hot state is one cache line");
 
-// What only rare verdicts, byte limits and peer scoring need: kept out of the hot line.
+// What the request channel, byte limits, rare verdicts and peer scoring need: kept out of
+// the hot line.
 struct NodeMeterCold {
   MeterProfile bps_profile;
   Meter bytes;
+  MeterProfile request_profile;  // traffic off verified connections: anything a spoofer could send
+  Meter request;
+  uint64_t passed_request;       // passed through the request channel
+  uint64_t dropped_request;      // request_over_rate
+  uint64_t passed_session;       // UDP and ICMP replies on sessions the cluster opened: the sessions budget
+  uint64_t dropped_session;      // session_over_rate
   uint64_t dropped_blocklisted;
   uint64_t dropped_ejected;
   uint64_t dropped_port_denied;
@@ -51,13 +60,22 @@ struct alignas(64) WorkerCounters {
   uint64_t bytes[kDirectionCount][kTrafficClassCount][kVerdictCount];
   uint64_t unregistered_evictions;   // an active per-source bucket was recycled (table full)
   uint64_t non_first_fragments;
+  uint64_t sessions_created;
+  uint64_t sessions_evicted;         // a live session recycled because its set was full
+  uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
 };
 
 class Worker {
  public:
-  // `unregistered_table_size` is rounded up to a power of two, in sets of kWays.
-  // `source_capacity` meters are allocated here, once: binding never allocates.
-  Worker(unsigned unregistered_table_size, size_t source_capacity, uint64_t hash_seed = 0x5eed);
+  struct Sizes {
+    unsigned unregistered = 65536;  // per-source buckets, rounded up to a power of two, in sets of 4
+    size_t sources = 0;             // meter slots (binding never allocates)
+    size_t sessions = 262144;       // session entries
+    size_t fragments = 4096;        // fragments of unregistered senders in flight
+  };
+  explicit Worker(const Sizes& sizes, uint64_t hash_seed = 0x5eed);
+  Worker(unsigned unregistered_table_size, size_t source_capacity, uint64_t hash_seed = 0x5eed)
+      : Worker(Sizes{unregistered_table_size, source_capacity}, hash_seed) {}
 
   // Adopts a snapshot (which must outlive its use, and hold at most source_capacity slots):
   // copies each changed source's policy into its meter; a slot given to another source
@@ -67,16 +85,21 @@ class Worker {
 
   // Decides every frame from the outside port. Returns n; out[i] is frame i's verdict.
   uint16_t process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
-  // Counts frames from the inside port (they always pass).
-  void count_inside(const PacketView* pkts, uint16_t n) noexcept;
+  // Frames from the inside port (they always pass): each TCP, UDP or ICMP echo packet
+  // from a protected address opens or refreshes its session.
+  void process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept;
 
   const WorkerCounters& counters() const { return counters_; }
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
   const NodeMeterCold& meter_cold(uint32_t slot) const { return cold_[slot]; }
   const PolicySnapshot& snapshot() const { return *snap_; }
-  // Evidence and graylist events, for a non-worker thread to drain.
+  const SessionTable& sessions() const { return sessions_; }
+  // Evidence samples and graylist events, for a non-worker thread to drain. Events have a
+  // ring of their own, so a busy case's samples never crowd out a graylist entry.
   SampleRing& samples() { return samples_; }
   const SampleRing& samples() const { return samples_; }
+  SampleRing& events() { return events_; }
+  const SampleRing& events() const { return events_; }
   // The worker's own clock, as it last saw it (process_outside, or tick() from an idle
   // loop). Readers on other threads judge this worker's state by it: CPUs' clocks need
   // not agree (TSCs of virtual CPUs drift apart).
@@ -92,16 +115,34 @@ class Worker {
     uint64_t tag;  // 0: empty
     Meter meter;
   };
+  struct FragmentEntry {
+    uint64_t tag;       // 0: empty
+    uint32_t deadline;  // tick
+    uint8_t channel;    // how its first fragment passed (Channel)
+  };
+  enum Channel : uint8_t { kNoChannel = 0, kSessionChannel, kUnregisteredChannel };
+  // What the outside packet's session lookup found (decide_stage's second stage).
+  struct Lookup;
 
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
-  Verdict police_source(uint32_t slot, const struct PacketMeta& m, uint32_t len, uint64_t now_ns);
-  Verdict police_bytes(uint32_t slot, uint32_t len, uint64_t now_ns);
+  Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
+                      TrafficClass& cls);
+  Verdict decide_unknown(const struct PacketMeta& m, Session* s, uint64_t tag, const PacketView& p, uint64_t now_ns,
+                         TrafficClass& cls);
+  Verdict police_verified(uint32_t slot, uint32_t len, uint64_t now_ns);
+  Verdict police_request(uint32_t slot, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
-  void on_source_drop(uint32_t slot, Verdict v, const PacketView& p, uint64_t now_ns) noexcept;
+  Verdict police_sessions(uint32_t len, uint64_t now_ns);
+  bool take_infra(uint64_t now_ns);
+  bool remote_on_session(Session* s, const struct PacketMeta& m, const PacketView& p, uint64_t now_ns);
+  void on_source_drop(uint32_t slot, Verdict v, bool attributable, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
   void set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept;
   void set_rates(uint32_t slot, const SourcePolicy& s, double factor, const ScoreParams& sp) noexcept;
   void push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept;
+  void inside_packet(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;
+  FragmentEntry* fragment_slot(uint64_t tag) noexcept { return &fragments_[(tag >> 40) & fragment_mask_]; }
+  uint64_t fragment_tag(const struct PacketMeta& m) const noexcept;
 
   void start_meter(uint32_t slot, const SourcePolicy& s) noexcept;
   // The set of an unregistered source. Tags are forced odd (0 marks an empty way), so the
@@ -112,14 +153,21 @@ class Worker {
   static constexpr uint32_t kUnstarted = UINT32_MAX;
 
   const PolicySnapshot* snap_ = nullptr;
+  uint64_t bound_generation_ = 0;  // snap_'s generation, kept here: snap_ may be reclaimed once replaced
   std::vector<NodeMeter> meters_;
   std::vector<NodeMeterCold> cold_;
   std::vector<UnregisteredEntry> unregistered_;
   uint64_t unregistered_mask_ = 0;  // set count - 1
   uint64_t seed_;
-  Meter pool_pkts_, pool_bytes_;
+  Meter pool_pkts_, pool_bytes_;          // the unregistered pool
+  Meter sessions_pkts_, sessions_bytes_;  // the sessions budget
+  Meter infra_;
+  SessionTable sessions_;
+  std::vector<FragmentEntry> fragments_;
+  uint64_t fragment_mask_ = 0;
   WorkerCounters counters_{};
   SampleRing samples_{1024};
+  SampleRing events_{256};
   alignas(64) std::atomic<uint64_t> clock_ns_{0};
 };
 

@@ -5,6 +5,7 @@
 // source's traffic (see SnapshotBuilder).
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "stakegate/base/verdict.h"
@@ -18,6 +19,48 @@ using PortBitmap = std::array<uint64_t, 1024>;  // one bit per port
 
 inline bool port_in(const PortBitmap& b, uint16_t port) { return (b[port >> 6] >> (port & 63)) & 1; }
 
+// The protected prefixes (cluster.prefixes), few (at most 64): masked compares in a line or two.
+class ClusterPrefixes {
+ public:
+  void add(const Cidr& c);
+  bool empty() const { return v4_.empty() && v6_.empty(); }
+  bool contains_v4(uint32_t a) const {
+    for (const V4& p : v4_)
+      if ((a & p.mask) == p.base) return true;
+    return false;
+  }
+  bool contains_v6(const Ip6& a) const {
+    uint64_t hi, lo;
+    std::memcpy(&hi, a.bytes.data(), 8);
+    std::memcpy(&lo, a.bytes.data() + 8, 8);
+    for (const V6& p : v6_)
+      if ((hi & p.mask_hi) == p.hi && (lo & p.mask_lo) == p.lo) return true;
+    return false;
+  }
+
+ private:
+  struct V4 {
+    uint32_t base, mask;
+  };
+  struct V6 {
+    uint64_t hi, lo, mask_hi, mask_lo;  // in memory order
+  };
+  std::vector<V4> v4_;
+  std::vector<V6> v6_;
+};
+
+// Session time in ticks of 2^24 ns (16.8 ms): expiries fit 32 bits for 2.2 years and are
+// compared modulo 2^32.
+inline constexpr unsigned kTickShift = 24;
+inline uint32_t session_tick(uint64_t now_ns) { return static_cast<uint32_t>(now_ns >> kTickShift); }
+inline uint32_t ticks_of_seconds(double s) { return static_cast<uint32_t>(s * 1e9 / double(1ull << kTickShift)) + 1; }
+inline bool tick_before(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
+
+// Session timeouts, in ticks (pipeline/sessions.h).
+struct SessionTimeouts {
+  uint32_t tcp_syn = 0, tcp_established = 0, tcp_closing = 0, tcp_closed = 0, udp = 0, icmp = 0;
+};
+
 struct SourcePolicy {
   // kAbsent: a slot no source of this table uses (its meter is kept for when it returns).
   // kSample: an operator asked for evidence: its dropped packets are sampled.
@@ -26,6 +69,7 @@ struct SourcePolicy {
   static constexpr uint16_t kAllPorts = UINT16_MAX;
   MeterProfile pps;
   MeterProfile bps;      // unlimited when capacity.bps is not set
+  MeterProfile request;  // the request channel: traffic off verified connections
   uint16_t port_set = kAllPorts;
   TrafficClass cls = TrafficClass::kNone;
   uint8_t flags = 0;
@@ -61,11 +105,25 @@ class PolicySnapshot {
     return port_set == SourcePolicy::kAllPorts || port_in(port_sets_[port_set], port);
   }
   bool unregistered_port(uint16_t port) const { return port_in(unregistered_ports_, port); }
+  // A port some role or the public may reach: a cluster packet from it answers a session
+  // the cluster accepted (else the cluster opened the session).
+  bool service_port(uint16_t port) const { return port_in(service_ports_, port); }
   const CidrMatcher& blocklist() const { return blocklist_; }
+  const ClusterPrefixes& cluster() const { return cluster_; }
+  bool infra_ethertype(uint16_t type) const {
+    if (type == 0x0806) return true;  // ARP
+    for (uint16_t t : ethertypes_)
+      if (t == type) return true;
+    return false;
+  }
 
   MeterProfile unregistered_pool_pps, unregistered_pool_bps, unregistered_source_pps;
+  MeterProfile sessions_pps, sessions_bps;  // bps unlimited (rate 0) without capacity.bps
+  MeterProfile infra_pps;
+  SessionTimeouts timeouts;
   ScoreParams score;
-  unsigned workers = 1;
+  unsigned workers = 1;       // how many workers share one source's traffic
+  unsigned pool_workers = 1;  // how many share the pools (every worker)
   uint64_t generation = 1;
   uint64_t base_generation = 0;          // the generation `changed_slots` is relative to
   std::vector<uint32_t> changed_slots;   // slots whose SourcePolicy differs from base_generation's
@@ -77,7 +135,10 @@ class PolicySnapshot {
   V6Map v6_;
   std::vector<PortBitmap> port_sets_;
   PortBitmap unregistered_ports_{};
+  PortBitmap service_ports_{};
   CidrMatcher blocklist_;
+  ClusterPrefixes cluster_;
+  std::vector<uint16_t> ethertypes_;
 };
 
 }  // namespace stakegate

@@ -40,6 +40,8 @@ struct SourcePlan {
   bool sampled = false;  // an operator asked for evidence on one of its nodes
   bool all_ports = false;
   std::vector<uint16_t> ports;  // union of its roles' ports
+  // The request channel: what the source may send off verified connections.
+  double request_pps = 0, request_burst = 0;
 };
 
 struct UnregisteredPlan {
@@ -47,11 +49,19 @@ struct UnregisteredPlan {
   double per_source_pps = 0, per_source_burst = 0;
 };
 
+// A budget shared by many senders: its rate and depth, in packets and (with
+// capacity.bps) bytes.
+struct PoolPlan {
+  double pps = 0, bps = 0, burst = 0, burst_bytes = 0;
+};
+
 struct StakePlan {
   std::array<RolePlan, kRoleCount> roles;
   std::vector<NodePlan> nodes;  // parallel to the identity vector
   std::vector<SourcePlan> sources;
   UnregisteredPlan unregistered;
+  PoolPlan sessions;  // replies from unregistered senders on sessions the cluster opened
+  PoolPlan infra;     // ARP, neighbour discovery, ICMP errors on live sessions, allowed EtherTypes
 };
 
 // Throws ConfigError when two nodes share host:port or a node's role has no QoS entry.

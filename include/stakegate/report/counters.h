@@ -11,8 +11,14 @@
 
 namespace stakegate {
 
+// One source's counters. `passed` and `over_rate` are its verified connections (its
+// allowance); `request_*` the request channel (traffic off verified connections, which
+// proves nothing about who sent it); `session_*` its UDP and ICMP replies on sessions the
+// cluster opened (the shared sessions budget; unattributable too).
 struct SourceTotals {
   uint64_t passed = 0, blocklisted = 0, ejected = 0, port_denied = 0, over_rate = 0;
+  uint64_t request_passed = 0, request_over_rate = 0;
+  uint64_t session_passed = 0, session_over_rate = 0;
 };
 
 struct Totals {

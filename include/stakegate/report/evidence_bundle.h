@@ -8,10 +8,26 @@
 #include <utility>
 #include <vector>
 
+#include "stakegate/base/verdict.h"
 #include "stakegate/config/config.h"
 #include "stakegate/report/source_directory.h"
 
 namespace stakegate {
+
+// What a sample is, for the comment of its pcapng block: the drop reason, whether it was
+// on a verified connection, 5-tuple, TCP flags, TTL / hop limit and source MAC (from the
+// frame's own bytes). Readable in Wireshark as the packet comment (frame.comment).
+std::string sample_comment(const uint8_t* frame, uint32_t caplen, uint32_t orig_len, Verdict v, bool verified);
+
+// How the report attributes traffic to the node, in words (report.json and flip.md).
+extern const char* const kAttributionMethod;
+extern const char* const kUnverifiedCaveat;
+
+struct SampleTally {
+  uint64_t packets = 0;
+  std::map<std::string, uint64_t> by_reason;
+  std::vector<std::pair<std::pair<std::string, uint16_t>, uint64_t>> top_ports;  // ((proto, port), samples), most first
+};
 
 struct CaseFacts {
   std::string id, reason, node_id, version;
@@ -20,9 +36,7 @@ struct CaseFacts {
   SourceView at_close;      // as it closed (at_open again if it left the table)
   bool in_table_at_close = false;
   SourceTotals delta;       // its counters over the window
-  uint64_t samples = 0;
-  std::map<std::string, uint64_t> sample_reasons;
-  std::vector<std::pair<std::pair<std::string, uint16_t>, uint64_t>> top_ports;  // ((proto, port), samples), most first
+  SampleTally verified, unverified;  // the samples, by whether they were on a verified connection
   OperatorConfig reporter;
   ScoringConfig scoring;
   unsigned max_samples = 0, snaplen = 0;

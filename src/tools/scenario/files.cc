@@ -67,6 +67,13 @@ YAML::Node blocked(const char* key, const std::string& what, const std::string& 
 
 }  // namespace
 
+IpAddr cluster_addr(bool v6) {
+  if (!v6) return IpAddr::from_v4(0xC612FF01);  // 198.18.255.1
+  Ip6 a{};
+  a.bytes[0] = 0x20; a.bytes[1] = 0x01; a.bytes[3] = 0x02; a.bytes[5] = 0xff; a.bytes[15] = 1;  // 2001:2:ff::1
+  return IpAddr::from_v6(a);
+}
+
 std::string decimal(double v) {
   std::ostringstream o;
   o << std::setprecision(12) << v;
@@ -139,14 +146,14 @@ std::string create_cluster_files(const Options& o) {
   const std::string dir = fs::absolute(o.out_dir).lexically_normal().string();
   YAML::Node c;
   c["dataplane"]["eal"] = std::vector<std::string>{"--no-huge", "-m", "512", "--no-pci", "--no-shconf"};
-  c["dataplane"]["outside"]["vdev"] = "net_pcap0,rx_pcap=" + dir + "/scenario.pcap";
-  c["dataplane"]["inside"]["vdev"] = "net_pcap1,tx_pcap=" + dir + "/pass.pcap";
+  c["dataplane"]["outside"]["vdev"] = "net_pcap0,rx_pcap=" + dir + "/outside.pcap,tx_pcap=" + dir + "/out.pcap";
+  c["dataplane"]["inside"]["vdev"] = "net_pcap1,rx_pcap=" + dir + "/inside.pcap,tx_pcap=" + dir + "/pass.pcap";
   c["dataplane"]["workers"] = 1;
   c["dataplane"]["stats_interval_s"] = 1;
   c["capacity"]["pps"] = decimal(o.capacity_pps);
   c["identity"][o.format == "snapshot" ? "flow_snapshot" : "flow_node_infos"] = id_file;
   c["identity"]["stake_file"] = "stakes.json";
-  const std::pair<Role, double> shares[] = {{Role::kConsensus, 0.30}, {Role::kExecution, 0.25}, {Role::kCollection, 0.15},
+  const std::pair<Role, double> shares[] = {{Role::kConsensus, 0.25}, {Role::kExecution, 0.25}, {Role::kCollection, 0.15},
                                             {Role::kVerification, 0.15}, {Role::kAccess, 0.10}};
   for (const auto& [role, share] : shares) {
     YAML::Node r = flow_map();
@@ -162,6 +169,11 @@ std::string create_cluster_files(const Options& o) {
   u["burst_ms"] = 100;
   u["ports"] = ports({9000, 9001, 8000});
   c["unregistered"] = u;
+  YAML::Node prefixes(YAML::NodeType::Sequence);
+  prefixes.SetStyle(YAML::EmitterStyle::Flow);
+  prefixes.push_back("198.18.255.0/24");
+  prefixes.push_back("2001:2:ff::/64");
+  c["cluster"]["prefixes"] = prefixes;
   c["control"]["socket"] = dir + "/control.sock";
   c["control"]["metrics"] = YAML::Null;
   c["evidence"]["dir"] = dir + "/evidence";

@@ -36,6 +36,11 @@ int main(int argc, char** argv) {
   app.add_option("--blocklisted", o.blocklisted, "packets from the blocklisted range (default 100)");
   app.add_option("--malformed", o.malformed, "malformed frames (default 100)");
   app.add_option("--non-ip", o.non_ip, "non-IP frames: ARP and LLDP (default 50)");
+  app.add_option("--spoofed", o.spoofed, "packets claiming a source inside the cluster's prefixes (default 50)");
+  app.add_option("--cluster-queries", o.cluster_queries, "DNS queries the cluster sends, each answered (default 20)");
+  app.add_option("--infra", o.infra, "ICMP errors about the cluster's packets and neighbour solicitations (default 20)");
+  app.add_option("--spoof-multiplier", o.spoof_multiplier,
+                 "traffic forged with each honest node's address (UDP, and TCP with guessed sequence numbers), at X x its rate");
   app.add_option("--ipv6-fraction", o.ipv6_fraction, "share of IPv6 nodes and packets (default 0.25)");
   app.add_option("--vlan-fraction", o.vlan_fraction, "share of VLAN-tagged packets (default 0.25)");
   app.add_option("--frame-size", o.frame_size, "frame size in bytes (default 64)")->check(CLI::Range(60u, 9000u));

@@ -1,0 +1,265 @@
+#pragma once
+// Sessions of the protected cluster, as one worker sees them: a fixed-size table keyed
+// by the connection's 5-tuple from the cluster's side (ICMP echo by identifier), created
+// or refreshed by packets from the inside and looked up in reverse by packets from the
+// outside. For TCP it also keeps what the gateway saw of the cluster's sequence space, so
+// that a remote can be shown to have received the cluster's packets (verified: a sender
+// off the path cannot acknowledge them) and later packets checked against the windows.
+//
+// 4-way sets. A set's tags (signature and expiry, 8 bytes a way) share one cache line
+// with three other sets; a way's entry (full key, TCP state) is a cache line of its own,
+// read only when its signature matches. No allocation after construction; time is passed in.
+#include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "stakegate/base/address.h"
+#include "stakegate/net/parse.h"
+#include "stakegate/policy/addr_map.h"
+#include "stakegate/policy/snapshot.h"
+
+namespace stakegate {
+
+// The 5-tuple from the cluster's side: `local` is the protected address.
+struct SessionKey {
+  Ip6 local, remote;              // IPv4 as ::ffff:a.b.c.d
+  uint16_t lport = 0, rport = 0;  // ICMP echo: lport = identifier, rport = 0
+  uint8_t proto = 0;
+  friend bool operator==(const SessionKey&, const SessionKey&) = default;
+};
+
+inline Ip6 mapped_v4(uint32_t a) {
+  Ip6 m{};
+  m.bytes[10] = m.bytes[11] = 0xff;
+  m.bytes[12] = static_cast<uint8_t>(a >> 24);
+  m.bytes[13] = static_cast<uint8_t>(a >> 16);
+  m.bytes[14] = static_cast<uint8_t>(a >> 8);
+  m.bytes[15] = static_cast<uint8_t>(a);
+  return m;
+}
+
+struct alignas(64) Session {
+  enum State : uint8_t { kTcpSynSent = 1, kTcpSynRcvd, kTcpEstablished, kTcpClosing, kTcpClosed, kUdp, kIcmp };
+  static constexpr uint8_t kOpened = 1;    // the cluster initiated it (else: it accepted it)
+  static constexpr uint8_t kVerified = 2;  // a remote packet acknowledged sequence space the cluster sent
+  static constexpr uint8_t kAckSeen = 4;   // cl_ack holds an acknowledgement the cluster sent
+  SessionKey key;
+  uint8_t state = 0;
+  uint8_t flags = 0;
+  uint8_t wscale = 0;     // low nibble: the cluster's window shift, high nibble: the remote's
+  uint32_t seq0 = 0;      // the cluster's first sequence number the gateway saw
+  uint32_t snd_max = 0;   // the cluster's highest sequence number sent, plus one
+  uint32_t cl_ack = 0;    // the cluster's latest acknowledgement: the next remote byte it expects
+  uint16_t cl_win = 0, rm_win = 0;  // advertised windows as sent (unscaled)
+  uint32_t rm_ack = 0;    // the remote's highest acknowledgement on the verified connection
+};
+static_assert(sizeof(Session) == 64, "a session is one cache line");
+
+class SessionTable {
+ public:
+  static constexpr unsigned kWays = 4;
+  struct Tag {
+    uint32_t sig;       // 0: empty
+    uint32_t deadline;  // tick after which the session is dead
+  };
+
+  SessionTable(size_t capacity, uint64_t seed) : seed_(mix64(seed) | 1) {
+    const size_t sets = std::bit_ceil(std::max<size_t>(1, (capacity + kWays - 1) / kWays));
+    tags_.assign(sets * kWays, Tag{0, 0});
+    entries_.resize(sets * kWays);
+    mask_ = sets - 1;
+  }
+
+  uint64_t hash(const SessionKey& k) const {
+    uint64_t a, b, c, d;
+    std::memcpy(&a, k.local.bytes.data(), 8);
+    std::memcpy(&b, k.local.bytes.data() + 8, 8);
+    std::memcpy(&c, k.remote.bytes.data(), 8);
+    std::memcpy(&d, k.remote.bytes.data() + 8, 8);
+    uint64_t ports = (uint64_t{k.lport} << 32) | (uint64_t{k.rport} << 16) | k.proto;
+    return mix64((a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full) ^ (c * 0x165667b19e3779f9ull) ^
+                 (d * 0xd6e8feb86659fd93ull) ^ (ports * 0x9fb21c651e98df25ull) ^ seed_);
+  }
+  void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h) * kWays]); }
+
+  // The live session with key `k` (hash `h`), or null.
+  Session* find(const SessionKey& k, uint64_t h, uint32_t now) {
+    const uint32_t sig = sig_of(h);
+    Tag* t = &tags_[set_of(h) * kWays];
+    for (unsigned w = 0; w < kWays; ++w)
+      if (t[w].sig == sig && !tick_before(t[w].deadline, now)) {
+        Session* s = &entries_[(set_of(h) * kWays) + w];
+        if (s->key == k) return s;
+      }
+    return nullptr;
+  }
+  // Prefetches the entry of the way whose signature matches (a later find() reads it).
+  void prefetch_entry(uint64_t h) const {
+    const uint32_t sig = sig_of(h);
+    const Tag* t = &tags_[set_of(h) * kWays];
+    for (unsigned w = 0; w < kWays; ++w)
+      if (t[w].sig == sig) __builtin_prefetch(&entries_[(set_of(h) * kWays) + w]);
+  }
+
+  // The session with key `k`, created (zeroed, key set) if it is not live; `created` says
+  // which. A new session takes an empty or dead way, else the way that expires first
+  // (counted in evicted(): a live session lost to a full set).
+  Session* upsert(const SessionKey& k, uint64_t h, uint32_t now, bool& created, bool& evicted) {
+    const uint32_t sig = sig_of(h);
+    const size_t base = set_of(h) * kWays;
+    Tag* t = &tags_[base];
+    unsigned victim = 0;
+    for (unsigned w = 0; w < kWays; ++w) {
+      if (t[w].sig == sig && !tick_before(t[w].deadline, now) && entries_[base + w].key == k) {
+        created = evicted = false;
+        return &entries_[base + w];
+      }
+      const bool dead = t[w].sig == 0 || tick_before(t[w].deadline, now);
+      const bool victim_dead = t[victim].sig == 0 || tick_before(t[victim].deadline, now);
+      if (!victim_dead && (dead || tick_before(t[w].deadline, t[victim].deadline))) victim = w;
+    }
+    evicted = t[victim].sig != 0 && !tick_before(t[victim].deadline, now);
+    created = true;
+    t[victim] = Tag{sig, now};
+    Session& s = entries_[base + victim];
+    s = Session{};
+    s.key = k;
+    return &s;
+  }
+  // Keeps `s` alive until `deadline` (a tick).
+  void extend(Session* s, uint32_t deadline) { tags_[static_cast<size_t>(s - entries_.data())].deadline = deadline; }
+  uint32_t deadline(const Session* s) const { return tags_[static_cast<size_t>(s - entries_.data())].deadline; }
+
+  size_t capacity() const { return entries_.size(); }
+
+ private:
+  size_t set_of(uint64_t h) const { return static_cast<size_t>((h >> 32) & mask_); }
+  static uint32_t sig_of(uint64_t h) { return static_cast<uint32_t>(h) | 1; }
+  uint64_t seed_;
+  uint64_t mask_ = 0;
+  std::vector<Tag> tags_;
+  std::vector<Session> entries_;
+};
+
+// ---- TCP as the gateway follows it -----------------------------------------------------
+//
+// The gateway sees both directions. A connection is verified once a remote packet
+// acknowledges sequence space the cluster sent: the remote's ACK of the cluster's SYN-ACK,
+// the remote's SYN-ACK to the cluster's SYN, or (for a connection picked up after the
+// gateway started) an acknowledgement of bytes sent since. A sender off the path does
+// not see the cluster's sequence numbers, so it cannot forge that. After verification,
+// a remote packet counts as the connection's only when its acknowledgement and sequence
+// number lie in the windows of what the cluster sent and will accept.
+
+inline constexpr uint32_t kPickupWindow = 1u << 26;  // a side whose window scale the gateway did not see
+inline constexpr uint32_t kMinWindow = 65535;
+// How far behind the remote's highest acknowledgement a later one may be (reordered ACKs);
+// an older one is not counted as the connection's (the request channel carries it). With
+// the sequence check, a blind guess lands on a verified connection about once in 4 million.
+inline constexpr uint32_t kAckSlack = 1u << 18;
+
+inline bool seq_after(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }
+// a within [lo, lo + span] modulo 2^32
+inline bool seq_within(uint32_t a, uint32_t lo, uint32_t span) { return a - lo <= span; }
+
+inline uint32_t scaled_window(uint16_t win, uint8_t shift_nibble) {
+  if (shift_nibble == 0xF) return kPickupWindow;
+  return std::max<uint32_t>(kMinWindow, uint32_t{win} << shift_nibble);
+}
+
+inline uint32_t tcp_deadline(const Session& s, const SessionTimeouts& to, uint32_t now) {
+  switch (s.state) {
+    case Session::kTcpSynSent:
+    case Session::kTcpSynRcvd: return now + to.tcp_syn;
+    case Session::kTcpClosing: return now + to.tcp_closing;
+    case Session::kTcpClosed: return now + to.tcp_closed;
+    default: return now + to.tcp_established;
+  }
+}
+
+// A TCP packet the cluster sent. `created`: the session is new; `wscale`: the window scale
+// option when the packet is a SYN (or -1); `service_port`: its source port is one the
+// cluster serves (a connection picked up mid-way from it is one the cluster accepted).
+inline void on_cluster_tcp(Session& s, bool created, uint8_t flags, uint32_t seq, uint32_t ack, uint16_t win,
+                           uint32_t seq_len, int wscale, bool service_port) {
+  const uint32_t end = seq + seq_len;
+  if (flags & kTcpRst) {
+    s.state = Session::kTcpClosed;
+  } else if (flags & kTcpSyn) {
+    const bool retransmit = !created && (s.state == Session::kTcpSynSent || s.state == Session::kTcpSynRcvd) && s.seq0 == seq;
+    if (!retransmit) {  // a new connection (or one reusing the 4-tuple)
+      s.flags = (flags & kTcpAck) ? 0 : Session::kOpened;
+      s.state = (flags & kTcpAck) ? Session::kTcpSynRcvd : Session::kTcpSynSent;
+      s.seq0 = seq;
+      s.snd_max = end;
+      // A SYN-ACK with the option means both sides agreed to scale; without it, neither does.
+      // A SYN's scale applies only if the remote's SYN-ACK agrees (on_remote_tcp).
+      const uint8_t mine = wscale < 0 ? 0 : static_cast<uint8_t>(wscale);
+      s.wscale = (flags & kTcpAck) ? static_cast<uint8_t>(mine | (wscale < 0 ? 0x00 : 0xF0)) : static_cast<uint8_t>(mine | 0xF0);
+    }
+    if (flags & kTcpAck) {
+      s.cl_ack = ack;
+      s.flags |= Session::kAckSeen;
+    }
+  } else {
+    if (created) {  // picked up mid-connection: its windows' scales are unknown
+      s.state = Session::kTcpEstablished;
+      s.flags = service_port ? 0 : Session::kOpened;
+      s.seq0 = seq;
+      s.snd_max = end;
+      s.wscale = 0xFF;
+    } else if (seq_after(end, s.snd_max)) {
+      s.snd_max = end;
+    }
+    if ((flags & kTcpFin) && s.state != Session::kTcpClosed) s.state = Session::kTcpClosing;
+    if (flags & kTcpAck) {
+      if (!(s.flags & Session::kAckSeen) || seq_after(ack, s.cl_ack)) s.cl_ack = ack;
+      s.flags |= Session::kAckSeen;
+    }
+  }
+  s.cl_win = win;
+}
+
+// A TCP packet from the remote end of `s`: true when it is on the verified connection
+// (verifying it first if it proves receipt), which then follows its FIN or RST. A packet
+// that is not never changes the session: a spoofer can neither verify, close nor keep it.
+inline bool on_remote_tcp(Session& s, uint8_t flags, uint32_t seq, uint32_t ack, uint16_t win, int wscale) {
+  const bool handshake = s.state == Session::kTcpSynSent || s.state == Session::kTcpSynRcvd;
+  const bool verifying = !(s.flags & Session::kVerified);
+  if (verifying) {
+    if (!(flags & kTcpAck)) return false;
+    // In a handshake, an acknowledgement of the cluster's SYN (or of anything it sent after);
+    // for a connection picked up mid-way, of anything the cluster sent since.
+    const bool proves = handshake ? seq_within(ack, s.seq0 + 1, s.snd_max - s.seq0 - 1)
+                                  : seq_within(ack, s.seq0, s.snd_max - s.seq0);
+    if (!proves) return false;
+    s.flags |= Session::kVerified;
+    if (s.state == Session::kTcpSynSent && (flags & kTcpSyn)) {
+      // The remote's SYN-ACK: scaling holds only if both SYNs carried the option.
+      if (wscale < 0) s.wscale = 0;
+      else s.wscale = static_cast<uint8_t>((s.wscale & 0x0F) | (std::min(wscale, 14) << 4));
+      s.cl_ack = seq + 1;  // the cluster will acknowledge the remote's SYN
+      s.flags |= Session::kAckSeen;
+    }
+  } else {
+    const uint32_t remote_window = scaled_window(s.rm_win ? s.rm_win : kMinWindow, s.wscale >> 4);
+    const uint32_t cluster_window = scaled_window(s.cl_win, s.wscale & 0x0F);
+    if (flags & kTcpAck) {
+      // Not beyond what the cluster sent, and not far behind what the remote already acknowledged.
+      const uint32_t lo = s.rm_ack - std::min(remote_window, kAckSlack);
+      if (!seq_within(ack, lo, s.snd_max - lo)) return false;
+    }
+    if ((s.flags & Session::kAckSeen) && !seq_within(seq, s.cl_ack - cluster_window, 2 * cluster_window)) return false;
+  }
+  if (handshake) s.state = Session::kTcpEstablished;
+  s.rm_win = win;
+  if ((flags & kTcpAck) && (verifying || seq_after(ack, s.rm_ack))) s.rm_ack = ack;
+  // A reset closes the connection only at the exact next sequence number (RFC 5961 3.2).
+  if ((flags & kTcpRst) && (!(s.flags & Session::kAckSeen) || seq == s.cl_ack)) s.state = Session::kTcpClosed;
+  else if ((flags & kTcpFin) && s.state != Session::kTcpClosed) s.state = Session::kTcpClosing;
+  return true;
+}
+
+}  // namespace stakegate

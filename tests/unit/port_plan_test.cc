@@ -1,0 +1,93 @@
+// How the ports spread traffic over workers, decided from device capability sets the
+// virtual devices here cannot show (src/app/port_plan.h): RSS on the one address the side
+// needs and never L4 ports, refusal when a device cannot, rate / workers only when the
+// operator turned RSS off, and what a device applied checked back.
+#include <gtest/gtest.h>
+#include <rte_ethdev.h>
+
+#include "port_plan.h"
+
+using namespace stakegate;
+
+namespace {
+
+// Capability sets as real drivers report them (flow_type_rss_offloads).
+constexpr uint64_t kIp = RTE_ETH_RSS_IPV4 | RTE_ETH_RSS_FRAG_IPV4 | RTE_ETH_RSS_NONFRAG_IPV4_OTHER | RTE_ETH_RSS_IPV6 |
+                         RTE_ETH_RSS_FRAG_IPV6 | RTE_ETH_RSS_NONFRAG_IPV6_OTHER;
+constexpr uint64_t kL4 = RTE_ETH_RSS_NONFRAG_IPV4_TCP | RTE_ETH_RSS_NONFRAG_IPV4_UDP | RTE_ETH_RSS_NONFRAG_IPV6_TCP |
+                         RTE_ETH_RSS_NONFRAG_IPV6_UDP;
+constexpr uint64_t kSrcDstOnly = RTE_ETH_RSS_L3_SRC_ONLY | RTE_ETH_RSS_L3_DST_ONLY;
+constexpr uint64_t kModernNic = kIp | kL4 | kSrcDstOnly | RTE_ETH_RSS_L4_SRC_ONLY | RTE_ETH_RSS_L4_DST_ONLY;  // ice, mlx5
+constexpr uint64_t kOlderNic = kIp | kL4;  // hashes IP pairs and 4-tuples only (ixgbe-like)
+
+}  // namespace
+
+TEST(PortPlan, OneWorkerNeedsNoRss) {
+  for (uint64_t caps : {uint64_t{0}, kOlderNic, kModernNic}) {
+    RssPlan p = plan_rss("dev", PortSide::kOutside, caps, 1, true);
+    EXPECT_FALSE(p.rss);
+    EXPECT_TRUE(p.refusal.empty());
+    EXPECT_TRUE(p.note.empty());
+  }
+}
+
+TEST(PortPlan, SeveralWorkersHashTheOutsideSourceAndTheInsideDestinationWithoutPorts) {
+  RssPlan out = plan_rss("dev", PortSide::kOutside, kModernNic, 4, true);
+  ASSERT_TRUE(out.rss) << out.refusal;
+  EXPECT_TRUE(out.rss_hf & RTE_ETH_RSS_L3_SRC_ONLY);
+  EXPECT_FALSE(out.rss_hf & RTE_ETH_RSS_L3_DST_ONLY);
+  EXPECT_EQ(out.rss_hf & (kL4 | RTE_ETH_RSS_L4_SRC_ONLY | RTE_ETH_RSS_L4_DST_ONLY), 0u);
+  EXPECT_EQ(out.rss_hf & kIp, kIp);
+  RssPlan in = plan_rss("dev", PortSide::kInside, kModernNic, 4, true);
+  ASSERT_TRUE(in.rss);
+  EXPECT_TRUE(in.rss_hf & RTE_ETH_RSS_L3_DST_ONLY);
+  EXPECT_FALSE(in.rss_hf & RTE_ETH_RSS_L3_SRC_ONLY);
+  EXPECT_EQ(in.rss_hf & kL4, 0u);
+  // What a device applied as asked passes the read-back check.
+  EXPECT_EQ(check_applied_rss("dev", PortSide::kOutside, out.rss_hf), "");
+  EXPECT_EQ(check_applied_rss("dev", PortSide::kInside, in.rss_hf), "");
+}
+
+TEST(PortPlan, ADeviceThatCannotHashOnTheSourceAloneIsRefused) {
+  for (uint64_t caps : {uint64_t{0}, kOlderNic, kIp | RTE_ETH_RSS_L3_DST_ONLY}) {
+    RssPlan p = plan_rss("0000:3b:00.0", PortSide::kOutside, caps, 2, true);
+    EXPECT_FALSE(p.rss);
+    EXPECT_NE(p.refusal.find("source address alone"), std::string::npos) << p.refusal;
+    EXPECT_NE(p.refusal.find("0000:3b:00.0"), std::string::npos);
+    EXPECT_NE(p.refusal.find("dataplane.rss: false"), std::string::npos);
+  }
+  // The inside needs the destination alone.
+  RssPlan in = plan_rss("dev", PortSide::kInside, kIp | RTE_ETH_RSS_L3_SRC_ONLY, 2, true);
+  EXPECT_NE(in.refusal.find("destination address alone"), std::string::npos) << in.refusal;
+}
+
+TEST(PortPlan, RssOffSplitsTheRatesAndSaysSo) {
+  RssPlan p = plan_rss("dev", PortSide::kOutside, kModernNic, 2, false);
+  EXPECT_FALSE(p.rss);
+  EXPECT_TRUE(p.refusal.empty());
+  EXPECT_EQ(p.note, "dataplane.rss is off");
+}
+
+TEST(PortPlan, WhatTheDeviceAppliedIsCheckedBack) {
+  const uint64_t asked = kIp | RTE_ETH_RSS_L3_SRC_ONLY;
+  // A driver that silently added the 4-tuple types: one source's connections would spread.
+  EXPECT_NE(check_applied_rss("dev", PortSide::kOutside, asked | RTE_ETH_RSS_NONFRAG_IPV4_TCP).find("L4 ports"),
+            std::string::npos);
+  // One that dropped the source-only flag (hashing the address pair).
+  EXPECT_NE(check_applied_rss("dev", PortSide::kOutside, kIp).find("source address alone"), std::string::npos);
+  EXPECT_NE(check_applied_rss("dev", PortSide::kInside, asked).find("destination address alone"), std::string::npos);
+  EXPECT_NE(check_applied_rss("dev", PortSide::kOutside, RTE_ETH_RSS_L3_SRC_ONLY).find("no IP hash"), std::string::npos);
+  // The key: ours, or unknown (length 0), is fine; another one is not.
+  EXPECT_EQ(check_applied_key("dev", rss_key(), kRssKeySize), "");
+  EXPECT_EQ(check_applied_key("dev", nullptr, 0), "");
+  uint8_t other[kRssKeySize];
+  std::copy(rss_key(), rss_key() + kRssKeySize, other);
+  other[7] ^= 1;
+  EXPECT_NE(check_applied_key("dev", other, kRssKeySize).find("another RSS key"), std::string::npos);
+}
+
+TEST(PortPlan, TheRedirectionTableSpreadsEntriesOverTheQueues) {
+  auto r = rss_reta(128, 3);
+  ASSERT_EQ(r.size(), 128u);
+  for (unsigned i = 0; i < 128; ++i) EXPECT_EQ(r[i], i % 3);
+}

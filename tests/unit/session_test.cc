@@ -1,0 +1,262 @@
+// Sessions the cluster opens or accepts, through the real worker with injected time:
+// replies reach the cluster's ephemeral ports, ICMP errors and neighbour discovery pass
+// as infrastructure, TCP is verified by the acknowledgement of the cluster's own sequence
+// numbers, and nothing a blind spoofer sends can verify, keep or close a session.
+#include <gtest/gtest.h>
+
+#include "packet_builder.h"
+#include "test_util.h"
+#include "worker_fixture.h"
+
+using namespace stakegate;
+using stakegate::testing::build_frame;
+using stakegate::testing::FrameSpec;
+using stakegate::testing::TcpFlow;
+
+namespace {
+
+constexpr uint64_t kMs = 1'000'000, kS = 1'000'000'000;
+
+class SessionTest : public ::testing::Test {
+ protected:
+  void SetUp() override { f_.load(stakegate::testing::base_config()); }
+  // A datagram from the cluster (198.18.255.1) to `dst`, and its reply.
+  static FrameSpec out(const char* dst, uint16_t dport, uint16_t sport = 53000, uint8_t proto = 17) {
+    FrameSpec f;
+    f.dst = *parse_ip(dst);
+    f.src = f.dst.is_v4 ? *parse_ip("198.18.255.1") : *parse_ip("2001:2::ff");
+    f.src_port = sport;
+    f.dst_port = dport;
+    f.proto = proto;
+    return f;
+  }
+  static FrameSpec back(FrameSpec f) {
+    std::swap(f.src, f.dst);
+    std::swap(f.src_port, f.dst_port);
+    return f;
+  }
+  Verdict send(const FrameSpec& f, uint64_t now) { return f_.send(build_frame(f), now); }
+  uint64_t count(TrafficClass c, Verdict v) const { return f_.count(c, v); }
+  stakegate::testing::WorkerFixture f_;
+};
+
+}  // namespace
+
+TEST_F(SessionTest, AResolversReplyReachesTheClustersEphemeralPort) {
+  FrameSpec q = out("198.51.200.53", 53);
+  EXPECT_EQ(send(back(q), 0), Verdict::kUnregistered);  // before the query: port 53000 is not public
+  f_.inside(build_frame(q), 0);
+  EXPECT_EQ(send(back(q), 1 * kMs), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kPass), 1u);
+  FrameSpec other = back(q);
+  other.src_port = 54;  // the same server, another port: not the session
+  EXPECT_EQ(send(other, 1 * kMs), Verdict::kUnregistered);
+  other = back(q);
+  other.src = *parse_ip("198.51.200.54");
+  EXPECT_EQ(send(other, 1 * kMs), Verdict::kUnregistered);
+  // Idle past the UDP timeout (60 s; each reply refreshes it): gone.
+  EXPECT_EQ(send(back(q), 50 * kS), Verdict::kPass);
+  EXPECT_EQ(send(back(q), 111 * kS), Verdict::kUnregistered);
+}
+
+TEST_F(SessionTest, TheSessionsBudgetBoundsReplies) {
+  // sessions: 5 % of 100,000 pps, a burst of 500, whatever the ports.
+  FrameSpec q = out("198.51.200.80", 443, 41000);
+  f_.inside(build_frame(q), 0);
+  int passed = 0;
+  for (int i = 0; i < 2000; ++i) passed += send(back(q), 1) == Verdict::kPass;
+  EXPECT_EQ(passed, 500);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kSessionOverRate), 1500u);
+}
+
+TEST_F(SessionTest, PingRepliesMatchTheirIdentifier) {
+  FrameSpec ping = out("198.51.200.9", 0, 0, 1);
+  ping.icmp_type = 8;
+  ping.icmp_id = 0x4242;
+  f_.inside(build_frame(ping), 0);
+  FrameSpec pong = back(ping);
+  pong.icmp_type = 0;
+  EXPECT_EQ(send(pong, 1 * kMs), Verdict::kPass);
+  pong.icmp_id = 0x4243;
+  EXPECT_EQ(send(pong, 1 * kMs), Verdict::kUnregistered);
+  // IPv6: echo request 128, reply 129.
+  FrameSpec ping6 = out("2001:2:1::9", 0, 0, 58);
+  ping6.icmp_type = 128;
+  ping6.icmp_id = 7;
+  f_.inside(build_frame(ping6), 0);
+  FrameSpec pong6 = back(ping6);
+  pong6.icmp_type = 129;
+  EXPECT_EQ(send(pong6, 1 * kMs), Verdict::kPass);
+}
+
+TEST_F(SessionTest, IcmpErrorsQuotingALiveSessionPassAsInfrastructure) {
+  // Path MTU discovery: a router says the cluster's packet was too big.
+  FrameSpec big = out("198.51.200.80", 443, 41000, 6);
+  big.tcp_flags = 0x10;
+  big.frame_size = 1500;
+  auto sent = build_frame(big);
+  const IpAddr router = *parse_ip("198.51.100.1");
+  auto frag_needed = stakegate::testing::icmp_error_about(sent, router, 3, 4);
+  EXPECT_EQ(f_.send(frag_needed, 0), Verdict::kUnregistered);  // no such session yet
+  f_.inside(sent, 0);
+  EXPECT_EQ(f_.send(frag_needed, 1 * kMs), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 1u);
+  // IPv6 Packet Too Big (type 2) about the cluster's UDP.
+  FrameSpec big6 = out("2001:2:1::80", 443, 41000);
+  big6.frame_size = 1500;
+  auto sent6 = build_frame(big6);
+  auto ptb = stakegate::testing::icmp_error_about(sent6, *parse_ip("2001:2:1::1"), 2, 0);
+  f_.inside(sent6, 0);
+  EXPECT_EQ(f_.send(ptb, 1 * kMs), Verdict::kPass);
+  // An error about a packet the cluster never sent proves nothing.
+  FrameSpec never = out("2001:2:1::81", 443, 41001);
+  EXPECT_EQ(f_.send(stakegate::testing::icmp_error_about(build_frame(never), *parse_ip("2001:2:1::1"), 2, 0), 1 * kMs),
+            Verdict::kUnregistered);
+}
+
+TEST_F(SessionTest, NeighbourDiscoveryPassesOnlyWithHopLimit255) {
+  FrameSpec ns;
+  ns.src = *parse_ip("fe80::1");
+  ns.dst = *parse_ip("ff02::1:ff00:ff");
+  ns.proto = 58;
+  ns.icmp_type = 135;
+  ns.ttl = 255;
+  EXPECT_EQ(send(ns, 0), Verdict::kPass);
+  ns.icmp_type = 134;  // router advertisement
+  EXPECT_EQ(send(ns, 0), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 2u);
+  ns.ttl = 64;  // forwarded from elsewhere: not neighbour discovery
+  EXPECT_EQ(send(ns, 0), Verdict::kUnregistered);
+}
+
+TEST_F(SessionTest, OutboundTcpIsVerifiedByTheSynAckAndFollowsItsClose) {
+  TcpFlow web;
+  web.remote = *parse_ip("198.51.200.80");
+  web.rport = 443;
+  web.lport = 41000;
+  f_.inside(web.local_syn(), 0);
+  // A SYN-ACK that does not acknowledge the cluster's SYN is no reply: it goes nowhere.
+  EXPECT_EQ(f_.send(web.forged(7, 12345, 0x12), 0), Verdict::kUnregistered);
+  EXPECT_EQ(f_.send(web.remote_syn_ack(), 0), Verdict::kPass);
+  f_.inside(web.local_data(), 0);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(f_.send(web.remote_data(), 0), Verdict::kPass);
+  EXPECT_EQ(f_.worker->counters().sessions_verified, 1u);
+  // A forged RST out of the window neither passes nor closes the connection.
+  EXPECT_EQ(f_.send(web.forged(web.remote_seq + 0x40000000, web.local_seq, 0x14), 0), Verdict::kUnregistered);
+  EXPECT_EQ(f_.send(web.remote_data(), 10 * kS), Verdict::kPass);
+  // Its real FIN closes it: after the closing timeout (30 s), the session is gone.
+  f_.inside(web.local_data(0x01), 10 * kS);
+  EXPECT_EQ(f_.send(web.remote_data(0x01), 10 * kS), Verdict::kPass);
+  EXPECT_EQ(f_.send(web.remote_data(), 45 * kS), Verdict::kUnregistered);
+}
+
+TEST_F(SessionTest, AClientOfAPublicPortKeepsItsPerSourceLimit) {
+  // An unregistered client connects to the public port 9000: the connection is verified,
+  // but it is one the cluster accepted, so the client stays within its own 10 pps.
+  TcpFlow client;
+  client.remote = *parse_ip("198.51.200.7");
+  client.lport = 9000;
+  EXPECT_EQ(f_.accept(client, 0), Verdict::kUnregisteredOverRate);  // its SYN took its one packet
+  EXPECT_EQ(f_.send(client.remote_data(), 100 * kMs), Verdict::kPass);
+  EXPECT_EQ(f_.send(client.remote_data(), 100 * kMs), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kSessionOverRate), 0u);
+}
+
+TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgement) {
+  // The gateway (re)started while the connection was open: the cluster's next segment
+  // opens the session, the remote's acknowledgement of it verifies the connection.
+  TcpFlow flow;  // 198.18.1.1 (staked) to the cluster's 3569
+  f_.inside(flow.local_data(), 0);
+  EXPECT_EQ(f_.send(flow.forged(flow.remote_seq, flow.local_seq + 100000), 0), Verdict::kPass);  // request channel
+  EXPECT_EQ(f_.worker->meter_cold(f_.slot_of("198.18.1.1")).passed_request, 1u);
+  EXPECT_EQ(f_.send(flow.remote_data(), 0), Verdict::kPass);
+  EXPECT_EQ(f_.meter("198.18.1.1").passed, 1u);  // verified: its allowance
+}
+
+TEST_F(SessionTest, FragmentsOfAReplyFollowTheirFirstFragment) {
+  FrameSpec q = out("198.51.200.53", 53);
+  f_.inside(build_frame(q), 0);
+  FrameSpec first = back(q);
+  first.more_fragments = true;
+  first.frag_id = 77;
+  first.frame_size = 1500;
+  EXPECT_EQ(send(first, 0), Verdict::kPass);
+  FrameSpec rest = first;
+  rest.more_fragments = false;
+  rest.frag_offset = 185;
+  rest.frame_size = 600;
+  EXPECT_EQ(send(rest, 0), Verdict::kPass);
+  rest.frag_id = 78;  // no first fragment of this one passed
+  EXPECT_EQ(send(rest, 0), Verdict::kUnregistered);
+  rest.frag_id = 77;
+  EXPECT_EQ(send(rest, 3 * kS), Verdict::kUnregistered);  // too late: fragments expire after 2 s
+}
+
+TEST_F(SessionTest, OnlyTheClustersOwnAddressesOpenSessions) {
+  FrameSpec q = out("198.51.200.53", 53);
+  q.src = *parse_ip("198.18.254.1");  // behind the gateway, but not a protected address
+  f_.inside(build_frame(q), 0);
+  EXPECT_EQ(send(back(q), 1), Verdict::kUnregistered);
+  // Without cluster.prefixes every inside source opens sessions (and nothing is spoofed by prefix).
+  std::string y = stakegate::testing::base_config();
+  y.erase(y.find("cluster:"));
+  f_.load(y);
+  f_.inside(build_frame(q), 0);
+  EXPECT_EQ(send(back(q), 1), Verdict::kPass);
+}
+
+TEST_F(SessionTest, AFullTableRecyclesTheSessionThatExpiresFirstAndCountsIt) {
+  for (uint16_t p = 0; p < 6000; ++p) f_.inside(build_frame(out("198.51.200.53", 53, static_cast<uint16_t>(20000 + p))), p);
+  EXPECT_GT(f_.worker->counters().sessions_evicted, 0u);  // 4,096 entries
+  EXPECT_EQ(f_.worker->counters().sessions_created, 6000u);
+  EXPECT_EQ(send(back(out("198.51.200.53", 53, 25999)), 6000), Verdict::kPass);  // the newest is there
+}
+
+TEST_F(SessionTest, AStakedPeersUdpReplyUsesTheSessionsBudgetNotItsRequestChannel) {
+  // The cluster asks the staked node 198.18.1.1 something over UDP. Its reply proves
+  // nothing about who sent it, so it is not charged to the node; and a spoofer who filled
+  // the node's request channel with forged datagrams does not stop it either.
+  const uint32_t slot = f_.slot_of("198.18.1.1");
+  FrameSpec forged = out("198.18.1.1", 3569, 40000);
+  forged = back(forged);
+  forged.src_port = 5353;  // to the node port, not on any session
+  forged.dst_port = 3569;
+  for (int i = 0; i < 1000; ++i) send(forged, 0);
+  EXPECT_GT(f_.worker->meter_cold(slot).dropped_request, 900u);
+  FrameSpec q = out("198.18.1.1", 3569, 41000);
+  f_.inside(build_frame(q), 0);
+  EXPECT_EQ(send(back(q), 1 * kMs), Verdict::kPass);
+  EXPECT_EQ(f_.worker->meter_cold(slot).passed_session, 1u);
+  EXPECT_EQ(f_.meter("198.18.1.1").passed, 0u);  // not its allowance
+  // Its reply to a datagram the cluster sent from a port it serves (a session it
+  // accepted) is a request like any other.
+  FrameSpec served = out("198.18.1.1", 41001, 3569);
+  f_.inside(build_frame(served), 2 * kMs);
+  const uint64_t requests = f_.worker->meter_cold(slot).passed_request + f_.worker->meter_cold(slot).dropped_request;
+  send(back(served), 2 * kMs);
+  EXPECT_EQ(f_.worker->meter_cold(slot).passed_request + f_.worker->meter_cold(slot).dropped_request, requests + 1);
+}
+
+TEST_F(SessionTest, OnAVerifiedConnectionGuessesFarFromItsNumbersAreNotItsTraffic) {
+  // An unregistered web server the cluster fetches from. After verification, a packet on
+  // its 4-tuple counts as the connection's only with an acknowledgement at most 256 KiB
+  // behind the highest one it sent, and a RST closes it only at the exact sequence.
+  TcpFlow web;
+  web.remote = *parse_ip("198.51.200.81");
+  web.rport = 443;
+  web.lport = 41001;
+  f_.inside(web.local_syn(), 0);
+  EXPECT_EQ(f_.send(web.remote_syn_ack(), 0), Verdict::kPass);
+  for (int i = 0; i < 4; ++i) f_.inside(web.local_data(), 0);
+  EXPECT_EQ(f_.send(web.remote_data(), 0), Verdict::kPass);
+  const uint64_t passed = count(TrafficClass::kUnregistered, Verdict::kPass);
+  // An old acknowledgement, 1 MiB behind: not the connection's (and not a reply either).
+  EXPECT_EQ(f_.send(web.forged(web.remote_seq, web.local_seq - (1u << 20)), 0), Verdict::kUnregistered);
+  // Beyond what the cluster sent: neither.
+  EXPECT_EQ(f_.send(web.forged(web.remote_seq, web.local_seq + 1000), 0), Verdict::kUnregistered);
+  // A RST inside the window but not at the expected sequence: it passes (it may be real:
+  // the cluster decides) but does not close the session.
+  EXPECT_EQ(f_.send(web.forged(web.remote_seq + 100, web.local_seq, 0x14), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(web.remote_data(), 20 * kS), Verdict::kPass);  // still open past tcp_closed (10 s)
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kPass), passed + 2);
+}
