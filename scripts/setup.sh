@@ -12,7 +12,8 @@ PACKAGES=(
   libcli11-dev                           # command lines of stakegate, stakegatectl, stakegate-scenario
   python3-yaml                           # tests and scripts change configs as data
   prometheus                             # promtool and the server, for the metrics tests
-  iproute2 ethtool procps iperf3 curl    # the network-namespace end-to-end test
+  iproute2 ethtool procps iperf3 curl    # the network-namespace end-to-end tests
+  dnsmasq-base                           # ... an outside resolver for the cluster (test_netns_inline)
   systemd adduser                        # systemd-analyze and the package install test
   clang libclang-rt-14-dev               # libFuzzer targets (scripts/fuzz.sh)
   tshark                                 # reads evidence samples (sample.pcapng) in tests

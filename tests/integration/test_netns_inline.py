@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""The cluster's own traffic through stakegate, with IPv6 on and floods running: what an
+inline appliance must never cut (docs/operations.md "What passes, and why").
+
+    outside (one namespace each)                  switch ns        root ns                 cluster ns
+    peer peer6 web dns flood rtr --veth-- [bridge br0]--uplink --veth-- o [stakegate] i --veth-- eth0
+                              |                                                              198.18.0.100
+                              +-- far (198.18.2.10, 2001:2:2::10) behind a 1,280-byte link   2001:2::100
+
+While an unregistered host floods the public port, forges the staked peer's address (UDP
+to its node port) and forges a cluster address, the cluster:
+  - opens a TCP connection to the staked peer's 3569 and fetches a file from an
+    unregistered web server over IPv4 and IPv6 (replies to its ephemeral ports),
+  - asks an outside resolver (dnsmasq) over UDP, pings the peer and the web server,
+  - uploads to `far` across the router's smaller-MTU link over IPv4 and IPv6: the
+    router's ICMP fragmentation-needed / Packet Too Big must reach it (path MTU discovery),
+and a staked node reaches the cluster over IPv6 (neighbour discovery through the gateway).
+None of the answering peers is penalised. Then a flood of ARP and of another EtherType
+shows non-IP frames held to the `infra` budget, and the forged cluster source is counted
+as `spoofed`. Needs root; the namespaces are removed on exit.
+"""
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+
+from common import check, metric_values, scrape, write_yaml
+from netlab import LabError, af_packet_dataplane, run_inline, sh
+
+PEER, PEER6 = "198.18.0.11", "2001:2::12"          # staked: consensus (IPv4), execution (IPv6)
+WEB, WEB6 = "198.18.0.31", "2001:2::31"            # an unregistered web server
+DNS = "198.18.0.53"                                # an unregistered resolver
+FLOOD = "198.18.0.66"                              # the attacker
+RTR, RTR6, RTR_FAR, RTR_FAR6 = "198.18.0.1", "2001:2::1", "198.18.2.1", "2001:2:2::1"
+FAR, FAR6 = "198.18.2.10", "2001:2:2::10"          # behind the router's 1,280-byte link
+CL, CL6, CL_SPOOFED = "198.18.0.100", "2001:2::100", "198.18.0.101"
+PREFIXES = ["198.18.0.96/28", "2001:2::100/120"]
+CAPACITY, INFRA_PPS, INFRA_BURST_MS = 20000, 200, 100
+FLOOD_S = 14.0
+
+
+def node_id(name):
+    return hashlib.sha256(f"stakegate-inline-{name}".encode()).hexdigest()
+
+
+def write_config(d, lab, metrics_port):
+    nodes = [{"Role": "consensus", "Address": f"{PEER}:3569", "NodeID": node_id("peer"), "Weight": 100},
+             {"Role": "execution", "Address": f"[{PEER6}]:3569", "NodeID": node_id("peer6"), "Weight": 100}]
+    with open(os.path.join(d, "node-infos.pub.json"), "w") as f:
+        json.dump(nodes, f)
+    roles = {r: {"share": s, "min_pps": 200, "burst_ms": 100, "ports": [3569]}
+             for r, s in (("consensus", 0.3), ("execution", 0.3), ("collection", 0.1), ("verification", 0.1),
+                          ("access", 0.1))}
+    return write_yaml(os.path.join(d, "stakegate.yaml"), {
+        "dataplane": af_packet_dataplane(lab),
+        "capacity": {"pps": CAPACITY},
+        "identity": {"flow_node_infos": "node-infos.pub.json"},
+        "roles": roles,
+        "unregistered": {"share": 0.05, "per_source_pps": 50, "ports": [9000]},
+        "sessions": {"share": 0.05},
+        "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS},
+        "cluster": {"prefixes": PREFIXES},
+        "control": {"socket": f"{d}/control.sock", "metrics": f"127.0.0.1:{metrics_port}"},
+        "evidence": {"dir": f"{d}/evidence", "window_s": 3}})
+
+
+def build_topology(lab):
+    lab.switched({"peer": [f"{PEER}/24"], "peer6": [f"{PEER6}/64"], "web": [f"{WEB}/24", f"{WEB6}/64"],
+                  "dns": [f"{DNS}/24"], "flood": [f"{FLOOD}/24"], "rtr": [f"{RTR}/24", f"{RTR6}/64"]},
+                 [f"{CL}/24", f"{CL_SPOOFED}/24", f"{CL6}/64"], ipv6=True)
+    rtr, far = lab.ns("rtr"), lab.add_ns("far", ipv6=True)
+    lab.veth(rtr, "far0", far, "eth0")
+    for ns, ifname in ((rtr, "far0"), (far, "eth0")):
+        lab.mtu(ns, ifname, 1280)
+    lab.address(rtr, "far0", f"{RTR_FAR}/24")
+    lab.address(rtr, "far0", f"{RTR_FAR6}/64")
+    lab.sysctl(rtr, "net.ipv4.ip_forward", 1)
+    lab.sysctl(rtr, "net.ipv6.conf.all.forwarding", 1)
+    lab.address(far, "eth0", f"{FAR}/24")
+    lab.address(far, "eth0", f"{FAR6}/64")
+    # far advertises the MSS of a 1,500-byte path: only the router knows it is narrower,
+    # so the cluster's first full-size segments meet its ICMP error.
+    sh(["ip", "route", "add", "default", "via", RTR_FAR, "advmss", "1460"], ns=far)
+    sh(["ip", "-6", "route", "add", "default", "via", RTR_FAR6, "advmss", "1440"], ns=far)
+    cl = lab.ns("cl")
+    lab.route(cl, "198.18.2.0/24", RTR)
+    sh(["ip", "-6", "route", "add", "2001:2:2::/64", "via", RTR6], ns=cl)
+
+
+def wait_listening(ns, want, what):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        listening = sh(["ss", "-Htlnu"], ns=ns).stdout
+        if all(w in listening for w in want):
+            return
+        time.sleep(0.05)
+    raise LabError(f"{what} did not start listening on {want}:\n{listening}")
+
+
+def start_services(lab, d):
+    s = {}
+    s["peer"] = lab.prog(lab.ns("peer"), "tcp-server", "--bind", f"{PEER}:3569")
+    s["far"] = lab.prog(lab.ns("far"), "tcp-server", "--bind", f"{FAR}:3569")
+    s["far6"] = lab.prog(lab.ns("far"), "tcp-server", "--bind", f"[{FAR6}]:3569")
+    s["cl6"] = lab.prog(lab.ns("cl"), "tcp-server", "--bind", f"[{CL6}]:3569")
+    for k in ("peer", "far", "far6", "cl6"):
+        s[k].wait_event("ready")
+    www = os.path.join(d, "www")
+    os.makedirs(www)
+    blob = os.urandom(512 * 1024)
+    with open(os.path.join(www, "blob"), "wb") as f:
+        f.write(blob)
+    s["blob_sha256"] = hashlib.sha256(blob).hexdigest()
+    s["http"] = lab.spawn(lab.ns("web"), [sys.executable, "-m", "http.server", "8080", "--bind", "::", "--directory", www],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    s["dnsmasq"] = lab.spawn(lab.ns("dns"), ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
+                                             "--no-hosts", "--bind-interfaces", f"--listen-address={DNS}", "--port=53",
+                                             "--address=/node.flow.test/198.18.7.7", f"--pid-file={d}/dnsmasq.pid",
+                                             "--user=root", "--log-facility=-"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_listening(lab.ns("web"), [":8080"], "the web server")
+    wait_listening(lab.ns("dns"), [f"{DNS}:53"], "dnsmasq")
+    return s
+
+
+def curl_sha256(lab, url):
+    p = subprocess.run(["ip", "netns", "exec", lab.ns("cl"), "curl", "-sS", "-g", "--max-time", "20", "-o", "-", url],
+                       capture_output=True, timeout=30)
+    return hashlib.sha256(p.stdout).hexdigest() if p.returncode == 0 else f"curl exited {p.returncode}: {p.stderr.decode()}"
+
+
+def route_mtu(lab, dst):
+    out = sh(["ip", "route", "get", dst], ns=lab.ns("cl")).stdout
+    words = out.split()
+    return int(words[words.index("mtu") + 1]) if "mtu" in words else None
+
+
+def node(gw, name):
+    s, r = gw.api().call("GetNode", {"node_id": node_id(name)})
+    return r if s == 200 else None
+
+
+def arp_request(src_ip, target_ip, mac):
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, mac, bytes(map(int, src_ip.split("."))), b"\x00" * 6,
+                      bytes(map(int, target_ip.split("."))))
+    return (b"\xff" * 6 + mac + b"\x08\x06" + arp + b"\x00" * 18).hex()
+
+
+def phase_cluster_traffic(lab, gw, services, metrics_port):
+    cl = lab.ns("cl")
+    cl_mac = bytes.fromhex(lab.mac(cl, "eth0").replace(":", ""))
+    print(f"\n== floods for {FLOOD_S:.0f} s: the public port, the staked peer's forged address, a forged cluster address",
+          flush=True)
+    flood = lab.ns("flood")
+    floods = {
+        "public": lab.prog(flood, "udp-flood", "--to", f"{CL}:9000", "--pps", 1000, "--seconds", FLOOD_S),
+        "forged-peer": lab.prog(flood, "spoof-flood", "--iface", "eth0", "--dst-mac", cl_mac.hex(), "--src", PEER,
+                                "--to", f"{CL}:3569", "--kind", "udp", "--pps", 1500, "--seconds", FLOOD_S),
+        "forged-cluster": lab.prog(flood, "spoof-flood", "--iface", "eth0", "--dst-mac", cl_mac.hex(), "--src", CL_SPOOFED,
+                                   "--to", f"{CL}:3569", "--kind", "udp", "--pps", 300, "--seconds", FLOOD_S),
+    }
+    t_start = time.monotonic()
+    time.sleep(0.5)
+
+    print("\n== the cluster's own connections, while the floods run", flush=True)
+    r = lab.prog(cl, "tcp-session", "--to", f"{PEER}:3569", "--chunks", 256).result()
+    check(r.get("result") == "done" and r.get("digest_ok") is True,
+          f"the cluster opens TCP to the staked peer's 3569: {r.get('bytes')} bytes, digest {r.get('digest_ok')} ({r.get('result')})")
+    for url in (f"http://{WEB}:8080/blob", f"http://[{WEB6}]:8080/blob"):
+        got = curl_sha256(lab, url)
+        check(got == services["blob_sha256"], f"the cluster fetches 512 KiB from an unregistered web server: {url} ({got[:16]})")
+    r = lab.prog(cl, "dns-query", "--server", f"{DNS}:53", "--name", "node.flow.test", "--count", 5).result()
+    check(r["answered"] == 5 and r["addresses"] == ["198.18.7.7"],
+          f"an outside resolver answers the cluster over UDP: {r['answered']} of 5 queries, {r['addresses']}")
+    for dst in (PEER, WEB6, RTR):
+        r = lab.prog(cl, "ping", "--to", dst, "--count", 5).result()
+        check(r["replies"] == 5, f"the cluster pings {dst}: {r['replies']} of 5 replies")
+
+    print("\n== IPv6: a staked node reaches the cluster (neighbour discovery through the gateway)", flush=True)
+    before = node(gw, "peer6")["counters"]
+    r = lab.prog(lab.ns("peer6"), "tcp-session", "--to", f"[{CL6}]:3569", "--chunks", 128).result()
+    check(r.get("result") == "done" and r.get("digest_ok") is True,
+          f"staked peer6 connects to [{CL6}]:3569 over IPv6: {r.get('bytes')} bytes ({r.get('result')})")
+    after = node(gw, "peer6")["counters"]
+    verified = int(after.get("passed", 0)) - int(before.get("passed", 0))
+    check(verified >= 64, f"peer6's IPv6 connection is verified and charged to its allowance ({verified} packets)")
+
+    print("\n== path MTU discovery across the router's 1,280-byte link", flush=True)
+    for dst, label in ((FAR, "IPv4"), (FAR6, "IPv6")):
+        to = f"[{dst}]:3569" if ":" in dst else f"{dst}:3569"
+        p = lab.prog(cl, "tcp-session", "--to", to, "--chunks", 64, "--chunk", 16384, "--deadline", 20)
+        r = p.result(timeout=40)
+        check(r.get("result") == "done" and r.get("digest_ok") is True,
+              f"{label}: a 1 MiB upload to {dst} completes ({r.get('result')}, {r.get('t')} s)")
+        mtu = route_mtu(lab, dst)
+        check(mtu == 1280, f"{label}: the cluster learnt the path MTU to {dst} from the router's ICMP error ({mtu})")
+
+    done = {k: p.result(timeout=FLOOD_S + 10) for k, p in floods.items()}
+    check(time.monotonic() - t_start < FLOOD_S + 3, "all of it happened while the floods ran")
+    m = metric_values(scrape(metrics_port))
+    infra = m.get('stakegate_packets_total{direction="outside",role="infra",verdict="pass"}', 0)
+    check(infra > 0, f"neighbour discovery and the ICMP errors passed as infrastructure ({infra:.0f} packets)")
+    peer = node(gw, "peer")
+    c = {k: int(v) for k, v in peer["counters"].items()}
+    # Its request channel: 5 % of its rate (consensus 0.3 x 20,000 pps, the only consensus node).
+    request_pps = 0.05 * 0.3 * CAPACITY
+    sent = done["forged-peer"]["sent"]
+    check(sent - request_pps * (FLOOD_S + 1) - 50 <= c["request_over_rate"] <= sent,
+          f"the peer's forged datagrams only fill its request channel ({request_pps:.0f} pps): "
+          f"{c['request_over_rate']} request_over_rate of {sent}")
+    check(c.get("session_passed", 0) >= 5 and c.get("passed", 0) > 0,
+          f"its answers to the cluster passed: {c.get('passed', 0)} on the verified connection, "
+          f"{c.get('session_passed', 0)} ping replies in the sessions budget")
+    for name in ("peer", "peer6"):
+        n = node(gw, name)
+        check(not n["graylisted"] and float(n.get("score", 0)) == 0,
+              f"{name} answered the cluster and is not penalised (score {float(n.get('score', 0)):.1f})")
+    cases = gw.api().call("ListEvidence")[1].get("cases", [])
+    check(cases == [], f"no evidence case opened ({len(cases)})")
+    spoofed = m.get('stakegate_drops_total{role="none",reason="spoofed"}', 0)
+    check(spoofed == done["forged-cluster"]["sent"],
+          f"every frame forging a cluster address is dropped as spoofed ({spoofed:.0f} of {done['forged-cluster']['sent']})")
+    return m
+
+
+def phase_non_ip(lab, gw, metrics_port, m_before):
+    print("\n== non-IP floods: ARP requests (infra budget) and EtherType 0x88b5 (not allowed)", flush=True)
+    flood = lab.ns("flood")
+    mac = bytes.fromhex(lab.mac(flood, "eth0").replace(":", ""))
+    tap = lab.prog(lab.ns("cl"), "tap", "--iface", "eth0", "--direction", "in")
+    tap.wait_event("ready")
+    other = (b"\xff" * 6 + mac + b"\x88\xb5" + b"\x00" * 46).hex()
+    t0 = time.monotonic()
+    arp = lab.prog(flood, "raw-flood", "--iface", "eth0", "--frame", arp_request(FLOOD, CL, mac), "--seconds", 2, "--pps", 3000)
+    l2 = lab.prog(flood, "raw-flood", "--iface", "eth0", "--frame", other, "--seconds", 2, "--pps", 3000)
+    sent_arp, sent_l2 = arp.result()["sent"], l2.result()["sent"]
+    dt = time.monotonic() - t0
+    time.sleep(0.3)
+    arrived = tap.stop()
+    m = metric_values(scrape(metrics_port))
+
+    def delta(key):
+        return m.get(key, 0) - m_before.get(key, 0)
+    denied = delta('stakegate_drops_total{role="l2",reason="l2_denied"}')
+    check(denied == sent_l2, f"every 0x88b5 frame is dropped as l2_denied ({denied:.0f} of {sent_l2})")
+    passed = delta('stakegate_packets_total{direction="outside",role="l2",verdict="pass"}')
+    over = delta('stakegate_drops_total{role="l2",reason="infra_over_rate"}')
+    bound = INFRA_PPS * dt + INFRA_PPS * INFRA_BURST_MS / 1000
+    check(passed <= bound + 20 and over >= sent_arp - bound - 20,
+          f"the ARP flood is held to the infra budget: {passed:.0f} passed (<= {INFRA_PPS} pps x {dt:.1f} s + burst, "
+          f"with the hosts' own ARP and ND), {over:.0f} infra_over_rate of {sent_arp}")
+    check(arrived["non_ip"] <= bound + 40,
+          f"the cluster received {arrived['non_ip']} non-IPv4 frames during the flood (ARP and IPv6 within the budget)")
+
+
+def phases(lab, d, gw, metrics_port):
+    services = start_services(lab, d)
+    m = phase_cluster_traffic(lab, gw, services, metrics_port)
+    phase_non_ip(lab, gw, metrics_port, m)
+
+
+if __name__ == "__main__":
+    run_inline(build_topology, write_config, phases)
