@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Several workers, as on a NIC with RSS (docs/architecture.md "Steering").
+
+The virtual devices here have no RSS, so a model preloaded into the real binary
+(tests/nicsim/rss_sim.cc) reports a NIC's capabilities and what it applied, and the test
+steers the traffic as that NIC would: each frame goes to the rx_pcap queue the Toeplitz
+hash of its remote address picks (rss.py: the key the gateway gave the ports, checked),
+outside on the source address, inside on the destination.
+
+1. Per-source rates with 2 workers and RSS on: twelve staked nodes flood over verified
+   connections (net_pcap, endless); each passes its configured rate (not half, not twice).
+2. `rss: false`: the same traffic, each worker enforcing rate / 2: the documented split,
+   a warning at start and stakegate_rate_split_workers 2.
+3. Refusals: a device that cannot hash on the source address alone; one that applied
+   RSS with L4 ports anyway (read back); without RSS at all (the real net_pcap).
+"""
+import os
+import subprocess
+import time
+
+from common import STAKEGATE, TempDir, check, finish, free_port, metric_values, scrape, write_pcap, write_yaml
+from common import UnixHTTPConnection
+from flows import TcpConn
+import rss
+
+RSSSIM = os.environ["STAKEGATE_RSSSIM"]
+CLUSTER = "198.18.255.1"
+NODES = [f"198.18.10.{i}" for i in range(1, 13)]
+CAPACITY, SHARE = 24000, 0.5
+RATE = SHARE * CAPACITY / len(NODES)     # 1,000 pps each: equal weights
+# A NIC that can hash on one address alone (ice, mlx5 report this set).
+RSS_IP = 0x4 | 0x8 | 0x80 | 0x100 | 0x200 | 0x2000  # IPV4 FRAG_IPV4 NONFRAG_IPV4_OTHER IPV6 FRAG_IPV6 NONFRAG_IPV6_OTHER
+RSS_L4 = 0x10 | 0x20 | 0x400 | 0x800                 # NONFRAG_IPV4_TCP/UDP, NONFRAG_IPV6_TCP/UDP
+L3_SRC_ONLY, L3_DST_ONLY = 1 << 63, 1 << 62
+MODERN = RSS_IP | RSS_L4 | L3_SRC_ONLY | L3_DST_ONLY
+OLDER = RSS_IP | RSS_L4
+
+
+def node_id(i):
+    return f"{i + 1:02x}" * 32
+
+
+def write_captures(d, queues=2):
+    """Per-queue captures: each node's connection (its SYN, the ACK that verifies it, data),
+    outside on the queue of its source, the cluster's SYN-ACK inside on the queue of its
+    destination: both on the same worker."""
+    out, inside = [[] for _ in range(queues)], [[] for _ in range(queues)]
+    for i, addr in enumerate(NODES):
+        q = rss.queue_of(addr, queues)
+        c = TcpConn(addr, CLUSTER, rport=40000 + i)
+        out[q].append(c.remote_syn())
+        inside[q].append(c.local_syn_ack())
+        out[q] += [c.remote_data(size=64) for _ in range(40)]
+    paths = {}
+    for q in range(queues):
+        paths[f"out{q}"] = os.path.join(d, f"out{q}.pcap")
+        paths[f"in{q}"] = os.path.join(d, f"in{q}.pcap")
+        write_pcap(paths[f"out{q}"], out[q])
+        write_pcap(paths[f"in{q}"], inside[q])
+    return paths, [len([a for a in NODES if rss.queue_of(a, queues) == q]) for q in range(queues)]
+
+
+def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml"):
+    nodes = [{"node_id": node_id(i), "role": "consensus", "address": f"{a}:3569"} for i, a in enumerate(NODES)]
+    return write_yaml(os.path.join(d, name), {
+        "dataplane": {"eal": ["--no-huge", "-m", "1024", "--no-pci", "--no-shconf"],
+                      "outside": {"vdev": f"net_pcap0,rx_pcap={paths['out0']},rx_pcap={paths['out1']},infinite_rx=1"},
+                      "inside": {"vdev": f"net_pcap1,rx_pcap={paths['in0']},rx_pcap={paths['in1']},"
+                                         "tx_pcap=/dev/null,tx_pcap=/dev/null"},
+                      "workers": 2, "rss": rss_on, "mbufs": 32767},
+        "capacity": {"pps": CAPACITY},
+        "cluster": {"prefixes": ["198.18.255.0/24"]},
+        "identity": {"nodes": nodes},
+        "roles": {"consensus": {"share": SHARE, "burst_ms": 100, "ports": [3569]}},
+        "unregistered": {"share": 0.05},
+        "scoring": {"enabled": False},
+        "control": {"socket": f"{d}/ctl.sock", "metrics": f"127.0.0.1:{metrics_port}"}})
+
+
+def start(cfg, env_extra, log):
+    env = dict(os.environ, **env_extra)
+    return subprocess.Popen([STAKEGATE, "run", "--config", cfg], stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
+
+
+def api_call(sock, rpc, body=None):
+    status, r = UnixHTTPConnection(sock).call(rpc, body or {})
+    return r
+
+
+def wait_ready(p, sock, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if p.poll() is not None:
+            return False
+        if os.path.exists(sock):
+            try:
+                api_call(sock, "Status")
+                return True
+            except OSError:
+                pass
+        time.sleep(0.1)
+    return False
+
+
+def passed_by_node(sock):
+    nodes = api_call(sock, "ListNodes", {"limit": 100})["nodes"]
+    return {n["node_id"]: int(n["counters"].get("passed", 0)) for n in nodes}, time.monotonic()
+
+
+def measure(d, cfg, env_extra, metrics_port, label):
+    """Per-node passed rate over 3 s of endless flooding, after the first second."""
+    log_path = os.path.join(d, label + ".log")
+    with open(log_path, "w") as log:
+        p = start(cfg, env_extra, log)
+        try:
+            ok = wait_ready(p, f"{d}/ctl.sock")
+            check(ok, f"[{label}] the gateway starts with 2 workers")
+            if not ok:
+                return None, open(log_path).read(), {}
+            time.sleep(1.0)
+            a, t1 = passed_by_node(f"{d}/ctl.sock")
+            time.sleep(3.0)
+            b, t2 = passed_by_node(f"{d}/ctl.sock")
+            m = metric_values(scrape(metrics_port))
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+    rates = {k: (b[k] - a.get(k, 0)) / (t2 - t1) for k in b}
+    return rates, open(log_path).read(), m
+
+
+def refused(d, cfg, env_extra, label):
+    p = subprocess.run([STAKEGATE, "run", "--config", cfg], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, **env_extra))
+    return p.returncode, p.stdout + p.stderr
+
+
+with TempDir() as d:
+    paths, per_queue = write_captures(d)
+    check(min(per_queue) >= 3, f"the Toeplitz hash spreads the nodes over both queues: {per_queue}")
+
+    print("\n== 2 workers, RSS on the source address (modelled NIC)", flush=True)
+    port = free_port()
+    cfg = write_config(d, paths, port)
+    keyfile = os.path.join(d, "keys")
+    sim = {"LD_PRELOAD": RSSSIM, "STAKEGATE_RSSSIM_OFFLOADS": f"{MODERN:x}", "STAKEGATE_RSSSIM_KEYFILE": keyfile}
+    rates, log, m = measure(d, cfg, sim, port, "rss")
+    if rates is not None:
+        check("RSS on the source address" in log and "RSS on the destination address" in log,
+              "both ports run RSS: outside on the source, inside on the destination")
+        keys = open(keyfile).read().split()
+        check(keys == [rss.KEY.hex()] * 2, f"both ports were given the key the test steers with ({len(keys)} keys)")
+        off = {k: r for k, r in rates.items() if abs(r - RATE) > 0.05 * RATE}
+        check(len(rates) == len(NODES) and not off,
+              f"each of the {len(NODES)} nodes passes its configured {RATE:.0f} pps with 2 workers "
+              f"(measured {min(rates.values()):.0f} to {max(rates.values()):.0f} pps)")
+        check(m.get("stakegate_rate_split_workers") == 1, f"stakegate_rate_split_workers = {m.get('stakegate_rate_split_workers')}")
+
+    print("\n== 2 workers, dataplane.rss: false", flush=True)
+    cfg_off = write_config(d, paths, port, rss_on=False, name="rss-off.yaml")
+    rates, log, m = measure(d, cfg_off, {}, port, "rss-off")
+    if rates is not None:
+        check("without RSS" in log and "each enforces rate / 2" in log, "the split is logged as a warning at start")
+        off = {k: r for k, r in rates.items() if abs(r - RATE / 2) > 0.05 * RATE / 2}
+        check(not off, f"without RSS each worker enforces rate / 2: a node steered to one queue passes "
+              f"{min(rates.values()):.0f} to {max(rates.values()):.0f} pps of its {RATE:.0f}")
+        check(m.get("stakegate_rate_split_workers") == 2, f"stakegate_rate_split_workers = {m.get('stakegate_rate_split_workers')}")
+
+    print("\n== devices that cannot steer by source, refused", flush=True)
+    rc, out = refused(d, cfg, {"LD_PRELOAD": RSSSIM, "STAKEGATE_RSSSIM_OFFLOADS": f"{OLDER:x}"}, "older")
+    check(rc != 0 and "source address alone" in out and "dataplane.rss: false" in out,
+          f"a NIC that hashes address pairs and 4-tuples only is refused (exit {rc}): "
+          f"{next((l for l in out.splitlines() if 'source address alone' in l), out[-200:])}")
+    rc, out = refused(d, cfg, {"LD_PRELOAD": RSSSIM, "STAKEGATE_RSSSIM_OFFLOADS": f"{MODERN:x}",
+                               "STAKEGATE_RSSSIM_APPLIED": f"{RSS_IP | RSS_L4 | L3_SRC_ONLY:x}"}, "applied-l4")
+    check(rc != 0 and "applied RSS with L4 ports" in out,
+          f"a NIC that applied L4 ports despite the request is refused on read-back (exit {rc})")
+    rc, out = refused(d, cfg, {}, "no-rss")
+    check(rc != 0 and "source address alone" in out, f"net_pcap itself (no RSS) with 2 workers and rss on: refused (exit {rc})")
+
+finish()
