@@ -3,9 +3,12 @@
 
 For every (frame size, workload, table size) it generates the workload with
 `stakegate-scenario --bench`, then alternates runs of dpdk-testpmd (forward modes io
-and macswap) and `stakegate run` on the same devices: net_pcap with infinite_rx=1 in,
-net_null1,no-rx=1 out, one forwarding core each, the same mbuf pool (count and 1 KiB data
-room) for both. A run's figure is the median of its
+and macswap) and `stakegate run` on the same devices, those of the generated config:
+the outside port loops bench.pcap (net_pcap infinite_rx=1), the inside port reads the
+cluster's own frames once (its SYN-ACKs and queries: they open the sessions) and drops
+what it transmits; for the `inside` workload the inside port loops them and the outside
+is net_null,no-rx=1. One forwarding core each, the same mbuf pool (count and 1 KiB data
+room) for both; the rate measured is the looped port's. A run's figure is the median of its
 per-second input-port rates after warm-up; a configuration's figure is the median of
 its runs. Then: the Google Benchmark of classify+police (ns/packet) and callgrind
 instruction counts per packet. Writes RESULTS/results.json, results.md and mpps.png.
@@ -18,7 +21,6 @@ import re
 import signal
 import statistics
 import subprocess
-import sys
 import time
 
 import yaml
@@ -27,7 +29,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--build", default="build-bench")
 p.add_argument("--out", default="build-bench/results")
 p.add_argument("--sizes", default="1000,10000,100000,1000000")
-p.add_argument("--workloads", default="mixed,staked")
+p.add_argument("--workloads", default="mixed,staked,sessions,inside")
 p.add_argument("--frames", default="64,512")
 p.add_argument("--runs", type=int, default=None, help="runs per configuration (default 3, 2 with --quick)")
 p.add_argument("--seconds", type=float, default=6, help="measured seconds per run, after warm-up")
@@ -77,9 +79,10 @@ def sample_rates(cmd, parse, seconds):
 
 
 class TestpmdParser:
-    """testpmd --stats-period prints a block per port; we want port 0's Rx-pps."""
-    def __init__(self):
+    """testpmd --stats-period prints a block per port; we want the looped port's Rx-pps."""
+    def __init__(self, port=0):
         self.port = None
+        self.want = port
 
     def __call__(self, line):
         m = re.search(r"NIC statistics for port (\d+)", line)
@@ -87,14 +90,16 @@ class TestpmdParser:
             self.port = int(m.group(1))
             return None
         m = re.search(r"Rx-pps:\s+(\d+)", line)
-        if m and self.port == 0:
+        if m and self.port == self.want:
             return int(m.group(1)) / 1e6
         return None
 
 
-def stakegate_parser(line):
-    m = re.search(r"outside rate ([0-9.]+) Mpps", line)
-    return float(m.group(1)) if m else None
+def stakegate_parser(direction):
+    def parse(line):
+        m = re.search(direction + r" rate ([0-9.]+) Mpps", line)
+        return float(m.group(1)) if m else None
+    return parse
 
 
 def eal_memory(cfg):
@@ -116,7 +121,9 @@ def run_config(frame, workload, nodes):
         dp["eal"][dp["eal"].index("-m") + 1] = str(768 + mbufs * (a.mbuf_data_room + 1024) // (1 << 20))
         cfg = f"{d}/bench-{a.mbuf_data_room}.yaml"
         yaml.safe_dump(conf, open(cfg, "w"))
-    vdevs = ["--vdev", f"net_pcap0,rx_pcap={d}/bench.pcap,infinite_rx=1", "--vdev", "net_null1,no-rx=1"]
+    dp = conf["dataplane"]
+    vdevs = ["--vdev", dp["outside"]["vdev"], "--vdev", dp["inside"]["vdev"]]
+    looped = 1 if workload == "inside" else 0
     eal = ["--no-huge", "-m", eal_memory(cfg), "--no-pci", "--no-shconf", "-l", "0,1"]
     res = {"testpmd-io": [], "testpmd-macswap": [], "stakegate": []}
     for r in range(a.runs):
@@ -124,13 +131,14 @@ def run_config(frame, workload, nodes):
             cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--",
                    f"--forward-mode={mode}", "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}",
                    f"--mbuf-size={a.mbuf_data_room + 128}"]
-            s = sample_rates(cmd, TestpmdParser(), a.seconds)
+            s = sample_rates(cmd, TestpmdParser(looped), a.seconds)
             res[f"testpmd-{mode}"].append(statistics.median(s) if s else 0)
-        s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser, a.seconds)
+        s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser("inside" if looped else "outside"), a.seconds)
         res["stakegate"].append(statistics.median(s) if s else 0)
         print(f"  run {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in res.items()), flush=True)
     med = {k: statistics.median(v) for k, v in res.items()}
     med["ratio_macswap"] = med["stakegate"] / med["testpmd-macswap"] if med["testpmd-macswap"] else 0
+    med["ratio_io"] = med["stakegate"] / med["testpmd-io"] if med["testpmd-io"] else 0
     med["runs"] = res
     return med
 
@@ -154,25 +162,31 @@ for frame in frames:
             m = run_config(frame, workload, nodes)
             results["dpdk"].append({"frame": frame, "workload": workload, "nodes": nodes, **m})
             print(f"  median: testpmd-io {m['testpmd-io']:.2f}, testpmd-macswap {m['testpmd-macswap']:.2f}, "
-                  f"stakegate {m['stakegate']:.2f} Mpps, ratio {m['ratio_macswap']:.2f}", flush=True)
+                  f"stakegate {m['stakegate']:.2f} Mpps, ratio to macswap {m['ratio_macswap']:.2f}, to io "
+                  f"{m['ratio_io']:.2f}", flush=True)
             if nodes >= 1000000:  # large captures are cheap to regenerate and costly to keep
                 subprocess.run(["rm", "-rf", f"{out}/w-{workload}-{nodes}-{frame}"])
 
 if os.path.exists(MICRO) and not a.no_micro:
     print("microbenchmark: classify + police, bursts of 32, in memory", flush=True)
-    j = json.loads(subprocess.run([MICRO, "--benchmark_format=json", "--benchmark_min_time=1"],
+    j = json.loads(subprocess.run([MICRO, "--benchmark_format=json", "--benchmark_min_time=1",
+                                   "--benchmark_filter=nodes:(" + "|".join(map(str, sizes)) + ")/"],
                                   capture_output=True, text=True, check=True).stdout)
     for b in j["benchmarks"]:
-        m = re.search(r"nodes:(\d+)/mixed:(\d)", b["name"])
+        m = re.search(r"nodes:(\d+)/workload:(\d)", b["name"])
         ns = 1e9 / b["items_per_second"]
-        results["micro"].append({"nodes": int(m.group(1)), "workload": "mixed" if m.group(2) == "1" else "staked", "ns_per_packet": ns})
+        name = ["staked", "mixed", "sessions", "inside"][int(m.group(2))]
+        if name not in workloads or int(m.group(1)) not in sizes:
+            continue
+        results["micro"].append({"nodes": int(m.group(1)), "workload": name, "ns_per_packet": ns})
         print(f"  {b['name']}: {ns:.1f} ns/packet", flush=True)
-    print("instructions per packet (callgrind, process_outside inclusive)", flush=True)
+    print("instructions per packet (callgrind, process_outside inclusive; process_inside for inside)", flush=True)
     packets = 320000
     for nodes in sizes:
         for workload in workloads:
             cg = f"{out}/callgrind.out"
-            p = subprocess.run(["valgrind", "--tool=callgrind", "--toggle-collect=*process_outside*",
+            fn = "*process_inside*" if workload == "inside" else "*process_outside*"
+            p = subprocess.run(["valgrind", "--tool=callgrind", f"--toggle-collect={fn}",
                                 f"--callgrind-out-file={cg}", MICRO, "--count", str(nodes), workload, str(packets)],
                                capture_output=True, text=True)
             m = re.search(r"Collected : (\d+)", p.stderr)
@@ -187,11 +201,11 @@ json.dump(results, open(f"{out}/results.json", "w"), indent=2)
 lines = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Linux {machine['kernel']}, DPDK {machine['dpdk']}, "
          f"{machine['compiler']}; {machine['date']}; {a.runs} runs x {a.seconds:.0f} s, medians; "
          f"mbuf data room {a.mbuf_data_room} B for both programs.", "",
-         "| frame | workload | identities | testpmd io | testpmd macswap | stakegate | stakegate / macswap |",
-         "|---|---|---|---|---|---|---|"]
+         "| frame | workload | identities | testpmd io | testpmd macswap | stakegate | stakegate / macswap | stakegate / io |",
+         "|---|---|---|---|---|---|---|---|"]
 for r in results["dpdk"]:
     lines.append(f"| {r['frame']} B | {r['workload']} | {r['nodes']:,} | {r['testpmd-io']:.2f} | {r['testpmd-macswap']:.2f} | "
-                 f"{r['stakegate']:.2f} | {r['ratio_macswap']:.2f} |")
+                 f"{r['stakegate']:.2f} | {r['ratio_macswap']:.2f} | {r['ratio_io']:.2f} |")
 if results["micro"]:
     lines += ["", "| identities | workload | classify+police ns/packet | instructions/packet |", "|---|---|---|---|"]
     ins = {(i["nodes"], i["workload"]): i["instructions_per_packet"] for i in results["instructions"]}
@@ -210,8 +224,8 @@ with open(dat, "w") as f:
                 f.write(f"{r['nodes']} {r['testpmd-io']} {r['testpmd-macswap']} {r['stakegate']}\n")
         f.write("\n\n")
 plot = "; ".join([
-    f"set terminal pngcairo size 1000,420 font 'sans,10'", f"set output '{out}/mpps.png'",
-    "set multiplot layout 1," + str(len(workloads)), "set logscale x", "set xlabel 'identities'", "set ylabel 'Mpps'",
+    f"set terminal pngcairo size 1000,{420 * ((len(workloads) + 1) // 2)} font 'sans,10'", f"set output '{out}/mpps.png'",
+    f"set multiplot layout {(len(workloads) + 1) // 2},{min(2, len(workloads))}", "set logscale x", "set xlabel 'identities'", "set ylabel 'Mpps'",
     "set yrange [0:*]", "set key bottom left", "set grid"] +
     [f"set title '{w}, {frames[0]}-byte frames'; plot '{dat}' index {i} using 1:2 with linespoints title 'testpmd io', "
      f"'' index {i} using 1:3 with linespoints title 'testpmd macswap', '' index {i} using 1:4 with linespoints lw 2 title 'stakegate'"

@@ -135,7 +135,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   asio::steady_timer tick(io);
   auto last_report = std::chrono::steady_clock::now();
   auto last_change = last_report;
-  uint64_t last_rx = 0, reported_rx = 0;
+  uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
   std::function<void()> on_tick = [&] {
     tick.expires_after(std::chrono::milliseconds(50));
@@ -157,12 +157,14 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
         last_change = now;
       }
       if (now - last_report >= interval) {
-        uint64_t out_rx = t.packets(Direction::kOutside);
+        uint64_t out_rx = t.packets(Direction::kOutside), in_rx = t.packets(Direction::kInside);
         double secs = std::chrono::duration<double>(now - last_report).count();
-        spdlog::info("{} | outside rate {:.3f} Mpps",
+        spdlog::info("{} | outside rate {:.3f} Mpps, inside rate {:.3f} Mpps",
                      summary_line(t, dp.tx_dropped(Direction::kOutside) + dp.tx_dropped(Direction::kInside)),
-                     static_cast<double>(out_rx - reported_rx) / secs / 1e6);
+                     static_cast<double>(out_rx - reported_rx) / secs / 1e6,
+                     static_cast<double>(in_rx - reported_in) / secs / 1e6);
         reported_rx = out_rx;
+        reported_in = in_rx;
         last_report = now;
       }
       if (o.exit_on_idle_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(o.exit_on_idle_s)) {

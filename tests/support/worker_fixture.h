@@ -21,6 +21,7 @@ struct WorkerFixture {
   StakePlan plan;
   std::shared_ptr<const PolicySnapshot> snap;
   std::unique_ptr<Worker> worker;
+  size_t sessions = 4096;  // session table entries of the worker
 
   // A policy with the config's inline nodes (literal addresses: no DNS in tests).
   void load(const std::string& yaml, unsigned workers = 1, unsigned table = 1024) {
@@ -42,7 +43,7 @@ struct WorkerFixture {
     Worker::Sizes sizes;
     sizes.unregistered = table;
     sizes.sources = snap->source_count();
-    sizes.sessions = 4096;
+    sizes.sessions = sessions;
     worker = std::make_unique<Worker>(sizes);
     worker->bind(snap.get());
   }

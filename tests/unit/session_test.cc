@@ -260,3 +260,48 @@ TEST_F(SessionTest, OnAVerifiedConnectionGuessesFarFromItsNumbersAreNotItsTraffi
   EXPECT_EQ(f_.send(web.remote_data(), 20 * kS), Verdict::kPass);  // still open past tcp_closed (10 s)
   EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kPass), passed + 2);
 }
+
+TEST(SessionTable, VerifiedAndClusterOpenedSessionsAreEvictedLast) {
+  SessionTable t(8, 1);  // one set of eight ways
+  auto key = [](uint16_t p) {
+    SessionKey k;
+    k.local = mapped_v4(0xC612FF01);
+    k.remote = mapped_v4(0xC6330001);
+    k.lport = 3569;
+    k.rport = p;
+    k.proto = 6;
+    return k;
+  };
+  bool created, evicted;
+  std::vector<Session*> s;
+  for (uint16_t p = 0; p < 8; ++p) {
+    s.push_back(t.upsert(key(p), t.hash(key(p)), 0, created, evicted));
+    EXPECT_TRUE(created);
+    EXPECT_FALSE(evicted);
+  }
+  // The first expires soonest but is a verified connection; the second was opened by the
+  // cluster; the rest are half-open connections it accepted, expiring later.
+  s[0]->flags = Session::kVerified;
+  t.extend(s[0], 100);
+  s[1]->flags = Session::kOpened;
+  t.extend(s[1], 110);
+  for (int i = 2; i < 8; ++i) t.extend(s[i], 200 + i);
+  Session* fresh = t.upsert(key(100), t.hash(key(100)), 10, created, evicted);
+  EXPECT_TRUE(created && evicted);
+  EXPECT_NE(t.find(key(0), t.hash(key(0)), 10), nullptr);
+  EXPECT_NE(t.find(key(1), t.hash(key(1)), 10), nullptr);
+  EXPECT_EQ(t.find(key(2), t.hash(key(2)), 10), nullptr);  // the half-open one expiring first went
+  fresh->flags = Session::kVerified;
+  t.extend(fresh, 300);
+  // Five more take the other half-open ones' ways; the sixth finds only kept sessions and
+  // takes the one expiring first.
+  for (uint16_t p = 101; p < 107; ++p) {
+    Session* x = t.upsert(key(p), t.hash(key(p)), 10, created, evicted);
+    EXPECT_TRUE(evicted);
+    x->flags = Session::kVerified;
+    t.extend(x, 300);
+  }
+  EXPECT_EQ(t.find(key(0), t.hash(key(0)), 10), nullptr);  // deadline 100, the earliest
+  EXPECT_NE(t.find(key(1), t.hash(key(1)), 10), nullptr);
+  EXPECT_NE(t.find(key(100), t.hash(key(100)), 10), nullptr);
+}

@@ -6,9 +6,11 @@
 // that a remote can be shown to have received the cluster's packets (verified: a sender
 // off the path cannot acknowledge them) and later packets checked against the windows.
 //
-// 4-way sets. A set's tags (signature and expiry, 8 bytes a way) share one cache line
-// with three other sets; a way's entry (full key, TCP state) is a cache line of its own,
-// read only when its signature matches. No allocation after construction; time is passed in.
+// 8-way sets. A set's tags (signature and expiry, 8 bytes a way) are one cache line; a
+// way's entry (full key, TCP state) is a cache line of its own, read only when its
+// signature matches. Eight ways keep live sessions from evicting each other until the
+// table is well over a quarter full (4 ways lose about 0.4 % of them at a quarter).
+// No allocation after construction; time is passed in.
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -59,15 +61,20 @@ static_assert(sizeof(Session) == 64, "a session is one cache line");
 
 class SessionTable {
  public:
-  static constexpr unsigned kWays = 4;
+  static constexpr unsigned kWays = 8;
   struct Tag {
-    uint32_t sig;       // 0: empty
+    uint32_t sig;       // 0: empty; bit 1: kept (below), not part of the signature
     uint32_t deadline;  // tick after which the session is dead
   };
+  static constexpr uint32_t kKept = 2;  // verified, or opened by the cluster: evicted last
+  struct alignas(64) TagSet {
+    Tag way[kWays];
+  };
+  static_assert(sizeof(TagSet) == 64, "a set's tags are one cache line");
 
   SessionTable(size_t capacity, uint64_t seed) : seed_(mix64(seed) | 1) {
     const size_t sets = std::bit_ceil(std::max<size_t>(1, (capacity + kWays - 1) / kWays));
-    tags_.assign(sets * kWays, Tag{0, 0});
+    tags_.assign(sets, TagSet{});
     entries_.resize(sets * kWays);
     mask_ = sets - 1;
   }
@@ -82,14 +89,14 @@ class SessionTable {
     return mix64((a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full) ^ (c * 0x165667b19e3779f9ull) ^
                  (d * 0xd6e8feb86659fd93ull) ^ (ports * 0x9fb21c651e98df25ull) ^ seed_);
   }
-  void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h) * kWays]); }
+  void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h)]); }
 
   // The live session with key `k` (hash `h`), or null.
   Session* find(const SessionKey& k, uint64_t h, uint32_t now) {
     const uint32_t sig = sig_of(h);
-    Tag* t = &tags_[set_of(h) * kWays];
+    Tag* t = tags_[set_of(h)].way;
     for (unsigned w = 0; w < kWays; ++w)
-      if (t[w].sig == sig && !tick_before(t[w].deadline, now)) {
+      if ((t[w].sig & ~kKept) == sig && !tick_before(t[w].deadline, now)) {
         Session* s = &entries_[(set_of(h) * kWays) + w];
         if (s->key == k) return s;
       }
@@ -98,27 +105,31 @@ class SessionTable {
   // Prefetches the entry of the way whose signature matches (a later find() reads it).
   void prefetch_entry(uint64_t h) const {
     const uint32_t sig = sig_of(h);
-    const Tag* t = &tags_[set_of(h) * kWays];
+    const Tag* t = tags_[set_of(h)].way;
     for (unsigned w = 0; w < kWays; ++w)
-      if (t[w].sig == sig) __builtin_prefetch(&entries_[(set_of(h) * kWays) + w]);
+      if ((t[w].sig & ~kKept) == sig) __builtin_prefetch(&entries_[(set_of(h) * kWays) + w]);
   }
 
   // The session with key `k`, created (zeroed, key set) if it is not live; `created` says
-  // which. A new session takes an empty or dead way, else the way that expires first
-  // (counted in evicted(): a live session lost to a full set).
+  // which. A new session takes an empty or dead way, else the live way that expires first
+  // among those not kept (a verified connection, or one the cluster opened), else the kept
+  // way that expires first; `evicted` says a live session was lost. So the connections a
+  // flood of half-open ones (SYNs to a public port, which the cluster answers) could push
+  // out are the last to go.
   Session* upsert(const SessionKey& k, uint64_t h, uint32_t now, bool& created, bool& evicted) {
     const uint32_t sig = sig_of(h);
     const size_t base = set_of(h) * kWays;
-    Tag* t = &tags_[base];
+    Tag* t = tags_[set_of(h)].way;
     unsigned victim = 0;
+    // Eviction rank: 0 dead or empty, 1 live, 2 live and kept; then the earliest deadline.
+    auto rank = [&](const Tag& x) { return (x.sig == 0 || tick_before(x.deadline, now)) ? 0 : (x.sig & kKept) ? 2 : 1; };
     for (unsigned w = 0; w < kWays; ++w) {
-      if (t[w].sig == sig && !tick_before(t[w].deadline, now) && entries_[base + w].key == k) {
+      if ((t[w].sig & ~kKept) == sig && !tick_before(t[w].deadline, now) && entries_[base + w].key == k) {
         created = evicted = false;
         return &entries_[base + w];
       }
-      const bool dead = t[w].sig == 0 || tick_before(t[w].deadline, now);
-      const bool victim_dead = t[victim].sig == 0 || tick_before(t[victim].deadline, now);
-      if (!victim_dead && (dead || tick_before(t[w].deadline, t[victim].deadline))) victim = w;
+      const int rw = rank(t[w]), rv = rank(t[victim]);
+      if (rv != 0 && (rw < rv || (rw == rv && tick_before(t[w].deadline, t[victim].deadline)))) victim = w;
     }
     evicted = t[victim].sig != 0 && !tick_before(t[victim].deadline, now);
     created = true;
@@ -129,17 +140,26 @@ class SessionTable {
     return &s;
   }
   // Keeps `s` alive until `deadline` (a tick).
-  void extend(Session* s, uint32_t deadline) { tags_[static_cast<size_t>(s - entries_.data())].deadline = deadline; }
-  uint32_t deadline(const Session* s) const { return tags_[static_cast<size_t>(s - entries_.data())].deadline; }
+  // (Also notes whether the session is now to be kept.)
+  void extend(Session* s, uint32_t deadline) {
+    Tag& t = tag(s);
+    t.deadline = deadline;
+    t.sig = (t.sig & ~kKept) | ((s->flags & (Session::kVerified | Session::kOpened)) ? kKept : 0);
+  }
+  uint32_t deadline(const Session* s) const { return const_cast<SessionTable*>(this)->tag(s).deadline; }
 
   size_t capacity() const { return entries_.size(); }
 
  private:
   size_t set_of(uint64_t h) const { return static_cast<size_t>((h >> 32) & mask_); }
-  static uint32_t sig_of(uint64_t h) { return static_cast<uint32_t>(h) | 1; }
+  Tag& tag(const Session* s) {
+    const size_t i = static_cast<size_t>(s - entries_.data());
+    return tags_[i / kWays].way[i % kWays];
+  }
+  static uint32_t sig_of(uint64_t h) { return (static_cast<uint32_t>(h) | 1) & ~kKept; }
   uint64_t seed_;
   uint64_t mask_ = 0;
-  std::vector<Tag> tags_;
+  std::vector<TagSet> tags_;
   std::vector<Session> entries_;
 };
 

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   app.add_option("--frame-size", o.frame_size, "frame size in bytes (default 64)")->check(CLI::Range(60u, 9000u));
   app.add_option("--seed", o.seed, "random seed (default 1)");
   app.add_option("--bench", o.bench, "benchmark workload files instead (docs/performance.md)")
-      ->check(CLI::IsMember({"staked", "mixed"}));
+      ->check(CLI::IsMember({"staked", "mixed", "sessions", "inside"}));
   app.add_option("--table-nodes", o.table_nodes, "identities of the benchmark table (default 1000)")->check(CLI::Range(size_t{2}, size_t{1} << 26));
   try {
     app.parse(argc, argv);
