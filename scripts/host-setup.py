@@ -14,7 +14,6 @@ it through a bond, a bridge or a VLAN on top of it.
 """
 import argparse
 import glob
-import ipaddress
 import json
 import os
 import re
@@ -98,9 +97,12 @@ def driver_of(pci):
     return os.path.basename(os.path.realpath(link)) if os.path.exists(link) else ""
 
 
+UDEV_RULE = "/etc/udev/rules.d/60-stakegate-vfio.rules"
+
+
 class Plan:
     def __init__(self, apply):
-        self.apply, self.steps, self.problems = apply, [], 0
+        self.apply, self.steps, self.problems, self.files = apply, [], 0, []
 
     def say(self, text=""):
         print(text, flush=True)
@@ -111,6 +113,16 @@ class Plan:
 
     def step(self, *argv):
         self.steps.append(list(argv))
+
+    def write(self, path, text):
+        self.files.append((path, text))
+
+
+def iommu_group(pci):
+    try:
+        return os.path.basename(os.readlink(f"/sys/bus/pci/devices/{pci}/iommu_group"))
+    except OSError:
+        return None
 
 
 def check_port(plan, role, x, mgmt):
@@ -127,6 +139,7 @@ def check_port(plan, role, x, mgmt):
         return
     drv = driver_of(pci)
     plan.say(f"  {role}: {pci}{f' ({dev})' if dev else ''}, driver {drv or 'none'}")
+    plan.groups.append((role, pci, iommu_group(pci)))
     if drv == "vfio-pci":
         plan.say("    already bound to vfio-pci")
         return
@@ -154,6 +167,7 @@ def main():
         ap.error("--apply needs root")
 
     plan = Plan(a.apply)
+    plan.groups = []
     plan.say(f"== stakegate host set-up ({'apply' if a.apply else 'dry run: nothing is changed'})")
     mgmt = management_interfaces()
     plan.say("management interfaces (never bound):")
@@ -187,6 +201,18 @@ def main():
             plan.say("  warning: no IOMMU groups: enable VT-d/AMD-Vi in the BIOS and add intel_iommu=on iommu=pt to the "
                      "kernel command line (vfio-pci needs it)")
         plan.step("modprobe", "vfio-pci")
+        # The service user gets the VFIO groups of these two ports, and no other device.
+        groups = [(r, pci, g) for r, pci, g in plan.groups if g]
+        if len(groups) < len(plan.groups):
+            plan.say("  warning: a port has no IOMMU group yet; run again after enabling the IOMMU to write the udev rule")
+        if groups:
+            lines = ["# Written by stakegate-host-setup: the stakegate service user may open the VFIO groups of",
+                     "# its two ports (and no other device)."]
+            for r, pci, g in groups:
+                lines.append(f'SUBSYSTEM=="vfio", KERNEL=="{g}", GROUP="stakegate", MODE="0660"  # {r} port {pci}')
+            plan.write(UDEV_RULE, "\n".join(lines) + "\n")
+            plan.step("udevadm", "control", "--reload-rules")
+            plan.step("udevadm", "trigger", "--subsystem-match=vfio")
     else:
         plan.say("ports to bind: none given (--outside and --inside)")
 
@@ -218,6 +244,10 @@ def main():
         plan.say(f"  the running kernel has: {' '.join(iso)}")
 
     plan.say("plan:")
+    for path, text in plan.files:
+        plan.say(f"  {'write' if a.apply else 'would write'} {path}:")
+        for line in text.splitlines():
+            plan.say(f"    {line}")
     for s in plan.steps:
         plan.say(f"  {'run' if a.apply else 'would run'}: {shlex.join(s)}")
     if plan.problems:
@@ -226,6 +256,12 @@ def main():
     if not a.apply:
         plan.say("dry run: nothing changed; run again with --apply (as root) to do it")
         return 0
+    for path, text in plan.files:
+        plan.say(f"+ write {path}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
     for s in plan.steps:
         plan.say(f"+ {shlex.join(s)}")
         r = subprocess.run(s)

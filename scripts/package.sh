@@ -58,7 +58,6 @@ if [ "$1" = configure ]; then
     adduser --system --group --home /var/lib/stakegate --no-create-home --quiet stakegate
   fi
   install -d -o stakegate -g stakegate -m 0750 /var/lib/stakegate
-  if command -v udevadm >/dev/null && [ -d /run/udev ]; then udevadm control --reload-rules || true; fi
   if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable stakegate.service >/dev/null 2>&1 || true
@@ -83,6 +82,7 @@ if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 if [ "$1" = purge ]; then
   # Evidence bundles live in /var/lib/stakegate: purge removes them with the user.
   rm -rf /var/lib/stakegate
+  rm -f /etc/udev/rules.d/60-stakegate-vfio.rules   # written by stakegate-host-setup --apply
   if getent passwd stakegate >/dev/null; then deluser --system --quiet stakegate || true; fi
   if getent group stakegate >/dev/null; then delgroup --system --quiet stakegate || true; fi
 fi

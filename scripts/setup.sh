@@ -9,6 +9,7 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libpcap-dev
   libgtest-dev libgmock-dev googletest
   libboost-dev protobuf-compiler libprotobuf-dev prometheus-cpp-dev   # control plane
+  libssl-dev libcrypt-dev openssl        # TLS listeners, bcrypt for /metrics; openssl makes the tests' certificates
   libcli11-dev                           # command lines of stakegate, stakegatectl, stakegate-scenario
   python3-yaml                           # tests and scripts change configs as data
   prometheus                             # promtool and the server, for the metrics tests

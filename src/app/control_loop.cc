@@ -6,12 +6,16 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <mutex>
+#include <thread>
 
+#include "stakegate/control/api.h"
 #include "stakegate/control/http_server.h"
 #include "stakegate/control/metrics.h"
 
@@ -43,9 +47,114 @@ HttpResponse metrics_handler(const HttpRequest& r, const std::function<std::stri
   return {200, "text/plain; version=0.0.4; charset=utf-8", render()};
 }
 
-std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const std::string& version) {
+// Reloads off the control thread: reading the config and identity files (and resolving
+// names) happens on a helper thread with a deadline, so the API and /metrics keep
+// answering; the result is applied on the control thread. Callers that ask while one is
+// in flight get its outcome. A helper that outlives its deadline is left to finish and
+// ignored (it cannot block: files are regular and opened non-blocking).
+class Reloader {
+ public:
+  using Done = std::function<void(const PolicyState::Change* change, const std::string& code, const std::string& message)>;
+  struct Outcome {
+    bool ok = true;
+    int64_t unix_s = 0;
+  };
+
+  Reloader(boost::asio::io_context& io, PolicyState& state, double timeout_s, std::function<std::string()> after)
+      : io_(io), state_(state), timeout_(timeout_s), after_(std::move(after)), bridge_(std::make_shared<Bridge>()),
+        timer_(io) {
+    bridge_->io = &io;
+    last_.unix_s = state.now();
+  }
+  ~Reloader() {
+    std::lock_guard<std::mutex> lock(bridge_->m);
+    bridge_->io = nullptr;  // a helper still running posts nowhere
+  }
+
+  void start(Done done) {
+    waiters_.push_back(std::move(done));
+    if (waiters_.size() > 1) return;  // joins the reload in flight
+    const uint64_t flight = ++flight_;
+    const std::string file = state_.config().file;
+    std::shared_ptr<Bridge> bridge = bridge_;
+    std::thread([this, bridge, flight, file] {
+      auto result = std::make_shared<std::optional<LoadedPolicy>>();
+      auto tokens = std::make_shared<ControlTokens>();
+      auto error = std::make_shared<std::string>();
+      try {
+        *result = PolicyState::load_for_reload(file);
+        *tokens = load_tokens((*result)->cfg.control, file);
+      } catch (const std::exception& e) {
+        result->reset();
+        *error = e.what();
+      }
+      std::lock_guard<std::mutex> lock(bridge->m);
+      if (bridge->io)
+        boost::asio::post(*bridge->io, [this, flight, result, tokens, error] { finish(flight, result, tokens, *error); });
+    }).detach();
+    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_ * 1000)));
+    timer_.async_wait([this, flight](const boost::system::error_code& ec) {
+      if (ec || flight != flight_ || waiters_.empty()) return;
+      conclude(nullptr, "deadline_exceeded",
+               "reading the config and identity files took over " + std::to_string(static_cast<int>(timeout_)) +
+                   " s (control.reload_timeout_s); the running policy is unchanged");
+      ++flight_;  // whatever the helper brings later is ignored
+    });
+  }
+
+  const Outcome& last() const { return last_; }
+  ControlTokens* tokens = nullptr;  // replaced on a successful reload (TCP listener)
+
+ private:
+  struct Bridge {
+    std::mutex m;
+    boost::asio::io_context* io = nullptr;
+  };
+
+  void finish(uint64_t flight, const std::shared_ptr<std::optional<LoadedPolicy>>& result,
+              const std::shared_ptr<ControlTokens>& tokens, const std::string& error) {
+    if (flight != flight_ || waiters_.empty()) return;  // timed out already
+    timer_.cancel();
+    if (!*result) return conclude(nullptr, "invalid_argument", error + "; the running policy is unchanged");
+    try {
+      PolicyState::Change ch = state_.apply_reload(std::move(**result));
+      if (tokens && this->tokens) *this->tokens = *tokens;
+      if (after_) {
+        std::string problems = after_();
+        if (!problems.empty()) ch.warnings.push_back(problems);
+      }
+      conclude(&ch, "", "");
+    } catch (const OpError& e) {
+      conclude(nullptr, e.code(), std::string(e.what()) + "; the running policy is unchanged");
+    } catch (const std::exception& e) {
+      conclude(nullptr, "invalid_argument", std::string(e.what()) + "; the running policy is unchanged");
+    }
+  }
+
+  void conclude(const PolicyState::Change* ch, const std::string& code, const std::string& message) {
+    last_ = {ch != nullptr, state_.now()};
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    for (auto& w : waiters) w(ch, code, message);
+  }
+
+  boost::asio::io_context& io_;
+  PolicyState& state_;
+  double timeout_;
+  std::function<std::string()> after_;
+  std::shared_ptr<Bridge> bridge_;
+  boost::asio::steady_timer timer_;
+  std::vector<Done> waiters_;
+  uint64_t flight_ = 0;
+  Outcome last_;
+};
+
+std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const std::string& version,
+                   const Reloader::Outcome& reload) {
   Totals t = dp.totals(false);
   MetricsInput in;
+  in.last_reload_success = reload.ok;
+  in.last_reload_unix = reload.unix_s;
   in.totals = &t;
   in.state = &state;
   in.version = version;
@@ -76,37 +185,108 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
 
   g_telemetry_dp = &dp;
   g_telemetry_generation = state.generation();
+  dp.sample_busy();  // every worker's series from the first scrape
   rte_telemetry_register_cmd("/stakegate/stats", telemetry_stats, "stakegate counters. No parameters");
 
   ControlApi api(state, dp, &evidence, o.version);
-  auto api_handler = [&](const HttpRequest& r) {
-    uint64_t before = state.generation();
-    auto out = api.handle(r.method, r.target, r.content_type, r.body);
-    if (state.generation() != before) spdlog::info("control: {} -> generation {}", r.target, state.generation());
-    g_telemetry_generation = state.generation();
-    return HttpResponse{out.status, out.content_type, std::move(out.body)};
-  };
   HttpLimits limits;
   limits.body_bytes = cfg.control.max_body_bytes;
+  limits.max_connections = cfg.control.max_connections;
+  limits.max_per_peer = cfg.control.max_connections_per_peer;
   HttpServer control_server(io, limits);
-  if (!cfg.control.socket.empty()) {
-    std::filesystem::create_directories(std::filesystem::path(cfg.control.socket).parent_path());
-    control_server.listen_unix(cfg.control.socket, 0660, api_handler);
-    spdlog::info("control API on unix:{} (mode 0660)", cfg.control.socket);
-  }
-  if (!cfg.control.tcp.empty()) {
-    control_server.listen_tcp(cfg.control.tcp, api_handler, o.token);
-    spdlog::info("control API on tcp:{} (bearer token required)", cfg.control.tcp);
-  }
-  HttpLimits ml;
+  HttpLimits ml = limits;
   ml.body_bytes = 0;
   HttpServer metrics_server(io, ml);
+
+  // The TCP listener's tokens, swapped whole when a reload reads new ones.
+  auto tokens = std::make_shared<const ControlTokens>(o.tokens);
+  ControlTokens reloaded_tokens = o.tokens;
+  Reloader reloader(io, state, cfg.control.reload_timeout_s, [&]() -> std::string {
+    tokens = std::make_shared<const ControlTokens>(reloaded_tokens);
+    std::string problems = control_server.reload_tls();
+    std::string m = metrics_server.reload_tls();
+    return problems + (problems.empty() || m.empty() ? "" : "; ") + m;
+  });
+  reloader.tokens = &reloaded_tokens;
+
+  // Every change is logged with who asked (the audit log): SO_PEERCRED on Unix sockets,
+  // the address (and certificate subject) on TCP.
+  auto audit = [&](const std::string& rpc, const std::string& caller, int status, uint64_t before) {
+    if (status == 200 && state.generation() != before)
+      spdlog::info("audit: {} by {}: generation {}", rpc, caller, state.generation());
+    else if (status == 200)
+      spdlog::info("audit: {} by {}: done (no policy change)", rpc, caller);
+    else
+      spdlog::warn("audit: {} by {}: refused (HTTP {})", rpc, caller, status);
+  };
+  auto reload_done_log = [&](const std::string& who) {
+    return [&, who](const PolicyState::Change* ch, const std::string& code, const std::string& message) {
+      g_telemetry_generation = state.generation();
+      if (ch) {
+        spdlog::info("{}: reloaded {}: generation {}", who, state.config().file, ch->generation);
+        for (const auto& w : ch->warnings) spdlog::warn("{}: {}", who, w);
+      } else {
+        spdlog::error("{}: reload refused ({}): {}", who, code, message);
+      }
+    };
+  };
+  HttpHandler api_handler = [&](const HttpRequest& r, HttpReply reply) {
+    const std::string rpc = ControlApi::rpc_of(r.target);
+    if (rpc == "Reload" && r.method == "POST" && r.access == Access::kAdmin) {
+      auto log = reload_done_log("Reload by " + r.caller);
+      reloader.start([&, reply, log, ct = r.content_type, caller = r.caller](const PolicyState::Change* ch,
+                                                                            const std::string& code, const std::string& msg) {
+        log(ch, code, msg);
+        auto out = api.reload_response(ct, ch, code, msg);
+        reply({out.status, out.content_type, std::move(out.body)});
+      });
+      return;
+    }
+    const uint64_t before = state.generation();
+    auto out = api.handle(r.method, r.target, r.content_type, r.body, r.access, r.caller);
+    if (api.mutates(rpc)) audit(rpc, r.caller, out.status, before);
+    g_telemetry_generation = state.generation();
+    reply({out.status, out.content_type, std::move(out.body)});
+  };
+
+  if (!cfg.control.socket.empty()) {
+    std::filesystem::create_directories(std::filesystem::path(cfg.control.socket).parent_path());
+    control_server.listen_unix(cfg.control.socket, cfg.control.socket_mode, cfg.control.socket_group, Access::kAdmin,
+                               api_handler);
+    spdlog::info("control API (admin) on unix:{} (mode {:04o}{})", cfg.control.socket, cfg.control.socket_mode,
+                 cfg.control.socket_group.empty() ? "" : ", group " + cfg.control.socket_group);
+  }
+  if (!cfg.control.readonly_socket.empty()) {
+    std::filesystem::create_directories(std::filesystem::path(cfg.control.readonly_socket).parent_path());
+    control_server.listen_unix(cfg.control.readonly_socket, cfg.control.readonly_mode, cfg.control.readonly_group,
+                               Access::kRead, api_handler);
+    spdlog::info("control API (read-only) on unix:{} (mode {:04o}{})", cfg.control.readonly_socket,
+                 cfg.control.readonly_mode, cfg.control.readonly_group.empty() ? "" : ", group " + cfg.control.readonly_group);
+  }
+  auto tls_of = [](const TlsConfig& t) -> std::optional<TlsFiles> {
+    if (!t.on()) return std::nullopt;
+    return TlsFiles{t.cert, t.key, t.client_ca};
+  };
+  if (!cfg.control.tcp.empty()) {
+    control_server.listen_tcp(cfg.control.tcp, api_handler, bearer_authenticator(&tokens), tls_of(cfg.control.tls));
+    spdlog::info("control API on {}://{} (bearer token{}{})", cfg.control.tls.on() ? "https" : "http", cfg.control.tcp,
+                 o.tokens.read.empty() ? "" : "; a read-only token too",
+                 cfg.control.tls.client_ca.empty() ? "" : "; client certificates required");
+  }
+  auto basic = std::make_shared<BasicAuth>(cfg.control.metrics_users);
   if (!cfg.control.metrics.empty()) {
+    HttpAuthenticator metrics_auth = [basic](const HttpAuthInput& in) -> std::optional<Access> {
+      if (basic->empty() || basic->check(in.authorization)) return Access::kRead;
+      return std::nullopt;
+    };
     metrics_server.listen_tcp(
         cfg.control.metrics,
-        [&](const HttpRequest& r) { return metrics_handler(r, [&] { return render(state, dp, evidence, o.version); }); },
-        std::nullopt);
-    spdlog::info("metrics on http://{}/metrics", cfg.control.metrics);
+        sync_handler([&](const HttpRequest& r) {
+          return metrics_handler(r, [&] { return render(state, dp, evidence, o.version, reloader.last()); });
+        }),
+        metrics_auth, tls_of(cfg.control.metrics_tls));
+    spdlog::info("metrics on {}://{}/metrics{}", cfg.control.metrics_tls.on() ? "https" : "http", cfg.control.metrics,
+                 basic->empty() ? "" : " (basic auth)");
   }
 
   // Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads (a refused config changes nothing).
@@ -118,14 +298,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   std::function<void()> wait_hup = [&] {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
-      try {
-        auto ch = state.reload();
-        g_telemetry_generation = state.generation();
-        spdlog::info("SIGHUP: reloaded {}: generation {}", state.config().file, ch.generation);
-        for (const auto& w : ch.warnings) spdlog::warn("SIGHUP: {}", w);
-      } catch (const std::exception& e) {
-        spdlog::error("SIGHUP: reload refused, the running policy is unchanged: {}", e.what());
-      }
+      reloader.start(reload_done_log("SIGHUP"));
       wait_hup();
     });
   };
@@ -134,7 +307,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   // Timer: reclaim snapshots, evidence, expire blocks, periodic summary, idle exit.
   asio::steady_timer tick(io);
   auto last_report = std::chrono::steady_clock::now();
-  auto last_change = last_report;
+  auto last_change = last_report, last_busy = last_report;
   uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
   std::function<void()> on_tick = [&] {
@@ -150,6 +323,10 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       }
       g_telemetry_generation = state.generation();
       auto now = std::chrono::steady_clock::now();
+      if (now - last_busy >= std::chrono::seconds(1)) {
+        dp.sample_busy();
+        last_busy = now;
+      }
       Totals t = dp.totals(false);
       uint64_t rx = t.packets(Direction::kOutside) + t.packets(Direction::kInside);
       if (rx != last_rx) {

@@ -8,6 +8,7 @@
 
 #include "dataplane.h"
 #include "rcu_publisher.h"
+#include "stakegate/control/access.h"
 #include "stakegate/control/evidence_service.h"
 #include "stakegate/control/policy_state.h"
 
@@ -16,7 +17,7 @@ namespace stakegate {
 struct ControlLoopOptions {
   double exit_on_idle_s = 0;         // 0: until a signal
   std::string version;
-  std::optional<std::string> token;  // bearer token of the TCP control listener (control.tcp)
+  ControlTokens tokens;              // of the TCP control listener (control.tcp), read at start
 };
 
 // Runs until a stop signal (or idle exit). Throws std::runtime_error when a listener

@@ -122,16 +122,15 @@ uint64_t DataPlane::tx_dropped(Direction from) const {
   return n;
 }
 
-std::vector<double> DataPlane::busy_ratios() {
-  std::vector<double> out;
+void DataPlane::sample_busy() {
   last_busy_.resize(ctxs_.size(), {0, 0});
+  busy_.resize(ctxs_.size(), 0.0);
   for (size_t i = 0; i < ctxs_.size(); ++i) {
     uint64_t b = relaxed(ctxs_[i].busy_tsc), t = relaxed(ctxs_[i].total_tsc);
     uint64_t db = b - last_busy_[i].first, dt = t - last_busy_[i].second;
-    out.push_back(dt ? static_cast<double>(db) / static_cast<double>(dt) : 0.0);
+    busy_[i] = dt ? static_cast<double>(db) / static_cast<double>(dt) : 0.0;
     last_busy_[i] = {b, t};
   }
-  return out;
 }
 
 }  // namespace stakegate

@@ -37,7 +37,11 @@ class DataPlane : public DataPathView {
   double uptime_s() const override;
   uint64_t tx_dropped(Direction from) const;  // packets that arrived from `from` and could not be sent on
   // Busy share per worker since the previous call.
-  std::vector<double> busy_ratios();
+  // Share of each worker's loop time spent on bursts with packets, over the last second:
+  // sample_busy() (the control loop, once a second) measures; readers only read, so any
+  // number of scrapers see the same figure.
+  void sample_busy();
+  const std::vector<double>& busy_ratios() const { return busy_; }
 
  private:
   const Config& cfg_;
@@ -51,6 +55,7 @@ class DataPlane : public DataPathView {
   bool launched_ = false;
   uint64_t mono0_ns_ = 0, unix_ns0_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> last_busy_;
+  std::vector<double> busy_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

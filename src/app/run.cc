@@ -17,6 +17,7 @@
 #include "eal.h"
 #include "rcu_publisher.h"
 #include "stakegate/base/files.h"
+#include "stakegate/control/access.h"
 #include "stakegate/control/evidence_service.h"
 #include "stakegate/policy/load.h"
 
@@ -26,21 +27,12 @@ namespace {
 // Everything that can be refused is refused before DPDK touches a device.
 struct Prepared {
   LoadedPolicy policy;
-  std::optional<std::string> token;
+  ControlTokens tokens;
 };
 
 Prepared prepare(const RunOptions& o) {
-  Prepared p{load_policy(o.config), std::nullopt};
-  const ControlConfig& c = p.policy.cfg.control;
-  if (!c.tcp.empty()) {
-    if (c.token_file.empty()) throw ConfigError(p.policy.cfg.file, "control.tcp", "a TCP control listener needs control.token_file");
-    std::string token = read_text_file(c.token_file, p.policy.cfg.file, "control.token_file", 4096);
-    token = token.substr(0, token.find('\n'));
-    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-    if (token.size() < 16)
-      throw ConfigError(p.policy.cfg.file, "control.token_file", "'" + c.token_file + "' holds a token shorter than 16 characters");
-    p.token = token;
-  }
+  Prepared p{load_policy(o.config), {}};
+  p.tokens = load_tokens(p.policy.cfg.control, p.policy.cfg.file);  // owner-only files, or refused
   for (const auto& w : p.policy.warnings) spdlog::warn("{}", w);
   return p;
 }
@@ -113,8 +105,16 @@ int cmd_run(const RunOptions& o) {
       dp = std::make_unique<DataPlane>(p.policy.cfg);
       publisher = std::make_unique<RcuPublisher>(workers);
       const size_t nodes = p.policy.nodes.size();
+      const std::string state_dir = p.policy.cfg.state_dir;
       state = std::make_unique<PolicyState>(std::move(p.policy), workers, capacity, publisher.get(),
                                             dp->outside().rss ? 1 : workers);
+      if (!state_dir.empty()) {
+        state->persist_blocks_in(state_dir);
+        for (const auto& w : state->restore_blocks()) {
+          if (w.rfind("restored", 0) == 0) spdlog::info("{}", w);
+          else spdlog::warn("{}", w);
+        }
+      }
       log_steering(*dp, workers);
       dp->create_workers(*state, *publisher);
       const uint64_t unix0 = dp->unix_ns0();
@@ -124,7 +124,7 @@ int cmd_run(const RunOptions& o) {
       spdlog::info("stakegate {} forwarding: {} nodes in {} sources (capacity {}), {} worker(s), config {}",
                    STAKEGATE_VERSION, nodes, state->plan().sources.size(), state->source_capacity(), workers,
                    state->config().file);
-      run_control_loop(*state, *dp, *publisher, *evidence, {o.exit_on_idle_s, STAKEGATE_VERSION, p.token});
+      run_control_loop(*state, *dp, *publisher, *evidence, {o.exit_on_idle_s, STAKEGATE_VERSION, p.tokens});
     } catch (const std::exception& e) {
       spdlog::error("{}", e.what());
       rc = 1;

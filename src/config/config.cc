@@ -169,6 +169,93 @@ void read_scoring(const YamlReader& s, ScoringConfig& c) {
   }
 }
 
+void read_tls(const YamlReader& t, TlsConfig& c) {
+  t.expect_map({"cert", "key", "client_ca"});
+  if (!t.has("cert") || !t.has("key")) t.fail("needs cert and key (PEM files)");
+  c.cert = resolve_path(t.file(), t.child("cert").string());
+  c.key = resolve_path(t.file(), t.child("key").string());
+  if (t.has("client_ca")) c.client_ca = resolve_path(t.file(), t.child("client_ca").string());
+}
+
+unsigned socket_mode(const YamlReader& m) {
+  // Written in octal as in chmod (0660); YAML reads 0660 as a decimal 660, so accept both.
+  uint64_t v = m.integer(0, 0777777);
+  unsigned mode = 0;
+  for (uint64_t d = v, mul = 1; d; d /= 10, mul *= 8) {
+    if (d % 10 > 7) m.fail("must be an octal mode such as 0660");
+    mode += static_cast<unsigned>(d % 10 * mul);
+  }
+  if (mode & ~0777u) m.fail("must be an octal mode such as 0660");
+  if (mode & 0007) m.fail("must not give others access (the socket changes or reveals the policy): use a group");
+  return mode;
+}
+
+bool loopback(const std::string& host_port) {
+  std::string host;
+  uint16_t port = 0;
+  if (!split_host_port(host_port, host, port)) return false;
+  auto a = parse_ip(host);
+  return a && (a->is_v4 ? (a->v4 >> 24) == 127 : a->v6 == Ip6{{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}});
+}
+
+void read_control(const YamlReader& s, ControlConfig& c) {
+  s.expect_map({"socket", "socket_group", "socket_mode", "readonly_socket", "readonly_group", "readonly_mode", "tcp",
+                "token_file", "readonly_token_file", "tls", "allow_plaintext", "metrics", "metrics_tls",
+                "metrics_basic_auth", "max_body_bytes", "max_connections", "max_connections_per_peer",
+                "reload_timeout_s"});
+  if (s.has("socket")) c.socket = s.child("socket").string();
+  if (s.node()["socket"].IsNull() && s.node()["socket"].IsDefined()) c.socket.clear();
+  if (s.has("socket_group")) c.socket_group = s.child("socket_group").string();
+  if (s.has("socket_mode")) c.socket_mode = socket_mode(s.child("socket_mode"));
+  if (s.has("readonly_socket")) c.readonly_socket = s.child("readonly_socket").string();
+  if (s.has("readonly_group")) c.readonly_group = s.child("readonly_group").string();
+  if (s.has("readonly_mode")) c.readonly_mode = socket_mode(s.child("readonly_mode"));
+  if (!c.readonly_socket.empty() && c.readonly_socket == c.socket)
+    s.child("readonly_socket").fail("must differ from control.socket");
+  if (s.has("tcp")) c.tcp = s.child("tcp").string();
+  if (s.has("token_file")) c.token_file = resolve_path(s.file(), s.child("token_file").string());
+  if (s.has("readonly_token_file")) c.readonly_token_file = resolve_path(s.file(), s.child("readonly_token_file").string());
+  if (s.has("tls")) read_tls(s.child("tls"), c.tls);
+  if (s.has("allow_plaintext")) c.allow_plaintext = s.child("allow_plaintext").boolean();
+  if (s.has("metrics")) c.metrics = s.child("metrics").string();
+  if (s.node()["metrics"].IsNull() && s.node()["metrics"].IsDefined()) c.metrics.clear();
+  if (s.has("metrics_tls")) read_tls(s.child("metrics_tls"), c.metrics_tls);
+  if (s.has("metrics_basic_auth")) {
+    // As node_exporter's web config: user -> bcrypt hash (stakegatectl hash-password).
+    auto users = s.child("metrics_basic_auth");
+    if (!users.node().IsMap()) users.fail("must map user names to bcrypt hashes");
+    for (const auto& kv : users.node()) {
+      std::string user = kv.first.as<std::string>();
+      std::string hash = users.child(user.c_str()).string();
+      if (user.empty() || user.find(':') != std::string::npos) users.fail("user names must be non-empty, without ':'");
+      if (!(hash.rfind("$2a$", 0) == 0 || hash.rfind("$2b$", 0) == 0 || hash.rfind("$2y$", 0) == 0) || hash.size() != 60)
+        users.child(user.c_str()).fail("must be a bcrypt hash ($2b$..., 60 characters; stakegatectl hash-password makes one)");
+      c.metrics_users.emplace_back(user, hash);
+    }
+  }
+  if (s.has("max_body_bytes")) c.max_body_bytes = s.child("max_body_bytes").integer(1024, 1ull << 32);
+  if (s.has("max_connections")) c.max_connections = s.child("max_connections").integer(1, 4096);
+  if (s.has("max_connections_per_peer")) c.max_connections_per_peer = s.child("max_connections_per_peer").integer(1, 4096);
+  if (s.has("reload_timeout_s")) c.reload_timeout_s = s.child("reload_timeout_s").number(1, 3600);
+  for (const char* k : {"tcp", "metrics"}) {
+    if (!s.has(k)) continue;
+    std::string v = s.child(k).string(), host;
+    uint16_t port = 0;
+    if (!split_host_port(v, host, port) || !parse_ip(host))
+      s.child(k).fail("must be IP:port (a literal address), got '" + v + "'");
+  }
+  if (!c.tcp.empty()) {
+    if (c.token_file.empty()) s.child("tcp").fail("a TCP control listener needs control.token_file");
+    if (!c.tls.on() && !c.allow_plaintext && !loopback(c.tcp))
+      s.child("tcp").fail("a TCP control listener on a non-loopback address needs control.tls (the token would travel "
+                          "in clear), or control.allow_plaintext: true");
+  } else if (s.has("tls") || s.has("token_file") || s.has("readonly_token_file")) {
+    s.fail("tls, token_file and readonly_token_file are for control.tcp, which is not set");
+  }
+  if (c.metrics.empty() && (s.has("metrics_tls") || s.has("metrics_basic_auth")))
+    s.fail("metrics_tls and metrics_basic_auth need control.metrics");
+}
+
 void read_evidence(const YamlReader& e, EvidenceConfig& c) {
   e.expect_map({"dir", "on_graylist", "window_s", "max_samples", "snaplen", "retention_cases", "retention_mb"});
   if (e.has("dir")) c.dir = e.child("dir").string();  // as given, like control.socket
@@ -241,7 +328,8 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
   YamlReader r(root, file, "");
   if (!root.IsMap()) throw ConfigError(file, "", "must be a YAML mapping");
   r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring", "evidence",
-                "operator", "control", "limits", "cluster", "sessions", "infra", "request_channel"});
+                "operator", "control", "limits", "cluster", "sessions", "infra", "request_channel",
+                "state_dir"});
   Config c;
   c.file = file;
   for (const char* k : {"dataplane", "capacity", "identity", "roles"})
@@ -269,24 +357,8 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
   if (r.has("scoring")) read_scoring(r.child("scoring"), c.scoring);
   if (r.has("evidence")) read_evidence(r.child("evidence"), c.evidence);
   if (r.has("operator")) read_operator(r.child("operator"), c.operator_info);
-  if (r.has("control")) {
-    auto s = r.child("control");
-    s.expect_map({"socket", "tcp", "token_file", "metrics", "max_body_bytes"});
-    if (s.has("socket")) c.control.socket = s.child("socket").string();
-    if (s.node()["socket"].IsNull() && s.node()["socket"].IsDefined()) c.control.socket.clear();
-    if (s.has("tcp")) c.control.tcp = s.child("tcp").string();
-    if (s.has("token_file")) c.control.token_file = resolve_path(file, s.child("token_file").string());
-    if (s.has("metrics")) c.control.metrics = s.child("metrics").string();
-    if (s.node()["metrics"].IsNull() && s.node()["metrics"].IsDefined()) c.control.metrics.clear();
-    if (s.has("max_body_bytes")) c.control.max_body_bytes = s.child("max_body_bytes").integer(1024, 1ull << 32);
-    for (const char* k : {"tcp", "metrics"}) {
-      if (!s.has(k)) continue;
-      std::string v = s.child(k).string(), host;
-      uint16_t port = 0;
-      if (!split_host_port(v, host, port) || !parse_ip(host))
-        s.child(k).fail("must be IP:port (a literal address), got '" + v + "'");
-    }
-  }
+  if (r.has("control")) read_control(r.child("control"), c.control);
+  if (r.has("state_dir")) c.state_dir = resolve_path(file, r.child("state_dir").string());
   if (r.has("cluster")) config_sections::read_cluster(r.child("cluster"), c.cluster);
   if (r.has("sessions")) config_sections::read_sessions(r.child("sessions"), c.sessions);
   if (r.has("infra")) config_sections::read_infra(r.child("infra"), c.infra);

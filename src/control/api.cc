@@ -42,7 +42,8 @@ ControlApi::Response error(const Encoding& e, int status, const std::string& cod
 int status_of(const std::string& code) {
   static const std::map<std::string, int> m = {{"invalid_argument", 400}, {"not_found", 404},
                                                {"resource_exhausted", 422}, {"failed_precondition", 409},
-                                               {"unavailable", 503}};
+                                               {"unavailable", 503}, {"permission_denied", 403},
+                                               {"deadline_exceeded", 504}};
   auto it = m.find(code);
   return it == m.end() ? 500 : it->second;
 }
@@ -132,8 +133,25 @@ bool ControlApi::mutates(const std::string& rpc) const {
   return it != handlers_.end() && it->second.mutates;
 }
 
+std::string ControlApi::rpc_of(const std::string& target) {
+  std::string path = target.substr(0, target.find('?'));
+  return path.rfind("/v1/", 0) == 0 ? path.substr(4) : std::string();
+}
+
+ControlApi::Response ControlApi::reload_response(const std::string& content_type, const PolicyState::Change* change,
+                                                 const std::string& error_code, const std::string& message) const {
+  Encoding e;
+  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  if (!change) return error(e, status_of(error_code), error_code, message);
+  pb::ReloadResponse r;
+  rpc::fill_reload(ctx_, *change, r);
+  return reply(e, r);
+}
+
 ControlApi::Response ControlApi::handle(const std::string& method, const std::string& target,
-                                        const std::string& content_type, const std::string& body) {
+                                        const std::string& content_type, const std::string& body, Access access,
+                                        const std::string& caller) {
+  ctx_.caller = caller;
   Encoding e;
   e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
   std::string path = target.substr(0, target.find('?'));
@@ -144,6 +162,9 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
   if (method != "POST" && !(method == "GET" && !h.mutates))
     return error(e, 405, "method_not_allowed",
                  h.mutates ? "this RPC changes the policy: use POST" : "use POST (or GET without a body)");
+  if (h.mutates && access != Access::kAdmin)
+    return error(e, 403, "permission_denied",
+                 path.substr(4) + " changes the policy: this caller has read-only access (the admin socket or token can)");
   if (!e.binary && !content_type.empty() && content_type.rfind("application/json", 0) != 0 && !body.empty())
     return error(e, 415, "unsupported_media_type", "send application/json or application/x-protobuf");
 

@@ -69,6 +69,8 @@ void to_proto(const ActiveBlock& b, pb::BlockEntry& e) {
   e.set_reason(b.entry.reason);
   e.set_origin(b.origin);
   e.set_expires_at_unix(b.expires_at);
+  e.set_created_by(b.created_by);
+  e.set_created_at_unix(b.created_at);
 }
 
 EvidenceService& need_evidence(ApiContext& c) {
@@ -133,15 +135,17 @@ void replace_identities(ApiContext& c, const pb::ReplaceIdentitiesRequest& q, pb
 }
 
 void block(ApiContext& c, const pb::BlockRequest& q, pb::BlockResponse& r) {
-  auto ch = c.state.block(q.cidr(), q.node_id(), q.reason(), q.expires_in_s());
+  auto ch = c.state.block(q.cidr(), q.node_id(), q.reason(), q.expires_in_s(), c.caller);
   r.set_generation(ch.generation);
   to_proto(c.state.blocklist().back(), *r.mutable_entry());  // the entry just made is the last one
+  add_warnings(ch, r.mutable_warnings());
 }
 
 void unblock(ApiContext& c, const pb::UnblockRequest& q, pb::UnblockResponse& r) {
   auto ch = c.state.unblock(q.cidr(), q.node_id());
   r.set_generation(ch.generation);
   r.set_removed(static_cast<uint32_t>(ch.removed));
+  add_warnings(ch, r.mutable_warnings());
 }
 
 void list_blocklist(ApiContext& c, const pb::Empty&, pb::ListBlocklistResponse& r) {
@@ -223,11 +227,14 @@ void top(ApiContext& c, const pb::TopRequest& q, pb::TopResponse& r) {
   }
 }
 
-void reload(ApiContext& c, const pb::Empty&, pb::ReloadResponse& r) {
-  auto ch = c.state.reload();
+void fill_reload(const ApiContext&, const PolicyState::Change& ch, pb::ReloadResponse& r) {
   r.set_generation(ch.generation);
   add_warnings(ch, r.mutable_warnings());
 }
+
+// In `run` the control loop answers Reload itself (it reads the files off its thread);
+// this synchronous path serves the unit tests and any caller without a loop.
+void reload(ApiContext& c, const pb::Empty&, pb::ReloadResponse& r) { fill_reload(c, c.state.reload(), r); }
 
 void list_nodes(ApiContext& c, const pb::ListNodesRequest& q, pb::ListNodesResponse& r) {
   const PolicyState& st = c.state;

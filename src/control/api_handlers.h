@@ -20,6 +20,7 @@ void set_role_qos(ApiContext& c, const pb::SetRoleQosRequest& q, pb::SetRoleQosR
 void get_node(ApiContext& c, const pb::GetNodeRequest& q, pb::GetNodeResponse& r);
 void top(ApiContext& c, const pb::TopRequest& q, pb::TopResponse& r);
 void reload(ApiContext& c, const pb::Empty&, pb::ReloadResponse& r);
+void fill_reload(const ApiContext& c, const PolicyState::Change& ch, pb::ReloadResponse& r);
 void list_nodes(ApiContext& c, const pb::ListNodesRequest& q, pb::ListNodesResponse& r);
 void open_evidence(ApiContext& c, const pb::OpenEvidenceRequest& q, pb::EvidenceCase& r);
 void list_evidence(ApiContext& c, const pb::Empty&, pb::ListEvidenceResponse& r);

@@ -84,7 +84,7 @@ std::string render_metrics(const MetricsInput& in) {
   out.push_back(std::move(nombuf));
   out.push_back(std::move(txd));
 
-  auto busy = family("stakegate_worker_busy_ratio", "Share of a worker's polling time spent on bursts that carried packets, since the previous scrape.",
+  auto busy = family("stakegate_worker_busy_ratio", "Share of a worker's polling time spent on bursts that carried packets, over the last second.",
                      MetricType::Gauge);
   for (size_t w = 0; w < in.worker_busy.size(); ++w) add(busy, {{"worker", std::to_string(w)}}, in.worker_busy[w]);
   out.push_back(std::move(busy));
@@ -129,6 +129,16 @@ std::string render_metrics(const MetricsInput& in) {
                       "dataplane.rss is off and every worker enforces rate / N.", MetricType::Gauge);
   add(split, {}, static_cast<double>(in.rate_split));
   out.push_back(std::move(split));
+
+  auto rl = family("stakegate_last_reload_success",
+                   "1 when the last config reload (SIGHUP, stakegatectl reload) was applied, 0 when it was refused.",
+                   MetricType::Gauge);
+  add(rl, {}, in.last_reload_success ? 1.0 : 0.0);
+  out.push_back(std::move(rl));
+  auto rt = family("stakegate_last_reload_timestamp_seconds", "When the last reload ended (Unix time; the start before any).",
+                   MetricType::Gauge);
+  add(rt, {}, static_cast<double>(in.last_reload_unix));
+  out.push_back(std::move(rt));
 
   auto ev = family("stakegate_unregistered_evictions_total",
                    "Active unregistered per-source buckets recycled because the table was full.", MetricType::Counter);

@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <ctime>
 #include <map>
+#include <tuple>
 #include <set>
 #include <sstream>
 
 #include "stakegate/base/node_id.h"
+#include "stakegate/control/block_store.h"
 #include "stakegate/identity/flow_import.h"
 #include "stakegate/identity/resolve.h"
 #include "stakegate/identity/table.h"
@@ -167,7 +169,22 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
   node_index_.clear();
   for (size_t i = 0; i < nodes_.size(); ++i) node_index_.emplace(nodes_[i].node_id, i);
   plan_ = std::move(plan);
+  auto api_blocks = [](const std::vector<ActiveBlock>& v) {
+    std::vector<std::tuple<std::string, std::string, std::string, int64_t>> out;
+    for (const auto& b : v)
+      if (b.origin == "api")
+        out.emplace_back(b.entry.cidr ? b.entry.cidr->to_string() : "", b.entry.node_id, b.entry.reason, b.expires_at);
+    return out;
+  };
+  const bool api_changed = api_blocks(blocks) != api_blocks(blocks_);
   blocks_ = std::move(blocks);
+  if (api_changed && !state_dir_.empty()) {
+    try {
+      save_api_blocks(state_dir_, blocks_);
+    } catch (const std::exception& e) {
+      ch.warnings.push_back(std::string(e.what()) + ": the change is in force, but would be lost on a restart");
+    }
+  }
   identity_source_ = std::move(identity_source);
   slots_ = std::move(slots);
   snap_ = snap;
@@ -205,7 +222,7 @@ PolicyState::Change PolicyState::replace_identities(IdentityUpload up) {
 }
 
 PolicyState::Change PolicyState::block(const std::string& cidr_text, const std::string& node_id, const std::string& reason,
-                                       uint64_t expires_in_s) {
+                                       uint64_t expires_in_s, const std::string& created_by) {
   if (cidr_text.empty() == node_id.empty()) throw OpError("invalid_argument", "a block needs exactly one of cidr and node_id");
   if (expires_in_s > kMaxBlockSeconds)
     throw OpError("invalid_argument", "expires_in_s must be at most " + std::to_string(kMaxBlockSeconds) +
@@ -222,7 +239,7 @@ PolicyState::Change PolicyState::block(const std::string& cidr_text, const std::
     throw OpError("resource_exhausted", "the blocklist is full: " + std::to_string(blocks.size()) +
                                             " entries (limits.blocklist); unblock some or raise the limit");
   int64_t expires_at = expires_in_s ? clock_() + static_cast<int64_t>(expires_in_s) : 0;
-  blocks.push_back({entry, "api", expires_at});
+  blocks.push_back({entry, "api", expires_at, created_by, clock_()});
   return commit(cfg_, nodes_, std::move(blocks), identity_source_);
 }
 
@@ -277,8 +294,35 @@ PolicyState::Change PolicyState::set_role_qos(const std::string& role_name, cons
   return commit(std::move(cfg), nodes_, blocks_, identity_source_);
 }
 
-PolicyState::Change PolicyState::reload() {
-  LoadedPolicy p = load_policy(cfg_.file);  // throws ConfigError: nothing changes
+LoadedPolicy PolicyState::load_for_reload(const std::string& config_file) { return load_policy(config_file); }
+
+PolicyState::Change PolicyState::reload() { return apply_reload(load_for_reload(cfg_.file)); }
+
+std::vector<std::string> PolicyState::restore_blocks() {
+  std::vector<std::string> warnings;
+  if (state_dir_.empty()) return warnings;
+  std::vector<ActiveBlock> saved = load_api_blocks(state_dir_, clock_(), warnings);
+  if (saved.empty()) return warnings;
+  std::vector<ActiveBlock> blocks = blocks_;
+  for (auto& b : saved) {
+    // A block given in the config too stays the config's.
+    bool known = std::any_of(blocks.begin(), blocks.end(), [&](const ActiveBlock& x) { return same_target(x.entry, b.entry); });
+    if (!known) blocks.push_back(std::move(b));
+  }
+  if (blocks.size() > cfg_.limits_blocklist) {
+    warnings.push_back("restoring " + std::to_string(saved.size()) + " API blocks would pass limits.blocklist (" +
+                       std::to_string(cfg_.limits_blocklist) + "): only the first fit");
+    blocks.resize(cfg_.limits_blocklist);
+  }
+  size_t restored = blocks.size() - blocks_.size();
+  Change ch = commit(cfg_, nodes_, std::move(blocks), identity_source_, false);
+  warnings.insert(warnings.end(), ch.warnings.begin(), ch.warnings.end());
+  warnings.push_back("restored " + std::to_string(restored) + " blocks made through the API from " + state_dir_ +
+                     "/blocks.json");
+  return warnings;
+}
+
+PolicyState::Change PolicyState::apply_reload(LoadedPolicy p) {
   std::vector<std::string> warnings = p.warnings;
   if (p.cfg.dataplane.workers != cfg_.dataplane.workers || p.cfg.dataplane.outside.name() != cfg_.dataplane.outside.name() ||
       p.cfg.dataplane.inside.name() != cfg_.dataplane.inside.name() || p.cfg.dataplane.eal != cfg_.dataplane.eal)

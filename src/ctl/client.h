@@ -12,6 +12,8 @@ namespace stakegate::ctl {
 struct Target {
   std::string socket;       // Unix socket path, or empty for TCP
   std::string host, port;   // TCP
+  bool tls = false;         // https: the server's certificate is verified (ca_file, else the system's CAs)
+  std::string ca_file, cert_file, key_file;  // cert/key: a client certificate, when the listener asks for one
   std::string token;        // bearer token (TCP)
   std::chrono::seconds timeout{30};
 };

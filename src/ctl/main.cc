@@ -7,12 +7,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "client.h"
 #include "render.h"
-#include "stakegate/base/node_id.h"
 #include "stakegate/base/files.h"
+#include "stakegate/base/node_id.h"
+#include "stakegate/control/access.h"
+
+#include <termios.h>
+#include <unistd.h>
 
 namespace {
 
@@ -61,8 +66,12 @@ int main(int argc, char** argv) {
   bool json = false;
   unsigned timeout_s = 30;
   app.add_option("--socket", t.socket, "control socket (default $STAKEGATE_SOCKET or /run/stakegate/control.sock)");
-  app.add_option("--url", url, "a TCP control listener instead: http://HOST:PORT");
+  app.add_option("--url", url, "a TCP control listener instead: https://HOST:PORT (or http:// on loopback)");
   app.add_option("--token-file", token_file, "bearer token for --url")->check(CLI::ExistingFile);
+  app.add_option("--ca-file", t.ca_file, "CA certificate(s) the gateway's certificate must chain to (default: the system's)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--cert", t.cert_file, "client certificate (PEM), when the listener asks for one")->check(CLI::ExistingFile);
+  app.add_option("--key", t.key_file, "the client certificate's key (PEM; default: in --cert)")->check(CLI::ExistingFile);
   app.add_option("--timeout", timeout_s, "seconds to wait for the gateway (default 30)")->check(CLI::Range(1u, 3600u));
   app.add_flag("--json", json, "print the answer as JSON (protobuf's JSON mapping)");
 
@@ -118,7 +127,7 @@ int main(int argc, char** argv) {
       fill_target(q, target);
       q.set_reason(reason);
       q.set_expires_in_s(expires);
-      run<pb::BlockResponse>(t, json, "Block", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), {}); });
+      run<pb::BlockResponse>(t, json, "Block", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); });
     };
   });
   auto* unblock = cmd("unblock", "lift a block");
@@ -127,7 +136,7 @@ int main(int argc, char** argv) {
     action = [&] {
       pb::UnblockRequest q;
       fill_target(q, target);
-      run<pb::UnblockResponse>(t, json, "Unblock", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), {}); });
+      run<pb::UnblockResponse>(t, json, "Unblock", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); });
     };
   });
   auto* blocklist = cmd("blocklist", "the running blocklist and where each entry came from");
@@ -203,7 +212,31 @@ int main(int argc, char** argv) {
       }
     };
   });
-  auto* reload = cmd("reload", "re-read the config file (as SIGHUP)");
+  unsigned cost = 12;
+  auto* hash = cmd("hash-password", "read a password on stdin, print its bcrypt hash (control.metrics_basic_auth)");
+  hash->add_option("--cost", cost, "bcrypt cost (default 12)")->check(CLI::Range(4u, 16u));
+  hash->callback([&] {
+    action = [&] {
+      termios old{};
+      const bool tty = isatty(0) && tcgetattr(0, &old) == 0;
+      if (tty) {
+        std::fprintf(stderr, "password: ");
+        termios quiet = old;
+        quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+        tcsetattr(0, TCSANOW, &quiet);
+      }
+      std::string pw;
+      std::getline(std::cin, pw);
+      if (tty) {
+        tcsetattr(0, TCSANOW, &old);
+        std::fprintf(stderr, "\n");
+      }
+      if (pw.empty()) throw std::runtime_error("empty password");
+      std::printf("%s\n", stakegate::bcrypt_hash(pw, cost).c_str());
+    };
+  });
+
+  auto* reload = cmd("reload", "re-read the config file (as SIGHUP); exits 1 if it was refused");
   reload->callback([&] {
     action = [&] { run<pb::ReloadResponse>(t, json, "Reload", pb::Empty{}, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); }); };
   });
@@ -212,8 +245,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
     t.timeout = std::chrono::seconds(timeout_s);
     if (!url.empty()) {
-      if (url.rfind("http://", 0) != 0) throw CLI::ValidationError("--url", "must be http://HOST:PORT");
-      std::string hp = url.substr(7);
+      const bool https = url.rfind("https://", 0) == 0;
+      if (!https && url.rfind("http://", 0) != 0) throw CLI::ValidationError("--url", "must be https://HOST:PORT or http://HOST:PORT");
+      t.tls = https;
+      std::string hp = url.substr(https ? 8 : 7);
       hp = hp.substr(0, hp.find('/'));
       auto colon = hp.rfind(':');
       if (colon == std::string::npos) throw CLI::ValidationError("--url", "must name a port");

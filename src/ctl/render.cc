@@ -102,9 +102,9 @@ void print(const pb::GetIdentitiesResponse& r) {
 }
 
 void print(const pb::ListBlocklistResponse& r) {
-  Rows rows{{"what", "origin", "expires_at", "reason"}};
+  Rows rows{{"what", "origin", "by", "expires_at", "reason"}};
   for (const auto& e : r.entries())
-    rows.push_back({e.cidr().empty() ? e.node_id() : e.cidr(), e.origin(),
+    rows.push_back({e.cidr().empty() ? e.node_id() : e.cidr(), e.origin(), e.created_by().empty() ? "-" : e.created_by(),
                     e.expires_at_unix() ? std::to_string(e.expires_at_unix()) : "never", e.reason()});
   print_table(rows);
 }

@@ -45,6 +45,11 @@ void config_warnings(const Config& c, std::vector<std::string>& out) {
   if (c.cluster.prefixes.empty())
     out.push_back(c.file + ": cluster.prefixes is not set: every inside source opens sessions and no outside source is "
                             "judged spoofed by its address (docs/configuration.md)");
+  if (c.state_dir.empty())
+    out.push_back(c.file + ": state_dir is not set: blocks made through the API are lost on a restart "
+                           "(docs/configuration.md)");
+  if (!c.control.tcp.empty() && !c.control.tls.on())
+    out.push_back(c.file + ": control.tcp has no TLS: its bearer token travels in clear (control.tls)");
   const ScoringConfig& s = c.scoring;
   if (s.penalty_port_denied > 0 || s.penalty_blocklisted > 0 || s.penalty_ejected > 0)
     out.push_back(c.file + ": scoring.penalties for port_denied, blocklisted and ejected have no effect: those drops "

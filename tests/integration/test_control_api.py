@@ -163,7 +163,8 @@ with TempDir() as d:
     check(s == 200, "Reload RPC")
     rc, out, err = gw.stop()
     check(rc == 0, "gateway exits 0")
-    check("reload refused, the running policy is unchanged" in err and "capacity.pps" in err, "the refused SIGHUP is logged with its reason")
+    check("SIGHUP: reload refused" in err and "the running policy is unchanged" in err and "capacity.pps" in err,
+          "the refused SIGHUP is logged with its reason")
 
     # TCP control listener: only with a token, and then every request needs it.
     tcp = f"127.0.0.1:{free_port()}"
@@ -172,6 +173,7 @@ with TempDir() as d:
     check("control.tcp: a TCP control listener needs control.token_file" in p.stderr, "refuses TCP without a token")
     token = os.path.join(d, "token")
     open(token, "w").write("s3cret-token-0123456789\n")
+    os.chmod(token, 0o600)  # owner-only: a token others could read is refused
     write_yaml(cfg, endless(read_yaml(os.path.join(d, "config.yaml")), d, tcp=tcp, token_file=token))
     gw = Gateway(cfg, f"{d}/ctl.sock")
     import http.client

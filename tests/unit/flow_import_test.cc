@@ -29,6 +29,7 @@ identity:
   collection: {share: 0.2}
   access: {share: 0.1, ports: [3569, 9000]}
 cluster: {prefixes: [198.18.255.0/24]}
+state_dir: state
 )";
 }
 }  // namespace

@@ -130,12 +130,31 @@ struct OperatorConfig {
   std::string name, contact, node_id, role, address, network_key, staking_key;
 };
 
+// The control plane's listeners and who may use them (docs/api.md, "Security model").
+struct TlsConfig {
+  std::string cert, key, client_ca;  // PEM files; client_ca set: clients need a certificate it signed
+  bool on() const { return !cert.empty(); }
+};
+
 struct ControlConfig {
-  std::string socket = "/run/stakegate/control.sock";  // empty: no Unix socket
+  std::string socket = "/run/stakegate/control.sock";  // admin (read-write); empty: none
+  std::string socket_group;                            // group of the socket (empty: the process's)
+  unsigned socket_mode = 0660;
+  std::string readonly_socket;                         // read-only callers (status, lists); empty: none
+  std::string readonly_group;
+  unsigned readonly_mode = 0660;
   std::string tcp;                                     // host:port; needs token_file
-  std::string token_file;
+  std::string token_file;                              // admin bearer token (TCP)
+  std::string readonly_token_file;                     // read-only bearer token (TCP), optional
+  TlsConfig tls;                                       // for tcp
+  bool allow_plaintext = false;                        // tcp without TLS on a non-loopback address
   std::string metrics = "127.0.0.1:9469";              // empty: no metrics listener
+  TlsConfig metrics_tls;
+  std::vector<std::pair<std::string, std::string>> metrics_users;  // basic auth: user -> bcrypt hash
   size_t max_body_bytes = 64u << 20;
+  size_t max_connections = 32;                         // per listener
+  size_t max_connections_per_peer = 8;                 // per TCP address
+  double reload_timeout_s = 30;                        // reading the config and tables on a reload
 };
 
 struct Config {
@@ -154,6 +173,7 @@ struct Config {
   // their sources' dropped packets are sampled.
   std::vector<std::string> evidence_nodes;
   ControlConfig control;
+  std::string state_dir;  // what survives a restart (API blocks); empty: nothing does (warned)
   ClusterConfig cluster;
   SessionConfig sessions;
   InfraConfig infra;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "stakegate/control/evidence_service.h"
+#include "stakegate/control/http_server.h"
 #include "stakegate/control/policy_state.h"
 #include "stakegate/report/counters.h"
 
@@ -38,6 +39,7 @@ struct ApiContext {
   const DataPathView& data;
   EvidenceService* evidence;  // null where there is no data path to sample (unit tests)
   std::string version;
+  std::string caller;         // of the request being handled (blocks record who made them)
 };
 
 class ControlApi {
@@ -52,8 +54,16 @@ class ControlApi {
   ControlApi(PolicyState& state, const DataPathView& data, EvidenceService* evidence, std::string version);
   ~ControlApi();
 
+  // A read-only caller (Access::kRead) gets 403 permission_denied for an RPC that changes
+  // the policy, before its body is parsed.
   Response handle(const std::string& method, const std::string& target, const std::string& content_type,
-                  const std::string& body);
+                  const std::string& body, Access access = Access::kAdmin, const std::string& caller = "");
+  // The RPC a target names ("/v1/Block" -> "Block"), or empty.
+  static std::string rpc_of(const std::string& target);
+  // The answer to Reload, built from its outcome (the control loop reloads off thread):
+  // the change, or the error code and message of a refusal.
+  Response reload_response(const std::string& content_type, const PolicyState::Change* change,
+                           const std::string& error_code, const std::string& message) const;
   // True for an RPC that changes the running policy (POST only, logged with its caller).
   bool mutates(const std::string& rpc) const;
 

@@ -1,8 +1,16 @@
 #pragma once
-// HTTP/1.1 listeners on one Boost.Asio io_context (the main lcore's): a Unix socket
-// and, when configured, TCP with a bearer token, for the control API; a separate
-// read-only listener for /metrics. Requests are bounded in header size, body size,
-// read time and concurrent connections (docs/api.md lists the limits).
+// HTTP/1.1 listeners on one Boost.Asio io_context (the main lcore's): Unix sockets and
+// TCP (optionally TLS) for the control API, and a separate listener for /metrics.
+//
+// Nothing is read past the request headers until the caller is authenticated: the
+// listener's authenticator sees the headers, the peer and its TLS certificate, and
+// either grants an access level or the connection gets a 401 and is closed. Each
+// listener has its own connection limit (a flood on TCP cannot lock the operator out of
+// the Unix socket), a per-address limit, and an address that keeps failing
+// authentication is refused for a while (back-off doubling up to a minute). Header
+// size, body size and read time are bounded; a declared body over the limit is refused
+// from its Content-Length. Running out of file descriptors pauses accepting instead of
+// spinning. docs/api.md, "Security model", lists the limits.
 #include <utility>  // before Boost.Asio: Boost 1.74 + C++20 (see DESIGN.md pitfalls)
 #include <boost/asio/io_context.hpp>
 #include <functional>
@@ -12,8 +20,13 @@
 
 namespace stakegate {
 
+// What a caller may do: read (status, counters, lists) or also change the policy.
+enum class Access { kRead, kAdmin };
+
 struct HttpRequest {
   std::string method, target, content_type, authorization, body;
+  Access access = Access::kRead;
+  std::string caller;  // who, for the audit log: "unix uid 0 (root) pid 1234", "tcp 192.0.2.7 (cert CN=ops)"
 };
 
 struct HttpResponse {
@@ -22,26 +35,57 @@ struct HttpResponse {
   std::string body;
 };
 
+// What an authenticator sees: the request line and headers, never the body.
+struct HttpAuthInput {
+  const std::string& method;
+  const std::string& target;
+  const std::string& authorization;
+  const std::string& peer;          // "192.0.2.7" or "unix"
+  const std::string& tls_subject;   // the client certificate's subject, or empty
+};
+// An access level, or nullopt: 401 and the connection is closed.
+using HttpAuthenticator = std::function<std::optional<Access>(const HttpAuthInput&)>;
+
 struct HttpLimits {
   size_t header_bytes = 8 * 1024;
   size_t body_bytes = 64 * 1024 * 1024;  // an identity table of about 100k nodes in Flow JSON
   int read_timeout_s = 10;
-  size_t max_connections = 64;
+  size_t max_connections = 32;    // per listener
+  size_t max_per_peer = 8;        // per remote address (TCP)
+  unsigned auth_failures_before_backoff = 5;
+  int max_backoff_s = 60;
 };
 
-using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+// The handler answers through the reply callback, now or later (an RPC that waits for a
+// helper thread); it is called on the io_context's thread.
+using HttpReply = std::function<void(HttpResponse)>;
+using HttpHandler = std::function<void(const HttpRequest&, HttpReply)>;
+// A handler that answers at once.
+HttpHandler sync_handler(std::function<HttpResponse(const HttpRequest&)> f);
 
 // Compares two secrets in time that depends only on their lengths.
 bool constant_time_equal(const std::string& a, const std::string& b);
+
+// TLS settings of a TCP listener: certificate chain and key (PEM files), and optionally
+// the CA that client certificates must chain to (then a client without one is refused).
+struct TlsFiles {
+  std::string cert, key, client_ca;
+};
 
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, HttpLimits limits);
   ~HttpServer();
-  // Throws std::runtime_error naming the path or address on failure.
-  void listen_unix(const std::string& path, unsigned mode, HttpHandler handler);
-  // With a token, every request needs "Authorization: Bearer <token>".
-  void listen_tcp(const std::string& host_port, HttpHandler handler, std::optional<std::string> token);
+  // A Unix socket whose callers all get `access` (the socket's mode and group decide who
+  // may connect); `group` empty keeps the process's group. Throws std::runtime_error
+  // naming the path on failure.
+  void listen_unix(const std::string& path, unsigned mode, const std::string& group, Access access, HttpHandler handler);
+  // TCP, in TLS when `tls` is given; every request is authenticated by `auth`.
+  void listen_tcp(const std::string& host_port, HttpHandler handler, HttpAuthenticator auth,
+                  std::optional<TlsFiles> tls = std::nullopt);
+  // Re-reads the TLS files of every TLS listener (SIGHUP); the old ones stay on failure.
+  // Returns the problems, empty when all were reloaded.
+  std::string reload_tls();
   void close();
   size_t open_connections() const;
 

@@ -27,6 +27,8 @@ struct MetricsInput {
   uint64_t graylist_events_lost = 0;
   uint64_t session_capacity = 0;  // per worker
   unsigned rate_split = 1;        // workers that share a source's rate (1: RSS, or one worker)
+  bool last_reload_success = true;  // the last reload (SIGHUP or the API) was applied
+  int64_t last_reload_unix = 0;     // when it ended (the start, before any)
 };
 
 std::string render_metrics(const MetricsInput& in);

@@ -37,6 +37,8 @@ struct ActiveBlock {
   BlockEntry entry;
   std::string origin;       // "config" or "api"
   int64_t expires_at = 0;   // unix seconds; 0: never
+  std::string created_by;   // API blocks: the caller, as the audit log names it
+  int64_t created_at = 0;   // unix seconds
 };
 
 // A new identity table as it arrives: Flow JSON (either format) or nodes already parsed.
@@ -78,10 +80,19 @@ class PolicyState {
 
   Change replace_identities(IdentityUpload upload);
   // Blocks a CIDR or a node (exactly one); expires_in_s 0 means until unblocked.
-  Change block(const std::string& cidr, const std::string& node_id, const std::string& reason, uint64_t expires_in_s);
+  Change block(const std::string& cidr, const std::string& node_id, const std::string& reason, uint64_t expires_in_s,
+               const std::string& created_by = "");
   Change unblock(const std::string& cidr, const std::string& node_id);
   Change set_role_qos(const std::string& role, const RoleQosPatch& patch);
   Change reload();                      // re-reads the config file it was started with
+  // The two halves of reload(): reading and checking the files (pure: any thread, no
+  // state touched), then applying the result (the control thread).
+  static LoadedPolicy load_for_reload(const std::string& config_file);
+  Change apply_reload(LoadedPolicy loaded);
+  // API blocks are saved to `<dir>/blocks.json` after each change from now on; restore()
+  // brings back those saved before (at start). Returns warnings (a damaged file, ...).
+  void persist_blocks_in(std::string dir) { state_dir_ = std::move(dir); }
+  std::vector<std::string> restore_blocks();
   // Marks a node's source for evidence sampling (an operator's case), or stops it.
   Change set_evidence(const std::string& node_id, bool on);
   bool expire();                        // drops expired blocks; true when it published
@@ -121,6 +132,7 @@ class PolicyState {
   unsigned shards_;
   size_t capacity_;
   int64_t identity_changed_unix_ = 0;
+  std::string state_dir_;
   Publisher* publisher_;
   Clock clock_;
 };
