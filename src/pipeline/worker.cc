@@ -13,13 +13,7 @@ constexpr uint32_t kFragmentTicks = 2'000'000'000ull >> kTickShift;  // fragment
 bool is_v4(const PacketMeta& m) { return m.kind == L3Kind::kIpv4; }
 
 // Sources that cannot come from the outside: loopback, multicast, broadcast.
-bool martian(const PacketMeta& m) {
-  if (is_v4(m)) return (m.src_v4 >> 24) == 127 || (m.src_v4 >> 28) == 0xE || m.src_v4 == 0xFFFFFFFFu;
-  const auto& b = m.src_v6.bytes;
-  if (b[0] == 0xff) return true;
-  static constexpr uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-  return std::memcmp(b.data(), kLoopback, 16) == 0;
-}
+bool martian(const PacketMeta& m) { return is_v4(m) ? martian_v4(m.src_v4) : martian_v6(m.src_v6); }
 
 bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source) {
   if (is_v4(m)) return s.cluster().contains_v4(source ? m.src_v4 : m.dst_v4);
@@ -103,6 +97,7 @@ struct Worker::Lookup {
   uint64_t hash;
   SessionKey key;
   bool keyed;
+  bool lazy;  // a packet to a public port: its session is looked up only for a staked sender
 };
 
 Worker::Worker(const Sizes& sizes, uint64_t hash_seed)
@@ -251,7 +246,8 @@ bool Worker::take_infra(uint64_t now_ns) { return meter_take(infra_, snap_->infr
 // Is this outside packet on session `s`? TCP: only on the verified connection, within its
 // windows (a spoofer who guessed the 4-tuple is not enough); UDP and ICMP: the 4-tuple is
 // all there is to match (a reply keeps the session alive, as conntrack does).
-bool Worker::remote_on_session(Session* s, const PacketMeta& m, const PacketView& p, uint64_t now_ns) {
+[[gnu::always_inline]] inline bool Worker::remote_on_session(Session* s, const PacketMeta& m, const PacketView& p,
+                                                             uint64_t now_ns) {
   if (!s) return false;
   const SessionTimeouts& to = snap_->timeouts;
   const uint32_t now = session_tick(now_ns);
@@ -259,59 +255,90 @@ bool Worker::remote_on_session(Session* s, const PacketMeta& m, const PacketView
     const bool was_verified = s->flags & Session::kVerified;
     const int wscale = (m.tcp_flags & kTcpSyn) ? tcp_window_scale(p.data, m) : -1;
     if (!on_remote_tcp(*s, m.tcp_flags, m.tcp_seq, m.tcp_ack, m.tcp_win, wscale)) return false;
-    counters_.sessions_verified += !was_verified;
-    sessions_.extend(s, tcp_deadline(*s, to, now));
+    if (was_verified) [[likely]] {
+      sessions_.extend(s, tcp_deadline(*s, to, now));
+    } else {
+      counters_.sessions_verified++;
+      sessions_.extend_keep(s, tcp_deadline(*s, to, now));
+    }
     return true;
   }
   sessions_.extend(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
   return true;
 }
 
-void Worker::inside_packet(const PacketView& p, const PacketMeta& m, uint64_t now_ns) noexcept {
+// The session key of a packet the cluster sends, or false when it opens none: not from a
+// cluster address, or neither TCP/UDP nor an ICMP echo request.
+bool Worker::inside_key(const PacketMeta& m, SessionKey& k) const noexcept {
   const PolicySnapshot& snap = *snap_;
-  if (m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) return;
-  if (!snap.cluster().empty() && !in_cluster(snap, m, true)) return;  // only the cluster's own addresses open sessions
-  SessionKey k;
+  if (m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) return false;
+  if (!snap.cluster().empty() && !in_cluster(snap, m, true)) return false;  // only the cluster's own addresses
   k.local = is_v4(m) ? mapped_v4(m.src_v4) : m.src_v6;
   k.remote = is_v4(m) ? mapped_v4(m.dst_v4) : m.dst_v6;
   k.proto = m.l4_proto;
   if (m.has_port) {
     k.lport = m.src_port;
     k.rport = m.dst_port;
-  } else if (m.has_icmp && !m.non_first_fragment && m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : 128)) {
-    k.lport = m.icmp_id;  // an echo request: its reply comes back with the identifier
-  } else {
-    return;
+    return true;
   }
+  if (m.has_icmp && !m.non_first_fragment && m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : 128)) {
+    k.lport = m.icmp_id;  // an echo request: its reply comes back with the identifier
+    k.rport = 0;
+    return true;
+  }
+  return false;
+}
+
+void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const SessionKey& k, uint64_t h,
+                           uint64_t now_ns) noexcept {
+  const PolicySnapshot& snap = *snap_;
   const uint32_t now = session_tick(now_ns);
   const SessionTimeouts& to = snap.timeouts;
   bool created = false, evicted = false;
-  Session* s = sessions_.upsert(k, sessions_.hash(k), now, created, evicted);
+  Session* s = sessions_.upsert(k, h, now, created, evicted);
   counters_.sessions_created += created;
   counters_.sessions_evicted += evicted;
   if (m.l4_proto == kProtoTcp) {
     const int wscale = (m.tcp_flags & kTcpSyn) ? tcp_window_scale(p.data, m) : -1;
     on_cluster_tcp(*s, created, m.tcp_flags, m.tcp_seq, m.tcp_ack, m.tcp_win, tcp_seq_len(m), wscale,
                    snap.service_port(m.src_port));
-    sessions_.extend(s, tcp_deadline(*s, to, now));
+    sessions_.extend_keep(s, tcp_deadline(*s, to, now));
     return;
   }
   if (created) {
     s->state = m.l4_proto == kProtoUdp ? Session::kUdp : Session::kIcmp;
     // A datagram from a port the cluster serves answers a client: a session it accepted.
     s->flags = (m.has_port && snap.service_port(m.src_port)) ? 0 : Session::kOpened;
+    sessions_.extend_keep(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
+    return;
   }
   sessions_.extend(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
 }
 
+// Staged like the outside path: keys and tag-line prefetches for the whole stage, then
+// the matching entries' prefetches, then the updates.
 void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept {
   constexpr int kDir = static_cast<int>(Direction::kInside), kCls = static_cast<int>(TrafficClass::kNone);
-  PacketMeta m;
-  for (uint16_t i = 0; i < n; ++i) {
-    counters_.packets[kDir][kCls][0]++;
-    counters_.bytes[kDir][kCls][0] += pkts[i].len;
-    parse_frame(pkts[i].data, pkts[i].len, m);
-    inside_packet(pkts[i], m, now_ns);
+  PacketMeta meta[kStage];
+  Lookup look[kStage];
+  for (uint16_t done = 0; done < n;) {
+    const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kStage));
+    const PacketView* p = pkts + done;
+    for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
+    for (uint16_t i = 0; i < k; ++i) {
+      counters_.packets[kDir][kCls][0]++;
+      counters_.bytes[kDir][kCls][0] += p[i].len;
+      parse_frame(p[i].data, p[i].len, meta[i]);
+      if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
+        look[i].hash = sessions_.hash(look[i].key);
+        sessions_.prefetch(look[i].hash);
+      }
+    }
+    for (uint16_t i = 0; i < k; ++i)
+      if (look[i].keyed) sessions_.prefetch_entry(look[i].hash);
+    for (uint16_t i = 0; i < k; ++i)
+      if (look[i].keyed) inside_packet(p[i], meta[i], look[i].key, look[i].hash, now_ns);
+    done = static_cast<uint16_t>(done + k);
   }
 }
 
@@ -338,10 +365,20 @@ uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t no
 
 void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   const PolicySnapshot& snap = *snap_;
-  PacketMeta meta[kStage];
+  // Working storage, filled before it is read (parse_frame and outside_key set what is used):
+  // not value-initialised, which would cost more than deciding a small packet.
+  union Scratch {
+    Scratch() {}
+    PacketMeta meta[kStage];
+  } scratch;
+  union Lookups {
+    Lookups() {}
+    Lookup look[kStage];
+  } lookups;
+  PacketMeta* meta = scratch.meta;
+  Lookup* look = lookups.look;
   uint32_t slot[kStage];
   uint64_t tag[kStage];
-  Lookup look[kStage];
   for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
 
   for (uint16_t i = 0; i < n; ++i) {
@@ -353,7 +390,10 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     else continue;
     if ((look[i].keyed = outside_key(pkts[i], m, look[i].key))) {
       look[i].hash = sessions_.hash(look[i].key);
-      sessions_.prefetch(look[i].hash);
+      // To a public port, only a staked sender's packet needs its session (an unregistered
+      // client there gets its per-source limit whatever it holds): decided in stage 2.
+      look[i].lazy = m.has_port && snap.unregistered_port(m.dst_port);
+      if (!look[i].lazy) sessions_.prefetch(look[i].hash);
     }
   }
   for (uint16_t i = 0; i < n; ++i) {
@@ -362,7 +402,12 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     if (m.kind == L3Kind::kIpv4) slot[i] = snap.find_v4(m.src_v4);
     else if (m.kind == L3Kind::kIpv6) slot[i] = snap.find_v6(m.src_v6);
     else continue;
-    if (look[i].keyed) sessions_.prefetch_entry(look[i].hash);
+    if (look[i].keyed && look[i].lazy) {
+      if (slot[i] != PolicySnapshot::kNoSource) sessions_.prefetch(look[i].hash);
+      else look[i].keyed = false;
+    } else if (look[i].keyed) {
+      sessions_.prefetch_entry(look[i].hash);
+    }
     if (slot[i] != PolicySnapshot::kNoSource) {
       __builtin_prefetch(&meters_[slot[i]], 1);
     } else {
@@ -396,12 +441,15 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     } else {
       counters_.non_first_fragments += m.non_first_fragment;
       Session* s = look[i].keyed ? sessions_.find(look[i].key, look[i].hash, now) : nullptr;
-      if ((!snap.cluster().empty() && in_cluster(snap, m, true)) || martian(m)) {
-        cls = TrafficClass::kNone;  // it claims to be the cluster (or cannot be a source at all)
-        v = Verdict::kSpoofed;
-      } else if (slot[i] != PolicySnapshot::kNoSource) {
+      // A source claiming the cluster's own address, or one no host can have, is spoofed
+      // (for a table's address the snapshot marked it; others are checked here).
+      if (slot[i] != PolicySnapshot::kNoSource && !(meters_[slot[i]].flags & SourcePolicy::kNotOutside)) {
         cls = meters_[slot[i]].cls;
         v = decide_node(slot[i], m, s, pkts[i], now_ns, cls);
+      } else if (slot[i] != PolicySnapshot::kNoSource || (!snap.cluster().empty() && in_cluster(snap, m, true)) ||
+                 martian(m)) {
+        cls = TrafficClass::kNone;
+        v = Verdict::kSpoofed;
       } else {
         v = decide_unknown(m, s, tag[i], pkts[i], now_ns, cls);
       }
@@ -415,8 +463,8 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
 // A staked source (DESIGN.md steps 4-7). Its verified connections get its allowance;
 // anything else from its address (SYNs, UDP, packets matching no verified connection:
 // what anyone could forge) only its small request channel, and never moves its score.
-Verdict Worker::decide_node(uint32_t slot, const PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
-                            TrafficClass& cls) {
+[[gnu::always_inline]] inline Verdict Worker::decide_node(uint32_t slot, const PacketMeta& m, Session* s,
+                                                         const PacketView& p, uint64_t now_ns, TrafficClass& cls) {
   NodeMeter& nm = meters_[slot];
   if (nm.flags & (SourcePolicy::kBlocked | SourcePolicy::kEjected | SourcePolicy::kGraylisted)) [[unlikely]] {
     if (nm.flags & (SourcePolicy::kBlocked | SourcePolicy::kEjected)) {

@@ -86,6 +86,7 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   snap->v6_.reserve(v6_count);
 
   for (const auto& s : plan.sources) slot_count = std::max<size_t>(slot_count, s.slot + 1);
+  for (const Cidr& c : cfg.cluster.prefixes) snap->cluster_.add(c);
   SourcePolicy absent;
   absent.flags = SourcePolicy::kAbsent;
   snap->sources_.assign(slot_count, absent);  // reachable by no address of this table
@@ -107,11 +108,14 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
       if (fresh) snap->port_sets_.push_back(bitmap(s.ports));
       p.port_set = it->second;
     }
-    snap->sources_[s.slot] = p;
     for (const IpAddr& a : s.addrs) {
       if (a.is_v4) snap->v4_.insert(a.v4, s.slot);
       else snap->v6_.insert(a.v6, s.slot);
+      // Marked once here, so the data path tests a flag instead of the prefixes per packet.
+      if (a.is_v4 ? (martian_v4(a.v4) || snap->cluster_.contains_v4(a.v4)) : (martian_v6(a.v6) || snap->cluster_.contains_v6(a.v6)))
+        p.flags |= SourcePolicy::kNotOutside;
     }
+    snap->sources_[s.slot] = p;
   }
   snap->unregistered_ports_ = bitmap(cfg.unregistered.ports);
   std::vector<uint16_t> service = cfg.unregistered.ports;
@@ -119,7 +123,6 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   snap->service_ports_ = bitmap(service);
   for (const auto& b : cfg.blocklist)
     if (b.cidr) snap->blocklist_.add(*b.cidr);
-  for (const Cidr& c : cfg.cluster.prefixes) snap->cluster_.add(c);
   snap->ethertypes_ = cfg.infra.ethertypes;
 
   // Per-source buckets are split like a source's traffic; pools always over every worker.

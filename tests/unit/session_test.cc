@@ -282,26 +282,42 @@ TEST(SessionTable, VerifiedAndClusterOpenedSessionsAreEvictedLast) {
   // The first expires soonest but is a verified connection; the second was opened by the
   // cluster; the rest are half-open connections it accepted, expiring later.
   s[0]->flags = Session::kVerified;
-  t.extend(s[0], 100);
+  t.extend_keep(s[0], 100);
   s[1]->flags = Session::kOpened;
-  t.extend(s[1], 110);
-  for (int i = 2; i < 8; ++i) t.extend(s[i], 200 + i);
+  t.extend_keep(s[1], 110);
+  for (int i = 2; i < 8; ++i) t.extend_keep(s[i], 200 + i);
   Session* fresh = t.upsert(key(100), t.hash(key(100)), 10, created, evicted);
   EXPECT_TRUE(created && evicted);
   EXPECT_NE(t.find(key(0), t.hash(key(0)), 10), nullptr);
   EXPECT_NE(t.find(key(1), t.hash(key(1)), 10), nullptr);
   EXPECT_EQ(t.find(key(2), t.hash(key(2)), 10), nullptr);  // the half-open one expiring first went
   fresh->flags = Session::kVerified;
-  t.extend(fresh, 300);
+  t.extend_keep(fresh, 300);
   // Five more take the other half-open ones' ways; the sixth finds only kept sessions and
   // takes the one expiring first.
   for (uint16_t p = 101; p < 107; ++p) {
     Session* x = t.upsert(key(p), t.hash(key(p)), 10, created, evicted);
     EXPECT_TRUE(evicted);
     x->flags = Session::kVerified;
-    t.extend(x, 300);
+    t.extend_keep(x, 300);
   }
   EXPECT_EQ(t.find(key(0), t.hash(key(0)), 10), nullptr);  // deadline 100, the earliest
   EXPECT_NE(t.find(key(1), t.hash(key(1)), 10), nullptr);
   EXPECT_NE(t.find(key(100), t.hash(key(100)), 10), nullptr);
+}
+
+TEST(SessionKey, IPv4IsStoredMappedAndComparedWhole) {
+  Ip6 m = mapped_v4(0xC612FF01);  // 198.18.255.1
+  EXPECT_EQ(m, parse_ip("::ffff:198.18.255.1")->v6);
+  SessionKey a, b;
+  a.local = b.local = m;
+  a.remote = b.remote = mapped_v4(0xC6330001);
+  a.lport = b.lport = 40000;
+  a.proto = b.proto = 6;
+  EXPECT_TRUE(a == b);
+  b.remote.bytes[15] ^= 1;
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.rport = 1;
+  EXPECT_FALSE(a == b);
 }

@@ -29,6 +29,14 @@ struct IpAddr {
   std::string to_string() const;
 };
 
+// Sources no host on the outside can have: loopback, multicast, IPv4 broadcast.
+inline bool martian_v4(uint32_t a) { return (a >> 24) == 127 || (a >> 28) == 0xE || a == 0xFFFFFFFFu; }
+inline bool martian_v6(const Ip6& a) {
+  if (a.bytes[0] == 0xff) return true;
+  static constexpr std::array<uint8_t, 16> kLoopback = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return a.bytes == kLoopback;
+}
+
 // Parses a literal IPv4 or IPv6 address (no DNS). Brackets around IPv6 are accepted.
 std::optional<IpAddr> parse_ip(std::string_view text);
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "stakegate/base/address.h"
+#include "stakegate/base/huge_alloc.h"
 #include "stakegate/net/parse.h"
 #include "stakegate/policy/addr_map.h"
 #include "stakegate/policy/snapshot.h"
@@ -29,16 +30,23 @@ struct SessionKey {
   Ip6 local, remote;              // IPv4 as ::ffff:a.b.c.d
   uint16_t lport = 0, rport = 0;  // ICMP echo: lport = identifier, rport = 0
   uint8_t proto = 0;
-  friend bool operator==(const SessionKey&, const SessionKey&) = default;
+  // Word compares: this runs for every packet that finds a session.
+  friend bool operator==(const SessionKey& a, const SessionKey& b) {
+    uint64_t x[4], y[4];
+    std::memcpy(x, a.local.bytes.data(), 16);
+    std::memcpy(x + 2, a.remote.bytes.data(), 16);
+    std::memcpy(y, b.local.bytes.data(), 16);
+    std::memcpy(y + 2, b.remote.bytes.data(), 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0 && a.lport == b.lport &&
+           a.rport == b.rport && a.proto == b.proto;
+  }
 };
 
 inline Ip6 mapped_v4(uint32_t a) {
-  Ip6 m{};
-  m.bytes[10] = m.bytes[11] = 0xff;
-  m.bytes[12] = static_cast<uint8_t>(a >> 24);
-  m.bytes[13] = static_cast<uint8_t>(a >> 16);
-  m.bytes[14] = static_cast<uint8_t>(a >> 8);
-  m.bytes[15] = static_cast<uint8_t>(a);
+  Ip6 m;
+  const uint64_t hi = 0, lo = (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32);  // ::ffff:a (little-endian words)
+  std::memcpy(m.bytes.data(), &hi, 8);
+  std::memcpy(m.bytes.data() + 8, &lo, 8);
   return m;
 }
 
@@ -140,8 +148,9 @@ class SessionTable {
     return &s;
   }
   // Keeps `s` alive until `deadline` (a tick).
-  // (Also notes whether the session is now to be kept.)
-  void extend(Session* s, uint32_t deadline) {
+  void extend(Session* s, uint32_t deadline) { tag(s).deadline = deadline; }
+  // The same, and notes whether the session is to be kept (after its flags changed).
+  void extend_keep(Session* s, uint32_t deadline) {
     Tag& t = tag(s);
     t.deadline = deadline;
     t.sig = (t.sig & ~kKept) | ((s->flags & (Session::kVerified | Session::kOpened)) ? kKept : 0);
@@ -159,8 +168,8 @@ class SessionTable {
   static uint32_t sig_of(uint64_t h) { return (static_cast<uint32_t>(h) | 1) & ~kKept; }
   uint64_t seed_;
   uint64_t mask_ = 0;
-  std::vector<TagSet> tags_;
-  std::vector<Session> entries_;
+  HugeVector<TagSet> tags_;
+  HugeVector<Session> entries_;
 };
 
 // ---- TCP as the gateway follows it -----------------------------------------------------

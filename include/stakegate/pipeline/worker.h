@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "stakegate/base/huge_alloc.h"
 #include "stakegate/base/verdict.h"
 #include "stakegate/pipeline/peer_score.h"
 #include "stakegate/pipeline/sample_ring.h"
@@ -140,7 +141,9 @@ class Worker {
   void set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept;
   void set_rates(uint32_t slot, const SourcePolicy& s, double factor, const ScoreParams& sp) noexcept;
   void push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept;
-  void inside_packet(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;
+  bool inside_key(const struct PacketMeta& m, SessionKey& k) const noexcept;
+  void inside_packet(const PacketView& p, const struct PacketMeta& m, const SessionKey& k, uint64_t h,
+                     uint64_t now_ns) noexcept;
   FragmentEntry* fragment_slot(uint64_t tag) noexcept { return &fragments_[(tag >> 40) & fragment_mask_]; }
   uint64_t fragment_tag(const struct PacketMeta& m) const noexcept;
 
@@ -154,16 +157,16 @@ class Worker {
 
   const PolicySnapshot* snap_ = nullptr;
   uint64_t bound_generation_ = 0;  // snap_'s generation, kept here: snap_ may be reclaimed once replaced
-  std::vector<NodeMeter> meters_;
-  std::vector<NodeMeterCold> cold_;
-  std::vector<UnregisteredEntry> unregistered_;
+  HugeVector<NodeMeter> meters_;
+  HugeVector<NodeMeterCold> cold_;
+  HugeVector<UnregisteredEntry> unregistered_;
   uint64_t unregistered_mask_ = 0;  // set count - 1
   uint64_t seed_;
   Meter pool_pkts_, pool_bytes_;          // the unregistered pool
   Meter sessions_pkts_, sessions_bytes_;  // the sessions budget
   Meter infra_;
   SessionTable sessions_;
-  std::vector<FragmentEntry> fragments_;
+  HugeVector<FragmentEntry> fragments_;
   uint64_t fragment_mask_ = 0;
   WorkerCounters counters_{};
   SampleRing samples_{1024};

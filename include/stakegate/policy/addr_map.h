@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "stakegate/base/address.h"
+#include "stakegate/base/huge_alloc.h"
 
 namespace stakegate {
 
@@ -73,13 +74,13 @@ class FlatAddrMap {
     uint32_t value;
   };
   void grow() {
-    std::vector<Entry> old;
+    HugeVector<Entry> old;
     old.swap(entries_);
     reserve(old.size());  // doubles: reserve(n) sizes for 2n
     for (const Entry& e : old)
       if (e.value != kEmpty) insert(e.key, e.value);
   }
-  std::vector<Entry> entries_;
+  HugeVector<Entry> entries_;
   size_t index(const Key& k) const { return static_cast<size_t>(Hash(k) >> shift_); }
   size_t mask_ = 0;
   unsigned shift_ = 64;

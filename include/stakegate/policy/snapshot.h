@@ -65,7 +65,10 @@ struct SourcePolicy {
   // kAbsent: a slot no source of this table uses (its meter is kept for when it returns).
   // kSample: an operator asked for evidence: its dropped packets are sampled.
   // kGraylisted is never in a snapshot: a worker sets it on its own meter.
-  static constexpr uint8_t kBlocked = 1, kEjected = 2, kHasBytes = 4, kAbsent = 8, kSample = 16, kGraylisted = 32;
+  // kNotOutside: an address of this source is one no outside packet may carry (inside
+  // cluster.prefixes, or a martian): its packets from the outside are spoofed.
+  static constexpr uint8_t kBlocked = 1, kEjected = 2, kHasBytes = 4, kAbsent = 8, kSample = 16, kGraylisted = 32,
+                           kNotOutside = 64;
   static constexpr uint16_t kAllPorts = UINT16_MAX;
   MeterProfile pps;
   MeterProfile bps;      // unlimited when capacity.bps is not set
