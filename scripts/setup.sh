@@ -11,6 +11,7 @@ PACKAGES=(
   libboost-dev protobuf-compiler libprotobuf-dev prometheus-cpp-dev   # control plane
   libssl-dev libcrypt-dev openssl        # TLS listeners, bcrypt for /metrics; openssl makes the tests' certificates
   libcli11-dev                           # command lines of stakegate, stakegatectl, stakegate-scenario
+  libc-ares-dev                          # identity host names: asynchronous DNS with TTLs and explicit servers
   python3-yaml                           # tests and scripts change configs as data
   prometheus                             # promtool and the server, for the metrics tests
   iproute2 ethtool procps iperf3 curl    # the network-namespace end-to-end tests

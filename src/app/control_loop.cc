@@ -10,6 +10,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include "stakegate/control/api.h"
 #include "stakegate/control/http_server.h"
 #include "stakegate/control/metrics.h"
+#include "stakegate/identity/resolve.h"
 
 namespace stakegate {
 namespace {
@@ -71,8 +73,9 @@ class Reloader {
     bridge_->io = nullptr;  // a helper still running posts nowhere
   }
 
-  void start(Done done) {
+  void start(Done done, bool force = false) {
     waiters_.push_back(std::move(done));
+    force_ = force_ || force;
     if (waiters_.size() > 1) return;  // joins the reload in flight
     const uint64_t flight = ++flight_;
     const std::string file = state_.config().file;
@@ -117,7 +120,9 @@ class Reloader {
     timer_.cancel();
     if (!*result) return conclude(nullptr, "invalid_argument", error + "; the running policy is unchanged");
     try {
-      PolicyState::Change ch = state_.apply_reload(std::move(**result));
+      const bool force = force_;
+      force_ = false;
+      PolicyState::Change ch = state_.apply_reload(std::move(**result), force);
       if (tokens && this->tokens) *this->tokens = *tokens;
       if (after_) {
         std::string problems = after_();
@@ -133,6 +138,7 @@ class Reloader {
 
   void conclude(const PolicyState::Change* ch, const std::string& code, const std::string& message) {
     last_ = {ch != nullptr, state_.now()};
+    force_ = false;
     auto waiters = std::move(waiters_);
     waiters_.clear();
     for (auto& w : waiters) w(ch, code, message);
@@ -146,12 +152,76 @@ class Reloader {
   boost::asio::steady_timer timer_;
   std::vector<Done> waiters_;
   uint64_t flight_ = 0;
+  bool force_ = false;
   Outcome last_;
+};
+
+// Follows the table's DNS names: each is looked up again when its answer's TTL (clamped by
+// identity.dns) runs out, on a helper thread with identity.dns.timeout_s as deadline; the
+// answers go to the name cache (which persists them), then the control thread publishes a
+// new snapshot only when an address moved. A name that fails keeps its addresses.
+class DnsRefresher {
+ public:
+  DnsRefresher(boost::asio::io_context& io, PolicyState& state) : state_(state), bridge_(std::make_shared<Bridge>()) {
+    bridge_->io = &io;
+  }
+  ~DnsRefresher() {
+    std::lock_guard<std::mutex> lock(bridge_->m);
+    bridge_->io = nullptr;
+  }
+
+  // Called about once a second from the control thread.
+  void poll() {
+    if (in_flight_) return;
+    const Config& cfg = state_.config();
+    std::vector<std::string> due =
+        NameCache::process().due(dns_names(state_.nodes(), cfg.identity.hosts), std::time(nullptr));
+    if (due.empty()) return;
+    in_flight_ = true;
+    std::shared_ptr<Bridge> bridge = bridge_;
+    DnsConfig dns = cfg.identity.dns;
+    std::thread([this, bridge, due = std::move(due), dns] {
+      auto answers = dns_lookup(due, dns);
+      std::string warning = NameCache::process().record(answers, dns, std::time(nullptr));
+      std::vector<std::string> failed;
+      for (const auto& [name, a] : answers)
+        if (!a.ok) failed.push_back(name + " (" + a.error + ")");
+      std::lock_guard<std::mutex> lock(bridge->m);
+      if (bridge->io)
+        boost::asio::post(*bridge->io, [this, warning, failed] { finish(warning, failed); });
+    }).detach();
+  }
+
+ private:
+  struct Bridge {
+    std::mutex m;
+    boost::asio::io_context* io = nullptr;
+  };
+
+  void finish(const std::string& warning, const std::vector<std::string>& failed) {
+    in_flight_ = false;
+    if (!warning.empty()) spdlog::warn("{}", warning);
+    for (const auto& f : failed)
+      spdlog::warn("dns: {} does not resolve; its nodes keep their last known addresses", f);
+    std::vector<std::string> moves;
+    try {
+      if (auto ch = state_.refresh_addresses(&moves)) {
+        for (const auto& m : moves) spdlog::info("dns: {}", m);
+        spdlog::info("dns: addresses changed: generation {}", ch->generation);
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("dns: the new addresses are not applied: {}", e.what());
+    }
+  }
+
+  PolicyState& state_;
+  std::shared_ptr<Bridge> bridge_;
+  bool in_flight_ = false;
 };
 
 std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const std::string& version,
                    const Reloader::Outcome& reload) {
-  Totals t = dp.totals(false);
+  Totals t = dp.totals(true);  // with per-source counts, for stakegate_node_drops_total
   MetricsInput in;
   in.last_reload_success = reload.ok;
   in.last_reload_unix = reload.unix_s;
@@ -168,6 +238,12 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   in.graylist_events_lost = ev.events_lost();
   in.session_capacity = dp.workers().empty() ? 0 : dp.workers().front()->sessions().capacity();
   in.rate_split = state.rate_shards();
+  const NameCache& names = NameCache::process();
+  NameCache::Census dns = names.census(dns_names(state.nodes(), state.config().identity.hosts));
+  in.dns_resolved = dns.resolved;
+  in.dns_stale = dns.stale;
+  in.dns_unresolved = dns.unresolved;
+  in.dns_failures = names.failures();
   // A port's tx_dropped: packets the other port passed that this one could not send.
   PortStats out = port_stats(dp.outside()), ins = port_stats(dp.inside());
   in.ports.push_back({"outside", out.imissed, out.rx_nombuf, dp.tx_dropped(Direction::kInside)});
@@ -239,7 +315,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
         log(ch, code, msg);
         auto out = api.reload_response(ct, ch, code, msg);
         reply({out.status, out.content_type, std::move(out.body)});
-      });
+      }, api.reload_forced(r.target, r.content_type, r.body));
       return;
     }
     const uint64_t before = state.generation();
@@ -304,6 +380,8 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   };
   wait_hup();
 
+  DnsRefresher dns(io, state);
+
   // Timer: reclaim snapshots, evidence, expire blocks, periodic summary, idle exit.
   asio::steady_timer tick(io);
   auto last_report = std::chrono::steady_clock::now();
@@ -325,6 +403,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       auto now = std::chrono::steady_clock::now();
       if (now - last_busy >= std::chrono::seconds(1)) {
         dp.sample_busy();
+        dns.poll();
         last_busy = now;
       }
       Totals t = dp.totals(false);

@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "control_loop.h"
+#include "stakegate/identity/resolve.h"
 #include "dataplane.h"
 #include "eal.h"
 #include "rcu_publisher.h"
@@ -31,6 +32,7 @@ struct Prepared {
 };
 
 Prepared prepare(const RunOptions& o) {
+  NameCache::process().persist(true);  // the last known addresses of DNS names, in state_dir/dns.json
   Prepared p{load_policy(o.config), {}};
   p.tokens = load_tokens(p.policy.cfg.control, p.policy.cfg.file);  // owner-only files, or refused
   for (const auto& w : p.policy.warnings) spdlog::warn("{}", w);

@@ -6,6 +6,7 @@
 
 #include "stakegate/base/files.h"
 #include "stakegate/config/yaml_reader.h"
+#include "stakegate/identity/resolve.h"
 #include "sections.h"
 
 namespace stakegate {
@@ -76,8 +77,30 @@ NodeIdentity read_inline_node(const YamlReader& r) {
   return n;
 }
 
+void read_dns(const YamlReader& r, DnsConfig& d) {
+  r.expect_map({"servers", "timeout_s", "refresh_s", "min_refresh_s", "retry_s", "max_addresses"});
+  if (r.has("servers")) {
+    auto s = r.child("servers");
+    s.expect_seq();
+    for (size_t i = 0; i < s.size(); ++i) {
+      auto item = s.item(i);
+      std::string v = item.string();
+      if (!parse_dns_server(v)) item.fail("not an address or address:port ('[v6]:port' for IPv6): '" + v + "'");
+      d.servers.push_back(v);
+    }
+  }
+  if (r.has("timeout_s")) d.timeout_s = r.child("timeout_s").number(0.1, 60);
+  if (r.has("refresh_s")) d.refresh_s = r.child("refresh_s").number(1, 86400);
+  if (r.has("min_refresh_s")) d.min_refresh_s = r.child("min_refresh_s").number(0.5, 86400);
+  if (r.has("retry_s")) d.retry_s = r.child("retry_s").number(0.5, 86400);
+  if (r.has("max_addresses")) d.max_addresses = static_cast<unsigned>(r.child("max_addresses").integer(1, 64));
+  if (d.min_refresh_s > d.refresh_s) r.child("min_refresh_s").fail("must not be above refresh_s");
+}
+
 void read_identity(const YamlReader& r, IdentityConfig& id, const std::string& cfg_file) {
-  r.expect_map({"flow_node_infos", "flow_snapshot", "nodes", "stake_file", "hosts"});
+  r.expect_map({"flow_node_infos", "flow_snapshot", "nodes", "stake_file", "hosts", "max_removed_fraction", "dns"});
+  if (r.has("max_removed_fraction")) id.max_removed_fraction = r.child("max_removed_fraction").number(0, 1);
+  if (r.has("dns")) read_dns(r.child("dns"), id.dns);
   int sources = r.has("flow_node_infos") + r.has("flow_snapshot") + r.has("nodes");
   if (sources != 1) r.fail("needs exactly one of flow_node_infos, flow_snapshot or nodes");
   if (r.has("flow_node_infos")) {

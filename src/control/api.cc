@@ -91,7 +91,26 @@ bool flow_file_body(const std::string& body, pb::ReplaceIdentitiesRequest& q) {
   return false;
 }
 
+bool query_force(const std::string& target) {
+  auto q = target.find('?');
+  if (q == std::string::npos) return false;
+  const std::string query = "&" + target.substr(q + 1) + "&";
+  return query.find("&force=true&") != std::string::npos || query.find("&force=1&") != std::string::npos;
+}
+
 }  // namespace
+
+bool ControlApi::reload_forced(const std::string& target, const std::string& content_type, const std::string& body) const {
+  Encoding e;
+  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  pb::ReloadRequest q;
+  try {
+    parse(e, body, q);
+  } catch (const OpError&) {
+    return false;  // a bad body is refused by handle() when the reload is asked for that way
+  }
+  return q.force() || query_force(target);
+}
 
 template <typename Req, typename Resp>
 void ControlApi::add(const char* name, bool mutates, void (*fn)(ApiContext&, const Req&, Resp&)) {
@@ -174,6 +193,8 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
   try {
     auto* replace = dynamic_cast<pb::ReplaceIdentitiesRequest*>(req.get());
     if (!(replace && !e.binary && flow_file_body(body, *replace))) parse(e, body, *req);
+    // A Flow file sent as it is can carry the guard's override in the query: ?force=true.
+    if (replace && query_force(target)) replace->set_force(true);
     h.call(ctx_, *req, *resp);
     return reply(e, *resp);
   } catch (const OpError& x) {

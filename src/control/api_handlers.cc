@@ -115,6 +115,7 @@ void get_identities(ApiContext& c, const pb::Empty&, pb::GetIdentitiesResponse& 
 void replace_identities(ApiContext& c, const pb::ReplaceIdentitiesRequest& q, pb::ReplaceIdentitiesResponse& r) {
   IdentityUpload up;
   up.stake_json = q.stake_json();
+  up.force = q.force();
   if (q.has_flow_node_infos_json()) {
     up.kind = IdentityUpload::Kind::kFlowNodeInfos;
     up.flow_json = q.flow_node_infos_json();
@@ -234,7 +235,7 @@ void fill_reload(const ApiContext&, const PolicyState::Change& ch, pb::ReloadRes
 
 // In `run` the control loop answers Reload itself (it reads the files off its thread);
 // this synchronous path serves the unit tests and any caller without a loop.
-void reload(ApiContext& c, const pb::Empty&, pb::ReloadResponse& r) { fill_reload(c, c.state.reload(), r); }
+void reload(ApiContext& c, const pb::ReloadRequest& q, pb::ReloadResponse& r) { fill_reload(c, c.state.reload(q.force()), r); }
 
 void list_nodes(ApiContext& c, const pb::ListNodesRequest& q, pb::ListNodesResponse& r) {
   const PolicyState& st = c.state;

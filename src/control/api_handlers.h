@@ -19,7 +19,7 @@ void get_role_qos(ApiContext& c, const pb::GetRoleQosRequest& q, pb::GetRoleQosR
 void set_role_qos(ApiContext& c, const pb::SetRoleQosRequest& q, pb::SetRoleQosResponse& r);
 void get_node(ApiContext& c, const pb::GetNodeRequest& q, pb::GetNodeResponse& r);
 void top(ApiContext& c, const pb::TopRequest& q, pb::TopResponse& r);
-void reload(ApiContext& c, const pb::Empty&, pb::ReloadResponse& r);
+void reload(ApiContext& c, const pb::ReloadRequest& q, pb::ReloadResponse& r);
 void fill_reload(const ApiContext& c, const PolicyState::Change& ch, pb::ReloadResponse& r);
 void list_nodes(ApiContext& c, const pb::ListNodesRequest& q, pb::ListNodesResponse& r);
 void open_evidence(ApiContext& c, const pb::OpenEvidenceRequest& q, pb::EvidenceCase& r);

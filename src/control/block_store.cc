@@ -1,10 +1,5 @@
 #include "stakegate/control/block_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -18,15 +13,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 std::string file_of(const std::string& dir) { return (fs::path(dir) / "blocks.json").string(); }
-
-void write_all(int fd, const std::string& text, const std::string& path) {
-  for (size_t done = 0; done < text.size();) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw std::runtime_error("writing " + path + ": " + std::strerror(errno));
-    done += static_cast<size_t>(n);
-  }
-}
 
 }  // namespace
 
@@ -43,27 +29,7 @@ void save_api_blocks(const std::string& state_dir, const std::vector<ActiveBlock
   }
   std::error_code ec;
   fs::create_directories(state_dir, ec);
-  const std::string path = file_of(state_dir), tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
-  try {
-    write_all(fd, json{{"version", 1}, {"blocks", list}}.dump(1) + "\n", tmp);
-    if (::fsync(fd) != 0) throw std::runtime_error("fsync " + tmp + ": " + std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot replace " + path + ": " + std::strerror(errno));
-  }
-  // The rename itself reaches the disk with the directory.
-  if (int dfd = ::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  write_file_atomically(file_of(state_dir), json{{"version", 1}, {"blocks", list}}.dump(1) + "\n", 0640);
 }
 
 std::vector<ActiveBlock> load_api_blocks(const std::string& state_dir, int64_t now, std::vector<std::string>& warnings) {

@@ -56,6 +56,31 @@ std::string render_metrics(const MetricsInput& in) {
           static_cast<double>(t.count(Direction::kOutside, static_cast<TrafficClass>(k), static_cast<Verdict>(v))));
   out.push_back(std::move(drops));
 
+  // Per staked node: only reasons that happened (a series appears with its first drop), so
+  // at most 6 series per node of the table. Counts are per source address, kept since it
+  // entered the table; nodes sharing an address share them (the first node is named).
+  auto node_drops = family("stakegate_node_drops_total",
+                           "Packets from a staked node's address dropped, by node, role and reason (series only "
+                           "for reasons that happened; nodes sharing an address share the count).",
+                           MetricType::Counter);
+  if (in.state) {
+    const StakePlan& plan = in.state->plan();
+    const auto& ids = in.state->nodes();
+    for (const SourcePlan& sp : plan.sources) {
+      if (sp.nodes.empty() || sp.slot >= t.sources.size()) continue;
+      const SourceTotals& st = t.sources[sp.slot];
+      const NodeIdentity& n = ids[sp.nodes.front()];
+      for (const auto& [reason, v] : {std::pair{Verdict::kBlocklisted, st.blocklisted}, std::pair{Verdict::kEjected, st.ejected},
+                                      std::pair{Verdict::kPortDenied, st.port_denied}, std::pair{Verdict::kOverRate, st.over_rate},
+                                      std::pair{Verdict::kRequestOverRate, st.request_over_rate},
+                                      std::pair{Verdict::kSessionOverRate, st.session_over_rate}})
+        if (v)
+          add(node_drops, {{"node_id", n.node_id}, {"role", std::string(role_name(n.role))},
+                           {"reason", std::string(verdict_name(reason))}}, static_cast<double>(v));
+    }
+  }
+  out.push_back(std::move(node_drops));
+
   auto nodes = family("stakegate_identity_nodes", "Nodes in the current identity table, by role.", MetricType::Gauge);
   for (int r = 0; r < kRoleCount; ++r)
     add(nodes, {{"role", std::string(role_name(static_cast<Role>(r)))}},
@@ -139,6 +164,19 @@ std::string render_metrics(const MetricsInput& in) {
                    MetricType::Gauge);
   add(rt, {}, static_cast<double>(in.last_reload_unix));
   out.push_back(std::move(rt));
+
+  auto dns = family("stakegate_dns_names",
+                    "DNS names of the identity table: resolved (answering), stale (failing, on their last known "
+                    "addresses), unresolved (failing and never resolved: their nodes have no address).",
+                    MetricType::Gauge);
+  add(dns, {{"state", "resolved"}}, static_cast<double>(in.dns_resolved));
+  add(dns, {{"state", "stale"}}, static_cast<double>(in.dns_stale));
+  add(dns, {{"state", "unresolved"}}, static_cast<double>(in.dns_unresolved));
+  out.push_back(std::move(dns));
+  auto dnsf = family("stakegate_dns_lookup_failures_total", "Lookups of identity host names that failed (each name, each round).",
+                     MetricType::Counter);
+  add(dnsf, {}, static_cast<double>(in.dns_failures));
+  out.push_back(std::move(dnsf));
 
   auto ev = family("stakegate_unregistered_evictions_total",
                    "Active unregistered per-source buckets recycled because the table was full.", MetricType::Counter);

@@ -213,9 +213,10 @@ PolicyState::Change PolicyState::replace_identities(IdentityUpload up) {
       break;
   }
   check_identity_table(nodes, source);
+  guard_removal(nodes, cfg_.identity.max_removed_fraction, up.force, source);
   std::vector<std::string> warnings;
   if (!up.stake_json.empty()) apply_stakes(nodes, parse_stake_file(up.stake_json, source + " (stakes)"), "stakes", &warnings);
-  resolve_identities(nodes, cfg_.identity.hosts, source);
+  resolve_identities(nodes, cfg_.identity, source, &warnings);
   Change ch = commit(cfg_, std::move(nodes), blocks_, source);
   ch.warnings = std::move(warnings);
   return ch;
@@ -294,9 +295,45 @@ PolicyState::Change PolicyState::set_role_qos(const std::string& role_name, cons
   return commit(std::move(cfg), nodes_, blocks_, identity_source_);
 }
 
+std::optional<PolicyState::Change> PolicyState::refresh_addresses(std::vector<std::string>* moves) {
+  std::vector<NodeIdentity> nodes = nodes_;
+  resolve_identities(nodes, cfg_.identity, identity_source_, nullptr, false);
+  auto list = [](const std::vector<IpAddr>& ips) {
+    std::string s;
+    for (const auto& ip : ips) s += (s.empty() ? "" : ",") + ip.to_string();
+    return s.empty() ? std::string("(none)") : s;
+  };
+  std::set<std::string> named;
+  bool changed = false;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (nodes[i].ips == nodes_[i].ips) continue;
+    changed = true;
+    if (moves && named.insert(nodes[i].host).second)
+      moves->push_back(nodes[i].host + ": " + list(nodes_[i].ips) + " -> " + list(nodes[i].ips));
+  }
+  if (!changed) return std::nullopt;
+  return commit(cfg_, std::move(nodes), blocks_, identity_source_);
+}
+
 LoadedPolicy PolicyState::load_for_reload(const std::string& config_file) { return load_policy(config_file); }
 
-PolicyState::Change PolicyState::reload() { return apply_reload(load_for_reload(cfg_.file)); }
+PolicyState::Change PolicyState::reload(bool force) { return apply_reload(load_for_reload(cfg_.file), force); }
+
+void PolicyState::guard_removal(const std::vector<NodeIdentity>& next, double max_fraction, bool force,
+                                const std::string& source) const {
+  if (force || nodes_.empty()) return;
+  std::set<std::string> kept;
+  for (const auto& n : next) kept.insert(n.node_id);
+  size_t removed = 0;
+  for (const auto& n : nodes_) removed += !kept.count(n.node_id);
+  if (static_cast<double>(removed) <= max_fraction * static_cast<double>(nodes_.size())) return;
+  std::ostringstream m;
+  m << source << ": the new table removes " << removed << " of the " << nodes_.size() << " running nodes ("
+    << static_cast<int>(100.0 * removed / nodes_.size()) << " %), more than identity.max_removed_fraction ("
+    << static_cast<int>(100 * max_fraction) << " %); if that is right, apply it with --force "
+    << "(stakegatectl identities replace --force, stakegatectl reload --force)";
+  throw OpError("failed_precondition", m.str());
+}
 
 std::vector<std::string> PolicyState::restore_blocks() {
   std::vector<std::string> warnings;
@@ -322,7 +359,8 @@ std::vector<std::string> PolicyState::restore_blocks() {
   return warnings;
 }
 
-PolicyState::Change PolicyState::apply_reload(LoadedPolicy p) {
+PolicyState::Change PolicyState::apply_reload(LoadedPolicy p, bool force) {
+  guard_removal(p.nodes, p.cfg.identity.max_removed_fraction, force, p.cfg.file);
   std::vector<std::string> warnings = p.warnings;
   if (p.cfg.dataplane.workers != cfg_.dataplane.workers || p.cfg.dataplane.outside.name() != cfg_.dataplane.outside.name() ||
       p.cfg.dataplane.inside.name() != cfg_.dataplane.inside.name() || p.cfg.dataplane.eal != cfg_.dataplane.eal)

@@ -97,6 +97,8 @@ int main(int argc, char** argv) {
   auto* replace = ids->add_subcommand("replace", "swap in a node-infos.pub.json or protocol state snapshot");
   replace->add_option("FILE", table_file, "the Flow identity file")->required()->check(CLI::ExistingFile);
   replace->add_option("--stakes", stakes_file, "a JSON object NodeID -> stake")->check(CLI::ExistingFile);
+  bool force = false;
+  replace->add_flag("--force", force, "apply even if it removes more than identity.max_removed_fraction of the nodes");
   ids->callback([&] {
     if (*replace) {
       action = [&] {
@@ -106,6 +108,7 @@ int main(int argc, char** argv) {
         if (first != std::string::npos && table[first] == '[') q.set_flow_node_infos_json(table);
         else q.set_flow_snapshot_json(table);
         if (!stakes_file.empty()) q.set_stake_json(slurp(stakes_file));
+        q.set_force(force);
         run<pb::ReplaceIdentitiesResponse>(t, json, "ReplaceIdentities", q,
                                            [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); });
       };
@@ -237,8 +240,14 @@ int main(int argc, char** argv) {
   });
 
   auto* reload = cmd("reload", "re-read the config file (as SIGHUP); exits 1 if it was refused");
+  bool reload_force = false;
+  reload->add_flag("--force", reload_force, "apply even if the new table removes more than identity.max_removed_fraction");
   reload->callback([&] {
-    action = [&] { run<pb::ReloadResponse>(t, json, "Reload", pb::Empty{}, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); }); };
+    action = [&] {
+      pb::ReloadRequest q;
+      q.set_force(reload_force);
+      run<pb::ReloadResponse>(t, json, "Reload", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); });
+    };
   });
 
   try {

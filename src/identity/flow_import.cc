@@ -92,7 +92,8 @@ std::vector<NodeIdentity> parse_flow_node_infos(const std::string& text, const s
     if (!o.is_object()) throw ConfigError(file, path, "must be an object");
     NodeIdentity n;
     fill_common(n, o, file, path);
-    n.weight = need_weight(o, "Weight", file, path);
+    // Older node-infos files (before the 2022 renaming) call the weight "Stake".
+    n.weight = need_weight(o, o.contains("Weight") || !o.contains("Stake") ? "Weight" : "Stake", file, path);
     if (o.contains("NetworkPubKey") && o["NetworkPubKey"].is_string()) n.network_key = lower(o["NetworkPubKey"].get<std::string>());
     if (o.contains("StakingPubKey") && o["StakingPubKey"].is_string()) n.staking_key = lower(o["StakingPubKey"].get<std::string>());
     out.push_back(std::move(n));
@@ -117,7 +118,10 @@ std::vector<NodeIdentity> parse_flow_snapshot(const std::string& text, const std
   } else {
     const json& seg = doc["SealingSegment"];
     if (seg.contains("Blocks") && seg["Blocks"].is_array() && !seg["Blocks"].empty()) {
-      const json& last = seg["Blocks"].back();
+      // Up to flow-go v0.42 the segment's blocks are blocks; from v0.43 they are proposals
+      // that wrap one ({"Block": {..., "Payload": ...}, "ProposerSigData": ...}).
+      const json& newest = seg["Blocks"].back();
+      const json& last = newest.contains("Block") && newest["Block"].is_object() ? newest["Block"] : newest;
       if (last.contains("Payload") && last["Payload"].is_object() && last["Payload"].contains("ProtocolStateID") &&
           last["Payload"]["ProtocolStateID"].is_string())
         id = last["Payload"]["ProtocolStateID"].get<std::string>();

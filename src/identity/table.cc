@@ -7,6 +7,8 @@
 namespace stakegate {
 
 void check_identity_table(const std::vector<NodeIdentity>& nodes, const std::string& source) {
+  // An empty table would turn every staked node into an unregistered source at 50 pps.
+  if (nodes.empty()) throw ConfigError(source, "", "the identity table is empty: refusing a table without nodes");
   std::map<std::string, size_t> by_id, by_addr;
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (!by_id.emplace(nodes[i].node_id, i).second)

@@ -35,7 +35,9 @@ std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::st
     const std::string& sf = cfg.identity.stake_file;
     apply_stakes(nodes, parse_stake_file(read_text_file(sf, cfg.file, "identity.stake_file"), sf), sf, warnings);
   }
-  resolve_identities(nodes, cfg.identity.hosts, source);
+  NameCache& names = NameCache::process();
+  if (std::string w = names.use_state_dir(cfg.state_dir); !w.empty() && warnings) warnings->push_back(w);
+  resolve_identities(nodes, cfg.identity, source, warnings);
   return nodes;
 }
 

@@ -44,9 +44,13 @@ with TempDir() as d:
     check(s == 400 and "appears twice" in r["message"], f"duplicate NodeID refused: {r['message']}")
     s, st = api.call("Status")
     check(st["identity_generation"] == "2" and st["nodes"] == 10, "refused tables left generation 2 running")
-    s, r = api.call("ReplaceIdentities", json.dumps({"nodes": {"nodes": [{"node_id": node0, "role": "consensus", "address": "198.18.9.9:3569"}]},
-                                                     "stake_json": json.dumps({node0: 5})}))
-    check(s == 200 and r["nodes"] == 1, "ReplaceIdentities in the proto form, with stakes")
+    one = {"nodes": {"nodes": [{"node_id": node0, "role": "consensus", "address": "198.18.9.9:3569"}]}, "stake_json": json.dumps({node0: 5})}
+    s, r = api.call("ReplaceIdentities", json.dumps(one))
+    check(s == 409 and "removes 9 of the 10 running nodes" in r.get("message", ""), f"a table removing most nodes needs force: {r}")
+    s, st = api.call("Status")
+    check(st["identity_generation"] == "2" and st["nodes"] == 10, "the refused table left generation 2 running")
+    s, r = api.call("ReplaceIdentities", json.dumps({**one, "force": True}))
+    check(s == 200 and r["nodes"] == 1, "ReplaceIdentities in the proto form, with stakes, forced")
     api.call("ReplaceIdentities", json.dumps(infos))
 
     # Block / unblock.

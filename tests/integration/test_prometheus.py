@@ -9,7 +9,8 @@ import time
 import urllib.parse
 import urllib.request
 
-from common import SOURCE, Gateway, TempDir, check, finish, free_port, generate, read_yaml, scrape, write_yaml
+from common import (SOURCE, Gateway, TempDir, check, finish, free_port, generate, metric_values, read_yaml, scrape,
+                    write_yaml)
 
 with TempDir() as d:
     exp = generate(d, "--duration-ms", 50, "--flood-stake", 0.3)
@@ -34,6 +35,22 @@ with TempDir() as d:
                  "stakegate_identity_generation", "stakegate_port_rx_missed_total", "stakegate_port_rx_nombuf_total",
                  "stakegate_worker_busy_ratio", "stakegate_graylisted_nodes", "stakegate_build_info"]:
         check(f"# TYPE {name} " in body, f"{name} is exposed with HELP/TYPE")
+
+    # Per-node drops: the node the gateway itself ranks first has series with its counts.
+    s, top = api.call("Top", {"limit": 1})
+    first = top["nodes"][0]
+    series = {k: v for k, v in metric_values(body).items()
+              if k.startswith("stakegate_node_drops_total{") and f'node_id="{first["node_id"]}"' in k}
+    want = {r: int(first["counters"].get(r, 0)) for r in ("blocklisted", "ejected", "port_denied", "over_rate",
+                                                         "request_over_rate", "session_over_rate")}
+    got = {re.search(r'reason="([a-z_]+)"', k).group(1): int(v) for k, v in series.items()}
+    check(got == {r: v for r, v in want.items() if v} and all(f'role="{first["role"]}"' in k for k in series),
+          f"stakegate_node_drops_total for the most dropped node {first['node_id'][:8]}: {got} (API: {want})")
+    nodes_with_series = {re.search(r'node_id="([0-9a-f]+)"', k).group(1) for k in metric_values(body)
+                         if k.startswith("stakegate_node_drops_total{")}
+    s, ids = api.call("GetIdentities", method="GET")
+    check(0 < len(nodes_with_series) <= len(ids["nodes"]), f"per-node series for {len(nodes_with_series)} nodes, "
+          f"only nodes with drops, at most the table's {len(ids['nodes'])}")
 
     prom_cfg = os.path.join(d, "prometheus.yml")
     write_yaml(prom_cfg, {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -32,6 +32,7 @@ inline std::string base_config(const std::string& extra_roles = "", const std::s
   inside: {vdev: "net_null1"}
 capacity: {pps: 100000}
 identity:
+  dns: {servers: ["127.0.0.1:9"], timeout_s: 1}  # a closed port: names fail at once, never the machine's resolver
   nodes:
     - {node_id: "aa00000000000000000000000000000000000000000000000000000000000001", role: consensus, address: "198.18.1.1:3569", weight: 100}
     - {node_id: "aa00000000000000000000000000000000000000000000000000000000000002", role: consensus, address: "198.18.1.2:3569", weight: 300}

@@ -59,7 +59,13 @@ TEST_F(ApiTest, Status) {
 
 TEST_F(ApiTest, ReplaceIdentitiesAcceptsFlowFormatsAsTheyAre) {
   std::string infos = R"([{"Role": "consensus", "Address": "198.18.1.1:3569", "NodeID": ")" + id1 + R"(", "Weight": 100}])";
-  auto [s, j] = call("ReplaceIdentities", infos);
+  // It removes 2 of the 3 running nodes: refused unless forced, and the running table stays.
+  auto [s0, j0] = call("ReplaceIdentities", infos);
+  EXPECT_EQ(s0, 409) << j0.dump();
+  EXPECT_THAT(j0["message"].get<std::string>(), ::testing::HasSubstr("removes 2 of the 3 running nodes"));
+  EXPECT_EQ(state_->nodes().size(), 3u);
+  EXPECT_EQ(gw_.applied, 0);
+  auto [s, j] = call("ReplaceIdentities?force=true", infos);
   EXPECT_EQ(s, 200) << j.dump();
   EXPECT_EQ(j["nodes"], 1);
   EXPECT_EQ(j["removed"], 2);

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
+
 #include "stakegate/base/files.h"
 #include "stakegate/identity/flow_import.h"
 #include "stakegate/identity/resolve.h"
@@ -85,35 +87,45 @@ TEST(FlowImport, BothExamplesLoadThroughAConfigWithStakeOverride) {
     for (const auto& n : p.nodes) {
       ASSERT_EQ(n.ips.size(), 1u) << n.address;
       if (n.role == Role::kConsensus) { EXPECT_EQ(n.weight, 300); EXPECT_EQ(n.ips[0], *parse_ip("198.18.0.10")); }
-      if (n.role == Role::kAccess) EXPECT_EQ(n.ips[0], *parse_ip("2001:2::7"));
-      if (n.role == Role::kCollection) EXPECT_EQ(n.ips[0], *parse_ip("203.0.113.10"));
+      if (n.role == Role::kAccess) { EXPECT_EQ(n.ips[0], *parse_ip("2001:2::7")); }
+      if (n.role == Role::kCollection) { EXPECT_EQ(n.ips[0], *parse_ip("203.0.113.10")); }
     }
     ASSERT_EQ(p.warnings.size(), 1u);  // the stake for an unknown node is reported, not applied
     EXPECT_THAT(p.warnings[0], HasSubstr("ffffffff"));
   }
 }
 
-TEST(FlowImport, UnresolvableHostNamesTheNode) {
+// A name that does not resolve never refuses the table: the node stays, without an
+// address, and the warning names it. The resolver here is a closed port on loopback, so
+// the lookup fails at once (the integration test test_dns runs a real resolver).
+TEST(FlowImport, ANameThatDoesNotResolveKeepsTheTable) {
   stakegate::testing::TempDir dir;
-  std::string infos = dir.file("n.json", R"([{"Role": "consensus", "Address": "no-such-host.invalid:3569",
-    "NodeID": "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6", "Weight": 100}])");
-  std::string cfg = dir.file("c.yaml", config_for("flow_node_infos: n.json"));
-  try {
-    load_policy(cfg);
-    FAIL() << "accepted an unresolvable host";
-  } catch (const ConfigError& e) {
-    EXPECT_THAT(e.what(), HasSubstr("node 79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6"));
-    EXPECT_THAT(e.what(), HasSubstr("'no-such-host.invalid' does not resolve"));
-  }
+  dir.file("n.json", R"([{"Role": "consensus", "Address": "no-such-host.invalid:3569",
+    "NodeID": "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6", "Weight": 100},
+    {"Role": "access", "Address": "198.18.0.7:9000",
+    "NodeID": "083fdd06d4a4a560001a3f6576689db323399775198bfd2b75d3345723f0d979", "Weight": 100}])");
+  std::string cfg = config_for("flow_node_infos: n.json");
+  cfg.replace(cfg.find("  hosts:"), 0, "  dns: {servers: [\"127.0.0.1:9\"], timeout_s: 2}\n");
+  LoadedPolicy p = load_policy(dir.file("c.yaml", cfg));
+  ASSERT_EQ(p.nodes.size(), 2u);
+  for (const auto& n : p.nodes) EXPECT_EQ(n.ips.size(), n.role == Role::kAccess ? 1u : 0u) << n.host;
+  std::string all;
+  for (const auto& w : p.warnings) all += w + "\n";
+  EXPECT_THAT(all, HasSubstr("node 79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6 (consensus): host "
+                             "'no-such-host.invalid' does not resolve"));
+  EXPECT_THAT(all, HasSubstr("stays in the table without an address"));
 }
 
 TEST(FlowImport, DnsNamesResolveAtLoadTime) {
   std::vector<NodeIdentity> nodes(1);
   nodes[0].node_id = std::string(64, 'a');
-  nodes[0].host = "localhost";
-  resolve_identities(nodes, {}, "f");
+  nodes[0].host = "localhost";  // from /etc/hosts, which c-ares reads before asking DNS
+  NameCache cache;
+  std::vector<std::string> warnings;
+  resolve_identities(nodes, IdentityConfig{}, "f", &warnings, true, &cache);
   ASSERT_FALSE(nodes[0].ips.empty());
   EXPECT_TRUE(nodes[0].ips[0] == *parse_ip("127.0.0.1") || nodes[0].ips[0] == *parse_ip("::1"));
+  EXPECT_TRUE(warnings.empty());
 }
 
 TEST(FlowImport, RefusesDuplicates) {
@@ -186,4 +198,42 @@ TEST(InputFiles, OnlyRegularFilesUpToTheCap) {
               HasSubstr("2000 bytes, over the limit of 1000"));
   EXPECT_EQ(read_text_file(big, "c.yaml", "k").size(), 2000u);
   EXPECT_THROW(read_text_file(dir.path() + "/missing", "c.yaml", "k"), ConfigError);
+}
+
+// Snapshot layouts: several protocol-state entries (around phase changes) are told apart by
+// the newest block of the sealing segment, a block up to flow-go v0.42 and a proposal
+// wrapping one from v0.43. Synthetic: the shared excerpt has one entry and no blocks, so
+// the test adds a second entry (a copy without the last node) and the blocks.
+TEST(FlowImport, SnapshotWithSeveralEntriesInBothBlockLayouts) {
+  auto doc = nlohmann::json::parse(read_text_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k"));
+  auto& entries = doc["SealingSegment"]["ProtocolStateEntries"];
+  const std::string first = entries.begin().key(), second = std::string(64, 'e');
+  entries[second] = entries[first];
+  entries[second]["EpochEntry"]["CurrentEpochIdentityTable"].erase(2);
+  auto& seg = doc["SealingSegment"];
+  seg["Blocks"] = nlohmann::json::array({{{"Payload", {{"ProtocolStateID", first}}}},
+                                         {{"Payload", {{"ProtocolStateID", second}}}}});
+  EXPECT_EQ(parse_flow_snapshot(doc.dump(), "v042.json").size(), 2u);  // the newest block names `second`
+  seg["Blocks"] = nlohmann::json::array(
+      {{{"Block", {{"Payload", {{"ProtocolStateID", second}}}}}, {"ProposerSigData", "AAAA"}},
+       {{"Block", {{"Payload", {{"ProtocolStateID", first}}}}}, {"ProposerSigData", "AAAA"}}});
+  EXPECT_EQ(parse_flow_snapshot(doc.dump(), "v043.json").size(), 3u);  // proposals: the newest names `first`
+  seg.erase("Blocks");
+  EXPECT_THAT([&] { try { parse_flow_snapshot(doc.dump(), "s.json"); } catch (const ConfigError& e) { return std::string(e.what()); } return std::string(); }(),
+              HasSubstr("several entries"));
+}
+
+TEST(FlowImport, OlderNodeInfosCallTheWeightStake) {
+  auto nodes = parse_flow_node_infos(R"([{"Role": "consensus", "Address": "198.18.0.10:3569",
+    "NodeID": "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6", "Stake": 1500}])", "old.json");
+  ASSERT_EQ(nodes.size(), 1u);
+  EXPECT_EQ(nodes[0].weight, 1500);
+}
+
+TEST(FlowImport, AnEmptyTableIsRefused) {
+  stakegate::testing::TempDir dir;
+  dir.file("empty.json", "[]");
+  std::string cfg = dir.file("c.yaml", config_for("flow_node_infos: empty.json"));
+  EXPECT_THAT([&] { try { load_policy(cfg); } catch (const ConfigError& e) { return std::string(e.what()); } return std::string(); }(),
+              HasSubstr("the identity table is empty"));
 }

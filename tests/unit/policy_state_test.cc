@@ -35,9 +35,11 @@ class PolicyStateTest : public ::testing::Test {
     publisher_.published.clear();
     state_ = std::make_unique<PolicyState>(load_policy(path_), 1, capacity, &publisher_, 0, [this] { return now_; });
   }
-  PolicyState::Change replace(std::vector<NodeIdentity> nodes) {
+  // These tests replace whole small tables: past the removal guard unless `force` is false.
+  PolicyState::Change replace(std::vector<NodeIdentity> nodes, bool force = true) {
     IdentityUpload up;
     up.nodes = std::move(nodes);
+    up.force = force;
     return state_->replace_identities(std::move(up));
   }
   uint32_t slot_of(const std::string& ip) const { return state_->snapshot()->find_v4(parse_ip(ip)->v4); }
@@ -78,6 +80,20 @@ TEST_F(PolicyStateTest, ReplaceKeepsSlotsOfRemainingSources) {
   EXPECT_EQ(published_.back()->base_generation, 1u);
 }
 
+// DNS never refuses a table: the node whose name fails stays, without an address, and the
+// change says so; the others are applied.
+TEST_F(PolicyStateTest, ANameThatDoesNotResolveDoesNotRefuseTheTable) {
+  auto ch = replace({node("01", Role::kConsensus, "no-such-host.invalid:3569"), node("02", Role::kConsensus, "198.18.1.2:3569"),
+                     node("03", Role::kAccess, "[2001:2::3]:3569")});
+  ASSERT_EQ(state_->nodes().size(), 3u);
+  EXPECT_TRUE(state_->nodes()[*state_->find_node(std::string(62, 'b') + "01")].ips.empty());
+  EXPECT_NE(slot_of("198.18.1.2"), PolicySnapshot::kNoSource);
+  EXPECT_EQ(slot_of("198.18.1.1"), PolicySnapshot::kNoSource);
+  ASSERT_EQ(ch.warnings.size(), 1u);
+  EXPECT_THAT(ch.warnings[0], HasSubstr("host 'no-such-host.invalid' does not resolve"));
+  EXPECT_FALSE(state_->refresh_addresses());  // the cache has nothing new: no publish
+}
+
 TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
   auto before = state_->snapshot();
   auto expect_refused = [&](auto&& op, const char* needle) {
@@ -99,8 +115,6 @@ TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
                  "share the address 198.18.1.1:3569");
   expect_refused([&] { replace({node("01", Role::kExecution, "198.18.1.1:3569")}); },
                  "roles.execution: missing");
-  expect_refused([&] { replace({node("01", Role::kConsensus, "no-such-host.invalid:3569")}); },
-                 "does not resolve");
   RoleQosPatch q;
   q.share = 0.9;
   expect_refused([&] { state_->set_role_qos("access", q); }, "shares sum to");
@@ -218,4 +232,30 @@ TEST_F(PolicyStateTest, TheBlocklistLimitRefusesMoreEntriesAndChangesNothing) {
   // A config listing more than the limit is refused when loaded, naming the key.
   EXPECT_THROW(parse_config(stakegate::testing::base_config("", "limits: {blocklist: 1}\nblocklist: [{cidr: 198.51.100.0/32}, {cidr: 198.51.100.1/32}]\n"), "x.yaml"),
                ConfigError);
+}
+
+TEST_F(PolicyStateTest, ATableRemovingMostNodesNeedsForce) {
+  // 3 nodes running; the default guard refuses a change that removes more than half.
+  auto before = state_->snapshot();
+  auto running = [](char i, Role r, const std::string& addr) {  // a node of base_config()'s table
+    NodeIdentity n = node("", r, addr);
+    n.node_id = "aa" + std::string(61, '0') + i;
+    return n;
+  };
+  std::vector<NodeIdentity> one = {running('1', Role::kConsensus, "198.18.1.1:3569")};
+  try {
+    replace(one, false);
+    ADD_FAILURE() << "accepted";
+  } catch (const OpError& e) {
+    EXPECT_EQ(e.code(), "failed_precondition");
+    EXPECT_THAT(e.what(), HasSubstr("removes 2 of the 3 running nodes (66 %)"));
+    EXPECT_THAT(e.what(), HasSubstr("--force"));
+  }
+  EXPECT_EQ(state_->snapshot(), before);
+  // Removing one of three (33 %) passes; forcing passes anything.
+  std::vector<NodeIdentity> two = {running('1', Role::kConsensus, "198.18.1.1:3569"),
+                                   running('2', Role::kConsensus, "198.18.1.2:3569")};
+  EXPECT_NO_THROW(replace(two, false));
+  EXPECT_NO_THROW(replace(one, true));
+  EXPECT_EQ(state_->nodes().size(), 1u);
 }

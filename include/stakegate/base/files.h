@@ -13,4 +13,9 @@ inline constexpr size_t kMaxInputFileBytes = 256u << 20;  // a 1M-node identity 
 std::string read_text_file(const std::string& path, const std::string& referenced_from, const std::string& key,
                            size_t max_bytes = kMaxInputFileBytes);
 
+// Replaces `path` with `content` so that a crash leaves the old file or the new one, never
+// a torn one: a temporary file beside it, fsync, rename, fsync of the directory. Throws
+// std::runtime_error naming the file.
+void write_file_atomically(const std::string& path, const std::string& content, unsigned mode);
+
 }  // namespace stakegate

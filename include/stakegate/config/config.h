@@ -87,12 +87,27 @@ struct BlockEntry {
   std::string reason;
 };
 
+// DNS for identity host names (docs/configuration.md "identity.dns"). Names are looked
+// up together off the control thread, each answer is used for its TTL clamped to
+// [min_refresh_s, refresh_s], and a name that stops resolving keeps its last known
+// addresses (persisted in state_dir/dns.json) instead of failing the table.
+struct DnsConfig {
+  std::vector<std::string> servers;  // "ADDR" or "ADDR:PORT" ("[v6]:PORT"); empty: /etc/resolv.conf
+  double timeout_s = 5;              // deadline of one lookup round (all names together)
+  double refresh_s = 300;            // longest an answer is used (flow-go re-resolves every few minutes)
+  double min_refresh_s = 5;          // shortest: a TTL of 0 must not hammer the resolver
+  double retry_s = 30;               // after a failed lookup
+  unsigned max_addresses = 8;        // addresses kept per name
+};
+
 struct IdentityConfig {
   enum class Kind { kNodeInfos, kSnapshot, kInline } kind = Kind::kInline;
   std::string path;                    // resolved against the config file's folder
   std::vector<NodeIdentity> inline_nodes;
   std::string stake_file;              // optional
   std::map<std::string, IpAddr> hosts;  // static name -> address, consulted before DNS
+  double max_removed_fraction = 0.5;   // a change removing more of the nodes needs --force
+  DnsConfig dns;
 };
 
 // Peer score (docs/operations.md "Peer score and graylist"): each drop of a staked

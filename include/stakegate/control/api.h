@@ -60,6 +60,8 @@ class ControlApi {
                   const std::string& body, Access access = Access::kAdmin, const std::string& caller = "");
   // The RPC a target names ("/v1/Block" -> "Block"), or empty.
   static std::string rpc_of(const std::string& target);
+  // Whether a Reload request asks to pass the removal guard (its body or ?force=true).
+  bool reload_forced(const std::string& target, const std::string& content_type, const std::string& body) const;
   // The answer to Reload, built from its outcome (the control loop reloads off thread):
   // the change, or the error code and message of a refusal.
   Response reload_response(const std::string& content_type, const PolicyState::Change* change,

@@ -29,6 +29,8 @@ struct MetricsInput {
   unsigned rate_split = 1;        // workers that share a source's rate (1: RSS, or one worker)
   bool last_reload_success = true;  // the last reload (SIGHUP or the API) was applied
   int64_t last_reload_unix = 0;     // when it ended (the start, before any)
+  // DNS names of the table: answering now, failing but with last known addresses, never resolved.
+  uint64_t dns_resolved = 0, dns_stale = 0, dns_unresolved = 0, dns_failures = 0;
 };
 
 std::string render_metrics(const MetricsInput& in);

@@ -48,6 +48,7 @@ struct IdentityUpload {
   std::vector<NodeIdentity> nodes;  // kNodes (fields already set; addresses not yet resolved)
   std::string stake_json;          // optional: NodeID -> stake
   std::string origin = "api";      // for messages: "api", a file name, ...
+  bool force = false;              // past the guard on removing many nodes at once
 };
 
 // A change of one role's QoS: fields left empty keep their value.
@@ -84,11 +85,11 @@ class PolicyState {
                const std::string& created_by = "");
   Change unblock(const std::string& cidr, const std::string& node_id);
   Change set_role_qos(const std::string& role, const RoleQosPatch& patch);
-  Change reload();                      // re-reads the config file it was started with
+  Change reload(bool force = false);    // re-reads the config file it was started with
   // The two halves of reload(): reading and checking the files (pure: any thread, no
   // state touched), then applying the result (the control thread).
   static LoadedPolicy load_for_reload(const std::string& config_file);
-  Change apply_reload(LoadedPolicy loaded);
+  Change apply_reload(LoadedPolicy loaded, bool force = false);
   // API blocks are saved to `<dir>/blocks.json` after each change from now on; restore()
   // brings back those saved before (at start). Returns warnings (a damaged file, ...).
   void persist_blocks_in(std::string dir) { state_dir_ = std::move(dir); }
@@ -96,6 +97,9 @@ class PolicyState {
   // Marks a node's source for evidence sampling (an operator's case), or stops it.
   Change set_evidence(const std::string& node_id, bool on);
   bool expire();                        // drops expired blocks; true when it published
+  // Re-reads the nodes' addresses from the name cache (after a DNS round) and publishes
+  // when one moved; `moves` gets "NAME: OLD -> NEW" per moved name. nullopt: nothing moved.
+  std::optional<Change> refresh_addresses(std::vector<std::string>* moves = nullptr);
 
   const Config& config() const { return cfg_; }
   const std::vector<NodeIdentity>& nodes() const { return nodes_; }
@@ -117,6 +121,10 @@ class PolicyState {
 
  private:
   struct Slots;  // stable slot assignment by source address
+  // Refuses (failed_precondition) a table that removes more than identity.max_removed_fraction
+  // of the running one's nodes, unless forced.
+  void guard_removal(const std::vector<NodeIdentity>& next, double max_fraction, bool force,
+                     const std::string& source) const;
   Change commit(Config cfg, std::vector<NodeIdentity> nodes, std::vector<ActiveBlock> blocks,
                 std::string identity_source, bool wait = true);
 
