@@ -19,6 +19,7 @@
 #include "stakegate/control/api.h"
 #include "stakegate/control/http_server.h"
 #include "stakegate/control/metrics.h"
+#include "stakegate/flow/access_fetch.h"
 #include "stakegate/identity/resolve.h"
 
 namespace stakegate {
@@ -219,6 +220,76 @@ class DnsRefresher {
   bool in_flight_ = false;
 };
 
+// Follows epochs by itself (identity.access_api): fetches the latest protocol state
+// snapshot on a helper thread (gRPC calls with deadlines, endpoints in order), then on the
+// control thread applies it when the table changed, with the checks and the removal guard
+// of a replace. A failure, or a refusal, keeps the running table and is counted.
+class IdentityFetcher {
+ public:
+  IdentityFetcher(boost::asio::io_context& io, PolicyState& state)
+      : state_(state), timer_(io), bridge_(std::make_shared<Bridge>()) {
+    bridge_->io = &io;
+  }
+  ~IdentityFetcher() {
+    std::lock_guard<std::mutex> lock(bridge_->m);
+    bridge_->io = nullptr;
+  }
+
+  void start() { schedule(0); }
+
+ private:
+  struct Bridge {
+    std::mutex m;
+    boost::asio::io_context* io = nullptr;
+  };
+
+  void schedule(double seconds) {
+    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      const AccessApiConfig cfg = state_.config().identity.access_api;  // a reload may have changed it
+      if (!cfg.on()) return schedule(5);
+      std::shared_ptr<Bridge> bridge = bridge_;
+      std::thread([this, bridge, cfg] {
+        auto result = std::make_shared<AccessFetch>(fetch_identity(cfg));
+        std::lock_guard<std::mutex> lock(bridge->m);
+        if (bridge->io) boost::asio::post(*bridge->io, [this, result, cfg] { finish(*result, cfg); });
+      }).detach();
+    });
+  }
+
+  void finish(AccessFetch& f, const AccessApiConfig& cfg) {
+    if (!f.ok) {
+      state_.fetch_failed(f.error);
+      spdlog::error("identity fetch: {}; the running table stays", f.error);
+    } else {
+      const uint64_t counter = f.epoch.counter;
+      const std::string phase = f.epoch.phase;
+      try {
+        if (auto ch = state_.apply_fetched(std::move(f.nodes), f.epoch, f.endpoint, std::move(f.warnings))) {
+          spdlog::info("identity fetch: epoch {} ({}) from {}: applied, generation {} (+{} -{} nodes)", counter, phase,
+                       f.endpoint, ch->generation, ch->added, ch->removed);
+          for (const auto& w : ch->warnings) spdlog::warn("identity fetch: {}", w);
+        } else if (counter != last_counter_ || phase != last_phase_) {
+          spdlog::info("identity fetch: epoch {} ({}) from {}: the table is unchanged", counter, phase, f.endpoint);
+        }
+        last_counter_ = counter;
+        last_phase_ = phase;
+      } catch (const std::exception& e) {
+        state_.fetch_failed(e.what());
+        spdlog::error("identity fetch: epoch {} from {} refused: {}; the running table stays", counter, f.endpoint, e.what());
+      }
+    }
+    schedule(cfg.interval_s);
+  }
+
+  PolicyState& state_;
+  boost::asio::steady_timer timer_;
+  std::shared_ptr<Bridge> bridge_;
+  uint64_t last_counter_ = 0;
+  std::string last_phase_;
+};
+
 std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const std::string& version,
                    const Reloader::Outcome& reload) {
   Totals t = dp.totals(true);  // with per-source counts, for stakegate_node_drops_total
@@ -381,6 +452,8 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   wait_hup();
 
   DnsRefresher dns(io, state);
+  IdentityFetcher fetcher(io, state);
+  fetcher.start();
 
   // Timer: reclaim snapshots, evidence, expire blocks, periodic summary, idle exit.
   asio::steady_timer tick(io);

@@ -116,6 +116,7 @@ int cmd_run(const RunOptions& o) {
           if (w.rfind("restored", 0) == 0) spdlog::info("{}", w);
           else spdlog::warn("{}", w);
         }
+        for (const auto& w : state->restore_identity_times()) spdlog::warn("{}", w);
       }
       log_steering(*dp, workers);
       dp->create_workers(*state, *publisher);

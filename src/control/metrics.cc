@@ -91,6 +91,37 @@ std::string render_metrics(const MetricsInput& in) {
                         "When the identity table last changed (Unix time): an epoch change should move it.", MetricType::Gauge);
   add(changed, {}, static_cast<double>(in.state->identity_changed_unix()));
   out.push_back(std::move(changed));
+  auto confirmed = family("stakegate_identity_confirmed_timestamp_seconds",
+                          "When the identity table was last known current (Unix time): it changed, an operator replaced "
+                          "it, or a fetch from the Access API found it unchanged. Kept across restarts (state_dir).",
+                          MetricType::Gauge);
+  add(confirmed, {}, static_cast<double>(in.state->identity_confirmed_unix()));
+  out.push_back(std::move(confirmed));
+  const PolicyState::Feed& feed = in.state->feed();
+  auto epoch = family("stakegate_identity_epoch", "The Flow epoch counter of the last snapshot fetched (0: none yet).",
+                      MetricType::Gauge);
+  add(epoch, {}, static_cast<double>(feed.epoch.counter));
+  out.push_back(std::move(epoch));
+  auto phase = family("stakegate_identity_epoch_phase",
+                      "1 for the phase of the current epoch in the last snapshot fetched (staking, setup, committed, "
+                      "fallback), 0 for the others.", MetricType::Gauge);
+  for (const char* ph : {"staking", "setup", "committed", "fallback"}) add(phase, {{"phase", ph}}, feed.epoch.phase == ph ? 1.0 : 0.0);
+  out.push_back(std::move(phase));
+  auto fetch_eps = family("stakegate_identity_fetch_endpoints", "Access API endpoints configured (identity.access_api; 0: not fetching).",
+                          MetricType::Gauge);
+  add(fetch_eps, {}, static_cast<double>(in.state->config().identity.access_api.endpoints.size()));
+  out.push_back(std::move(fetch_eps));
+  auto fetch_ok = family("stakegate_identity_fetch_last_success_timestamp_seconds",
+                         "When a fetch from the Access API last applied or confirmed the table (Unix time; kept across restarts).",
+                         MetricType::Gauge);
+  add(fetch_ok, {}, static_cast<double>(feed.last_success));
+  out.push_back(std::move(fetch_ok));
+  auto fetch_fail = family("stakegate_identity_fetch_failures_total",
+                           "Fetches from the Access API that failed (every endpoint) or whose table was refused.",
+                           MetricType::Counter);
+  add(fetch_fail, {}, static_cast<double>(feed.failures));
+  out.push_back(std::move(fetch_fail));
+
   auto gen = family("stakegate_identity_generation", "Generation of the running policy snapshot (identity, blocklist, QoS).",
                     MetricType::Gauge);
   add(gen, {}, static_cast<double>(in.state->generation()));

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "stakegate/base/error.h"
@@ -101,7 +102,7 @@ std::vector<NodeIdentity> parse_flow_node_infos(const std::string& text, const s
   return out;
 }
 
-std::vector<NodeIdentity> parse_flow_snapshot(const std::string& text, const std::string& file) {
+std::vector<NodeIdentity> parse_flow_snapshot(const std::string& text, const std::string& file, FlowEpoch* epoch) {
   json doc = parse_json(text, file);
   const std::string base = "SealingSegment.ProtocolStateEntries";
   if (!doc.is_object() || !doc.contains("SealingSegment") || !doc["SealingSegment"].is_object() ||
@@ -135,6 +136,23 @@ std::vector<NodeIdentity> parse_flow_snapshot(const std::string& text, const std
     throw ConfigError(file, path, "missing");
   const json& table = entry["EpochEntry"]["CurrentEpochIdentityTable"];
   if (!table.is_array()) throw ConfigError(file, path, "must be an array");
+  if (epoch) {
+    const json& ee = entry["EpochEntry"];
+    *epoch = {};
+    if (ee.contains("CurrentEpochSetup") && ee["CurrentEpochSetup"].is_object() &&
+        ee["CurrentEpochSetup"].contains("Counter") && ee["CurrentEpochSetup"]["Counter"].is_number_unsigned())
+      epoch->counter = ee["CurrentEpochSetup"]["Counter"].get<uint64_t>();
+    // The next epoch appears at its setup and gets a commit ID once committed.
+    const bool fallback = ee.contains("EpochFallbackTriggered") && ee["EpochFallbackTriggered"].is_boolean() &&
+                          ee["EpochFallbackTriggered"].get<bool>();
+    const json* next = ee.contains("NextEpoch") && ee["NextEpoch"].is_object() ? &ee["NextEpoch"] : nullptr;
+    auto committed = [](const json& e) {
+      if (!e.contains("CommitID") || !e["CommitID"].is_string()) return false;
+      const std::string c = e["CommitID"].get<std::string>();
+      return !c.empty() && c.find_first_not_of('0') != std::string::npos;
+    };
+    epoch->phase = fallback ? "fallback" : !next ? "staking" : committed(*next) ? "committed" : "setup";
+  }
 
   std::vector<NodeIdentity> out;
   for (size_t i = 0; i < table.size(); ++i) {
@@ -160,6 +178,34 @@ std::vector<NodeIdentity> parse_flow_snapshot(const std::string& text, const std
       throw ConfigError(file, p + ".ParticipationStatus", "unknown status '" + status + "' (node " + n.node_id + ")");
     set_node_status(n, it->second);
     out.push_back(std::move(n));
+  }
+  return out;
+}
+
+std::map<std::string, double> parse_cadence_stakes(const std::string& text, const std::string& source) {
+  json doc = parse_json(text, source);
+  if (!doc.is_object() || doc.value("type", "") != "Dictionary" || !doc.contains("value") || !doc["value"].is_array())
+    throw ConfigError(source, "", "expected a JSON-Cadence Dictionary {String: UFix64} of NodeID to stake");
+  std::map<std::string, double> out;
+  for (size_t i = 0; i < doc["value"].size(); ++i) {
+    const json& kv = doc["value"][i];
+    const std::string p = "value[" + std::to_string(i) + "]";
+    if (!kv.is_object() || !kv.contains("key") || !kv.contains("value") || !kv["key"].is_object() || !kv["value"].is_object())
+      throw ConfigError(source, p, "expected {key, value}");
+    const json& k = kv["key"];
+    const json& v = kv["value"];
+    if (k.value("type", "") != "String" || !k.contains("value") || !k["value"].is_string())
+      throw ConfigError(source, p + ".key", "must be a String (a NodeID)");
+    auto id = NodeId::parse(k["value"].get<std::string>());
+    if (!id) throw ConfigError(source, p + ".key", "not a NodeID (64 hex characters)");
+    if (v.value("type", "") != "UFix64" || !v.contains("value") || !v["value"].is_string())
+      throw ConfigError(source, p + ".value", "must be a UFix64");
+    const std::string num = v["value"].get<std::string>();
+    char* end = nullptr;
+    const double stake = std::strtod(num.c_str(), &end);
+    if (num.empty() || *end != '\0' || !(stake >= 0) || stake > 1.9e11)  // UFix64 tops at ~1.8e11
+      throw ConfigError(source, p + ".value", "not a UFix64: '" + num + "'");
+    if (!out.emplace(id->str(), stake).second) throw ConfigError(source, p, "NodeID listed twice");
   }
   return out;
 }

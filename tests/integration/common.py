@@ -122,6 +122,17 @@ def endless(cfg, d, mbufs=32767, **control):
     return cfg
 
 
+def wait_for(cond, timeout, every=0.2):
+    """cond()'s first truthy value within `timeout` seconds, or None."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    return None
+
+
 def free_port():
     import socket
     s = socket.socket()

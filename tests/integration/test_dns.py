@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from common import (STAKEGATE, STAKEGATECTL, Gateway, TempDir, check, finish, free_port, metric_values, node_infos, run, scrape,
-                    write_yaml)
+                    wait_for, write_yaml)
 
 C1, C2, GONE, LIT = ("c1" * 32, "c2" * 32, "de" * 32, "e4" * 32)
 
@@ -80,16 +80,6 @@ def dns_metrics(port):
     return {st: m.get(f'stakegate_dns_names{{state="{st}"}}') for st in ("resolved", "stale", "unresolved")}
 
 
-def wait_for(what, cond, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.2)
-    return None
-
-
 with TempDir() as d:
     dns = Resolver(d, free_port())
     dns.write({"c1.dns.test": "198.18.60.1", "c2.dns.test": "198.18.60.2"})
@@ -134,7 +124,7 @@ with TempDir() as d:
         dns.write({"c1.dns.test": "198.18.60.11", "c2.dns.test": "198.18.60.2"})
         dns.reread()
         t0 = time.time()
-        moved = wait_for("c1 moved", lambda: ips(api)[C1] == ["198.18.60.11"], 15)
+        moved = wait_for(lambda: ips(api)[C1] == ["198.18.60.11"], 15)
         took = time.time() - t0
         check(moved and took <= 2 + 3, f"followed in {took:.1f} s (TTL 2 s, checked each second)")
         _, st = api.call("Status")
@@ -144,7 +134,7 @@ with TempDir() as d:
         print("\n== a name starts failing; a reload; the missing name appears")
         dns.write({"c1.dns.test": "198.18.60.11"})
         dns.reread()
-        stale = wait_for("c2 stale", lambda: dns_metrics(mport)["stale"] == 1, 15)
+        stale = wait_for(lambda: dns_metrics(mport)["stale"] == 1, 15)
         check(stale and ips(api)[C2] == ["198.18.60.2"], f"c2 keeps its last known address: {ips(api)[C2]}")
         p = run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "reload"], expect_rc=None)
         check(p.returncode == 0, f"a reload with a failing name is applied: {p.stdout}{p.stderr}")
@@ -153,7 +143,7 @@ with TempDir() as d:
         check("keeping its last known addresses 198.18.60.2" in gw.log(), "the journal says c2 runs on its last address")
         dns.write({"c1.dns.test": "198.18.60.11", "gone.dns.test": "198.18.60.3"})
         dns.reread()
-        check(wait_for("gone resolves", lambda: ips(api)[GONE] == ["198.18.60.3"], 15),
+        check(wait_for(lambda: ips(api)[GONE] == ["198.18.60.3"], 15),
               f"the name that never resolved is picked up once it exists: {ips(api)[GONE]}")
         rc, _, err = gw.stop()
         check(rc == 0, f"stopped: rc {rc}")

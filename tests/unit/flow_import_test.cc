@@ -237,3 +237,42 @@ TEST(FlowImport, AnEmptyTableIsRefused) {
   EXPECT_THAT([&] { try { load_policy(cfg); } catch (const ConfigError& e) { return std::string(e.what()); } return std::string(); }(),
               HasSubstr("the identity table is empty"));
 }
+
+TEST(FlowImport, TheSnapshotTellsTheEpochAndItsPhase) {
+  auto doc = nlohmann::json::parse(read_text_file(kExamples + "/root-protocol-state-snapshot.excerpt.json", "t", "k"));
+  auto& ee = doc["SealingSegment"]["ProtocolStateEntries"].begin().value()["EpochEntry"];
+  FlowEpoch e;
+  parse_flow_snapshot(doc.dump(), "s.json", &e);
+  EXPECT_EQ(e.counter, 1u);
+  EXPECT_EQ(e.phase, "staking");  // no next epoch yet
+  ee["CurrentEpochSetup"]["Counter"] = 42;
+  ee["NextEpoch"] = {{"SetupID", std::string(64, 'a')}, {"CommitID", std::string(64, '0')}};
+  parse_flow_snapshot(doc.dump(), "s.json", &e);
+  EXPECT_EQ(e.counter, 42u);
+  EXPECT_EQ(e.phase, "setup");
+  ee["NextEpoch"]["CommitID"] = std::string(64, 'c');
+  parse_flow_snapshot(doc.dump(), "s.json", &e);
+  EXPECT_EQ(e.phase, "committed");
+  ee["EpochFallbackTriggered"] = true;
+  parse_flow_snapshot(doc.dump(), "s.json", &e);
+  EXPECT_EQ(e.phase, "fallback");
+}
+
+TEST(FlowImport, StakesFromTheCadenceScript) {
+  const std::string id = "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6";
+  auto stakes = parse_cadence_stakes(R"({"type": "Dictionary", "value": [
+    {"key": {"type": "String", "value": ")" + id + R"("}, "value": {"type": "UFix64", "value": "1250000.50000000"}}]})", "script");
+  ASSERT_EQ(stakes.size(), 1u);
+  EXPECT_DOUBLE_EQ(stakes[id], 1250000.5);
+  auto err = [](const std::string& text) {
+    try { parse_cadence_stakes(text, "script"); } catch (const ConfigError& e) { return std::string(e.what()); }
+    return std::string("(accepted)");
+  };
+  EXPECT_THAT(err(R"({"type": "Array", "value": []})"), HasSubstr("expected a JSON-Cadence Dictionary"));
+  EXPECT_THAT(err(R"({"type": "Dictionary", "value": [{"key": {"type": "String", "value": "xyz"}, "value": {"type": "UFix64", "value": "1.0"}}]})"),
+              HasSubstr("value[0].key: not a NodeID"));
+  EXPECT_THAT(err(R"({"type": "Dictionary", "value": [{"key": {"type": "String", "value": ")" + id +
+                  R"("}, "value": {"type": "UFix64", "value": "-3"}}]})"),
+              HasSubstr("not a UFix64: '-3'"));
+  EXPECT_THAT(err("{\"type\": \"Dictionary\", \"val"), HasSubstr("not valid JSON"));
+}

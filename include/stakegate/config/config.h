@@ -100,6 +100,19 @@ struct DnsConfig {
   unsigned max_addresses = 8;        // addresses kept per name
 };
 
+// Following epochs by itself (docs/operations.md "Following epochs"): the latest protocol
+// state snapshot from Flow Access API endpoints, tried in order, every `interval_s`.
+struct AccessApiConfig {
+  std::vector<std::string> endpoints;  // "host:port"; none: no fetching
+  double interval_s = 60;
+  double timeout_s = 20;               // per call
+  bool tls = false;                    // TLS to the endpoint (system roots, or ca_file)
+  std::string ca_file;                 // implies tls
+  uint64_t max_bytes = 256u << 20;     // largest response accepted
+  std::string stakes_contract;         // FlowIDTableStaking's address ("0x8624b52f9ddcd04a" on mainnet): fetch stakes
+  bool on() const { return !endpoints.empty(); }
+};
+
 struct IdentityConfig {
   enum class Kind { kNodeInfos, kSnapshot, kInline } kind = Kind::kInline;
   std::string path;                    // resolved against the config file's folder
@@ -108,6 +121,7 @@ struct IdentityConfig {
   std::map<std::string, IpAddr> hosts;  // static name -> address, consulted before DNS
   double max_removed_fraction = 0.5;   // a change removing more of the nodes needs --force
   DnsConfig dns;
+  AccessApiConfig access_api;
 };
 
 // Peer score (docs/operations.md "Peer score and graylist"): each drop of a staked

@@ -16,6 +16,7 @@
 
 #include "stakegate/config/config.h"
 #include "stakegate/control/publisher.h"
+#include "stakegate/identity/flow_import.h"
 #include "stakegate/identity/node.h"
 #include "stakegate/policy/load.h"
 #include "stakegate/policy/snapshot.h"
@@ -101,6 +102,28 @@ class PolicyState {
   // when one moved; `moves` gets "NAME: OLD -> NEW" per moved name. nullopt: nothing moved.
   std::optional<Change> refresh_addresses(std::vector<std::string>* moves = nullptr);
 
+  // Following epochs (identity.access_api): what the fetcher last saw.
+  struct Feed {
+    int64_t last_success = 0;  // Unix seconds of the last fetch that applied or confirmed the table
+    uint64_t failures = 0;     // fetches that failed or were refused
+    FlowEpoch epoch;           // of the last good snapshot
+    std::string endpoint, last_error;
+  };
+  const Feed& feed() const { return feed_; }
+  // A fetched table: applied when it differs from the running one (the checks and guard of
+  // a replace, never forced), confirmed current either way. nullopt: it was unchanged.
+  // Throws like replace_identities(); the caller counts that with fetch_failed().
+  std::optional<Change> apply_fetched(std::vector<NodeIdentity> nodes, const FlowEpoch& epoch, const std::string& endpoint,
+                                      std::vector<std::string> warnings);
+  void fetch_failed(const std::string& error);
+  // Same nodes (NodeID, role, address, weight, status), in any order.
+  bool same_table(const std::vector<NodeIdentity>& next) const;
+  // When the table was last known current: it changed, an operator replaced or reloaded it,
+  // or a fetch found it unchanged. With identity_changed_unix(), kept in
+  // <state_dir>/identity.json across restarts of the same table.
+  int64_t identity_confirmed_unix() const { return identity_confirmed_unix_; }
+  std::vector<std::string> restore_identity_times();
+
   const Config& config() const { return cfg_; }
   const std::vector<NodeIdentity>& nodes() const { return nodes_; }
   const StakePlan& plan() const { return plan_; }
@@ -140,6 +163,11 @@ class PolicyState {
   unsigned shards_;
   size_t capacity_;
   int64_t identity_changed_unix_ = 0;
+  int64_t identity_confirmed_unix_ = 0;
+  Feed feed_;
+  int64_t identity_saved_unix_ = 0;
+  void confirm_identity(int64_t when);
+  void save_identity_times();
   std::string state_dir_;
   Publisher* publisher_;
   Clock clock_;
