@@ -5,11 +5,18 @@
 #include <rte_telemetry.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <array>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <functional>
@@ -21,6 +28,7 @@
 #include "stakegate/control/metrics.h"
 #include "stakegate/flow/access_fetch.h"
 #include "stakegate/identity/resolve.h"
+#include "stakegate/policy/load.h"
 
 namespace stakegate {
 namespace {
@@ -290,6 +298,122 @@ class IdentityFetcher {
   std::string last_phase_;
 };
 
+// Applies the identity file when it is replaced or rewritten (identity.watch), for
+// operators who fetch snapshots themselves: inotify on its folder (a rename over it, as
+// `flow snapshot save` to a temporary name and `mv` do, or a write closed), a quiet second
+// for the writer to finish, then the file is read and checked on a helper thread and, when
+// it differs from the running table, applied like a replace (the removal guard included).
+// A file that does not load is logged and the running table stays.
+class IdentityFileWatcher {
+ public:
+  IdentityFileWatcher(boost::asio::io_context& io, PolicyState& state)
+      : state_(state), sd_(io), quiet_(io), bridge_(std::make_shared<Bridge>()) {
+    bridge_->io = &io;
+  }
+  ~IdentityFileWatcher() {
+    std::lock_guard<std::mutex> lock(bridge_->m);
+    bridge_->io = nullptr;
+  }
+
+  void start() {
+    const IdentityConfig& id = state_.config().identity;
+    if (!id.watch || id.path.empty()) return;
+    path_ = id.path;
+    const std::filesystem::path p(path_);
+    name_ = p.filename().string();
+    const std::string dir = p.parent_path().empty() ? "." : p.parent_path().string();
+    int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd < 0 || ::inotify_add_watch(fd, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+      spdlog::error("identity watch: cannot watch {}: {}; apply changes with SIGHUP", dir, std::strerror(errno));
+      if (fd >= 0) ::close(fd);
+      return;
+    }
+    sd_.assign(fd);
+    read();
+    spdlog::info("identity watch: {} is applied when it changes", path_);
+  }
+
+ private:
+  struct Bridge {
+    std::mutex m;
+    boost::asio::io_context* io = nullptr;
+  };
+
+  void read() {
+    sd_.async_read_some(boost::asio::buffer(buf_), [this](const boost::system::error_code& ec, size_t n) {
+      if (ec) return;
+      for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(buf_.data() + off);
+        if (ev->len && name_ == ev->name) changed();
+        off += sizeof(inotify_event) + ev->len;
+      }
+      read();
+    });
+  }
+
+  void changed() {
+    quiet_.expires_after(std::chrono::seconds(1));
+    quiet_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) load();
+    });
+  }
+
+  void load() {
+    if (in_flight_) {
+      again_ = true;
+      return;
+    }
+    in_flight_ = true;
+    std::shared_ptr<Bridge> bridge = bridge_;
+    Config cfg = state_.config();
+    std::thread([this, bridge, cfg] {
+      auto nodes = std::make_shared<std::vector<NodeIdentity>>();
+      auto warnings = std::make_shared<std::vector<std::string>>();
+      auto error = std::make_shared<std::string>();
+      try {
+        *nodes = load_identities(cfg, warnings.get());
+      } catch (const std::exception& e) {
+        *error = e.what();
+      }
+      std::lock_guard<std::mutex> lock(bridge->m);
+      if (bridge->io) boost::asio::post(*bridge->io, [this, nodes, warnings, error] { finish(*nodes, *warnings, *error); });
+    }).detach();
+  }
+
+  void finish(std::vector<NodeIdentity>& nodes, const std::vector<std::string>& warnings, const std::string& error) {
+    in_flight_ = false;
+    if (!error.empty()) {
+      spdlog::error("identity watch: {}; the running table stays", error);
+    } else if (state_.same_table(nodes)) {
+      spdlog::info("identity watch: {} changed, its table is the running one", path_);
+    } else {
+      try {
+        IdentityUpload up;
+        up.kind = IdentityUpload::Kind::kNodes;
+        up.nodes = std::move(nodes);
+        up.origin = "watch " + path_;
+        PolicyState::Change ch = state_.replace_identities(std::move(up));
+        spdlog::info("identity watch: {} applied: generation {} (+{} -{} nodes)", path_, ch.generation, ch.added, ch.removed);
+        for (const auto& w : warnings) spdlog::warn("identity watch: {}", w);
+      } catch (const std::exception& e) {
+        spdlog::error("identity watch: {} refused: {}; the running table stays", path_, e.what());
+      }
+    }
+    if (again_) {
+      again_ = false;
+      load();
+    }
+  }
+
+  PolicyState& state_;
+  boost::asio::posix::stream_descriptor sd_;
+  boost::asio::steady_timer quiet_;
+  std::shared_ptr<Bridge> bridge_;
+  alignas(inotify_event) std::array<char, 4096> buf_{};
+  std::string path_, name_;
+  bool in_flight_ = false, again_ = false;
+};
+
 std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const std::string& version,
                    const Reloader::Outcome& reload) {
   Totals t = dp.totals(true);  // with per-source counts, for stakegate_node_drops_total
@@ -454,6 +578,8 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   DnsRefresher dns(io, state);
   IdentityFetcher fetcher(io, state);
   fetcher.start();
+  IdentityFileWatcher watcher(io, state);
+  watcher.start();
 
   // Timer: reclaim snapshots, evidence, expire blocks, periodic summary, idle exit.
   asio::steady_timer tick(io);

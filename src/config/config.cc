@@ -130,7 +130,9 @@ void read_access_api(const YamlReader& r, AccessApiConfig& a, const std::string&
 }
 
 void read_identity(const YamlReader& r, IdentityConfig& id, const std::string& cfg_file) {
-  r.expect_map({"flow_node_infos", "flow_snapshot", "nodes", "stake_file", "hosts", "max_removed_fraction", "dns", "access_api"});
+  r.expect_map({"flow_node_infos", "flow_snapshot", "nodes", "stake_file", "hosts", "max_removed_fraction", "dns", "access_api",
+                "watch"});
+  if (r.has("watch")) id.watch = r.child("watch").boolean();
   if (r.has("access_api")) read_access_api(r.child("access_api"), id.access_api, cfg_file);
   if (r.has("max_removed_fraction")) id.max_removed_fraction = r.child("max_removed_fraction").number(0, 1);
   if (r.has("dns")) read_dns(r.child("dns"), id.dns);
@@ -147,6 +149,7 @@ void read_identity(const YamlReader& r, IdentityConfig& id, const std::string& c
     auto nodes = r.child("nodes");
     nodes.expect_seq();
     for (size_t i = 0; i < nodes.size(); ++i) id.inline_nodes.push_back(read_inline_node(nodes.item(i)));
+    if (id.watch) r.child("watch").fail("watches the file of flow_node_infos or flow_snapshot; identity.nodes has none");
   }
   if (r.has("stake_file")) id.stake_file = resolve_path(cfg_file, r.child("stake_file").string());
   if (r.has("hosts")) {

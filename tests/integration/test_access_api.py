@@ -8,7 +8,9 @@ from two addresses flows endlessly through a net_pcap port.
   removed node is gone from the table and its packets are unregistered;
 - a truncated snapshot, a malformed one, an endpoint answering UNAVAILABLE, a change
   removing most nodes, and no endpoint at all: each keeps the running table and raises
-  stakegate_identity_fetch_failures_total.
+  stakegate_identity_fetch_failures_total;
+- identity.watch: a snapshot file renamed over the configured one is applied, one cut
+  short is refused and the running table stays.
 """
 import os
 import time
@@ -124,6 +126,29 @@ with TempDir() as d:
               "no endpoint reachable: failures counted")
         _, st = api.call("Status")
         check(st["nodes"] == 4 and int(st["outside_packets"]) > 0, "the gateway keeps running epoch 11")
+        rc, _, err = gw.stop()
+        check(rc == 0, f"stopped: rc {rc}")
+
+        print("\n== identity.watch: a snapshot file replaced by the operator")
+        del cfg["identity"]["access_api"]
+        cfg["identity"]["watch"] = True
+        write_yaml(f"{d}/gw.yaml", cfg)
+        gw = Gateway(f"{d}/gw.yaml", f"{d}/ctl.sock")
+        api = gw.api()
+        check(node_total(api, E) is None and node_total(api, D) is not None, "started on the bootstrap table (epoch 10)")
+        with open(f"{d}/snapshot.tmp", "wb") as f:  # as `flow snapshot save` then `mv` would
+            f.write(snapshot(EPOCH11, 11))
+        os.rename(f"{d}/snapshot.tmp", f"{d}/bootstrap.json")
+        check(wait_for(lambda: node_total(api, E) is not None and node_total(api, D) is None, 15),
+              "the file renamed over it is applied: E in, D out")
+        _, st = api.call("Status")
+        gen = st["identity_generation"]
+        with open(f"{d}/bootstrap.json", "wb") as f:  # rewritten in place, and cut short
+            f.write(snapshot(EPOCH10, 10)[:1000])
+        check(wait_for(lambda: "identity watch: " in gw.log() and "the running table stays" in gw.log(), 15),
+              "a file cut short is refused with the reason")
+        _, st = api.call("Status")
+        check(st["identity_generation"] == gen and node_total(api, E) is not None, "and the running table stays")
         rc, _, err = gw.stop()
         check(rc == 0, f"stopped: rc {rc}")
     finally:

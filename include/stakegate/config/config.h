@@ -122,6 +122,7 @@ struct IdentityConfig {
   double max_removed_fraction = 0.5;   // a change removing more of the nodes needs --force
   DnsConfig dns;
   AccessApiConfig access_api;
+  bool watch = false;  // apply the identity file when it is replaced or rewritten (inotify)
 };
 
 // Peer score (docs/operations.md "Peer score and graylist"): each drop of a staked
