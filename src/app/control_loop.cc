@@ -425,6 +425,7 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   in.version = version;
   in.snapshots_pending_reclaim = dp.snapshots_pending_reclaim();
   in.worker_busy = dp.busy_ratios();
+  in.worker_cycles_per_packet = dp.cycles_per_packet();
   in.graylisted = ev.graylist().entries().size();
   std::tie(in.graylist_entries, in.graylist_exits) = ev.graylist_transitions();
   std::tie(in.evidence_cases, in.evidence_errors) = ev.case_counts();

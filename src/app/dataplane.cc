@@ -125,11 +125,15 @@ uint64_t DataPlane::tx_dropped(Direction from) const {
 void DataPlane::sample_busy() {
   last_busy_.resize(ctxs_.size(), {0, 0});
   busy_.resize(ctxs_.size(), 0.0);
+  last_packets_.resize(ctxs_.size(), 0);
+  cycles_.resize(ctxs_.size(), 0.0);
   for (size_t i = 0; i < ctxs_.size(); ++i) {
-    uint64_t b = relaxed(ctxs_[i].busy_tsc), t = relaxed(ctxs_[i].total_tsc);
-    uint64_t db = b - last_busy_[i].first, dt = t - last_busy_[i].second;
+    uint64_t b = relaxed(ctxs_[i].busy_tsc), t = relaxed(ctxs_[i].total_tsc), p = relaxed(ctxs_[i].busy_packets);
+    uint64_t db = b - last_busy_[i].first, dt = t - last_busy_[i].second, dp = p - last_packets_[i];
     busy_[i] = dt ? static_cast<double>(db) / static_cast<double>(dt) : 0.0;
+    cycles_[i] = dp ? static_cast<double>(db) / static_cast<double>(dp) : 0.0;
     last_busy_[i] = {b, t};
+    last_packets_[i] = p;
   }
 }
 

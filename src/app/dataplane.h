@@ -42,6 +42,10 @@ class DataPlane : public DataPathView {
   // number of scrapers see the same figure.
   void sample_busy();
   const std::vector<double>& busy_ratios() const { return busy_; }
+  std::vector<double> busy() const override { return busy_; }
+  // TSC cycles per packet of each worker's loop iterations that carried packets, over the
+  // last sample_busy() interval (0 when it carried none).
+  std::vector<double> cycles_per_packet() const override { return cycles_; }
 
  private:
   const Config& cfg_;
@@ -56,6 +60,8 @@ class DataPlane : public DataPathView {
   uint64_t mono0_ns_ = 0, unix_ns0_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> last_busy_;
   std::vector<double> busy_;
+  std::vector<uint64_t> last_packets_;
+  std::vector<double> cycles_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

@@ -68,13 +68,13 @@ int worker_main(void* arg) {
       w.bind(current);
       bound = current;
     }
-    bool carried = false;
+    uint32_t carried = 0;  // packets this iteration
     // The inside first: the sessions its packets open or refresh are in place before the
     // replies of the same round are decided.
     if (in_rx) {
       uint16_t n = rte_eth_rx_burst(ctx->inside.port, q, rx, burst);
       if (n) {
-        carried = true;
+        carried += n;
         for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
         w.process_inside(views, n, clock.ns(rte_rdtsc()));
         send_or_free(ctx->outside.port, q, out_tx, rx, n, ctx->tx_dropped[1]);
@@ -83,7 +83,7 @@ int worker_main(void* arg) {
     if (out_rx) {
       uint16_t n = rte_eth_rx_burst(ctx->outside.port, q, rx, burst);
       if (n) {
-        carried = true;
+        carried += n;
         for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
         w.process_outside(views, n, clock.ns(rte_rdtsc()), verdicts);
         uint16_t np = 0, nd = 0;
@@ -96,7 +96,13 @@ int worker_main(void* arg) {
     uint64_t now = rte_rdtsc();
     // The worker's clock for readers on other threads (scores decay by it), idle or not.
     w.tick(clock.ns(now));
-    if (carried) ctx->busy_tsc += now - last;
+    // Cycles per packet for operators (stakegate_worker_cycles_per_packet): the whole loop
+    // iteration, RX and TX included, over the packets it carried. Plain stores: the control
+    // thread reads them relaxed, once a second.
+    if (carried) {
+      ctx->busy_tsc += now - last;
+      ctx->busy_packets += carried;
+    }
     ctx->total_tsc += now - last;
     last = now;
   }

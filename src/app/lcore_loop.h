@@ -30,8 +30,9 @@ struct WorkerCtx {
   rte_rcu_qsbr* rcu = nullptr;
   const std::atomic<bool>* stop = nullptr;
   alignas(64) uint64_t tx_dropped[kDirectionCount] = {};
-  uint64_t busy_tsc = 0;   // TSC spent in loop iterations that carried packets
+  uint64_t busy_tsc = 0;      // TSC spent in loop iterations that carried packets
   uint64_t total_tsc = 0;
+  uint64_t busy_packets = 0;  // packets those iterations carried (both directions)
 };
 
 inline constexpr unsigned kMaxBurst = 256;

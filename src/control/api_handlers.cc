@@ -104,6 +104,12 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
   r.set_inside_packets(t.packets(Direction::kInside));
   for (int v = 1; v < kVerdictCount; ++v)
     (*r.mutable_drops_by_reason())[std::string(verdict_name(static_cast<Verdict>(v)))] = t.drops(static_cast<Verdict>(v));
+  const std::vector<double> busy = c.data.busy(), cycles = c.data.cycles_per_packet();
+  for (size_t w = 0; w < cycles.size(); ++w) {
+    auto* l = r.add_worker_load();
+    l->set_busy_ratio(w < busy.size() ? busy[w] : 0.0);
+    l->set_cycles_per_packet(cycles[w]);
+  }
 }
 
 void get_identities(ApiContext& c, const pb::Empty&, pb::GetIdentitiesResponse& r) {

@@ -144,6 +144,13 @@ std::string render_metrics(const MetricsInput& in) {
                      MetricType::Gauge);
   for (size_t w = 0; w < in.worker_busy.size(); ++w) add(busy, {{"worker", std::to_string(w)}}, in.worker_busy[w]);
   out.push_back(std::move(busy));
+  auto cpp = family("stakegate_worker_cycles_per_packet",
+                    "TSC cycles per packet of a worker's loop iterations that carried packets (RX, decision, TX), over "
+                    "the last second; 0 when idle. Cycles at the TSC's rate: divide by its GHz for nanoseconds.",
+                    MetricType::Gauge);
+  for (size_t w = 0; w < in.worker_cycles_per_packet.size(); ++w)
+    add(cpp, {{"worker", std::to_string(w)}}, in.worker_cycles_per_packet[w]);
+  out.push_back(std::move(cpp));
 
   auto gray = family("stakegate_graylisted_nodes",
                      "Staked sources graylisted by peer scoring (their rates multiplied by scoring.penalty_factor).",

@@ -63,6 +63,9 @@ void print(const pb::StatusResponse& r) {
   std::printf("outside: %llu packets, %llu passed; inside: %llu packets; blocklist: %u entries\n",
               static_cast<unsigned long long>(r.outside_packets()), static_cast<unsigned long long>(r.outside_passed()),
               static_cast<unsigned long long>(r.inside_packets()), r.blocklist_entries());
+  for (int w = 0; w < r.worker_load_size(); ++w)
+    std::printf("worker %d: busy %.0f %%, %.0f cycles/packet over the last second\n", w,
+                100.0 * r.worker_load(w).busy_ratio(), r.worker_load(w).cycles_per_packet());
   Rows rows{{"reason", "dropped"}};
   for (const auto& reason : kDropReasons) {
     auto it = r.drops_by_reason().find(reason);

@@ -3,6 +3,7 @@ the Unix socket, stakegatectl's tables, SIGHUP reloads (a broken config changes
 nothing), and the TCP listener's bearer token."""
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -32,6 +33,11 @@ with TempDir() as d:
     time.sleep(1.2)
     s, st = api.call("Status")
     check(int(st["outside_packets"]) > 0, f"traffic flows: {st['outside_packets']} packets")
+    wl = st.get("worker_load", [])
+    check(len(wl) == 1 and 0 < wl[0].get("cycles_per_packet", 0) < 1e6 and 0 < wl[0].get("busy_ratio", 0) <= 1,
+          f"the worker's load while traffic flows: {wl}")
+    p = run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "status"])
+    check(re.search(r"worker 0: busy \d+ %, \d+ cycles/packet", p.stdout), f"stakegatectl status shows it: {p.stdout[:300]}")
     s, ids = api.call("GetIdentities", method="GET")
     check(s == 200 and len(ids["nodes"]) == 20, "GetIdentities (GET) lists the table")
 

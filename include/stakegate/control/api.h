@@ -31,6 +31,9 @@ class DataPathView {
   virtual Totals totals(bool with_sources) const = 0;
   virtual uint32_t snapshots_pending_reclaim() const = 0;
   virtual double uptime_s() const = 0;
+  // Per worker, TSC cycles per packet over the last second (see DataPlane).
+  virtual std::vector<double> cycles_per_packet() const { return {}; }
+  virtual std::vector<double> busy() const { return {}; }
 };
 
 // Everything a handler may reach.
