@@ -223,7 +223,7 @@ PolicyState::Change PolicyState::replace_identities(IdentityUpload up) {
   guard_removal(nodes, cfg_.identity.max_removed_fraction, up.force, source);
   std::vector<std::string> warnings;
   if (!up.stake_json.empty()) apply_stakes(nodes, parse_stake_file(up.stake_json, source + " (stakes)"), "stakes", &warnings);
-  resolve_identities(nodes, cfg_.identity, source, &warnings);
+  resolve_identities(nodes, cfg_.identity.hosts, cfg_.identity.dns, source, &warnings);
   Change ch = commit(cfg_, std::move(nodes), blocks_, source);
   ch.warnings = std::move(warnings);
   confirm_identity(clock_());
@@ -407,7 +407,7 @@ PolicyState::Change PolicyState::set_role_qos(const std::string& role_name, cons
 
 std::optional<PolicyState::Change> PolicyState::refresh_addresses(std::vector<std::string>* moves) {
   std::vector<NodeIdentity> nodes = nodes_;
-  resolve_identities(nodes, cfg_.identity, identity_source_, nullptr, false);
+  resolve_identities(nodes, cfg_.identity.hosts, cfg_.identity.dns, identity_source_, nullptr, false);
   auto list = [](const std::vector<IpAddr>& ips) {
     std::string s;
     for (const auto& ip : ips) s += (s.empty() ? "" : ",") + ip.to_string();

@@ -15,7 +15,7 @@
 #include <set>
 
 #include "stakegate/base/files.h"
-#include "stakegate/report/text.h"
+#include "stakegate/base/time_text.h"
 
 namespace stakegate {
 namespace {
@@ -293,15 +293,16 @@ std::vector<std::string> dns_names(const std::vector<NodeIdentity>& nodes, const
   return {names.begin(), names.end()};
 }
 
-void resolve_identities(std::vector<NodeIdentity>& nodes, const IdentityConfig& id, const std::string& source,
-                        std::vector<std::string>* warnings, bool lookup, NameCache* cache) {
+void resolve_identities(std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts,
+                        const DnsConfig& dns, const std::string& source, std::vector<std::string>* warnings,
+                        bool lookup, NameCache* cache) {
   NameCache& c = cache ? *cache : NameCache::process();
   if (lookup) {
     // Only names whose answer ran out (or never came): a replace of a table whose names are
     // all fresh does not wait on DNS.
-    const std::vector<std::string> names = c.due(dns_names(nodes, id.hosts), std::time(nullptr));
+    const std::vector<std::string> names = c.due(dns_names(nodes, hosts), std::time(nullptr));
     if (!names.empty()) {
-      std::string w = c.record(dns_lookup(names, id.dns), id.dns, std::time(nullptr));
+      std::string w = c.record(dns_lookup(names, dns), dns, std::time(nullptr));
       if (!w.empty() && warnings) warnings->push_back(w);
     }
   }
@@ -311,7 +312,7 @@ void resolve_identities(std::vector<NodeIdentity>& nodes, const IdentityConfig& 
       n.ips.push_back(*ip);
       continue;
     }
-    if (auto it = id.hosts.find(n.host); it != id.hosts.end()) {
+    if (auto it = hosts.find(n.host); it != hosts.end()) {
       n.ips.push_back(it->second);
       continue;
     }

@@ -37,7 +37,7 @@ std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::st
   }
   NameCache& names = NameCache::process();
   if (std::string w = names.use_state_dir(cfg.state_dir); !w.empty() && warnings) warnings->push_back(w);
-  resolve_identities(nodes, cfg.identity, source, warnings);
+  resolve_identities(nodes, cfg.identity.hosts, cfg.identity.dns, source, warnings);
   return nodes;
 }
 

@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Config cfg = parse_config(fuzz::text(data, size), "fuzz.yaml");
     if (cfg.identity.kind != IdentityConfig::Kind::kInline) return 0;  // no files are read here
     auto nodes = cfg.identity.inline_nodes;
-    resolve_identities(nodes, cfg.identity, "fuzz.yaml", nullptr, false);  // no DNS while fuzzing
+    resolve_identities(nodes, cfg.identity.hosts, cfg.identity.dns, "fuzz.yaml", nullptr, false);  // no DNS while fuzzing
     auto plan = make_stake_plan(cfg, nodes);
     SnapshotBuilder::build(cfg, plan, Sharding::even(cfg.dataplane.workers));
   } catch (const ConfigError&) {

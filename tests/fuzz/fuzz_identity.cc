@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 0:
       case 1: {
         auto nodes = data[0] % 3 == 0 ? parse_flow_node_infos(body, "fuzz.json") : parse_flow_snapshot(body, "fuzz.json");
-        resolve_identities(nodes, IdentityConfig{}, "fuzz.json", nullptr, false);  // no DNS while fuzzing: names stay without addresses
+        resolve_identities(nodes, {}, DnsConfig{}, "fuzz.json", nullptr, false);  // no DNS while fuzzing: names stay without addresses
         static Config cfg = [] {
           Config c;
           c.capacity_pps = 100000;

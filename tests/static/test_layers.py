@@ -17,6 +17,7 @@ ALLOWED = {
     "pipeline": {"base", "net", "policy"},
     "report": {"base", "net", "identity", "config", "policy", "pipeline"},
     "control": {"base", "net", "identity", "config", "policy", "pipeline", "report"},
+    "flow": {"base", "identity", "config"},  # Flow's Access API: a network source of identity tables
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"stakegate/([a-z_]+)/([^"]+)"', re.M)
 

@@ -27,7 +27,7 @@ struct WorkerFixture {
   void load(const std::string& yaml, unsigned workers = 1, unsigned table = 1024) {
     cfg = parse_config(yaml, "test.yaml");
     nodes = cfg.identity.inline_nodes;
-    resolve_identities(nodes, IdentityConfig{}, "test.yaml", nullptr, false);  // literal addresses
+    resolve_identities(nodes, {}, DnsConfig{}, "test.yaml", nullptr, false);  // literal addresses
     plan_and_bind(workers, table);
   }
   // A policy from a config and a table built in code.

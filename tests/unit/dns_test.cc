@@ -109,7 +109,7 @@ TEST(NameCache, TheLastAddressesSurviveARestart) {
   nodes[0].role = Role::kConsensus;
   nodes[0].host = "a.test";
   std::vector<std::string> warnings;
-  resolve_identities(nodes, IdentityConfig{}, "t.json", &warnings, false, &after);
+  resolve_identities(nodes, {}, DnsConfig{}, "t.json", &warnings, false, &after);
   EXPECT_EQ(nodes[0].ips, std::vector<IpAddr>{*parse_ip("198.18.0.1")});
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_THAT(warnings[0], HasSubstr("host 'a.test' does not resolve now (no answer within identity.dns.timeout_s); "
@@ -129,9 +129,8 @@ TEST(NameCache, PinnedAndLiteralHostsAreNotLookedUp) {
   nodes[0].host = "198.18.0.1";
   nodes[1].host = "pinned.test";
   nodes[2].host = "dns.test";
-  IdentityConfig id;
-  id.hosts["pinned.test"] = *parse_ip("198.18.0.2");
-  EXPECT_EQ(dns_names(nodes, id.hosts), std::vector<std::string>{"dns.test"});
+  std::map<std::string, IpAddr> hosts{{"pinned.test", *parse_ip("198.18.0.2")}};
+  EXPECT_EQ(dns_names(nodes, hosts), std::vector<std::string>{"dns.test"});
 }
 
 // A resolver that does not answer fails every name, within the deadline, without throwing.

@@ -122,7 +122,7 @@ TEST(FlowImport, DnsNamesResolveAtLoadTime) {
   nodes[0].host = "localhost";  // from /etc/hosts, which c-ares reads before asking DNS
   NameCache cache;
   std::vector<std::string> warnings;
-  resolve_identities(nodes, IdentityConfig{}, "f", &warnings, true, &cache);
+  resolve_identities(nodes, {}, DnsConfig{}, "f", &warnings, true, &cache);
   ASSERT_FALSE(nodes[0].ips.empty());
   EXPECT_TRUE(nodes[0].ips[0] == *parse_ip("127.0.0.1") || nodes[0].ips[0] == *parse_ip("::1"));
   EXPECT_TRUE(warnings.empty());

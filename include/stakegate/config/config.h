@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "stakegate/base/error.h"
+#include "stakegate/identity/dns_config.h"
 #include "stakegate/identity/node.h"
 #include "stakegate/base/address.h"
 
@@ -87,18 +88,6 @@ struct BlockEntry {
   std::string reason;
 };
 
-// DNS for identity host names (docs/configuration.md "identity.dns"). Names are looked
-// up together off the control thread, each answer is used for its TTL clamped to
-// [min_refresh_s, refresh_s], and a name that stops resolving keeps its last known
-// addresses (persisted in state_dir/dns.json) instead of failing the table.
-struct DnsConfig {
-  std::vector<std::string> servers;  // "ADDR" or "ADDR:PORT" ("[v6]:PORT"); empty: /etc/resolv.conf
-  double timeout_s = 5;              // deadline of one lookup round (all names together)
-  double refresh_s = 300;            // longest an answer is used (flow-go re-resolves every few minutes)
-  double min_refresh_s = 5;          // shortest: a TTL of 0 must not hammer the resolver
-  double retry_s = 30;               // after a failed lookup
-  unsigned max_addresses = 8;        // addresses kept per name
-};
 
 // Following epochs by itself (docs/operations.md "Following epochs"): the latest protocol
 // state snapshot from Flow Access API endpoints, tried in order, every `interval_s`.

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "stakegate/config/config.h"
+#include "stakegate/identity/dns_config.h"
 #include "stakegate/identity/node.h"
 
 namespace stakegate {
@@ -78,7 +78,8 @@ std::vector<std::string> dns_names(const std::vector<NodeIdentity>& nodes, const
 // (one round, identity.dns.timeout_s at most); without, the cache answers.
 // Problems (a name failing, one never resolved) are appended to `warnings`; never throws
 // over DNS.
-void resolve_identities(std::vector<NodeIdentity>& nodes, const IdentityConfig& id, const std::string& source,
-                        std::vector<std::string>* warnings, bool lookup = true, NameCache* cache = nullptr);
+void resolve_identities(std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts,
+                        const DnsConfig& dns, const std::string& source, std::vector<std::string>* warnings,
+                        bool lookup = true, NameCache* cache = nullptr);
 
 }  // namespace stakegate
