@@ -5,30 +5,22 @@
 #include <rte_telemetry.h>
 #include <spdlog/spdlog.h>
 
-#include <sys/inotify.h>
-#include <unistd.h>
-
-#include <array>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
-#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <mutex>
 #include <thread>
 
+#include "identity_followers.h"
+#include "reloader.h"
 #include "stakegate/control/api.h"
 #include "stakegate/control/http_server.h"
 #include "stakegate/control/metrics.h"
-#include "stakegate/flow/access_fetch.h"
 #include "stakegate/identity/resolve.h"
-#include "stakegate/policy/load.h"
 
 namespace stakegate {
 namespace {
@@ -57,362 +49,6 @@ HttpResponse metrics_handler(const HttpRequest& r, const std::function<std::stri
   if (path != "/metrics") return {404, "text/plain", "see /metrics\n"};
   return {200, "text/plain; version=0.0.4; charset=utf-8", render()};
 }
-
-// Reloads off the control thread: reading the config and identity files (and resolving
-// names) happens on a helper thread with a deadline, so the API and /metrics keep
-// answering; the result is applied on the control thread. Callers that ask while one is
-// in flight get its outcome. A helper that outlives its deadline is left to finish and
-// ignored (it cannot block: files are regular and opened non-blocking).
-class Reloader {
- public:
-  using Done = std::function<void(const PolicyState::Change* change, const std::string& code, const std::string& message)>;
-  struct Outcome {
-    bool ok = true;
-    int64_t unix_s = 0;
-  };
-
-  Reloader(boost::asio::io_context& io, PolicyState& state, double timeout_s, std::function<std::string()> after)
-      : io_(io), state_(state), timeout_(timeout_s), after_(std::move(after)), bridge_(std::make_shared<Bridge>()),
-        timer_(io) {
-    bridge_->io = &io;
-    last_.unix_s = state.now();
-  }
-  ~Reloader() {
-    std::lock_guard<std::mutex> lock(bridge_->m);
-    bridge_->io = nullptr;  // a helper still running posts nowhere
-  }
-
-  void start(Done done, bool force = false) {
-    waiters_.push_back(std::move(done));
-    force_ = force_ || force;
-    if (waiters_.size() > 1) return;  // joins the reload in flight
-    const uint64_t flight = ++flight_;
-    const std::string file = state_.config().file;
-    std::shared_ptr<Bridge> bridge = bridge_;
-    std::thread([this, bridge, flight, file] {
-      auto result = std::make_shared<std::optional<LoadedPolicy>>();
-      auto tokens = std::make_shared<ControlTokens>();
-      auto error = std::make_shared<std::string>();
-      try {
-        *result = PolicyState::load_for_reload(file);
-        *tokens = load_tokens((*result)->cfg.control, file);
-      } catch (const std::exception& e) {
-        result->reset();
-        *error = e.what();
-      }
-      std::lock_guard<std::mutex> lock(bridge->m);
-      if (bridge->io)
-        boost::asio::post(*bridge->io, [this, flight, result, tokens, error] { finish(flight, result, tokens, *error); });
-    }).detach();
-    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_ * 1000)));
-    timer_.async_wait([this, flight](const boost::system::error_code& ec) {
-      if (ec || flight != flight_ || waiters_.empty()) return;
-      conclude(nullptr, "deadline_exceeded",
-               "reading the config and identity files took over " + std::to_string(static_cast<int>(timeout_)) +
-                   " s (control.reload_timeout_s); the running policy is unchanged");
-      ++flight_;  // whatever the helper brings later is ignored
-    });
-  }
-
-  const Outcome& last() const { return last_; }
-  ControlTokens* tokens = nullptr;  // replaced on a successful reload (TCP listener)
-
- private:
-  struct Bridge {
-    std::mutex m;
-    boost::asio::io_context* io = nullptr;
-  };
-
-  void finish(uint64_t flight, const std::shared_ptr<std::optional<LoadedPolicy>>& result,
-              const std::shared_ptr<ControlTokens>& tokens, const std::string& error) {
-    if (flight != flight_ || waiters_.empty()) return;  // timed out already
-    timer_.cancel();
-    if (!*result) return conclude(nullptr, "invalid_argument", error + "; the running policy is unchanged");
-    try {
-      const bool force = force_;
-      force_ = false;
-      PolicyState::Change ch = state_.apply_reload(std::move(**result), force);
-      if (tokens && this->tokens) *this->tokens = *tokens;
-      if (after_) {
-        std::string problems = after_();
-        if (!problems.empty()) ch.warnings.push_back(problems);
-      }
-      conclude(&ch, "", "");
-    } catch (const OpError& e) {
-      conclude(nullptr, e.code(), std::string(e.what()) + "; the running policy is unchanged");
-    } catch (const std::exception& e) {
-      conclude(nullptr, "invalid_argument", std::string(e.what()) + "; the running policy is unchanged");
-    }
-  }
-
-  void conclude(const PolicyState::Change* ch, const std::string& code, const std::string& message) {
-    last_ = {ch != nullptr, state_.now()};
-    force_ = false;
-    auto waiters = std::move(waiters_);
-    waiters_.clear();
-    for (auto& w : waiters) w(ch, code, message);
-  }
-
-  boost::asio::io_context& io_;
-  PolicyState& state_;
-  double timeout_;
-  std::function<std::string()> after_;
-  std::shared_ptr<Bridge> bridge_;
-  boost::asio::steady_timer timer_;
-  std::vector<Done> waiters_;
-  uint64_t flight_ = 0;
-  bool force_ = false;
-  Outcome last_;
-};
-
-// Follows the table's DNS names: each is looked up again when its answer's TTL (clamped by
-// identity.dns) runs out, on a helper thread with identity.dns.timeout_s as deadline; the
-// answers go to the name cache (which persists them), then the control thread publishes a
-// new snapshot only when an address moved. A name that fails keeps its addresses.
-class DnsRefresher {
- public:
-  DnsRefresher(boost::asio::io_context& io, PolicyState& state) : state_(state), bridge_(std::make_shared<Bridge>()) {
-    bridge_->io = &io;
-  }
-  ~DnsRefresher() {
-    std::lock_guard<std::mutex> lock(bridge_->m);
-    bridge_->io = nullptr;
-  }
-
-  // Called about once a second from the control thread.
-  void poll() {
-    if (in_flight_) return;
-    const Config& cfg = state_.config();
-    std::vector<std::string> due =
-        NameCache::process().due(dns_names(state_.nodes(), cfg.identity.hosts), std::time(nullptr));
-    if (due.empty()) return;
-    in_flight_ = true;
-    std::shared_ptr<Bridge> bridge = bridge_;
-    DnsConfig dns = cfg.identity.dns;
-    std::thread([this, bridge, due = std::move(due), dns] {
-      auto answers = dns_lookup(due, dns);
-      std::string warning = NameCache::process().record(answers, dns, std::time(nullptr));
-      std::vector<std::string> failed;
-      for (const auto& [name, a] : answers)
-        if (!a.ok) failed.push_back(name + " (" + a.error + ")");
-      std::lock_guard<std::mutex> lock(bridge->m);
-      if (bridge->io)
-        boost::asio::post(*bridge->io, [this, warning, failed] { finish(warning, failed); });
-    }).detach();
-  }
-
- private:
-  struct Bridge {
-    std::mutex m;
-    boost::asio::io_context* io = nullptr;
-  };
-
-  void finish(const std::string& warning, const std::vector<std::string>& failed) {
-    in_flight_ = false;
-    if (!warning.empty()) spdlog::warn("{}", warning);
-    for (const auto& f : failed)
-      spdlog::warn("dns: {} does not resolve; its nodes keep their last known addresses", f);
-    std::vector<std::string> moves;
-    try {
-      if (auto ch = state_.refresh_addresses(&moves)) {
-        for (const auto& m : moves) spdlog::info("dns: {}", m);
-        spdlog::info("dns: addresses changed: generation {}", ch->generation);
-      }
-    } catch (const std::exception& e) {
-      spdlog::error("dns: the new addresses are not applied: {}", e.what());
-    }
-  }
-
-  PolicyState& state_;
-  std::shared_ptr<Bridge> bridge_;
-  bool in_flight_ = false;
-};
-
-// Follows epochs by itself (identity.access_api): fetches the latest protocol state
-// snapshot on a helper thread (gRPC calls with deadlines, endpoints in order), then on the
-// control thread applies it when the table changed, with the checks and the removal guard
-// of a replace. A failure, or a refusal, keeps the running table and is counted.
-class IdentityFetcher {
- public:
-  IdentityFetcher(boost::asio::io_context& io, PolicyState& state)
-      : state_(state), timer_(io), bridge_(std::make_shared<Bridge>()) {
-    bridge_->io = &io;
-  }
-  ~IdentityFetcher() {
-    std::lock_guard<std::mutex> lock(bridge_->m);
-    bridge_->io = nullptr;
-  }
-
-  void start() { schedule(0); }
-
- private:
-  struct Bridge {
-    std::mutex m;
-    boost::asio::io_context* io = nullptr;
-  };
-
-  void schedule(double seconds) {
-    timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
-    timer_.async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
-      const AccessApiConfig cfg = state_.config().identity.access_api;  // a reload may have changed it
-      if (!cfg.on()) return schedule(5);
-      std::shared_ptr<Bridge> bridge = bridge_;
-      std::thread([this, bridge, cfg] {
-        auto result = std::make_shared<AccessFetch>(fetch_identity(cfg));
-        std::lock_guard<std::mutex> lock(bridge->m);
-        if (bridge->io) boost::asio::post(*bridge->io, [this, result, cfg] { finish(*result, cfg); });
-      }).detach();
-    });
-  }
-
-  void finish(AccessFetch& f, const AccessApiConfig& cfg) {
-    if (!f.ok) {
-      state_.fetch_failed(f.error);
-      spdlog::error("identity fetch: {}; the running table stays", f.error);
-    } else {
-      const uint64_t counter = f.epoch.counter;
-      const std::string phase = f.epoch.phase;
-      try {
-        if (auto ch = state_.apply_fetched(std::move(f.nodes), f.epoch, f.endpoint, std::move(f.warnings))) {
-          spdlog::info("identity fetch: epoch {} ({}) from {}: applied, generation {} (+{} -{} nodes)", counter, phase,
-                       f.endpoint, ch->generation, ch->added, ch->removed);
-          for (const auto& w : ch->warnings) spdlog::warn("identity fetch: {}", w);
-        } else if (counter != last_counter_ || phase != last_phase_) {
-          spdlog::info("identity fetch: epoch {} ({}) from {}: the table is unchanged", counter, phase, f.endpoint);
-        }
-        last_counter_ = counter;
-        last_phase_ = phase;
-      } catch (const std::exception& e) {
-        state_.fetch_failed(e.what());
-        spdlog::error("identity fetch: epoch {} from {} refused: {}; the running table stays", counter, f.endpoint, e.what());
-      }
-    }
-    schedule(cfg.interval_s);
-  }
-
-  PolicyState& state_;
-  boost::asio::steady_timer timer_;
-  std::shared_ptr<Bridge> bridge_;
-  uint64_t last_counter_ = 0;
-  std::string last_phase_;
-};
-
-// Applies the identity file when it is replaced or rewritten (identity.watch), for
-// operators who fetch snapshots themselves: inotify on its folder (a rename over it, as
-// `flow snapshot save` to a temporary name and `mv` do, or a write closed), a quiet second
-// for the writer to finish, then the file is read and checked on a helper thread and, when
-// it differs from the running table, applied like a replace (the removal guard included).
-// A file that does not load is logged and the running table stays.
-class IdentityFileWatcher {
- public:
-  IdentityFileWatcher(boost::asio::io_context& io, PolicyState& state)
-      : state_(state), sd_(io), quiet_(io), bridge_(std::make_shared<Bridge>()) {
-    bridge_->io = &io;
-  }
-  ~IdentityFileWatcher() {
-    std::lock_guard<std::mutex> lock(bridge_->m);
-    bridge_->io = nullptr;
-  }
-
-  void start() {
-    const IdentityConfig& id = state_.config().identity;
-    if (!id.watch || id.path.empty()) return;
-    path_ = id.path;
-    const std::filesystem::path p(path_);
-    name_ = p.filename().string();
-    const std::string dir = p.parent_path().empty() ? "." : p.parent_path().string();
-    int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (fd < 0 || ::inotify_add_watch(fd, dir.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
-      spdlog::error("identity watch: cannot watch {}: {}; apply changes with SIGHUP", dir, std::strerror(errno));
-      if (fd >= 0) ::close(fd);
-      return;
-    }
-    sd_.assign(fd);
-    read();
-    spdlog::info("identity watch: {} is applied when it changes", path_);
-  }
-
- private:
-  struct Bridge {
-    std::mutex m;
-    boost::asio::io_context* io = nullptr;
-  };
-
-  void read() {
-    sd_.async_read_some(boost::asio::buffer(buf_), [this](const boost::system::error_code& ec, size_t n) {
-      if (ec) return;
-      for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
-        const auto* ev = reinterpret_cast<const inotify_event*>(buf_.data() + off);
-        if (ev->len && name_ == ev->name) changed();
-        off += sizeof(inotify_event) + ev->len;
-      }
-      read();
-    });
-  }
-
-  void changed() {
-    quiet_.expires_after(std::chrono::seconds(1));
-    quiet_.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) load();
-    });
-  }
-
-  void load() {
-    if (in_flight_) {
-      again_ = true;
-      return;
-    }
-    in_flight_ = true;
-    std::shared_ptr<Bridge> bridge = bridge_;
-    Config cfg = state_.config();
-    std::thread([this, bridge, cfg] {
-      auto nodes = std::make_shared<std::vector<NodeIdentity>>();
-      auto warnings = std::make_shared<std::vector<std::string>>();
-      auto error = std::make_shared<std::string>();
-      try {
-        *nodes = load_identities(cfg, warnings.get());
-      } catch (const std::exception& e) {
-        *error = e.what();
-      }
-      std::lock_guard<std::mutex> lock(bridge->m);
-      if (bridge->io) boost::asio::post(*bridge->io, [this, nodes, warnings, error] { finish(*nodes, *warnings, *error); });
-    }).detach();
-  }
-
-  void finish(std::vector<NodeIdentity>& nodes, const std::vector<std::string>& warnings, const std::string& error) {
-    in_flight_ = false;
-    if (!error.empty()) {
-      spdlog::error("identity watch: {}; the running table stays", error);
-    } else if (state_.same_table(nodes)) {
-      spdlog::info("identity watch: {} changed, its table is the running one", path_);
-    } else {
-      try {
-        IdentityUpload up;
-        up.kind = IdentityUpload::Kind::kNodes;
-        up.nodes = std::move(nodes);
-        up.origin = "watch " + path_;
-        PolicyState::Change ch = state_.replace_identities(std::move(up));
-        spdlog::info("identity watch: {} applied: generation {} (+{} -{} nodes)", path_, ch.generation, ch.added, ch.removed);
-        for (const auto& w : warnings) spdlog::warn("identity watch: {}", w);
-      } catch (const std::exception& e) {
-        spdlog::error("identity watch: {} refused: {}; the running table stays", path_, e.what());
-      }
-    }
-    if (again_) {
-      again_ = false;
-      load();
-    }
-  }
-
-  PolicyState& state_;
-  boost::asio::posix::stream_descriptor sd_;
-  boost::asio::steady_timer quiet_;
-  std::shared_ptr<Bridge> bridge_;
-  alignas(inotify_event) std::array<char, 4096> buf_{};
-  std::string path_, name_;
-  bool in_flight_ = false, again_ = false;
-};
 
 std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const std::string& version,
                    const Reloader::Outcome& reload) {
@@ -576,11 +212,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   };
   wait_hup();
 
-  DnsRefresher dns(io, state);
-  IdentityFetcher fetcher(io, state);
-  fetcher.start();
-  IdentityFileWatcher watcher(io, state);
-  watcher.start();
+  IdentityFollowers followers(io, state);
 
   // Timer: reclaim snapshots, evidence, expire blocks, periodic summary, idle exit.
   asio::steady_timer tick(io);
@@ -603,7 +235,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       auto now = std::chrono::steady_clock::now();
       if (now - last_busy >= std::chrono::seconds(1)) {
         dp.sample_busy();
-        dns.poll();
+        followers.poll_dns();
         last_busy = now;
       }
       Totals t = dp.totals(false);

@@ -6,17 +6,13 @@
 
 #include "stakegate/base/files.h"
 #include "stakegate/config/yaml_reader.h"
-#include "stakegate/identity/resolve.h"
 #include "sections.h"
 
 namespace stakegate {
 namespace {
 
-std::string resolve_path(const std::string& cfg_file, const std::string& p) {
-  namespace fs = std::filesystem;
-  if (p.empty() || fs::path(p).is_absolute()) return p;
-  return (fs::path(cfg_file).parent_path() / p).lexically_normal().string();
-}
+using config_sections::resolve_path;
+
 
 std::vector<uint16_t> read_ports(const YamlReader& r) {
   r.expect_seq();
@@ -77,65 +73,13 @@ NodeIdentity read_inline_node(const YamlReader& r) {
   return n;
 }
 
-void read_dns(const YamlReader& r, DnsConfig& d) {
-  r.expect_map({"servers", "timeout_s", "refresh_s", "min_refresh_s", "retry_s", "max_addresses"});
-  if (r.has("servers")) {
-    auto s = r.child("servers");
-    s.expect_seq();
-    for (size_t i = 0; i < s.size(); ++i) {
-      auto item = s.item(i);
-      std::string v = item.string();
-      if (!parse_dns_server(v)) item.fail("not an address or address:port ('[v6]:port' for IPv6): '" + v + "'");
-      d.servers.push_back(v);
-    }
-  }
-  if (r.has("timeout_s")) d.timeout_s = r.child("timeout_s").number(0.1, 60);
-  if (r.has("refresh_s")) d.refresh_s = r.child("refresh_s").number(1, 86400);
-  if (r.has("min_refresh_s")) d.min_refresh_s = r.child("min_refresh_s").number(0.5, 86400);
-  if (r.has("retry_s")) d.retry_s = r.child("retry_s").number(0.5, 86400);
-  if (r.has("max_addresses")) d.max_addresses = static_cast<unsigned>(r.child("max_addresses").integer(1, 64));
-  if (d.min_refresh_s > d.refresh_s) r.child("min_refresh_s").fail("must not be above refresh_s");
-}
-
-void read_access_api(const YamlReader& r, AccessApiConfig& a, const std::string& cfg_file) {
-  r.expect_map({"endpoints", "interval_s", "timeout_s", "tls", "ca_file", "max_bytes", "stakes_contract"});
-  if (!r.has("endpoints")) r.fail("missing key 'endpoints' (host:port of Flow Access API nodes)");
-  auto e = r.child("endpoints");
-  e.expect_seq();
-  if (e.size() == 0 || e.size() > 16) e.fail("must list 1 to 16 endpoints");
-  for (size_t i = 0; i < e.size(); ++i) {
-    auto item = e.item(i);
-    std::string v = item.string();
-    std::string host;
-    uint16_t port = 0;
-    if (!split_host_port(v, host, port) || host.empty() || port == 0) item.fail("must be host:port or [v6]:port, got '" + v + "'");
-    a.endpoints.push_back(v);
-  }
-  if (r.has("interval_s")) a.interval_s = r.child("interval_s").number(1, 86400);
-  if (r.has("timeout_s")) a.timeout_s = r.child("timeout_s").number(1, 600);
-  if (r.has("tls")) a.tls = r.child("tls").boolean();
-  if (r.has("ca_file")) {
-    a.ca_file = resolve_path(cfg_file, r.child("ca_file").string());
-    a.tls = true;
-  }
-  if (r.has("max_bytes")) a.max_bytes = r.child("max_bytes").integer(1u << 20, 2000u << 20);
-  if (r.has("stakes_contract")) {
-    auto c = r.child("stakes_contract");
-    std::string v = c.string();
-    const std::string hex = v.rfind("0x", 0) == 0 ? v.substr(2) : v;
-    if (hex.size() != 16 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
-      c.fail("must be a Flow address (0x and 16 hex digits), got '" + v + "'");
-    a.stakes_contract = "0x" + hex;
-  }
-}
-
 void read_identity(const YamlReader& r, IdentityConfig& id, const std::string& cfg_file) {
   r.expect_map({"flow_node_infos", "flow_snapshot", "nodes", "stake_file", "hosts", "max_removed_fraction", "dns", "access_api",
                 "watch"});
   if (r.has("watch")) id.watch = r.child("watch").boolean();
-  if (r.has("access_api")) read_access_api(r.child("access_api"), id.access_api, cfg_file);
+  if (r.has("access_api")) config_sections::read_access_api(r.child("access_api"), id.access_api, cfg_file);
   if (r.has("max_removed_fraction")) id.max_removed_fraction = r.child("max_removed_fraction").number(0, 1);
-  if (r.has("dns")) read_dns(r.child("dns"), id.dns);
+  if (r.has("dns")) config_sections::read_dns(r.child("dns"), id.dns);
   int sources = r.has("flow_node_infos") + r.has("flow_snapshot") + r.has("nodes");
   if (sources != 1) r.fail("needs exactly one of flow_node_infos, flow_snapshot or nodes");
   if (r.has("flow_node_infos")) {

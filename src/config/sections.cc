@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
+
+#include "stakegate/identity/resolve.h"
 
 namespace stakegate::config_sections {
 
@@ -65,6 +68,64 @@ void read_request_channel(const YamlReader& r, RequestChannelConfig& q) {
   if (r.has("fraction")) q.fraction = r.child("fraction").number(0, 1);
   if (r.has("min_pps")) q.min_pps = r.child("min_pps").number(0, 1e9);
   if (r.has("burst_ms")) q.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
+}
+
+std::string resolve_path(const std::string& cfg_file, const std::string& p) {
+  namespace fs = std::filesystem;
+  if (p.empty() || fs::path(p).is_absolute()) return p;
+  return (fs::path(cfg_file).parent_path() / p).lexically_normal().string();
+}
+
+void read_dns(const YamlReader& r, DnsConfig& d) {
+  r.expect_map({"servers", "timeout_s", "refresh_s", "min_refresh_s", "retry_s", "max_addresses"});
+  if (r.has("servers")) {
+    auto s = r.child("servers");
+    s.expect_seq();
+    for (size_t i = 0; i < s.size(); ++i) {
+      auto item = s.item(i);
+      std::string v = item.string();
+      if (!parse_dns_server(v)) item.fail("not an address or address:port ('[v6]:port' for IPv6): '" + v + "'");
+      d.servers.push_back(v);
+    }
+  }
+  if (r.has("timeout_s")) d.timeout_s = r.child("timeout_s").number(0.1, 60);
+  if (r.has("refresh_s")) d.refresh_s = r.child("refresh_s").number(1, 86400);
+  if (r.has("min_refresh_s")) d.min_refresh_s = r.child("min_refresh_s").number(0.5, 86400);
+  if (r.has("retry_s")) d.retry_s = r.child("retry_s").number(0.5, 86400);
+  if (r.has("max_addresses")) d.max_addresses = static_cast<unsigned>(r.child("max_addresses").integer(1, 64));
+  if (d.min_refresh_s > d.refresh_s) r.child("min_refresh_s").fail("must not be above refresh_s");
+}
+
+void read_access_api(const YamlReader& r, AccessApiConfig& a, const std::string& cfg_file) {
+  r.expect_map({"endpoints", "interval_s", "timeout_s", "tls", "ca_file", "max_bytes", "stakes_contract"});
+  if (!r.has("endpoints")) r.fail("missing key 'endpoints' (host:port of Flow Access API nodes)");
+  auto e = r.child("endpoints");
+  e.expect_seq();
+  if (e.size() == 0 || e.size() > 16) e.fail("must list 1 to 16 endpoints");
+  for (size_t i = 0; i < e.size(); ++i) {
+    auto item = e.item(i);
+    std::string v = item.string();
+    std::string host;
+    uint16_t port = 0;
+    if (!split_host_port(v, host, port) || host.empty() || port == 0) item.fail("must be host:port or [v6]:port, got '" + v + "'");
+    a.endpoints.push_back(v);
+  }
+  if (r.has("interval_s")) a.interval_s = r.child("interval_s").number(1, 86400);
+  if (r.has("timeout_s")) a.timeout_s = r.child("timeout_s").number(1, 600);
+  if (r.has("tls")) a.tls = r.child("tls").boolean();
+  if (r.has("ca_file")) {
+    a.ca_file = resolve_path(cfg_file, r.child("ca_file").string());
+    a.tls = true;
+  }
+  if (r.has("max_bytes")) a.max_bytes = r.child("max_bytes").integer(1u << 20, 2000u << 20);
+  if (r.has("stakes_contract")) {
+    auto c = r.child("stakes_contract");
+    std::string v = c.string();
+    const std::string hex = v.rfind("0x", 0) == 0 ? v.substr(2) : v;
+    if (hex.size() != 16 || hex.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+      c.fail("must be a Flow address (0x and 16 hex digits), got '" + v + "'");
+    a.stakes_contract = "0x" + hex;
+  }
 }
 
 }  // namespace stakegate::config_sections

@@ -1,6 +1,6 @@
 #pragma once
-// Readers of the config sections about traffic the gateway lets through besides the
-// identity table: cluster, sessions, infra, request_channel (config.cc reads the rest).
+// Readers of config sections: cluster, sessions, infra, request_channel, and identity's
+// dns and access_api (config.cc reads the rest).
 #include "stakegate/config/config.h"
 #include "stakegate/config/yaml_reader.h"
 
@@ -10,5 +10,10 @@ void read_cluster(const YamlReader& r, ClusterConfig& c);
 void read_sessions(const YamlReader& r, SessionConfig& s);
 void read_infra(const YamlReader& r, InfraConfig& i);
 void read_request_channel(const YamlReader& r, RequestChannelConfig& q);
+void read_dns(const YamlReader& r, DnsConfig& d);
+void read_access_api(const YamlReader& r, AccessApiConfig& a, const std::string& cfg_file);
+
+// A path from the config, relative to the config file's folder unless absolute.
+std::string resolve_path(const std::string& cfg_file, const std::string& p);
 
 }  // namespace stakegate::config_sections

@@ -230,107 +230,6 @@ PolicyState::Change PolicyState::replace_identities(IdentityUpload up) {
   return ch;
 }
 
-bool PolicyState::same_table(const std::vector<NodeIdentity>& next) const {
-  if (next.size() != nodes_.size()) return false;
-  for (const auto& n : next) {
-    auto it = node_index_.find(n.node_id);
-    if (it == node_index_.end()) return false;
-    const NodeIdentity& m = nodes_[it->second];
-    if (m.role != n.role || m.address != n.address || m.weight != n.weight || m.status != n.status) return false;
-  }
-  return true;
-}
-
-std::optional<PolicyState::Change> PolicyState::apply_fetched(std::vector<NodeIdentity> nodes, const FlowEpoch& epoch,
-                                                              const std::string& endpoint,
-                                                              std::vector<std::string> warnings) {
-  std::optional<Change> ch;
-  if (!same_table(nodes)) {
-    IdentityUpload up;
-    up.kind = IdentityUpload::Kind::kNodes;
-    up.nodes = std::move(nodes);
-    up.origin = "access API " + endpoint;
-    ch = replace_identities(std::move(up));  // throws when refused: nothing below runs
-    for (auto& w : warnings) ch->warnings.push_back(std::move(w));
-  }
-  feed_.last_success = clock_();
-  feed_.epoch = epoch;
-  feed_.endpoint = endpoint;
-  feed_.last_error.clear();
-  confirm_identity(feed_.last_success);
-  return ch;
-}
-
-void PolicyState::fetch_failed(const std::string& error) {
-  ++feed_.failures;
-  feed_.last_error = error;
-}
-
-namespace {
-// A table's fingerprint for identity.json: FNV-1a over its nodes in NodeID order.
-std::string table_fingerprint(const std::vector<NodeIdentity>& nodes) {
-  std::vector<std::string> rows;
-  for (const auto& n : nodes) {
-    std::ostringstream r;
-    r << n.node_id << '|' << static_cast<int>(n.role) << '|' << n.address << '|' << n.weight << '|'
-      << n.status;
-    rows.push_back(r.str());
-  }
-  std::sort(rows.begin(), rows.end());
-  uint64_t h = 1469598103934665603ull;
-  for (const auto& r : rows)
-    for (char c : r + "\n") h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-}  // namespace
-
-void PolicyState::confirm_identity(int64_t when) {
-  identity_confirmed_unix_ = std::max(identity_confirmed_unix_, when);
-  // A fetch confirms every minute or so: the file need not follow each one.
-  if (when - identity_saved_unix_ >= 600) save_identity_times();
-}
-
-void PolicyState::save_identity_times() {
-  if (state_dir_.empty()) return;
-  nlohmann::json j = {{"version", 1},
-                      {"fingerprint", table_fingerprint(nodes_)},
-                      {"changed_at", identity_changed_unix_},
-                      {"confirmed_at", identity_confirmed_unix_},
-                      {"fetched_at", feed_.last_success}};
-  try {
-    std::error_code ec;
-    std::filesystem::create_directories(state_dir_, ec);
-    write_file_atomically((std::filesystem::path(state_dir_) / "identity.json").string(), j.dump(1) + "\n", 0640);
-    identity_saved_unix_ = clock_();
-  } catch (const std::exception&) {
-    // Only the age metrics lose their history across a restart; blocks.json reports disk trouble.
-  }
-}
-
-std::vector<std::string> PolicyState::restore_identity_times() {
-  std::vector<std::string> warnings;
-  if (state_dir_.empty()) return warnings;
-  const std::string path = (std::filesystem::path(state_dir_) / "identity.json").string();
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec)) {
-    try {
-      auto j = nlohmann::json::parse(read_text_file(path, path, "identity", 1u << 20));
-      // The last good fetch is about the endpoints, whatever table the start loaded.
-      feed_.last_success = std::max(feed_.last_success, j.value("fetched_at", int64_t{0}));
-      if (j.at("fingerprint").get<std::string>() == table_fingerprint(nodes_)) {
-        // The same table as before the restart: its age goes on.
-        identity_changed_unix_ = j.at("changed_at").get<int64_t>();
-        identity_confirmed_unix_ = j.at("confirmed_at").get<int64_t>();
-      }
-    } catch (const std::exception& e) {
-      warnings.push_back(path + ": ignored, it is damaged (" + e.what() + ")");
-    }
-  }
-  save_identity_times();
-  return warnings;
-}
 
 PolicyState::Change PolicyState::block(const std::string& cidr_text, const std::string& node_id, const std::string& reason,
                                        uint64_t expires_in_s, const std::string& created_by) {
@@ -405,25 +304,6 @@ PolicyState::Change PolicyState::set_role_qos(const std::string& role_name, cons
   return commit(std::move(cfg), nodes_, blocks_, identity_source_);
 }
 
-std::optional<PolicyState::Change> PolicyState::refresh_addresses(std::vector<std::string>* moves) {
-  std::vector<NodeIdentity> nodes = nodes_;
-  resolve_identities(nodes, cfg_.identity.hosts, cfg_.identity.dns, identity_source_, nullptr, false);
-  auto list = [](const std::vector<IpAddr>& ips) {
-    std::string s;
-    for (const auto& ip : ips) s += (s.empty() ? "" : ",") + ip.to_string();
-    return s.empty() ? std::string("(none)") : s;
-  };
-  std::set<std::string> named;
-  bool changed = false;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (nodes[i].ips == nodes_[i].ips) continue;
-    changed = true;
-    if (moves && named.insert(nodes[i].host).second)
-      moves->push_back(nodes[i].host + ": " + list(nodes_[i].ips) + " -> " + list(nodes[i].ips));
-  }
-  if (!changed) return std::nullopt;
-  return commit(cfg_, std::move(nodes), blocks_, identity_source_);
-}
 
 LoadedPolicy PolicyState::load_for_reload(const std::string& config_file) { return load_policy(config_file); }
 

@@ -4,21 +4,16 @@
 #include <cstring>
 
 #include "stakegate/net/parse.h"
+#include "worker_internal.h"
 
 namespace stakegate {
 namespace {
 
 constexpr uint32_t kFragmentTicks = 2'000'000'000ull >> kTickShift;  // fragments of one datagram arrive within 2 s
 
-bool is_v4(const PacketMeta& m) { return m.kind == L3Kind::kIpv4; }
-
-// Sources that cannot come from the outside: loopback, multicast, broadcast.
-bool martian(const PacketMeta& m) { return is_v4(m) ? martian_v4(m.src_v4) : martian_v6(m.src_v6); }
-
-bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source) {
-  if (is_v4(m)) return s.cluster().contains_v4(source ? m.src_v4 : m.dst_v4);
-  return s.cluster().contains_v6(source ? m.src_v6 : m.dst_v6);
-}
+using worker_detail::in_cluster;
+using worker_detail::is_v4;
+using worker_detail::martian;
 
 // IPv6 neighbour discovery (router/neighbour solicitation and advertisement, redirect)
 // only ever has hop limit 255 (RFC 4861); multicast listener queries and reports, 1.
@@ -92,70 +87,6 @@ bool outside_key(const PacketView& p, const PacketMeta& m, SessionKey& k) {
 
 }  // namespace
 
-// The lookups of one outside packet, made in decide_stage's first two stages.
-struct Worker::Lookup {
-  uint64_t hash;
-  SessionKey key;
-  bool keyed;
-  bool lazy;  // a packet to a public port: its session is looked up only for a staked sender
-};
-
-Worker::Worker(const Sizes& sizes, uint64_t hash_seed)
-    : meters_(sizes.sources),
-      cold_(sizes.sources),
-      seed_(mix64(hash_seed) | 1),
-      sessions_(sizes.sessions, hash_seed ^ 0x5e55) {
-  for (NodeMeter& m : meters_) m.epoch = kUnstarted;  // no snapshot uses it: the first bind starts every meter
-  uint64_t sets = std::bit_ceil(std::max<uint64_t>(1, sizes.unregistered / kWays));
-  unregistered_.assign(sets * kWays, UnregisteredEntry{0, {}});
-  unregistered_mask_ = sets - 1;
-  const uint64_t frags = std::bit_ceil(std::max<uint64_t>(16, sizes.fragments));
-  fragments_.assign(frags, FragmentEntry{0, 0, kNoChannel});
-  fragment_mask_ = frags - 1;
-}
-
-void Worker::start_meter(uint32_t slot, const SourcePolicy& s) noexcept {
-  meters_[slot] = NodeMeter{};
-  cold_[slot] = NodeMeterCold{};
-  meters_[slot].pkt = Meter{s.pps.burst, 0};
-  meters_[slot].epoch = s.epoch;
-  cold_[slot].bytes = Meter{s.bps.burst, 0};
-  cold_[slot].request = Meter{s.request.burst, 0};
-}
-
-void Worker::bind(const PolicySnapshot* snap) noexcept {
-  // Slots are stable: a meter keeps its tokens and counters across snapshots and only
-  // takes the new policy; a slot that now belongs to another source starts afresh.
-  const bool incremental = snap_ && bound_generation_ == snap->base_generation;
-  auto adopt = [&](uint32_t i) {
-    const SourcePolicy& s = snap->source(i);
-    NodeMeter& m = meters_[i];
-    if (s.flags & SourcePolicy::kAbsent) return;  // keep the meter for when its source returns
-    if (m.epoch != s.epoch) start_meter(i, s);
-    // The graylist is this worker's own state: it survives a new policy for the source.
-    const uint8_t gray = m.flags & SourcePolicy::kGraylisted;
-    const bool sampled_before = m.flags & SourcePolicy::kSample;
-    set_rates(i, s, gray ? snap->score.penalty_factor : 1.0, snap->score);
-    m.port_set = s.port_set;
-    m.cls = s.cls;
-    m.flags = static_cast<uint8_t>(s.flags | gray);
-    if ((s.flags & SourcePolicy::kSample) && !sampled_before) cold_[i].peer.want_samples(snap->score.evidence_samples);
-  };
-  if (incremental) {
-    for (uint32_t i : snap->changed_slots) adopt(i);
-  } else {
-    for (uint32_t i = 0; i < snap->source_count(); ++i) adopt(i);
-  }
-  if (!snap_) {
-    pool_pkts_ = Meter{snap->unregistered_pool_pps.burst, 0};
-    pool_bytes_ = Meter{snap->unregistered_pool_bps.burst, 0};
-    sessions_pkts_ = Meter{snap->sessions_pps.burst, 0};
-    sessions_bytes_ = Meter{snap->sessions_bps.burst, 0};
-    infra_ = Meter{snap->infra_pps.burst, 0};
-  }
-  snap_ = snap;
-  bound_generation_ = snap->generation;
-}
 
 // ---- the meters ----------------------------------------------------------------------
 
@@ -265,81 +196,6 @@ bool Worker::take_infra(uint64_t now_ns) { return meter_take(infra_, snap_->infr
   }
   sessions_.extend(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
   return true;
-}
-
-// The session key of a packet the cluster sends, or false when it opens none: not from a
-// cluster address, or neither TCP/UDP nor an ICMP echo request.
-bool Worker::inside_key(const PacketMeta& m, SessionKey& k) const noexcept {
-  const PolicySnapshot& snap = *snap_;
-  if (m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) return false;
-  if (!snap.cluster().empty() && !in_cluster(snap, m, true)) return false;  // only the cluster's own addresses
-  k.local = is_v4(m) ? mapped_v4(m.src_v4) : m.src_v6;
-  k.remote = is_v4(m) ? mapped_v4(m.dst_v4) : m.dst_v6;
-  k.proto = m.l4_proto;
-  if (m.has_port) {
-    k.lport = m.src_port;
-    k.rport = m.dst_port;
-    return true;
-  }
-  if (m.has_icmp && !m.non_first_fragment && m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : 128)) {
-    k.lport = m.icmp_id;  // an echo request: its reply comes back with the identifier
-    k.rport = 0;
-    return true;
-  }
-  return false;
-}
-
-void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const SessionKey& k, uint64_t h,
-                           uint64_t now_ns) noexcept {
-  const PolicySnapshot& snap = *snap_;
-  const uint32_t now = session_tick(now_ns);
-  const SessionTimeouts& to = snap.timeouts;
-  bool created = false, evicted = false;
-  Session* s = sessions_.upsert(k, h, now, created, evicted);
-  counters_.sessions_created += created;
-  counters_.sessions_evicted += evicted;
-  if (m.l4_proto == kProtoTcp) {
-    const int wscale = (m.tcp_flags & kTcpSyn) ? tcp_window_scale(p.data, m) : -1;
-    on_cluster_tcp(*s, created, m.tcp_flags, m.tcp_seq, m.tcp_ack, m.tcp_win, tcp_seq_len(m), wscale,
-                   snap.service_port(m.src_port));
-    sessions_.extend_keep(s, tcp_deadline(*s, to, now));
-    return;
-  }
-  if (created) {
-    s->state = m.l4_proto == kProtoUdp ? Session::kUdp : Session::kIcmp;
-    // A datagram from a port the cluster serves answers a client: a session it accepted.
-    s->flags = (m.has_port && snap.service_port(m.src_port)) ? 0 : Session::kOpened;
-    sessions_.extend_keep(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
-    return;
-  }
-  sessions_.extend(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
-}
-
-// Staged like the outside path: keys and tag-line prefetches for the whole stage, then
-// the matching entries' prefetches, then the updates.
-void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept {
-  constexpr int kDir = static_cast<int>(Direction::kInside), kCls = static_cast<int>(TrafficClass::kNone);
-  PacketMeta meta[kStage];
-  Lookup look[kStage];
-  for (uint16_t done = 0; done < n;) {
-    const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kStage));
-    const PacketView* p = pkts + done;
-    for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
-    for (uint16_t i = 0; i < k; ++i) {
-      counters_.packets[kDir][kCls][0]++;
-      counters_.bytes[kDir][kCls][0] += p[i].len;
-      parse_frame(p[i].data, p[i].len, meta[i]);
-      if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
-        look[i].hash = sessions_.hash(look[i].key);
-        sessions_.prefetch(look[i].hash);
-      }
-    }
-    for (uint16_t i = 0; i < k; ++i)
-      if (look[i].keyed) sessions_.prefetch_entry(look[i].hash);
-    for (uint16_t i = 0; i < k; ++i)
-      if (look[i].keyed) inside_packet(p[i], meta[i], look[i].key, look[i].hash, now_ns);
-    done = static_cast<uint16_t>(done + k);
-  }
 }
 
 uint64_t Worker::fragment_tag(const PacketMeta& m) const noexcept {
@@ -542,90 +398,6 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   Verdict v = police_unregistered(tag, p.len, now_ns);
   if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kUnregisteredChannel};
   return v;
-}
-
-// ---- peer score and evidence ---------------------------------------------------------
-
-// A staked source's packet was dropped. If the drop is attributable (a packet of its own
-// verified connection), its score takes the reason's penalty, entering the graylist below
-// the threshold; a graylisted or watched source's packet is copied for evidence while its
-// case wants samples, marked verified or not.
-[[gnu::noinline]] void Worker::on_source_drop(uint32_t slot, Verdict v, bool attributable, const PacketView& p,
-                                              uint64_t now_ns) noexcept {
-  const ScoreParams& sp = snap_->score;
-  NodeMeter& nm = meters_[slot];
-  PeerScore& ps = cold_[slot].peer;
-  const bool gray = nm.flags & SourcePolicy::kGraylisted;
-  if (attributable && sp.enabled) {
-    const double penalty = ps.penalty(sp, v, gray);
-    if (penalty > 0 && ps.penalise(sp, penalty, now_ns, gray)) set_graylisted(slot, true, now_ns);
-  }
-  uint32_t& left = attributable ? ps.samples_left : ps.unverified_left;
-  if ((nm.flags & (SourcePolicy::kGraylisted | SourcePolicy::kSample)) && left) {
-    left--;
-    if (SampleRecord* r = samples_.claim()) {
-      r->kind = SampleRecord::kSample;
-      r->verdict = static_cast<uint8_t>(v);
-      r->verified = attributable;
-      r->slot = slot;
-      r->epoch = nm.epoch;
-      r->orig_len = p.len;
-      r->caplen = static_cast<uint16_t>(std::min<uint32_t>(p.len, std::min<uint32_t>(sp.snaplen, kMaxSnap)));
-      std::memcpy(r->data, p.data, r->caplen);
-      r->ns = now_ns;
-      r->score = ps.score;
-      samples_.publish();
-    }
-  }
-}
-
-[[gnu::noinline]] void Worker::check_recovery(uint32_t slot, uint64_t now_ns) noexcept {
-  const ScoreParams& sp = snap_->score;
-  PeerScore& ps = cold_[slot].peer;
-  ps.decay(now_ns, sp.half_life_ns);
-  if (!sp.enabled || ps.score > sp.recover) set_graylisted(slot, false, now_ns);
-}
-
-// The meter's profiles from its policy, times `factor` (1 normally, penalty_factor while
-// graylisted); tokens above a lower depth are cut to it.
-void Worker::set_rates(uint32_t slot, const SourcePolicy& s, double factor, const ScoreParams& sp) noexcept {
-  NodeMeter& m = meters_[slot];
-  NodeMeterCold& c = cold_[slot];
-  m.pkt_profile = scaled_profile(s.pps, factor);
-  m.pkt.tokens = std::min(m.pkt.tokens, m.pkt_profile.burst);
-  c.bps_profile = scaled_profile(s.bps, factor);
-  c.bytes.tokens = std::min(c.bytes.tokens, c.bps_profile.burst);
-  c.request_profile = scaled_profile(s.request, factor);
-  c.request.tokens = std::min(c.request.tokens, c.request_profile.burst);
-  c.peer.set_normal(s.pps, sp);
-}
-
-void Worker::set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept {
-  NodeMeter& m = meters_[slot];
-  PeerScore& ps = cold_[slot].peer;
-  set_rates(slot, snap_->source(slot), on ? snap_->score.penalty_factor : 1.0, snap_->score);
-  if (on) {
-    m.flags |= SourcePolicy::kGraylisted;
-    ps.normal_meter = Meter{0, now_ns};  // it was just over its allowance
-    if (snap_->score.evidence_on_graylist) ps.want_samples(snap_->score.evidence_samples);
-  } else {
-    m.flags &= static_cast<uint8_t>(~SourcePolicy::kGraylisted);
-    if (!(m.flags & SourcePolicy::kSample)) ps.want_samples(0);
-  }
-  push_event(on ? SampleRecord::kGraylistEnter : SampleRecord::kGraylistExit, slot, now_ns);
-}
-
-void Worker::push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept {
-  if (SampleRecord* r = events_.claim()) {
-    r->kind = kind;
-    r->slot = slot;
-    r->epoch = meters_[slot].epoch;
-    r->caplen = 0;
-    r->orig_len = 0;
-    r->ns = now_ns;
-    r->score = cold_[slot].peer.score;
-    events_.publish();
-  }
 }
 
 }  // namespace stakegate

@@ -1,0 +1,31 @@
+#pragma once
+// What the worker's translation units share (worker.cc: the outside path and the meters;
+// worker_inside.cc: the inside path; worker_state.cc: binding snapshots, scores, events).
+#include "stakegate/net/parse.h"
+#include "stakegate/pipeline/worker.h"
+
+namespace stakegate::worker_detail {
+
+inline bool is_v4(const PacketMeta& m) { return m.kind == L3Kind::kIpv4; }
+
+// Sources that cannot come from the outside: loopback, multicast, broadcast.
+inline bool martian(const PacketMeta& m) { return is_v4(m) ? martian_v4(m.src_v4) : martian_v6(m.src_v6); }
+
+inline bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source) {
+  if (is_v4(m)) return s.cluster().contains_v4(source ? m.src_v4 : m.dst_v4);
+  return s.cluster().contains_v6(source ? m.src_v6 : m.dst_v6);
+}
+
+}  // namespace stakegate::worker_detail
+
+namespace stakegate {
+
+// The lookups of one outside packet, made in decide_stage's first two stages.
+struct Worker::Lookup {
+  uint64_t hash;
+  SessionKey key;
+  bool keyed;
+  bool lazy;  // a packet to a public port: its session is looked up only for a staked sender
+};
+
+}  // namespace stakegate
