@@ -36,8 +36,11 @@ class DnsRefresher {
   void poll() {
     if (in_flight_) return;
     const Config& cfg = state_.config();
-    std::vector<std::string> due =
-        NameCache::process().due(dns_names(state_.nodes(), cfg.identity.hosts), std::time(nullptr));
+    if (names_generation_ != state_.generation()) {  // the table's names, once per policy
+      names_ = dns_names(state_.nodes(), cfg.identity.hosts);
+      names_generation_ = state_.generation();
+    }
+    std::vector<std::string> due = NameCache::process().due(names_, std::time(nullptr));
     if (due.empty()) return;
     in_flight_ = true;
     auto post = back_.poster();
@@ -71,6 +74,8 @@ class DnsRefresher {
 
   PolicyState& state_;
   bool in_flight_ = false;
+  std::vector<std::string> names_;
+  uint64_t names_generation_ = 0;
   PostBack back_;  // last: destroyed first, so no helper posts to a dead object
 };
 
@@ -90,12 +95,12 @@ class IdentityFetcher {
     timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000)));
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
-      const AccessApiConfig cfg = state_.config().identity.access_api;  // a reload may have changed it
-      if (!cfg.on()) return schedule(5);
+      const IdentityConfig id = state_.config().identity;  // a reload may have changed it
+      if (!id.access_api.on()) return schedule(5);
       auto post = back_.poster();
-      std::thread([this, post, cfg] {
-        auto result = std::make_shared<AccessFetch>(fetch_identity(cfg));
-        post([this, result, cfg] { finish(*result, cfg); });
+      std::thread([this, post, id] {
+        auto result = std::make_shared<AccessFetch>(fetch_identity(id));
+        post([this, result, cfg = id.access_api] { finish(*result, cfg); });
       }).detach();
     });
   }
@@ -107,8 +112,14 @@ class IdentityFetcher {
     } else {
       const uint64_t counter = f.epoch.counter;
       const std::string phase = f.epoch.phase;
+      for (const auto& w : f.warnings) spdlog::warn("identity fetch: {}", w);
+      // Without this round's stakes, a node keeps the stake it runs with: falling back to
+      // the protocol's weights would swing every share until the script answers again.
+      if (f.stakes_missing)
+        for (auto& n : f.nodes)
+          if (auto i = state_.find_node(n.node_id)) n.weight = state_.nodes()[*i].weight;
       try {
-        if (auto ch = state_.apply_fetched(std::move(f.nodes), f.epoch, f.endpoint, std::move(f.warnings))) {
+        if (auto ch = state_.apply_fetched(std::move(f.nodes), f.epoch, f.endpoint)) {
           spdlog::info("identity fetch: epoch {} ({}) from {}: applied, generation {} (+{} -{} nodes)", counter, phase,
                        f.endpoint, ch->generation, ch->added, ch->removed);
           for (const auto& w : ch->warnings) spdlog::warn("identity fetch: {}", w);

@@ -46,8 +46,7 @@ bool PolicyState::same_table(const std::vector<NodeIdentity>& next) const {
 }
 
 std::optional<PolicyState::Change> PolicyState::apply_fetched(std::vector<NodeIdentity> nodes, const FlowEpoch& epoch,
-                                                              const std::string& endpoint,
-                                                              std::vector<std::string> warnings) {
+                                                              const std::string& endpoint) {
   std::optional<Change> ch;
   if (!same_table(nodes)) {
     IdentityUpload up;
@@ -55,7 +54,6 @@ std::optional<PolicyState::Change> PolicyState::apply_fetched(std::vector<NodeId
     up.nodes = std::move(nodes);
     up.origin = "access API " + endpoint;
     ch = replace_identities(std::move(up));  // throws when refused: nothing below runs
-    for (auto& w : warnings) ch->warnings.push_back(std::move(w));
   }
   feed_.last_success = clock_();
   feed_.epoch = epoch;

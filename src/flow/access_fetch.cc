@@ -3,8 +3,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 
 #include "access.grpc.pb.h"
 #include "stakegate/base/error.h"
@@ -59,7 +57,8 @@ access(all) fun main(): {String: UFix64} {
 )";
 }
 
-AccessFetch fetch_identity(const AccessApiConfig& cfg) {
+AccessFetch fetch_identity(const IdentityConfig& id) {
+  const AccessApiConfig& cfg = id.access_api;
   AccessFetch out;
   for (const auto& endpoint : cfg.endpoints) {
     out.endpoint = endpoint;
@@ -77,8 +76,10 @@ AccessFetch fetch_identity(const AccessApiConfig& cfg) {
       std::vector<NodeIdentity> nodes = parse_flow_snapshot(resp.serializedsnapshot(), source + " (snapshot)", &epoch);
       check_identity_table(nodes, source);
       std::vector<std::string> warnings;
+      bool stakes_missing = false;
       if (!cfg.stakes_contract.empty()) {
-        // Stakes are a refinement: when the script fails, the table applies with its weights.
+        // Stakes are a refinement: a failing script does not fail the fetch (the caller
+        // keeps the running stakes of the nodes it knows).
         try {
           grpc::ClientContext sctx;
           sctx.set_deadline(deadline(cfg.timeout_s));
@@ -90,14 +91,19 @@ AccessFetch fetch_identity(const AccessApiConfig& cfg) {
           apply_stakes(nodes, parse_cadence_stakes(sresp.value(), source + " (stakes script)"), source + " (stakes)",
                        &warnings);
         } catch (const ConfigError& e) {
-          warnings.push_back(std::string(e.what()) + "; the snapshot's weights are used");
+          warnings.push_back(std::string(e.what()) + "; the running stakes are kept (a new node gets its protocol weight)");
+          stakes_missing = true;
         }
+      } else if (!id.stake_file.empty()) {
+        apply_stakes(nodes, parse_stake_file(read_text_file(id.stake_file, source, "identity.stake_file"), id.stake_file),
+                     id.stake_file, &warnings);
       }
       out.ok = true;
       out.error.clear();
       out.nodes = std::move(nodes);
       out.epoch = epoch;
       out.warnings = std::move(warnings);
+      out.stakes_missing = stakes_missing;
       return out;
     } catch (const std::exception& e) {
       out.error += (out.error.empty() ? "" : "; ") + std::string(e.what());

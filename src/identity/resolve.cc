@@ -91,27 +91,16 @@ void on_answer(void* arg, int status, int /*timeouts*/, ares_addrinfo* result) {
 }  // namespace
 
 std::optional<std::string> parse_dns_server(const std::string& text) {
-  if (text.empty()) return std::nullopt;
-  if (text.front() == '[') {
-    size_t close = text.find(']');
-    if (close == std::string::npos) return std::nullopt;
-    auto ip = parse_ip(text.substr(1, close - 1));
-    if (!ip || ip->is_v4) return std::nullopt;
-    std::string rest = text.substr(close + 1);
-    if (rest.empty()) return text;
-    if (rest[0] != ':' || rest.size() < 2 || rest.size() > 6 || !std::all_of(rest.begin() + 1, rest.end(), ::isdigit) ||
-        std::stoul(rest.substr(1)) == 0 || std::stoul(rest.substr(1)) > 65535)
-      return std::nullopt;
-    return text;
+  if (auto ip = parse_ip(text)) return ip->is_v4 ? text : "[" + text + "]";  // port 53
+  if (text.size() > 2 && text.front() == '[' && text.back() == ']') {
+    auto ip = parse_ip(text.substr(1, text.size() - 2));
+    return ip && !ip->is_v4 ? std::optional<std::string>(text) : std::nullopt;
   }
-  if (auto ip = parse_ip(text)) return ip->is_v4 ? text : "[" + text + "]";
-  size_t colon = text.rfind(':');
-  if (colon == std::string::npos) return std::nullopt;
-  auto ip = parse_ip(text.substr(0, colon));
-  std::string port = text.substr(colon + 1);
-  if (!ip || !ip->is_v4 || port.empty() || port.size() > 5 || !std::all_of(port.begin(), port.end(), ::isdigit) ||
-      std::stoul(port) == 0 || std::stoul(port) > 65535)
-    return std::nullopt;
+  std::string host;
+  uint16_t port = 0;
+  if (!split_host_port(text, host, port)) return std::nullopt;
+  auto ip = parse_ip(host);
+  if (!ip || ip->is_v4 == (text.front() == '[')) return std::nullopt;  // "[198.18.0.1]:53" is not a form
   return text;
 }
 

@@ -48,6 +48,21 @@ def addr(text):
     return host.strip("[]"), int(port)
 
 
+def connect(to, timeout, t0=None):
+    """A TCP socket connected to `to`, or None after reporting connect_failed (with the
+    time since t0 when given)."""
+    s = socket.socket(family(to))
+    s.settimeout(timeout)
+    try:
+        s.connect(addr(to))
+        return s
+    except OSError as e:
+        s.close()
+        emit({"result": "connect_failed", "error": type(e).__name__,
+              **({"t": time.monotonic() - t0} if t0 is not None else {})})
+        return None
+
+
 def family(text):
     return socket.AF_INET6 if ":" in addr(text)[0] else socket.AF_INET
 
@@ -183,12 +198,8 @@ def cmd_own_flood(a):
     cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     cap.bind((a.iface, 0))
     cap.settimeout(0.2)
-    c = socket.socket(family(a.to))
-    c.settimeout(3)
-    try:
-        c.connect(addr(a.to))
-    except OSError as e:
-        emit({"result": "connect_failed", "error": type(e).__name__})
+    c = connect(a.to, 3)
+    if not c:
         return
     sport = c.getsockname()[1]
     c.sendall(b"\x77" * 512)
@@ -315,12 +326,8 @@ def cmd_tcp_session(a):
     """Sends `chunks` chunks of `chunk` bytes, `interval` seconds apart; reports what the
     server acknowledged as it goes, and whether the server's digest matches at the end."""
     t0 = time.monotonic()
-    s = socket.socket(family(a.to))
-    s.settimeout(a.connect_timeout)
-    try:
-        s.connect(addr(a.to))
-    except OSError as e:
-        emit({"result": "connect_failed", "error": type(e).__name__, "t": time.monotonic() - t0})
+    s = connect(a.to, a.connect_timeout, t0)
+    if not s:
         return
     emit({"event": "connected", "t": time.monotonic() - t0})
     s.settimeout(None)
@@ -371,12 +378,8 @@ def cmd_tcp_session(a):
 
 def cmd_tcp_bulk(a):
     t0 = time.monotonic()
-    s = socket.socket(family(a.to))
-    s.settimeout(2)
-    try:
-        s.connect(addr(a.to))
-    except OSError as e:
-        emit({"result": "connect_failed", "error": type(e).__name__})
+    s = connect(a.to, 2)
+    if not s:
         return
     s.setblocking(False)
     block = b"\x5a" * 65536

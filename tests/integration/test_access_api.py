@@ -3,7 +3,8 @@ a fake Flow Access API (python3-grpcio on loopback, real-format snapshots), whil
 from two addresses flows endlessly through a net_pcap port.
 
 - the first endpoint is unreachable, the second answers: stakes come from the Cadence
-  script (which names the configured staking contract), the epoch is exported;
+  script (which names the configured staking contract), the epoch is exported; while the
+  script fails, the running stakes stay;
 - an epoch change mid-run is applied: the new node's packets are counted on it, the
   removed node is gone from the table and its packets are unregistered;
 - a truncated snapshot, a malformed one, an endpoint answering UNAVAILABLE, a change
@@ -101,6 +102,20 @@ with TempDir() as d:
         check(mm["stakegate_identity_epoch"] == 11 and mm['stakegate_identity_epoch_phase{phase="committed"}'] == 1,
               "epoch 11, committed phase, exported")
         check("identity fetch: epoch 11 (committed)" in gw.log() and "applied" in gw.log(), "the journal says what was applied")
+
+        print("\n== the stakes script fails: the running stakes stay")
+        _, st = api.call("Status")
+        gen = st["identity_generation"]
+        check(weights().get(E) == 900, f"E runs with its fetched stake: {weights().get(E)}")
+        fake.stakes = None
+        calls = fake.calls
+        wait_for(lambda: fake.calls >= calls + 3, 20)
+        _, st = api.call("Status")
+        w = weights()
+        check(st["identity_generation"] == gen and w.get(A) == 1500 and w.get(E) == 900,
+              f"no new generation, stakes kept while the script fails: {w}")
+        check("the running stakes are kept" in gw.log(), "the journal says the stakes script failed")
+        fake.stakes = {A: 1500.0, B: 500.0, C: 250.0, E: 900.0}
 
         print("\n== bad answers keep the running table")
         for mode, what in (("truncated", "a truncated snapshot"), ("garbage", "a malformed snapshot"),

@@ -126,7 +126,9 @@ with TempDir() as d:
         t0 = time.time()
         moved = wait_for(lambda: ips(api)[C1] == ["198.18.60.11"], 15)
         took = time.time() - t0
-        check(moved and took <= 2 + 3, f"followed in {took:.1f} s (TTL 2 s, checked each second)")
+        # TTL 2 s, due names looked up each second: within the TTL plus a round and a
+        # margin for a loaded machine.
+        check(moved and took <= 2 + 4, f"followed in {took:.1f} s (TTL 2 s, checked each second)")
         _, st = api.call("Status")
         check(int(st["identity_generation"]) > gen, "a new snapshot was published")
         check("dns: c1.dns.test: 198.18.60.1 -> 198.18.60.11" in gw.log(), "the journal says what moved")

@@ -266,7 +266,7 @@ TEST_F(PolicyStateTest, FetchedTablesAndTheirAgeAcrossRestarts) {
   now_ = 1000;
   const std::vector<NodeIdentity> same = state_->nodes();
   FlowEpoch e{7, "staking"};
-  EXPECT_FALSE(state_->apply_fetched(same, e, "ep", {}));  // unchanged: nothing published
+  EXPECT_FALSE(state_->apply_fetched(same, e, "ep"));  // unchanged: nothing published
   EXPECT_EQ(published_.size(), 1u);
   EXPECT_EQ(state_->feed().epoch.counter, 7u);
   EXPECT_EQ(state_->feed().last_success, 1000);
@@ -274,14 +274,13 @@ TEST_F(PolicyStateTest, FetchedTablesAndTheirAgeAcrossRestarts) {
   std::vector<NodeIdentity> next = same;
   next.push_back(node("04", Role::kConsensus, "198.18.1.4:3569"));
   now_ = 2000;
-  auto ch = state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep", {"a warning"});
+  auto ch = state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep");
   ASSERT_TRUE(ch);
   EXPECT_EQ(ch->added, 1u);
-  EXPECT_EQ(ch->warnings.back(), "a warning");
   EXPECT_EQ(state_->identity_changed_unix(), 2000);
   // A refused one (most nodes removed) changes nothing and counts nothing here: the caller
   // reports it with fetch_failed().
-  EXPECT_THROW(state_->apply_fetched({next[0]}, FlowEpoch{9, "staking"}, "ep", {}), OpError);
+  EXPECT_THROW(state_->apply_fetched({next[0]}, FlowEpoch{9, "staking"}, "ep"), OpError);
   EXPECT_EQ(state_->feed().epoch.counter, 8u);
   state_->fetch_failed("boom");
   EXPECT_EQ(state_->feed().failures, 1u);
@@ -289,11 +288,11 @@ TEST_F(PolicyStateTest, FetchedTablesAndTheirAgeAcrossRestarts) {
   state_->persist_blocks_in(dir_.path() + "/state");
   state_->restore_identity_times();  // writes identity.json for the running table
   now_ = 5000;
-  state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep", {});  // confirmed at 5000 (saved: 10 min passed)
+  state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep");  // confirmed at 5000 (saved: 10 min passed)
   // A restart with the same table: its change and confirmation times go on.
   path_ = dir_.file("c2.yaml", stakegate::testing::base_config());
   make(0);
-  ASSERT_TRUE(state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep", {}));  // back to `next`, at 5000
+  ASSERT_TRUE(state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep"));  // back to `next`, at 5000
   now_ = 6000;
   state_->persist_blocks_in(dir_.path() + "/state");
   state_->restore_identity_times();

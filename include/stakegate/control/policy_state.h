@@ -113,8 +113,7 @@ class PolicyState {
   // A fetched table: applied when it differs from the running one (the checks and guard of
   // a replace, never forced), confirmed current either way. nullopt: it was unchanged.
   // Throws like replace_identities(); the caller counts that with fetch_failed().
-  std::optional<Change> apply_fetched(std::vector<NodeIdentity> nodes, const FlowEpoch& epoch, const std::string& endpoint,
-                                      std::vector<std::string> warnings);
+  std::optional<Change> apply_fetched(std::vector<NodeIdentity> nodes, const FlowEpoch& epoch, const std::string& endpoint);
   void fetch_failed(const std::string& error);
   // Same nodes (NodeID, role, address, weight, status), in any order.
   bool same_table(const std::vector<NodeIdentity>& next) const;

@@ -19,13 +19,16 @@ struct AccessFetch {
   std::vector<NodeIdentity> nodes;    // parsed and checked (not resolved), stakes applied
   FlowEpoch epoch;
   std::vector<std::string> warnings;  // stakes for unknown nodes, a stakes fetch that failed
+  bool stakes_missing = false;        // the stakes script failed: `nodes` carry the protocol's weights
 };
 
 // The Cadence script that reads every staked node's stake (with delegators) from
 // FlowIDTableStaking at `contract` ("0x8624b52f9ddcd04a" on mainnet).
 std::string stakes_script(const std::string& contract);
 
-// Tries the endpoints in order until one returns a snapshot that parses and checks.
-AccessFetch fetch_identity(const AccessApiConfig& cfg);
+// Tries the endpoints of id.access_api in order until one returns a snapshot that parses
+// and checks. Stakes come from the stakes script when a contract is configured, else from
+// id.stake_file when there is one (as for the table loaded at start).
+AccessFetch fetch_identity(const IdentityConfig& id);
 
 }  // namespace stakegate
