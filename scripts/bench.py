@@ -12,6 +12,10 @@ room) for both; the rate measured is the looped port's. A run's figure is the me
 per-second input-port rates after warm-up; a configuration's figure is the median of
 its runs. Then: the Google Benchmark of classify+police (ns/packet) and callgrind
 instruction counts per packet. Writes RESULTS/results.json, results.md and mpps.png.
+
+Open vSwitch with DPDK runs on the same devices too (scripts/bench_ovs.py): plain
+forwarding, and one OpenFlow meter plus one flow per identity address (not for the
+inside workload, and not where the table has more identities than OVS has meters).
 """
 import argparse
 import json
@@ -25,6 +29,8 @@ import time
 
 import yaml
 
+import bench_ovs
+
 p = argparse.ArgumentParser()
 p.add_argument("--build", default="build-bench")
 p.add_argument("--out", default="build-bench/results")
@@ -35,6 +41,7 @@ p.add_argument("--runs", type=int, default=None, help="runs per configuration (d
 p.add_argument("--seconds", type=float, default=6, help="measured seconds per run, after warm-up")
 p.add_argument("--no-micro", action="store_true", help="skip the microbenchmark and instruction counts")
 p.add_argument("--quick", action="store_true", help="1k and 100k nodes, 64-byte frames, 2 runs")
+p.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
 p.add_argument("--mbuf-data-room", type=int, default=1024,
                help="packet bytes per mbuf, for both programs (2048 is DPDK's default; 2M-packet captures need 1024)")
 a = p.parse_args()
@@ -50,6 +57,9 @@ os.makedirs(out, exist_ok=True)
 STAKEGATE = f"{build}/src/stakegate"
 SCENARIO = f"{build}/src/stakegate-scenario"
 MICRO = f"{build}/tests/classify_bench"
+OVS = not a.no_ovs and bench_ovs.available()
+if not a.no_ovs and not OVS:
+    print("Open vSwitch with DPDK is not installed (openvswitch-switch-dpdk): its rows are left out", flush=True)
 
 
 def sh(cmd):
@@ -107,6 +117,41 @@ def eal_memory(cfg):
     return str(eal[eal.index("-m") + 1])
 
 
+def ovs_meter_plan(d, conf):
+    """The per-source OpenFlow configuration for a generated workload: the identity
+    addresses, each node's rate (its role's share of capacity.pps split over the role's
+    nodes: the bench's stakes are equal), the public ports and their shared rate."""
+    nodes = json.load(open(os.path.join(d, conf["identity"]["flow_node_infos"])))
+    cap = conf["capacity"]["pps"]
+    count = {}
+    for n in nodes:
+        count[n["Role"]] = count.get(n["Role"], 0) + 1
+    addrs = [n["Address"].rsplit(":", 1)[0].strip("[]") for n in nodes]
+    rates = [conf["roles"][n["Role"]]["share"] * cap / count[n["Role"]] for n in nodes]
+    return addrs, rates, conf["unregistered"]["ports"], conf["unregistered"]["share"] * cap
+
+
+def run_ovs(d, conf, vdevs, mode, memory_mb, looped):
+    """One OVS run: start, load the flow table, sample, stop. None when OVS cannot hold it."""
+    peer = bench_ovs.OvsPeer(f"{d}/ovs", vdevs, memory_mb, looped)
+    try:
+        peer.start()
+        if mode == "meters":
+            addrs, rates, ports, public = ovs_meter_plan(d, conf)
+            if len(addrs) + 1 > peer.max_meters():
+                return None
+            t = time.monotonic()
+            peer.configure("meters", addrs, lambda i: rates[i], ports, public)
+            print(f"  ovs: {len(addrs) + 1} meters and flows loaded in {time.monotonic() - t:.1f} s", flush=True)
+        else:
+            peer.configure("plain")
+        time.sleep(1)
+        s = peer.sample_rates(a.seconds)
+        return statistics.median(s) if s else 0
+    finally:
+        peer.stop()
+
+
 def run_config(frame, workload, nodes):
     d = f"{out}/w-{workload}-{nodes}-{frame}"
     if not os.path.exists(f"{d}/bench.yaml"):
@@ -126,6 +171,10 @@ def run_config(frame, workload, nodes):
     looped = 1 if workload == "inside" else 0
     eal = ["--no-huge", "-m", eal_memory(cfg), "--no-pci", "--no-shconf", "-l", "0,1"]
     res = {"testpmd-io": [], "testpmd-macswap": [], "stakegate": []}
+    ovs_modes = (["plain"] + (["meters"] if workload != "inside" else [])) if OVS else []
+    ovs_vdevs = [dp["inside"]["vdev"], dp["outside"]["vdev"]] if looped else [dp["outside"]["vdev"], dp["inside"]["vdev"]]
+    for mode in ovs_modes:
+        res[f"ovs-{mode}"] = []
     for r in range(a.runs):
         for mode in ("io", "macswap"):
             cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--",
@@ -135,12 +184,26 @@ def run_config(frame, workload, nodes):
             res[f"testpmd-{mode}"].append(statistics.median(s) if s else 0)
         s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser("inside" if looped else "outside"), a.seconds)
         res["stakegate"].append(statistics.median(s) if s else 0)
-        print(f"  run {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in res.items()), flush=True)
-    med = {k: statistics.median(v) for k, v in res.items()}
+        for mode in ovs_modes:
+            res[f"ovs-{mode}"].append(run_ovs(d, conf, ovs_vdevs, mode, 2048, looped))
+        print(f"  run {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" if v[-1] is not None else f"{k} -" for k, v in res.items()),
+              flush=True)
+    med = {k: (statistics.median(v) if None not in v else None) for k, v in res.items()}
+    for mode in ovs_modes:
+        if med[f"ovs-{mode}"] is not None and med["testpmd-macswap"]:
+            med[f"ovs-{mode}_ratio_macswap"] = med[f"ovs-{mode}"] / med["testpmd-macswap"]
     med["ratio_macswap"] = med["stakegate"] / med["testpmd-macswap"] if med["testpmd-macswap"] else 0
     med["ratio_io"] = med["stakegate"] / med["testpmd-io"] if med["testpmd-io"] else 0
     med["runs"] = res
     return med
+
+
+def cell(r, key):
+    """A table cell: the figure, "—" where the program was not run for this workload, and
+    "n/a" where it could not hold the configuration (OVS meters beyond its meter limit)."""
+    if key not in r:
+        return "—"
+    return "n/a" if r[key] is None else f"{r[key]:.2f}"
 
 
 machine = {
@@ -162,6 +225,7 @@ for frame in frames:
             m = run_config(frame, workload, nodes)
             results["dpdk"].append({"frame": frame, "workload": workload, "nodes": nodes, **m})
             print(f"  median: testpmd-io {m['testpmd-io']:.2f}, testpmd-macswap {m['testpmd-macswap']:.2f}, "
+                  f"ovs-plain {cell(m, 'ovs-plain')}, ovs-meters {cell(m, 'ovs-meters')}, "
                   f"stakegate {m['stakegate']:.2f} Mpps, ratio to macswap {m['ratio_macswap']:.2f}, to io "
                   f"{m['ratio_io']:.2f}", flush=True)
             if nodes >= 1000000:  # large captures are cheap to regenerate and costly to keep
@@ -201,11 +265,15 @@ json.dump(results, open(f"{out}/results.json", "w"), indent=2)
 lines = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Linux {machine['kernel']}, DPDK {machine['dpdk']}, "
          f"{machine['compiler']}; {machine['date']}; {a.runs} runs x {a.seconds:.0f} s, medians; "
          f"mbuf data room {a.mbuf_data_room} B for both programs.", "",
-         "| frame | workload | identities | testpmd io | testpmd macswap | stakegate | stakegate / macswap | stakegate / io |",
-         "|---|---|---|---|---|---|---|---|"]
+         "Mpps. OVS plain: one flow, port to port; OVS meters: one OpenFlow meter and flow per identity "
+         "(— not run for this workload, n/a more identities than OVS has meters).", "",
+         "| frame | workload | identities | testpmd io | testpmd macswap | OVS plain | OVS meters | stakegate "
+         "| stakegate / macswap | stakegate / io | OVS plain / macswap | OVS meters / macswap |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in results["dpdk"]:
     lines.append(f"| {r['frame']} B | {r['workload']} | {r['nodes']:,} | {r['testpmd-io']:.2f} | {r['testpmd-macswap']:.2f} | "
-                 f"{r['stakegate']:.2f} | {r['ratio_macswap']:.2f} | {r['ratio_io']:.2f} |")
+                 f"{cell(r, 'ovs-plain')} | {cell(r, 'ovs-meters')} | {r['stakegate']:.2f} | {r['ratio_macswap']:.2f} | "
+                 f"{r['ratio_io']:.2f} | {cell(r, 'ovs-plain_ratio_macswap')} | {cell(r, 'ovs-meters_ratio_macswap')} |")
 if results["micro"]:
     lines += ["", "| identities | workload | classify+police ns/packet | instructions/packet |", "|---|---|---|---|"]
     ins = {(i["nodes"], i["workload"]): i["instructions_per_packet"] for i in results["instructions"]}
@@ -221,7 +289,8 @@ with open(dat, "w") as f:
         f.write(f"# {w}\n")
         for r in results["dpdk"]:
             if r["workload"] == w and r["frame"] == frames[0]:
-                f.write(f"{r['nodes']} {r['testpmd-io']} {r['testpmd-macswap']} {r['stakegate']}\n")
+                ovs = [r.get(k) if r.get(k) is not None else "NaN" for k in ("ovs-plain", "ovs-meters")]
+                f.write(f"{r['nodes']} {r['testpmd-io']} {r['testpmd-macswap']} {r['stakegate']} {ovs[0]} {ovs[1]}\n")
         f.write("\n\n")
 plot = "; ".join([
     f"set terminal pngcairo size 1000,{420 * ((len(workloads) + 1) // 2)} font 'sans,10'", f"set output '{out}/mpps.png'",
@@ -229,6 +298,8 @@ plot = "; ".join([
     "set yrange [0:*]", "set key bottom left", "set grid"] +
     [f"set title '{w}, {frames[0]}-byte frames'; plot '{dat}' index {i} using 1:2 with linespoints title 'testpmd io', "
      f"'' index {i} using 1:3 with linespoints title 'testpmd macswap', '' index {i} using 1:4 with linespoints lw 2 title 'stakegate'"
+     + (f", '' index {i} using 1:5 with linespoints dt 2 title 'OVS plain'" if OVS else "")
+     + (f", '' index {i} using 1:6 with linespoints dt 3 title 'OVS meters'" if OVS and w != "inside" else "")
      for i, w in enumerate(workloads)] + ["unset multiplot"])
 subprocess.run(["gnuplot", "-e", plot], check=False)
 print(f"results: {out}/results.json, {out}/results.md, {out}/mpps.png")
