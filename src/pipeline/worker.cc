@@ -235,12 +235,13 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   Lookup* look = lookups.look;
   uint32_t slot[kStage];
   uint64_t tag[kStage];
+  const uint32_t now = session_tick(now_ns);
   for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
 
   for (uint16_t i = 0; i < n; ++i) {
     PacketMeta& m = meta[i];
     parse_frame(pkts[i].data, pkts[i].len, m);
-    look[i].keyed = false;
+    look[i].keyed = look[i].scanned = false;
     if (m.kind == L3Kind::kIpv4) snap.prefetch_v4(m.src_v4);
     else if (m.kind == L3Kind::kIpv6) snap.prefetch_v6(m.src_v6);
     else continue;
@@ -262,7 +263,9 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       if (slot[i] != PolicySnapshot::kNoSource) sessions_.prefetch(look[i].hash);
       else look[i].keyed = false;
     } else if (look[i].keyed) {
-      sessions_.prefetch_entry(look[i].hash);
+      look[i].ways = sessions_.candidates(look[i].hash, now);
+      look[i].scanned = true;
+      sessions_.prefetch_ways(look[i].hash, look[i].ways);
     }
     if (slot[i] != PolicySnapshot::kNoSource) {
       __builtin_prefetch(&meters_[slot[i]], 1);
@@ -280,7 +283,6 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
 
   auto& pk = counters_.packets[static_cast<int>(Direction::kOutside)];
   auto& by = counters_.bytes[static_cast<int>(Direction::kOutside)];
-  const uint32_t now = session_tick(now_ns);
   for (uint16_t i = 0; i < n; ++i) {
     const PacketMeta& m = meta[i];
     TrafficClass cls;
@@ -296,7 +298,9 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       v = Verdict::kMalformed;
     } else {
       counters_.non_first_fragments += m.non_first_fragment;
-      Session* s = look[i].keyed ? sessions_.find(look[i].key, look[i].hash, now) : nullptr;
+      Session* s = !look[i].keyed   ? nullptr
+                   : look[i].scanned ? sessions_.find_in(look[i].key, look[i].hash, look[i].ways)
+                                     : sessions_.find(look[i].key, look[i].hash, now);
       // A source claiming the cluster's own address, or one no host can have, is spoofed
       // (for a table's address the snapshot marked it; others are checked here).
       if (slot[i] != PolicySnapshot::kNoSource && !(meters_[slot[i]].flags & SourcePolicy::kNotOutside)) {

@@ -77,7 +77,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       }
     }
     for (uint16_t i = 0; i < k; ++i)
-      if (look[i].keyed) sessions_.prefetch_entry(look[i].hash);
+      if (look[i].keyed) sessions_.prefetch_entry(look[i].hash, session_tick(now_ns));
     for (uint16_t i = 0; i < k; ++i)
       if (look[i].keyed) inside_packet(p[i], meta[i], look[i].key, look[i].hash, now_ns);
     done = static_cast<uint16_t>(done + k);

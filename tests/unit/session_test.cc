@@ -261,17 +261,20 @@ TEST_F(SessionTest, OnAVerifiedConnectionGuessesFarFromItsNumbersAreNotItsTraffi
   EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kPass), passed + 2);
 }
 
+// A session between 198.18.255.1 (the cluster) and 198.51.0.1.
+SessionKey table_key(uint16_t lport, uint16_t rport, uint8_t proto) {
+  SessionKey k;
+  k.local = mapped_v4(0xC612FF01);
+  k.remote = mapped_v4(0xC6330001);
+  k.lport = lport;
+  k.rport = rport;
+  k.proto = proto;
+  return k;
+}
+
 TEST(SessionTable, VerifiedAndClusterOpenedSessionsAreEvictedLast) {
   SessionTable t(8, 1);  // one set of eight ways
-  auto key = [](uint16_t p) {
-    SessionKey k;
-    k.local = mapped_v4(0xC612FF01);
-    k.remote = mapped_v4(0xC6330001);
-    k.lport = 3569;
-    k.rport = p;
-    k.proto = 6;
-    return k;
-  };
+  auto key = [](uint16_t p) { return table_key(3569, p, kProtoTcp); };
   bool created, evicted;
   std::vector<Session*> s;
   for (uint16_t p = 0; p < 8; ++p) {
@@ -304,6 +307,30 @@ TEST(SessionTable, VerifiedAndClusterOpenedSessionsAreEvictedLast) {
   EXPECT_EQ(t.find(key(0), t.hash(key(0)), 10), nullptr);  // deadline 100, the earliest
   EXPECT_NE(t.find(key(1), t.hash(key(1)), 10), nullptr);
   EXPECT_NE(t.find(key(100), t.hash(key(100)), 10), nullptr);
+}
+
+// The set is scanned all at once (SSE2): each way's signature, keep bit and deadline must
+// count on its own, across the tick counter's wrap.
+TEST(SessionTable, EveryWayIsFoundWhileLiveAndNotAfter) {
+  SessionTable t(8, 7);  // one set of eight ways
+  auto key = [](uint16_t p) { return table_key(40000, p, kProtoUdp); };
+  const uint32_t base = 0xFFFFFFF0u;  // deadlines straddle the wrap
+  bool created, evicted;
+  for (uint16_t p = 0; p < 8; ++p) {
+    Session* s = t.upsert(key(p), t.hash(key(p)), base, created, evicted);
+    ASSERT_TRUE(created);
+    s->flags = (p % 2) ? Session::kOpened : 0;  // every other way carries the keep bit
+    t.extend_keep(s, base + 4 * p);             // way p lives until base + 4p
+  }
+  for (uint32_t dt = 0; dt <= 32; ++dt) {
+    const uint32_t now = base + dt;
+    for (uint16_t p = 0; p < 8; ++p) {
+      const uint64_t h = t.hash(key(p));
+      EXPECT_EQ(t.find(key(p), h, now) != nullptr, dt <= 4u * p) << "way " << p << " at +" << dt;
+      EXPECT_EQ(t.candidates(h, now) != 0, dt <= 4u * p) << "way " << p << " at +" << dt;
+    }
+  }
+  EXPECT_EQ(t.find(key(9), t.hash(key(9)), base), nullptr);  // never inserted
 }
 
 TEST(SessionKey, IPv4IsStoredMappedAndComparedWhole) {

@@ -16,6 +16,9 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "stakegate/base/address.h"
 #include "stakegate/base/huge_alloc.h"
@@ -100,23 +103,49 @@ class SessionTable {
   void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h)]); }
 
   // The live session with key `k` (hash `h`), or null.
-  Session* find(const SessionKey& k, uint64_t h, uint32_t now) {
-    const uint32_t sig = sig_of(h);
-    Tag* t = tags_[set_of(h)].way;
-    for (unsigned w = 0; w < kWays; ++w)
-      if ((t[w].sig & ~kKept) == sig && !tick_before(t[w].deadline, now)) {
-        Session* s = &entries_[(set_of(h) * kWays) + w];
-        if (s->key == k) return s;
-      }
-    return nullptr;
-  }
-  // Prefetches the entry of the way whose signature matches (a later find() reads it).
-  void prefetch_entry(uint64_t h) const {
+  Session* find(const SessionKey& k, uint64_t h, uint32_t now) { return find_in(k, h, candidates(h, now)); }
+  // The ways of h's set whose signature matches and that are live at `now` (bit 2w: way w).
+  // The outside path scans a set once, prefetches these ways' entries, and later looks
+  // only at them (find_in): valid while nothing is inserted, which it never does.
+  unsigned candidates(uint64_t h, uint32_t now) const {
     const uint32_t sig = sig_of(h);
     const Tag* t = tags_[set_of(h)].way;
+#if defined(__SSE2__)
+    // Two ways per 16 bytes, {sig, deadline} each: compare all eight at once.
+    const __m128i keep = _mm_set_epi32(-1, static_cast<int>(~kKept), -1, static_cast<int>(~kKept));
+    const __m128i want = _mm_set_epi32(0, static_cast<int>(sig), 0, static_cast<int>(sig));
+    const __m128i at = _mm_set_epi32(static_cast<int>(now), 0, static_cast<int>(now), 0);
+    const auto* v = reinterpret_cast<const __m128i*>(t);
+    unsigned eq = 0, dead = 0;
+    for (int i = 0; i < 4; ++i) {
+      const __m128i x = _mm_load_si128(v + i);
+      // sig lanes: equal to the signature; deadline lanes: the sign of deadline - now (dead).
+      const int e = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(x, keep), want)));
+      const int d = _mm_movemask_ps(_mm_castsi128_ps(_mm_sub_epi32(x, at)));
+      eq |= static_cast<unsigned>(e) << (4 * i);
+      dead |= static_cast<unsigned>(d) << (4 * i);
+    }
+    // Bit 2w of eq: way w's signature matches; bit 2w+1 of dead: its deadline has passed.
+    return eq & ~(dead >> 1) & 0x5555u;
+#else
+    unsigned m = 0;
     for (unsigned w = 0; w < kWays; ++w)
-      if ((t[w].sig & ~kKept) == sig) __builtin_prefetch(&entries_[(set_of(h) * kWays) + w]);
+      if ((t[w].sig & ~kKept) == sig && !tick_before(t[w].deadline, now)) m |= 1u << (2 * w);
+    return m;
+#endif
   }
+  void prefetch_ways(uint64_t h, unsigned ways) const {
+    for (; ways; ways &= ways - 1) __builtin_prefetch(&entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)]);
+  }
+  Session* find_in(const SessionKey& k, uint64_t h, unsigned ways) {
+    for (; ways; ways &= ways - 1) {
+      Session* s = &entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)];
+      if (s->key == k) [[likely]] return s;
+    }
+    return nullptr;
+  }
+  // Prefetches the entries of the live ways whose signature matches (a later upsert() reads them).
+  void prefetch_entry(uint64_t h, uint32_t now) const { prefetch_ways(h, candidates(h, now)); }
 
   // The session with key `k`, created (zeroed, key set) if it is not live; `created` says
   // which. A new session takes an empty or dead way, else the live way that expires first
@@ -127,15 +156,15 @@ class SessionTable {
   Session* upsert(const SessionKey& k, uint64_t h, uint32_t now, bool& created, bool& evicted) {
     const uint32_t sig = sig_of(h);
     const size_t base = set_of(h) * kWays;
+    if (Session* s = find(k, h, now)) [[likely]] {
+      created = evicted = false;
+      return s;
+    }
     Tag* t = tags_[set_of(h)].way;
     unsigned victim = 0;
     // Eviction rank: 0 dead or empty, 1 live, 2 live and kept; then the earliest deadline.
     auto rank = [&](const Tag& x) { return (x.sig == 0 || tick_before(x.deadline, now)) ? 0 : (x.sig & kKept) ? 2 : 1; };
-    for (unsigned w = 0; w < kWays; ++w) {
-      if ((t[w].sig & ~kKept) == sig && !tick_before(t[w].deadline, now) && entries_[base + w].key == k) {
-        created = evicted = false;
-        return &entries_[base + w];
-      }
+    for (unsigned w = 1; w < kWays; ++w) {
       const int rw = rank(t[w]), rv = rank(t[victim]);
       if (rv != 0 && (rw < rv || (rw == rv && tick_before(t[w].deadline, t[victim].deadline)))) victim = w;
     }
