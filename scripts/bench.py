@@ -293,13 +293,13 @@ with open(dat, "w") as f:
                 f.write(f"{r['nodes']} {r['testpmd-io']} {r['testpmd-macswap']} {r['stakegate']} {ovs[0]} {ovs[1]}\n")
         f.write("\n\n")
 plot = "; ".join([
-    f"set terminal pngcairo size 1000,{420 * ((len(workloads) + 1) // 2)} font 'sans,10'", f"set output '{out}/mpps.png'",
+    f"set terminal pngcairo size 1000,{460 * ((len(workloads) + 1) // 2)} font 'sans,10'", f"set output '{out}/mpps.png'",
     f"set multiplot layout {(len(workloads) + 1) // 2},{min(2, len(workloads))}", "set logscale x", "set xlabel 'identities'", "set ylabel 'Mpps'",
-    "set yrange [0:*]", "set key bottom left", "set grid"] +
+    "set yrange [0:*]", "set key below horizontal", "set grid"] +
     [f"set title '{w}, {frames[0]}-byte frames'; plot '{dat}' index {i} using 1:2 with linespoints title 'testpmd io', "
      f"'' index {i} using 1:3 with linespoints title 'testpmd macswap', '' index {i} using 1:4 with linespoints lw 2 title 'stakegate'"
-     + (f", '' index {i} using 1:5 with linespoints dt 2 title 'OVS plain'" if OVS else "")
-     + (f", '' index {i} using 1:6 with linespoints dt 3 title 'OVS meters'" if OVS and w != "inside" else "")
+     + (f", '' index {i} using 1:5 with linespoints dt 2 lc rgb 'dark-orange' title 'OVS plain'" if OVS else "")
+     + (f", '' index {i} using 1:6 with linespoints dt 3 lw 2 lc rgb 'dark-red' title 'OVS meters'" if OVS and w != "inside" else "")
      for i, w in enumerate(workloads)] + ["unset multiplot"])
 subprocess.run(["gnuplot", "-e", plot], check=False)
 print(f"results: {out}/results.json, {out}/results.md, {out}/mpps.png")
