@@ -135,7 +135,11 @@ def run_ovs(d, conf, vdevs, mode, memory_mb, looped):
     """One OVS run: start, load the flow table, sample, stop. None when OVS cannot hold it."""
     peer = bench_ovs.OvsPeer(f"{d}/ovs", vdevs, memory_mb, looped)
     try:
-        peer.start()
+        try:
+            peer.start()
+        except (RuntimeError, subprocess.TimeoutExpired) as e:  # e.g. a capture larger than its mbuf pool
+            print(f"  ovs {mode}: could not start on these devices ({e}); its log: {d}/ovs/vswitchd.log", flush=True)
+            return None
         if mode == "meters":
             addrs, rates, ports, public = ovs_meter_plan(d, conf)
             if len(addrs) + 1 > peer.max_meters():
@@ -200,7 +204,8 @@ def run_config(frame, workload, nodes):
 
 def cell(r, key):
     """A table cell: the figure, "—" where the program was not run for this workload, and
-    "n/a" where it could not hold the configuration (OVS meters beyond its meter limit)."""
+    "n/a" where it could not hold the configuration (OVS: meters beyond its limit, or a
+    capture larger than its mbuf pool)."""
     if key not in r:
         return "—"
     return "n/a" if r[key] is None else f"{r[key]:.2f}"
@@ -266,7 +271,7 @@ lines = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Linux {machine['ke
          f"{machine['compiler']}; {machine['date']}; {a.runs} runs x {a.seconds:.0f} s, medians; "
          f"mbuf data room {a.mbuf_data_room} B for both programs.", "",
          "Mpps. OVS plain: one flow, port to port; OVS meters: one OpenFlow meter and flow per identity "
-         "(— not run for this workload, n/a more identities than OVS has meters).", "",
+         "(— not run for this workload, n/a: more identities than OVS has meters, or OVS could not start on the devices).", "",
          "| frame | workload | identities | testpmd io | testpmd macswap | OVS plain | OVS meters | stakegate "
          "| stakegate / macswap | stakegate / io | OVS plain / macswap | OVS meters / macswap |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|"]

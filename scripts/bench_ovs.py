@@ -134,6 +134,11 @@ class OvsPeer:
         for i, devargs in enumerate(self.vdevs):
             self._vsctl("add-port", "br0", f"p{i + 1}", "--", "set", "Interface", f"p{i + 1}", "type=dpdk",
                         f"options:dpdk-devargs={devargs}", f"ofport_request={i + 1}")
+            # add-port succeeds even when the device cannot be configured (a net_pcap capture
+            # larger than OVS's mbuf pool, for one): the interface then has no OpenFlow port.
+            if self._vsctl("get", "Interface", f"p{i + 1}", "ofport").strip() != str(i + 1):
+                error = self._vsctl("get", "Interface", f"p{i + 1}", "error").strip()
+                raise RuntimeError(f"port p{i + 1} ({devargs.split(',')[0]}) was not added: {error}")
 
     def max_meters(self):
         out = self._ofctl("meter-features", self.mgmt)
@@ -160,6 +165,8 @@ class OvsPeer:
 
     def rx_packets(self):
         out = self._ofctl("dump-ports", self.mgmt, "1")
+        if "rx pkts=" not in out:
+            raise RuntimeError(f"no statistics for port 1: {out.strip()}")
         return int(out.split("rx pkts=")[1].split(",")[0])
 
     def sample_rates(self, seconds):
