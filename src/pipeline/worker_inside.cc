@@ -31,13 +31,12 @@ bool Worker::inside_key(const PacketMeta& m, SessionKey& k) const noexcept {
   return false;
 }
 
-void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const SessionKey& k, uint64_t h,
-                           uint64_t now_ns) noexcept {
+void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const Lookup& look, uint64_t now_ns) noexcept {
   const PolicySnapshot& snap = *snap_;
   const uint32_t now = session_tick(now_ns);
   const SessionTimeouts& to = snap.timeouts;
   bool created = false, evicted = false;
-  Session* s = sessions_.upsert(k, h, now, created, evicted);
+  Session* s = sessions_.upsert(look.key, look.hash, now, created, evicted, look.ways);
   counters_.sessions_created += created;
   counters_.sessions_evicted += evicted;
   if (m.l4_proto == kProtoTcp) {
@@ -77,9 +76,12 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       }
     }
     for (uint16_t i = 0; i < k; ++i)
-      if (look[i].keyed) sessions_.prefetch_entry(look[i].hash, session_tick(now_ns));
+      if (look[i].keyed) {
+        look[i].ways = sessions_.candidates(look[i].hash, session_tick(now_ns));
+        sessions_.prefetch_ways(look[i].hash, look[i].ways);
+      }
     for (uint16_t i = 0; i < k; ++i)
-      if (look[i].keyed) inside_packet(p[i], meta[i], look[i].key, look[i].hash, now_ns);
+      if (look[i].keyed) inside_packet(p[i], meta[i], look[i], now_ns);
     done = static_cast<uint16_t>(done + k);
   }
 }

@@ -24,7 +24,7 @@ namespace stakegate {
 struct Worker::Lookup {
   uint64_t hash;
   SessionKey key;
-  unsigned ways;  // the session set's candidate ways, when scanned
+  unsigned ways;  // the session set's candidate ways (outside: when `scanned`; inside: always)
   bool keyed;
   bool scanned;  // `ways` holds them (stage 2), else stage 3 scans the set
   bool lazy;  // a packet to a public port: its session is looked up only for a staked sender

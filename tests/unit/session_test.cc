@@ -59,6 +59,19 @@ TEST_F(SessionTest, AResolversReplyReachesTheClustersEphemeralPort) {
   EXPECT_EQ(send(back(q), 111 * kS), Verdict::kUnregistered);
 }
 
+// A burst is decided in stages that look up every packet's set before any is inserted:
+// a new flow's later packets in the same burst must find the session its first created.
+TEST_F(SessionTest, AFlowsPacketsInOneBurstOpenOneSession) {
+  std::vector<std::vector<uint8_t>> frames;
+  for (int i = 0; i < 6; ++i) frames.push_back(build_frame(out("198.51.200.53", 53, static_cast<uint16_t>(53000 + i % 2))));
+  std::vector<PacketView> burst;
+  for (const auto& f : frames) burst.push_back({f.data(), static_cast<uint32_t>(f.size())});
+  f_.worker->process_inside(burst.data(), static_cast<uint16_t>(burst.size()), 0);
+  EXPECT_EQ(f_.worker->counters().sessions_created, 2u);  // two flows, three packets each
+  EXPECT_EQ(send(back(out("198.51.200.53", 53, 53000)), 1 * kMs), Verdict::kPass);
+  EXPECT_EQ(send(back(out("198.51.200.53", 53, 53001)), 1 * kMs), Verdict::kPass);
+}
+
 TEST_F(SessionTest, TheSessionsBudgetBoundsReplies) {
   // sessions: 5 % of 100,000 pps, a burst of 500, whatever the ports.
   FrameSpec q = out("198.51.200.80", 443, 41000);

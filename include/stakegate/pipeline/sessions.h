@@ -144,19 +144,20 @@ class SessionTable {
     }
     return nullptr;
   }
-  // Prefetches the entries of the live ways whose signature matches (a later upsert() reads them).
-  void prefetch_entry(uint64_t h, uint32_t now) const { prefetch_ways(h, candidates(h, now)); }
-
   // The session with key `k`, created (zeroed, key set) if it is not live; `created` says
   // which. A new session takes an empty or dead way, else the live way that expires first
   // among those not kept (a verified connection, or one the cluster opened), else the kept
   // way that expires first; `evicted` says a live session was lost. So the connections a
   // flood of half-open ones (SYNs to a public port, which the cluster answers) could push
   // out are the last to go.
-  Session* upsert(const SessionKey& k, uint64_t h, uint32_t now, bool& created, bool& evicted) {
+  // `hint`: candidates() of the set from earlier in the same stage; inserts since may have
+  // changed the set, so a key not among them is looked for again before it is created.
+  Session* upsert(const SessionKey& k, uint64_t h, uint32_t now, bool& created, bool& evicted, unsigned hint = 0) {
     const uint32_t sig = sig_of(h);
     const size_t base = set_of(h) * kWays;
-    if (Session* s = find(k, h, now)) [[likely]] {
+    Session* found = find_in(k, h, hint);
+    if (!found) found = find(k, h, now);
+    if (Session* s = found) [[likely]] {
       created = evicted = false;
       return s;
     }

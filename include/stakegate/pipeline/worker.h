@@ -142,8 +142,7 @@ class Worker {
   void set_rates(uint32_t slot, const SourcePolicy& s, double factor, const ScoreParams& sp) noexcept;
   void push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept;
   bool inside_key(const struct PacketMeta& m, SessionKey& k) const noexcept;
-  void inside_packet(const PacketView& p, const struct PacketMeta& m, const SessionKey& k, uint64_t h,
-                     uint64_t now_ns) noexcept;
+  void inside_packet(const PacketView& p, const struct PacketMeta& m, const Lookup& look, uint64_t now_ns) noexcept;
   FragmentEntry* fragment_slot(uint64_t tag) noexcept { return &fragments_[(tag >> 40) & fragment_mask_]; }
   uint64_t fragment_tag(const struct PacketMeta& m) const noexcept;
 
