@@ -124,7 +124,7 @@ void ControlApi::add(const char* name, bool mutates, void (*fn)(ApiContext&, con
 }
 
 ControlApi::ControlApi(PolicyState& state, const DataPathView& data, EvidenceService* evidence, std::string version)
-    : ctx_{state, data, evidence, std::move(version)} {
+    : ctx_{state, data, evidence, std::move(version), {}} {
   add("Status", false, rpc::status);
   add("GetIdentities", false, rpc::get_identities);
   add("ReplaceIdentities", true, rpc::replace_identities);
