@@ -26,6 +26,20 @@ void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double v) {
   f.metric.push_back(std::move(m));
 }
 
+// A family of one unlabelled series.
+void single(std::vector<MetricFamily>& out, const char* name, const char* help, MetricType type, double v) {
+  MetricFamily f = family(name, help, type);
+  add(f, {}, v);
+  out.push_back(std::move(f));
+}
+
+// A family of one series per worker (label `worker`).
+void per_worker(std::vector<MetricFamily>& out, const char* name, const char* help, const std::vector<double>& values) {
+  MetricFamily f = family(name, help, MetricType::Gauge);
+  for (size_t w = 0; w < values.size(); ++w) add(f, {{"worker", std::to_string(w)}}, values[w]);
+  out.push_back(std::move(f));
+}
+
 }  // namespace
 
 std::string render_metrics(const MetricsInput& in) {
@@ -87,47 +101,38 @@ std::string render_metrics(const MetricsInput& in) {
         static_cast<double>(in.state->plan().roles[r].nodes));
   out.push_back(std::move(nodes));
 
-  auto changed = family("stakegate_identity_last_change_timestamp_seconds",
-                        "When the identity table last changed (Unix time): an epoch change should move it.", MetricType::Gauge);
-  add(changed, {}, static_cast<double>(in.state->identity_changed_unix()));
-  out.push_back(std::move(changed));
-  auto confirmed = family("stakegate_identity_confirmed_timestamp_seconds",
-                          "When the identity table was last known current (Unix time): it changed, an operator replaced "
-                          "it, or a fetch from the Access API found it unchanged. Kept across restarts (state_dir).",
-                          MetricType::Gauge);
-  add(confirmed, {}, static_cast<double>(in.state->identity_confirmed_unix()));
-  out.push_back(std::move(confirmed));
+  single(out, "stakegate_identity_last_change_timestamp_seconds",
+         "When the identity table last changed (Unix time): an epoch change should move it.", MetricType::Gauge,
+         static_cast<double>(in.state->identity_changed_unix()));
+  single(out, "stakegate_identity_confirmed_timestamp_seconds",
+         "When the identity table was last known current (Unix time): it changed, an operator replaced "
+         "it, or a fetch from the Access API found it unchanged. Kept across restarts (state_dir).",
+         MetricType::Gauge, static_cast<double>(in.state->identity_confirmed_unix()));
   const PolicyState::Feed& feed = in.state->feed();
-  auto epoch = family("stakegate_identity_epoch", "The Flow epoch counter of the last snapshot fetched (0: none yet).",
-                      MetricType::Gauge);
-  add(epoch, {}, static_cast<double>(feed.epoch.counter));
-  out.push_back(std::move(epoch));
+  single(out, "stakegate_identity_epoch", "The Flow epoch counter of the last snapshot fetched (0: none yet).",
+         MetricType::Gauge, static_cast<double>(feed.epoch.counter));
   auto phase = family("stakegate_identity_epoch_phase",
                       "1 for the phase of the current epoch in the last snapshot fetched (staking, setup, committed, "
-                      "fallback), 0 for the others.", MetricType::Gauge);
-  for (const char* ph : {"staking", "setup", "committed", "fallback"}) add(phase, {{"phase", ph}}, feed.epoch.phase == ph ? 1.0 : 0.0);
+                      "fallback), 0 for the others.",
+                      MetricType::Gauge);
+  for (const char* ph : {"staking", "setup", "committed", "fallback"})
+    add(phase, {{"phase", ph}}, feed.epoch.phase == ph ? 1.0 : 0.0);
   out.push_back(std::move(phase));
-  auto fetch_eps = family("stakegate_identity_fetch_endpoints", "Access API endpoints configured (identity.access_api; 0: not fetching).",
-                          MetricType::Gauge);
-  add(fetch_eps, {}, static_cast<double>(in.state->config().identity.access_api.endpoints.size()));
-  out.push_back(std::move(fetch_eps));
-  auto fetch_ok = family("stakegate_identity_fetch_last_success_timestamp_seconds",
-                         "When a fetch from the Access API last applied or confirmed the table (Unix time; kept across restarts).",
-                         MetricType::Gauge);
-  add(fetch_ok, {}, static_cast<double>(feed.last_success));
-  out.push_back(std::move(fetch_ok));
-  auto fetch_fail = family("stakegate_identity_fetch_failures_total",
-                           "Fetches from the Access API that failed (every endpoint) or whose table was refused.",
-                           MetricType::Counter);
-  add(fetch_fail, {}, static_cast<double>(feed.failures));
-  out.push_back(std::move(fetch_fail));
+  single(out, "stakegate_identity_fetch_endpoints",
+         "Access API endpoints configured (identity.access_api; 0: not fetching).", MetricType::Gauge,
+         static_cast<double>(in.state->config().identity.access_api.endpoints.size()));
+  single(out, "stakegate_identity_fetch_last_success_timestamp_seconds",
+         "When a fetch from the Access API last applied or confirmed the table (Unix time; kept across restarts).",
+         MetricType::Gauge, static_cast<double>(feed.last_success));
+  single(out, "stakegate_identity_fetch_failures_total",
+         "Fetches from the Access API that failed (every endpoint) or whose table was refused.", MetricType::Counter,
+         static_cast<double>(feed.failures));
 
-  auto gen = family("stakegate_identity_generation", "Generation of the running policy snapshot (identity, blocklist, QoS).",
-                    MetricType::Gauge);
-  add(gen, {}, static_cast<double>(in.state->generation()));
-  out.push_back(std::move(gen));
+  single(out, "stakegate_identity_generation", "Generation of the running policy snapshot (identity, blocklist, QoS).",
+         MetricType::Gauge, static_cast<double>(in.state->generation()));
 
-  auto missed = family("stakegate_port_rx_missed_total", "Packets the NIC dropped because its RX queue was full.", MetricType::Counter);
+  auto missed = family("stakegate_port_rx_missed_total", "Packets the NIC dropped because its RX queue was full.",
+                       MetricType::Counter);
   auto nombuf = family("stakegate_port_rx_nombuf_total", "RX failures for lack of an mbuf.", MetricType::Counter);
   auto txd = family("stakegate_port_tx_dropped_total", "Passed packets the port could not transmit (TX queue full).",
                     MetricType::Counter);
@@ -140,68 +145,59 @@ std::string render_metrics(const MetricsInput& in) {
   out.push_back(std::move(nombuf));
   out.push_back(std::move(txd));
 
-  auto busy = family("stakegate_worker_busy_ratio", "Share of a worker's polling time spent on bursts that carried packets, over the last second.",
-                     MetricType::Gauge);
-  for (size_t w = 0; w < in.worker_busy.size(); ++w) add(busy, {{"worker", std::to_string(w)}}, in.worker_busy[w]);
-  out.push_back(std::move(busy));
-  auto cpp = family("stakegate_worker_cycles_per_packet",
-                    "TSC cycles per packet of a worker's loop iterations that carried packets (RX, decision, TX), over "
-                    "the last second; 0 when idle. Cycles at the TSC's rate: divide by its GHz for nanoseconds.",
-                    MetricType::Gauge);
-  for (size_t w = 0; w < in.worker_cycles_per_packet.size(); ++w)
-    add(cpp, {{"worker", std::to_string(w)}}, in.worker_cycles_per_packet[w]);
-  out.push_back(std::move(cpp));
+  per_worker(out, "stakegate_worker_busy_ratio",
+             "Share of a worker's polling time spent on bursts that carried packets, over the last second.",
+             in.worker_busy);
+  per_worker(
+      out, "stakegate_worker_cycles_per_packet",
+      "TSC cycles per packet of a worker's loop iterations that carried packets (RX, decision, TX), over the last "
+      "second; 0 when idle. Cycles at the TSC's rate: divide by its GHz for nanoseconds.",
+      in.worker_cycles_per_packet);
 
-  auto gray = family("stakegate_graylisted_nodes",
-                     "Staked sources graylisted by peer scoring (their rates multiplied by scoring.penalty_factor).",
-                     MetricType::Gauge);
-  add(gray, {}, static_cast<double>(in.graylisted));
-  out.push_back(std::move(gray));
-  for (const auto& [name, help, value] : {
-           std::tuple{"stakegate_graylist_entries_total", "Times a source entered the graylist.", in.graylist_entries},
-           std::tuple{"stakegate_graylist_exits_total", "Times a source recovered from the graylist.", in.graylist_exits},
-           std::tuple{"stakegate_evidence_cases_total", "Evidence cases opened (on graylisting or by an operator).", in.evidence_cases},
-           std::tuple{"stakegate_evidence_errors_total", "Evidence cases or files that could not be written (see the log).", in.evidence_errors},
-           std::tuple{"stakegate_evidence_samples_total", "Dropped packets written to evidence samples.", in.evidence_samples},
-           std::tuple{"stakegate_evidence_samples_lost_total", "Evidence records lost because a worker's sample ring was full.",
-                      in.evidence_samples_lost}}) {
-    auto f = family(name, help, MetricType::Counter);
-    add(f, {}, static_cast<double>(value));
-    out.push_back(std::move(f));
+  single(out, "stakegate_graylisted_nodes",
+         "Staked sources graylisted by peer scoring (their rates multiplied by scoring.penalty_factor).",
+         MetricType::Gauge, static_cast<double>(in.graylisted));
+  for (const auto& [name, help, value] :
+       {std::tuple{"stakegate_graylist_entries_total", "Times a source entered the graylist.", in.graylist_entries},
+        std::tuple{"stakegate_graylist_exits_total", "Times a source recovered from the graylist.", in.graylist_exits},
+        std::tuple{"stakegate_evidence_cases_total", "Evidence cases opened (on graylisting or by an operator).",
+                   in.evidence_cases},
+        std::tuple{"stakegate_evidence_errors_total",
+                   "Evidence cases or files that could not be written (see the log).", in.evidence_errors},
+        std::tuple{"stakegate_evidence_samples_total", "Dropped packets written to evidence samples.",
+                   in.evidence_samples},
+        std::tuple{"stakegate_evidence_samples_lost_total",
+                   "Evidence records lost because a worker's sample ring was full.", in.evidence_samples_lost}}) {
+    single(out, name, help, MetricType::Counter, static_cast<double>(value));
   }
 
-  for (const auto& [name, help, value] : {
-           std::tuple{"stakegate_sessions_created_total", "Sessions opened or accepted by the cluster (TCP, UDP, ICMP echo).",
-                      t.c.sessions_created},
-           std::tuple{"stakegate_sessions_evicted_total", "Live sessions recycled because their set of the table was full (limits.sessions).",
-                      t.c.sessions_evicted},
-           std::tuple{"stakegate_sessions_verified_total",
-                      "TCP connections whose remote end proved it received the cluster's packets (acknowledged its sequence numbers).",
-                      t.c.sessions_verified},
-           std::tuple{"stakegate_graylist_events_lost_total", "Graylist events lost because a worker's event ring was full.",
-                      in.graylist_events_lost}}) {
-    auto f = family(name, help, MetricType::Counter);
-    add(f, {}, static_cast<double>(value));
-    out.push_back(std::move(f));
+  for (const auto& [name, help, value] :
+       {std::tuple{"stakegate_sessions_created_total",
+                   "Sessions opened or accepted by the cluster (TCP, UDP, ICMP echo).", t.c.sessions_created},
+        std::tuple{"stakegate_sessions_evicted_total",
+                   "Live sessions recycled because their set of the table was full (limits.sessions).",
+                   t.c.sessions_evicted},
+        std::tuple{"stakegate_sessions_verified_total",
+                   "TCP connections whose remote end proved it received the cluster's packets (acknowledged its "
+                   "sequence numbers).",
+                   t.c.sessions_verified},
+        std::tuple{"stakegate_graylist_events_lost_total",
+                   "Graylist events lost because a worker's event ring was full.", in.graylist_events_lost}}) {
+    single(out, name, help, MetricType::Counter, static_cast<double>(value));
   }
-  auto cap = family("stakegate_session_table_entries", "Session table entries per worker (limits.sessions).", MetricType::Gauge);
-  add(cap, {}, static_cast<double>(in.session_capacity));
-  out.push_back(std::move(cap));
-  auto split = family("stakegate_rate_split_workers",
-                      "Workers sharing each source's rate: 1 with RSS on the remote address (or one worker); N when "
-                      "dataplane.rss is off and every worker enforces rate / N.", MetricType::Gauge);
-  add(split, {}, static_cast<double>(in.rate_split));
-  out.push_back(std::move(split));
+  single(out, "stakegate_session_table_entries", "Session table entries per worker (limits.sessions).",
+         MetricType::Gauge, static_cast<double>(in.session_capacity));
+  single(out, "stakegate_rate_split_workers",
+         "Workers sharing each source's rate: 1 with RSS on the remote address (or one worker); N when "
+         "dataplane.rss is off and every worker enforces rate / N.",
+         MetricType::Gauge, static_cast<double>(in.rate_split));
 
-  auto rl = family("stakegate_last_reload_success",
-                   "1 when the last config reload (SIGHUP, stakegatectl reload) was applied, 0 when it was refused.",
-                   MetricType::Gauge);
-  add(rl, {}, in.last_reload_success ? 1.0 : 0.0);
-  out.push_back(std::move(rl));
-  auto rt = family("stakegate_last_reload_timestamp_seconds", "When the last reload ended (Unix time; the start before any).",
-                   MetricType::Gauge);
-  add(rt, {}, static_cast<double>(in.last_reload_unix));
-  out.push_back(std::move(rt));
+  single(out, "stakegate_last_reload_success",
+         "1 when the last config reload (SIGHUP, stakegatectl reload) was applied, 0 when it was refused.",
+         MetricType::Gauge, in.last_reload_success ? 1.0 : 0.0);
+  single(out, "stakegate_last_reload_timestamp_seconds",
+         "When the last reload ended (Unix time; the start before any).", MetricType::Gauge,
+         static_cast<double>(in.last_reload_unix));
 
   auto dns = family("stakegate_dns_names",
                     "DNS names of the identity table: resolved (answering), stale (failing, on their last known "
@@ -211,24 +207,20 @@ std::string render_metrics(const MetricsInput& in) {
   add(dns, {{"state", "stale"}}, static_cast<double>(in.dns_stale));
   add(dns, {{"state", "unresolved"}}, static_cast<double>(in.dns_unresolved));
   out.push_back(std::move(dns));
-  auto dnsf = family("stakegate_dns_lookup_failures_total", "Lookups of identity host names that failed (each name, each round).",
-                     MetricType::Counter);
-  add(dnsf, {}, static_cast<double>(in.dns_failures));
-  out.push_back(std::move(dnsf));
+  single(out, "stakegate_dns_lookup_failures_total",
+         "Lookups of identity host names that failed (each name, each round).", MetricType::Counter,
+         static_cast<double>(in.dns_failures));
 
-  auto ev = family("stakegate_unregistered_evictions_total",
-                   "Active unregistered per-source buckets recycled because the table was full.", MetricType::Counter);
-  add(ev, {}, static_cast<double>(t.c.unregistered_evictions));
-  out.push_back(std::move(ev));
+  single(out, "stakegate_unregistered_evictions_total",
+         "Active unregistered per-source buckets recycled because the table was full.", MetricType::Counter,
+         static_cast<double>(t.c.unregistered_evictions));
 
-  auto pend = family("stakegate_snapshots_pending_reclaim", "Replaced policy snapshots still waiting for every worker to pass a quiescent point.",
-                     MetricType::Gauge);
-  add(pend, {}, in.snapshots_pending_reclaim);
-  out.push_back(std::move(pend));
+  single(out, "stakegate_snapshots_pending_reclaim",
+         "Replaced policy snapshots still waiting for every worker to pass a quiescent point.", MetricType::Gauge,
+         in.snapshots_pending_reclaim);
 
-  auto bl = family("stakegate_blocklist_entries", "Entries in the running blocklist.", MetricType::Gauge);
-  add(bl, {}, static_cast<double>(in.state->blocklist().size()));
-  out.push_back(std::move(bl));
+  single(out, "stakegate_blocklist_entries", "Entries in the running blocklist.", MetricType::Gauge,
+         static_cast<double>(in.state->blocklist().size()));
 
   auto info = family("stakegate_build_info", "Build information; the value is always 1.", MetricType::Gauge);
   add(info, {{"version", in.version}}, 1);
