@@ -105,8 +105,9 @@ class SessionTable {
   // The live session with key `k` (hash `h`), or null.
   Session* find(const SessionKey& k, uint64_t h, uint32_t now) { return find_in(k, h, candidates(h, now)); }
   // The ways of h's set whose signature matches and that are live at `now` (bit 2w: way w).
-  // The outside path scans a set once, prefetches these ways' entries, and later looks
-  // only at them (find_in): valid while nothing is inserted, which it never does.
+  // The outside path scans a set once, prefetches these ways' entries and later looks only
+  // at them (find_in): it never inserts, so they stay valid. The inside path inserts, so
+  // for it they are only upsert's first guess.
   unsigned candidates(uint64_t h, uint32_t now) const {
     const uint32_t sig = sig_of(h);
     const Tag* t = tags_[set_of(h)].way;
@@ -155,11 +156,11 @@ class SessionTable {
   Session* upsert(const SessionKey& k, uint64_t h, uint32_t now, bool& created, bool& evicted, unsigned hint = 0) {
     const uint32_t sig = sig_of(h);
     const size_t base = set_of(h) * kWays;
-    Session* found = find_in(k, h, hint);
-    if (!found) found = find(k, h, now);
-    if (Session* s = found) [[likely]] {
+    Session* live = find_in(k, h, hint);
+    if (!live) live = find(k, h, now);
+    if (live) [[likely]] {
       created = evicted = false;
-      return s;
+      return live;
     }
     Tag* t = tags_[set_of(h)].way;
     unsigned victim = 0;
