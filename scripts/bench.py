@@ -131,9 +131,9 @@ def ovs_meter_plan(d, conf):
     return addrs, rates, conf["unregistered"]["ports"], conf["unregistered"]["share"] * cap
 
 
-def run_ovs(d, conf, vdevs, mode, memory_mb, looped):
+def run_ovs(d, conf, vdevs, mode, memory_mb):
     """One OVS run: start, load the flow table, sample, stop. None when OVS cannot hold it."""
-    peer = bench_ovs.OvsPeer(f"{d}/ovs", vdevs, memory_mb, looped)
+    peer = bench_ovs.OvsPeer(f"{d}/ovs", vdevs, memory_mb)
     try:
         try:
             peer.start()
@@ -189,7 +189,7 @@ def run_config(frame, workload, nodes):
         s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser("inside" if looped else "outside"), a.seconds)
         res["stakegate"].append(statistics.median(s) if s else 0)
         for mode in ovs_modes:
-            res[f"ovs-{mode}"].append(run_ovs(d, conf, ovs_vdevs, mode, 2048, looped))
+            res[f"ovs-{mode}"].append(run_ovs(d, conf, ovs_vdevs, mode, 2048))
         print(f"  run {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" if v[-1] is not None else f"{k} -" for k, v in res.items()),
               flush=True)
     med = {k: (statistics.median(v) if None not in v else None) for k, v in res.items()}

@@ -16,7 +16,6 @@ here, as neither ovs-ofctl nor a Debian Python package loads meters in bulk), fl
 one OpenFlow 1.4 bundle (`ovs-ofctl --bundle add-flows`).
 """
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -94,11 +93,10 @@ def load_meters(mgmt_socket, meters, timeout=300):
 class OvsPeer:
     """One ovs-vswitchd-dpdk on the given vdevs; `mode` is "plain" or "meters"."""
 
-    def __init__(self, folder, vdevs, memory_mb, looped):
+    def __init__(self, folder, vdevs, memory_mb):
         self.dir = folder
-        self.vdevs = vdevs  # [looped port's devargs, other port's devargs]
+        self.vdevs = vdevs  # [looped port's devargs (OpenFlow port 1, the one measured), other port's]
         self.memory_mb = memory_mb
-        self.looped = looped  # for the rate: the OpenFlow port of vdevs[0] is 1
         self.env = dict(os.environ, OVS_RUNDIR=folder, OVS_LOGDIR=folder, OVS_DBDIR=folder, RUNTIME_DIRECTORY=folder)
         self.db = f"unix:{folder}/db.sock"
         self.mgmt = f"{folder}/br0.mgmt"
