@@ -42,6 +42,10 @@ p.add_argument("--seconds", type=float, default=6, help="measured seconds per ru
 p.add_argument("--no-micro", action="store_true", help="skip the microbenchmark and instruction counts")
 p.add_argument("--quick", action="store_true", help="1k and 100k nodes, 64-byte frames, 2 runs")
 p.add_argument("--no-ovs", action="store_true", help="leave Open vSwitch out")
+p.add_argument("--profile", action="store_true",
+               help="one more run of testpmd macswap and of stakegate per configuration under perf (cpu-clock "
+                    "sampling, which works where a VM hides the PMU): the forwarding core's ns/packet in the "
+                    "device driver and in the program")
 p.add_argument("--mbuf-data-room", type=int, default=1024,
                help="packet bytes per mbuf, for both programs (2048 is DPDK's default; 2M-packet captures need 1024)")
 a = p.parse_args()
@@ -156,6 +160,33 @@ def run_ovs(d, conf, vdevs, mode, memory_mb):
         peer.stop()
 
 
+def profile_run(cmd, parse, data, program):
+    """One run of cmd under `perf record -e cpu-clock`. Returns the run's rate and where the
+    forwarding core's time went, in ns/packet: the DPDK device driver (librte_net_*), the
+    program itself, everything else (DPDK libraries, libc, kernel). The forwarding core
+    polls without pause, so its share of samples is its share of the run's time."""
+    rates = sample_rates(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-o", data, "--", *cmd], parse,
+                         a.seconds)
+    rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "-q", "-n", "--no-children", "--sort", "comm,dso"],
+                         capture_output=True, text=True).stdout
+    os.remove(data) if os.path.exists(data) else None
+    threads = {}
+    for line in rep.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[0].endswith("%") and f[1].isdigit():
+            threads.setdefault(f[2], {})[f[3]] = int(f[1])
+    # The forwarding core's thread: DPDK names it after its lcore ("rte-worker-1", "lcore-worker-1").
+    fwd = {c: d for c, d in threads.items() if "worker" in c}
+    if not rates or not fwd:
+        return None
+    dsos = max(fwd.values(), key=lambda d: sum(d.values()))
+    total = sum(dsos.values())
+    ns = 1e3 / statistics.median(rates)  # Mpps -> ns/packet
+    driver = sum(v for k, v in dsos.items() if k.startswith("librte_net_")) / total * ns
+    own = dsos.get(program, 0) / total * ns
+    return {"mpps": statistics.median(rates), "driver_ns": driver, "program_ns": own, "other_ns": ns - driver - own}
+
+
 def run_config(frame, workload, nodes):
     d = f"{out}/w-{workload}-{nodes}-{frame}"
     if not os.path.exists(f"{d}/bench.yaml"):
@@ -193,6 +224,17 @@ def run_config(frame, workload, nodes):
         print(f"  run {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" if v[-1] is not None else f"{k} -" for k, v in res.items()),
               flush=True)
     med = {k: (statistics.median(v) if None not in v else None) for k, v in res.items()}
+    if a.profile:
+        cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--", "--forward-mode=macswap",
+               "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}", f"--mbuf-size={a.mbuf_data_room + 128}"]
+        med["profile"] = {"testpmd-macswap": profile_run(cmd, TestpmdParser(looped), f"{d}/perf.data", "dpdk-testpmd"),
+                          "stakegate": profile_run([STAKEGATE, "run", "--config", cfg],
+                                                   stakegate_parser("inside" if looped else "outside"),
+                                                   f"{d}/perf.data", "stakegate")}
+        for prog, pr in med["profile"].items():
+            if pr:
+                print(f"  profile {prog}: {pr['mpps']:.2f} Mpps under perf; ns/packet: driver {pr['driver_ns']:.1f}, "
+                      f"{prog.split('-')[0]} {pr['program_ns']:.1f}, other {pr['other_ns']:.1f}", flush=True)
     for mode in ovs_modes:
         if med[f"ovs-{mode}"] is not None and med["testpmd-macswap"]:
             med[f"ovs-{mode}_ratio_macswap"] = med[f"ovs-{mode}"] / med["testpmd-macswap"]
@@ -284,6 +326,18 @@ if results["micro"]:
     ins = {(i["nodes"], i["workload"]): i["instructions_per_packet"] for i in results["instructions"]}
     for m in results["micro"]:
         lines.append(f"| {m['nodes']:,} | {m['workload']} | {m['ns_per_packet']:.1f} | {ins.get((m['nodes'], m['workload']), 0):.0f} |")
+prof = [r for r in results["dpdk"] if r.get("profile")]
+if prof:
+    lines += ["", "Where the forwarding core's time goes (--profile: one run each under perf, cpu-clock sampling; "
+              "ns/packet at the rate of that run): the device driver's receive and transmit (net_pcap copies each "
+              "packet from the capture it preloaded), the program's own code, the rest.", "",
+              "| frame | workload | identities | testpmd Mpps | testpmd: driver / own / rest ns | stakegate Mpps "
+              "| stakegate: driver / own / rest ns |", "|---|---|---|---|---|---|---|"]
+    for r in prof:
+        t, g = r["profile"]["testpmd-macswap"], r["profile"]["stakegate"]
+        fmt = lambda x: (f"{x['mpps']:.2f} | {x['driver_ns']:.1f} / {x['program_ns']:.1f} / {x['other_ns']:.1f}"
+                         if x else "n/a | n/a")
+        lines.append(f"| {r['frame']} B | {r['workload']} | {r['nodes']:,} | {fmt(t)} | {fmt(g)} |")
 open(f"{out}/results.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 

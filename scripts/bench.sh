@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 missing=()
-for p in libbenchmark-dev valgrind gnuplot-nox openvswitch-switch-dpdk; do
+for p in libbenchmark-dev valgrind gnuplot-nox openvswitch-switch-dpdk linux-perf; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
