@@ -176,10 +176,10 @@ def profile_run(cmd, parse, data, program):
         if len(f) >= 4 and f[0].endswith("%") and f[1].isdigit():
             threads.setdefault(f[2], {})[f[3]] = int(f[1])
     # The forwarding core's thread: DPDK names it after its lcore ("rte-worker-1", "lcore-worker-1").
-    fwd = {c: d for c, d in threads.items() if "worker" in c}
+    fwd = [samples for comm, samples in threads.items() if "worker" in comm]
     if not rates or not fwd:
         return None
-    dsos = max(fwd.values(), key=lambda d: sum(d.values()))
+    dsos = max(fwd, key=lambda samples: sum(samples.values()))
     total = sum(dsos.values())
     ns = 1e3 / statistics.median(rates)  # Mpps -> ns/packet
     driver = sum(v for k, v in dsos.items() if k.startswith("librte_net_")) / total * ns
@@ -210,14 +210,16 @@ def run_config(frame, workload, nodes):
     ovs_vdevs = [dp["inside"]["vdev"], dp["outside"]["vdev"]] if looped else [dp["outside"]["vdev"], dp["inside"]["vdev"]]
     for mode in ovs_modes:
         res[f"ovs-{mode}"] = []
+    def testpmd(mode):
+        return ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--", f"--forward-mode={mode}",
+                "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}",
+                f"--mbuf-size={a.mbuf_data_room + 128}"]
+    gateway, gateway_rate = [STAKEGATE, "run", "--config", cfg], stakegate_parser("inside" if looped else "outside")
     for r in range(a.runs):
         for mode in ("io", "macswap"):
-            cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--",
-                   f"--forward-mode={mode}", "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}",
-                   f"--mbuf-size={a.mbuf_data_room + 128}"]
-            s = sample_rates(cmd, TestpmdParser(looped), a.seconds)
+            s = sample_rates(testpmd(mode), TestpmdParser(looped), a.seconds)
             res[f"testpmd-{mode}"].append(statistics.median(s) if s else 0)
-        s = sample_rates([STAKEGATE, "run", "--config", cfg], stakegate_parser("inside" if looped else "outside"), a.seconds)
+        s = sample_rates(gateway, gateway_rate, a.seconds)
         res["stakegate"].append(statistics.median(s) if s else 0)
         for mode in ovs_modes:
             res[f"ovs-{mode}"].append(run_ovs(d, conf, ovs_vdevs, mode, 2048))
@@ -225,12 +227,9 @@ def run_config(frame, workload, nodes):
               flush=True)
     med = {k: (statistics.median(v) if None not in v else None) for k, v in res.items()}
     if a.profile:
-        cmd = ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--", "--forward-mode=macswap",
-               "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}", f"--mbuf-size={a.mbuf_data_room + 128}"]
-        med["profile"] = {"testpmd-macswap": profile_run(cmd, TestpmdParser(looped), f"{d}/perf.data", "dpdk-testpmd"),
-                          "stakegate": profile_run([STAKEGATE, "run", "--config", cfg],
-                                                   stakegate_parser("inside" if looped else "outside"),
-                                                   f"{d}/perf.data", "stakegate")}
+        med["profile"] = {
+            "testpmd-macswap": profile_run(testpmd("macswap"), TestpmdParser(looped), f"{d}/perf.data", "dpdk-testpmd"),
+            "stakegate": profile_run(gateway, gateway_rate, f"{d}/perf.data", "stakegate")}
         for prog, pr in med["profile"].items():
             if pr:
                 print(f"  profile {prog}: {pr['mpps']:.2f} Mpps under perf; ns/packet: driver {pr['driver_ns']:.1f}, "
