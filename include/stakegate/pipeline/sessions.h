@@ -174,10 +174,12 @@ class SessionTable {
     s.key = k;
     return &s;
   }
-  // Keeps `s` alive until `deadline` (a tick).
+  // Keeps `s` alive until `deadline` (a tick). Within one tick (16.8 ms) packets of a
+  // session leave its tag line unwritten.
   void extend(Session* s, uint32_t deadline) {
     const size_t i = index(s);
-    tags_[i / kWays].deadline[i % kWays] = deadline;
+    uint32_t& d = tags_[i / kWays].deadline[i % kWays];
+    if (d != deadline) d = deadline;
   }
   // The same, and notes whether the session is to be kept (after its flags changed).
   void extend_keep(Session* s, uint32_t deadline) {
@@ -319,7 +321,9 @@ inline bool on_remote_tcp(Session& s, uint8_t flags, uint32_t seq, uint32_t ack,
     if ((s.flags & Session::kAckSeen) && !seq_within(seq, s.cl_ack - cluster_window, 2 * cluster_window)) return false;
   }
   if (handshake) s.state = Session::kTcpEstablished;
-  s.rm_win = win;
+  // Written only when they change: a remote that sends while the cluster only acknowledges
+  // repeats its ACK and window, and the entry's line then stays clean (no write-back).
+  if (s.rm_win != win) s.rm_win = win;
   if ((flags & kTcpAck) && (verifying || seq_after(ack, s.rm_ack))) s.rm_ack = ack;
   // A reset closes the connection only at the exact next sequence number (RFC 5961 3.2).
   if ((flags & kTcpRst) && (!(s.flags & Session::kAckSeen) || seq == s.cl_ack)) s.state = Session::kTcpClosed;
