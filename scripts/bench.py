@@ -12,6 +12,8 @@ room) for both; the rate measured is the looped port's. A run's figure is the me
 per-second input-port rates after warm-up; a configuration's figure is the median of
 its runs. Then: the Google Benchmark of classify+police (ns/packet) and callgrind
 instruction counts per packet. Writes RESULTS/results.json, results.md and mpps.png.
+With --baseline BUILD, another build's stakegate runs beside this one's in every run
+(each first in every other run), so a change's effect is a ratio measured in the same invocation.
 
 Open vSwitch with DPDK runs on the same devices too (scripts/bench_ovs.py): plain
 forwarding, and one OpenFlow meter plus one flow per identity address (not for the
@@ -46,6 +48,10 @@ p.add_argument("--profile", action="store_true",
                help="one more run of testpmd macswap and of stakegate per configuration under perf (cpu-clock "
                     "sampling, which works where a VM hides the PMU): the forwarding core's ns/packet in the "
                     "device driver and in the program")
+p.add_argument("--baseline", metavar="BUILD",
+               help="the build folder of another version (e.g. the commit before a change): its stakegate runs "
+                    "beside this one's in every run (each first in every other run), on the same configurations, "
+                    "so a change is measured as a ratio within one invocation")
 p.add_argument("--mbuf-data-room", type=int, default=1024,
                help="packet bytes per mbuf, for both programs (2048 is DPDK's default; 2M-packet captures need 1024)")
 a = p.parse_args()
@@ -61,6 +67,9 @@ os.makedirs(out, exist_ok=True)
 STAKEGATE = f"{build}/src/stakegate"
 SCENARIO = f"{build}/src/stakegate-scenario"
 MICRO = f"{build}/tests/classify_bench"
+BASELINE = f"{os.path.abspath(a.baseline)}/src/stakegate" if a.baseline else None
+if BASELINE and not os.access(BASELINE, os.X_OK):
+    raise SystemExit(f"--baseline {a.baseline}: no {BASELINE} (build it there first)")
 OVS = not a.no_ovs and bench_ovs.available()
 if not a.no_ovs and not OVS:
     print("Open vSwitch with DPDK is not installed (openvswitch-switch-dpdk): its rows are left out", flush=True)
@@ -210,6 +219,8 @@ def run_config(frame, workload, nodes):
     ovs_vdevs = [dp["inside"]["vdev"], dp["outside"]["vdev"]] if looped else [dp["outside"]["vdev"], dp["inside"]["vdev"]]
     for mode in ovs_modes:
         res[f"ovs-{mode}"] = []
+    if BASELINE:
+        res["baseline"] = []
     def testpmd(mode):
         return ["dpdk-testpmd", *eal, "--file-prefix", f"bench-tp-{os.getpid()}", *vdevs, "--", f"--forward-mode={mode}",
                 "--no-flush-rx", "--stats-period", "1", f"--total-num-mbufs={mbufs}",
@@ -219,8 +230,10 @@ def run_config(frame, workload, nodes):
         for mode in ("io", "macswap"):
             s = sample_rates(testpmd(mode), TestpmdParser(looped), a.seconds)
             res[f"testpmd-{mode}"].append(statistics.median(s) if s else 0)
-        s = sample_rates(gateway, gateway_rate, a.seconds)
-        res["stakegate"].append(statistics.median(s) if s else 0)
+        gateways = [("stakegate", gateway)] + ([("baseline", [BASELINE, *gateway[1:]])] if BASELINE else [])
+        for key, cmd in (gateways if r % 2 == 0 else gateways[::-1]):  # each goes first in every other run
+            s = sample_rates(cmd, gateway_rate, a.seconds)
+            res[key].append(statistics.median(s) if s else 0)
         for mode in ovs_modes:
             res[f"ovs-{mode}"].append(run_ovs(d, conf, ovs_vdevs, mode, 2048))
         print(f"  run {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" if v[-1] is not None else f"{k} -" for k, v in res.items()),
@@ -239,6 +252,9 @@ def run_config(frame, workload, nodes):
             med[f"ovs-{mode}_ratio_macswap"] = med[f"ovs-{mode}"] / med["testpmd-macswap"]
     med["ratio_macswap"] = med["stakegate"] / med["testpmd-macswap"] if med["testpmd-macswap"] else 0
     med["ratio_io"] = med["stakegate"] / med["testpmd-io"] if med["testpmd-io"] else 0
+    if BASELINE:
+        med["baseline_ratio_macswap"] = med["baseline"] / med["testpmd-macswap"] if med["testpmd-macswap"] else 0
+        med["change"] = med["stakegate"] / med["baseline"] if med["baseline"] else 0
     med["runs"] = res
     return med
 
@@ -260,7 +276,8 @@ machine = {
     "compiler": sh("c++ --version | head -1"),
     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
 }
-results = {"machine": machine, "method": {"runs": a.runs, "seconds": a.seconds, "mbuf_data_room": a.mbuf_data_room},
+results = {"machine": machine, "method": {"runs": a.runs, "seconds": a.seconds, "mbuf_data_room": a.mbuf_data_room,
+                                          "baseline": BASELINE},
            "dpdk": [], "micro": [], "instructions": []}
 print(f"machine: {machine}")
 
@@ -273,7 +290,8 @@ for frame in frames:
             print(f"  median: testpmd-io {m['testpmd-io']:.2f}, testpmd-macswap {m['testpmd-macswap']:.2f}, "
                   f"ovs-plain {cell(m, 'ovs-plain')}, ovs-meters {cell(m, 'ovs-meters')}, "
                   f"stakegate {m['stakegate']:.2f} Mpps, ratio to macswap {m['ratio_macswap']:.2f}, to io "
-                  f"{m['ratio_io']:.2f}", flush=True)
+                  f"{m['ratio_io']:.2f}" + (f"; baseline {m['baseline']:.2f} Mpps, this / baseline {m['change']:.2f}"
+                                            if BASELINE else ""), flush=True)
             if nodes >= 1000000:  # large captures are cheap to regenerate and costly to keep
                 subprocess.run(["rm", "-rf", f"{out}/w-{workload}-{nodes}-{frame}"])
 
@@ -320,6 +338,14 @@ for r in results["dpdk"]:
     lines.append(f"| {r['frame']} B | {r['workload']} | {r['nodes']:,} | {r['testpmd-io']:.2f} | {r['testpmd-macswap']:.2f} | "
                  f"{cell(r, 'ovs-plain')} | {cell(r, 'ovs-meters')} | {r['stakegate']:.2f} | {r['ratio_macswap']:.2f} | "
                  f"{r['ratio_io']:.2f} | {cell(r, 'ovs-plain_ratio_macswap')} | {cell(r, 'ovs-meters_ratio_macswap')} |")
+if BASELINE:
+    lines += ["", f"This build against the baseline ({BASELINE}), both in every run:", "",
+              "| frame | workload | identities | testpmd macswap | baseline | this build | baseline / macswap "
+              "| this build / macswap | this build / baseline |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["dpdk"]:
+        lines.append(f"| {r['frame']} B | {r['workload']} | {r['nodes']:,} | {r['testpmd-macswap']:.2f} | "
+                     f"{r['baseline']:.2f} | {r['stakegate']:.2f} | {r['baseline_ratio_macswap']:.2f} | "
+                     f"{r['ratio_macswap']:.2f} | {r['change']:.2f} |")
 if results["micro"]:
     lines += ["", "| identities | workload | classify+police ns/packet | instructions/packet |", "|---|---|---|---|"]
     ins = {(i["nodes"], i["workload"]): i["instructions_per_packet"] for i in results["instructions"]}
