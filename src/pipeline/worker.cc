@@ -263,7 +263,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       if (slot[i] != PolicySnapshot::kNoSource) sessions_.prefetch(look[i].hash);
       else look[i].keyed = false;
     } else if (look[i].keyed) {
-      look[i].ways = sessions_.candidates(look[i].hash);
+      look[i].ways = sessions_.candidates(look[i].hash, now);
       look[i].scanned = true;
       sessions_.prefetch_ways(look[i].hash, look[i].ways);
     }
@@ -299,7 +299,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     } else {
       counters_.non_first_fragments += m.non_first_fragment;
       Session* s = !look[i].keyed   ? nullptr
-                   : look[i].scanned ? sessions_.find_in(look[i].key, look[i].hash, look[i].ways, now)
+                   : look[i].scanned ? sessions_.find_in(look[i].key, look[i].hash, look[i].ways)
                                      : sessions_.find(look[i].key, look[i].hash, now);
       // A source claiming the cluster's own address, or one no host can have, is spoofed
       // (for a table's address the snapshot marked it; others are checked here).

@@ -60,6 +60,7 @@ void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const Looku
 // the matching entries' prefetches, then the updates.
 void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept {
   constexpr int kDir = static_cast<int>(Direction::kInside), kCls = static_cast<int>(TrafficClass::kNone);
+  const uint32_t now = session_tick(now_ns);
   PacketMeta meta[kStage];
   Lookup look[kStage];
   for (uint16_t done = 0; done < n;) {
@@ -77,7 +78,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
     }
     for (uint16_t i = 0; i < k; ++i)
       if (look[i].keyed) {
-        look[i].ways = sessions_.candidates(look[i].hash);
+        look[i].ways = sessions_.candidates(look[i].hash, now);
         sessions_.prefetch_ways(look[i].hash, look[i].ways);
       }
     for (uint16_t i = 0; i < k; ++i)

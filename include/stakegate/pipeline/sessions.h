@@ -6,8 +6,8 @@
 // that a remote can be shown to have received the cluster's packets (verified: a sender
 // off the path cannot acknowledge them) and later packets checked against the windows.
 //
-// 8-way sets. A set's tags (signature, expiry and keep bit of each way) are one cache
-// line; a way's entry (full key, TCP state) is a cache line of its own, read only when its
+// 8-way sets. A set's tags (signature and expiry, 8 bytes a way) are one cache line; a
+// way's entry (full key, TCP state) is a cache line of its own, read only when its
 // signature matches. Eight ways keep live sessions from evicting each other until the
 // table is well over a quarter full (4 ways lose about 0.4 % of them at a quarter).
 // No allocation after construction; time is passed in.
@@ -73,15 +73,13 @@ static_assert(sizeof(Session) == 64, "a session is one cache line");
 class SessionTable {
  public:
   static constexpr unsigned kWays = 8;
-  // A set's tags: each way's 16-bit signature (0: empty), all eight compared at once, its
-  // deadline (the tick after which the session is dead), checked only on a way whose
-  // signature matches, and whether it is kept (verified, or opened by the cluster: evicted
-  // last). A signature matches a foreign key about once in 8,000 lookups; that costs one
-  // entry line read, never a wrong answer (the full key is compared).
+  struct Tag {
+    uint32_t sig;       // 0: empty; bit 1: kept (below), not part of the signature
+    uint32_t deadline;  // tick after which the session is dead
+  };
+  static constexpr uint32_t kKept = 2;  // verified, or opened by the cluster: evicted last
   struct alignas(64) TagSet {
-    uint16_t sig[kWays];
-    uint32_t deadline[kWays];
-    uint8_t kept;  // bit w: way w
+    Tag way[kWays];
   };
   static_assert(sizeof(TagSet) == 64, "a set's tags are one cache line");
 
@@ -105,37 +103,45 @@ class SessionTable {
   void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h)]); }
 
   // The live session with key `k` (hash `h`), or null.
-  Session* find(const SessionKey& k, uint64_t h, uint32_t now) { return find_in(k, h, candidates(h), now); }
-  // The ways of h's set whose signature matches, live or not (bit 2w: way w). The outside
-  // path scans a set once, prefetches these ways' entries and later looks only at them
-  // (find_in): it never inserts, so they stay valid. The inside path inserts, so for it
-  // they are only upsert's first guess.
-  unsigned candidates(uint64_t h) const {
-    const uint16_t sig = sig_of(h);
-    const TagSet& t = tags_[set_of(h)];
+  Session* find(const SessionKey& k, uint64_t h, uint32_t now) { return find_in(k, h, candidates(h, now)); }
+  // The ways of h's set whose signature matches and that are live at `now` (bit 2w: way w).
+  // The outside path scans a set once, prefetches these ways' entries and later looks only
+  // at them (find_in): it never inserts, so they stay valid. The inside path inserts, so
+  // for it they are only upsert's first guess.
+  unsigned candidates(uint64_t h, uint32_t now) const {
+    const uint32_t sig = sig_of(h);
+    const Tag* t = tags_[set_of(h)].way;
 #if defined(__SSE2__)
-    // Eight 16-bit signatures in one compare; each matching way sets two mask bits.
-    const __m128i x = _mm_load_si128(reinterpret_cast<const __m128i*>(t.sig));
-    const __m128i eq = _mm_cmpeq_epi16(x, _mm_set1_epi16(static_cast<short>(sig)));
-    return static_cast<unsigned>(_mm_movemask_epi8(eq)) & 0x5555u;
+    // Two ways per 16 bytes, {sig, deadline} each: compare all eight at once.
+    const __m128i keep = _mm_set_epi32(-1, static_cast<int>(~kKept), -1, static_cast<int>(~kKept));
+    const __m128i want = _mm_set_epi32(0, static_cast<int>(sig), 0, static_cast<int>(sig));
+    const __m128i at = _mm_set_epi32(static_cast<int>(now), 0, static_cast<int>(now), 0);
+    const auto* v = reinterpret_cast<const __m128i*>(t);
+    unsigned eq = 0, dead = 0;
+    for (int i = 0; i < 4; ++i) {
+      const __m128i x = _mm_load_si128(v + i);
+      // sig lanes: equal to the signature; deadline lanes: the sign of deadline - now (dead).
+      const int e = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(x, keep), want)));
+      const int d = _mm_movemask_ps(_mm_castsi128_ps(_mm_sub_epi32(x, at)));
+      eq |= static_cast<unsigned>(e) << (4 * i);
+      dead |= static_cast<unsigned>(d) << (4 * i);
+    }
+    // Bit 2w of eq: way w's signature matches; bit 2w+1 of dead: its deadline has passed.
+    return eq & ~(dead >> 1) & 0x5555u;
 #else
     unsigned m = 0;
     for (unsigned w = 0; w < kWays; ++w)
-      if (t.sig[w] == sig) m |= 1u << (2 * w);
+      if ((t[w].sig & ~kKept) == sig && !tick_before(t[w].deadline, now)) m |= 1u << (2 * w);
     return m;
 #endif
   }
   void prefetch_ways(uint64_t h, unsigned ways) const {
-    const Session* set = &entries_[set_of(h) * kWays];
-    for (; ways; ways &= ways - 1) __builtin_prefetch(set + (std::countr_zero(ways) >> 1));
+    for (; ways; ways &= ways - 1) __builtin_prefetch(&entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)]);
   }
-  // Among `ways` (candidates() of h's set), the one holding `k` and live at `now`.
-  Session* find_in(const SessionKey& k, uint64_t h, unsigned ways, uint32_t now) {
-    const size_t set = set_of(h);
+  Session* find_in(const SessionKey& k, uint64_t h, unsigned ways) {
     for (; ways; ways &= ways - 1) {
-      const unsigned w = static_cast<unsigned>(std::countr_zero(ways)) >> 1;
-      Session* s = &entries_[set * kWays + w];
-      if (s->key == k && !tick_before(tags_[set].deadline[w], now)) [[likely]] return s;
+      Session* s = &entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)];
+      if (s->key == k) [[likely]] return s;
     }
     return nullptr;
   }
@@ -148,62 +154,49 @@ class SessionTable {
   // `hint`: candidates() of the set from earlier in the same stage; inserts since may have
   // changed the set, so a key not among them is looked for again before it is created.
   Session* upsert(const SessionKey& k, uint64_t h, uint32_t now, bool& created, bool& evicted, unsigned hint = 0) {
-    Session* live = find_in(k, h, hint, now);
+    const uint32_t sig = sig_of(h);
+    const size_t base = set_of(h) * kWays;
+    Session* live = find_in(k, h, hint);
     if (!live) live = find(k, h, now);
     if (live) [[likely]] {
       created = evicted = false;
       return live;
     }
-    TagSet& t = tags_[set_of(h)];
+    Tag* t = tags_[set_of(h)].way;
     unsigned victim = 0;
     // Eviction rank: 0 dead or empty, 1 live, 2 live and kept; then the earliest deadline.
-    auto rank = [&](unsigned w) {
-      return (t.sig[w] == 0 || tick_before(t.deadline[w], now)) ? 0 : ((t.kept >> w) & 1) ? 2 : 1;
-    };
+    auto rank = [&](const Tag& x) { return (x.sig == 0 || tick_before(x.deadline, now)) ? 0 : (x.sig & kKept) ? 2 : 1; };
     for (unsigned w = 1; w < kWays; ++w) {
-      const int rw = rank(w), rv = rank(victim);
-      if (rv != 0 && (rw < rv || (rw == rv && tick_before(t.deadline[w], t.deadline[victim])))) victim = w;
+      const int rw = rank(t[w]), rv = rank(t[victim]);
+      if (rv != 0 && (rw < rv || (rw == rv && tick_before(t[w].deadline, t[victim].deadline)))) victim = w;
     }
-    evicted = rank(victim) != 0;
+    evicted = t[victim].sig != 0 && !tick_before(t[victim].deadline, now);
     created = true;
-    t.sig[victim] = sig_of(h);
-    t.deadline[victim] = now;
-    t.kept = static_cast<uint8_t>(t.kept & ~(1u << victim));
-    Session& s = entries_[set_of(h) * kWays + victim];
+    t[victim] = Tag{sig, now};
+    Session& s = entries_[base + victim];
     s = Session{};
     s.key = k;
     return &s;
   }
-  // Keeps `s` alive until `deadline` (a tick). Within one tick (16.8 ms) packets of a
-  // session leave its tag line unwritten.
-  void extend(Session* s, uint32_t deadline) {
-    const size_t i = index(s);
-    uint32_t& d = tags_[i / kWays].deadline[i % kWays];
-    if (d != deadline) d = deadline;
-  }
+  // Keeps `s` alive until `deadline` (a tick).
+  void extend(Session* s, uint32_t deadline) { tag(s).deadline = deadline; }
   // The same, and notes whether the session is to be kept (after its flags changed).
   void extend_keep(Session* s, uint32_t deadline) {
-    const size_t i = index(s);
-    TagSet& t = tags_[i / kWays];
-    const unsigned bit = 1u << (i % kWays);
-    t.deadline[i % kWays] = deadline;
-    const bool keep = s->flags & (Session::kVerified | Session::kOpened);
-    t.kept = static_cast<uint8_t>(keep ? (t.kept | bit) : (t.kept & ~bit));
+    Tag& t = tag(s);
+    t.deadline = deadline;
+    t.sig = (t.sig & ~kKept) | ((s->flags & (Session::kVerified | Session::kOpened)) ? kKept : 0);
   }
-  uint32_t deadline(const Session* s) const {
-    const size_t i = index(s);
-    return tags_[i / kWays].deadline[i % kWays];
-  }
+  uint32_t deadline(const Session* s) const { return const_cast<SessionTable*>(this)->tag(s).deadline; }
 
   size_t capacity() const { return entries_.size(); }
 
  private:
   size_t set_of(uint64_t h) const { return static_cast<size_t>((h >> 32) & mask_); }
-  size_t index(const Session* s) const { return static_cast<size_t>(s - entries_.data()); }
-  static uint16_t sig_of(uint64_t h) {
-    const auto s = static_cast<uint16_t>(h);
-    return s ? s : 1;
+  Tag& tag(const Session* s) {
+    const size_t i = static_cast<size_t>(s - entries_.data());
+    return tags_[i / kWays].way[i % kWays];
   }
+  static uint32_t sig_of(uint64_t h) { return (static_cast<uint32_t>(h) | 1) & ~kKept; }
   uint64_t seed_;
   uint64_t mask_ = 0;
   HugeVector<TagSet> tags_;
@@ -321,9 +314,7 @@ inline bool on_remote_tcp(Session& s, uint8_t flags, uint32_t seq, uint32_t ack,
     if ((s.flags & Session::kAckSeen) && !seq_within(seq, s.cl_ack - cluster_window, 2 * cluster_window)) return false;
   }
   if (handshake) s.state = Session::kTcpEstablished;
-  // Written only when they change: a remote that sends while the cluster only acknowledges
-  // repeats its ACK and window, and the entry's line then stays clean (no write-back).
-  if (s.rm_win != win) s.rm_win = win;
+  s.rm_win = win;
   if ((flags & kTcpAck) && (verifying || seq_after(ack, s.rm_ack))) s.rm_ack = ack;
   // A reset closes the connection only at the exact next sequence number (RFC 5961 3.2).
   if ((flags & kTcpRst) && (!(s.flags & Session::kAckSeen) || seq == s.cl_ack)) s.state = Session::kTcpClosed;
