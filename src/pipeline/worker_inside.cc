@@ -61,10 +61,10 @@ void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const Looku
 void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept {
   constexpr int kDir = static_cast<int>(Direction::kInside), kCls = static_cast<int>(TrafficClass::kNone);
   const uint32_t now = session_tick(now_ns);
-  PacketMeta meta[kStage];
-  Lookup look[kStage];
+  PacketMeta meta[kInsideStage];
+  Lookup look[kInsideStage];
   for (uint16_t done = 0; done < n;) {
-    const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kStage));
+    const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kInsideStage));
     const PacketView* p = pkts + done;
     for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
     for (uint16_t i = 0; i < k; ++i) {

@@ -109,7 +109,10 @@ class Worker {
   size_t source_capacity() const { return meters_.size(); }
 
   static constexpr unsigned kWays = 4;
-  static constexpr uint16_t kStage = 32;  // packets decided together (see decide_stage)
+  // Packets taken through the stages together (see decide_stage): enough for each stage's
+  // misses to overlap, few enough that its prefetches fit the core's outstanding misses.
+  static constexpr uint16_t kStage = 16;        // from the outside: two lines per packet per stage
+  static constexpr uint16_t kInsideStage = 32;  // from the inside: one line per packet per stage
 
  private:
   struct UnregisteredEntry {
