@@ -30,7 +30,7 @@ class Reloader {
   };
 
   Reloader(boost::asio::io_context& io, PolicyState& state, double timeout_s, std::function<std::string()> after)
-      : io_(io), state_(state), timeout_(timeout_s), after_(std::move(after)),
+      : state_(state), timeout_(timeout_s), after_(std::move(after)),
         timer_(io), back_(io) {
     last_.unix_s = state.now();
   }
@@ -99,7 +99,6 @@ class Reloader {
     for (auto& w : waiters) w(ch, code, message);
   }
 
-  boost::asio::io_context& io_;
   PolicyState& state_;
   double timeout_;
   std::function<std::string()> after_;

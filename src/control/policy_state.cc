@@ -8,6 +8,7 @@
 #include <tuple>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -91,7 +92,12 @@ std::vector<BlockEntry> entries_of(const std::vector<ActiveBlock>& blocks) {
 
 std::vector<ActiveBlock> config_blocks(const Config& cfg) {
   std::vector<ActiveBlock> out;
-  for (const auto& b : cfg.blocklist) out.push_back({b, "config", 0});
+  for (const auto& b : cfg.blocklist) {
+    ActiveBlock a;  // never expires; no caller or creation time: the config made it
+    a.entry = b;
+    a.origin = "config";
+    out.push_back(std::move(a));
+  }
   return out;
 }
 

@@ -95,7 +95,9 @@ TEST(Parse, GoldenTable) {
     parse_frame(c.frame.data(), static_cast<uint32_t>(c.frame.size()), m);
     EXPECT_EQ(m.kind, c.kind);
     EXPECT_EQ(m.has_port, c.has_port);
-    if (c.has_port) EXPECT_EQ(m.dst_port, c.port);
+    if (c.has_port) {
+      EXPECT_EQ(m.dst_port, c.port);
+    }
     EXPECT_EQ(m.non_first_fragment, c.non_first_fragment);
   }
 }
@@ -120,7 +122,9 @@ TEST(Parse, EveryTruncationIsSafe) {
       std::memcpy(buf.get(), c.frame.data(), len);
       PacketMeta m;
       parse_frame(buf.get(), static_cast<uint32_t>(len), m);
-      if (len < 14) EXPECT_EQ(m.kind, L3Kind::kMalformed) << c.name << " len " << len;
+      if (len < 14) {
+        EXPECT_EQ(m.kind, L3Kind::kMalformed) << c.name << " len " << len;
+      }
     }
   }
 }
