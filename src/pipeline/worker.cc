@@ -212,7 +212,7 @@ uint64_t Worker::fragment_tag(const PacketMeta& m) const noexcept {
 uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   tick(now_ns);
   for (uint16_t done = 0; done < n;) {
-    uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kStage));
+    uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kOutsideStage));
     decide_stage(pkts + done, k, now_ns, out + done);
     done = static_cast<uint16_t>(done + k);
   }
@@ -225,16 +225,16 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   // not value-initialised, which would cost more than deciding a small packet.
   union Scratch {
     Scratch() {}
-    PacketMeta meta[kStage];
+    PacketMeta meta[kOutsideStage];
   } scratch;
   union Lookups {
     Lookups() {}
-    Lookup look[kStage];
+    Lookup look[kOutsideStage];
   } lookups;
   PacketMeta* meta = scratch.meta;
   Lookup* look = lookups.look;
-  uint32_t slot[kStage];
-  uint64_t tag[kStage];
+  uint32_t slot[kOutsideStage];
+  uint64_t tag[kOutsideStage];
   const uint32_t now = session_tick(now_ns);
   for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
 

@@ -109,10 +109,11 @@ class Worker {
   size_t source_capacity() const { return meters_.size(); }
 
   static constexpr unsigned kWays = 4;
-  // Packets taken through the stages together (see decide_stage): enough for each stage's
-  // misses to overlap, few enough that its prefetches fit the core's outstanding misses.
-  static constexpr uint16_t kStage = 16;        // from the outside: two lines per packet per stage
-  static constexpr uint16_t kInsideStage = 32;  // from the inside: one line per packet per stage
+  // Packets taken through the stages together (see decide_stage), so that each stage's
+  // misses overlap. Measured (docs/performance.md): 16 beat 32 and 8 on the outside path,
+  // which prefetches two lines per packet per stage; the inside path, one line, keeps 32.
+  static constexpr uint16_t kOutsideStage = 16;
+  static constexpr uint16_t kInsideStage = 32;
 
  private:
   struct UnregisteredEntry {
