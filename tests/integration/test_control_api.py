@@ -102,6 +102,10 @@ with TempDir() as d:
     check(s == 200 and r["graylisted"] >= 1 and len(r["nodes"]) >= 1 and all(n["graylisted"] for n in r["nodes"])
           and r["nodes"][0]["score"] < -100 and int(r["graylist_entries"]) >= r["graylisted"],
           f"ListNodes graylisted_only: {r['graylisted']} graylisted, lowest score {r['nodes'][0]['score'] if r['nodes'] else None}")
+    # A graylisted node floods its verified connections at ten times its cut rate: which
+    # nodes the endless replay pushes over their rates depends on the build's speed, so the
+    # operator's case below is opened on one of them rather than on a fixed node.
+    gray = r["nodes"][0] if r["nodes"] else {"node_id": node0, "address": infos[0]["Address"]}
     s, r = api.call("ListNodes", {})
     check(s == 200 and len(r["nodes"]) == 20 and [n["score"] for n in r["nodes"]] == sorted(n["score"] for n in r["nodes"]),
           "ListNodes: every node, lowest score first")
@@ -110,8 +114,9 @@ with TempDir() as d:
           "stakegatectl nodes --graylisted")
     s, r = api.call("OpenEvidence", {"node_id": "nope"})
     check(s == 400, "OpenEvidence with a bad NodeID: invalid_argument")
-    s, r = api.call("OpenEvidence", {"node_id": node0})
-    check(s == 200 and r["reason"] == "operator" and r["open"] and r["node_id"] == node0, f"OpenEvidence: case {r.get('id')}")
+    s, r = api.call("OpenEvidence", {"node_id": gray["node_id"]})
+    check(s == 200 and r["reason"] == "operator" and r["open"] and r["node_id"] == gray["node_id"],
+          f"OpenEvidence: case {r.get('id')}")
     deadline = time.time() + 10
     case = {}
     while time.time() < deadline:
@@ -122,13 +127,15 @@ with TempDir() as d:
     samples = int(case.get("samples", 0))
     report = json.load(open(os.path.join(case["dir"], "report.json"))) if case.get("dir") else {"sample": {}}
     # max_samples dropped packets of its verified connections, and at most a quarter as many others.
-    check(case.get("open") is False and 20 <= samples <= 25 and report["sample"].get("verified") == 20
-          and not case.get("error"),
-          f"the operator's case is written after its 1 s window with max_samples verified packets: {case}")
+    verified = report["sample"].get("verified", 0)
+    dropped = report.get("counters", {}).get("verified", {}).get("over_rate", 0)
+    check(case.get("open") is False and 20 <= samples <= 25 and verified == 20 and not case.get("error"),
+          f"the operator's case is written after its 1 s window with max_samples verified packets: {verified} "
+          f"verified samples of {dropped} verified drops, {samples} in all: {case}")
     srcs = subprocess.run(["tshark", "-r", os.path.join(case.get("dir", d), "sample.pcapng"), "-T", "fields", "-e", "ip.src"],
                           capture_output=True, text=True).stdout.split()
-    node0_ip = infos[0]["Address"].rsplit(":", 1)[0]
-    check(len(srcs) == samples and set(srcs) == {node0_ip}, f"its sample holds only {node0_ip}'s packets ({len(srcs)})")
+    gray_ip = gray["address"].rsplit(":", 1)[0]
+    check(len(srcs) == samples and set(srcs) == {gray_ip}, f"its sample holds only {gray_ip}'s packets ({len(srcs)})")
     p = run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "evidence"])
     check(r.get("id", "?") in p.stdout and "written" in p.stdout, "stakegatectl evidence lists the case")
     s, r = api.call("Status", "{}", content_type="text/plain")
