@@ -10,6 +10,12 @@ namespace {
 
 __extension__ typedef unsigned __int128 u128;
 
+// The worker's view of a received frame: its first buffer, and its whole length when the
+// PMD chained several (net_pcap does for a frame longer than mbuf_data_room).
+inline PacketView view_of(const rte_mbuf* m) {
+  return {rte_pktmbuf_mtod(m, const uint8_t*), rte_pktmbuf_data_len(m), rte_pktmbuf_pkt_len(m)};
+}
+
 // Transmits what it can and frees the rest, counting it.
 inline void send_or_free(uint16_t port, uint16_t queue, bool can_send, rte_mbuf** pkts, uint16_t n, uint64_t& dropped) {
   if (n == 0) return;
@@ -75,7 +81,7 @@ int worker_main(void* arg) {
       uint16_t n = rte_eth_rx_burst(ctx->inside.port, q, rx, burst);
       if (n) {
         carried += n;
-        for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
+        for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
         w.process_inside(views, n, clock.ns(rte_rdtsc()));
         send_or_free(ctx->outside.port, q, out_tx, rx, n, ctx->tx_dropped[1]);
       }
@@ -84,7 +90,7 @@ int worker_main(void* arg) {
       uint16_t n = rte_eth_rx_burst(ctx->outside.port, q, rx, burst);
       if (n) {
         carried += n;
-        for (uint16_t i = 0; i < n; ++i) views[i] = {rte_pktmbuf_mtod(rx[i], const uint8_t*), rte_pktmbuf_data_len(rx[i])};
+        for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
         w.process_outside(views, n, clock.ns(rte_rdtsc()), verdicts);
         uint16_t np = 0, nd = 0;
         for (uint16_t i = 0; i < n; ++i) (verdicts[i] == Verdict::kPass ? pass[np++] : drop[nd++]) = rx[i];

@@ -82,6 +82,9 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
     conf.rx_adv_conf.rss_conf.rss_key_len = kRssKeySize;
     conf.rx_adv_conf.rss_conf.rss_hf = plan.rss_hf;
   }
+  // A frame longer than one mbuf arrives chained (net_pcap; a NIC with scattered RX) and is
+  // forwarded as it came: the device must send chains.
+  if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
   if (int rc = rte_eth_dev_configure(io.q.port, io.q.rx_queues, io.q.tx_queues, &conf); rc != 0)
     throw std::runtime_error(io.name + ": configure failed: " + rte_strerror(-rc));
   uint16_t nrx = static_cast<uint16_t>(cfg.dataplane.rx_desc), ntx = static_cast<uint16_t>(cfg.dataplane.tx_desc);

@@ -54,7 +54,9 @@ bool outside_key(const PacketView& p, const PacketMeta& m, SessionKey& k) {
   if (!icmp_error(m)) return false;
   // The quoted packet went from the cluster (its source) to the remote (its destination).
   const uint8_t* q = p.data + m.l4_off + 8;
-  const uint32_t avail = m.l4_len - 8;  // has_icmp: at least 8 bytes of ICMP header
+  // What of the quote is at p.data (a chained frame's first buffer may hold less than
+  // l4_len); has_icmp: at least the 8 bytes of ICMP header are.
+  const uint32_t avail = std::min(m.l4_len, p.len - m.l4_off) - 8;
   uint32_t l4 = 0;
   uint8_t proto = 0;
   if (m.l4_proto == kProtoIcmp) {
@@ -240,7 +242,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
 
   for (uint16_t i = 0; i < n; ++i) {
     PacketMeta& m = meta[i];
-    parse_frame(pkts[i].data, pkts[i].len, m);
+    parse_view(pkts[i], m);
     look[i].keyed = look[i].scanned = false;
     if (m.kind == L3Kind::kIpv4) snap.prefetch_v4(m.src_v4);
     else if (m.kind == L3Kind::kIpv6) snap.prefetch_v6(m.src_v6);
@@ -316,7 +318,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     }
     out[i] = v;
     pk[static_cast<int>(cls)][static_cast<int>(v)]++;
-    by[static_cast<int>(cls)][static_cast<int>(v)] += pkts[i].len;
+    by[static_cast<int>(cls)][static_cast<int>(v)] += wire_length(pkts[i]);
   }
 }
 
@@ -340,7 +342,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   }
   if (s && m.l4_proto == kProtoTcp && m.has_port && remote_on_session(s, m, p, now_ns)) [[likely]] {
     if (nm.flags & SourcePolicy::kGraylisted) cold_[slot].peer.check_normal(now_ns);
-    Verdict v = police_verified(slot, p.len, now_ns);
+    Verdict v = police_verified(slot, wire_length(p), now_ns);
     if (v != Verdict::kPass && !cold_[slot].peer.settled(snap_->score, now_ns)) on_source_drop(slot, v, true, p, now_ns);
     return v;
   }
@@ -350,7 +352,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     // nothing about its sender, so neither the node's allowance nor its request channel
     // (a spoofer fills that one): the shared sessions budget, as for unregistered senders.
     remote_on_session(s, m, p, now_ns);
-    v = police_sessions(p.len, now_ns);
+    v = police_sessions(wire_length(p), now_ns);
     (v == Verdict::kPass ? cold_[slot].passed_session : cold_[slot].dropped_session)++;
   } else if (s) {
     // On a session's 4-tuple but not (provably) its traffic: a datagram to a port the
@@ -386,7 +388,7 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   // A reply on a session the cluster opened: no port check, the sessions budget. (On one it
   // accepted, the sender is a client like any other: its per-source limit below.)
   if (remote_on_session(s, m, p, now_ns) && (s->flags & Session::kOpened)) {
-    Verdict v = police_sessions(p.len, now_ns);
+    Verdict v = police_sessions(wire_length(p), now_ns);
     if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kSessionChannel};
     return v;
   }
@@ -395,11 +397,12 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
     const uint64_t ft = fragment_tag(m);
     const FragmentEntry* f = fragment_slot(ft);
     if (f->tag != ft || tick_before(f->deadline, now)) return Verdict::kUnregistered;
-    return f->channel == kSessionChannel ? police_sessions(p.len, now_ns) : police_unregistered(tag, p.len, now_ns);
+    return f->channel == kSessionChannel ? police_sessions(wire_length(p), now_ns)
+                                         : police_unregistered(tag, wire_length(p), now_ns);
   }
   // Unregistered sources reach only the public ports.
   if (!m.has_port || !snap.unregistered_port(m.dst_port)) return Verdict::kUnregistered;
-  Verdict v = police_unregistered(tag, p.len, now_ns);
+  Verdict v = police_unregistered(tag, wire_length(p), now_ns);
   if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kUnregisteredChannel};
   return v;
 }

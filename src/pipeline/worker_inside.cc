@@ -69,8 +69,8 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
     for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
     for (uint16_t i = 0; i < k; ++i) {
       counters_.packets[kDir][kCls][0]++;
-      counters_.bytes[kDir][kCls][0] += p[i].len;
-      parse_frame(p[i].data, p[i].len, meta[i]);
+      counters_.bytes[kDir][kCls][0] += wire_length(p[i]);
+      parse_view(p[i], meta[i]);
       if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
         look[i].hash = sessions_.hash(look[i].key);
         sessions_.prefetch(look[i].hash);

@@ -91,7 +91,7 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
       r->verified = attributable;
       r->slot = slot;
       r->epoch = nm.epoch;
-      r->orig_len = p.len;
+      r->orig_len = wire_length(p);
       r->caplen = static_cast<uint16_t>(std::min<uint32_t>(p.len, std::min<uint32_t>(sp.snaplen, kMaxSnap)));
       std::memcpy(r->data, p.data, r->caplen);
       r->ns = now_ns;

@@ -1,7 +1,8 @@
 // The packet parser and the whole verdict path (classify, police, score, sample) on
 // arbitrary frames. The input is a burst: frames separated by the 4 bytes "SGFB"; the
-// first byte of each frame also moves the clock. Each frame is copied into a buffer of
-// exactly its size, so reading one byte past it is an AddressSanitizer report.
+// first byte of each frame also moves the clock; the second makes some of them chained
+// (only a first part readable). Each frame is copied into a buffer of exactly its readable
+// size, so reading one byte past it is an AddressSanitizer report.
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -62,11 +63,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::unique_ptr<uint8_t[]>> owned;
   std::vector<PacketView> views;
   for (const auto& f : frames) {
-    owned.emplace_back(new uint8_t[f.size() ? f.size() : 1]);
-    if (!f.empty()) std::memcpy(owned.back().get(), f.data(), f.size());
-    views.push_back({owned.back().get(), static_cast<uint32_t>(f.size())});
+    // Some frames arrive in chained buffers (a multi-segment mbuf): only their first part
+    // is at `data`, and only that part is allocated.
+    const size_t first = f.size() > 20 && (f[1] & 0x80) ? 14 + f[1] % (f.size() - 14) : f.size();
+    owned.emplace_back(new uint8_t[first ? first : 1]);
+    if (first) std::memcpy(owned.back().get(), f.data(), first);
+    views.push_back({owned.back().get(), static_cast<uint32_t>(first), static_cast<uint32_t>(f.size())});
     PacketMeta m;
-    parse_frame(views.back().data, views.back().len, m);  // the parser alone, too
+    parse_view(views.back(), m);  // the parser alone, too
     s.now += f.empty() ? 1 : uint64_t{f[0]} * 1'000'000;
   }
   std::vector<Verdict> out(views.size());

@@ -14,6 +14,7 @@ using stakegate::testing::FrameSpec;
 namespace {
 
 IpAddr v6(const char* s) { return *parse_ip(s); }
+IpAddr v6_addr(const char* s) { return *parse_ip(s); }
 
 struct Case {
   const char* name;
@@ -126,6 +127,51 @@ TEST(Parse, EveryTruncationIsSafe) {
         EXPECT_EQ(m.kind, L3Kind::kMalformed) << c.name << " len " << len;
       }
     }
+  }
+}
+
+// A frame in chained buffers: parsed from its first buffer alone (never read past it), its
+// lengths checked against the whole, and l4_len the whole IP payload; a frame whose headers
+// do not fit in the first buffer is malformed.
+TEST(Parse, ChainedFramesUseTheFirstBufferAndTheWholeLength) {
+  for (const Case& c : cases()) {
+    if (c.kind == L3Kind::kMalformed || c.kind == L3Kind::kNonIp) continue;
+    PacketMeta whole;
+    parse_frame(c.frame.data(), static_cast<uint32_t>(c.frame.size()), whole);
+    for (size_t first = 0; first <= c.frame.size(); ++first) {
+      std::unique_ptr<uint8_t[]> buf(new uint8_t[first ? first : 1]);
+      std::memcpy(buf.get(), c.frame.data(), first);
+      PacketMeta m;
+      parse_segmented_frame(buf.get(), static_cast<uint32_t>(first), static_cast<uint32_t>(c.frame.size()), m);
+      if (m.kind == L3Kind::kMalformed) continue;  // headers beyond `first`
+      EXPECT_EQ(m.kind, whole.kind) << c.name << " first " << first;
+      EXPECT_EQ(m.has_port, whole.has_port) << c.name << " first " << first;
+      EXPECT_EQ(m.dst_port, whole.dst_port) << c.name << " first " << first;
+      EXPECT_EQ(m.l4_len, whole.l4_len) << c.name << " first " << first;
+      EXPECT_EQ(m.tcp_seq, whole.tcp_seq) << c.name << " first " << first;
+    }
+  }
+  // Long frames: headers in a first buffer of 128 bytes, the rest elsewhere.
+  for (bool v6 : {false, true}) {
+    FrameSpec f;
+    if (v6) {
+      f.src = v6_addr("2001:2::1");
+      f.dst = v6_addr("2001:2::2");
+    }
+    f.frame_size = 9000;
+    const auto b = build_frame(f);
+    const uint32_t l3 = v6 ? 40 : 20;
+    PacketMeta m;
+    parse_segmented_frame(b.data(), 128, 9000, m);
+    EXPECT_EQ(m.kind, v6 ? L3Kind::kIpv6 : L3Kind::kIpv4);
+    EXPECT_EQ(m.l4_len, 9000 - 14 - l3);
+    EXPECT_EQ(m.dst_port, 3569);
+    parse_captured_frame(b.data(), 128, 9000, m);  // a sample cut at 128 bytes: what it holds
+    EXPECT_EQ(m.l4_len, 128 - 14 - l3);
+    parse_segmented_frame(b.data(), 40, 9000, m);  // the TCP header is not in the first buffer
+    EXPECT_EQ(m.kind, L3Kind::kMalformed);
+    parse_segmented_frame(b.data(), 128, 8000, m);  // the IP length says more than the frame holds
+    EXPECT_EQ(m.kind, L3Kind::kMalformed);
   }
 }
 

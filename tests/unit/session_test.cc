@@ -127,6 +127,63 @@ TEST_F(SessionTest, IcmpErrorsQuotingALiveSessionPassAsInfrastructure) {
             Verdict::kUnregistered);
 }
 
+// A frame in chained buffers (net_pcap's long frames, a NIC's scattered RX) as the worker
+// gets it: the first `first` bytes, copied into a buffer of exactly that size (reading past
+// it is an AddressSanitizer report), and the whole length.
+struct Chained {
+  std::vector<uint8_t> head;
+  uint32_t wire;
+  Chained(const std::vector<uint8_t>& frame, size_t first)
+      : head(frame.begin(), frame.begin() + static_cast<std::ptrdiff_t>(first)), wire(static_cast<uint32_t>(frame.size())) {}
+  PacketView view() const { return {head.data(), static_cast<uint32_t>(head.size()), wire}; }
+};
+
+TEST_F(SessionTest, ChainedFramesAreJudgedByTheirHeadersAndCountedWhole) {
+  auto passed_bytes = [&] {
+    uint64_t n = 0;
+    for (const auto& cls : f_.worker->counters().bytes[static_cast<int>(Direction::kOutside)])
+      n += cls[static_cast<int>(Verdict::kPass)];
+    return n;
+  };
+  TcpFlow flow;
+  ASSERT_EQ(f_.accept(flow, 0), Verdict::kPass);
+  flow.frame_size = 9000;
+  // The cluster sends three 9,000-byte segments, each seen as its first 128 bytes: its
+  // sequence space advances by their whole payload...
+  for (int i = 0; i < 3; ++i) {
+    const Chained c(flow.local_data(), 128);
+    const PacketView v = c.view();
+    f_.worker->process_inside(&v, 1, 1 * kMs);
+  }
+  // ...so the remote's acknowledgement of all of it is on the verified connection (the
+  // node's allowance), and its own 9,000-byte segment counts 9,000 bytes.
+  const uint64_t verified = f_.meter("198.18.1.1").passed, bytes = passed_bytes();
+  const Chained reply(flow.remote_data(), 100);
+  PacketView v = reply.view();
+  Verdict got;
+  f_.worker->process_outside(&v, 1, 2 * kMs, &got);
+  EXPECT_EQ(got, Verdict::kPass);
+  EXPECT_EQ(f_.meter("198.18.1.1").passed, verified + 1);
+  EXPECT_EQ(passed_bytes(), bytes + 9000);
+  // Headers that are not all in the first buffer: malformed, whatever follows.
+  const Chained torn(flow.remote_data(), 40);
+  v = torn.view();
+  f_.worker->process_outside(&v, 1, 3 * kMs, &got);
+  EXPECT_EQ(got, Verdict::kMalformed);
+  // An ICMP error whose quote is cut by the first buffer is not read past it: it matches no session.
+  FrameSpec big = out("198.51.200.80", 443, 41000, 6);
+  big.tcp_flags = 0x10;
+  big.frame_size = 1500;
+  const auto sent = build_frame(big);
+  f_.inside(sent, 0);
+  const auto frag_needed = stakegate::testing::icmp_error_about(sent, *parse_ip("198.51.100.1"), 3, 4);
+  const Chained quote_cut(frag_needed, 14 + 20 + 8 + 10);
+  v = quote_cut.view();
+  f_.worker->process_outside(&v, 1, 4 * kMs, &got);
+  EXPECT_EQ(got, Verdict::kUnregistered);
+  EXPECT_EQ(f_.send(frag_needed, 4 * kMs), Verdict::kPass);
+}
+
 TEST_F(SessionTest, NeighbourDiscoveryPassesOnlyWithHopLimit255) {
   FrameSpec ns;
   ns.src = *parse_ip("fe80::1");

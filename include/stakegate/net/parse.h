@@ -34,7 +34,7 @@ struct PacketMeta {
   uint16_t l4_off = 0;          // offset of the L4 header in the frame
   uint16_t tcp_win = 0;
   uint16_t tcp_hdr = 0;         // TCP header length (options included)
-  uint32_t l4_len = 0;          // bytes of IP payload from l4_off (header included)
+  uint32_t l4_len = 0;          // bytes of IP payload from l4_off (header included); see parse_captured_frame
   uint32_t frag_id = 0;         // IPv4 identification or IPv6 fragment identification
   uint32_t tcp_seq = 0, tcp_ack = 0;
   uint32_t src_v4 = 0, dst_v4 = 0;  // host order, when kind == kIpv4
@@ -86,7 +86,10 @@ inline bool parse_l4(uint8_t proto, const uint8_t* l4, uint32_t avail, PacketMet
   return true;
 }
 
-template <bool kCut>
+// kCut: only `len` of the frame's `wire_len` bytes are at `data`: headers must lie within
+// them, lengths are checked against the wire. kWireL4: l4_len counts the IP payload on the
+// wire (a frame in chained buffers); otherwise only what is at `data` (a cut sample).
+template <bool kCut, bool kWireL4 = false>
 inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
   m.has_port = m.has_icmp = m.non_first_fragment = m.first_fragment = false;
   m.l4_proto = m.tcp_flags = 0;
@@ -121,6 +124,7 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     } else {
       m.first_fragment = (frag & 0x2000) != 0;
       if (!parse_l4(l3[9], l3 + ihl, (kCut ? std::min(total, avail) : total) - ihl, m)) return;
+      if constexpr (kWireL4) m.l4_len = total - ihl;
     }
     m.kind = L3Kind::kIpv4;
     return;
@@ -131,6 +135,7 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     // A jumbogram (payload length 0) ends up malformed: its hop-by-hop header lies beyond `end`.
     uint32_t end = 40u + rd16(l3 + 4);
     if (end > wire_avail) return;
+    [[maybe_unused]] const uint32_t wire_end = end;
     if (kCut) end = std::min(end, avail);  // what was captured of it
     m.ttl = l3[7];
     std::memcpy(m.src_v6.bytes.data(), l3 + 8, 16);
@@ -171,6 +176,7 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     }
     m.l4_off = static_cast<uint16_t>(off + pos);
     if (!parse_l4(next, l3 + pos, end - pos, m)) return;
+    if constexpr (kWireL4) m.l4_len = wire_end - pos;
     m.kind = L3Kind::kIpv6;
     return;
   }
@@ -187,6 +193,13 @@ inline void parse_frame(const uint8_t* data, uint32_t len, PacketMeta& m) { deta
 // captured bytes, lengths are checked against the wire.
 inline void parse_captured_frame(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
   detail::parse<true>(data, len, wire_len < len ? len : wire_len, m);
+}
+
+// The same for a frame in chained buffers (a multi-segment mbuf): `len` bytes at `data`
+// (the first buffer), `wire_len` in all. Headers must lie in the first buffer; l4_len is
+// the whole IP payload (what a TCP segment advances), not only what lies at `data`.
+inline void parse_segmented_frame(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
+  detail::parse<true, true>(data, len, wire_len < len ? len : wire_len, m);
 }
 
 // Bytes of TCP payload, plus one each for SYN and FIN: how far the segment advances its

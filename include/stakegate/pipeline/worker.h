@@ -18,10 +18,23 @@
 
 namespace stakegate {
 
+// A frame as the worker sees it: `len` contiguous bytes at `data`. A frame in chained
+// buffers (a multi-segment mbuf: net_pcap's long frames, a NIC's scattered RX) has only its
+// first buffer there and its whole length in `wire_len`; it is classified by the headers in
+// that buffer and metered and counted by its whole length.
 struct PacketView {
   const uint8_t* data;
   uint32_t len;
+  uint32_t wire_len = 0;  // bytes on the wire when more than `len`
 };
+inline uint32_t wire_length(const PacketView& p) { return p.wire_len > p.len ? p.wire_len : p.len; }
+// Parses the frame `p` shows (parse_frame, or parse_segmented_frame for a chained one).
+inline void parse_view(const PacketView& p, PacketMeta& m) {
+  if (p.wire_len > p.len) [[unlikely]]
+    parse_segmented_frame(p.data, p.len, p.wire_len, m);
+  else
+    parse_frame(p.data, p.len, m);
+}
 
 // Everything a packet from a known source on a verified connection touches, in one cache
 // line written only by its worker: the packet meter and its profile (a worker-local copy
