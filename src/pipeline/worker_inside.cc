@@ -73,7 +73,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       parse_view(p[i], meta[i]);
       if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
         look[i].hash = sessions_.hash(look[i].key);
-        sessions_.prefetch(look[i].hash);
+        sessions_.prefetch_with_home(look[i].hash);
       }
     }
     for (uint16_t i = 0; i < k; ++i)

@@ -8,7 +8,7 @@
 //
 // 8-way sets. A set's tags (signature and expiry, 8 bytes a way) are one cache line; a
 // way's entry (full key, TCP state) is a cache line of its own, read only when its
-// signature matches. Eight ways keep live sessions from evicting each other until the
+// signature matches (the inside path prefetches the key's home way early, below). Eight ways keep live sessions from evicting each other until the
 // table is well over a quarter full (4 ways lose about 0.4 % of them at a quarter).
 // No allocation after construction; time is passed in.
 #include <algorithm>
@@ -101,6 +101,17 @@ class SessionTable {
                  (d * 0xd6e8feb86659fd93ull) ^ (ports * 0x9fb21c651e98df25ull) ^ seed_);
   }
   void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h)]); }
+  // A session goes to its home way when that way is free (empty or dead) as it is
+  // created. The inside path prefetches the home way's entry together with the set's tags,
+  // before the tags say which way holds the key: a session in its home way (most of them,
+  // until the table is crowded) is then read without first waiting for the tag line.
+  // Measured (docs/performance.md): 8-11 % on the inside path at 100k; on the outside
+  // path, which prefetches more per packet, no gain, so it prefetches the tags alone.
+  static unsigned home_way(uint64_t h) { return static_cast<unsigned>(h >> 61); }
+  void prefetch_with_home(uint64_t h) const {
+    __builtin_prefetch(&tags_[set_of(h)]);
+    __builtin_prefetch(&entries_[set_of(h) * kWays + home_way(h)]);
+  }
 
   // The live session with key `k` (hash `h`), or null.
   Session* find(const SessionKey& k, uint64_t h, uint32_t now) { return find_in(k, h, candidates(h, now)); }
@@ -163,12 +174,16 @@ class SessionTable {
       return live;
     }
     Tag* t = tags_[set_of(h)].way;
-    unsigned victim = 0;
     // Eviction rank: 0 dead or empty, 1 live, 2 live and kept; then the earliest deadline.
+    // The home way when it is free, else the first free way, else the lowest rank.
     auto rank = [&](const Tag& x) { return (x.sig == 0 || tick_before(x.deadline, now)) ? 0 : (x.sig & kKept) ? 2 : 1; };
-    for (unsigned w = 1; w < kWays; ++w) {
-      const int rw = rank(t[w]), rv = rank(t[victim]);
-      if (rv != 0 && (rw < rv || (rw == rv && tick_before(t[w].deadline, t[victim].deadline)))) victim = w;
+    unsigned victim = home_way(h);
+    if (rank(t[victim]) != 0) {
+      victim = 0;
+      for (unsigned w = 1; w < kWays; ++w) {
+        const int rw = rank(t[w]), rv = rank(t[victim]);
+        if (rv != 0 && (rw < rv || (rw == rv && tick_before(t[w].deadline, t[victim].deadline)))) victim = w;
+      }
     }
     evicted = t[victim].sig != 0 && !tick_before(t[victim].deadline, now);
     created = true;
