@@ -75,4 +75,27 @@ std::vector<uint16_t> rss_reta(unsigned reta_size, unsigned queues) {
   return r;
 }
 
+MtuPlan plan_mtu(const std::string& device, unsigned mtu, unsigned min_mtu, unsigned max_mtu, uint64_t rx_offloads,
+                 unsigned data_room) {
+  MtuPlan p;
+  if (mtu == 0) return p;
+  if (mtu < min_mtu || mtu > max_mtu) {
+    p.refusal = "dataplane.mtu: " + std::to_string(mtu) + " is outside what " + device + " accepts (" +
+                std::to_string(min_mtu) + " to " + std::to_string(max_mtu) + ")";
+    return p;
+  }
+  p.mtu = static_cast<uint16_t>(mtu);
+  const unsigned frame = mtu_frame_bytes(mtu);
+  if (frame <= data_room) return p;
+  if (rx_offloads & RTE_ETH_RX_OFFLOAD_SCATTER) {
+    p.scatter = true;  // longer frames arrive chained: the worker reads their headers in the first mbuf
+    return p;
+  }
+  p.refusal = "dataplane.mtu: " + std::to_string(mtu) + "-byte packets make frames of up to " + std::to_string(frame) +
+              " bytes, more than dataplane.mbuf_data_room (" + std::to_string(data_room) + "), and " + device +
+              " cannot receive a frame into chained mbufs (no RX scatter); raise mbuf_data_room to " +
+              std::to_string(frame) + " or lower the MTU";
+  return p;
+}
+
 }  // namespace stakegate

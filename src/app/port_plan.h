@@ -36,6 +36,22 @@ std::string check_applied_rss(const std::string& device, PortSide side, uint64_t
 // else why the two directions of a remote address would no longer meet on one worker.
 std::string check_applied_key(const std::string& device, const uint8_t* key, unsigned len);
 
+// The MTU both ports are configured with (docs/configuration.md, dataplane.mtu), and
+// whether a received frame may arrive in chained mbufs (RX scatter): needed when a frame
+// of that MTU does not fit in one mbuf's data room. A device that cannot chain, or whose
+// MTU range excludes it, is refused with what to change.
+struct MtuPlan {
+  uint16_t mtu = 0;      // 0: leave the device's default
+  bool scatter = false;  // enable RTE_ETH_RX_OFFLOAD_SCATTER
+  std::string refusal;   // why the gateway must not start (empty: it may)
+};
+// The longest frame an `mtu`-byte packet makes: Ethernet header, two VLAN tags, CRC.
+constexpr unsigned mtu_frame_bytes(unsigned mtu) { return mtu + 14 + 8 + 4; }
+// `mtu`: dataplane.mtu (0: not set); the device's min_mtu, max_mtu and rx_offload_capa;
+// `data_room`: dataplane.mbuf_data_room.
+MtuPlan plan_mtu(const std::string& device, unsigned mtu, unsigned min_mtu, unsigned max_mtu, uint64_t rx_offloads,
+                 unsigned data_room);
+
 // The redirection table both ports get: entry i to queue i % queues.
 std::vector<uint16_t> rss_reta(unsigned reta_size, unsigned queues);
 

@@ -82,6 +82,11 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
     conf.rx_adv_conf.rss_conf.rss_key_len = kRssKeySize;
     conf.rx_adv_conf.rss_conf.rss_hf = plan.rss_hf;
   }
+  const MtuPlan mtu = plan_mtu(io.name, cfg.dataplane.mtu, info.min_mtu, info.max_mtu, info.rx_offload_capa,
+                               cfg.dataplane.mbuf_data_room);
+  if (!mtu.refusal.empty()) throw std::runtime_error(cfg.file + ": " + mtu.refusal);
+  if (mtu.mtu) conf.rxmode.mtu = mtu.mtu;
+  if (mtu.scatter) conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_SCATTER;
   // A frame longer than one mbuf arrives chained (net_pcap; a NIC with scattered RX) and is
   // forwarded as it came: the device must send chains.
   if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MULTI_SEGS) conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MULTI_SEGS;
@@ -101,7 +106,10 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
   if (int rc = rte_eth_dev_start(io.q.port); rc != 0) throw std::runtime_error(io.name + ": start failed: " + rte_strerror(-rc));
   if (plan.rss) apply_reta_and_check(cfg, io, side);
   rte_eth_promiscuous_enable(io.q.port);  // a bump in the wire accepts every destination MAC; vdevs may refuse, harmlessly
-  spdlog::info("port {} ({}): {} RX / {} TX queues{}", which, io.name, io.q.rx_queues, io.q.tx_queues,
+  uint16_t applied_mtu = 0;
+  rte_eth_dev_get_mtu(io.q.port, &applied_mtu);
+  spdlog::info("port {} ({}): {} RX / {} TX queues, MTU {}{}{}", which, io.name, io.q.rx_queues, io.q.tx_queues,
+               applied_mtu, mtu.scatter ? " (longer frames than an mbuf arrive chained)" : "",
                io.rss ? (outside ? ", RSS on the source address" : ", RSS on the destination address") : "");
   return io;
 }

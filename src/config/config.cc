@@ -34,7 +34,7 @@ PortSpec read_port_spec(const YamlReader& r) {
 }
 
 void read_dataplane(const YamlReader& r, DataplaneConfig& d) {
-  r.expect_map({"eal", "outside", "inside", "workers", "burst", "rx_desc", "tx_desc", "mbufs", "mbuf_data_room", "rss",
+  r.expect_map({"eal", "outside", "inside", "workers", "burst", "rx_desc", "tx_desc", "mbufs", "mbuf_data_room", "mtu", "rss",
                 "stats_interval_s"});
   if (r.has("eal")) {
     auto e = r.child("eal");
@@ -53,6 +53,7 @@ void read_dataplane(const YamlReader& r, DataplaneConfig& d) {
   if (r.has("mbufs")) d.mbufs = static_cast<unsigned>(r.child("mbufs").integer(1023, 16u << 20));
   if (r.has("rss")) d.rss = r.child("rss").boolean();
   if (r.has("mbuf_data_room")) d.mbuf_data_room = static_cast<unsigned>(r.child("mbuf_data_room").integer(128, 65000));
+  if (r.has("mtu")) d.mtu = static_cast<unsigned>(r.child("mtu").integer(68, 65000));
   if (r.has("stats_interval_s")) d.stats_interval_s = r.child("stats_interval_s").number(0.1, 3600);
 }
 

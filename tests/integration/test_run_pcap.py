@@ -8,24 +8,40 @@ spoofed.)
 
 The same again with 9,000-byte frames: longer than an mbuf's 2,048 bytes of data room,
 net_pcap hands them over as chained mbufs. They must be classified by the headers in the
-first buffer, metered and counted by their whole length, and forwarded whole."""
+first buffer, metered and counted by their whole length, and forwarded whole. With
+dataplane.mtu 9000 the mbufs must hold such a frame (net_pcap offers no RX scatter):
+refused with 2,048-byte mbufs, and run equals replay again with 9,026-byte ones."""
 import json
 import os
 
-from common import STAKEGATE, TempDir, check, finish, generate, read_pcap, replay, run
+from common import STAKEGATE, TempDir, check, finish, generate, read_pcap, read_yaml, replay, run, write_yaml
 
 
-def run_case(frame_size):
+def run_case(frame_size, dataplane=None):
     with TempDir() as d:
         exp = generate(d, "--duration-ms", 80, "--frame-size", frame_size, "--honest-fraction", 0.5, "--unregistered-sources", 12,
                        "--unregistered-fraction", 0.2,
                        "--ipv6-fraction", 0.3, "--vlan-fraction", 0.3, "--block-nodes", 1)
         cfg = os.path.join(d, "config.yaml")
+        if dataplane:
+            c = read_yaml(cfg)
+            c["dataplane"].update(dataplane)
+            write_yaml(cfg, c)
+            if dataplane.get("mtu") and dataplane.get("mbuf_data_room", 2048) < dataplane["mtu"] + 26:
+                # net_pcap does not offer RX scatter: a frame of that MTU must fit in one mbuf.
+                p = run([STAKEGATE, "run", "--config", cfg, "--exit-on-idle", "1"], expect_rc=None, timeout=60)
+                check(p.returncode != 0 and "dataplane.mtu: 9000-byte packets" in p.stderr
+                      and "raise mbuf_data_room to 9026" in p.stderr,
+                      f"mtu {dataplane['mtu']} with {dataplane.get('mbuf_data_room', 2048)}-byte mbufs refused: "
+                      f"{p.stderr.strip().splitlines()[-1:]}")
+                return
         rep, _ = replay(cfg, os.path.join(d, "scenario.pcap"), os.path.join(d, "replay.pcap"), os.path.join(d, "r.json"))
 
         p = run([STAKEGATE, "run", "--config", cfg, "--exit-on-idle", "1", "--report", os.path.join(d, "run.json")], timeout=120)
         out = p.stdout + p.stderr
         check("forwarding" in out and "final:" in out, "run logs its start and final counters")
+        if dataplane and dataplane.get("mtu"):
+            check(out.count(f", MTU {dataplane['mtu']}") == 2, f"both ports run with MTU {dataplane['mtu']}")
         got = read_pcap(os.path.join(d, "pass.pcap"))
         want = read_pcap(os.path.join(d, "replay.pcap"))
         check(len(got) == len(want) and len(got) > 0, f"{frame_size} B: inside port sent {len(got)} packets, replay passed {len(want)}")
@@ -51,4 +67,6 @@ def run_case(frame_size):
 
 run_case(64)
 run_case(9000)
+run_case(9000, {"mtu": 9000})  # refused: 2,048-byte mbufs and no RX scatter
+run_case(9000, {"mtu": 9000, "mbuf_data_room": 9026})  # one mbuf per frame
 finish()

@@ -135,6 +135,11 @@ TEST(Config, BadValues) {
   EXPECT_THAT(error_of(replace(base_config(), "{vdev: \"net_null1\"}", "{}")),
               HasSubstr("dataplane.inside: needs exactly one of vdev or pci"));
   EXPECT_THAT(error_of("dataplane: [\n"), HasSubstr("config/x.yaml: not valid YAML"));
+  EXPECT_THAT(error_of(replace(base_config(), "inside: {vdev: \"net_null1\"}", "inside: {vdev: \"net_null1\"}\n  mtu: 20")),
+              HasSubstr("dataplane.mtu: must be between 68 and 65000, got 20"));
+  EXPECT_EQ(parse_config(replace(base_config(), "inside: {vdev: \"net_null1\"}", "inside: {vdev: \"net_null1\"}\n  mtu: 9000"),
+                         "x.yaml").dataplane.mtu,
+            9000u);
 }
 
 TEST(Config, RelativeIdentityPathsFollowTheConfigFile) {

@@ -91,3 +91,36 @@ TEST(PortPlan, TheRedirectionTableSpreadsEntriesOverTheQueues) {
   ASSERT_EQ(r.size(), 128u);
   for (unsigned i = 0; i < 128; ++i) EXPECT_EQ(r[i], i % 3);
 }
+
+// dataplane.mtu: left alone when not set; refused outside the device's range; a frame of
+// that MTU that does not fit in one mbuf needs RX scatter (the worker then reads chained
+// frames by their first mbuf), and a device without it is refused with what to change.
+TEST(PortPlan, MtuFitsTheMbufOrTheDeviceChainsFrames) {
+  MtuPlan p = plan_mtu("dev", 0, 68, 9600, 0, 2048);
+  EXPECT_EQ(p.mtu, 0);
+  EXPECT_FALSE(p.scatter);
+  EXPECT_TRUE(p.refusal.empty());
+
+  p = plan_mtu("dev", 1500, 68, 9600, 0, 2048);  // 1,526-byte frames fit in 2,048
+  EXPECT_EQ(p.mtu, 1500);
+  EXPECT_FALSE(p.scatter);
+  EXPECT_TRUE(p.refusal.empty());
+
+  p = plan_mtu("dev", 9000, 68, 9600, RTE_ETH_RX_OFFLOAD_SCATTER, 2048);
+  EXPECT_EQ(p.mtu, 9000);
+  EXPECT_TRUE(p.scatter);
+  EXPECT_TRUE(p.refusal.empty());
+
+  p = plan_mtu("dev", 9000, 68, 9600, RTE_ETH_RX_OFFLOAD_SCATTER, 9026);  // fits exactly: no chains
+  EXPECT_FALSE(p.scatter);
+
+  p = plan_mtu("net_x", 9000, 68, 9600, RTE_ETH_RX_OFFLOAD_CHECKSUM, 2048);
+  EXPECT_NE(p.refusal.find("dataplane.mtu"), std::string::npos) << p.refusal;
+  EXPECT_NE(p.refusal.find("net_x"), std::string::npos) << p.refusal;
+  EXPECT_NE(p.refusal.find("raise mbuf_data_room to 9026"), std::string::npos) << p.refusal;
+
+  p = plan_mtu("net_x", 9000, 68, 1500, RTE_ETH_RX_OFFLOAD_SCATTER, 9100);
+  EXPECT_NE(p.refusal.find("outside what net_x accepts (68 to 1500)"), std::string::npos) << p.refusal;
+  p = plan_mtu("net_x", 100, 576, 9600, 0, 2048);
+  EXPECT_FALSE(p.refusal.empty());
+}

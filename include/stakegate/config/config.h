@@ -29,6 +29,7 @@ struct DataplaneConfig {
   unsigned tx_desc = 1024;
   unsigned mbufs = 16383;
   unsigned mbuf_data_room = 2048;  // bytes of packet data per mbuf (plus headroom)
+  unsigned mtu = 0;                // both ports' MTU; 0: the device's default (1500)
   double stats_interval_s = 10;
   bool rss = true;  // several workers: RSS on source IP where the outside NIC supports it
 };
