@@ -11,7 +11,8 @@ from two addresses flows endlessly through a net_pcap port.
   removing most nodes, and no endpoint at all: each keeps the running table and raises
   stakegate_identity_fetch_failures_total;
 - identity.watch: a snapshot file renamed over the configured one is applied, one cut
-  short is refused and the running table stays.
+  short is refused and the running table stays;
+- identity.stake_file without stakes_contract: the fetched table runs with the file's stakes.
 """
 import os
 import time
@@ -164,6 +165,26 @@ with TempDir() as d:
               "a file cut short is refused with the reason")
         _, st = api.call("Status")
         check(st["identity_generation"] == gen and node_total(api, E) is not None, "and the running table stays")
+        rc, _, err = gw.stop()
+        check(rc == 0, f"stopped: rc {rc}")
+
+        print("\n== identity.stake_file without stakes_contract: it applies to fetched tables too")
+        fake = FakeAccessAPI(free_port())
+        fake.snapshot_bytes = snapshot(EPOCH11, 11)
+        fake.start()
+        with open(f"{d}/bootstrap.json", "wb") as f:
+            f.write(snapshot(EPOCH10, 10))
+        with open(f"{d}/stakes.json", "w") as f:
+            f.write(f'{{"{A}": 1234, "{E}": 4321}}')
+        cfg["identity"] = {"flow_snapshot": "bootstrap.json", "stake_file": "stakes.json",
+                           "access_api": {"endpoints": [f"127.0.0.1:{fake.port}"], "interval_s": 1, "timeout_s": 3}}
+        write_yaml(f"{d}/gw.yaml", cfg)
+        gw = Gateway(f"{d}/gw.yaml", f"{d}/ctl.sock")
+        api = gw.api()
+        got = wait_for(lambda: E in weights() and weights(), 20)
+        check(got and got[E] == 4321 and got[A] == 1234 and got[B] == 100 and D not in got,
+              f"the fetched epoch 11 runs with the file's stakes (E 4321, A 1234), the others their weights: {got}")
+        check(not fake.scripts, "and no Cadence script was run")
         rc, _, err = gw.stop()
         check(rc == 0, f"stopped: rc {rc}")
     finally:
