@@ -31,7 +31,7 @@ class BindNow : public Publisher {
 
 bool from_cluster(const ClusterPrefixes& cluster, const PacketView& p) {
   PacketMeta m;
-  parse_frame(p.data, p.len, m);
+  parse_view(p, m);
   if (m.kind == L3Kind::kIpv4) return cluster.contains_v4(m.src_v4);
   return m.kind == L3Kind::kIpv6 && cluster.contains_v6(m.src_v6);
 }
@@ -80,19 +80,21 @@ int cmd_replay(const ReplayOptions& o) {
 
     uint64_t ts = 0, last = 0, packets = 0, last_drain = 0;
     const uint8_t* data = nullptr;
-    uint32_t len = 0;
+    uint32_t len = 0, wire = 0;
     // A capture taken at a span port holds both directions: a frame whose source is one of
     // the cluster's prefixes went out (inside -> outside) and opens or refreshes a session;
-    // every other frame came in from the outside and is decided.
+    // every other frame came in from the outside and is decided. A capture taken with a
+    // snap length holds only the first bytes of long frames: they are judged as `run`
+    // judges a frame in chained mbufs, by the headers captured and their whole length.
     const ClusterPrefixes& cluster = state.snapshot()->cluster();
-    while (in.next(ts, data, len)) {
-      PacketView view{data, len};
+    while (in.next(ts, data, len, &wire)) {
+      PacketView view{data, len, wire};
       if (!cluster.empty() && from_cluster(cluster, view)) {
         worker.process_inside(&view, 1, ts);
       } else {
         Verdict v;
         worker.process_outside(&view, 1, ts, &v);
-        if (out && v == Verdict::kPass) out->write(ts, data, len);
+        if (out && v == Verdict::kPass) out->write(ts, data, len, wire);
       }
       last = std::max(last, ts);
       // As often as the ring needs (1,024 records) and `run` polls (every 50 ms).

@@ -2,6 +2,7 @@
 
 #include <pcap/pcap.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace stakegate {
@@ -20,7 +21,7 @@ PcapReader::~PcapReader() {
   if (pcap_) pcap_close(pcap_);
 }
 
-bool PcapReader::next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len) {
+bool PcapReader::next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len, uint32_t* wire_len) {
   pcap_pkthdr* h = nullptr;
   const u_char* d = nullptr;
   int rc = pcap_next_ex(pcap_, &h, &d);
@@ -29,6 +30,7 @@ bool PcapReader::next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len) {
   ts_ns = static_cast<uint64_t>(h->ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(h->ts.tv_usec);
   data = d;
   len = h->caplen;
+  if (wire_len) *wire_len = std::max(h->caplen, h->len);
   return true;
 }
 
@@ -47,11 +49,12 @@ PcapWriter::~PcapWriter() {
   if (pcap_) pcap_close(pcap_);
 }
 
-void PcapWriter::write(uint64_t ts_ns, const uint8_t* data, uint32_t len) {
+void PcapWriter::write(uint64_t ts_ns, const uint8_t* data, uint32_t len, uint32_t wire_len) {
   pcap_pkthdr h{};
   h.ts.tv_sec = static_cast<time_t>(ts_ns / 1'000'000'000ull);
   h.ts.tv_usec = static_cast<suseconds_t>(ts_ns % 1'000'000'000ull);  // nanoseconds: the file is nano precision
-  h.caplen = h.len = len;
+  h.caplen = len;
+  h.len = std::max(len, wire_len);
   pcap_dump(reinterpret_cast<u_char*>(dumper_), &h, data);
   ++written_;
 }

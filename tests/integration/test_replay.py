@@ -1,8 +1,11 @@
 """Replay of generated scenarios (both directions, as a span port captures them): exact
 counts for every deterministic verdict, what must pass (ARP, ICMP errors about the
 cluster's packets, neighbour discovery, replies on the cluster's sessions, honest nodes'
-verified connections), the passed capture, and determinism (two replays, same bytes)."""
+verified connections), the passed capture, and determinism (two replays, same bytes).
+Last, a capture taken with a snap length: the same verdicts and byte counts as the whole
+capture, its passed frames cut as they came (their wire lengths kept)."""
 import os
+import struct
 
 from common import TempDir, check, finish, generate, read_pcap, replay
 
@@ -60,5 +63,47 @@ for fmt in ["snapshot", "node-infos"]:
         check(ids(rep2) == ids(rep) and rep2 == rep, f"[{fmt}] a second replay reports the same counts and evidence")
         check(open(os.path.join(d, "pass.pcap"), "rb").read() == open(os.path.join(d, "pass2.pcap"), "rb").read(),
               f"[{fmt}] a second replay writes the same capture")
+
+
+def cut_capture(src, dst, snap):
+    """`src` as a capture taken with snap length `snap`: each record keeps its first `snap`
+    bytes and its length on the wire."""
+    data = open(src, "rb").read()
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out = bytearray(data[:16] + struct.pack(order + "I", snap) + data[20:24])
+    off = 24
+    while off + 16 <= len(data):
+        sec, frac, caplen, wire = struct.unpack(order + "IIII", data[off:off + 16])
+        frame = data[off + 16:off + 16 + caplen]
+        out += struct.pack(order + "IIII", sec, frac, min(caplen, snap), wire) + frame[:snap]
+        off += 16 + caplen
+    open(dst, "wb").write(out)
+
+
+def records(path):
+    """(captured, wire) lengths of a capture's records."""
+    data = open(path, "rb").read()
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, off = [], 24
+    while off + 16 <= len(data):
+        _, _, caplen, wire = struct.unpack(order + "IIII", data[off:off + 16])
+        out.append((caplen, wire))
+        off += 16 + caplen
+    return out
+
+
+with TempDir() as d:
+    exp = generate(d, "--frame-size", 1500, "--duration-ms", 200, "--ipv6-fraction", 0.3, "--vlan-fraction", 0.3,
+                   "--block-nodes", 1)
+    cfg, pcap = os.path.join(d, "config.yaml"), os.path.join(d, "scenario.pcap")
+    whole, _ = replay(cfg, pcap, os.path.join(d, "pass.pcap"), os.path.join(d, "whole.json"))
+    cut_capture(pcap, os.path.join(d, "cut.pcap"), 128)
+    cut, _ = replay(cfg, os.path.join(d, "cut.pcap"), os.path.join(d, "pass-cut.pcap"), os.path.join(d, "cut.json"))
+    check(sum(1 for c, w in records(os.path.join(d, "cut.pcap")) if c < w) > 1000, "the capture holds cut frames")
+    for key in ("drops_by_reason", "by_direction", "totals", "sessions"):
+        check(cut[key] == whole[key], f"snap length 128: {key} as with whole frames")
+    got, want = records(os.path.join(d, "pass-cut.pcap")), records(os.path.join(d, "pass.pcap"))
+    check(len(got) == len(want) > 0 and all(c == min(w, 128) for c, w in got) and [w for _, w in got] == [w for _, w in want],
+          f"the passed frames are written cut, with their wire lengths ({len(got)})")
 
 finish()

@@ -15,8 +15,10 @@ class PcapReader {
   ~PcapReader();
   PcapReader(const PcapReader&) = delete;
   PcapReader& operator=(const PcapReader&) = delete;
-  // Next frame; false at the end. `data` stays valid until the next call.
-  bool next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len);
+  // Next frame; false at the end. `data` stays valid until the next call. `len` bytes
+  // were captured; `wire_len`, when asked for, is the frame's length on the wire (more
+  // than `len` in a capture taken with a snap length).
+  bool next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len, uint32_t* wire_len = nullptr);
 
  private:
   pcap_t* pcap_ = nullptr;
@@ -30,7 +32,8 @@ class PcapWriter {
   ~PcapWriter();
   PcapWriter(const PcapWriter&) = delete;
   PcapWriter& operator=(const PcapWriter&) = delete;
-  void write(uint64_t ts_ns, const uint8_t* data, uint32_t len);
+  // `len` bytes of a frame of `wire_len` (0: len) on the wire.
+  void write(uint64_t ts_ns, const uint8_t* data, uint32_t len, uint32_t wire_len = 0);
   uint64_t written() const { return written_; }
 
  private:
