@@ -116,6 +116,10 @@ int cmd_run(const RunOptions& o) {
           if (w.rfind("restored", 0) == 0) spdlog::info("{}", w);
           else spdlog::warn("{}", w);
         }
+        std::vector<std::string> info, warnings;
+        state->restore_fetched_table(info, warnings);
+        for (const auto& m : info) spdlog::info("{}", m);
+        for (const auto& w : warnings) spdlog::warn("{}", w);
         for (const auto& w : state->restore_identity_times()) spdlog::warn("{}", w);
       }
       log_steering(*dp, workers);

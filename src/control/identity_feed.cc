@@ -1,14 +1,19 @@
 // PolicyState's side of keeping the identity table current (docs/operations.md,
-// "Following epochs", "DNS"): fetched tables, DNS address moves, and the table's change
-// and confirmation times kept in <state_dir>/identity.json.
+// "Following epochs", "DNS"): fetched tables, DNS address moves, the table's change and
+// confirmation times kept in <state_dir>/identity.json, and the last fetched table in
+// <state_dir>/identity-fetched.json.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include "stakegate/base/files.h"
+#include "stakegate/base/time_text.h"
 #include "stakegate/control/policy_state.h"
 #include "stakegate/identity/resolve.h"
 
@@ -60,6 +65,7 @@ std::optional<PolicyState::Change> PolicyState::apply_fetched(std::vector<NodeId
   feed_.endpoint = endpoint;
   feed_.last_error.clear();
   confirm_identity(feed_.last_success);
+  save_fetched_table(ch.has_value());
   return ch;
 }
 
@@ -132,6 +138,107 @@ std::vector<std::string> PolicyState::restore_identity_times() {
   }
   save_identity_times();
   return warnings;
+}
+
+namespace {
+constexpr const char* kFetchedFile = "identity-fetched.json";
+
+// When `path` last changed (Unix seconds), or 0 when it cannot be read.
+int64_t mtime_unix(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_mtime) : 0;
+}
+}  // namespace
+
+void PolicyState::save_fetched_table(bool changed) {
+  if (state_dir_.empty()) return;
+  // A table confirmed unchanged is written again only now and then: its time is what the
+  // next start compares with the configured files.
+  if (!changed && fetched_saved_unix_ && feed_.last_success - fetched_saved_unix_ < 600) return;
+  nlohmann::json nodes = nlohmann::json::array();
+  for (const auto& n : nodes_)
+    nodes.push_back({{"node_id", n.node_id}, {"role", std::string(role_name(n.role))}, {"address", n.address},
+                     {"weight", n.weight}, {"status", n.status}, {"network_key", n.network_key},
+                     {"staking_key", n.staking_key}});
+  nlohmann::json j = {{"version", 1},
+                      {"fetched_at", feed_.last_success},
+                      {"epoch", {{"counter", feed_.epoch.counter}, {"phase", feed_.epoch.phase}}},
+                      {"endpoint", feed_.endpoint},
+                      {"nodes", std::move(nodes)}};
+  try {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir_, ec);
+    write_file_atomically((std::filesystem::path(state_dir_) / kFetchedFile).string(), j.dump(1) + "\n", 0640);
+    fetched_saved_unix_ = feed_.last_success;
+  } catch (const std::exception&) {
+    // A restart then starts on the configured table, as without a state_dir.
+  }
+}
+
+void PolicyState::restore_fetched_table(std::vector<std::string>& info, std::vector<std::string>& warnings) {
+  if (state_dir_.empty() || !cfg_.identity.access_api.on()) return;
+  const std::string path = (std::filesystem::path(state_dir_) / kFetchedFile).string();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return;
+  // What the configured table comes from, and when it last changed.
+  const std::string configured = cfg_.identity.kind == IdentityConfig::Kind::kInline ? cfg_.file : cfg_.identity.path;
+  int64_t configured_at = mtime_unix(configured);
+  if (!cfg_.identity.stake_file.empty()) configured_at = std::max(configured_at, mtime_unix(cfg_.identity.stake_file));
+  try {
+    auto j = nlohmann::json::parse(read_text_file(path, path, "identity", 64u << 20));
+    const int64_t fetched_at = j.at("fetched_at").get<int64_t>();
+    FlowEpoch epoch;
+    epoch.counter = j.at("epoch").at("counter").get<uint64_t>();
+    epoch.phase = j.at("epoch").at("phase").get<std::string>();
+    const std::string endpoint = j.at("endpoint").get<std::string>();
+    const std::string when = iso8601_utc(static_cast<double>(fetched_at));
+    if (fetched_at <= configured_at) {
+      info.push_back("identity: " + configured + " changed after the table fetched at " + when + " (epoch " +
+                     std::to_string(epoch.counter) + "): starting on it");
+      return;
+    }
+    std::vector<NodeIdentity> nodes;
+    const auto& list = j.at("nodes");
+    for (size_t k = 0; k < list.size(); ++k) {
+      const auto& o = list[k];
+      NodeIdentity n;
+      const std::string at = "nodes[" + std::to_string(k) + "]";
+      set_node_fields(n, o.at("node_id").get<std::string>(), o.at("role").get<std::string>(),
+                      o.at("address").get<std::string>(), path, at);
+      n.weight = o.at("weight").get<double>();
+      if (!set_node_status(n, o.at("status").get<std::string>()))
+        throw std::runtime_error(at + ".status: unknown status '" + o.at("status").get<std::string>() + "'");
+      n.network_key = o.value("network_key", "");
+      n.staking_key = o.value("staking_key", "");
+      nodes.push_back(std::move(n));
+    }
+    IdentityUpload up;
+    up.kind = IdentityUpload::Kind::kNodes;
+    up.nodes = std::move(nodes);
+    up.origin = path;
+    up.force = true;  // each fetched table passed the removal guard against the one before it
+    // Not yet saved as a change of the table: restore_identity_times(), next, brings back
+    // the times identity.json kept for it.
+    const std::string dir = std::exchange(state_dir_, std::string());
+    Change ch;
+    try {
+      ch = replace_identities(std::move(up));
+    } catch (...) {
+      state_dir_ = dir;
+      throw;
+    }
+    state_dir_ = dir;
+    fetched_saved_unix_ = fetched_at;
+    feed_.epoch = epoch;
+    feed_.endpoint = endpoint;
+    info.push_back("identity: starting on the table fetched from " + endpoint + " at " + when + " (epoch " +
+                   std::to_string(epoch.counter) + (epoch.phase.empty() ? "" : ", " + epoch.phase) + ", " +
+                   std::to_string(nodes_.size()) + " nodes), kept in " + path + ": newer than " + configured +
+                   "; generation " + std::to_string(ch.generation));
+    for (auto& w : ch.warnings) warnings.push_back(std::move(w));
+  } catch (const std::exception& e) {
+    warnings.push_back(path + ": ignored, starting on " + configured + " (" + e.what() + ")");
+  }
 }
 
 }  // namespace stakegate

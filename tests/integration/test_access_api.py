@@ -12,6 +12,8 @@ from two addresses flows endlessly through a net_pcap port.
   stakegate_identity_fetch_failures_total;
 - identity.watch: a snapshot file renamed over the configured one is applied, one cut
   short is refused and the running table stays;
+- a restart with no endpoint answering starts on the last fetched table (kept in
+  state_dir), unless the configured file changed after it;
 - identity.stake_file without stakes_contract: the fetched table runs with the file's stakes.
 """
 import os
@@ -142,6 +144,27 @@ with TempDir() as d:
               "no endpoint reachable: failures counted")
         _, st = api.call("Status")
         check(st["nodes"] == 4 and int(st["outside_packets"]) > 0, "the gateway keeps running epoch 11")
+        rc, _, err = gw.stop()
+        check(rc == 0, f"stopped: rc {rc}")
+
+        print("\n== a restart while no endpoint answers: the last fetched table, not the older configured one")
+        check(os.path.exists(f"{d}/state/identity-fetched.json"), "the last fetched table is kept in state_dir")
+        gw = Gateway(f"{d}/gw.yaml", f"{d}/ctl.sock")
+        api = gw.api()
+        check(node_total(api, E) is not None and node_total(api, D) is None, "it starts on epoch 11: E in, D out")
+        check("starting on the table fetched from" in gw.log() and "(epoch 11" in gw.log(),
+              "the journal says which table it starts on, and why")
+        w = weights()
+        check(m()["stakegate_identity_epoch"] == 11 and w.get(E) == 900 and w.get(A) == 1500,
+              f"epoch 11 exported from the start, with the stakes it ran with: {w}")
+        rc, _, err = gw.stop()
+        check(rc == 0, f"stopped: rc {rc}")
+        later = time.time() + 5
+        os.utime(f"{d}/bootstrap.json", (later, later))  # the operator put a newer file in place
+        gw = Gateway(f"{d}/gw.yaml", f"{d}/ctl.sock")
+        api = gw.api()
+        check(node_total(api, D) is not None and node_total(api, E) is None and "changed after the table fetched" in gw.log(),
+              "a configured file changed after the last fetch wins: it starts on epoch 10")
         rc, _, err = gw.stop()
         check(rc == 0, f"stopped: rc {rc}")
 

@@ -9,7 +9,12 @@
 #include "stakegate/pipeline/worker.h"
 #include "test_util.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <utime.h>
+
 #include <algorithm>
+#include <ctime>
 
 using namespace stakegate;
 using ::testing::HasSubstr;
@@ -299,4 +304,68 @@ TEST_F(PolicyStateTest, FetchedTablesAndTheirAgeAcrossRestarts) {
   EXPECT_EQ(state_->identity_changed_unix(), 2000);
   EXPECT_EQ(state_->identity_confirmed_unix(), 5000);
   EXPECT_EQ(state_->feed().last_success, 5000);
+}
+
+// With identity.access_api and a state_dir, the last fetched table is kept and a restart
+// starts on it when it is newer than the configured table's file; a configured file
+// changed after it wins; a damaged file is a warning and the configured table runs.
+TEST_F(PolicyStateTest, ARestartStartsOnTheLastFetchedTableWhenItIsNewer) {
+  const std::string cfg = stakegate::testing::base_config();
+  const std::string with_api = cfg.substr(0, cfg.find("  nodes:")) + "  access_api: {endpoints: [\"127.0.0.1:9\"]}\n" +
+                               cfg.substr(cfg.find("  nodes:"));
+  path_ = dir_.file("api.yaml", with_api);
+  ::utime(path_.c_str(), nullptr);
+  make(0);
+  const std::string state = dir_.path() + "/state";
+  state_->persist_blocks_in(state);
+  now_ = time(nullptr) + 100;  // fetched after the config file was written
+  std::vector<NodeIdentity> next = state_->nodes();
+  next.push_back(node("04", Role::kConsensus, "198.18.1.4:3569"));
+  next[0].weight = 777;
+  ASSERT_TRUE(state_->apply_fetched(next, FlowEpoch{12, "setup"}, "ep:9000"));
+
+  make(0);  // a restart: the configured table first
+  ASSERT_EQ(state_->nodes().size(), 3u);
+  state_->persist_blocks_in(state);
+  std::vector<std::string> info, warnings;
+  state_->restore_fetched_table(info, warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_THAT(info[0], HasSubstr("starting on the table fetched from ep:9000"));
+  EXPECT_THAT(info[0], HasSubstr("(epoch 12, setup, 4 nodes)"));
+  EXPECT_EQ(state_->nodes().size(), 4u);
+  EXPECT_EQ(state_->nodes()[*state_->find_node(next[0].node_id)].weight, 777);
+  EXPECT_EQ(state_->feed().epoch.counter, 12u);
+  EXPECT_EQ(published_.back(), state_->snapshot());
+
+  // Without access_api (the operator stopped following epochs) it is not used.
+  path_ = dir_.file("c.yaml", cfg);
+  make(0);
+  state_->persist_blocks_in(state);
+  info.clear();
+  state_->restore_fetched_table(info, warnings);
+  EXPECT_TRUE(info.empty());
+  EXPECT_EQ(state_->nodes().size(), 3u);
+
+  // The configured file changed after the fetch: it wins.
+  path_ = dir_.file("api.yaml", with_api);
+  const timespec later[2] = {{now_ + 50, 0}, {now_ + 50, 0}};
+  ::utimensat(AT_FDCWD, path_.c_str(), later, 0);
+  make(0);
+  state_->persist_blocks_in(state);
+  state_->restore_fetched_table(info, warnings);
+  ASSERT_EQ(info.size(), 1u);
+  EXPECT_THAT(info[0], HasSubstr("changed after the table fetched at"));
+  EXPECT_EQ(state_->nodes().size(), 3u);
+
+  // A damaged file: a warning naming it, the configured table.
+  ::utime(path_.c_str(), nullptr);
+  dir_.file("state/identity-fetched.json", "{\"version\": 1, \"fetched_at\": 99999999999, \"nodes\": [");
+  make(0);
+  state_->persist_blocks_in(state);
+  info.clear();
+  state_->restore_fetched_table(info, warnings);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("identity-fetched.json: ignored, starting on " + path_));
+  EXPECT_EQ(state_->nodes().size(), 3u);
 }
