@@ -235,7 +235,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       auto now = std::chrono::steady_clock::now();
       if (now - last_busy >= std::chrono::seconds(1)) {
         dp.sample_busy();
-        followers.poll_dns();
+        followers.poll();
         last_busy = now;
       }
       Totals t = dp.totals(false);

@@ -172,6 +172,21 @@ class IdentityFileWatcher {
     spdlog::info("identity watch: {} is applied when it changes", path_);
   }
 
+  // Follows a reload that turned the watch on or off or named another file (called about
+  // once a second). A watch that could not start is not retried until the config changes.
+  void follow_config() {
+    const IdentityConfig& id = state_.config().identity;
+    const std::string want = id.watch ? id.path : std::string();
+    if (want == path_) return;
+    if (!path_.empty()) spdlog::info("identity watch: {} is no longer watched", path_);
+    boost::system::error_code ec;
+    sd_.close(ec);  // the pending read ends with operation_aborted
+    quiet_.cancel();
+    path_.clear();
+    name_.clear();
+    start();
+  }
+
  private:
   void read() {
     sd_.async_read_some(boost::asio::buffer(buf_), [this](const boost::system::error_code& ec, size_t n) {
@@ -264,6 +279,9 @@ IdentityFollowers::IdentityFollowers(boost::asio::io_context& io, PolicyState& s
 
 IdentityFollowers::~IdentityFollowers() = default;
 
-void IdentityFollowers::poll_dns() { impl_->dns.poll(); }
+void IdentityFollowers::poll() {
+  impl_->dns.poll();
+  impl_->watcher.follow_config();
+}
 
 }  // namespace stakegate

@@ -3,7 +3,7 @@
 // thread with its results applied on it (docs/operations.md, "Following epochs", "DNS"):
 // - DNS: names looked up again when their TTL runs out; a snapshot only when one moved;
 // - the Access API fetch (identity.access_api), every interval_s;
-// - the identity file watch (identity.watch), on inotify.
+// - the identity file watch (identity.watch), on inotify; a reload turns it on or off.
 #include <utility>  // before Boost.Asio (Boost 1.74 + C++20)
 
 #include <boost/asio/io_context.hpp>
@@ -18,7 +18,9 @@ class IdentityFollowers {
   // Starts the fetch and the watch (each does nothing unless configured).
   IdentityFollowers(boost::asio::io_context& io, PolicyState& state);
   ~IdentityFollowers();
-  void poll_dns();  // about once a second, from the control loop's timer
+  // About once a second, from the control loop's timer: names due for DNS, and the file
+  // watch following a reload that turned it on or off.
+  void poll();
 
  private:
   struct Impl;

@@ -11,7 +11,7 @@ from two addresses flows endlessly through a net_pcap port.
   removing most nodes, and no endpoint at all: each keeps the running table and raises
   stakegate_identity_fetch_failures_total;
 - identity.watch: a snapshot file renamed over the configured one is applied, one cut
-  short is refused and the running table stays;
+  short is refused and the running table stays; a reload turns the watch off and on;
 - a restart with no endpoint answering starts on the last fetched table (kept in
   state_dir), unless the configured file changed after it;
 - identity.stake_file without stakes_contract: the fetched table runs with the file's stakes.
@@ -188,6 +188,29 @@ with TempDir() as d:
               "a file cut short is refused with the reason")
         _, st = api.call("Status")
         check(st["identity_generation"] == gen and node_total(api, E) is not None, "and the running table stays")
+
+        def put(nodes, epoch):  # as `flow snapshot save` then `mv` would
+            with open(f"{d}/snapshot.tmp", "wb") as f:
+                f.write(snapshot(nodes, epoch))
+            os.rename(f"{d}/snapshot.tmp", f"{d}/bootstrap.json")
+
+        print("\n== identity.watch follows a reload")
+        put(EPOCH11, 11)
+        cfg["identity"]["watch"] = False
+        write_yaml(f"{d}/gw.yaml", cfg)
+        s, r = api.call("Reload")
+        check(s == 200 and wait_for(lambda: "is no longer watched" in gw.log(), 5), f"a reload turns the watch off: {s} {r}")
+        put(EPOCH10, 10)
+        time.sleep(2.5)
+        check(node_total(api, E) is not None and node_total(api, D) is None, "a file renamed over it now is not applied")
+        cfg["identity"]["watch"] = True
+        write_yaml(f"{d}/gw.yaml", cfg)
+        s, r = api.call("Reload")  # reads the file as it is: epoch 10
+        check(s == 200 and node_total(api, D) is not None and
+              wait_for(lambda: gw.log().count("is applied when it changes") == 2, 5), f"a reload turns it on again: {s} {r}")
+        put(EPOCH11, 11)
+        check(wait_for(lambda: node_total(api, E) is not None and node_total(api, D) is None, 15),
+              "and the next file renamed over it is applied")
         rc, _, err = gw.stop()
         check(rc == 0, f"stopped: rc {rc}")
 
