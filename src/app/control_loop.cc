@@ -78,8 +78,8 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   in.dns_failures = names.failures();
   // A port's tx_dropped: packets the other port passed that this one could not send.
   PortStats out = port_stats(dp.outside()), ins = port_stats(dp.inside());
-  in.ports.push_back({"outside", out.imissed, out.rx_nombuf, dp.tx_dropped(Direction::kInside)});
-  in.ports.push_back({"inside", ins.imissed, ins.rx_nombuf, dp.tx_dropped(Direction::kOutside)});
+  in.ports.push_back({"outside", out.imissed, out.rx_nombuf, dp.tx_dropped(Direction::kInside), out.ierrors});
+  in.ports.push_back({"inside", ins.imissed, ins.rx_nombuf, dp.tx_dropped(Direction::kOutside), ins.ierrors});
   return render_metrics(in);
 }
 

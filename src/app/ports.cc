@@ -128,7 +128,7 @@ PortStats port_stats(const PortIo& io) {
   rte_eth_stats st{};
   PortStats out;
   if (rte_eth_stats_get(io.q.port, &st) == 0)
-    out = {st.ipackets, st.opackets, st.imissed, st.rx_nombuf, st.oerrors};
+    out = {st.ipackets, st.opackets, st.imissed, st.rx_nombuf, st.oerrors, st.ierrors};
   return out;
 }
 

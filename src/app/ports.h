@@ -30,7 +30,7 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
 void check_pool_size(const Config& cfg, const PortIo& outside, const PortIo& inside);
 
 struct PortStats {
-  uint64_t ipackets = 0, opackets = 0, imissed = 0, rx_nombuf = 0, oerrors = 0;
+  uint64_t ipackets = 0, opackets = 0, imissed = 0, rx_nombuf = 0, oerrors = 0, ierrors = 0;
 };
 PortStats port_stats(const PortIo& io);
 

@@ -134,16 +134,22 @@ std::string render_metrics(const MetricsInput& in) {
   auto missed = family("stakegate_port_rx_missed_total", "Packets the NIC dropped because its RX queue was full.",
                        MetricType::Counter);
   auto nombuf = family("stakegate_port_rx_nombuf_total", "RX failures for lack of an mbuf.", MetricType::Counter);
+  auto errors = family("stakegate_port_rx_errors_total",
+                       "Frames the NIC received but did not deliver as the driver counts them: bad frames, and frames "
+                       "longer than the port's MTU (dataplane.mtu).",
+                       MetricType::Counter);
   auto txd = family("stakegate_port_tx_dropped_total", "Passed packets the port could not transmit (TX queue full).",
                     MetricType::Counter);
   for (const auto& p : in.ports) {
     add(missed, {{"port", p.name}}, static_cast<double>(p.rx_missed));
     add(nombuf, {{"port", p.name}}, static_cast<double>(p.rx_nombuf));
     add(txd, {{"port", p.name}}, static_cast<double>(p.tx_dropped));
+    add(errors, {{"port", p.name}}, static_cast<double>(p.rx_errors));
   }
   out.push_back(std::move(missed));
   out.push_back(std::move(nombuf));
   out.push_back(std::move(txd));
+  out.push_back(std::move(errors));
 
   per_worker(out, "stakegate_worker_busy_ratio",
              "Share of a worker's polling time spent on bursts that carried packets, over the last second.",

@@ -33,6 +33,7 @@ with TempDir() as d:
     check(p.returncode == 0, f"promtool check metrics: rc {p.returncode} {p.stdout.strip()} {p.stderr.strip()}")
     for name in ["stakegate_packets_total", "stakegate_bytes_total", "stakegate_drops_total", "stakegate_identity_nodes",
                  "stakegate_identity_generation", "stakegate_port_rx_missed_total", "stakegate_port_rx_nombuf_total",
+                 "stakegate_port_rx_errors_total",
                  "stakegate_worker_busy_ratio", "stakegate_graylisted_nodes", "stakegate_build_info"]:
         check(f"# TYPE {name} " in body, f"{name} is exposed with HELP/TYPE")
 

@@ -150,14 +150,15 @@ TEST(Metrics, EverySeriesPresentFromTheStart) {
   stakegate::testing::TempDir dir;
   PolicyState st(load_policy(dir.file("c.yaml", stakegate::testing::base_config())), 1, 0, nullptr);  // no workers to publish to
   Totals t;
-  MetricsInput in{&t, &st, {{"outside", 0, 0, 0}, {"inside", 0, 0, 0}}, {0.5}, {312.5}, 0, "9.9"};
+  MetricsInput in{&t, &st, {{"outside", 0, 0, 0, 3}, {"inside", 0, 0, 0, 0}}, {0.5}, {312.5}, 0, "9.9"};
   std::string text = render_metrics(in);
   for (const char* s : {"# TYPE stakegate_packets_total counter", "# HELP stakegate_drops_total",
                         "stakegate_drops_total{role=\"consensus\",reason=\"over_rate\"} 0",
                         "stakegate_drops_total{role=\"unregistered\",reason=\"unregistered_over_rate\"} 0",
                         "stakegate_packets_total{direction=\"inside\",role=\"none\",verdict=\"pass\"} 0",
                         "stakegate_identity_nodes{role=\"consensus\"} 2", "stakegate_identity_generation 1",
-                        "stakegate_port_rx_missed_total{port=\"outside\"} 0", "stakegate_worker_busy_ratio{worker=\"0\"} 0.5",
+                        "stakegate_port_rx_missed_total{port=\"outside\"} 0",
+                        "stakegate_port_rx_errors_total{port=\"outside\"} 3", "stakegate_worker_busy_ratio{worker=\"0\"} 0.5",
                         "stakegate_worker_cycles_per_packet{worker=\"0\"} 312.5",
                         "stakegate_graylisted_nodes 0", "stakegate_build_info{version=\"9.9\"} 1"})
     EXPECT_THAT(text, HasSubstr(s));

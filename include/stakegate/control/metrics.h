@@ -12,7 +12,7 @@ namespace stakegate {
 
 struct PortMetrics {
   std::string name;  // outside | inside
-  uint64_t rx_missed = 0, rx_nombuf = 0, tx_dropped = 0;
+  uint64_t rx_missed = 0, rx_nombuf = 0, tx_dropped = 0, rx_errors = 0;
 };
 
 struct MetricsInput {
