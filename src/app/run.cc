@@ -117,10 +117,9 @@ int cmd_run(const RunOptions& o) {
           else spdlog::warn("{}", w);
         }
         std::vector<std::string> info, warnings;
-        state->restore_fetched_table(info, warnings);
+        state->restore_identity(info, warnings);
         for (const auto& m : info) spdlog::info("{}", m);
         for (const auto& w : warnings) spdlog::warn("{}", w);
-        for (const auto& w : state->restore_identity_times()) spdlog::warn("{}", w);
       }
       log_steering(*dp, workers);
       dp->create_workers(*state, *publisher);

@@ -117,29 +117,6 @@ void PolicyState::save_identity_times() {
   }
 }
 
-std::vector<std::string> PolicyState::restore_identity_times() {
-  std::vector<std::string> warnings;
-  if (state_dir_.empty()) return warnings;
-  const std::string path = (std::filesystem::path(state_dir_) / "identity.json").string();
-  std::error_code ec;
-  if (std::filesystem::exists(path, ec)) {
-    try {
-      auto j = nlohmann::json::parse(read_text_file(path, path, "identity", 1u << 20));
-      // The last good fetch is about the endpoints, whatever table the start loaded.
-      feed_.last_success = std::max(feed_.last_success, j.value("fetched_at", int64_t{0}));
-      if (j.at("fingerprint").get<std::string>() == table_fingerprint(nodes_)) {
-        // The same table as before the restart: its age goes on.
-        identity_changed_unix_ = j.at("changed_at").get<int64_t>();
-        identity_confirmed_unix_ = j.at("confirmed_at").get<int64_t>();
-      }
-    } catch (const std::exception& e) {
-      warnings.push_back(path + ": ignored, it is damaged (" + e.what() + ")");
-    }
-  }
-  save_identity_times();
-  return warnings;
-}
-
 namespace {
 constexpr const char* kFetchedFile = "identity-fetched.json";
 
@@ -217,17 +194,9 @@ void PolicyState::restore_fetched_table(std::vector<std::string>& info, std::vec
     up.nodes = std::move(nodes);
     up.origin = path;
     up.force = true;  // each fetched table passed the removal guard against the one before it
-    // Not yet saved as a change of the table: restore_identity_times(), next, brings back
-    // the times identity.json kept for it.
-    const std::string dir = std::exchange(state_dir_, std::string());
-    Change ch;
-    try {
-      ch = replace_identities(std::move(up));
-    } catch (...) {
-      state_dir_ = dir;
-      throw;
-    }
-    state_dir_ = dir;
+    // This commit rewrites identity.json as a change made now; restore_identity() read the
+    // file before and brings back the times it kept for this table.
+    Change ch = replace_identities(std::move(up));
     fetched_saved_unix_ = fetched_at;
     feed_.epoch = epoch;
     feed_.endpoint = endpoint;
@@ -239,6 +208,38 @@ void PolicyState::restore_fetched_table(std::vector<std::string>& info, std::vec
   } catch (const std::exception& e) {
     warnings.push_back(path + ": ignored, starting on " + configured + " (" + e.what() + ")");
   }
+}
+
+void PolicyState::restore_identity(std::vector<std::string>& info, std::vector<std::string>& warnings) {
+  if (state_dir_.empty()) return;
+  // identity.json first: applying a kept fetched table rewrites it.
+  struct Times {
+    std::string fingerprint;
+    int64_t changed_at = 0, confirmed_at = 0, fetched_at = 0;
+  };
+  std::optional<Times> saved;
+  const std::string path = (std::filesystem::path(state_dir_) / "identity.json").string();
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    try {
+      auto j = nlohmann::json::parse(read_text_file(path, path, "identity", 1u << 20));
+      saved = Times{j.at("fingerprint").get<std::string>(), j.at("changed_at").get<int64_t>(),
+                    j.at("confirmed_at").get<int64_t>(), j.value("fetched_at", int64_t{0})};
+    } catch (const std::exception& e) {
+      warnings.push_back(path + ": ignored, it is damaged (" + e.what() + ")");
+    }
+  }
+  restore_fetched_table(info, warnings);
+  if (saved) {
+    // The last good fetch is about the endpoints, whatever table the start runs.
+    feed_.last_success = std::max(feed_.last_success, saved->fetched_at);
+    if (saved->fingerprint == table_fingerprint(nodes_)) {
+      // The same table as before the restart: its age goes on.
+      identity_changed_unix_ = saved->changed_at;
+      identity_confirmed_unix_ = saved->confirmed_at;
+    }
+  }
+  save_identity_times();
 }
 
 }  // namespace stakegate

@@ -291,7 +291,8 @@ TEST_F(PolicyStateTest, FetchedTablesAndTheirAgeAcrossRestarts) {
   EXPECT_EQ(state_->feed().failures, 1u);
 
   state_->persist_blocks_in(dir_.path() + "/state");
-  state_->restore_identity_times();  // writes identity.json for the running table
+  std::vector<std::string> info, warnings;
+  state_->restore_identity(info, warnings);  // writes identity.json for the running table
   now_ = 5000;
   state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep");  // confirmed at 5000 (saved: 10 min passed)
   // A restart with the same table: its change and confirmation times go on.
@@ -300,7 +301,8 @@ TEST_F(PolicyStateTest, FetchedTablesAndTheirAgeAcrossRestarts) {
   ASSERT_TRUE(state_->apply_fetched(next, FlowEpoch{8, "committed"}, "ep"));  // back to `next`, at 5000
   now_ = 6000;
   state_->persist_blocks_in(dir_.path() + "/state");
-  state_->restore_identity_times();
+  state_->restore_identity(info, warnings);
+  EXPECT_TRUE(warnings.empty());
   EXPECT_EQ(state_->identity_changed_unix(), 2000);
   EXPECT_EQ(state_->identity_confirmed_unix(), 5000);
   EXPECT_EQ(state_->feed().last_success, 5000);
@@ -324,11 +326,16 @@ TEST_F(PolicyStateTest, ARestartStartsOnTheLastFetchedTableWhenItIsNewer) {
   next[0].weight = 777;
   ASSERT_TRUE(state_->apply_fetched(next, FlowEpoch{12, "setup"}, "ep:9000"));
 
+  const int64_t fetched_at = now_;
   make(0);  // a restart: the configured table first
   ASSERT_EQ(state_->nodes().size(), 3u);
+  now_ += 500;
   state_->persist_blocks_in(state);
   std::vector<std::string> info, warnings;
-  state_->restore_fetched_table(info, warnings);
+  state_->restore_identity(info, warnings);
+  // The kept table is the one identity.json describes: it changed when it was fetched, not
+  // at this start.
+  EXPECT_EQ(state_->identity_changed_unix(), fetched_at);
   EXPECT_TRUE(warnings.empty()) << warnings.front();
   ASSERT_EQ(info.size(), 1u);
   EXPECT_THAT(info[0], HasSubstr("starting on the table fetched from ep:9000"));
@@ -343,7 +350,7 @@ TEST_F(PolicyStateTest, ARestartStartsOnTheLastFetchedTableWhenItIsNewer) {
   make(0);
   state_->persist_blocks_in(state);
   info.clear();
-  state_->restore_fetched_table(info, warnings);
+  state_->restore_identity(info, warnings);
   EXPECT_TRUE(info.empty());
   EXPECT_EQ(state_->nodes().size(), 3u);
 
@@ -353,7 +360,7 @@ TEST_F(PolicyStateTest, ARestartStartsOnTheLastFetchedTableWhenItIsNewer) {
   ::utimensat(AT_FDCWD, path_.c_str(), later, 0);
   make(0);
   state_->persist_blocks_in(state);
-  state_->restore_fetched_table(info, warnings);
+  state_->restore_identity(info, warnings);
   ASSERT_EQ(info.size(), 1u);
   EXPECT_THAT(info[0], HasSubstr("changed after the table fetched at"));
   EXPECT_EQ(state_->nodes().size(), 3u);
@@ -364,7 +371,7 @@ TEST_F(PolicyStateTest, ARestartStartsOnTheLastFetchedTableWhenItIsNewer) {
   make(0);
   state_->persist_blocks_in(state);
   info.clear();
-  state_->restore_fetched_table(info, warnings);
+  state_->restore_identity(info, warnings);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_THAT(warnings[0], HasSubstr("identity-fetched.json: ignored, starting on " + path_));
   EXPECT_EQ(state_->nodes().size(), 3u);

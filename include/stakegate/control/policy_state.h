@@ -121,14 +121,15 @@ class PolicyState {
   // or a fetch found it unchanged. With identity_changed_unix(), kept in
   // <state_dir>/identity.json across restarts of the same table.
   int64_t identity_confirmed_unix() const { return identity_confirmed_unix_; }
-  std::vector<std::string> restore_identity_times();
-  // With identity.access_api and a state_dir, every fetched table that is applied (and,
-  // every ten minutes, one confirmed) is kept in <state_dir>/identity-fetched.json. At
-  // start, when that table was fetched after the configured identity (and stake) files
-  // last changed, the gateway starts on it rather than on an older configured table
-  // (an Access API unreachable at start no longer leaves it epochs behind). Returns what
-  // to log: `info` lines, and `warnings` (a damaged file: the configured table runs).
-  void restore_fetched_table(std::vector<std::string>& info, std::vector<std::string>& warnings);
+  // Once at start, after persist_blocks_in(): what the state_dir kept about the identity
+  // table. With identity.access_api, every fetched table that is applied (and, every ten
+  // minutes, one confirmed) is kept in <state_dir>/identity-fetched.json; when that table
+  // was fetched after the configured identity (and stake) files last changed, the gateway
+  // starts on it rather than on an older configured table (an Access API unreachable at
+  // start no longer leaves it epochs behind). Then, when the running table is the one
+  // identity.json describes, its change and confirmation times go on. Reports what to log:
+  // `info` lines, and `warnings` (a damaged file is ignored: the configured table runs).
+  void restore_identity(std::vector<std::string>& info, std::vector<std::string>& warnings);
 
   const Config& config() const { return cfg_; }
   const std::vector<NodeIdentity>& nodes() const { return nodes_; }
@@ -175,6 +176,7 @@ class PolicyState {
   int64_t fetched_saved_unix_ = 0;
   void confirm_identity(int64_t when);
   void save_identity_times();
+  void restore_fetched_table(std::vector<std::string>& info, std::vector<std::string>& warnings);
   void save_fetched_table(bool changed);
   std::string state_dir_;
   Publisher* publisher_;
