@@ -417,4 +417,13 @@ TEST(SessionKey, IPv4IsStoredMappedAndComparedWhole) {
   b = a;
   b.rport = 1;
   EXPECT_FALSE(a == b);
+  b = a;
+  b.lport = 40001;
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.proto = 17;
+  EXPECT_FALSE(a == b);
+  b = a;
+  b.local.bytes[0] = 1;
+  EXPECT_FALSE(a == b);
 }

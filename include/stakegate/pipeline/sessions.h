@@ -14,6 +14,7 @@
 // No allocation after construction; time is passed in.
 #include <algorithm>
 #include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -34,16 +35,12 @@ struct SessionKey {
   Ip6 local, remote;              // IPv4 as ::ffff:a.b.c.d
   uint16_t lport = 0, rport = 0;  // ICMP echo: lport = identifier, rport = 0
   uint8_t proto = 0;
-  // Word compares: this runs for every packet that finds a session.
+  // The 37 bytes of the key, which hold no padding: this runs for every packet that finds
+  // a session, and the compiler makes it a few wide loads.
   friend bool operator==(const SessionKey& a, const SessionKey& b) {
-    uint64_t x[4], y[4];
-    std::memcpy(x, a.local.bytes.data(), 16);
-    std::memcpy(x + 2, a.remote.bytes.data(), 16);
-    std::memcpy(y, b.local.bytes.data(), 16);
-    std::memcpy(y + 2, b.remote.bytes.data(), 16);
-    return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3])) == 0 && a.lport == b.lport &&
-           a.rport == b.rport && a.proto == b.proto;
+    return __builtin_memcmp(&a, &b, kBytes) == 0;
   }
+  static constexpr size_t kBytes = 37;
 };
 
 inline Ip6 mapped_v4(uint32_t a) {
@@ -69,18 +66,19 @@ struct alignas(64) Session {
   uint16_t cl_win = 0, rm_win = 0;  // advertised windows as sent (unscaled)
   uint32_t rm_ack = 0;    // the remote's highest acknowledgement on the verified connection
 };
+static_assert(offsetof(SessionKey, proto) + 1 == SessionKey::kBytes && offsetof(SessionKey, remote) == 16 &&
+                  offsetof(SessionKey, lport) == 32 && offsetof(SessionKey, rport) == 34,
+              "the key's bytes up to proto hold no padding");
 static_assert(sizeof(Session) == 64, "a session is one cache line");
 
 class SessionTable {
  public:
   static constexpr unsigned kWays = 8;
-  struct Tag {
-    uint32_t sig;       // 0: empty; bit 1: kept (below), not part of the signature
-    uint32_t deadline;  // tick after which the session is dead
-  };
   static constexpr uint32_t kKept = 2;  // verified, or opened by the cluster: evicted last
+  // Signatures apart from deadlines, so that each is two vector loads.
   struct alignas(64) TagSet {
-    Tag way[kWays];
+    uint32_t sig[kWays];       // 0: empty; bit 1: kept (above), not part of the signature
+    uint32_t deadline[kWays];  // tick after which the session is dead
   };
   static_assert(sizeof(TagSet) == 64, "a set's tags are one cache line");
 
@@ -123,28 +121,25 @@ class SessionTable {
   // for it they are only upsert's first guess.
   unsigned candidates(uint64_t h, uint32_t now) const {
     const uint32_t sig = sig_of(h);
-    const Tag* t = tags_[set_of(h)].way;
+    const TagSet& t = tags_[set_of(h)];
 #if defined(__SSE2__)
-    // Two ways per 16 bytes, {sig, deadline} each: compare all eight at once.
-    const __m128i keep = _mm_set_epi32(-1, static_cast<int>(~kKept), -1, static_cast<int>(~kKept));
-    const __m128i want = _mm_set_epi32(0, static_cast<int>(sig), 0, static_cast<int>(sig));
-    const __m128i at = _mm_set_epi32(static_cast<int>(now), 0, static_cast<int>(now), 0);
-    const auto* v = reinterpret_cast<const __m128i*>(t);
-    unsigned eq = 0, dead = 0;
-    for (int i = 0; i < 4; ++i) {
-      const __m128i x = _mm_load_si128(v + i);
-      // sig lanes: equal to the signature; deadline lanes: the sign of deadline - now (dead).
-      const int e = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(x, keep), want)));
-      const int d = _mm_movemask_ps(_mm_castsi128_ps(_mm_sub_epi32(x, at)));
-      eq |= static_cast<unsigned>(e) << (4 * i);
-      dead |= static_cast<unsigned>(d) << (4 * i);
-    }
-    // Bit 2w of eq: way w's signature matches; bit 2w+1 of dead: its deadline has passed.
-    return eq & ~(dead >> 1) & 0x5555u;
+    // All eight ways at once: a 16-bit lane per way that is all ones when its signature
+    // matches and its deadline has not passed (the sign of deadline - now, as tick_before).
+    const __m128i keep = _mm_set1_epi32(static_cast<int>(~kKept));
+    const __m128i want = _mm_set1_epi32(static_cast<int>(sig));
+    const __m128i at = _mm_set1_epi32(static_cast<int>(now));
+    const auto* sv = reinterpret_cast<const __m128i*>(t.sig);
+    const auto* dv = reinterpret_cast<const __m128i*>(t.deadline);
+    const __m128i eq = _mm_packs_epi32(_mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(sv), keep), want),
+                                       _mm_cmpeq_epi32(_mm_and_si128(_mm_load_si128(sv + 1), keep), want));
+    const __m128i dead = _mm_packs_epi32(_mm_srai_epi32(_mm_sub_epi32(_mm_load_si128(dv), at), 31),
+                                         _mm_srai_epi32(_mm_sub_epi32(_mm_load_si128(dv + 1), at), 31));
+    // Two mask bits a way: keep bit 2w.
+    return static_cast<unsigned>(_mm_movemask_epi8(_mm_andnot_si128(dead, eq))) & 0x5555u;
 #else
     unsigned m = 0;
     for (unsigned w = 0; w < kWays; ++w)
-      if ((t[w].sig & ~kKept) == sig && !tick_before(t[w].deadline, now)) m |= 1u << (2 * w);
+      if ((t.sig[w] & ~kKept) == sig && !tick_before(t.deadline[w], now)) m |= 1u << (2 * w);
     return m;
 #endif
   }
@@ -175,43 +170,48 @@ class SessionTable {
       created = evicted = false;
       return live;
     }
-    Tag* t = tags_[set_of(h)].way;
+    TagSet& t = tags_[set_of(h)];
     // Eviction rank: 0 dead or empty, 1 live, 2 live and kept; then the earliest deadline.
     // The home way when it is free, else the first free way, else the lowest rank.
-    auto rank = [&](const Tag& x) { return (x.sig == 0 || tick_before(x.deadline, now)) ? 0 : (x.sig & kKept) ? 2 : 1; };
+    auto rank = [&](unsigned w) {
+      return (t.sig[w] == 0 || tick_before(t.deadline[w], now)) ? 0 : (t.sig[w] & kKept) ? 2 : 1;
+    };
     unsigned victim = home_way(h);
-    if (rank(t[victim]) != 0) {
+    if (rank(victim) != 0) {
       victim = 0;
       for (unsigned w = 1; w < kWays; ++w) {
-        const int rw = rank(t[w]), rv = rank(t[victim]);
-        if (rv != 0 && (rw < rv || (rw == rv && tick_before(t[w].deadline, t[victim].deadline)))) victim = w;
+        const int rw = rank(w), rv = rank(victim);
+        if (rv != 0 && (rw < rv || (rw == rv && tick_before(t.deadline[w], t.deadline[victim])))) victim = w;
       }
     }
-    evicted = t[victim].sig != 0 && !tick_before(t[victim].deadline, now);
+    evicted = t.sig[victim] != 0 && !tick_before(t.deadline[victim], now);
     created = true;
-    t[victim] = Tag{sig, now};
+    t.sig[victim] = sig;
+    t.deadline[victim] = now;
     Session& s = entries_[base + victim];
     s = Session{};
     s.key = k;
     return &s;
   }
   // Keeps `s` alive until `deadline` (a tick).
-  void extend(Session* s, uint32_t deadline) { tag(s).deadline = deadline; }
+  void extend(Session* s, uint32_t deadline) { deadline_of(s) = deadline; }
   // The same, and notes whether the session is to be kept (after its flags changed).
   void extend_keep(Session* s, uint32_t deadline) {
-    Tag& t = tag(s);
-    t.deadline = deadline;
-    t.sig = (t.sig & ~kKept) | ((s->flags & (Session::kVerified | Session::kOpened)) ? kKept : 0);
+    const size_t i = index_of(s);
+    uint32_t& sig = tags_[i / kWays].sig[i % kWays];
+    tags_[i / kWays].deadline[i % kWays] = deadline;
+    sig = (sig & ~kKept) | ((s->flags & (Session::kVerified | Session::kOpened)) ? kKept : 0);
   }
-  uint32_t deadline(const Session* s) const { return const_cast<SessionTable*>(this)->tag(s).deadline; }
+  uint32_t deadline(const Session* s) const { return const_cast<SessionTable*>(this)->deadline_of(s); }
 
   size_t capacity() const { return entries_.size(); }
 
  private:
   size_t set_of(uint64_t h) const { return static_cast<size_t>((h >> 32) & mask_); }
-  Tag& tag(const Session* s) {
-    const size_t i = static_cast<size_t>(s - entries_.data());
-    return tags_[i / kWays].way[i % kWays];
+  size_t index_of(const Session* s) const { return static_cast<size_t>(s - entries_.data()); }
+  uint32_t& deadline_of(const Session* s) {
+    const size_t i = index_of(s);
+    return tags_[i / kWays].deadline[i % kWays];
   }
   static uint32_t sig_of(uint64_t h) { return (static_cast<uint32_t>(h) | 1) & ~kKept; }
   uint64_t seed_;
