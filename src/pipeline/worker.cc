@@ -223,18 +223,11 @@ uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t no
 
 void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   const PolicySnapshot& snap = *snap_;
-  // Working storage, filled before it is read (parse_frame and outside_key set what is used):
-  // not value-initialised, which would cost more than deciding a small packet.
-  union Scratch {
-    Scratch() {}
-    PacketMeta meta[kOutsideStage];
-  } scratch;
-  union Lookups {
-    Lookups() {}
-    Lookup look[kOutsideStage];
-  } lookups;
-  PacketMeta* meta = scratch.meta;
-  Lookup* look = lookups.look;
+  // Filled before read: parse_view and outside_key set what is used.
+  worker_detail::Uninitialised<PacketMeta, kOutsideStage> scratch;
+  worker_detail::Uninitialised<Lookup, kOutsideStage> lookups;
+  PacketMeta* meta = scratch.v;
+  Lookup* look = lookups.v;
   uint32_t slot[kOutsideStage];
   uint64_t tag[kOutsideStage];
   const uint32_t now = session_tick(now_ns);

@@ -11,7 +11,7 @@ using worker_detail::is_v4;
 
 // The session key of a packet the cluster sends, or false when it opens none: not from a
 // cluster address, or neither TCP/UDP nor an ICMP echo request.
-bool Worker::inside_key(const PacketMeta& m, SessionKey& k) const noexcept {
+[[gnu::always_inline]] inline bool Worker::inside_key(const PacketMeta& m, SessionKey& k) const noexcept {
   const PolicySnapshot& snap = *snap_;
   if (m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) return false;
   if (!snap.cluster().empty() && !in_cluster(snap, m, true)) return false;  // only the cluster's own addresses
@@ -61,15 +61,17 @@ void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const Looku
 void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept {
   constexpr int kDir = static_cast<int>(Direction::kInside), kCls = static_cast<int>(TrafficClass::kNone);
   const uint32_t now = session_tick(now_ns);
-  PacketMeta meta[kInsideStage];
-  Lookup look[kInsideStage];
+  worker_detail::Uninitialised<PacketMeta, kInsideStage> scratch;
+  worker_detail::Uninitialised<Lookup, kInsideStage> lookups;
+  PacketMeta* meta = scratch.v;
+  Lookup* look = lookups.v;
+  uint64_t bytes = 0;
   for (uint16_t done = 0; done < n;) {
     const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kInsideStage));
     const PacketView* p = pkts + done;
     for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
     for (uint16_t i = 0; i < k; ++i) {
-      counters_.packets[kDir][kCls][0]++;
-      counters_.bytes[kDir][kCls][0] += wire_length(p[i]);
+      bytes += wire_length(p[i]);
       parse_view(p[i], meta[i]);
       if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
         look[i].hash = sessions_.hash(look[i].key);
@@ -85,6 +87,8 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       if (look[i].keyed) inside_packet(p[i], meta[i], look[i], now_ns);
     done = static_cast<uint16_t>(done + k);
   }
+  counters_.packets[kDir][kCls][0] += n;
+  counters_.bytes[kDir][kCls][0] += bytes;
 }
 
 }  // namespace stakegate

@@ -8,6 +8,14 @@ namespace stakegate::worker_detail {
 
 inline bool is_v4(const PacketMeta& m) { return m.kind == L3Kind::kIpv4; }
 
+// A stage's working storage (PacketMeta, Lookup), filled before it is read: not
+// value-initialised, which would cost more than deciding a small packet.
+template <class T, int N>
+union Uninitialised {
+  Uninitialised() {}
+  T v[N];
+};
+
 // Sources that cannot come from the outside: loopback, multicast, broadcast.
 inline bool martian(const PacketMeta& m) { return is_v4(m) ? martian_v4(m.src_v4) : martian_v6(m.src_v6); }
 
