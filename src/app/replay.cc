@@ -104,6 +104,9 @@ int cmd_replay(const ReplayOptions& o) {
       }
     }
     evidence.tick(true);  // the capture ends: cases still open are written now
+    // A capture cut short (its writer killed mid-frame) is judged up to the cut: warned,
+    // not thrown away.
+    if (!in.damage().empty()) std::fprintf(stderr, "warning: %s\n", in.damage().c_str());
 
     Totals t;
     t.add(worker, worker.snapshot().source_count());

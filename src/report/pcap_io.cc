@@ -25,8 +25,13 @@ bool PcapReader::next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len, uint
   pcap_pkthdr* h = nullptr;
   const u_char* d = nullptr;
   int rc = pcap_next_ex(pcap_, &h, &d);
-  if (rc == PCAP_ERROR_BREAK) return false;
-  if (rc != 1) throw std::runtime_error(path_ + ": " + pcap_geterr(pcap_));
+  if (rc == PCAP_ERROR_BREAK || !damage_.empty()) return false;
+  if (rc != 1) {
+    damage_ = path_ + ": cut short or damaged after frame " + std::to_string(frames_) + " (" + pcap_geterr(pcap_) +
+              "): the " + std::to_string(frames_) + " frames before are judged, the rest of the file is ignored";
+    return false;
+  }
+  ++frames_;
   ts_ns = static_cast<uint64_t>(h->ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(h->ts.tv_usec);
   data = d;
   len = h->caplen;

@@ -2,12 +2,15 @@
 counts for every deterministic verdict, what must pass (ARP, ICMP errors about the
 cluster's packets, neighbour discovery, replies on the cluster's sessions, honest nodes'
 verified connections), the passed capture, and determinism (two replays, same bytes).
-Last, a capture taken with a snap length: the same verdicts and byte counts as the whole
-capture, its passed frames cut as they came (their wire lengths kept)."""
+Then a capture taken with a snap length: the same verdicts and byte counts as the whole
+capture, its passed frames cut as they came (their wire lengths kept). Last, a capture cut
+short in the middle of a frame (its writer killed): the frames before the cut are judged
+as a whole capture of just them would be, with a warning, not an error."""
+import json
 import os
 import struct
 
-from common import TempDir, check, finish, generate, read_pcap, replay
+from common import STAKEGATE, TempDir, check, finish, generate, read_pcap, replay, run
 
 for fmt in ["snapshot", "node-infos"]:
     with TempDir() as d:
@@ -105,5 +108,26 @@ with TempDir() as d:
     got, want = records(os.path.join(d, "pass-cut.pcap")), records(os.path.join(d, "pass.pcap"))
     check(len(got) == len(want) > 0 and all(c == min(w, 128) for c, w in got) and [w for _, w in got] == [w for _, w in want],
           f"the passed frames are written cut, with their wire lengths ({len(got)})")
+
+    # Cut short in the middle of a record, against a whole capture of the records before it.
+    data = open(pcap, "rb").read()
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    offs, off = [], 24
+    while off + 16 <= len(data):
+        offs.append(off)
+        off += 16 + struct.unpack(order + "I", data[off + 8:off + 12])[0]
+    k = len(offs) // 2
+    open(os.path.join(d, "head.pcap"), "wb").write(data[:offs[k]])
+    open(os.path.join(d, "killed.pcap"), "wb").write(data[:offs[k] + 16 + 30])  # frame k+1 cut after 30 bytes
+    head, _ = replay(cfg, os.path.join(d, "head.pcap"), report=os.path.join(d, "head.json"))
+    p = run([STAKEGATE, "replay", "--config", cfg, "--pcap", os.path.join(d, "killed.pcap"),
+             "--report", os.path.join(d, "killed.json")])
+    killed = json.load(open(os.path.join(d, "killed.json")))
+    check(f"killed.pcap: cut short or damaged after frame {k} (" in p.stderr and "the rest of the file is ignored" in p.stderr,
+          f"a capture cut in its frame {k + 1} is warned about, naming the file and the frame: {p.stderr.strip()[-200:]}")
+    for key in ("drops_by_reason", "by_direction", "totals", "sessions"):
+        check(killed[key] == head[key], f"cut short: {key} as for the {k} whole frames before the cut")
+    check(killed["totals"]["outside"]["packets"] + killed["totals"]["inside"]["packets"] == k,
+          f"cut short: all {k} frames before the cut counted")
 
 finish()

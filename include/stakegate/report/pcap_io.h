@@ -18,11 +18,18 @@ class PcapReader {
   // Next frame; false at the end. `data` stays valid until the next call. `len` bytes
   // were captured; `wire_len`, when asked for, is the frame's length on the wire (more
   // than `len` in a capture taken with a snap length).
+  // A record that cannot be read (a capture cut short in the middle of a frame, as when
+  // tcpdump is killed, or a damaged record) ends the capture there: next() returns false
+  // and damage() says what and where; the frames before it stand.
   bool next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len, uint32_t* wire_len = nullptr);
+  const std::string& damage() const { return damage_; }
+  uint64_t frames() const { return frames_; }
 
  private:
   pcap_t* pcap_ = nullptr;
   std::string path_;
+  std::string damage_;
+  uint64_t frames_ = 0;
 };
 
 class PcapWriter {
