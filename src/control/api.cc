@@ -94,7 +94,8 @@ bool flow_file_body(const std::string& body, pb::ReplaceIdentitiesRequest& q) {
 bool query_force(const std::string& target) {
   auto q = target.find('?');
   if (q == std::string::npos) return false;
-  const std::string query = "&" + target.substr(q + 1) + "&";
+  std::string query = "&";
+  query.append(target, q + 1).append("&");
   return query.find("&force=true&") != std::string::npos || query.find("&force=1&") != std::string::npos;
 }
 

@@ -24,7 +24,7 @@ std::optional<PolicyState::Change> PolicyState::refresh_addresses(std::vector<st
   resolve_identities(nodes, cfg_.identity.hosts, cfg_.identity.dns, identity_source_, nullptr, false);
   auto list = [](const std::vector<IpAddr>& ips) {
     std::string s;
-    for (const auto& ip : ips) s += (s.empty() ? "" : ",") + ip.to_string();
+    for (const auto& ip : ips) s.append(s.empty() ? "" : ",").append(ip.to_string());
     return s.empty() ? std::string("(none)") : s;
   };
   std::set<std::string> named;

@@ -42,7 +42,7 @@ std::string g(double v) {
 template <typename Seq>
 std::string join(const Seq& s) {
   std::string out;
-  for (const auto& x : s) out += (out.empty() ? "" : ",") + std::string(x);
+  for (const auto& x : s) out.append(out.empty() ? "" : ",").append(x);
   return out;
 }
 

@@ -15,7 +15,7 @@ void check_identity_table(const std::vector<NodeIdentity>& nodes, const std::str
       throw ConfigError(source, "", "NodeID " + nodes[i].node_id + " appears twice");
     std::string key = nodes[i].host;
     std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    key += ":" + std::to_string(nodes[i].port);
+    key.append(":").append(std::to_string(nodes[i].port));
     if (auto [it, fresh] = by_addr.emplace(key, i); !fresh)
       throw ConfigError(source, "", "nodes " + nodes[it->second].node_id + " and " + nodes[i].node_id +
                                         " share the address " + nodes[i].address);

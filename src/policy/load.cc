@@ -72,7 +72,7 @@ namespace {
 std::string join_ports(const std::vector<uint16_t>& ports) {
   if (ports.empty()) return "any";
   std::string s;
-  for (uint16_t x : ports) s += (s.empty() ? "" : ",") + std::to_string(x);
+  for (uint16_t x : ports) s.append(s.empty() ? "" : ",").append(std::to_string(x));
   return s;
 }
 }  // namespace
@@ -135,7 +135,7 @@ std::string describe_plan(const LoadedPolicy& p) {
     const NodePlan& np = p.plan.nodes[i];
     const SourcePlan& sp = p.plan.sources[np.source];
     std::string ips;
-    for (const auto& ip : n.ips) ips += (ips.empty() ? "" : ",") + ip.to_string();
+    for (const auto& ip : n.ips) ips.append(ips.empty() ? "" : ",").append(ip.to_string());
     std::string status = n.status;
     if (sp.blocked) status += ",blocklisted";
     if (sp.nodes.size() > 1) status += ",shares-address(" + std::to_string(sp.nodes.size()) + " nodes)";

@@ -45,7 +45,7 @@ std::string tcp_flag_names(uint8_t f) {
                                                                {0x04, "RST"}, {0x20, "URG"}, {0x40, "ECE"}, {0x80, "CWR"}};
   std::string out;
   for (const auto& [bit, name] : kNames)
-    if (f & bit) out += (out.empty() ? "" : " ") + std::string(name);
+    if (f & bit) out.append(out.empty() ? "" : " ").append(name);
   return out.empty() ? "none" : out;
 }
 
