@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzing (docs/reliability.md): builds the libFuzzer targets with clang and
-# AddressSanitizer + UndefinedBehaviorSanitizer in build-fuzz/, replays every kept
+# AddressSanitizer + UndefinedBehaviorSanitizer in build-fuzz/ (or $STAKEGATE_FUZZ_BUILD, a
+# build configured the same way: scripts/test.sh passes its instrumented one), replays every kept
 # finding (tests/fuzz/regressions/<target>/), then fuzzes each target for --seconds
 # from seeds the project generates. A finding stops the run with its input saved under
 # build-fuzz/findings/; once fixed, copy it into tests/fuzz/regressions/<target>/.
@@ -19,7 +20,7 @@ done
 [ ${#targets[@]} -gt 0 ] || targets=(packet identity config api)
 [ -n "${STAKEGATE_SKIP_SETUP:-}" ] || scripts/setup.sh
 
-b=build-fuzz
+b="${STAKEGATE_FUZZ_BUILD:-build-fuzz}"
 if [ ! -f "$b/build.ninja" ]; then
   CC=clang CXX=clang++ meson setup "$b" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
     --buildtype=debugoptimized >/dev/null

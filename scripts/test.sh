@@ -8,9 +8,11 @@ scripts/setup.sh
 STAKEGATE_BUILD_DIR=build scripts/build.sh
 meson test -C build --print-errorlogs
 
-# Sanitizer build: the core library and unit tests (no EAL needed), debug + ASan/UBSan.
-san=build-sanitize
-[ -f "$san/build.ninja" ] || meson setup "$san" --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+# One instrumented build for the rest: clang with ASan/UBSan and libFuzzer's coverage, so
+# that the unit tests, the binaries and the fuzz targets share it (one build, not two).
+san=build-asan
+[ -f "$san/build.ninja" ] || CC=clang CXX=clang++ meson setup "$san" --buildtype=debugoptimized -Dfuzz=true \
+  -Db_sanitize=address,undefined -Db_lundef=false
 unit_targets=$(meson introspect "$san" --tests | /usr/bin/python3 -c 'import json,sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if "unit" in t["suite"]))')
 ninja -C "$san" $(for t in $unit_targets; do echo "tests/${t}_test"; done)
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
@@ -22,4 +24,4 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
   meson test -C "$san" --no-rebuild --print-errorlogs run_signals faults tx_fault pool_fault control_api
 
 # Fuzzing: every kept finding, then 30 s per target (docs/reliability.md).
-STAKEGATE_SKIP_SETUP=1 scripts/fuzz.sh --seconds "${STAKEGATE_FUZZ_SECONDS:-30}"
+STAKEGATE_SKIP_SETUP=1 STAKEGATE_FUZZ_BUILD="$san" scripts/fuzz.sh --seconds "${STAKEGATE_FUZZ_SECONDS:-30}"
