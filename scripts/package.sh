@@ -9,7 +9,17 @@ out="$(realpath -m "${1:-build-pkg}")"
 [ -n "${STAKEGATE_SKIP_SETUP:-}" ] || scripts/setup.sh
 
 build="$out/build" root="$out/root"
-if [ -f "$build/build.ninja" ]; then
+# A build folder configured exactly as the package needs (what scripts/build.sh makes),
+# named by STAKEGATE_PACKAGE_BUILD, is used as it is: the test command's own build.
+package_options() {
+  meson introspect "$1" --buildoptions 2>/dev/null | python3 -c '
+import json, sys
+o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
+print(o.get("buildtype"), o.get("prefix"), o.get("sysconfdir"), o.get("b_sanitize"), o.get("cpp_args"))'
+}
+if [ -n "${STAKEGATE_PACKAGE_BUILD:-}" ] && [ "$(package_options "$STAKEGATE_PACKAGE_BUILD")" = "release /usr /etc none []" ]; then
+  build="$(realpath "$STAKEGATE_PACKAGE_BUILD")"
+elif [ -f "$build/build.ninja" ]; then
   meson configure "$build" --prefix=/usr --sysconfdir=/etc --buildtype=release >/dev/null
 else
   meson setup "$build" --prefix=/usr --sysconfdir=/etc --buildtype=release >/dev/null

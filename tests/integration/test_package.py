@@ -18,7 +18,10 @@ from common import SOURCE, check, finish, one_node_config, run, write_yaml
 EXPOSURE = 2.2  # `systemd-analyze security` of the unit; docs/deployment.md
 
 out = os.path.join(os.environ.get("STAKEGATE_BUILD_ROOT", tempfile.mkdtemp()), "pkg")
-p = run(["bash", os.path.join(SOURCE, "scripts", "package.sh"), out], env=dict(os.environ, STAKEGATE_SKIP_SETUP="1"),
+# The tree's build, when configured as the package needs (scripts/build.sh makes it so),
+# is packaged as it is rather than built again.
+p = run(["bash", os.path.join(SOURCE, "scripts", "package.sh"), out],
+        env=dict(os.environ, STAKEGATE_SKIP_SETUP="1", STAKEGATE_PACKAGE_BUILD=os.environ.get("STAKEGATE_BUILD_ROOT", "")),
         timeout=900)
 deb = p.stdout.strip().splitlines()[-1]
 check(os.path.isfile(deb) and deb.endswith("_amd64.deb"), f"scripts/package.sh built {os.path.basename(deb)}")
