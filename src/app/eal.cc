@@ -8,7 +8,8 @@ namespace stakegate {
 
 std::string lcore_map(unsigned workers, const std::vector<int>& cpus) {
   std::string map = "0@" + std::to_string(cpus[0]);
-  for (unsigned w = 1; w <= workers; ++w) map.append(",").append(std::to_string(w)).append("@").append(std::to_string(cpus[w % cpus.size()]));
+  for (unsigned w = 1; w <= workers; ++w)
+    map.append(",").append(std::to_string(w)).append("@").append(std::to_string(cpus[w % cpus.size()]));
   return map;
 }
 

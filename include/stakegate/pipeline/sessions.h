@@ -198,9 +198,9 @@ class SessionTable {
   // The same, and notes whether the session is to be kept (after its flags changed).
   void extend_keep(Session* s, uint32_t deadline) {
     const size_t i = index_of(s);
-    uint32_t& sig = tags_[i / kWays].sig[i % kWays];
-    tags_[i / kWays].deadline[i % kWays] = deadline;
-    sig = (sig & ~kKept) | ((s->flags & (Session::kVerified | Session::kOpened)) ? kKept : 0);
+    TagSet& t = tags_[i / kWays];
+    t.deadline[i % kWays] = deadline;
+    t.sig[i % kWays] = (t.sig[i % kWays] & ~kKept) | ((s->flags & (Session::kVerified | Session::kOpened)) ? kKept : 0);
   }
   uint32_t deadline(const Session* s) const { return const_cast<SessionTable*>(this)->deadline_of(s); }
 

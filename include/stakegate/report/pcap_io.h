@@ -23,13 +23,12 @@ class PcapReader {
   // and damage() says what and where; the frames before it stand.
   bool next(uint64_t& ts_ns, const uint8_t*& data, uint32_t& len, uint32_t* wire_len = nullptr);
   const std::string& damage() const { return damage_; }
-  uint64_t frames() const { return frames_; }
 
  private:
   pcap_t* pcap_ = nullptr;
   std::string path_;
   std::string damage_;
-  uint64_t frames_ = 0;
+  uint64_t frames_ = 0;  // read so far, for damage()
 };
 
 class PcapWriter {
