@@ -17,6 +17,7 @@
 
 #include "identity_followers.h"
 #include "reloader.h"
+#include "serial_offload.h"
 #include "stakegate/control/api.h"
 #include "stakegate/control/http_server.h"
 #include "stakegate/control/metrics.h"
@@ -138,6 +139,11 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       }
     };
   };
+  // Identity replaces parse and wait on DNS on a helper thread, one at a time.
+  SerialOffload serial(io);
+  ControlApi::Offload offload = [&serial](std::function<void()> work, std::function<void()> finish) {
+    serial.run(std::move(work), std::move(finish));
+  };
   HttpHandler api_handler = [&](const HttpRequest& r, HttpReply reply) {
     const std::string rpc = ControlApi::rpc_of(r.target);
     if (rpc == "Reload" && r.method == "POST" && r.access == Access::kAdmin) {
@@ -151,10 +157,12 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       return;
     }
     const uint64_t before = state.generation();
-    auto out = api.handle(r.method, r.target, r.content_type, r.body, r.access, r.caller);
-    if (api.mutates(rpc)) audit(rpc, r.caller, out.status, before);
-    g_telemetry_generation = state.generation();
-    reply({out.status, out.content_type, std::move(out.body)});
+    api.handle_async(r.method, r.target, r.content_type, r.body, r.access, r.caller, offload,
+                     [&, rpc, reply, before, caller = r.caller](ControlApi::Response out) {
+                       if (api.mutates(rpc)) audit(rpc, caller, out.status, before);
+                       g_telemetry_generation = state.generation();
+                       reply({out.status, out.content_type, std::move(out.body)});
+                     });
   };
 
   if (!cfg.control.socket.empty()) {

@@ -4,6 +4,7 @@
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <exception>
 #include <stdexcept>
 
 #include "api_handlers.h"
@@ -168,10 +169,27 @@ ControlApi::Response ControlApi::reload_response(const std::string& content_type
   return reply(e, r);
 }
 
-ControlApi::Response ControlApi::handle(const std::string& method, const std::string& target,
-                                        const std::string& content_type, const std::string& body, Access access,
-                                        const std::string& caller) {
-  ctx_.caller = caller;
+namespace {
+
+// Runs a handler's body and turns what it throws into the API's error answers.
+template <typename Body>
+ControlApi::Response answer(const Encoding& e, Message& resp, Body&& body) {
+  try {
+    body();
+    return reply(e, resp);
+  } catch (const OpError& x) {
+    return error(e, status_of(x.code()), x.code(), x.what());
+  } catch (const ConfigError& x) {
+    return error(e, 400, "invalid_argument", x.what());
+  }
+}
+
+}  // namespace
+
+std::optional<ControlApi::Response> ControlApi::admit(const std::string& method, const std::string& target,
+                                                      const std::string& content_type, const std::string& body,
+                                                      Access access, const Handler*& handler,
+                                                      std::unique_ptr<Message>& request) const {
   Encoding e;
   e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
   std::string path = target.substr(0, target.find('?'));
@@ -190,19 +208,73 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
 
   auto& factory = *google::protobuf::MessageFactory::generated_factory();
   std::unique_ptr<Message> req(factory.GetPrototype(h.method->input_type())->New());
-  std::unique_ptr<Message> resp(factory.GetPrototype(h.method->output_type())->New());
   try {
     auto* replace = dynamic_cast<pb::ReplaceIdentitiesRequest*>(req.get());
     if (!(replace && !e.binary && flow_file_body(body, *replace))) parse(e, body, *req);
     // A Flow file sent as it is can carry the guard's override in the query: ?force=true.
     if (replace && query_force(target)) replace->set_force(true);
-    h.call(ctx_, *req, *resp);
-    return reply(e, *resp);
   } catch (const OpError& x) {
     return error(e, status_of(x.code()), x.code(), x.what());
-  } catch (const ConfigError& x) {
-    return error(e, 400, "invalid_argument", x.what());
   }
+  handler = &h;
+  request = std::move(req);
+  return std::nullopt;
+}
+
+ControlApi::Response ControlApi::handle(const std::string& method, const std::string& target,
+                                        const std::string& content_type, const std::string& body, Access access,
+                                        const std::string& caller) {
+  ctx_.caller = caller;
+  const Handler* h = nullptr;
+  std::unique_ptr<Message> req;
+  if (auto refused = admit(method, target, content_type, body, access, h, req)) return std::move(*refused);
+  Encoding e;
+  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  auto& factory = *google::protobuf::MessageFactory::generated_factory();
+  std::unique_ptr<Message> resp(factory.GetPrototype(h->method->output_type())->New());
+  return answer(e, *resp, [&] { h->call(ctx_, *req, *resp); });
+}
+
+void ControlApi::handle_async(const std::string& method, const std::string& target, const std::string& content_type,
+                              const std::string& body, Access access, const std::string& caller, const Offload& offload,
+                              std::function<void(Response)> done) {
+  if (!offload || rpc_of(target) != "ReplaceIdentities") return done(handle(method, target, content_type, body, access, caller));
+  ctx_.caller = caller;
+  const Handler* h = nullptr;
+  std::unique_ptr<Message> req;
+  if (auto refused = admit(method, target, content_type, body, access, h, req)) return done(std::move(*refused));
+  Encoding e;
+  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  struct Job {
+    IdentityUpload upload;
+    std::optional<PolicyState::PreparedIdentities> prepared;
+    std::exception_ptr failed;
+  };
+  auto job = std::make_shared<Job>();
+  pb::ReplaceIdentitiesResponse first;
+  Response refused = answer(e, first, [&] { job->upload = rpc::upload_of(static_cast<const pb::ReplaceIdentitiesRequest&>(*req)); });
+  if (refused.status != 200) return done(std::move(refused));
+  offload(
+      [job, identity = ctx_.state.config().identity] {
+        try {
+          job->prepared = PolicyState::prepare_identities(std::move(job->upload), identity);
+        } catch (...) {
+          job->failed = std::current_exception();
+        }
+      },
+      [this, job, e, done = std::move(done)] {
+        pb::ReplaceIdentitiesResponse r;
+        Response out;
+        try {
+          out = answer(e, r, [&] {
+            if (job->failed) std::rethrow_exception(job->failed);
+            rpc::fill_replace(ctx_, ctx_.state.commit_identities(std::move(*job->prepared)), r);
+          });
+        } catch (const std::exception& x) {  // on the control loop: nothing may escape
+          out = error(e, 500, "internal", x.what());
+        }
+        done(std::move(out));
+      });
 }
 
 }  // namespace stakegate

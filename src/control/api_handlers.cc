@@ -118,7 +118,7 @@ void get_identities(ApiContext& c, const pb::Empty&, pb::GetIdentitiesResponse& 
   for (const auto& n : c.state.nodes()) to_proto(n, *r.add_nodes());
 }
 
-void replace_identities(ApiContext& c, const pb::ReplaceIdentitiesRequest& q, pb::ReplaceIdentitiesResponse& r) {
+IdentityUpload upload_of(const pb::ReplaceIdentitiesRequest& q) {
   IdentityUpload up;
   up.stake_json = q.stake_json();
   up.force = q.force();
@@ -133,12 +133,19 @@ void replace_identities(ApiContext& c, const pb::ReplaceIdentitiesRequest& q, pb
   } else {
     throw OpError("invalid_argument", "no table: send a node-infos array, a protocol snapshot, or a ReplaceIdentitiesRequest");
   }
-  auto ch = c.state.replace_identities(std::move(up));
+  return up;
+}
+
+void fill_replace(const ApiContext& c, const PolicyState::Change& ch, pb::ReplaceIdentitiesResponse& r) {
   r.set_generation(ch.generation);
   r.set_nodes(static_cast<uint32_t>(c.state.nodes().size()));
   r.set_added(static_cast<uint32_t>(ch.added));
   r.set_removed(static_cast<uint32_t>(ch.removed));
   add_warnings(ch, r.mutable_warnings());
+}
+
+void replace_identities(ApiContext& c, const pb::ReplaceIdentitiesRequest& q, pb::ReplaceIdentitiesResponse& r) {
+  fill_replace(c, c.state.replace_identities(upload_of(q)), r);
 }
 
 void block(ApiContext& c, const pb::BlockRequest& q, pb::BlockResponse& r) {

@@ -12,6 +12,9 @@ namespace pb = stakegate::v1;
 void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r);
 void get_identities(ApiContext& c, const pb::Empty&, pb::GetIdentitiesResponse& r);
 void replace_identities(ApiContext& c, const pb::ReplaceIdentitiesRequest& q, pb::ReplaceIdentitiesResponse& r);
+// Its halves, for ControlApi::handle_async(): the request as an upload, and the answer.
+IdentityUpload upload_of(const pb::ReplaceIdentitiesRequest& q);
+void fill_replace(const ApiContext& c, const PolicyState::Change& ch, pb::ReplaceIdentitiesResponse& r);
 void block(ApiContext& c, const pb::BlockRequest& q, pb::BlockResponse& r);
 void unblock(ApiContext& c, const pb::UnblockRequest& q, pb::UnblockResponse& r);
 void list_blocklist(ApiContext& c, const pb::Empty&, pb::ListBlocklistResponse& r);

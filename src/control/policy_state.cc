@@ -209,28 +209,41 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
 }
 
 PolicyState::Change PolicyState::replace_identities(IdentityUpload up) {
-  std::vector<NodeIdentity> nodes;
-  std::string source = up.origin;
+  return commit_identities(prepare_identities(std::move(up), cfg_.identity));
+}
+
+PolicyState::PreparedIdentities PolicyState::prepare_identities(IdentityUpload up, const IdentityConfig& identity) {
+  PreparedIdentities p;
+  p.force = up.force;
+  p.source = up.origin;
   switch (up.kind) {
     case IdentityUpload::Kind::kFlowNodeInfos:
-      source += ": node-infos.pub.json";
-      nodes = parse_flow_node_infos(up.flow_json, source);
+      p.source += ": node-infos.pub.json";
+      p.nodes = parse_flow_node_infos(up.flow_json, p.source);
       break;
     case IdentityUpload::Kind::kFlowSnapshot:
-      source += ": protocol state snapshot";
-      nodes = parse_flow_snapshot(up.flow_json, source);
+      p.source += ": protocol state snapshot";
+      p.nodes = parse_flow_snapshot(up.flow_json, p.source);
       break;
     case IdentityUpload::Kind::kNodes:
-      source += ": identity table";
-      nodes = std::move(up.nodes);
+      p.source += ": identity table";
+      p.nodes = std::move(up.nodes);
       break;
   }
-  check_identity_table(nodes, source);
-  guard_removal(nodes, cfg_.identity.max_removed_fraction, up.force, source);
-  std::vector<std::string> warnings;
-  if (!up.stake_json.empty()) apply_stakes(nodes, parse_stake_file(up.stake_json, source + " (stakes)"), "stakes", &warnings);
-  resolve_identities(nodes, cfg_.identity.hosts, cfg_.identity.dns, source, &warnings);
-  Change ch = commit(cfg_, std::move(nodes), blocks_, source);
+  check_identity_table(p.nodes, p.source);
+  if (!up.stake_json.empty())
+    apply_stakes(p.nodes, parse_stake_file(up.stake_json, p.source + " (stakes)"), "stakes", &p.warnings);
+  // The lookup round only: the addresses (and the warnings about names that do not
+  // resolve) are taken from the cache at commit, under the identity.hosts running then.
+  if (std::string w = lookup_due_names(p.nodes, identity.hosts, identity.dns); !w.empty()) p.warnings.push_back(w);
+  return p;
+}
+
+PolicyState::Change PolicyState::commit_identities(PreparedIdentities p) {
+  guard_removal(p.nodes, cfg_.identity.max_removed_fraction, p.force, p.source);
+  std::vector<std::string> warnings = std::move(p.warnings);
+  resolve_identities(p.nodes, cfg_.identity.hosts, cfg_.identity.dns, p.source, &warnings, false);
+  Change ch = commit(cfg_, std::move(p.nodes), blocks_, p.source);
   ch.warnings = std::move(warnings);
   confirm_identity(clock_());
   return ch;

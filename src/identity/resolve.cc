@@ -282,18 +282,23 @@ std::vector<std::string> dns_names(const std::vector<NodeIdentity>& nodes, const
   return {names.begin(), names.end()};
 }
 
+std::string lookup_due_names(const std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts,
+                             const DnsConfig& dns, NameCache* cache) {
+  NameCache& c = cache ? *cache : NameCache::process();
+  // Only names whose answer ran out (or never came): a replace of a table whose names are
+  // all fresh does not wait on DNS.
+  const std::vector<std::string> names = c.due(dns_names(nodes, hosts), std::time(nullptr));
+  if (names.empty()) return "";
+  return c.record(dns_lookup(names, dns), dns, std::time(nullptr));
+}
+
 void resolve_identities(std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts,
                         const DnsConfig& dns, const std::string& source, std::vector<std::string>* warnings,
                         bool lookup, NameCache* cache) {
   NameCache& c = cache ? *cache : NameCache::process();
   if (lookup) {
-    // Only names whose answer ran out (or never came): a replace of a table whose names are
-    // all fresh does not wait on DNS.
-    const std::vector<std::string> names = c.due(dns_names(nodes, hosts), std::time(nullptr));
-    if (!names.empty()) {
-      std::string w = c.record(dns_lookup(names, dns), dns, std::time(nullptr));
-      if (!w.empty() && warnings) warnings->push_back(w);
-    }
+    std::string w = lookup_due_names(nodes, hosts, dns, &c);
+    if (!w.empty() && warnings) warnings->push_back(w);
   }
   for (auto& n : nodes) {
     n.ips.clear();

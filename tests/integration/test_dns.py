@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 from common import (STAKEGATE, STAKEGATECTL, Gateway, TempDir, check, finish, free_port, metric_values, node_infos, run, scrape,
@@ -147,6 +148,45 @@ with TempDir() as d:
         dns.reread()
         check(wait_for(lambda: ips(api)[GONE] == ["198.18.60.3"], 15),
               f"the name that never resolved is picked up once it exists: {ips(api)[GONE]}")
+
+        print("\n== a replace waits on DNS, the control plane does not")
+        # The resolver stops answering (SIGSTOP: the queries sit in its socket). A replace that
+        # brings a new name waits for its lookup (timeout_s 2); meanwhile the API and the
+        # metrics answer at once, and the replace then applies with the name unresolved.
+        NEW = "ab" * 32
+        table = node_infos([(C1, "consensus", "c1.dns.test:3569", 100), (C2, "consensus", "c2.dns.test:3569", 100),
+                            (GONE, "consensus", "gone.dns.test:3569", 100), (LIT, "access", "198.18.60.4:9000", 100),
+                            (NEW, "consensus", "new.dns.test:3569", 100)])
+        result = {}
+
+        def replace():
+            t = time.time()
+            result["reply"] = gw.api().call("ReplaceIdentities", table)
+            result["took"] = time.time() - t
+
+        dns.proc.send_signal(signal.SIGSTOP)
+        try:
+            th = threading.Thread(target=replace)
+            th.start()
+            time.sleep(0.4)
+            t = time.time()
+            s_status, _ = gw.api().call("Status")
+            status_took = time.time() - t
+            t = time.time()
+            scrape(mport)
+            scrape_took = time.time() - t
+            busy = th.is_alive()
+            th.join(30)
+        finally:
+            dns.proc.send_signal(signal.SIGCONT)
+        check(busy and s_status == 200 and status_took < 0.5 and scrape_took < 0.5,
+              f"while the replace waited on DNS: Status in {status_took:.2f} s, metrics in {scrape_took:.2f} s")
+        status, reply = result.get("reply", (None, None))
+        warnings = " ".join((reply or {}).get("warnings", []))
+        check(status == 200 and result["took"] >= 1.0 and f"node {NEW} (consensus): host 'new.dns.test' does not resolve"
+              in warnings, f"the replace applied after its lookup ({result.get('took', 0):.1f} s): {status} {reply}")
+        got = ips(api)
+        check(len(got) == 5 and got[NEW] == [] and got[C1] == ["198.18.60.11"], f"the new table runs: {got}")
         rc, _, err = gw.stop()
         check(rc == 0, f"stopped: rc {rc}")
 

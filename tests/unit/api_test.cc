@@ -106,6 +106,59 @@ TEST_F(ApiTest, Errors) {
   EXPECT_EQ(state_->generation(), 1u);
 }
 
+// ReplaceIdentities through handle_async(): its table is read in the work half (a helper
+// thread in the gateway), committed in the finish half; nothing is answered or changed in
+// between, and other requests are answered at once meanwhile.
+TEST_F(ApiTest, ReplaceIdentitiesOffTheControlThread) {
+  std::vector<std::pair<std::function<void()>, std::function<void()>>> jobs;
+  ControlApi::Offload offload = [&](std::function<void()> work, std::function<void()> finish) {
+    jobs.emplace_back(std::move(work), std::move(finish));
+  };
+  std::vector<ControlApi::Response> answers;
+  auto ask = [&](const std::string& target, const std::string& body, Access access = Access::kAdmin) {
+    api_->handle_async("POST", target, "application/json", body, access, "test", offload,
+                       [&](ControlApi::Response r) { answers.push_back(std::move(r)); });
+  };
+  const std::string infos = R"([{"Role": "consensus", "Address": "198.18.1.1:3569", "NodeID": ")" + id1 + R"(", "Weight": 100}])";
+
+  ask("/v1/ReplaceIdentities?force=true", infos);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_TRUE(answers.empty());
+  ask("/v1/Status", "");  // answered in line, with the old table
+  ASSERT_EQ(answers.size(), 1u);
+  EXPECT_EQ(json::parse(answers[0].body)["nodes"], 3);
+  jobs[0].first();  // the work half reads the table: nothing is applied yet
+  EXPECT_EQ(state_->nodes().size(), 3u);
+  EXPECT_EQ(gw_.applied, 0);
+  jobs[0].second();
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[1].status, 200) << answers[1].body;
+  EXPECT_EQ(json::parse(answers[1].body)["nodes"], 1);
+  EXPECT_EQ(state_->nodes().size(), 1u);
+  EXPECT_EQ(gw_.applied, 1);
+
+  // A table the work half refuses: its error, and the running table stays.
+  ask("/v1/ReplaceIdentities", R"([{"Role": "consensus"}])");
+  ASSERT_EQ(jobs.size(), 2u);
+  jobs[1].first();
+  jobs[1].second();
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_EQ(answers[2].status, 400);
+  EXPECT_THAT(answers[2].body, HasSubstr("missing key 'NodeID'"));
+  // Refused before any table is read (read-only caller, no table, bad JSON): answered at
+  // once, nothing offloaded.
+  ask("/v1/ReplaceIdentities", infos, Access::kRead);
+  ask("/v1/ReplaceIdentities", "{}");
+  ask("/v1/ReplaceIdentities", "{nope");
+  EXPECT_EQ(jobs.size(), 2u);
+  ASSERT_EQ(answers.size(), 6u);
+  EXPECT_EQ(answers[3].status, 403);
+  EXPECT_THAT(answers[4].body, HasSubstr("no table"));
+  EXPECT_EQ(answers[5].status, 400);
+  EXPECT_EQ(state_->nodes().size(), 1u);
+  EXPECT_EQ(gw_.applied, 1);
+}
+
 TEST_F(ApiTest, BlockShowsInNodeAndBlocklist) {
   auto [s, j] = call("Block", R"({"node_id": ")" + id1 + R"(", "reason": "flood", "expires_in_s": 60})");
   EXPECT_EQ(s, 200) << j.dump();

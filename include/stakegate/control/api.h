@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "stakegate/control/evidence_service.h"
@@ -61,6 +62,16 @@ class ControlApi {
   // the policy, before its body is parsed.
   Response handle(const std::string& method, const std::string& target, const std::string& content_type,
                   const std::string& body, Access access = Access::kAdmin, const std::string& caller = "");
+  // Runs `work` away from the control thread, then `finish` back on it (the control loop's
+  // SerialOffload: one at a time, in order).
+  using Offload = std::function<void(std::function<void()> work, std::function<void()> finish)>;
+  // handle(), answered through `done`. ReplaceIdentities parses its table and waits on DNS
+  // in the work half, and commits in the finish half, so the control thread goes on serving
+  // (metrics, other RPCs, evidence) meanwhile; every other RPC is answered before this
+  // returns, as is a request refused before its table is read.
+  void handle_async(const std::string& method, const std::string& target, const std::string& content_type,
+                    const std::string& body, Access access, const std::string& caller, const Offload& offload,
+                    std::function<void(Response)> done);
   // The RPC a target names ("/v1/Block" -> "Block"), or empty.
   static std::string rpc_of(const std::string& target);
   // Whether a Reload request asks to pass the removal guard (its body or ?force=true).
@@ -80,6 +91,11 @@ class ControlApi {
   };
   template <typename Req, typename Resp>
   void add(const char* name, bool mutates, void (*fn)(ApiContext&, const Req&, Resp&));
+  // The checks every request gets before its handler runs (path, method, access, media
+  // type, body): the refusal, or nullopt with `handler` and the parsed `request` set.
+  std::optional<Response> admit(const std::string& method, const std::string& target, const std::string& content_type,
+                                const std::string& body, Access access, const Handler*& handler,
+                                std::unique_ptr<google::protobuf::Message>& request) const;
 
   ApiContext ctx_;
   std::map<std::string, Handler, std::less<>> handlers_;

@@ -81,6 +81,19 @@ class PolicyState {
               unsigned rate_shards = 0, Clock clock = system_clock);
 
   Change replace_identities(IdentityUpload upload);
+  // replace_identities() in two halves, so that parsing a large table and waiting on DNS
+  // stay off the control thread: prepare_identities() (any thread; reads no state) parses
+  // and checks the upload and looks up its names that are due (identity.dns.timeout_s at
+  // most); commit_identities() (the control thread) checks the removal guard against the
+  // running table, takes the addresses from the name cache and publishes.
+  struct PreparedIdentities {
+    std::vector<NodeIdentity> nodes;
+    std::string source;
+    bool force = false;
+    std::vector<std::string> warnings;
+  };
+  static PreparedIdentities prepare_identities(IdentityUpload upload, const IdentityConfig& identity);
+  Change commit_identities(PreparedIdentities prepared);
   // Blocks a CIDR or a node (exactly one); expires_in_s 0 means until unblocked.
   Change block(const std::string& cidr, const std::string& node_id, const std::string& reason, uint64_t expires_in_s,
                const std::string& created_by = "");

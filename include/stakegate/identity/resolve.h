@@ -73,6 +73,12 @@ class NameCache {
 // The DNS names among the nodes' hosts (not literals, not pinned under identity.hosts).
 std::vector<std::string> dns_names(const std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts);
 
+// The lookup round of resolve_identities(): the nodes' DNS names that are due, looked up
+// and recorded in `cache` (default: the process's). Returns a warning when the cache's file
+// could not be saved.
+std::string lookup_due_names(const std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts,
+                             const DnsConfig& dns, NameCache* cache = nullptr);
+
 // Fills each node's `ips`: a literal address, then `hosts` (pinned names), then DNS. With
 // `lookup`, the DNS names that are due (unknown, or their TTL ran out) are looked up first
 // (one round, identity.dns.timeout_s at most); without, the cache answers.
