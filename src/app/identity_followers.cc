@@ -14,8 +14,8 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <thread>
 
+#include "helper_thread.h"
 #include "post_back.h"
 #include "stakegate/flow/access_fetch.h"
 #include "stakegate/identity/resolve.h"
@@ -45,14 +45,26 @@ class DnsRefresher {
     in_flight_ = true;
     auto post = back_.poster();
     DnsConfig dns = cfg.identity.dns;
-    std::thread([this, post, due = std::move(due), dns] {
+    std::string no_thread = start_helper_thread([this, post, due = std::move(due), dns] {
       auto answers = dns_lookup(due, dns);
       std::string warning = NameCache::process().record(answers, dns, std::time(nullptr));
       std::vector<std::string> failed;
       for (const auto& [name, a] : answers)
         if (!a.ok) failed.push_back(name + " (" + a.error + ")");
       post([this, warning, failed] { finish(warning, failed); });
-    }).detach();
+    });
+    if (!no_thread.empty()) {
+      // Tried again at the next poll (said once, not every second); the names keep their
+      // addresses meanwhile.
+      in_flight_ = false;
+      if (!no_thread_)
+        spdlog::error("dns: {} for a lookup round; the names keep their addresses, trying again each second",
+                      no_thread);
+      no_thread_ = true;
+    } else if (no_thread_) {
+      no_thread_ = false;
+      spdlog::info("dns: lookup rounds run again");
+    }
   }
 
  private:
@@ -74,6 +86,7 @@ class DnsRefresher {
 
   PolicyState& state_;
   bool in_flight_ = false;
+  bool no_thread_ = false;  // the last round could not start its thread
   std::vector<std::string> names_;
   uint64_t names_generation_ = 0;
   PostBack back_;  // last: destroyed first, so no helper posts to a dead object
@@ -98,10 +111,15 @@ class IdentityFetcher {
       const IdentityConfig id = state_.config().identity;  // a reload may have changed it
       if (!id.access_api.on()) return schedule(5);
       auto post = back_.poster();
-      std::thread([this, post, id] {
+      std::string no_thread = start_helper_thread([this, post, id] {
         auto result = std::make_shared<AccessFetch>(fetch_identity(id));
         post([this, result, cfg = id.access_api] { finish(*result, cfg); });
-      }).detach();
+      });
+      if (!no_thread.empty()) {
+        state_.fetch_failed(no_thread);
+        spdlog::error("identity fetch: {}; the running table stays, trying again in 5 s", no_thread);
+        schedule(5);
+      }
     });
   }
 
@@ -215,7 +233,7 @@ class IdentityFileWatcher {
     in_flight_ = true;
     auto post = back_.poster();
     Config cfg = state_.config();
-    std::thread([this, post, cfg] {
+    std::string no_thread = start_helper_thread([this, post, cfg] {
       auto nodes = std::make_shared<std::vector<NodeIdentity>>();
       auto warnings = std::make_shared<std::vector<std::string>>();
       auto error = std::make_shared<std::string>();
@@ -225,7 +243,15 @@ class IdentityFileWatcher {
         *error = e.what();
       }
       post([this, nodes, warnings, error] { finish(*nodes, *warnings, *error); });
-    }).detach();
+    });
+    if (!no_thread.empty()) {
+      in_flight_ = again_ = false;
+      spdlog::error("identity watch: {} to read {}; the running table stays, trying again in 5 s", no_thread, path_);
+      quiet_.expires_after(std::chrono::seconds(5));
+      quiet_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) load();
+      });
+    }
   }
 
   void finish(std::vector<NodeIdentity>& nodes, const std::vector<std::string>& warnings, const std::string& error) {

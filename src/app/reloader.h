@@ -7,9 +7,9 @@
 #include <functional>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "helper_thread.h"
 #include "post_back.h"
 #include "stakegate/control/access.h"
 #include "stakegate/control/policy_state.h"
@@ -42,7 +42,7 @@ class Reloader {
     const uint64_t flight = ++flight_;
     const std::string file = state_.config().file;
     auto post = back_.poster();
-    std::thread([this, post, flight, file] {
+    std::string no_thread = start_helper_thread([this, post, flight, file] {
       auto result = std::make_shared<std::optional<LoadedPolicy>>();
       auto tokens = std::make_shared<ControlTokens>();
       auto error = std::make_shared<std::string>();
@@ -54,7 +54,9 @@ class Reloader {
         *error = e.what();
       }
       post([this, flight, result, tokens, error] { finish(flight, result, tokens, *error); });
-    }).detach();
+    });
+    if (!no_thread.empty())
+      return conclude(nullptr, "unavailable", "the config cannot be read: " + no_thread + "; the running policy is unchanged");
     timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_ * 1000)));
     timer_.async_wait([this, flight](const boost::system::error_code& ec) {
       if (ec || flight != flight_ || waiters_.empty()) return;

@@ -7,8 +7,9 @@
 
 #include <deque>
 #include <functional>
-#include <thread>
+#include <spdlog/spdlog.h>
 
+#include "helper_thread.h"
 #include "post_back.h"
 
 namespace stakegate {
@@ -32,10 +33,17 @@ class SerialOffload {
   void start() {
     // Detached, as the reloader's: a helper still waiting on DNS when the gateway stops is
     // left to end with the process; what it posts after its owner is gone is dropped.
-    std::thread([this, post = back_.poster(), work = jobs_.front().work] {
+    auto post = back_.poster();
+    std::string no_thread = start_helper_thread([this, post, work = jobs_.front().work] {
       work();
       post([this] { done(); });
-    }).detach();
+    });
+    if (no_thread.empty()) return;
+    // No thread to be had (a task limit): the work runs here, as it did before it was
+    // offloaded; the loop waits on it, but the change is made.
+    spdlog::warn("{}: the identity replace runs on the control thread", no_thread);
+    jobs_.front().work();
+    post([this] { done(); });
   }
   void done() {
     Job job = std::move(jobs_.front());
