@@ -1,6 +1,7 @@
 #pragma once
 // The subcommands of `stakegate` (main.cc parses the command line with CLI11).
 #include <string>
+#include <vector>
 
 namespace stakegate {
 
@@ -14,6 +15,10 @@ int cmd_run(const RunOptions& o);
 struct ReplayOptions {
   std::string config, pcap;
   std::string out, report, evidence;  // optional
+  // Source MACs of the frames that went out (the inside next hops): the direction is then
+  // told by MAC, not by cluster.prefixes, so a frame forged with a cluster address is
+  // judged as `run` judges it (spoofed).
+  std::vector<std::string> inside_macs;
 };
 int cmd_replay(const ReplayOptions& o);
 

@@ -23,6 +23,10 @@ int main(int argc, char** argv) {
   p->add_option("--out", replay.out, "write the passed packets here (classic pcap)");
   p->add_option("--report", replay.report, "write the counters, graylist events and evidence cases as JSON here");
   p->add_option("--evidence", replay.evidence, "evidence bundles go here instead of evidence.dir");
+  p->add_option("--inside-mac", replay.inside_macs,
+                "source MAC of the frames that went out (the inside next hops; repeat or separate with commas): "
+                "the direction is told by MAC instead of by cluster.prefixes")
+      ->delimiter(',');
 
   std::string check_file;
   auto* c = app.add_subcommand("check-config", "validate a config and its identity files, print the plan");

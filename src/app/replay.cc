@@ -1,10 +1,15 @@
 // `stakegate replay`: the worker pipeline over a capture, packet timestamps as the clock.
 // The policy goes through the same operations layer as in `run` (one worker, bound
 // directly), and peer score and evidence through the same EvidenceService.
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 
 #include "commands.h"
 #include "stakegate/control/evidence_service.h"
@@ -28,6 +33,23 @@ class BindNow : public Publisher {
   std::shared_ptr<const PolicySnapshot> current;
   Worker* worker = nullptr;
 };
+
+using Mac = std::array<uint8_t, 6>;
+
+// "aa:bb:cc:dd:ee:ff" (or with '-'), or an error naming the option and the value.
+Mac parse_mac(const std::string& text) {
+  const bool shape = text.size() == 17 && (text[2] == ':' || text[2] == '-');
+  for (size_t i = 0; shape && i < text.size(); ++i) {
+    const bool ok = i % 3 == 2 ? text[i] == text[2] : std::isxdigit(static_cast<unsigned char>(text[i])) != 0;
+    if (!ok) break;
+    if (i + 1 == text.size()) {
+      Mac mac{};
+      for (size_t b = 0; b < 6; ++b) mac[b] = static_cast<uint8_t>(std::stoul(text.substr(3 * b, 2), nullptr, 16));
+      return mac;
+    }
+  }
+  throw std::invalid_argument("--inside-mac: '" + text + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
+}
 
 bool from_cluster(const ClusterPrefixes& cluster, const PacketView& p) {
   PacketMeta m;
@@ -57,6 +79,8 @@ nlohmann::json cases_json(const std::vector<CaseSummary>& cases) {
 
 int cmd_replay(const ReplayOptions& o) {
   try {
+    std::vector<Mac> inside_macs;
+    for (const auto& m : o.inside_macs) inside_macs.push_back(parse_mac(m));
     LoadedPolicy p = load_policy(o.config);
     for (const auto& w : p.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     if (!o.evidence.empty()) p.cfg.evidence.dir = o.evidence;
@@ -86,10 +110,20 @@ int cmd_replay(const ReplayOptions& o) {
     // every other frame came in from the outside and is decided. A capture taken with a
     // snap length holds only the first bytes of long frames: they are judged as `run`
     // judges a frame in chained mbufs, by the headers captured and their whole length.
+    // With --inside-mac the direction is the frame's source MAC instead: a capture at the
+    // outside link tells the inside next hops from the router, whatever addresses a frame
+    // claims, so a frame forged with a cluster source is judged (spoofed), as `run` would.
     const ClusterPrefixes& cluster = state.snapshot()->cluster();
+    auto went_out = [&](const PacketView& v) {
+      if (inside_macs.empty()) return !cluster.empty() && from_cluster(cluster, v);
+      if (v.len < 14) return false;
+      Mac src;
+      std::memcpy(src.data(), v.data + 6, 6);
+      return std::find(inside_macs.begin(), inside_macs.end(), src) != inside_macs.end();
+    };
     while (in.next(ts, data, len, &wire)) {
       PacketView view{data, len, wire};
-      if (!cluster.empty() && from_cluster(cluster, view)) {
+      if (went_out(view)) {
         worker.process_inside(&view, 1, ts);
       } else {
         Verdict v;

@@ -5,12 +5,14 @@ verified connections), the passed capture, and determinism (two replays, same by
 Then a capture taken with a snap length: the same verdicts and byte counts as the whole
 capture, its passed frames cut as they came (their wire lengths kept). Last, a capture cut
 short in the middle of a frame (its writer killed): the frames before the cut are judged
-as a whole capture of just them would be, with a warning, not an error."""
+as a whole capture of just them would be, with a warning, not an error. And the direction
+told by source MAC (--inside-mac): a frame forged with a cluster address is spoofed."""
 import json
 import os
 import struct
 
-from common import STAKEGATE, TempDir, check, finish, generate, read_pcap, replay, run
+from common import (STAKEGATE, TempDir, check, finish, generate, one_node_config, read_pcap, replay, run, write_pcap,
+                    write_yaml)
 
 for fmt in ["snapshot", "node-infos"]:
     with TempDir() as d:
@@ -129,5 +131,42 @@ with TempDir() as d:
         check(killed[key] == head[key], f"cut short: {key} as for the {k} whole frames before the cut")
     check(killed["totals"]["outside"]["packets"] + killed["totals"]["inside"]["packets"] == k,
           f"cut short: all {k} frames before the cut counted")
+
+# The direction told by MAC (--inside-mac): a frame forged with a cluster address from the
+# outside is judged (spoofed), as `run` judges it, instead of going out and opening a
+# session that lets a forged "reply" through.
+INSIDE_MAC, ROUTER_MAC, GW_MAC = "02:00:00:00:00:aa", "02:00:00:00:00:bb", "02:00:00:00:00:01"
+
+
+def udp_frame(smac, src, dst, sport, dport):
+    mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
+    ip = lambda a: bytes(int(x) for x in a.split("."))
+    udp = struct.pack("!HHHH", sport, dport, 8 + 18, 0) + b"\0" * 18
+    iph = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, ip(src), ip(dst))
+    return mac(GW_MAC) + mac(smac) + b"\x08\x00" + iph + udp
+
+
+with TempDir() as d:
+    cfg = os.path.join(d, "gw.yaml")
+    write_yaml(cfg, one_node_config(d, "net_null0", "net_null1", cluster={"prefixes": ["198.18.255.0/24"]}))
+    frames = [udp_frame(INSIDE_MAC, "198.18.255.1", "198.18.9.9", 5353, 53),   # the cluster's query
+              udp_frame(ROUTER_MAC, "198.18.9.9", "198.18.255.1", 53, 5353),   # its answer
+              udp_frame(ROUTER_MAC, "198.18.255.1", "198.18.9.8", 6000, 53),   # forged: a cluster address from outside
+              udp_frame(ROUTER_MAC, "198.18.9.8", "198.18.255.1", 53, 6000)]   # the "reply" it would let in
+    write_pcap(os.path.join(d, "dns.pcap"), frames)
+    by_prefix, _ = replay(cfg, os.path.join(d, "dns.pcap"), report=os.path.join(d, "prefix.json"))
+    check(by_prefix["totals"]["inside"]["packets"] == 2 and by_prefix["totals"]["outside"]["passed"] == 2,
+          f"by cluster.prefixes: the forged frame goes out, and its 'reply' passes: {by_prefix['totals']}")
+    p = run([STAKEGATE, "replay", "--config", cfg, "--pcap", os.path.join(d, "dns.pcap"), "--inside-mac", INSIDE_MAC,
+             "--report", os.path.join(d, "mac.json")])
+    by_mac = json.load(open(os.path.join(d, "mac.json")))
+    drops = by_mac["drops_by_reason"]
+    check(by_mac["totals"]["inside"]["packets"] == 1 and by_mac["totals"]["outside"]["passed"] == 1 and
+          drops["spoofed"] == 1 and drops["unregistered"] == 1,
+          f"--inside-mac: the real answer passes, the forged frame is spoofed, its 'reply' unregistered: "
+          f"{by_mac['totals']} {drops}")
+    p = run([STAKEGATE, "replay", "--config", cfg, "--pcap", os.path.join(d, "dns.pcap"), "--inside-mac",
+             f"{INSIDE_MAC},02:00:00:00:0z:01"], expect_rc=1)
+    check("--inside-mac: '02:00:00:00:0z:01' is not a MAC address" in p.stderr, f"a bad MAC is named: {p.stderr.strip()}")
 
 finish()
