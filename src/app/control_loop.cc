@@ -140,7 +140,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     };
   };
   // Identity replaces parse and wait on DNS on a helper thread, one at a time.
-  SerialOffload serial(io);
+  SerialOffload serial(io, "the identity replace");
   ControlApi::Offload offload = [&serial](std::function<void()> work, std::function<void()> finish) {
     serial.run(std::move(work), std::move(finish));
   };

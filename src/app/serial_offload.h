@@ -7,6 +7,7 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <spdlog/spdlog.h>
 
 #include "helper_thread.h"
@@ -16,7 +17,8 @@ namespace stakegate {
 
 class SerialOffload {
  public:
-  explicit SerialOffload(boost::asio::io_context& io) : back_(io) {}
+  // `what` names the work in the log ("the identity replace").
+  SerialOffload(boost::asio::io_context& io, std::string what) : what_(std::move(what)), back_(io) {}
 
   // `work` runs on a helper thread once the jobs before it are done; `finish` then runs on
   // the loop. Neither may throw. Called on the loop.
@@ -24,7 +26,6 @@ class SerialOffload {
     jobs_.push_back({std::move(work), std::move(finish)});
     if (jobs_.size() == 1) start();
   }
-  size_t pending() const { return jobs_.size(); }
 
  private:
   struct Job {
@@ -41,7 +42,7 @@ class SerialOffload {
     if (no_thread.empty()) return;
     // No thread to be had (a task limit): the work runs here, as it did before it was
     // offloaded; the loop waits on it, but the change is made.
-    spdlog::warn("{}: the identity replace runs on the control thread", no_thread);
+    spdlog::warn("{}: {} runs on the control thread", no_thread, what_);
     jobs_.front().work();
     post([this] { done(); });
   }
@@ -52,6 +53,7 @@ class SerialOffload {
     job.finish();
   }
 
+  std::string what_;
   std::deque<Job> jobs_;
   PostBack back_;  // last: destroyed first, so no helper posts to a dead object
 };

@@ -251,9 +251,10 @@ void ControlApi::handle_async(const std::string& method, const std::string& targ
     std::exception_ptr failed;
   };
   auto job = std::make_shared<Job>();
-  pb::ReplaceIdentitiesResponse first;
-  Response refused = answer(e, first, [&] { job->upload = rpc::upload_of(static_cast<const pb::ReplaceIdentitiesRequest&>(*req)); });
-  if (refused.status != 200) return done(std::move(refused));
+  // The request as an upload; one that holds no table is answered now.
+  pb::ReplaceIdentitiesResponse unused;
+  Response early = answer(e, unused, [&] { job->upload = rpc::upload_of(static_cast<const pb::ReplaceIdentitiesRequest&>(*req)); });
+  if (early.status != 200) return done(std::move(early));
   offload(
       [job, identity = ctx_.state.config().identity] {
         try {

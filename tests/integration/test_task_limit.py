@@ -49,14 +49,15 @@ with TempDir() as d:
     open(limit, "w").close()
     before = outside_packets(api)
     time.sleep(2.5)  # two DNS rounds fall due
-    check(gw.proc.poll() is None, f"the gateway runs on: {gw.log()[-800:]}")
+    alive = gw.proc.poll() is None
+    check(alive, "the gateway runs on" + ("" if alive else f": {gw.log()[-800:]}"))
     check(outside_packets(api) > before, "the data path forwards")
     check(gw.log().count("dns: cannot start a thread") == 1, "the log says once that the DNS rounds cannot start")
     gen = api.call("Status")[1]["identity_generation"]
 
     gw.proc.send_signal(signal.SIGHUP)
     check(wait_for(lambda: "SIGHUP: reload refused (unavailable)" in gw.log(), 5),
-          f"SIGHUP is refused and logged: {gw.log()[-600:]}")
+          "SIGHUP is refused and logged")
     check(gw.proc.poll() is None, "the gateway runs on after SIGHUP")
     s, r = api.call("Reload")
     check(s == 503 and r["code"] == "unavailable" and "thread" in r["message"] and "unchanged" in r["message"],
@@ -75,7 +76,7 @@ with TempDir() as d:
     check(s == 200, f"Reload applies (nothing left waiting): {s} {r}")
     after_reload = fails()  # the reload looked the failing name up itself
     check(wait_for(lambda: "dns: lookup rounds run again" in gw.log(), 10) and wait_for(lambda: fails() > after_reload, 10),
-          f"the DNS rounds resume, and the log says so: {gw.log()[-1500:]}")
+          "the DNS rounds resume, and the log says so")
     check(outside_packets(api) > 0, "forwarding")
     rc, _, err = gw.stop()
     check(rc == 0, f"stopped cleanly: rc {rc}")
