@@ -12,6 +12,7 @@ PACKAGES=(
   libssl-dev libcrypt-dev openssl        # TLS listeners, bcrypt for /metrics; openssl makes the tests' certificates
   libcli11-dev                           # command lines of stakegate, stakegatectl, stakegate-scenario
   libc-ares-dev                          # identity host names: asynchronous DNS with TTLs and explicit servers
+  libsystemd-dev                         # sd_notify: readiness and the watchdog under systemd
   libgrpc++-dev protobuf-compiler-grpc   # identity.access_api: Flow's Access API over gRPC
   python3-grpcio                         # ... a fake Access API in the tests
   python3-yaml                           # tests and scripts change configs as data

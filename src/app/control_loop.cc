@@ -18,6 +18,7 @@
 #include "identity_followers.h"
 #include "reloader.h"
 #include "serial_offload.h"
+#include "service_notify.h"
 #include "stakegate/control/api.h"
 #include "stakegate/control/http_server.h"
 #include "stakegate/control/metrics.h"
@@ -222,6 +223,9 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
 
   IdentityFollowers followers(io, state);
 
+  // systemd: ready once everything listens; the watchdog fed while every loop turns.
+  ServiceNotifier notifier;
+
   // Timer: reclaim snapshots, evidence, expire blocks, periodic summary, idle exit.
   asio::steady_timer tick(io);
   auto last_report = std::chrono::steady_clock::now();
@@ -232,6 +236,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     tick.expires_after(std::chrono::milliseconds(50));
     tick.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
+      notifier.tick(dp.loop_progress(), std::chrono::steady_clock::now());
       publisher.reclaim();
       evidence.tick();
       try {
@@ -272,7 +277,10 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     });
   };
   on_tick();
+  notifier.ready("forwarding; " + std::to_string(state.nodes().size()) + " nodes, generation " +
+                 std::to_string(state.generation()));
   io.run();
+  notifier.stopping();
   g_telemetry_dp = nullptr;
   control_server.close();
   metrics_server.close();

@@ -122,6 +122,12 @@ uint64_t DataPlane::tx_dropped(Direction from) const {
   return n;
 }
 
+std::vector<uint64_t> DataPlane::loop_progress() const {
+  std::vector<uint64_t> out;
+  for (const auto& c : ctxs_) out.push_back(relaxed(c.total_tsc));
+  return out;
+}
+
 void DataPlane::sample_busy() {
   last_busy_.resize(ctxs_.size(), {0, 0});
   busy_.resize(ctxs_.size(), 0.0);

@@ -46,6 +46,9 @@ class DataPlane : public DataPathView {
   // TSC cycles per packet of each worker's loop iterations that carried packets, over the
   // last sample_busy() interval (0 when it carried none).
   std::vector<double> cycles_per_packet() const override { return cycles_; }
+  // Per worker, a counter that advances every time its loop turns (its loop's TSC total):
+  // the watchdog's proof that no worker is stuck.
+  std::vector<uint64_t> loop_progress() const;
 
  private:
   const Config& cfg_;
