@@ -264,6 +264,9 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
                      summary_line(t, dp.tx_dropped(Direction::kOutside) + dp.tx_dropped(Direction::kInside)),
                      static_cast<double>(out_rx - reported_rx) / secs / 1e6,
                      static_cast<double>(in_rx - reported_in) / secs / 1e6);
+        notifier.status(fmt::format("forwarding; generation {}; outside {:.3f} Mpps, inside {:.3f} Mpps", state.generation(),
+                                    static_cast<double>(out_rx - reported_rx) / secs / 1e6,
+                                    static_cast<double>(in_rx - reported_in) / secs / 1e6));
         reported_rx = out_rx;
         reported_in = in_rx;
         last_report = now;

@@ -19,6 +19,8 @@ void ServiceNotifier::ready(const std::string& status) const {
 
 void ServiceNotifier::stopping() const { sd_notify(0, "STOPPING=1"); }
 
+void ServiceNotifier::status(const std::string& line) const { sd_notifyf(0, "STATUS=%s", line.c_str()); }
+
 void ServiceNotifier::tick(const std::vector<uint64_t>& progress, Clock::time_point now) {
   if (!watchdog() || now - last_check_ < interval_) return;
   last_check_ = now;

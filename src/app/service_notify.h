@@ -21,6 +21,8 @@ class ServiceNotifier {
   ServiceNotifier();  // reads the watchdog interval systemd gave (WATCHDOG_USEC)
   void ready(const std::string& status) const;
   void stopping() const;
+  // What `systemctl status` shows on its Status line (each stats interval).
+  void status(const std::string& line) const;
   // Each control-loop tick: `progress` holds a counter per worker that advances while its
   // loop turns (DataPlane::loop_progress). At half the watchdog interval, pings when every
   // worker advanced since the previous check; else says once which did not.

@@ -39,7 +39,9 @@ def pings(msgs):
 
 
 with TempDir() as d:
-    write_yaml(f"{d}/gw.yaml", one_node_config(d, "net_null0", "net_null1,no-rx=1"))
+    cfg = one_node_config(d, "net_null0", "net_null1,no-rx=1")
+    cfg["dataplane"]["stats_interval_s"] = 1
+    write_yaml(f"{d}/gw.yaml", cfg)
     systemd = Systemd(f"{d}/notify")
     stall = f"{d}/stall"
     env = dict(os.environ, NOTIFY_SOCKET=f"{d}/notify", WATCHDOG_USEC="1000000", LD_PRELOAD=STALL,
@@ -53,6 +55,8 @@ with TempDir() as d:
           f"READY=1 with a status once the gateway forwards: {lines[:4]}")
     n = len(pings(first))
     check(3 <= n <= 6, f"the watchdog is fed every 0.5 s while the loops turn: {n} pings in 2 s")
+    rates = [line for line in lines if line.startswith("STATUS=forwarding; generation 1; outside ")]
+    check(len(rates) >= 1 and "Mpps" in rates[-1], f"the status line carries the rates each stats interval: {rates[-1:]}")
 
     print("\n== a worker hangs in its driver")
     open(stall, "w").close()
