@@ -44,7 +44,7 @@ struct PolicyState::Slots {
       throw OpError("resource_exhausted", "the table has " + std::to_string(plan.sources.size()) +
                                               " source addresses; the source capacity is " +
                                               std::to_string(capacity) + " (limits.sources)");
-    std::set<uint32_t> used;
+    std::vector<char> used(owners.size(), 0);
     std::vector<SourcePlan*> fresh;
     for (SourcePlan& s : plan.sources) {
       if (s.addrs.empty()) { fresh.push_back(&s); continue; }  // cannot be matched: any free slot
@@ -53,12 +53,12 @@ struct PolicyState::Slots {
       s.slot = it->second;
       s.slot_epoch = owners[s.slot].epoch;
       owners[s.slot].last_used = generation;
-      used.insert(s.slot);
+      used[s.slot] = 1;
     }
     // Free slots: never used first, then those unused longest.
     std::vector<uint32_t> reusable;
     for (uint32_t i = 0; i < owners.size(); ++i)
-      if (!used.count(i)) reusable.push_back(i);
+      if (!used[i]) reusable.push_back(i);
     std::sort(reusable.begin(), reusable.end(),
               [&](uint32_t a, uint32_t b) { return owners[a].last_used < owners[b].last_used; });
     size_t next_reuse = 0;
@@ -163,11 +163,13 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
 
   Change ch;
   ch.generation = snap->generation;
-  std::set<std::string> before, after;
-  for (const auto& n : nodes_) before.insert(n.node_id);
-  for (const auto& n : nodes) after.insert(n.node_id);
-  for (const auto& id : after) ch.added += !before.count(id);
-  for (const auto& id : before) ch.removed += !after.count(id);
+  // NodeIDs are unique within a table (check_identity_table), and node_index_ still
+  // indexes the running one: what is not found there was added; what was not found again,
+  // removed. (Sets of a million strings took a second here.)
+  size_t kept = 0;
+  for (const auto& n : nodes) kept += node_index_.count(n.node_id);
+  ch.added = nodes.size() - kept;
+  ch.removed = nodes_.size() > kept ? nodes_.size() - kept : 0;
 
   // Accepted: nothing below throws.
   cfg_ = std::move(cfg);
@@ -331,10 +333,9 @@ PolicyState::Change PolicyState::reload(bool force) { return apply_reload(load_f
 void PolicyState::guard_removal(const std::vector<NodeIdentity>& next, double max_fraction, bool force,
                                 const std::string& source) const {
   if (force || nodes_.empty()) return;
-  std::set<std::string> kept;
-  for (const auto& n : next) kept.insert(n.node_id);
-  size_t removed = 0;
-  for (const auto& n : nodes_) removed += !kept.count(n.node_id);
+  size_t kept = 0;  // NodeIDs are unique within a table: the running nodes found again
+  for (const auto& n : next) kept += node_index_.count(n.node_id);
+  const size_t removed = nodes_.size() > kept ? nodes_.size() - kept : 0;
   if (static_cast<double>(removed) <= max_fraction * static_cast<double>(nodes_.size())) return;
   std::ostringstream m;
   m << source << ": the new table removes " << removed << " of the " << nodes_.size() << " running nodes ("
