@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <map>
 #include <tuple>
-#include <set>
 #include <sstream>
 #include <utility>
 
