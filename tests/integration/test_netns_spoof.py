@@ -102,8 +102,14 @@ def phase_forged(lab, gw, metrics_port):
     check(got >= 0.95 * mbit, f"con1's real stream kept its rate: {got:.2f} of {mbit:.2f} Mbit/s received")
     check(d.get("over_rate", 0) <= 0.01 * d["passed"],
           f"con1's verified connection: {d['passed']} passed, {d.get('over_rate', 0)} over_rate")
-    check(not after["graylisted"] and float(after.get("score", 0)) == 0,
-          f"con1 is not graylisted and its score did not move ({float(after.get('score', 0)):.1f})")
+    # Only con1's own verified drops may cost it (a TCP burst over its bucket, within the 1 %
+    # above): over_rate costs OVER_RATE_PENALTY per second of its rate. The forged packets,
+    # thousands of them, must cost nothing: they would put it far below the graylist line.
+    own = d.get("over_rate", 0) * OVER_RATE_PENALTY / RATE
+    score = float(after.get("score", 0))
+    check(not after["graylisted"] and -own - 0.01 <= score <= 0,
+          f"con1 is not graylisted and its score moved only by its own {d.get('over_rate', 0)} verified drops "
+          f"({score:.2f}, at most -{own:.2f})")
     cases = gw.api().call("ListEvidence")[1].get("cases", [])
     check(cases == [], f"no evidence case opened ({len(cases)})")
     total = sum(sent.values())
