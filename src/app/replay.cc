@@ -3,13 +3,14 @@
 // directly), and peer score and evidence through the same EvidenceService.
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <stdexcept>
+
+#include <rte_ether.h>
 
 #include "commands.h"
 #include "stakegate/control/evidence_service.h"
@@ -36,19 +37,14 @@ class BindNow : public Publisher {
 
 using Mac = std::array<uint8_t, 6>;
 
-// "aa:bb:cc:dd:ee:ff" (or with '-'), or an error naming the option and the value.
+// "aa:bb:cc:dd:ee:ff" (DPDK's parser), or an error naming the option and the value.
 Mac parse_mac(const std::string& text) {
-  const bool shape = text.size() == 17 && (text[2] == ':' || text[2] == '-');
-  for (size_t i = 0; shape && i < text.size(); ++i) {
-    const bool ok = i % 3 == 2 ? text[i] == text[2] : std::isxdigit(static_cast<unsigned char>(text[i])) != 0;
-    if (!ok) break;
-    if (i + 1 == text.size()) {
-      Mac mac{};
-      for (size_t b = 0; b < 6; ++b) mac[b] = static_cast<uint8_t>(std::stoul(text.substr(3 * b, 2), nullptr, 16));
-      return mac;
-    }
-  }
-  throw std::invalid_argument("--inside-mac: '" + text + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
+  rte_ether_addr a{};
+  if (rte_ether_unformat_addr(text.c_str(), &a) != 0)
+    throw std::invalid_argument("--inside-mac: '" + text + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
+  Mac mac;
+  std::memcpy(mac.data(), a.addr_bytes, mac.size());
+  return mac;
 }
 
 bool from_cluster(const ClusterPrefixes& cluster, const PacketView& p) {
