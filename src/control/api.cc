@@ -25,6 +25,10 @@ struct Encoding {
   bool binary = false;  // application/x-protobuf, else protobuf's JSON mapping
 };
 
+Encoding encoding_of(const std::string& content_type) {
+  return {content_type.rfind("application/x-protobuf", 0) == 0};
+}
+
 ControlApi::Response error(const Encoding& e, int status, const std::string& code, const std::string& message) {
   pb::Error m;
   m.set_code(code);
@@ -103,8 +107,7 @@ bool query_force(const std::string& target) {
 }  // namespace
 
 bool ControlApi::reload_forced(const std::string& target, const std::string& content_type, const std::string& body) const {
-  Encoding e;
-  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  const Encoding e = encoding_of(content_type);
   pb::ReloadRequest q;
   try {
     parse(e, body, q);
@@ -161,8 +164,7 @@ std::string ControlApi::rpc_of(const std::string& target) {
 
 ControlApi::Response ControlApi::reload_response(const std::string& content_type, const PolicyState::Change* change,
                                                  const std::string& error_code, const std::string& message) const {
-  Encoding e;
-  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  const Encoding e = encoding_of(content_type);
   if (!change) return error(e, status_of(error_code), error_code, message);
   pb::ReloadResponse r;
   rpc::fill_reload(ctx_, *change, r);
@@ -190,8 +192,7 @@ std::optional<ControlApi::Response> ControlApi::admit(const std::string& method,
                                                       const std::string& content_type, const std::string& body,
                                                       Access access, const Handler*& handler,
                                                       std::unique_ptr<Message>& request) const {
-  Encoding e;
-  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  const Encoding e = encoding_of(content_type);
   std::string path = target.substr(0, target.find('?'));
   if (path.rfind("/v1/", 0) != 0) return error(e, 404, "not_found", "no such path: " + path + " (RPCs are at /v1/<Rpc>)");
   auto it = handlers_.find(std::string_view(path).substr(4));
@@ -228,8 +229,7 @@ ControlApi::Response ControlApi::handle(const std::string& method, const std::st
   const Handler* h = nullptr;
   std::unique_ptr<Message> req;
   if (auto refused = admit(method, target, content_type, body, access, h, req)) return std::move(*refused);
-  Encoding e;
-  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  const Encoding e = encoding_of(content_type);
   auto& factory = *google::protobuf::MessageFactory::generated_factory();
   std::unique_ptr<Message> resp(factory.GetPrototype(h->method->output_type())->New());
   return answer(e, *resp, [&] { h->call(ctx_, *req, *resp); });
@@ -243,8 +243,7 @@ void ControlApi::handle_async(const std::string& method, const std::string& targ
   const Handler* h = nullptr;
   std::unique_ptr<Message> req;
   if (auto refused = admit(method, target, content_type, body, access, h, req)) return done(std::move(*refused));
-  Encoding e;
-  e.binary = content_type.rfind("application/x-protobuf", 0) == 0;
+  const Encoding e = encoding_of(content_type);
   struct Job {
     IdentityUpload upload;
     std::optional<PolicyState::PreparedIdentities> prepared;
