@@ -62,11 +62,11 @@ with TempDir() as d:
     t0 = time.time()
     open(stall, "w").close()
     during = systemd.messages(2.5)
-    # The check in progress when the worker hung may still ping once (its worker moved since
-    # the check before); every later check (each 0.5 s) finds it standing still.
-    late = [t - t0 for t in pings(during) if t > t0 + 1.2]
-    check(len(late) == 0 and len(pings(during)) <= 1,
-          f"no ping once the worker hung (at most one in flight): {len(pings(during))} in 2.5 s, late {late}")
+    # A ping sent just before may still be read, and the first check after the hang may
+    # still ping (its worker moved since the check before); every later check (each 0.5 s)
+    # finds it standing still: none after 1.2 s.
+    late = [round(t - t0, 2) for t in pings(during) if t > t0 + 1.2]
+    check(len(late) == 0, f"no ping once the worker hung: {len(pings(during))} in 2.5 s, none late ({late})")
     check("worker 0 has not turned its loop" in gw.log() and gw.log().count("has not turned its loop") == 1,
           "the log says once which worker and why the watchdog is not fed")
     check(gw.proc.poll() is None, "the process itself runs on (systemd would restart it)")
