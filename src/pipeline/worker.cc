@@ -32,7 +32,7 @@ bool icmp_error(const PacketMeta& m) {
 
 // The session key of an outside packet: a reply to the cluster (TCP, UDP, ICMP echo
 // reply), or the cluster's packet quoted by an ICMP error. False when it has none.
-bool outside_key(const PacketView& p, const PacketMeta& m, SessionKey& k) {
+[[gnu::always_inline]] inline bool outside_key(const PacketView& p, const PacketMeta& m, SessionKey& k) {
   if (m.has_port) {
     k.local = is_v4(m) ? mapped_v4(m.dst_v4) : m.dst_v6;
     k.remote = is_v4(m) ? mapped_v4(m.src_v4) : m.src_v6;
@@ -85,6 +85,14 @@ bool outside_key(const PacketView& p, const PacketMeta& m, SessionKey& k) {
     return true;
   }
   return false;
+}
+
+// The full parse and session key of an outside packet that left the fast path's line
+// (rare, or an unregistered sender's TCP segment): out of line, so that the one copy
+// inlined in decide_stage's first stage stays the only one there.
+[[gnu::noinline]] void parse_outside(const PacketView& p, PacketMeta& m, SessionKey& k, bool& keyed) noexcept {
+  parse_view(p, m);
+  keyed = (m.kind == L3Kind::kIpv4 || m.kind == L3Kind::kIpv6) && outside_key(p, m, k);
 }
 
 }  // namespace
@@ -221,39 +229,103 @@ uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t no
   return n;
 }
 
+// The fast path: a staked node's segment on its verified connection, decided exactly as
+// decide_node decides it, from the few fields parse_tcp4_ack reads: no full parse, no
+// SessionKey. False, with nothing changed, for anything else (a node that is blocked,
+// ejected or spoofed; no verified session; a segment outside its windows):
+// the full path then decides the packet. tests/unit/fast_path_test.cc runs both over the
+// same traffic and compares every verdict, counter, meter and session.
+[[gnu::always_inline]] inline bool Worker::decide_fast(uint32_t slot, const Tcp4Ack& t, Lookup& look,
+                                                       const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
+                                                       TrafficClass& cls) {
+  NodeMeter& nm = meters_[slot];
+  if (nm.flags & (SourcePolicy::kNotOutside | SourcePolicy::kBlocked | SourcePolicy::kEjected)) return false;
+  if (!look.scanned) {
+    look.ways = sessions_.candidates(look.hash, now);
+    look.scanned = true;
+  }
+  Session* s = sessions_.find_in_v4(look.hash, look.ways, t.dst, t.src, t.dport, t.sport, kProtoTcp);
+  if (!s || !(s->flags & Session::kVerified) || !on_remote_tcp(*s, t.flags, t.seq, t.ack, t.win, -1)) return false;
+  // A graylisted node's recovery check comes after the session's update here, before it
+  // in decide_node: the two touch disjoint state (its score and rates; the session).
+  if (nm.flags & SourcePolicy::kGraylisted) [[unlikely]] {
+    if (now_ns >= cold_[slot].peer.score_ns + kDecayStepNs) check_recovery(slot, now_ns);
+    if (nm.flags & SourcePolicy::kGraylisted) cold_[slot].peer.check_normal(now_ns);
+  }
+  sessions_.extend(s, tcp_deadline(*s, snap_->timeouts, now));
+  cls = nm.cls;
+  v = police_verified(slot, p.len, now_ns);
+  if (v != Verdict::kPass && !cold_[slot].peer.settled(snap_->score, now_ns)) on_source_drop(slot, v, true, p, now_ns);
+  return true;
+}
+
 void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   const PolicySnapshot& snap = *snap_;
-  // Filled before read: parse_view and outside_key set what is used.
+  // Filled before read: parse_view and outside_key (or parse_tcp4_ack) set what is used.
   worker_detail::Uninitialised<PacketMeta, kOutsideStage> scratch;
   worker_detail::Uninitialised<Lookup, kOutsideStage> lookups;
+  worker_detail::Uninitialised<Tcp4Ack, kOutsideStage> acks;
   PacketMeta* meta = scratch.v;
   Lookup* look = lookups.v;
+  Tcp4Ack* ack = acks.v;
+  bool fast[kOutsideStage];  // packet i is on the fast path's line so far (ack[i] holds it)
   uint32_t slot[kOutsideStage];
   uint64_t tag[kOutsideStage];
   const uint32_t now = session_tick(now_ns);
   for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
 
   for (uint16_t i = 0; i < n; ++i) {
-    PacketMeta& m = meta[i];
-    parse_view(pkts[i], m);
-    look[i].keyed = look[i].scanned = false;
-    if (m.kind == L3Kind::kIpv4) snap.prefetch_v4(m.src_v4);
-    else if (m.kind == L3Kind::kIpv6) snap.prefetch_v6(m.src_v6);
-    else continue;
-    if ((look[i].keyed = outside_key(pkts[i], m, look[i].key))) {
-      look[i].hash = sessions_.hash(look[i].key);
-      // To a public port, only a staked sender's packet needs its session (an unregistered
-      // client there gets its per-source limit whatever it holds): decided in stage 2.
-      look[i].lazy = m.has_port && snap.unregistered_port(m.dst_port);
-      if (!look[i].lazy) sessions_.prefetch(look[i].hash);
+    fast[i] = fast_path_ && pkts[i].wire_len <= pkts[i].len && parse_tcp4_ack(pkts[i].data, pkts[i].len, ack[i]);
+    if (!fast[i]) {
+      PacketMeta& m = meta[i];
+      parse_view(pkts[i], m);
+      look[i].keyed = look[i].scanned = false;
+      if (m.kind == L3Kind::kIpv4) snap.prefetch_v4(m.src_v4);
+      else if (m.kind == L3Kind::kIpv6) snap.prefetch_v6(m.src_v6);
+      else continue;
+      if ((look[i].keyed = outside_key(pkts[i], m, look[i].key))) {
+        look[i].hash = sessions_.hash(look[i].key);
+        // To a public port, only a staked sender's packet needs its session (an unregistered
+        // client there gets its per-source limit whatever it holds): decided in stage 2.
+        look[i].lazy = m.has_port && snap.unregistered_port(m.dst_port);
+        if (!look[i].lazy) sessions_.prefetch(look[i].hash);
+      }
+      continue;
     }
+    const Tcp4Ack& t = ack[i];
+    snap.prefetch_v4(t.src);
+    look[i].hash = sessions_.hash_v4(t.dst, t.src, t.dport, t.sport, kProtoTcp);
+    look[i].lazy = snap.unregistered_port(t.dport);
+    look[i].keyed = true;
+    look[i].scanned = false;
+    if (!look[i].lazy) sessions_.prefetch(look[i].hash);
   }
+
   for (uint16_t i = 0; i < n; ++i) {
-    const PacketMeta& m = meta[i];
     slot[i] = PolicySnapshot::kNoSource;
-    if (m.kind == L3Kind::kIpv4) slot[i] = snap.find_v4(m.src_v4);
-    else if (m.kind == L3Kind::kIpv6) slot[i] = snap.find_v6(m.src_v6);
-    else continue;
+    if (fast[i]) {
+      slot[i] = snap.find_v4(ack[i].src);
+      if (slot[i] != PolicySnapshot::kNoSource) [[likely]] {
+        if (look[i].lazy) {
+          sessions_.prefetch(look[i].hash);
+        } else {
+          look[i].ways = sessions_.candidates(look[i].hash, now);
+          look[i].scanned = true;
+          sessions_.prefetch_ways(look[i].hash, look[i].ways);
+        }
+        __builtin_prefetch(&meters_[slot[i]], 1);
+        continue;
+      }
+      // Not a node's: the full path from here (lazy and hash are the full path's already).
+      fast[i] = false;
+      parse_outside(pkts[i], meta[i], look[i].key, look[i].keyed);
+    } else {
+      const PacketMeta& m = meta[i];
+      if (m.kind == L3Kind::kIpv4) slot[i] = snap.find_v4(m.src_v4);
+      else if (m.kind == L3Kind::kIpv6) slot[i] = snap.find_v6(m.src_v6);
+      else continue;
+    }
+    const PacketMeta& m = meta[i];
     if (look[i].keyed && look[i].lazy) {
       if (slot[i] != PolicySnapshot::kNoSource) sessions_.prefetch(look[i].hash);
       else look[i].keyed = false;
@@ -282,6 +354,17 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     const PacketMeta& m = meta[i];
     TrafficClass cls;
     Verdict v;
+    if (fast[i]) {
+      if (decide_fast(slot[i], ack[i], look[i], pkts[i], now_ns, now, v, cls)) [[likely]] {
+        out[i] = v;
+        pk[static_cast<int>(cls)][static_cast<int>(v)]++;
+        by[static_cast<int>(cls)][static_cast<int>(v)] += pkts[i].len;
+        counters_.fast_path++;
+        continue;
+      }
+      // Off the fast path's line: the full path decides it, with the lookups made so far.
+      parse_outside(pkts[i], meta[i], look[i].key, look[i].keyed);
+    }
     if (m.kind == L3Kind::kNonIp) {
       // ARP and the EtherTypes the config lists, within the infra budget; nothing else.
       cls = TrafficClass::kL2;

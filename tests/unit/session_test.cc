@@ -4,6 +4,8 @@
 // numbers, and nothing a blind spoofer sends can verify, keep or close a session.
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "packet_builder.h"
 #include "test_util.h"
 #include "worker_fixture.h"
@@ -427,3 +429,48 @@ TEST(SessionKey, IPv4IsStoredMappedAndComparedWhole) {
   b.local.bytes[0] = 1;
   EXPECT_FALSE(a == b);
 }
+
+namespace {
+// The fast path hashes an IPv4 key from its parts; the session it finds must be the one
+// the full path's SessionKey finds.
+TEST(SessionTable, Ipv4HashAndLookupMatchTheKeys) {
+  SessionTable t(4096, 99);
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 2000; ++i) {
+    const uint32_t local = static_cast<uint32_t>(rng()), remote = static_cast<uint32_t>(rng());
+    const uint16_t lport = static_cast<uint16_t>(rng()), rport = static_cast<uint16_t>(rng());
+    const uint8_t proto = i % 2 ? kProtoTcp : kProtoUdp;
+    SessionKey k;
+    k.local = mapped_v4(local);
+    k.remote = mapped_v4(remote);
+    k.lport = lport;
+    k.rport = rport;
+    k.proto = proto;
+    const uint64_t h = t.hash(k);
+    ASSERT_EQ(t.hash_v4(local, remote, lport, rport, proto), h);
+    bool created = false, evicted = false;
+    Session* s = t.upsert(k, h, 10, created, evicted);
+    t.extend(s, 1000);
+    const unsigned ways = t.candidates(h, 10);
+    EXPECT_EQ(t.find_in_v4(h, ways, local, remote, lport, rport, proto), s);
+    // Any one part different is another session.
+    EXPECT_EQ(t.find_in_v4(h, ways, local ^ 1, remote, lport, rport, proto), nullptr);
+    EXPECT_EQ(t.find_in_v4(h, ways, local, remote ^ 0x80000000u, lport, rport, proto), nullptr);
+    EXPECT_EQ(t.find_in_v4(h, ways, local, remote, static_cast<uint16_t>(lport + 1), rport, proto), nullptr);
+    EXPECT_EQ(t.find_in_v4(h, ways, local, remote, lport, static_cast<uint16_t>(rport ^ 0x100), proto), nullptr);
+    EXPECT_EQ(t.find_in_v4(h, ways, local, remote, lport, rport, kProtoIcmp), nullptr);
+  }
+  // An IPv6 session whose last bytes look like a mapped address is not an IPv4 one.
+  SessionKey k6;
+  k6.local = mapped_v4(0xC612FF01);
+  k6.remote = mapped_v4(0xC6120101);
+  k6.local.bytes[0] = 0x20;
+  k6.lport = 3569;
+  k6.rport = 40000;
+  k6.proto = kProtoTcp;
+  const uint64_t h6 = t.hash(k6);
+  bool created = false, evicted = false;
+  t.extend(t.upsert(k6, h6, 10, created, evicted), 1000);
+  EXPECT_EQ(t.find_in_v4(h6, t.candidates(h6, 10), 0xC612FF01, 0xC6120101, 3569, 40000, kProtoTcp), nullptr);
+}
+}  // namespace

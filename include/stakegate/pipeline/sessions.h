@@ -43,9 +43,12 @@ struct SessionKey {
   static constexpr size_t kBytes = 37;
 };
 
+// The last eight bytes of ::ffff:a, as a little-endian word (the first eight are zero).
+inline uint64_t mapped_v4_low(uint32_t a) { return (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32); }
+
 inline Ip6 mapped_v4(uint32_t a) {
   Ip6 m;
-  const uint64_t hi = 0, lo = (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32);  // ::ffff:a (little-endian words)
+  const uint64_t hi = 0, lo = mapped_v4_low(a);
   std::memcpy(m.bytes.data(), &hi, 8);
   std::memcpy(m.bytes.data() + 8, &lo, 8);
   return m;
@@ -70,6 +73,7 @@ static_assert(offsetof(SessionKey, proto) + 1 == SessionKey::kBytes && offsetof(
                   offsetof(SessionKey, lport) == 32 && offsetof(SessionKey, rport) == 34,
               "the key's bytes up to proto hold no padding");
 static_assert(sizeof(Session) == 64, "a session is one cache line");
+static_assert(offsetof(Session, key) == 0, "find_in_v4 reads the key as the entry's first words");
 
 class SessionTable {
  public:
@@ -98,6 +102,14 @@ class SessionTable {
     uint64_t ports = (uint64_t{k.lport} << 32) | (uint64_t{k.rport} << 16) | k.proto;
     return mix64((a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full) ^ (c * 0x165667b19e3779f9ull) ^
                  (d * 0xd6e8feb86659fd93ull) ^ (ports * 0x9fb21c651e98df25ull) ^ seed_);
+  }
+  // hash() of an IPv4 key, from the addresses and ports themselves (the fast path's, which
+  // builds no SessionKey): a mapped address's first eight bytes are zero, so their terms
+  // drop out. Equal to hash() by construction (tests/unit/session_test.cc checks it).
+  uint64_t hash_v4(uint32_t local, uint32_t remote, uint16_t lport, uint16_t rport, uint8_t proto) const {
+    uint64_t ports = (uint64_t{lport} << 32) | (uint64_t{rport} << 16) | proto;
+    return mix64((mapped_v4_low(local) * 0xc2b2ae3d27d4eb4full) ^ (mapped_v4_low(remote) * 0xd6e8feb86659fd93ull) ^
+                 (ports * 0x9fb21c651e98df25ull) ^ seed_);
   }
   void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h)]); }
   // A session goes to its home way when that way is free (empty or dead) as it is
@@ -153,6 +165,20 @@ class SessionTable {
     }
     return nullptr;
   }
+  // find_in for the IPv4 TCP/UDP key (local, remote, lport, rport, proto), compared word by
+  // word against the entry instead of through a SessionKey.
+  Session* find_in_v4(uint64_t h, unsigned ways, uint32_t local, uint32_t remote, uint16_t lport, uint16_t rport,
+                      uint8_t proto) {
+    const uint64_t l = mapped_v4_low(local), r = mapped_v4_low(remote);
+    const uint64_t tail = uint64_t{lport} | (uint64_t{rport} << 16) | (uint64_t{proto} << 32);
+    for (; ways; ways &= ways - 1) {
+      Session* s = &entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)];
+      uint64_t w[5];
+      std::memcpy(w, reinterpret_cast<const unsigned char*>(s), 40);  // the key's 37 bytes, then state, flags, wscale
+      if (((w[0] | w[2]) == 0) & (w[1] == l) & (w[3] == r) & ((w[4] & 0xffffffffffull) == tail)) [[likely]] return s;
+    }
+    return nullptr;
+  }
   // The session with key `k`, created (zeroed, key set) if it is not live; `created` says
   // which. A new session takes an empty or dead way, else the live way that expires first
   // among those not kept (a verified connection, or one the cluster opened), else the kept
@@ -194,7 +220,12 @@ class SessionTable {
     return &s;
   }
   // Keeps `s` alive until `deadline` (a tick).
-  void extend(Session* s, uint32_t deadline) { deadline_of(s) = deadline; }
+  // (Written only when it changes: a tick is 16 ms, and a busy connection's packets then
+  // leave its set's tag line clean.)
+  void extend(Session* s, uint32_t deadline) {
+    uint32_t& d = deadline_of(s);
+    if (d != deadline) d = deadline;
+  }
   // The same, and notes whether the session is to be kept (after its flags changed).
   void extend_keep(Session* s, uint32_t deadline) {
     const size_t i = index_of(s);
@@ -205,6 +236,8 @@ class SessionTable {
   uint32_t deadline(const Session* s) const { return const_cast<SessionTable*>(this)->deadline_of(s); }
 
   size_t capacity() const { return entries_.size(); }
+  // Entry i (0 <= i < capacity()), live or not: for tests that compare whole tables.
+  const Session& entry(size_t i) const { return entries_[i]; }
 
  private:
   size_t set_of(uint64_t h) const { return static_cast<size_t>((h >> 32) & mask_); }

@@ -77,6 +77,7 @@ struct alignas(64) WorkerCounters {
   uint64_t sessions_created;
   uint64_t sessions_evicted;         // a live session recycled because its set was full
   uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
+  uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
 };
 
 class Worker {
@@ -102,6 +103,11 @@ class Worker {
   // Frames from the inside port (they always pass): each TCP, UDP or ICMP echo packet
   // from a protected address opens or refreshes its session.
   void process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept;
+
+  // The fast path for a staked node's segments on its verified connections (decide_fast);
+  // on by default. Off, every packet takes the full path: the differential test compares
+  // the two.
+  void set_fast_path(bool on) noexcept { fast_path_ = on; }
 
   const WorkerCounters& counters() const { return counters_; }
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
@@ -145,6 +151,8 @@ class Worker {
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
+  bool decide_fast(uint32_t slot, const struct Tcp4Ack& t, Lookup& look, const PacketView& p, uint64_t now_ns,
+                   uint32_t now, Verdict& v, TrafficClass& cls);
   Verdict decide_unknown(const struct PacketMeta& m, Session* s, uint64_t tag, const PacketView& p, uint64_t now_ns,
                          TrafficClass& cls);
   Verdict police_verified(uint32_t slot, uint32_t len, uint64_t now_ns);
@@ -178,6 +186,7 @@ class Worker {
   HugeVector<UnregisteredEntry> unregistered_;
   uint64_t unregistered_mask_ = 0;  // set count - 1
   uint64_t seed_;
+  bool fast_path_ = true;
   Meter pool_pkts_, pool_bytes_;          // the unregistered pool
   Meter sessions_pkts_, sessions_bytes_;  // the sessions budget
   Meter infra_;
