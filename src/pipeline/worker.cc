@@ -283,12 +283,15 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       if (m.kind == L3Kind::kIpv4) snap.prefetch_v4(m.src_v4);
       else if (m.kind == L3Kind::kIpv6) snap.prefetch_v6(m.src_v6);
       else continue;
-      if ((look[i].keyed = outside_key(pkts[i], m, look[i].key))) {
+      // To a public port, only a staked sender's packet needs its session (an unregistered
+      // client there gets its per-source limit whatever it holds): its key is made in stage
+      // 2 if the sender is a node. (A flood to a public port skips it: most floods.)
+      look[i].lazy = m.has_port && snap.unregistered_port(m.dst_port);
+      if (look[i].lazy) {
+        look[i].keyed = true;
+      } else if ((look[i].keyed = outside_key(pkts[i], m, look[i].key))) {
         look[i].hash = sessions_.hash(look[i].key);
-        // To a public port, only a staked sender's packet needs its session (an unregistered
-        // client there gets its per-source limit whatever it holds): decided in stage 2.
-        look[i].lazy = m.has_port && snap.unregistered_port(m.dst_port);
-        if (!look[i].lazy) sessions_.prefetch(look[i].hash);
+        sessions_.prefetch(look[i].hash);
       }
       continue;
     }
@@ -327,8 +330,13 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     }
     const PacketMeta& m = meta[i];
     if (look[i].keyed && look[i].lazy) {
-      if (slot[i] != PolicySnapshot::kNoSource) sessions_.prefetch(look[i].hash);
-      else look[i].keyed = false;
+      if (slot[i] != PolicySnapshot::kNoSource) {
+        outside_key(pkts[i], m, look[i].key);
+        look[i].hash = sessions_.hash(look[i].key);
+        sessions_.prefetch(look[i].hash);
+      } else {
+        look[i].keyed = false;
+      }
     } else if (look[i].keyed) {
       look[i].ways = sessions_.candidates(look[i].hash, now);
       look[i].scanned = true;
