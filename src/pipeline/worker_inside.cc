@@ -32,39 +32,58 @@ using worker_detail::is_v4;
 }
 
 void Worker::inside_packet(const PacketView& p, const PacketMeta& m, const Lookup& look, uint64_t now_ns) noexcept {
+  const bool tcp = m.l4_proto == kProtoTcp;
+  if (!tcp) {
+    inside_update(look, m.l4_proto, m.has_port, m.src_port, 0, 0, 0, 0, 0, -1, session_tick(now_ns));
+    return;
+  }
+  inside_update(look, m.l4_proto, m.has_port, m.src_port, m.tcp_flags, m.tcp_seq, m.tcp_ack, m.tcp_win, tcp_seq_len(m),
+                (m.tcp_flags & kTcpSyn) ? tcp_window_scale(p.data, m) : -1, session_tick(now_ns));
+}
+
+// The session of a packet the cluster sent (look.key), created if it is not live, and
+// what the packet tells of it. (TCP fields only for TCP; `wscale` of a SYN, else -1.)
+void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uint16_t sport, uint8_t flags,
+                           uint32_t seq, uint32_t ack, uint16_t win, uint32_t seq_len, int wscale,
+                           uint32_t now) noexcept {
   const PolicySnapshot& snap = *snap_;
-  const uint32_t now = session_tick(now_ns);
   const SessionTimeouts& to = snap.timeouts;
   bool created = false, evicted = false;
   Session* s = sessions_.upsert(look.key, look.hash, now, created, evicted, look.ways);
   counters_.sessions_created += created;
   counters_.sessions_evicted += evicted;
-  if (m.l4_proto == kProtoTcp) {
-    const int wscale = (m.tcp_flags & kTcpSyn) ? tcp_window_scale(p.data, m) : -1;
-    on_cluster_tcp(*s, created, m.tcp_flags, m.tcp_seq, m.tcp_ack, m.tcp_win, tcp_seq_len(m), wscale,
-                   snap.service_port(m.src_port));
+  if (proto == kProtoTcp) {
+    on_cluster_tcp(*s, created, flags, seq, ack, win, seq_len, wscale, snap.service_port(sport));
     sessions_.extend_keep(s, tcp_deadline(*s, to, now));
     return;
   }
   if (created) {
-    s->state = m.l4_proto == kProtoUdp ? Session::kUdp : Session::kIcmp;
+    s->state = proto == kProtoUdp ? Session::kUdp : Session::kIcmp;
     // A datagram from a port the cluster serves answers a client: a session it accepted.
-    s->flags = (m.has_port && snap.service_port(m.src_port)) ? 0 : Session::kOpened;
-    sessions_.extend_keep(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
+    s->flags = (has_port && snap.service_port(sport)) ? 0 : Session::kOpened;
+    sessions_.extend_keep(s, now + (proto == kProtoUdp ? to.udp : to.icmp));
     return;
   }
-  sessions_.extend(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
+  sessions_.extend(s, now + (proto == kProtoUdp ? to.udp : to.icmp));
 }
 
 // Staged like the outside path: keys and tag-line prefetches for the whole stage, then
-// the matching entries' prefetches, then the updates.
+// the matching entries' prefetches, then the updates. The cluster's commonest packets (a
+// TCP segment without SYN, or a UDP datagram, over untagged IPv4 without options: see
+// parse_l4v4) are read without the full parse and, when their session is live, updated
+// without a SessionKey; any other case (a new session, a SYN, IPv6, ...) takes
+// inside_packet, with the lookups made so far. fast_path_test.cc compares the two.
 void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept {
   constexpr int kDir = static_cast<int>(Direction::kInside), kCls = static_cast<int>(TrafficClass::kNone);
+  const PolicySnapshot& snap = *snap_;
   const uint32_t now = session_tick(now_ns);
   worker_detail::Uninitialised<PacketMeta, kInsideStage> scratch;
   worker_detail::Uninitialised<Lookup, kInsideStage> lookups;
+  worker_detail::Uninitialised<L4v4, kInsideStage> l4s;
   PacketMeta* meta = scratch.v;
   Lookup* look = lookups.v;
+  L4v4* fl = l4s.v;
+  bool fast[kInsideStage];
   uint64_t bytes = 0;
   for (uint16_t done = 0; done < n;) {
     const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kInsideStage));
@@ -72,6 +91,16 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
     for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
     for (uint16_t i = 0; i < k; ++i) {
       bytes += wire_length(p[i]);
+      fast[i] = fast_path_ && p[i].wire_len <= p[i].len && parse_l4v4(p[i].data, p[i].len, fl[i]);
+      if (fast[i]) {
+        const L4v4& t = fl[i];
+        // inside_key for it: only the cluster's own addresses open sessions.
+        if ((look[i].keyed = snap.cluster().empty() || snap.cluster().contains_v4(t.src))) {
+          look[i].hash = sessions_.hash_v4(t.src, t.dst, t.sport, t.dport, t.proto);
+          sessions_.prefetch_with_home(look[i].hash);
+        }
+        continue;
+      }
       parse_view(p[i], meta[i]);
       if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
         look[i].hash = sessions_.hash(look[i].key);
@@ -83,8 +112,35 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
         look[i].ways = sessions_.candidates(look[i].hash, now);
         sessions_.prefetch_ways(look[i].hash, look[i].ways);
       }
-    for (uint16_t i = 0; i < k; ++i)
-      if (look[i].keyed) inside_packet(p[i], meta[i], look[i], now_ns);
+    for (uint16_t i = 0; i < k; ++i) {
+      if (!look[i].keyed) continue;
+      if (fast[i]) {
+        const L4v4& t = fl[i];
+        // The ways were scanned before this stage's earlier packets inserted: a session
+        // not found among them (new, or just made by one of those) takes inside_packet,
+        // whose upsert looks again.
+        if (Session* s = sessions_.find_in_v4(look[i].hash, look[i].ways, t.src, t.dst, t.sport, t.dport, t.proto))
+            [[likely]] {
+          if (t.proto == kProtoTcp) {
+            on_cluster_tcp(*s, false, t.flags, t.seq, t.ack, t.win, t.seq_len, -1, snap.service_port(t.sport));
+            sessions_.extend_keep(s, tcp_deadline(*s, snap.timeouts, now));
+          } else {
+            sessions_.extend(s, now + snap.timeouts.udp);
+          }
+          counters_.fast_path_inside++;
+          continue;
+        }
+        // inside_key's key, from the fields.
+        look[i].key.local = mapped_v4(t.src);
+        look[i].key.remote = mapped_v4(t.dst);
+        look[i].key.lport = t.sport;
+        look[i].key.rport = t.dport;
+        look[i].key.proto = t.proto;
+        inside_update(look[i], t.proto, true, t.sport, t.flags, t.seq, t.ack, t.win, t.seq_len, -1, now);
+        continue;
+      }
+      inside_packet(p[i], meta[i], look[i], now_ns);
+    }
     done = static_cast<uint16_t>(done + k);
   }
   counters_.packets[kDir][kCls][0] += n;

@@ -193,43 +193,60 @@ TEST(Parse, RandomBytesNeverCrash) {
   EXPECT_GT(ip, 0);  // some random frames are valid IP: the loop did reach the deep paths
 }
 
-// parse_tcp4_ack (the fast path's parser) takes exactly the frames it should, and where it
-// takes one, it reads what parse_frame reads: valid segments of every shape, then each of
-// them with random bytes changed (so every check it makes is crossed, both ways).
+namespace {
+
+// A frame for the fast parsers' tests: a valid IPv4 TCP segment or UDP datagram of every
+// shape they must refuse (VLAN tag, IP options, fragments, another protocol, IPv6), then,
+// for odd `i`, a few random bytes changed (so every check they make is crossed, both
+// ways), and now and then cut short. `flags`: the TCP flags to use.
+std::vector<uint8_t> fast_parse_case(std::mt19937_64& rng, int i, uint8_t flags, uint8_t proto) {
+  FrameSpec f;
+  f.src = IpAddr::from_v4(static_cast<uint32_t>(rng()));
+  f.dst = IpAddr::from_v4(static_cast<uint32_t>(rng()));
+  f.src_port = static_cast<uint16_t>(rng());
+  f.dst_port = static_cast<uint16_t>(rng());
+  f.seq = static_cast<uint32_t>(rng());
+  f.ack = static_cast<uint32_t>(rng());
+  f.window = static_cast<uint16_t>(rng());
+  f.tcp_flags = flags;
+  f.proto = proto;
+  const unsigned shape = rng() % 12;
+  if (shape == 0) f.vlans = {100};
+  if (shape == 1) f.ipv4_options = {1, 1, 1, 0};
+  if (shape == 2) f.more_fragments = true;
+  if (shape == 3) f.frag_offset = 3;
+  if (shape == 4) f.proto = proto == 6 ? 17 : 1;
+  if (shape == 5) f.src = v6("2001:db8::1"), f.dst = v6("2001:db8::2");
+  if (rng() % 2) f.payload.assign(rng() % 40, 0x5a);
+  f.frame_size = rng() % 2 ? 64 : static_cast<uint32_t>(42 + rng() % 100);
+  auto b = build_frame(f);
+  if (i % 2 == 1)
+    for (int k = 1 + static_cast<int>(rng() % 3); k > 0; --k) b[rng() % std::min<size_t>(b.size(), 60)] = static_cast<uint8_t>(rng());
+  if (rng() % 8 == 0) b.resize(rng() % (b.size() + 1));
+  return b;
+}
+
+// Untagged Ethernet, IPv4 without options, not a fragment: what both fast parsers require.
+bool plain_ipv4(const std::vector<uint8_t>& b, const PacketMeta& m) {
+  return m.kind == L3Kind::kIpv4 && m.has_port && b[12] == 0x08 && b[13] == 0x00 && b[14] == 0x45 && !m.first_fragment;
+}
+
+}  // namespace
+
+// parse_tcp4_ack (the outside fast path's parser) takes exactly the frames it should, and
+// where it takes one, it reads what parse_frame reads.
 TEST(Parse, FastTcpAckAgreesWithParseFrame) {
   std::mt19937_64 rng(7);
   size_t taken = 0, refused = 0;
   for (int i = 0; i < 200000; ++i) {
-    FrameSpec f;
-    f.src = IpAddr::from_v4(static_cast<uint32_t>(rng()));
-    f.dst = IpAddr::from_v4(static_cast<uint32_t>(rng()));
-    f.src_port = static_cast<uint16_t>(rng());
-    f.dst_port = static_cast<uint16_t>(rng());
-    f.seq = static_cast<uint32_t>(rng());
-    f.ack = static_cast<uint32_t>(rng());
-    f.window = static_cast<uint16_t>(rng());
-    f.tcp_flags = static_cast<uint8_t>(rng() % 4 == 0 ? rng() : 0x10 | (rng() & 0x08));
-    const unsigned shape = rng() % 12;
-    if (shape == 0) f.vlans = {100};
-    if (shape == 1) f.ipv4_options = {1, 1, 1, 0};
-    if (shape == 2) f.more_fragments = true;
-    if (shape == 3) f.frag_offset = 3;
-    if (shape == 4) f.proto = 17;
-    if (shape == 5) f.src = v6("2001:db8::1"), f.dst = v6("2001:db8::2");
-    f.frame_size = rng() % 2 ? 64 : static_cast<uint32_t>(54 + rng() % 100);
-    auto b = build_frame(f);
-    const bool mutated = i % 2 == 1;
-    if (mutated)
-      for (int k = 1 + static_cast<int>(rng() % 3); k > 0; --k) b[rng() % std::min<size_t>(b.size(), 60)] = static_cast<uint8_t>(rng());
-    if (rng() % 8 == 0) b.resize(rng() % (b.size() + 1));
+    const uint8_t flags = static_cast<uint8_t>(rng() % 4 == 0 ? rng() : 0x10 | (rng() & 0x08));
+    const auto b = fast_parse_case(rng, i, flags, kProtoTcp);
     Tcp4Ack t;
     PacketMeta m;
     parse_frame(b.data(), static_cast<uint32_t>(b.size()), m);
     const bool fast = parse_tcp4_ack(b.data(), static_cast<uint32_t>(b.size()), t);
-    // What the fast path stands for: an IPv4 TCP segment with ACK and no SYN, FIN or RST,
-    // untagged, without IP options, not a fragment.
-    const bool should = m.kind == L3Kind::kIpv4 && m.has_port && m.l4_proto == kProtoTcp && m.ethertype == 0x0800 &&
-                        b[12] == 0x08 && b[13] == 0x00 && b[14] == 0x45 && !m.first_fragment &&
+    // An IPv4 TCP segment with ACK and no SYN, FIN or RST.
+    const bool should = plain_ipv4(b, m) && m.l4_proto == kProtoTcp &&
                         (m.tcp_flags & (kTcpSyn | kTcpFin | kTcpRst | kTcpAck)) == kTcpAck;
     ASSERT_EQ(fast, should) << "frame " << i;
     if (!fast) {
@@ -245,6 +262,41 @@ TEST(Parse, FastTcpAckAgreesWithParseFrame) {
     EXPECT_EQ(t.ack, m.tcp_ack);
     EXPECT_EQ(t.win, m.tcp_win);
     EXPECT_EQ(t.flags, m.tcp_flags);
+  }
+  EXPECT_GT(taken, 50000u);
+  EXPECT_GT(refused, 50000u);
+}
+
+// parse_l4v4 (the inside fast path's parser) likewise: TCP without SYN and UDP; the
+// fields and TCP's sequence length as parse_frame and tcp_seq_len give them.
+TEST(Parse, FastL4v4AgreesWithParseFrame) {
+  std::mt19937_64 rng(11);
+  size_t taken = 0, refused = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const auto b = fast_parse_case(rng, i, static_cast<uint8_t>(rng()), rng() % 3 == 0 ? kProtoUdp : kProtoTcp);
+    L4v4 t;
+    PacketMeta m;
+    parse_frame(b.data(), static_cast<uint32_t>(b.size()), m);
+    const bool fast = parse_l4v4(b.data(), static_cast<uint32_t>(b.size()), t);
+    const bool should = plain_ipv4(b, m) && (m.l4_proto == kProtoUdp || !(m.tcp_flags & kTcpSyn));
+    ASSERT_EQ(fast, should) << "frame " << i;
+    if (!fast) {
+      ++refused;
+      continue;
+    }
+    ++taken;
+    EXPECT_EQ(t.proto, m.l4_proto);
+    EXPECT_EQ(t.src, m.src_v4);
+    EXPECT_EQ(t.dst, m.dst_v4);
+    EXPECT_EQ(t.sport, m.src_port);
+    EXPECT_EQ(t.dport, m.dst_port);
+    if (t.proto == kProtoTcp) {
+      EXPECT_EQ(t.seq, m.tcp_seq);
+      EXPECT_EQ(t.ack, m.tcp_ack);
+      EXPECT_EQ(t.win, m.tcp_win);
+      EXPECT_EQ(t.flags, m.tcp_flags);
+      EXPECT_EQ(t.seq_len, tcp_seq_len(m));
+    }
   }
   EXPECT_GT(taken, 50000u);
   EXPECT_GT(refused, 50000u);

@@ -235,6 +235,50 @@ inline bool parse_tcp4_ack(const uint8_t* data, uint32_t len, Tcp4Ack& t) {
   return true;
 }
 
+// What the inside path's fast path (Worker::process_inside) reads of the cluster's
+// commonest packets: a TCP segment without SYN, or a UDP datagram.
+struct L4v4 {
+  uint32_t src, dst;  // host order
+  uint16_t sport, dport;
+  uint32_t seq, ack;  // TCP (UDP: 0, as the fields below)
+  uint32_t seq_len;   // TCP: tcp_seq_len (payload, plus one for FIN)
+  uint16_t win;       // TCP
+  uint8_t flags;      // TCP
+  uint8_t proto;      // kProtoTcp or kProtoUdp
+};
+
+// True when the `len` bytes at `data` are untagged Ethernet, IPv4 without options and not
+// a fragment, and either TCP without SYN or UDP; then parse_frame would make it kIpv4
+// with these fields (tests/unit/parse_test.cc holds the two to agreeing).
+inline bool parse_l4v4(const uint8_t* data, uint32_t len, L4v4& t) {
+  if (len < 42 || detail::rd16(data + 12) != 0x0800 || data[14] != 0x45) return false;
+  const uint8_t* l3 = data + 14;
+  const uint32_t total = detail::rd16(l3 + 2);
+  t.proto = l3[9];
+  if ((detail::rd16(l3 + 6) & 0x3fff) != 0 || total < 28 || total > len - 14) return false;
+  const uint8_t* l4 = l3 + 20;
+  if (t.proto == kProtoTcp) {
+    const uint32_t doff = (l4[12] >> 4) * 4u;
+    t.flags = l4[13];
+    if (total < 40 || doff < 20 || doff > total - 20 || (t.flags & kTcpSyn)) return false;
+    t.seq = detail::rd32(l4 + 4);
+    t.ack = detail::rd32(l4 + 8);
+    t.win = detail::rd16(l4 + 14);
+    t.seq_len = total - 20 - doff + ((t.flags & kTcpFin) ? 1 : 0);
+  } else if (t.proto == kProtoUdp) {
+    t.flags = 0;
+    t.seq = t.ack = t.seq_len = 0;
+    t.win = 0;
+  } else {
+    return false;
+  }
+  t.src = detail::rd32(l3 + 12);
+  t.dst = detail::rd32(l3 + 16);
+  t.sport = detail::rd16(l4);
+  t.dport = detail::rd16(l4 + 2);
+  return true;
+}
+
 // Bytes of TCP payload, plus one each for SYN and FIN: how far the segment advances its
 // sender's sequence space.
 inline uint32_t tcp_seq_len(const PacketMeta& m) {

@@ -78,6 +78,7 @@ struct alignas(64) WorkerCounters {
   uint64_t sessions_evicted;         // a live session recycled because its set was full
   uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
+  uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
 };
 
 class Worker {
@@ -168,6 +169,8 @@ class Worker {
   void push_event(uint8_t kind, uint32_t slot, uint64_t now_ns) noexcept;
   bool inside_key(const struct PacketMeta& m, SessionKey& k) const noexcept;
   void inside_packet(const PacketView& p, const struct PacketMeta& m, const Lookup& look, uint64_t now_ns) noexcept;
+  void inside_update(const Lookup& look, uint8_t proto, bool has_port, uint16_t sport, uint8_t flags, uint32_t seq,
+                     uint32_t ack, uint16_t win, uint32_t seq_len, int wscale, uint32_t now) noexcept;
   FragmentEntry* fragment_slot(uint64_t tag) noexcept { return &fragments_[(tag >> 40) & fragment_mask_]; }
   uint64_t fragment_tag(const struct PacketMeta& m) const noexcept;
 
