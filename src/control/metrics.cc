@@ -191,6 +191,13 @@ std::string render_metrics(const MetricsInput& in) {
                    "Graylist events lost because a worker's event ring was full.", in.graylist_events_lost}}) {
     single(out, name, help, MetricType::Counter, static_cast<double>(value));
   }
+  auto fast = family("stakegate_fast_path_packets_total",
+                     "Packets decided on a fast path (outside: a staked node's segment on its verified connection; "
+                     "inside: the cluster's segment or datagram on a live session), by direction.",
+                     MetricType::Counter);
+  add(fast, {{"direction", std::string(direction_name(Direction::kOutside))}}, static_cast<double>(t.c.fast_path));
+  add(fast, {{"direction", std::string(direction_name(Direction::kInside))}}, static_cast<double>(t.c.fast_path_inside));
+  out.push_back(std::move(fast));
   single(out, "stakegate_session_table_entries", "Session table entries per worker (limits.sessions).",
          MetricType::Gauge, static_cast<double>(in.session_capacity));
   single(out, "stakegate_rate_split_workers",

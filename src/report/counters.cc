@@ -23,6 +23,8 @@ void Totals::add(const Worker& w, size_t slots) {
   c.sessions_created += relaxed(x.sessions_created);
   c.sessions_evicted += relaxed(x.sessions_evicted);
   c.sessions_verified += relaxed(x.sessions_verified);
+  c.fast_path += relaxed(x.fast_path);
+  c.fast_path_inside += relaxed(x.fast_path_inside);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);
   for (uint32_t s = 0; s < n; ++s) {

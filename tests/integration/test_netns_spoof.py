@@ -76,6 +76,7 @@ def phase_forged(lab, gw, metrics_port):
     # 80 % of its packet rate in 1,448-byte segments (the cluster's ACKs go the other way).
     mbit = 0.8 * RATE * 1448 * 8 / 1e6
     before = counters(gw)
+    fast_before = metric_values(scrape(metrics_port)).get('stakegate_fast_path_packets_total{direction="outside"}', 0)
     iperf = lab.spawn(lab.ns("con1"), ["iperf3", "-c", CL, "-p", "3569", "--cport", str(IPERF_PORT), "-t", "6",
                                        "-b", f"{mbit:.2f}M", "--connect-timeout", "2000", "--json"])
     time.sleep(0.8)  # connected: con1's SYNs go through its request channel, which the forgeries will fill
@@ -124,6 +125,12 @@ def phase_forged(lab, gw, metrics_port):
           f"{d.get('request_passed', 0)} passed at {REQUEST:.0f} pps, {d.get('request_over_rate', 0)} request_over_rate)")
     m = metric_values(scrape(metrics_port))
     check(m.get("stakegate_graylisted_nodes", -1) == 0, "stakegate_graylisted_nodes = 0")
+    # The real stream's segments take the outside fast path (all but the one that verified
+    # the connection); no forged packet does, though some carry its very 4-tuple.
+    fast = m.get('stakegate_fast_path_packets_total{direction="outside"}', 0) - fast_before
+    verified = d["passed"] + d.get("over_rate", 0)
+    check(0.9 * d["passed"] <= fast <= verified,
+          f"the fast path decided {fast:.0f} packets: con1's verified ones ({verified}), none of the forged")
     print(f"forged: {sent} ({total / 4 / RATE:.1f} x con1's rate of {RATE:.0f} pps)")
 
 
