@@ -162,11 +162,9 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
 
   Change ch;
   ch.generation = snap->generation;
-  // NodeIDs are unique within a table (check_identity_table), and node_index_ still
-  // indexes the running one: what is not found there was added; what was not found again,
-  // removed. (Sets of a million strings took a second here.)
-  size_t kept = 0;
-  for (const auto& n : nodes) kept += node_index_.count(n.node_id);
+  // node_index_ still indexes the running table: what is not found there was added; what
+  // was not found again, removed. (Sets of a million strings took a second here.)
+  const size_t kept = kept_nodes(nodes);
   ch.added = nodes.size() - kept;
   ch.removed = nodes_.size() > kept ? nodes_.size() - kept : 0;
 
@@ -329,11 +327,16 @@ LoadedPolicy PolicyState::load_for_reload(const std::string& config_file) { retu
 
 PolicyState::Change PolicyState::reload(bool force) { return apply_reload(load_for_reload(cfg_.file), force); }
 
+size_t PolicyState::kept_nodes(const std::vector<NodeIdentity>& next) const {
+  size_t kept = 0;  // NodeIDs are unique within a table (check_identity_table)
+  for (const auto& n : next) kept += node_index_.count(n.node_id);
+  return kept;
+}
+
 void PolicyState::guard_removal(const std::vector<NodeIdentity>& next, double max_fraction, bool force,
                                 const std::string& source) const {
   if (force || nodes_.empty()) return;
-  size_t kept = 0;  // NodeIDs are unique within a table: the running nodes found again
-  for (const auto& n : next) kept += node_index_.count(n.node_id);
+  const size_t kept = kept_nodes(next);
   const size_t removed = nodes_.size() > kept ? nodes_.size() - kept : 0;
   if (static_cast<double>(removed) <= max_fraction * static_cast<double>(nodes_.size())) return;
   std::ostringstream m;

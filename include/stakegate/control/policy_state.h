@@ -164,6 +164,8 @@ class PolicyState {
 
  private:
   struct Slots;  // stable slot assignment by source address
+  // The running nodes that `next` keeps (NodeIDs are unique within a table).
+  size_t kept_nodes(const std::vector<NodeIdentity>& next) const;
   // Refuses (failed_precondition) a table that removes more than identity.max_removed_fraction
   // of the running one's nodes, unless forced.
   void guard_removal(const std::vector<NodeIdentity>& next, double max_fraction, bool force,
