@@ -87,12 +87,12 @@ bool icmp_error(const PacketMeta& m) {
   return false;
 }
 
-// The full parse and session key of an outside packet that left the fast path's line
-// (rare, or an unregistered sender's TCP segment): out of line, so that the one copy
-// inlined in decide_stage's first stage stays the only one there.
-[[gnu::noinline]] void parse_outside(const PacketView& p, PacketMeta& m, SessionKey& k, bool& keyed) noexcept {
+// The full parse and (with `key`) the session key of an outside packet that left the fast
+// path's line (rare, or an unregistered sender's TCP segment): out of line, so that the
+// one copy inlined in decide_stage's first stage stays the only one there.
+[[gnu::noinline]] void parse_outside(const PacketView& p, PacketMeta& m, SessionKey& k, bool& keyed, bool key) noexcept {
   parse_view(p, m);
-  keyed = (m.kind == L3Kind::kIpv4 || m.kind == L3Kind::kIpv6) && outside_key(p, m, k);
+  keyed = (m.kind == L3Kind::kIpv4 || m.kind == L3Kind::kIpv6) && (!key || outside_key(p, m, k));
 }
 
 }  // namespace
@@ -230,12 +230,12 @@ uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t no
 }
 
 // The fast path: a staked node's segment on its verified connection, decided exactly as
-// decide_node decides it, from the few fields parse_tcp4_ack reads: no full parse, no
+// decide_node decides it, from the few fields parse_l4v4 reads: no full parse, no
 // SessionKey. False, with nothing changed, for anything else (a node that is blocked,
 // ejected or spoofed; no verified session; a segment outside its windows):
 // the full path then decides the packet. tests/unit/fast_path_test.cc runs both over the
 // same traffic and compares every verdict, counter, meter and session.
-[[gnu::always_inline]] inline bool Worker::decide_fast(uint32_t slot, const Tcp4Ack& t, Lookup& look,
+[[gnu::always_inline]] inline bool Worker::decide_fast(uint32_t slot, const L4v4& t, Lookup& look,
                                                        const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
                                                        TrafficClass& cls) {
   NodeMeter& nm = meters_[slot];
@@ -261,21 +261,22 @@ uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t no
 
 void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   const PolicySnapshot& snap = *snap_;
-  // Filled before read: parse_view and outside_key (or parse_tcp4_ack) set what is used.
+  // Filled before read: parse_view and outside_key (or parse_l4v4) set what is used.
   worker_detail::Uninitialised<PacketMeta, kOutsideStage> scratch;
   worker_detail::Uninitialised<Lookup, kOutsideStage> lookups;
-  worker_detail::Uninitialised<Tcp4Ack, kOutsideStage> acks;
+  worker_detail::Uninitialised<L4v4, kOutsideStage> l4s;
   PacketMeta* meta = scratch.v;
   Lookup* look = lookups.v;
-  Tcp4Ack* ack = acks.v;
-  bool fast[kOutsideStage];  // packet i is on the fast path's line so far (ack[i] holds it)
+  L4v4* fl = l4s.v;
+  bool fast[kOutsideStage];  // packet i is on the fast path's line so far (fl[i] holds it)
   uint32_t slot[kOutsideStage];
   uint64_t tag[kOutsideStage];
   const uint32_t now = session_tick(now_ns);
   for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
 
   for (uint16_t i = 0; i < n; ++i) {
-    fast[i] = fast_path_ && pkts[i].wire_len <= pkts[i].len && parse_tcp4_ack(pkts[i].data, pkts[i].len, ack[i]);
+    // A TCP segment without SYN (a SYN's window scale option needs the full parse).
+    fast[i] = fast_path_ && pkts[i].wire_len <= pkts[i].len && parse_l4v4<true>(pkts[i].data, pkts[i].len, fl[i]);
     if (!fast[i]) {
       PacketMeta& m = meta[i];
       parse_view(pkts[i], m);
@@ -295,7 +296,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       }
       continue;
     }
-    const Tcp4Ack& t = ack[i];
+    const L4v4& t = fl[i];
     snap.prefetch_v4(t.src);
     look[i].hash = sessions_.hash_v4(t.dst, t.src, t.dport, t.sport, kProtoTcp);
     look[i].lazy = snap.unregistered_port(t.dport);
@@ -307,7 +308,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   for (uint16_t i = 0; i < n; ++i) {
     slot[i] = PolicySnapshot::kNoSource;
     if (fast[i]) {
-      slot[i] = snap.find_v4(ack[i].src);
+      slot[i] = snap.find_v4(fl[i].src);
       if (slot[i] != PolicySnapshot::kNoSource) [[likely]] {
         if (look[i].lazy) {
           sessions_.prefetch(look[i].hash);
@@ -319,9 +320,10 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
         __builtin_prefetch(&meters_[slot[i]], 1);
         continue;
       }
-      // Not a node's: the full path from here (lazy and hash are the full path's already).
+      // Not a node's: the full path from here (lazy and hash are the full path's already;
+      // to a public port, its session is not wanted, so neither is its key).
       fast[i] = false;
-      parse_outside(pkts[i], meta[i], look[i].key, look[i].keyed);
+      parse_outside(pkts[i], meta[i], look[i].key, look[i].keyed, !look[i].lazy);
     } else {
       const PacketMeta& m = meta[i];
       if (m.kind == L3Kind::kIpv4) slot[i] = snap.find_v4(m.src_v4);
@@ -363,7 +365,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     TrafficClass cls;
     Verdict v;
     if (fast[i]) {
-      if (decide_fast(slot[i], ack[i], look[i], pkts[i], now_ns, now, v, cls)) [[likely]] {
+      if (decide_fast(slot[i], fl[i], look[i], pkts[i], now_ns, now, v, cls)) [[likely]] {
         out[i] = v;
         pk[static_cast<int>(cls)][static_cast<int>(v)]++;
         by[static_cast<int>(cls)][static_cast<int>(v)] += pkts[i].len;
@@ -371,7 +373,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
         continue;
       }
       // Off the fast path's line: the full path decides it, with the lookups made so far.
-      parse_outside(pkts[i], meta[i], look[i].key, look[i].keyed);
+      parse_outside(pkts[i], meta[i], look[i].key, look[i].keyed, true);
     }
     if (m.kind == L3Kind::kNonIp) {
       // ARP and the EtherTypes the config lists, within the infra budget; nothing else.

@@ -1,5 +1,5 @@
 // The fast paths (Worker::decide_fast: a staked node's segment on its verified connection,
-// from parse_tcp4_ack's few fields; and process_inside's for the cluster's segments and
+// from parse_l4v4's few fields; and process_inside's for the cluster's segments and
 // datagrams on live sessions) must decide exactly as the full paths do. Two workers
 // get the same traffic, in the same calls at the same times, one with the fast path off:
 // every verdict, counter, meter, session entry and evidence record must agree. The traffic
@@ -24,7 +24,7 @@ using stakegate::testing::WorkerFixture;
 
 namespace {
 
-// A segment of `flow` from its remote end as parse_tcp4_ack would refuse it (VLAN tag or
+// A segment of `flow` from its remote end as parse_l4v4 would refuse it (VLAN tag or
 // IP options), advancing the remote's sequence like remote_data.
 std::vector<uint8_t> odd_segment(TcpFlow& flow, bool vlan) {
   FrameSpec f = flow.from_remote(0x10);

@@ -202,41 +202,9 @@ inline void parse_segmented_frame(const uint8_t* data, uint32_t len, uint32_t wi
   detail::parse<true, true>(data, len, wire_len < len ? len : wire_len, m);
 }
 
-// What the data path's fast path (Worker::decide_stage) reads of the packet a staked node
-// sends most: a segment on its established connection.
-struct Tcp4Ack {
-  uint32_t src, dst;  // host order
-  uint32_t seq, ack;
-  uint16_t sport, dport;
-  uint16_t win;
-  uint8_t flags;
-};
-
-// True when the `len` bytes at `data` are untagged Ethernet, IPv4 without options and not
-// a fragment, TCP with ACK and none of SYN, FIN or RST; then parse_frame would make it
-// kIpv4 with these fields (tests/unit/parse_test.cc holds the two to agreeing). Anything
-// else is left to parse_frame.
-inline bool parse_tcp4_ack(const uint8_t* data, uint32_t len, Tcp4Ack& t) {
-  if (len < 54 || detail::rd16(data + 12) != 0x0800 || data[14] != 0x45) return false;
-  const uint8_t* l3 = data + 14;
-  const uint32_t total = detail::rd16(l3 + 2);
-  if ((detail::rd16(l3 + 6) & 0x3fff) != 0 || l3[9] != kProtoTcp || total < 40 || total > len - 14) return false;
-  const uint8_t* l4 = l3 + 20;
-  const uint32_t doff = (l4[12] >> 4) * 4u;
-  t.flags = l4[13];
-  if (doff < 20 || doff > total - 20 || (t.flags & (kTcpSyn | kTcpFin | kTcpRst | kTcpAck)) != kTcpAck) return false;
-  t.src = detail::rd32(l3 + 12);
-  t.dst = detail::rd32(l3 + 16);
-  t.sport = detail::rd16(l4);
-  t.dport = detail::rd16(l4 + 2);
-  t.seq = detail::rd32(l4 + 4);
-  t.ack = detail::rd32(l4 + 8);
-  t.win = detail::rd16(l4 + 14);
-  return true;
-}
-
-// What the inside path's fast path (Worker::process_inside) reads of the cluster's
-// commonest packets: a TCP segment without SYN, or a UDP datagram.
+// What the data path's fast paths read of the commonest packets: a TCP segment without
+// SYN (outside: a staked node's on its verified connection, Worker::decide_fast; inside:
+// the cluster's), or a UDP datagram (inside: the cluster's, Worker::process_inside).
 struct L4v4 {
   uint32_t src, dst;  // host order
   uint16_t sport, dport;
@@ -250,6 +218,8 @@ struct L4v4 {
 // True when the `len` bytes at `data` are untagged Ethernet, IPv4 without options and not
 // a fragment, and either TCP without SYN or UDP; then parse_frame would make it kIpv4
 // with these fields (tests/unit/parse_test.cc holds the two to agreeing).
+// kTcpOnly: UDP is refused too (the outside fast path takes only TCP).
+template <bool kTcpOnly = false>
 inline bool parse_l4v4(const uint8_t* data, uint32_t len, L4v4& t) {
   if (len < 42 || detail::rd16(data + 12) != 0x0800 || data[14] != 0x45) return false;
   const uint8_t* l3 = data + 14;
@@ -265,7 +235,7 @@ inline bool parse_l4v4(const uint8_t* data, uint32_t len, L4v4& t) {
     t.ack = detail::rd32(l4 + 8);
     t.win = detail::rd16(l4 + 14);
     t.seq_len = total - 20 - doff + ((t.flags & kTcpFin) ? 1 : 0);
-  } else if (t.proto == kProtoUdp) {
+  } else if (!kTcpOnly && t.proto == kProtoUdp) {
     t.flags = 0;
     t.seq = t.ack = t.seq_len = 0;
     t.win = 0;

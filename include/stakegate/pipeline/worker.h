@@ -105,9 +105,9 @@ class Worker {
   // from a protected address opens or refreshes its session.
   void process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept;
 
-  // The fast path for a staked node's segments on its verified connections (decide_fast);
-  // on by default. Off, every packet takes the full path: the differential test compares
-  // the two.
+  // The fast paths (decide_fast for a staked node's segments on its verified connections;
+  // process_inside's for the cluster's packets on live sessions); on by default. Off,
+  // every packet takes the full path: the differential test compares the two.
   void set_fast_path(bool on) noexcept { fast_path_ = on; }
 
   const WorkerCounters& counters() const { return counters_; }
@@ -152,7 +152,7 @@ class Worker {
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
-  bool decide_fast(uint32_t slot, const struct Tcp4Ack& t, Lookup& look, const PacketView& p, uint64_t now_ns,
+  bool decide_fast(uint32_t slot, const struct L4v4& t, Lookup& look, const PacketView& p, uint64_t now_ns,
                    uint32_t now, Verdict& v, TrafficClass& cls);
   Verdict decide_unknown(const struct PacketMeta& m, Session* s, uint64_t tag, const PacketView& p, uint64_t now_ns,
                          TrafficClass& cls);
