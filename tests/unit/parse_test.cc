@@ -2,6 +2,8 @@
 // truncation of every prefix of valid frames (no read past the end, no crash).
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
 #include <random>
 
 #include "packet_builder.h"
@@ -240,15 +242,22 @@ TEST(Parse, FastL4v4AgreesWithParseFrame) {
   std::mt19937_64 rng(11);
   size_t taken = 0, refused = 0;
   for (int i = 0; i < 200000; ++i) {
-    const auto b = fast_parse_case(rng, i, static_cast<uint8_t>(rng()), rng() % 3 == 0 ? kProtoUdp : kProtoTcp);
+    const auto frame = fast_parse_case(rng, i, static_cast<uint8_t>(rng()), rng() % 3 == 0 ? kProtoUdp : kProtoTcp);
+    // In a buffer of exactly its size, so that ASan sees any read past it (a cut vector
+    // keeps its capacity).
+    const auto copy = std::make_unique<uint8_t[]>(frame.size());
+    std::memcpy(copy.get(), frame.data(), frame.size());
+    const uint8_t* d = copy.get();
+    const auto len = static_cast<uint32_t>(frame.size());
+    const std::vector<uint8_t>& b = frame;
     L4v4 t;
     PacketMeta m;
-    parse_frame(b.data(), static_cast<uint32_t>(b.size()), m);
-    const bool fast = parse_l4v4(b.data(), static_cast<uint32_t>(b.size()), t);
+    parse_frame(d, len, m);
+    const bool fast = parse_l4v4(d, len, t);
     const bool should = plain_ipv4(b, m) && (m.l4_proto == kProtoUdp || !(m.tcp_flags & kTcpSyn));
     ASSERT_EQ(fast, should) << "frame " << i;
     L4v4 tcp;
-    ASSERT_EQ(parse_l4v4<true>(b.data(), static_cast<uint32_t>(b.size()), tcp), should && m.l4_proto == kProtoTcp)
+    ASSERT_EQ(parse_l4v4<true>(d, len, tcp), should && m.l4_proto == kProtoTcp)
         << "frame " << i << ", TCP only";
     if (!fast) {
       ++refused;
@@ -270,4 +279,16 @@ TEST(Parse, FastL4v4AgreesWithParseFrame) {
   }
   EXPECT_GT(taken, 50000u);
   EXPECT_GT(refused, 50000u);
+  // Every cut of a TCP segment, each in a buffer of its own size (the fuzzer's finding: a
+  // 48-byte frame whose IP length claimed a TCP header it did not hold).
+  FrameSpec f;
+  f.frame_size = 0;
+  const auto whole = build_frame(f);
+  for (size_t cut = 0; cut <= whole.size(); ++cut) {
+    const auto copy = std::make_unique<uint8_t[]>(cut);
+    std::memcpy(copy.get(), whole.data(), cut);
+    if (cut >= 18) copy[16] = 0, copy[17] = static_cast<uint8_t>(cut - 14);  // its IP length fits the cut
+    L4v4 t;
+    EXPECT_EQ(parse_l4v4<true>(copy.get(), static_cast<uint32_t>(cut), t), cut == whole.size()) << cut;
+  }
 }

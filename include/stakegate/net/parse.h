@@ -228,9 +228,10 @@ inline bool parse_l4v4(const uint8_t* data, uint32_t len, L4v4& t) {
   if ((detail::rd16(l3 + 6) & 0x3fff) != 0 || total < 28 || total > len - 14) return false;
   const uint8_t* l4 = l3 + 20;
   if (t.proto == kProtoTcp) {
+    if (total < 40) return false;  // first: the 20 bytes of TCP header must be in the frame before they are read
     const uint32_t doff = (l4[12] >> 4) * 4u;
     t.flags = l4[13];
-    if (total < 40 || doff < 20 || doff > total - 20 || (t.flags & kTcpSyn)) return false;
+    if (doff < 20 || doff > total - 20 || (t.flags & kTcpSyn)) return false;
     t.seq = detail::rd32(l4 + 4);
     t.ack = detail::rd32(l4 + 8);
     t.win = detail::rd16(l4 + 14);
