@@ -10,6 +10,7 @@
 
 #include <map>
 #include <random>
+#include <utility>
 
 #include "packet_builder.h"
 #include "tcp_flow.h"
@@ -70,6 +71,10 @@ std::vector<Step> traffic(uint64_t seed, size_t steps) {
     }
   };
   for (auto& f : flows) open(f);
+  // A node floods its own verified connection far over its rate: over_rate, a graylisting,
+  // and (after feed's pause) a recovery, whatever the seed makes of the rest.
+  open(flows[0]);
+  for (int i = 0; i < 3000; ++i) out.push_back({false, flows[0].remote_data()});
   for (size_t s = 0; s < steps; ++s) {
     TcpFlow& f = flows[rng() % flows.size()];
     const unsigned r = rng() % 100;
@@ -129,9 +134,11 @@ Outcome feed(WorkerFixture& f, const std::vector<Step>& steps, uint64_t seed, co
   std::vector<PacketView> burst;
   uint64_t now = 1'000'000;
   size_t limit = 1 + rng() % 40;
+  bool pause = false;
   auto flush = [&] {
     if (burst.empty()) return;
-    now += rng() % 300 == 0 ? 6'000'000'000 : 20'000;  // now and then a pause: scores decay, nodes recover
+    // Now and then a pause, and always one after the flood: scores decay, nodes recover.
+    now += rng() % 300 == 0 || std::exchange(pause, false) ? 6'000'000'000 : 20'000;
     std::vector<Verdict> v(burst.size());
     f.worker->process_outside(burst.data(), static_cast<uint16_t>(burst.size()), now, v.data());
     r.verdicts.insert(r.verdicts.end(), v.begin(), v.end());
@@ -147,6 +154,10 @@ Outcome feed(WorkerFixture& f, const std::vector<Step>& steps, uint64_t seed, co
     if (k == steps.size() / 3 || k == 2 * steps.size() / 3) {
       flush();
       f.worker->bind(k == steps.size() / 3 ? &changed : f.snap.get());
+    }
+    if (k == steps.size() / 6) {
+      flush();
+      pause = true;
     }
     if (s.inside) {
       flush();
@@ -269,7 +280,7 @@ TEST_P(FastPath, DecidesAsTheFullPath) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Traffic, FastPath,
-                         ::testing::Combine(::testing::Values<uint64_t>(1, 2, 3),
+                         ::testing::Combine(::testing::Values<uint64_t>(1, 2, 3, 4, 5, 6, 7, 8),
                                             ::testing::Values("", "# bps\n")));
 
 }  // namespace
