@@ -209,7 +209,7 @@ struct L4v4 {
   uint32_t src, dst;  // host order
   uint16_t sport, dport;
   uint32_t seq, ack;  // TCP (UDP: 0, as the fields below)
-  uint32_t seq_len;   // TCP: tcp_seq_len (payload, plus one for FIN)
+  uint32_t seq_len;   // TCP: tcp_seq_len (payload, plus one for FIN); not set by parse_l4v4<true>
   uint16_t win;       // TCP
   uint8_t flags;      // TCP
   uint8_t proto;      // kProtoTcp or kProtoUdp
@@ -235,7 +235,7 @@ inline bool parse_l4v4(const uint8_t* data, uint32_t len, L4v4& t) {
     t.seq = detail::rd32(l4 + 4);
     t.ack = detail::rd32(l4 + 8);
     t.win = detail::rd16(l4 + 14);
-    t.seq_len = total - 20 - doff + ((t.flags & kTcpFin) ? 1 : 0);
+    if (!kTcpOnly) t.seq_len = total - 20 - doff + ((t.flags & kTcpFin) ? 1 : 0);
   } else if (!kTcpOnly && t.proto == kProtoUdp) {
     t.flags = 0;
     t.seq = t.ack = t.seq_len = 0;

@@ -93,23 +93,28 @@ class SessionTable {
     mask_ = sets - 1;
   }
 
+  // An IPv4 key (::ffff:a.b.c.d at both ends) hashes as hash_v4 of its addresses and
+  // ports, so that the fast paths, which build no SessionKey, find what the full paths
+  // inserted (tests/unit/session_test.cc checks both forms agree).
   uint64_t hash(const SessionKey& k) const {
     uint64_t a, b, c, d;
     std::memcpy(&a, k.local.bytes.data(), 8);
     std::memcpy(&b, k.local.bytes.data() + 8, 8);
     std::memcpy(&c, k.remote.bytes.data(), 8);
     std::memcpy(&d, k.remote.bytes.data() + 8, 8);
+    constexpr uint64_t kMappedMark = 0xffff0000;  // bytes 8-11 of a mapped address, little-endian
+    if (((a | c) == 0) & (static_cast<uint32_t>(b) == kMappedMark) & (static_cast<uint32_t>(d) == kMappedMark)) [[likely]]
+      return hash_v4(__builtin_bswap32(static_cast<uint32_t>(b >> 32)), __builtin_bswap32(static_cast<uint32_t>(d >> 32)),
+                     k.lport, k.rport, k.proto);
     uint64_t ports = (uint64_t{k.lport} << 32) | (uint64_t{k.rport} << 16) | k.proto;
     return mix64((a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full) ^ (c * 0x165667b19e3779f9ull) ^
                  (d * 0xd6e8feb86659fd93ull) ^ (ports * 0x9fb21c651e98df25ull) ^ seed_);
   }
-  // hash() of an IPv4 key, from the addresses and ports themselves (the fast path's, which
-  // builds no SessionKey): a mapped address's first eight bytes are zero, so their terms
-  // drop out. Equal to hash() by construction (tests/unit/session_test.cc checks it).
+  // The hash of an IPv4 key, from the addresses (host order) and ports themselves.
   uint64_t hash_v4(uint32_t local, uint32_t remote, uint16_t lport, uint16_t rport, uint8_t proto) const {
-    uint64_t ports = (uint64_t{lport} << 32) | (uint64_t{rport} << 16) | proto;
-    return mix64((mapped_v4_low(local) * 0xc2b2ae3d27d4eb4full) ^ (mapped_v4_low(remote) * 0xd6e8feb86659fd93ull) ^
-                 (ports * 0x9fb21c651e98df25ull) ^ seed_);
+    const uint64_t addrs = (uint64_t{local} << 32) | remote;
+    const uint64_t ports = (uint64_t{lport} << 32) | (uint64_t{rport} << 16) | proto;
+    return mix64((addrs * 0xc2b2ae3d27d4eb4full) ^ (ports * 0x9fb21c651e98df25ull) ^ seed_);
   }
   void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h)]); }
   // A session goes to its home way when that way is free (empty or dead) as it is
@@ -155,8 +160,10 @@ class SessionTable {
     return m;
 #endif
   }
+  // The first candidate's entry: a set almost never holds two (a second would need the
+  // same 31-bit signature), and find_in reads any other unprefetched.
   void prefetch_ways(uint64_t h, unsigned ways) const {
-    for (; ways; ways &= ways - 1) __builtin_prefetch(&entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)]);
+    if (ways) __builtin_prefetch(&entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)]);
   }
   Session* find_in(const SessionKey& k, uint64_t h, unsigned ways) {
     for (; ways; ways &= ways - 1) {
@@ -171,11 +178,15 @@ class SessionTable {
                       uint8_t proto) {
     const uint64_t l = mapped_v4_low(local), r = mapped_v4_low(remote);
     const uint64_t tail = uint64_t{lport} | (uint64_t{rport} << 16) | (uint64_t{proto} << 32);
+    Session* const set = &entries_[set_of(h) * kWays];
     for (; ways; ways &= ways - 1) {
-      Session* s = &entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)];
-      uint64_t w[5];
-      std::memcpy(w, reinterpret_cast<const unsigned char*>(s), 40);  // the key's 37 bytes, then state, flags, wscale
-      if (((w[0] | w[2]) == 0) & (w[1] == l) & (w[3] == r) & ((w[4] & 0xffffffffffull) == tail)) [[likely]] return s;
+      Session* s = set + (std::countr_zero(ways) >> 1);
+      // The key's 37 bytes as five words (the last also holds state, flags, wscale), read
+      // in place and compared without branches between them.
+      const auto* b = reinterpret_cast<const unsigned char*>(s);
+      if (((word(b) | word(b + 16)) == 0) & (word(b + 8) == l) & (word(b + 24) == r) &
+          ((word(b + 32) & 0xffffffffffull) == tail)) [[likely]]
+        return s;
     }
     return nullptr;
   }
@@ -247,6 +258,11 @@ class SessionTable {
     return tags_[i / kWays].deadline[i % kWays];
   }
   static uint32_t sig_of(uint64_t h) { return (static_cast<uint32_t>(h) | 1) & ~kKept; }
+  static uint64_t word(const unsigned char* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    return w;
+  }
   uint64_t seed_;
   uint64_t mask_ = 0;
   HugeVector<TagSet> tags_;
@@ -280,6 +296,7 @@ inline uint32_t scaled_window(uint16_t win, uint8_t shift_nibble) {
 }
 
 inline uint32_t tcp_deadline(const Session& s, const SessionTimeouts& to, uint32_t now) {
+  if (s.state == Session::kTcpEstablished) [[likely]] return now + to.tcp_established;
   switch (s.state) {
     case Session::kTcpSynSent:
     case Session::kTcpSynRcvd: return now + to.tcp_syn;
