@@ -264,20 +264,16 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   // Filled before read: parse_view and outside_key (or parse_l4v4) set what is used.
   worker_detail::Uninitialised<PacketMeta, kOutsideStage> scratch;
   worker_detail::Uninitialised<Lookup, kOutsideStage> lookups;
-  worker_detail::Uninitialised<L4v4, kOutsideStage> l4s;
   PacketMeta* meta = scratch.v;
   Lookup* look = lookups.v;
-  L4v4* fl = l4s.v;
-  bool fast[kOutsideStage];  // packet i is on the fast path's line so far (fl[i] holds it)
-  uint32_t slot[kOutsideStage];
   uint64_t tag[kOutsideStage];
   const uint32_t now = session_tick(now_ns);
   for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
 
   for (uint16_t i = 0; i < n; ++i) {
     // A TCP segment without SYN (a SYN's window scale option needs the full parse).
-    fast[i] = fast_path_ && pkts[i].wire_len <= pkts[i].len && parse_l4v4<true>(pkts[i].data, pkts[i].len, fl[i]);
-    if (!fast[i]) {
+    look[i].fast = fast_path_ && pkts[i].wire_len <= pkts[i].len && parse_l4v4<true>(pkts[i].data, pkts[i].len, look[i].t);
+    if (!look[i].fast) {
       PacketMeta& m = meta[i];
       parse_view(pkts[i], m);
       look[i].keyed = look[i].scanned = false;
@@ -296,43 +292,40 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       }
       continue;
     }
-    const L4v4& t = fl[i];
+    // Its session's tags are fetched whatever the port: a node's packet needs them, and
+    // whether a public port's packet does (its sender is a node) is known only in stage 2.
+    const L4v4& t = look[i].t;
     snap.prefetch_v4(t.src);
     look[i].hash = sessions_.hash_v4(t.dst, t.src, t.dport, t.sport, kProtoTcp);
-    look[i].lazy = snap.unregistered_port(t.dport);
-    look[i].keyed = true;
     look[i].scanned = false;
-    if (!look[i].lazy) sessions_.prefetch(look[i].hash);
+    sessions_.prefetch(look[i].hash);
   }
 
   for (uint16_t i = 0; i < n; ++i) {
-    slot[i] = PolicySnapshot::kNoSource;
-    if (fast[i]) {
-      slot[i] = snap.find_v4(fl[i].src);
-      if (slot[i] != PolicySnapshot::kNoSource) [[likely]] {
-        if (look[i].lazy) {
-          sessions_.prefetch(look[i].hash);
-        } else {
-          look[i].ways = sessions_.candidates(look[i].hash, now);
-          look[i].scanned = true;
-          sessions_.prefetch_ways(look[i].hash, look[i].ways);
-        }
-        __builtin_prefetch(&meters_[slot[i]], 1);
+    look[i].slot = PolicySnapshot::kNoSource;
+    if (look[i].fast) {
+      look[i].slot = snap.find_v4(look[i].t.src);
+      if (look[i].slot != PolicySnapshot::kNoSource) [[likely]] {
+        look[i].ways = sessions_.candidates(look[i].hash, now);
+        look[i].scanned = true;
+        sessions_.prefetch_ways(look[i].hash, look[i].ways);
+        __builtin_prefetch(&meters_[look[i].slot], 1);
         continue;
       }
-      // Not a node's: the full path from here (lazy and hash are the full path's already;
-      // to a public port, its session is not wanted, so neither is its key).
-      fast[i] = false;
+      // Not a node's: the full path from here (hash is the full path's already; to a
+      // public port, its session is not wanted, so neither is its key).
+      look[i].fast = false;
+      look[i].lazy = snap.unregistered_port(look[i].t.dport);
       parse_outside(pkts[i], meta[i], look[i].key, look[i].keyed, !look[i].lazy);
     } else {
       const PacketMeta& m = meta[i];
-      if (m.kind == L3Kind::kIpv4) slot[i] = snap.find_v4(m.src_v4);
-      else if (m.kind == L3Kind::kIpv6) slot[i] = snap.find_v6(m.src_v6);
+      if (m.kind == L3Kind::kIpv4) look[i].slot = snap.find_v4(m.src_v4);
+      else if (m.kind == L3Kind::kIpv6) look[i].slot = snap.find_v6(m.src_v6);
       else continue;
     }
     const PacketMeta& m = meta[i];
     if (look[i].keyed && look[i].lazy) {
-      if (slot[i] != PolicySnapshot::kNoSource) {
+      if (look[i].slot != PolicySnapshot::kNoSource) {
         outside_key(pkts[i], m, look[i].key);
         look[i].hash = sessions_.hash(look[i].key);
         sessions_.prefetch(look[i].hash);
@@ -344,8 +337,8 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       look[i].scanned = true;
       sessions_.prefetch_ways(look[i].hash, look[i].ways);
     }
-    if (slot[i] != PolicySnapshot::kNoSource) {
-      __builtin_prefetch(&meters_[slot[i]], 1);
+    if (look[i].slot != PolicySnapshot::kNoSource) {
+      __builtin_prefetch(&meters_[look[i].slot], 1);
     } else {
       // Sources choose these addresses: a seeded, well-mixed hash keeps them from aiming at
       // one set. An IPv6 sender is one /64 (its own subnet), not one address of it.
@@ -364,8 +357,8 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     const PacketMeta& m = meta[i];
     TrafficClass cls;
     Verdict v;
-    if (fast[i]) {
-      if (decide_fast(slot[i], fl[i], look[i], pkts[i], now_ns, now, v, cls)) [[likely]] {
+    if (look[i].fast) {
+      if (decide_fast(look[i].slot, look[i].t, look[i], pkts[i], now_ns, now, v, cls)) [[likely]] {
         out[i] = v;
         pk[static_cast<int>(cls)][static_cast<int>(v)]++;
         by[static_cast<int>(cls)][static_cast<int>(v)] += pkts[i].len;
@@ -391,10 +384,10 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
                                      : sessions_.find(look[i].key, look[i].hash, now);
       // A source claiming the cluster's own address, or one no host can have, is spoofed
       // (for a table's address the snapshot marked it; others are checked here).
-      if (slot[i] != PolicySnapshot::kNoSource && !(meters_[slot[i]].flags & SourcePolicy::kNotOutside)) {
-        cls = meters_[slot[i]].cls;
-        v = decide_node(slot[i], m, s, pkts[i], now_ns, cls);
-      } else if (slot[i] != PolicySnapshot::kNoSource || (!snap.cluster().empty() && in_cluster(snap, m, true)) ||
+      if (look[i].slot != PolicySnapshot::kNoSource && !(meters_[look[i].slot].flags & SourcePolicy::kNotOutside)) {
+        cls = meters_[look[i].slot].cls;
+        v = decide_node(look[i].slot, m, s, pkts[i], now_ns, cls);
+      } else if (look[i].slot != PolicySnapshot::kNoSource || (!snap.cluster().empty() && in_cluster(snap, m, true)) ||
                  martian(m)) {
         cls = TrafficClass::kNone;
         v = Verdict::kSpoofed;

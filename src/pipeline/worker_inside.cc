@@ -79,11 +79,8 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
   const uint32_t now = session_tick(now_ns);
   worker_detail::Uninitialised<PacketMeta, kInsideStage> scratch;
   worker_detail::Uninitialised<Lookup, kInsideStage> lookups;
-  worker_detail::Uninitialised<L4v4, kInsideStage> l4s;
   PacketMeta* meta = scratch.v;
   Lookup* look = lookups.v;
-  L4v4* fl = l4s.v;
-  bool fast[kInsideStage];
   uint64_t bytes = 0;
   for (uint16_t done = 0; done < n;) {
     const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kInsideStage));
@@ -91,9 +88,9 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
     for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
     for (uint16_t i = 0; i < k; ++i) {
       bytes += wire_length(p[i]);
-      fast[i] = fast_path_ && p[i].wire_len <= p[i].len && parse_l4v4(p[i].data, p[i].len, fl[i]);
-      if (fast[i]) {
-        const L4v4& t = fl[i];
+      look[i].fast = fast_path_ && p[i].wire_len <= p[i].len && parse_l4v4(p[i].data, p[i].len, look[i].t);
+      if (look[i].fast) {
+        const L4v4& t = look[i].t;
         // inside_key for it: only the cluster's own addresses open sessions.
         if ((look[i].keyed = snap.cluster().empty() || snap.cluster().contains_v4(t.src))) {
           look[i].hash = sessions_.hash_v4(t.src, t.dst, t.sport, t.dport, t.proto);
@@ -114,8 +111,8 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       }
     for (uint16_t i = 0; i < k; ++i) {
       if (!look[i].keyed) continue;
-      if (fast[i]) {
-        const L4v4& t = fl[i];
+      if (look[i].fast) {
+        const L4v4& t = look[i].t;
         // The ways were scanned before this stage's earlier packets inserted: a session
         // not found among them (new, or just made by one of those) takes inside_packet,
         // whose upsert looks again.

@@ -29,13 +29,17 @@ inline bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source
 namespace stakegate {
 
 // The lookups of one outside packet, made in decide_stage's first two stages.
+// (One record a packet, not an array a field: each stage's loop then steps one pointer.)
 struct Worker::Lookup {
   uint64_t hash;
   SessionKey key;
   unsigned ways;  // the session set's candidate ways (outside: when `scanned`; inside: always)
+  uint32_t slot;  // outside: the source's slot, or kNoSource
   bool keyed;
   bool scanned;  // `ways` holds them (stage 2), else stage 3 scans the set
   bool lazy;  // a packet to a public port: its session is looked up only for a staked sender
+  bool fast;  // on the fast path's line so far: `t` holds its fields
+  L4v4 t;
 };
 
 }  // namespace stakegate
