@@ -181,11 +181,12 @@ class SessionTable {
     Session* const set = &entries_[set_of(h) * kWays];
     for (; ways; ways &= ways - 1) {
       Session* s = set + (std::countr_zero(ways) >> 1);
-      // The key's 37 bytes as five words (the last also holds state, flags, wscale), read
-      // in place and compared without branches between them.
+      // The key's 37 bytes as five words, read in place: every bit that differs survives
+      // into one word (the last word's top three bytes, state, flags and wscale, are
+      // shifted out).
       const auto* b = reinterpret_cast<const unsigned char*>(s);
-      if (((word(b) | word(b + 16)) == 0) & (word(b + 8) == l) & (word(b + 24) == r) &
-          ((word(b + 32) & 0xffffffffffull) == tail)) [[likely]]
+      if ((word(b) | word(b + 16) | (word(b + 8) ^ l) | (word(b + 24) ^ r) | ((word(b + 32) ^ tail) << 24)) == 0)
+          [[likely]]
         return s;
     }
     return nullptr;
