@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstring>
 
+#include "stakegate/base/prefetch.h"
 #include "stakegate/net/parse.h"
 #include "worker_internal.h"
 
@@ -268,7 +269,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   Lookup* look = lookups.v;
   uint64_t tag[kOutsideStage];
   const uint32_t now = session_tick(now_ns);
-  for (uint16_t i = 0; i < n; ++i) __builtin_prefetch(pkts[i].data);
+  for (uint16_t i = 0; i < n; ++i) prefetch_line(pkts[i].data);
 
   for (uint16_t i = 0; i < n; ++i) {
     // A TCP segment without SYN (a SYN's window scale option needs the full parse).
@@ -309,7 +310,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
         look[i].ways = sessions_.candidates(look[i].hash, now);
         look[i].scanned = true;
         sessions_.prefetch_ways(look[i].hash, look[i].ways);
-        __builtin_prefetch(&meters_[look[i].slot], 1);
+        prefetch_line(&meters_[look[i].slot]);
         continue;
       }
       // Not a node's: the full path from here (hash is the full path's already; to a
@@ -338,7 +339,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       sessions_.prefetch_ways(look[i].hash, look[i].ways);
     }
     if (look[i].slot != PolicySnapshot::kNoSource) {
-      __builtin_prefetch(&meters_[look[i].slot], 1);
+      prefetch_line(&meters_[look[i].slot]);
     } else {
       // Sources choose these addresses: a seeded, well-mixed hash keeps them from aiming at
       // one set. An IPv6 sender is one /64 (its own subnet), not one address of it.
@@ -346,8 +347,8 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       std::memcpy(&upper, m.src_v6.bytes.data(), 8);
       tag[i] = mix64((m.kind == L3Kind::kIpv4 ? uint64_t{m.src_v4} : upper * 0x9e3779b97f4a7c15ull) ^ seed_) | 1;
       const UnregisteredEntry* set = unregistered_set(tag[i]);
-      __builtin_prefetch(set, 1);
-      __builtin_prefetch(set + kWays - 1, 1);  // a set spans two cache lines
+      prefetch_line(set);
+      prefetch_line(set + kWays - 1);  // a set spans two cache lines
     }
   }
 

@@ -1,6 +1,7 @@
 // The inside path: the cluster's own packets open and refresh sessions.
 #include <algorithm>
 
+#include "stakegate/base/prefetch.h"
 #include "stakegate/pipeline/worker.h"
 #include "worker_internal.h"
 
@@ -85,7 +86,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
   for (uint16_t done = 0; done < n;) {
     const uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kInsideStage));
     const PacketView* p = pkts + done;
-    for (uint16_t i = 0; i < k; ++i) __builtin_prefetch(p[i].data);
+    for (uint16_t i = 0; i < k; ++i) prefetch_line(p[i].data);
     for (uint16_t i = 0; i < k; ++i) {
       bytes += wire_length(p[i]);
       look[i].fast = fast_path_ && p[i].wire_len <= p[i].len && parse_l4v4(p[i].data, p[i].len, look[i].t);

@@ -24,6 +24,7 @@
 
 #include "stakegate/base/address.h"
 #include "stakegate/base/huge_alloc.h"
+#include "stakegate/base/prefetch.h"
 #include "stakegate/net/parse.h"
 #include "stakegate/policy/addr_map.h"
 #include "stakegate/policy/snapshot.h"
@@ -116,7 +117,7 @@ class SessionTable {
     const uint64_t ports = (uint64_t{lport} << 32) | (uint64_t{rport} << 16) | proto;
     return mix64((addrs * 0xc2b2ae3d27d4eb4full) ^ (ports * 0x9fb21c651e98df25ull) ^ seed_);
   }
-  void prefetch(uint64_t h) const { __builtin_prefetch(&tags_[set_of(h)]); }
+  void prefetch(uint64_t h) const { prefetch_line(&tags_[set_of(h)]); }
   // A session goes to its home way when that way is free (empty or dead) as it is
   // created. The inside path prefetches the home way's entry together with the set's tags,
   // before the tags say which way holds the key: a session in its home way (most of them,
@@ -126,8 +127,8 @@ class SessionTable {
   // flight per packet, gained nothing, so it prefetches the tags alone.
   static unsigned home_way(uint64_t h) { return static_cast<unsigned>(h >> 61); }
   void prefetch_with_home(uint64_t h) const {
-    __builtin_prefetch(&tags_[set_of(h)]);
-    __builtin_prefetch(&entries_[set_of(h) * kWays + home_way(h)]);
+    prefetch_line(&tags_[set_of(h)]);
+    prefetch_line(&entries_[set_of(h) * kWays + home_way(h)]);
   }
 
   // The live session with key `k` (hash `h`), or null.
@@ -163,7 +164,7 @@ class SessionTable {
   // The first candidate's entry: a set almost never holds two (a second would need the
   // same 31-bit signature), and find_in reads any other unprefetched.
   void prefetch_ways(uint64_t h, unsigned ways) const {
-    if (ways) __builtin_prefetch(&entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)]);
+    if (ways) prefetch_line(&entries_[(set_of(h) * kWays) + (std::countr_zero(ways) >> 1)]);
   }
   Session* find_in(const SessionKey& k, uint64_t h, unsigned ways) {
     for (; ways; ways &= ways - 1) {

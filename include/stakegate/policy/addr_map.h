@@ -10,6 +10,7 @@
 
 #include "stakegate/base/address.h"
 #include "stakegate/base/huge_alloc.h"
+#include "stakegate/base/prefetch.h"
 
 namespace stakegate {
 
@@ -64,7 +65,7 @@ class FlatAddrMap {
     }
   }
 
-  void prefetch(const Key& k) const { __builtin_prefetch(&entries_[index(k)]); }
+  void prefetch(const Key& k) const { prefetch_line(&entries_[index(k)]); }
   size_t size() const { return size_; }
   size_t memory_bytes() const { return entries_.size() * sizeof(Entry); }
 
