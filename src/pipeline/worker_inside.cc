@@ -120,8 +120,11 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
         if (Session* s = sessions_.find_in_v4(look[i].hash, look[i].ways, t.src, t.dst, t.sport, t.dport, t.proto))
             [[likely]] {
           if (t.proto == kProtoTcp) {
-            on_cluster_tcp(*s, false, t.flags, t.seq, t.ack, t.win, t.seq_len, -1, snap.service_port(t.sport));
-            sessions_.extend_keep(s, tcp_deadline(*s, snap.timeouts, now));
+            // Without SYN on a live session, only kAckSeen can join its flags: whether it is
+            // kept (verified or opened) stays, so its tags need only the deadline, and only
+            // when that moves.
+            on_cluster_tcp(*s, false, t.flags, t.seq, t.ack, t.win, t.seq_len, -1, false);
+            sessions_.extend(s, tcp_deadline(*s, snap.timeouts, now));
           } else {
             sessions_.extend(s, now + snap.timeouts.udp);
           }
