@@ -2,6 +2,8 @@
 // One worker over a policy, as unit tests, fuzz targets and the microbenchmark need it:
 // config -> identities -> SWQoS plan -> snapshot -> a bound Worker. Time is whatever the
 // caller passes to send(), so every test controls the clock.
+#include <cstddef>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,5 +77,27 @@ struct WorkerFixture {
     return worker->counters().packets[static_cast<int>(d)][static_cast<int>(c)][static_cast<int>(v)];
   }
 };
+
+static_assert(offsetof(NodeMeter, epoch) + sizeof(uint32_t) == sizeof(NodeMeter),
+              "NodeMeter has no padding: tests compare meters with memcmp");
+
+// The first counter in which two workers differ ("" when none), field by field: one
+// memcmp of the structs would also compare their padding (alignas(64)), which holds no
+// counter and need not be equal (under ASan, a copy's was not). `fast_path`: compare the
+// fast-path counts too (not when one worker runs without its fast paths).
+inline std::string counters_differ(const WorkerCounters& a, const WorkerCounters& b, bool fast_path = true) {
+  static_assert(offsetof(WorkerCounters, fast_path_inside) == offsetof(WorkerCounters, unregistered_evictions) + 6 * 8,
+                "WorkerCounters changed: compare the new counter here");
+  if (std::memcmp(a.packets, b.packets, sizeof a.packets) != 0) return "packets";
+  if (std::memcmp(a.bytes, b.bytes, sizeof a.bytes) != 0) return "bytes";
+  if (a.unregistered_evictions != b.unregistered_evictions) return "unregistered_evictions";
+  if (a.non_first_fragments != b.non_first_fragments) return "non_first_fragments";
+  if (a.sessions_created != b.sessions_created) return "sessions_created";
+  if (a.sessions_evicted != b.sessions_evicted) return "sessions_evicted";
+  if (a.sessions_verified != b.sessions_verified) return "sessions_verified";
+  if (fast_path && a.fast_path != b.fast_path) return "fast_path";
+  if (fast_path && a.fast_path_inside != b.fast_path_inside) return "fast_path_inside";
+  return "";
+}
 
 }  // namespace stakegate::testing

@@ -78,7 +78,7 @@ Outcome feed(stakegate::testing::WorkerFixture& f, const std::vector<std::vector
 }
 
 void expect_same_state(const stakegate::testing::WorkerFixture& a, const stakegate::testing::WorkerFixture& b) {
-  EXPECT_EQ(0, std::memcmp(&a.worker->counters(), &b.worker->counters(), sizeof(WorkerCounters)));
+  EXPECT_EQ("", stakegate::testing::counters_differ(a.worker->counters(), b.worker->counters()));
   for (uint32_t s = 0; s < a.snap->source_count(); ++s) {
     EXPECT_EQ(0, std::memcmp(&a.worker->meter(s), &b.worker->meter(s), sizeof(NodeMeter))) << "slot " << s;
     const NodeMeterCold &x = a.worker->meter_cold(s), &y = b.worker->meter_cold(s);

@@ -69,6 +69,8 @@ struct NodeMeterCold {
   PeerScore peer;
 };
 
+// (tests/support/worker_fixture.h compares two workers' counters field by field: a new
+// counter goes there too.)
 struct alignas(64) WorkerCounters {
   uint64_t packets[kDirectionCount][kTrafficClassCount][kVerdictCount];
   uint64_t bytes[kDirectionCount][kTrafficClassCount][kVerdictCount];
