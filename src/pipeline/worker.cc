@@ -236,15 +236,13 @@ uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t no
 // ejected or spoofed; no verified session; a segment outside its windows):
 // the full path then decides the packet. tests/unit/fast_path_test.cc runs both over the
 // same traffic and compares every verdict, counter, meter and session.
-[[gnu::always_inline]] inline bool Worker::decide_fast(uint32_t slot, const L4v4& t, Lookup& look,
-                                                       const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
-                                                       TrafficClass& cls) {
+// `look`: stage 2 found the sender's slot and scanned its session's set (`ways`).
+[[gnu::always_inline]] inline bool Worker::decide_fast(const Lookup& look, const PacketView& p, uint64_t now_ns,
+                                                       uint32_t now, Verdict& v, TrafficClass& cls) {
+  const uint32_t slot = look.slot;
+  const L4v4& t = look.t;
   NodeMeter& nm = meters_[slot];
   if (nm.flags & (SourcePolicy::kNotOutside | SourcePolicy::kBlocked | SourcePolicy::kEjected)) return false;
-  if (!look.scanned) {
-    look.ways = sessions_.candidates(look.hash, now);
-    look.scanned = true;
-  }
   Session* s = sessions_.find_in_v4(look.hash, look.ways, t.dst, t.src, t.dport, t.sport, kProtoTcp);
   if (!s || !(s->flags & Session::kVerified) || !on_remote_tcp(*s, t.flags, t.seq, t.ack, t.win, -1)) return false;
   // A graylisted node's recovery check comes after the session's update here, before it
@@ -298,7 +296,6 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     const L4v4& t = look[i].t;
     snap.prefetch_v4(t.src);
     look[i].hash = sessions_.hash_v4(t.dst, t.src, t.dport, t.sport, kProtoTcp);
-    look[i].scanned = false;
     sessions_.prefetch(look[i].hash);
   }
 
@@ -359,7 +356,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     TrafficClass cls;
     Verdict v;
     if (look[i].fast) {
-      if (decide_fast(look[i].slot, look[i].t, look[i], pkts[i], now_ns, now, v, cls)) [[likely]] {
+      if (decide_fast(look[i], pkts[i], now_ns, now, v, cls)) [[likely]] {
         out[i] = v;
         pk[static_cast<int>(cls)][static_cast<int>(v)]++;
         by[static_cast<int>(cls)][static_cast<int>(v)] += pkts[i].len;

@@ -28,7 +28,8 @@ inline bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source
 
 namespace stakegate {
 
-// The lookups of one outside packet, made in decide_stage's first two stages.
+// The lookups of one packet, made in the first stages of decide_stage (outside) and
+// process_inside.
 // (One record a packet, not an array a field: each stage's loop then steps one pointer.)
 struct Worker::Lookup {
   uint64_t hash;

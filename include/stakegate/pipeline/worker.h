@@ -154,8 +154,8 @@ class Worker {
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
-  bool decide_fast(uint32_t slot, const struct L4v4& t, Lookup& look, const PacketView& p, uint64_t now_ns,
-                   uint32_t now, Verdict& v, TrafficClass& cls);
+  bool decide_fast(const Lookup& look, const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
+                   TrafficClass& cls);
   Verdict decide_unknown(const struct PacketMeta& m, Session* s, uint64_t tag, const PacketView& p, uint64_t now_ns,
                          TrafficClass& cls);
   Verdict police_verified(uint32_t slot, uint32_t len, uint64_t now_ns);
