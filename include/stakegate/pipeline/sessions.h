@@ -55,6 +55,8 @@ inline Ip6 mapped_v4(uint32_t a) {
   return m;
 }
 
+// (tests/support/worker_fixture.h compares two tables' entries field by field: a new
+// field goes there too.)
 struct alignas(64) Session {
   enum State : uint8_t { kTcpSynSent = 1, kTcpSynRcvd, kTcpEstablished, kTcpClosing, kTcpClosed, kUdp, kIcmp };
   static constexpr uint8_t kOpened = 1;    // the cluster initiated it (else: it accepted it)
