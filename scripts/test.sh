@@ -10,9 +10,11 @@ meson test -C build --print-errorlogs
 
 # One instrumented build for the rest: clang with ASan/UBSan and libFuzzer's coverage, so
 # that the unit tests, the binaries and the fuzz targets share it (one build, not two).
+# -O0 except the core library and the fuzz targets (-O2): the control plane, tools and
+# tests build in 312 s instead of 494, the fuzzers keep their speed (docs/testing.md).
 san=build-asan
-[ -f "$san/build.ninja" ] || CC=clang CXX=clang++ meson setup "$san" --buildtype=debugoptimized -Dfuzz=true \
-  -Db_sanitize=address,undefined -Db_lundef=false
+[ -f "$san/build.ninja" ] || CC=clang CXX=clang++ meson setup "$san" --buildtype=debug -Dcore_optimization=2 \
+  -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
 unit_targets=$(meson introspect "$san" --tests | /usr/bin/python3 -c 'import json,sys; print(" ".join(t["name"] for t in json.load(sys.stdin) if "unit" in t["suite"]))')
 ninja -C "$san" $(for t in $unit_targets; do echo "tests/${t}_test"; done)
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
