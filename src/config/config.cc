@@ -208,7 +208,7 @@ void read_control(const YamlReader& s, ControlConfig& c) {
                 "metrics_basic_auth", "max_body_bytes", "max_connections", "max_connections_per_peer",
                 "reload_timeout_s"});
   if (s.has("socket")) c.socket = s.child("socket").string();
-  if (s.node()["socket"].IsNull() && s.node()["socket"].IsDefined()) c.socket.clear();
+  if (s.is_null("socket")) c.socket.clear();
   if (s.has("socket_group")) c.socket_group = s.child("socket_group").string();
   if (s.has("socket_mode")) c.socket_mode = socket_mode(s.child("socket_mode"));
   if (s.has("readonly_socket")) c.readonly_socket = s.child("readonly_socket").string();
@@ -222,7 +222,7 @@ void read_control(const YamlReader& s, ControlConfig& c) {
   if (s.has("tls")) read_tls(s.child("tls"), c.tls);
   if (s.has("allow_plaintext")) c.allow_plaintext = s.child("allow_plaintext").boolean();
   if (s.has("metrics")) c.metrics = s.child("metrics").string();
-  if (s.node()["metrics"].IsNull() && s.node()["metrics"].IsDefined()) c.metrics.clear();
+  if (s.is_null("metrics")) c.metrics.clear();
   if (s.has("metrics_tls")) read_tls(s.child("metrics_tls"), c.metrics_tls);
   if (s.has("metrics_basic_auth")) {
     // As node_exporter's web config: user -> bcrypt hash (stakegatectl hash-password).

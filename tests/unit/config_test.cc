@@ -180,3 +180,21 @@ TEST(Config, KeysThatAreNotPlainNamesAreRefused) {
               HasSubstr("config/x.yaml: capacity: keys must be plain names"));
   EXPECT_THAT(error_of("{a: 1}: 2\n"), HasSubstr("config/x.yaml: keys must be plain names"));
 }
+
+// The control section's keys are each optional: reading `socket: null` and `metrics: null`
+// (turned off) once threw yaml-cpp's InvalidNode when the key was absent, so a control
+// section without `metrics` was refused as "not a valid config".
+TEST(Config, ControlKeysAreEachOptional) {
+  Config c = parse_config(base_config("", "control: {socket: /run/x.sock}\n"), "x.yaml");
+  EXPECT_EQ(c.control.socket, "/run/x.sock");
+  EXPECT_EQ(c.control.metrics, "127.0.0.1:9469");  // the default
+  c = parse_config(base_config("", "control: {metrics: \"127.0.0.1:9100\"}\n"), "x.yaml");
+  EXPECT_EQ(c.control.socket, "/run/stakegate/control.sock");
+  EXPECT_EQ(c.control.metrics, "127.0.0.1:9100");
+  c = parse_config(base_config("", "control: {socket: null, metrics: ~}\n"), "x.yaml");
+  EXPECT_EQ(c.control.socket, "");
+  EXPECT_EQ(c.control.metrics, "");
+  c = parse_config(base_config("", "control: {max_connections: 8}\n"), "x.yaml");
+  EXPECT_EQ(c.control.socket, "/run/stakegate/control.sock");
+  EXPECT_EQ(c.control.metrics, "127.0.0.1:9469");
+}

@@ -24,6 +24,8 @@ class YamlReader {
   void expect_map(std::initializer_list<const char*> allowed) const;
   void expect_seq() const;
   bool has(const char* key) const { return node_.IsMap() && node_[key].IsDefined() && !node_[key].IsNull(); }
+  // `key: null` (or `key: ~`), given to turn off what is on by default.
+  bool is_null(const char* key) const { return node_.IsMap() && node_[key].IsDefined() && node_[key].IsNull(); }
   YamlReader child(const char* key) const;
   YamlReader item(size_t i) const;
   size_t size() const { return node_.size(); }
