@@ -13,6 +13,7 @@
 #include <rte_ether.h>
 
 #include "commands.h"
+#include "stakegate/base/json_text.h"
 #include "stakegate/control/evidence_service.h"
 #include "stakegate/control/policy_state.h"
 #include "stakegate/net/parse.h"
@@ -147,7 +148,7 @@ int cmd_replay(const ReplayOptions& o) {
       auto report = make_report(t, state.nodes(), state.plan());
       report["graylist"] = graylist_json(evidence.graylist());
       report["evidence"] = cases_json(evidence.cases());
-      r << report.dump(2) << "\n";
+      r << json_text(report, 2) << "\n";
     }
     return 0;
   } catch (const std::exception& e) {

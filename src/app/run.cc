@@ -18,6 +18,7 @@
 #include "eal.h"
 #include "rcu_publisher.h"
 #include "stakegate/base/files.h"
+#include "stakegate/base/json_text.h"
 #include "stakegate/control/access.h"
 #include "stakegate/control/evidence_service.h"
 #include "stakegate/policy/load.h"
@@ -76,7 +77,7 @@ bool final_report(const DataPlane& dp, const PolicyState& state, const std::stri
   j["tx_dropped"] = txd;
   j["identity_generation"] = state.generation();
   std::ofstream r(report_path);
-  if (r) r << j.dump(2) << "\n";
+  if (r) r << json_text(j, 2) << "\n";
   if (r.good()) return true;
   spdlog::error("{}: cannot write report", report_path);
   return false;

@@ -331,6 +331,7 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
   }
   YamlReader r(root, file, "");
   if (!root.IsMap()) throw ConfigError(file, "", "must be a YAML mapping");
+  r.expect_utf8();
   r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring", "evidence",
                 "operator", "control", "limits", "cluster", "sessions", "infra", "request_channel",
                 "state_dir"});

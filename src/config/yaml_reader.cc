@@ -1,11 +1,13 @@
 #include "stakegate/config/yaml_reader.h"
 
 #include <charconv>
+#include <cstdio>
 #include <cmath>
 #include <set>
 #include <sstream>
 
 #include "stakegate/base/node_id.h"
+#include "stakegate/base/utf8.h"
 
 namespace stakegate {
 
@@ -38,6 +40,34 @@ void YamlReader::expect_map(std::initializer_list<const char*> allowed) const {
 
 void YamlReader::expect_seq() const {
   if (!node_.IsSequence()) fail("must be a list");
+}
+
+void YamlReader::expect_utf8() const {
+  auto check = [](const YamlReader& at, const std::string& text, const char* what) {
+    if (auto i = invalid_utf8_at(text)) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(text[*i])));
+      at.fail(std::string(what) + " is not valid UTF-8 (byte " + hex + " at position " + std::to_string(*i + 1) +
+              "); a config file is UTF-8 text");
+    }
+  };
+  if (node_.IsScalar()) {
+    check(*this, node_.Scalar(), "the value");
+  } else if (node_.IsSequence()) {
+    for (size_t i = 0; i < node_.size(); ++i) item(i).expect_utf8();
+  } else if (node_.IsMap()) {
+    for (const auto& kv : node_) {
+      if (kv.first.IsScalar()) {
+        // Not named by its own bytes: they are what is wrong.
+        check(YamlReader(kv.first, file_, path_), kv.first.Scalar(), "a key");
+        const std::string key = kv.first.Scalar();
+        YamlReader(kv.second, file_, path_.empty() ? key : path_ + "." + key).expect_utf8();
+      } else {
+        YamlReader(kv.first, file_, path_).expect_utf8();
+        YamlReader(kv.second, file_, path_).expect_utf8();
+      }
+    }
+  }
 }
 
 YamlReader YamlReader::child(const char* key) const {

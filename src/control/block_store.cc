@@ -5,6 +5,7 @@
 
 #include "stakegate/base/error.h"
 #include "stakegate/base/files.h"
+#include "stakegate/base/json_text.h"
 
 namespace stakegate {
 namespace {
@@ -29,7 +30,7 @@ void save_api_blocks(const std::string& state_dir, const std::vector<ActiveBlock
   }
   std::error_code ec;
   fs::create_directories(state_dir, ec);
-  write_file_atomically(file_of(state_dir), json{{"version", 1}, {"blocks", list}}.dump(1) + "\n", 0640);
+  write_file_atomically(file_of(state_dir), json_text(json{{"version", 1}, {"blocks", list}}, 1) + "\n", 0640);
 }
 
 std::vector<ActiveBlock> load_api_blocks(const std::string& state_dir, int64_t now, std::vector<std::string>& warnings) {

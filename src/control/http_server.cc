@@ -22,6 +22,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "stakegate/base/json_text.h"
+
 namespace stakegate {
 
 namespace asio = boost::asio;
@@ -48,7 +50,7 @@ HttpHandler sync_handler(std::function<HttpResponse(const HttpRequest&)> f) {
 namespace {
 
 std::string error_body(const std::string& code, const std::string& message) {
-  return nlohmann::json{{"code", code}, {"message", message}}.dump();
+  return json_text(nlohmann::json{{"code", code}, {"message", message}});
 }
 
 std::shared_ptr<ssl::context> make_tls_context(const TlsFiles& f) {

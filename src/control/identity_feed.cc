@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "stakegate/base/files.h"
+#include "stakegate/base/json_text.h"
 #include "stakegate/base/time_text.h"
 #include "stakegate/control/policy_state.h"
 #include "stakegate/identity/resolve.h"
@@ -110,7 +111,7 @@ void PolicyState::save_identity_times() {
   try {
     std::error_code ec;
     std::filesystem::create_directories(state_dir_, ec);
-    write_file_atomically((std::filesystem::path(state_dir_) / "identity.json").string(), j.dump(1) + "\n", 0640);
+    write_file_atomically((std::filesystem::path(state_dir_) / "identity.json").string(), json_text(j, 1) + "\n", 0640);
     identity_saved_unix_ = clock_();
   } catch (const std::exception&) {
     // Only the age metrics lose their history across a restart; blocks.json reports disk trouble.
@@ -145,7 +146,7 @@ void PolicyState::save_fetched_table(bool changed) {
   try {
     std::error_code ec;
     std::filesystem::create_directories(state_dir_, ec);
-    write_file_atomically((std::filesystem::path(state_dir_) / kFetchedFile).string(), j.dump(1) + "\n", 0640);
+    write_file_atomically((std::filesystem::path(state_dir_) / kFetchedFile).string(), json_text(j, 1) + "\n", 0640);
     fetched_saved_unix_ = feed_.last_success;
   } catch (const std::exception&) {
     // A restart then starts on the configured table, as without a state_dir.

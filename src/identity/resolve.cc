@@ -15,6 +15,7 @@
 #include <set>
 
 #include "stakegate/base/files.h"
+#include "stakegate/base/json_text.h"
 #include "stakegate/base/time_text.h"
 
 namespace stakegate {
@@ -234,7 +235,7 @@ std::string NameCache::record(const std::map<std::string, DnsAnswer>& answers, c
   try {
     std::error_code ec;
     std::filesystem::create_directories(dir_, ec);
-    write_file_atomically(file_of(dir_), json{{"version", 1}, {"names", names}}.dump(1) + "\n", 0640);
+    write_file_atomically(file_of(dir_), json_text(json{{"version", 1}, {"names", names}}, 1) + "\n", 0640);
     return "";
   } catch (const std::exception& e) {
     return std::string("dns: the last known addresses are not saved: ") + e.what();

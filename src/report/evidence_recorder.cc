@@ -7,6 +7,7 @@
 #include <fstream>
 #include <regex>
 
+#include "stakegate/base/json_text.h"
 #include "stakegate/net/parse.h"
 #include "stakegate/report/evidence_bundle.h"
 #include "stakegate/report/pcapng_writer.h"
@@ -193,7 +194,7 @@ void EvidenceRecorder::close(Case& c, const SourceDirectory& dir, uint64_t now_n
   f.max_samples = cfg_.max_samples;
   f.snaplen = cfg_.snaplen;
 
-  write_file(c, "report.json", case_report_json(f).dump(2) + "\n");
+  write_file(c, "report.json", json_text(case_report_json(f), 2) + "\n");
   write_file(c, "flip.md", case_flip_markdown(f));
   if (!c.failed)
     log_(false, "evidence case written: " + c.summary.dir + " (" + std::to_string(c.summary.samples) + " packets sampled)");

@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "stakegate/base/utf8.h"
 #include "stakegate/config/config.h"
 #include "test_util.h"
 
@@ -197,4 +198,46 @@ TEST(Config, ControlKeysAreEachOptional) {
   c = parse_config(base_config("", "control: {max_connections: 8}\n"), "x.yaml");
   EXPECT_EQ(c.control.socket, "/run/stakegate/control.sock");
   EXPECT_EQ(c.control.metrics, "127.0.0.1:9469");
+}
+
+// Text from the config reaches report.json, flip.md and API answers, which are UTF-8:
+// a Latin-1 operator name once passed check-config and then ended the gateway when the
+// first evidence case was written (nlohmann::json refuses to dump it).
+TEST(Config, TextThatIsNotUtf8IsRefusedWithItsKey) {
+  EXPECT_THAT(error_of(base_config("", "operator: {name: \"Op\xe9rateur\"}\n")),
+              HasSubstr("config/x.yaml: operator.name: the value is not valid UTF-8 (byte 0xe9 at position 3)"));
+  EXPECT_THAT(error_of(base_config("", "blocklist: [{cidr: 198.19.0.0/16, reason: \"ok\xc0\xafno\"}]\n")),
+              HasSubstr("blocklist[0].reason: the value is not valid UTF-8 (byte 0xc0 at position 3)"));
+  std::string e = error_of(base_config("", "scoring: {\"gray\xfflist\": -40}\n"));
+  EXPECT_THAT(e, HasSubstr("config/x.yaml: scoring: a key is not valid UTF-8 (byte 0xff at position 5)"));
+  EXPECT_EQ(e.find('\xff'), std::string::npos);  // the message itself stays UTF-8
+  // Valid UTF-8 beyond ASCII is text like any other.
+  Config c = parse_config(base_config("", "operator: {name: \"Opérateur ノード 🚀\"}\n"), "x.yaml");
+  EXPECT_EQ(c.operator_info.name, "Opérateur ノード 🚀");
+}
+
+// The validator behind the refusal above (base/utf8.h): RFC 3629's well-formed sequences.
+TEST(Utf8, FirstInvalidByte) {
+  using namespace std::string_view_literals;
+  for (auto ok : {""sv, "plain"sv, "\xc2\x80"sv, "\xdf\xbf"sv, "\xe0\xa0\x80"sv, "\xef\xbf\xbd"sv, "\xed\x9f\xbf"sv,
+                  "\xee\x80\x80"sv, "\xf0\x90\x80\x80"sv, "\xf4\x8f\xbf\xbf"sv, "a\0b"sv})
+    EXPECT_EQ(invalid_utf8_at(ok), std::nullopt) << ::testing::PrintToString(ok);
+  const std::pair<std::string_view, size_t> bad[] = {
+      {"\x80", 0},                 // a continuation byte first
+      {"ab\xbf", 2},
+      {"\xc0\x80", 0},             // overlong NUL
+      {"\xc1\xbf", 0},             // overlong
+      {"\xe0\x80\x80", 0},         // overlong
+      {"\xe0\x9f\xbf", 0},         // overlong
+      {"\xed\xa0\x80", 0},         // a surrogate
+      {"\xf0\x8f\xbf\xbf", 0},     // overlong
+      {"\xf4\x90\x80\x80", 0},     // above U+10FFFF
+      {"\xf5\x80\x80\x80", 0},
+      {"\xff", 0},
+      {"x\xe2\x82", 1},            // cut short at the end
+      {"\xe2\x28\xa1", 0},         // a third byte that is not a continuation
+      {"ok\xf0\x90\x80", 2},
+      {"\xc3\xa9\xe9", 2},         // é, then Latin-1 é
+  };
+  for (const auto& [s, at] : bad) EXPECT_EQ(invalid_utf8_at(s), at) << ::testing::PrintToString(s);
 }

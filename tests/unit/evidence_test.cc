@@ -171,6 +171,37 @@ TEST(Evidence, AnUnwritableFolderIsReportedNotThrown) {
   EXPECT_NE(r.warnings[0].find("the data path is not affected"), std::string::npos);
 }
 
+// Text that is not UTF-8 in a case (config and identity files are checked where they are
+// read; this is the gap behind those checks) still gives a report.json, with U+FFFD in its
+// place: nlohmann::json throws on it, and on the control thread that ended the gateway.
+TEST(Evidence, TextThatIsNotUtf8IsReplacedNotThrown) {
+  stakegate::testing::TempDir tmp;
+  EvidenceConfig cfg;
+  cfg.dir = tmp.path() + "/ev";
+  cfg.window_s = 1;
+  OperatorConfig op;
+  op.name = "Op\xe9rateur";
+  std::vector<std::string> warnings;
+  EvidenceRecorder rec(cfg, op, {}, "test", [](uint64_t ns) { return ns; },
+                       [&](bool warning, const std::string& m) {
+                         if (warning) warnings.push_back(m);
+                       });
+  SourceView s = source(3, std::string(64, 'c'));
+  s.nodes[0].address = "n\xff.example:3569";
+  rec.open(s, "operator", 1'000'000'000);
+  rec.sample(sample(3, 1'100'000'000));
+  SourceDirectory dir;
+  ASSERT_NO_THROW(rec.tick(dir, 2'000'000'000));
+  auto done = rec.cases().at(0);
+  EXPECT_FALSE(done.open);
+  EXPECT_TRUE(done.error.empty()) << done.error;
+  EXPECT_TRUE(warnings.empty());
+  auto report = nlohmann::json::parse(std::ifstream(done.dir + "/report.json"));
+  EXPECT_EQ(report["errant"]["nodes"][0]["address"], "n\xef\xbf\xbd.example:3569");
+  EXPECT_TRUE(fs::exists(done.dir + "/flip.md"));
+  EXPECT_NE(nlohmann::json(report).dump().find("Op\xef\xbf\xbdrateur"), std::string::npos);
+}
+
 // Each sample's pcapng comment says what the packet is and whether it was attributable.
 TEST(Evidence, SampleCommentsCarryTupleFlagsTtlMacAndAttribution) {
   using stakegate::testing::FrameSpec;

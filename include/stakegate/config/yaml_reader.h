@@ -23,6 +23,9 @@ class YamlReader {
   // Refuses keys not in `allowed` (a typo must not silently become a default).
   void expect_map(std::initializer_list<const char*> allowed) const;
   void expect_seq() const;
+  // Refuses a key or value anywhere below that is not valid UTF-8 (it would end up in
+  // report.json and API answers, which must be UTF-8), naming where it is.
+  void expect_utf8() const;
   bool has(const char* key) const { return node_.IsMap() && node_[key].IsDefined() && !node_[key].IsNull(); }
   // `key: null` (or `key: ~`), given to turn off what is on by default.
   bool is_null(const char* key) const { return node_.IsMap() && node_[key].IsDefined() && node_[key].IsNull(); }
