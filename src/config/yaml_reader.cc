@@ -1,8 +1,8 @@
 #include "stakegate/config/yaml_reader.h"
 
 #include <charconv>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <sstream>
 
@@ -42,32 +42,48 @@ void YamlReader::expect_seq() const {
   if (!node_.IsSequence()) fail("must be a list");
 }
 
-void YamlReader::expect_utf8() const {
-  auto check = [](const YamlReader& at, const std::string& text, const char* what) {
-    if (auto i = invalid_utf8_at(text)) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(text[*i])));
-      at.fail(std::string(what) + " is not valid UTF-8 (byte " + hex + " at position " + std::to_string(*i + 1) +
-              "); a config file is UTF-8 text");
-    }
-  };
-  if (node_.IsScalar()) {
-    check(*this, node_.Scalar(), "the value");
-  } else if (node_.IsSequence()) {
-    for (size_t i = 0; i < node_.size(); ++i) item(i).expect_utf8();
-  } else if (node_.IsMap()) {
-    for (const auto& kv : node_) {
-      if (kv.first.IsScalar()) {
-        // Not named by its own bytes: they are what is wrong.
-        check(YamlReader(kv.first, file_, path_), kv.first.Scalar(), "a key");
-        const std::string key = kv.first.Scalar();
-        YamlReader(kv.second, file_, path_.empty() ? key : path_ + "." + key).expect_utf8();
-      } else {
-        YamlReader(kv.first, file_, path_).expect_utf8();
-        YamlReader(kv.second, file_, path_).expect_utf8();
-      }
+namespace {
+
+void check_utf8(const YamlReader& at, const std::string& text, const char* what) {
+  if (auto i = invalid_utf8_at(text)) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned>(static_cast<unsigned char>(text[*i])));
+    at.fail(std::string(what) + " is not valid UTF-8 (byte " + hex + " at position " + std::to_string(*i + 1) +
+            "); a config file is UTF-8 text");
+  }
+}
+
+// An alias is the node it names, so a list or mapping seen before (by its place in the
+// file) is not walked again: `&x [*x]` would recurse for ever, and nested aliases
+// ("billion laughs") would be walked exponentially often.
+void walk_utf8(const YamlReader& r, std::set<size_t>& seen) {
+  const YAML::Node& n = r.node();
+  if (n.IsScalar()) return check_utf8(r, n.Scalar(), "the value");
+  if (!n.IsSequence() && !n.IsMap()) return;
+  if (n.Mark().pos >= 0 && !seen.insert(static_cast<size_t>(n.Mark().pos)).second) return;
+  if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) walk_utf8(r.item(i), seen);
+    return;
+  }
+  const std::string& path = r.path();
+  for (const auto& kv : n) {
+    if (kv.first.IsScalar()) {
+      // Not named by its own bytes: they are what is wrong.
+      check_utf8(YamlReader(kv.first, r.file(), path), kv.first.Scalar(), "a key");
+      const std::string key = kv.first.Scalar();
+      walk_utf8(YamlReader(kv.second, r.file(), path.empty() ? key : path + "." + key), seen);
+    } else {
+      walk_utf8(YamlReader(kv.first, r.file(), path), seen);
+      walk_utf8(YamlReader(kv.second, r.file(), path), seen);
     }
   }
+}
+
+}  // namespace
+
+void YamlReader::expect_utf8() const {
+  std::set<size_t> seen;
+  walk_utf8(*this, seen);
 }
 
 YamlReader YamlReader::child(const char* key) const {

@@ -216,6 +216,23 @@ TEST(Config, TextThatIsNotUtf8IsRefusedWithItsKey) {
   EXPECT_EQ(c.operator_info.name, "Opérateur ノード 🚀");
 }
 
+// The UTF-8 walk covers every node, so aliases must not make it loop or explode: a list
+// that contains itself crashed it (stack overflow) and nested aliases took exponential time.
+TEST(Config, AliasesAreWalkedOnce) {
+  EXPECT_THAT(error_of("a: &x [*x]\n"), HasSubstr("config/x.yaml: a: unknown key"));
+  EXPECT_THAT(error_of("a: &x {b: *x}\n"), HasSubstr("config/x.yaml: a: unknown key"));
+  std::string bomb = "x0: &a0 [lol]\n";
+  for (int i = 1; i < 30; ++i) {
+    bomb += "x" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 9; ++k) bomb += (k ? ",*a" : "*a") + std::to_string(i - 1);
+    bomb += "]\n";
+  }
+  EXPECT_THAT(error_of(bomb), HasSubstr("config/x.yaml: x0: unknown key"));  // 9^29 if walked per alias
+  // A bad byte behind an alias is still found, at the anchor's place.
+  EXPECT_THAT(error_of(base_config("", "operator: {name: &n \"Op\xe9\", contact: *n}\n")),
+              HasSubstr("operator.name: the value is not valid UTF-8"));
+}
+
 // The validator behind the refusal above (base/utf8.h): RFC 3629's well-formed sequences.
 TEST(Utf8, FirstInvalidByte) {
   using namespace std::string_view_literals;
