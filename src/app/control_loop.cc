@@ -53,11 +53,12 @@ HttpResponse metrics_handler(const HttpRequest& r, const std::function<std::stri
 }
 
 std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const std::string& version,
-                   const Reloader::Outcome& reload) {
+                   const Reloader::Outcome& reload, uint64_t control_errors) {
   Totals t = dp.totals(true);  // with per-source counts, for stakegate_node_drops_total
   MetricsInput in;
   in.last_reload_success = reload.ok;
   in.last_reload_unix = reload.unix_s;
+  in.control_loop_errors = control_errors;
   in.totals = &t;
   in.state = &state;
   in.version = version;
@@ -190,6 +191,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
                  o.tokens.read.empty() ? "" : "; a read-only token too",
                  cfg.control.tls.client_ca.empty() ? "" : "; client certificates required");
   }
+  uint64_t control_errors = 0;  // exceptions the loop below caught (the control thread's alone)
   auto basic = std::make_shared<BasicAuth>(cfg.control.metrics_users);
   if (!cfg.control.metrics.empty()) {
     HttpAuthenticator metrics_auth = [basic](const HttpAuthInput& in) -> std::optional<Access> {
@@ -199,7 +201,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     metrics_server.listen_tcp(
         cfg.control.metrics,
         sync_handler([&](const HttpRequest& r) {
-          return metrics_handler(r, [&] { return render(state, dp, evidence, o.version, reloader.last()); });
+          return metrics_handler(r, [&] { return render(state, dp, evidence, o.version, reloader.last(), control_errors); });
         }),
         metrics_auth, tls_of(cfg.control.metrics_tls));
     spdlog::info("metrics on {}://{}/metrics{}", cfg.control.metrics_tls.on() ? "https" : "http", cfg.control.metrics,
@@ -215,8 +217,8 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   std::function<void()> wait_hup = [&] {
     hup.async_wait([&](const boost::system::error_code& ec, int) {
       if (ec) return;
+      wait_hup();  // first: a reload that throws must not deafen the next SIGHUP
       reloader.start(reload_done_log("SIGHUP"));
-      wait_hup();
     });
   };
   wait_hup();
@@ -236,7 +238,10 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     tick.expires_after(std::chrono::milliseconds(50));
     tick.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
+      on_tick();  // first: an exception below must not stop the ticks (and the watchdog's food)
       notifier.tick(dp.loop_progress(), std::chrono::steady_clock::now());
+      control_server.resume_accepting();
+      metrics_server.resume_accepting();
       publisher.reclaim();
       evidence.tick();
       try {
@@ -276,13 +281,34 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
         io.stop();
         return;
       }
-      on_tick();
     });
   };
   on_tick();
   notifier.ready("forwarding; " + std::to_string(state.nodes().size()) + " nodes, generation " +
                  std::to_string(state.generation()));
-  io.run();
+  // An exception out of a handler (memory exhausted, say) must not end the gateway: the
+  // workers keep forwarding on the published snapshot either way, and stopping would
+  // take every node behind it down. The loop goes on; a handler chain that the exception
+  // broke (the tick feeds the watchdog) lets systemd restart the gateway.
+  std::chrono::steady_clock::time_point last_error_log{};
+  for (;;) {
+    try {
+      io.run();
+      break;
+    } catch (const std::exception& e) {
+      ++control_errors;
+      // At most one line a second: out of memory, every tick fails.
+      if (auto now = std::chrono::steady_clock::now(); now - last_error_log >= std::chrono::seconds(1)) {
+        spdlog::error("control loop: {} (the data path keeps forwarding; {} caught so far)", e.what(), control_errors);
+        last_error_log = now;
+      }
+      try {
+        control_server.restart_accepting();
+        metrics_server.restart_accepting();
+      } catch (const std::exception&) {  // the next error tries again
+      }
+    }
+  }
   notifier.stopping();
   g_telemetry_dp = nullptr;
   control_server.close();

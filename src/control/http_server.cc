@@ -97,6 +97,14 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     std::map<std::string, Peer> peers;
     std::unique_ptr<asio::steady_timer> retry;
     Clock::time_point last_fd_warning{};
+    // An accept or its retry is pending. When starting one threw (memory exhausted), this
+    // stays false and resume_accepting(), called on every tick, starts it again. An
+    // exception inside Asio can also drop a pending accept unseen: restart_accepting()
+    // then cancels whatever is pending, and completions of an older `round` are ignored.
+    bool armed = false;
+    uint64_t round = 0;
+    std::function<void()> resume;
+    std::function<void()> cancel;
   };
 
   asio::io_context& io;
@@ -286,23 +294,53 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   // anything else is retried at once.
   template <typename Acceptor, typename Socket, typename Start>
   void accept(std::shared_ptr<Listener> l, std::shared_ptr<Acceptor> acc, Start start) {
-    acc->async_accept([self = shared_from_this(), l, acc, start](beast::error_code ec, Socket sock) {
-      if (self->closed || ec == asio::error::operation_aborted) return;
-      if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
-          ec == asio::error::no_memory) {
-        if (Clock::now() - l->last_fd_warning > std::chrono::seconds(10)) {
-          spdlog::warn("control: {} cannot accept connections: {}; pausing 200 ms", l->name, ec.message());
-          l->last_fd_warning = Clock::now();
+    if (!l->resume) {
+      l->resume = [weak = weak_from_this(), wl = std::weak_ptr<Listener>(l), wacc = std::weak_ptr<Acceptor>(acc), start] {
+        auto self = weak.lock();
+        auto l = wl.lock();
+        auto acc = wacc.lock();
+        if (self && l && acc && !self->closed) self->accept<Acceptor, Socket>(l, acc, start);
+      };
+      l->cancel = [wacc = std::weak_ptr<Acceptor>(acc)] {
+        beast::error_code ignore;
+        if (auto acc = wacc.lock()) acc->cancel(ignore);
+      };
+    }
+    l->armed = false;
+    const uint64_t round = ++l->round;
+    try {
+      acc->async_accept([self = shared_from_this(), l, acc, start, round](beast::error_code ec, Socket sock) {
+        if (round != l->round) return;  // cancelled by restart_accepting(): a newer accept is pending
+        l->armed = false;
+        if (self->closed || ec == asio::error::operation_aborted) return;
+        if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec == asio::error::no_buffer_space ||
+            ec == asio::error::no_memory) {
+          if (Clock::now() - l->last_fd_warning > std::chrono::seconds(10)) {
+            spdlog::warn("control: {} cannot accept connections: {}; pausing 200 ms", l->name, ec.message());
+            l->last_fd_warning = Clock::now();
+          }
+          l->retry->expires_after(std::chrono::milliseconds(200));
+          l->retry->async_wait([self, l, acc, start, round](beast::error_code e) {
+            if (round != l->round) return;
+            l->armed = false;
+            if (!e && !self->closed) self->accept<Acceptor, Socket>(l, acc, start);
+          });
+          l->armed = true;
+          return;
         }
-        l->retry->expires_after(std::chrono::milliseconds(200));
-        l->retry->async_wait([self, l, acc, start](beast::error_code e) {
-          if (!e && !self->closed) self->accept<Acceptor, Socket>(l, acc, start);
-        });
-        return;
-      }
-      if (!ec) start(std::move(sock));
-      self->accept<Acceptor, Socket>(l, acc, start);
-    });
+        if (!ec) {
+          try {
+            start(std::move(sock));
+          } catch (const std::exception& e) {  // the connection is lost, not the listener
+            spdlog::error("control: {}: cannot serve a connection: {}", l->name, e.what());
+          }
+        }
+        self->accept<Acceptor, Socket>(l, acc, start);
+      });
+      l->armed = true;
+    } catch (const std::exception& e) {
+      spdlog::error("control: {} cannot accept connections: {}; trying again on the next tick", l->name, e.what());
+    }
   }
 };
 
@@ -433,13 +471,33 @@ std::string HttpServer::reload_tls() {
   return problems;
 }
 
+void HttpServer::resume_accepting() {
+  if (impl_->closed) return;
+  for (auto& l : impl_->listeners)
+    if (!l->armed && l->resume) l->resume();
+}
+
+void HttpServer::restart_accepting() {
+  if (impl_->closed) return;
+  for (auto& l : impl_->listeners) {
+    ++l->round;  // what is still pending completes unheard
+    l->armed = false;
+    l->retry->cancel();
+    if (l->cancel) l->cancel();
+  }
+}
+
 void HttpServer::close() {
   if (!impl_ || impl_->closed) return;
   impl_->closed = true;
   beast::error_code ec;
   for (auto& a : impl_->unix_acceptors) a->close(ec);
   for (auto& a : impl_->tcp_acceptors) a->close(ec);
-  for (auto& l : impl_->listeners) l->retry->cancel();
+  for (auto& l : impl_->listeners) {
+    l->retry->cancel();
+    l->resume = nullptr;  // it holds the listener (through the start handler): no cycle left
+    l->cancel = nullptr;
+  }
   for (auto& p : impl_->unix_paths) ::unlink(p.c_str());
 }
 

@@ -173,7 +173,10 @@ std::string render_metrics(const MetricsInput& in) {
         std::tuple{"stakegate_evidence_samples_total", "Dropped packets written to evidence samples.",
                    in.evidence_samples},
         std::tuple{"stakegate_evidence_samples_lost_total",
-                   "Evidence records lost because a worker's sample ring was full.", in.evidence_samples_lost}}) {
+                   "Evidence records lost because a worker's sample ring was full.", in.evidence_samples_lost},
+        std::tuple{"stakegate_control_loop_errors_total",
+                   "Exceptions caught in the control loop (see the log); the data path kept forwarding.",
+                   in.control_loop_errors}}) {
     single(out, name, help, MetricType::Counter, static_cast<double>(value));
   }
 

@@ -86,6 +86,12 @@ class HttpServer {
   // Re-reads the TLS files of every TLS listener (SIGHUP); the old ones stay on failure.
   // Returns the problems, empty when all were reloaded.
   std::string reload_tls();
+  // Starts accepting again on a listener whose accept could not be started (memory
+  // exhausted); the control loop calls it on every tick.
+  void resume_accepting();
+  // After an exception in the control loop: a pending accept may have been lost inside
+  // Asio, so every listener's is cancelled and started again by resume_accepting().
+  void restart_accepting();
   void close();
   size_t open_connections() const;
 

@@ -26,6 +26,7 @@ struct MetricsInput {
   uint64_t graylisted = 0, graylist_entries = 0, graylist_exits = 0;
   uint64_t evidence_cases = 0, evidence_errors = 0, evidence_samples = 0, evidence_samples_lost = 0;
   uint64_t graylist_events_lost = 0;
+  uint64_t control_loop_errors = 0;  // exceptions caught in the control loop
   uint64_t session_capacity = 0;  // per worker
   unsigned rate_split = 1;        // workers that share a source's rate (1: RSS, or one worker)
   bool last_reload_success = true;  // the last reload (SIGHUP or the API) was applied
