@@ -291,7 +291,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   };
 
   // Accept errors: out of descriptors pauses accepting (logged at most every 10 s);
-  // anything else is retried at once.
+  // anything else is retried at once. An accept that cannot be started is started by the
+  // next tick (resume_accepting).
   template <typename Acceptor, typename Socket, typename Start>
   void accept(std::shared_ptr<Listener> l, std::shared_ptr<Acceptor> acc, Start start) {
     if (!l->resume) {
@@ -338,8 +339,11 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         self->accept<Acceptor, Socket>(l, acc, start);
       });
       l->armed = true;
-    } catch (const std::exception& e) {
-      spdlog::error("control: {} cannot accept connections: {}; trying again on the next tick", l->name, e.what());
+    } catch (const std::exception& e) {  // tried again on every tick: logged at most every 10 s
+      if (Clock::now() - l->last_fd_warning > std::chrono::seconds(10)) {
+        spdlog::error("control: {} cannot accept connections: {}; trying again on the next tick", l->name, e.what());
+        l->last_fd_warning = Clock::now();
+      }
     }
   }
 };
