@@ -143,6 +143,8 @@ void read_blocklist(const YamlReader& r, std::vector<BlockEntry>& out) {
       std::string why;
       b.cidr = parse_cidr(e.child("cidr").string(), &why);
       if (!b.cidr) e.child("cidr").fail("bad CIDR '" + e.child("cidr").string() + "': " + why);
+      if (auto refusal = block_refusal(*b.cidr); !refusal.empty())
+        e.child("cidr").fail("refused '" + e.child("cidr").string() + "': " + refusal);
     } else {
       b.node_id = e.child("node_id").node_id();
     }

@@ -49,6 +49,11 @@ std::vector<ActiveBlock> load_api_blocks(const std::string& state_dir, int64_t n
       if (!cidr.empty()) {
         auto c = parse_cidr(cidr);
         if (!c) throw std::runtime_error("bad CIDR '" + cidr + "'");
+        // Made by a version that took it: the other blocks are restored, this one is not.
+        if (auto refusal = block_refusal(*c); !refusal.empty()) {
+          warnings.push_back(path + ": the block of " + cidr + " is not restored: " + refusal);
+          continue;
+        }
         a.entry.cidr = c;
       }
       a.entry.node_id = b.at("node_id").get<std::string>();

@@ -44,3 +44,17 @@ TEST(Address, SplitsHostPort) {
   EXPECT_FALSE(split_host_port("host:65536", h, p));
   EXPECT_FALSE(split_host_port(":3569", h, p));
 }
+
+// Blocks that would cut the cluster off: every source of a family, or link-local IPv6
+// ranges (the router's neighbour discovery). Anything narrower, or one link-local address,
+// is the operator's call.
+TEST(Address, RefusesBlocksThatCutTheClusterOff) {
+  auto refusal = [](const char* text) { return block_refusal(*parse_cidr(text)); };
+  EXPECT_NE(refusal("0.0.0.0/0").find("a /0 blocks every IPv4 source"), std::string::npos);
+  EXPECT_NE(refusal("::/0").find("a /0 blocks every IPv6 source"), std::string::npos);
+  for (const char* covering : {"fe80::/10", "fe80::/64", "fe80::/127", "fe80:1::/32", "febf:ffff::/32", "8000::/1", "fe00::/7"})
+    EXPECT_NE(refusal(covering).find("link-local addresses (fe80::/10)"), std::string::npos) << covering;
+  for (const char* fine : {"0.0.0.0/1", "128.0.0.0/1", "198.51.100.0/24", "203.0.113.7", "2001:db8::/32", "::/1",
+                           "fe80::1", "fec0::/10", "fe40::/10", "2000::/3"})
+    EXPECT_EQ(refusal(fine), "") << fine;
+}

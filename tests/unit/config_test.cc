@@ -101,6 +101,12 @@ TEST(Config, BadCidr) {
               HasSubstr("blocklist[0].cidr: bad CIDR '300.1.1.1/32': not an IPv4 or IPv6 address"));
   EXPECT_THAT(error_of(base_config("", "blocklist: [{node_id: abc}]\n")),
               HasSubstr("blocklist[0].node_id: must be 64 hex characters"));
+  // Blocks that would cut the cluster off (address_test.cc has the whole rule).
+  EXPECT_THAT(error_of(base_config("", "blocklist: [{cidr: 198.51.100.0/24}, {cidr: 0.0.0.0/0}]\n")),
+              HasSubstr("config/x.yaml: blocklist[1].cidr: refused '0.0.0.0/0': a /0 blocks every IPv4 source"));
+  EXPECT_THAT(error_of(base_config("", "blocklist: [{cidr: \"fe80::/64\"}]\n")),
+              HasSubstr("blocklist[0].cidr: refused 'fe80::/64': it covers link-local addresses (fe80::/10)"));
+  EXPECT_EQ(error_of(base_config("", "blocklist: [{cidr: \"fe80::1\"}, {cidr: 0.0.0.0/1}]\n")), "(accepted)");
 }
 
 TEST(Config, BadPorts) {

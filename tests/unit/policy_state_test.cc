@@ -129,6 +129,9 @@ TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
   expect_refused([&] { state_->block("198.51.100.0/24", "", "", ~uint64_t{0}); }, "at most");
   expect_refused([&] { state_->unblock("198.51.100.0/24", ""); }, "no blocklist entry");
   expect_refused([&] { state_->unblock("198.51.100.0/33", ""); }, "bad CIDR");
+  expect_refused([&] { state_->block("0.0.0.0/0", "", "", 0); }, "refused '0.0.0.0/0': a /0 blocks every IPv4 source");
+  expect_refused([&] { state_->block("::/0", "", "", 0); }, "a /0 blocks every IPv6 source");
+  expect_refused([&] { state_->block("fe80::/10", "", "", 0); }, "link-local addresses (fe80::/10)");
   dir_.file("c.yaml", stakegate::testing::base_config() + "capacity: {pps: -1}\n");
   expect_refused([&] { state_->reload(); }, "c.yaml");
 }
@@ -152,6 +155,23 @@ TEST_F(PolicyStateTest, BlockUnblockAndExpiry) {
   auto ch = state_->unblock("", upper);
   EXPECT_EQ(ch.removed, 1u);
   EXPECT_FALSE(state_->snapshot()->source(slot_of("198.18.1.2")).flags & SourcePolicy::kBlocked);
+}
+
+// A blocks file written by a version that took a /0: the other blocks come back, that one
+// does not, and the warning says so.
+TEST_F(PolicyStateTest, ARestartDoesNotRestoreABlockThatCutsTheClusterOff) {
+  const std::string state = dir_.path() + "/state";
+  std::filesystem::create_directories(state);
+  dir_.file("state/blocks.json", R"({"version": 1, "blocks": [
+    {"cidr": "0.0.0.0/0", "node_id": "", "reason": "oops", "expires_at": 0},
+    {"cidr": "203.0.113.0/24", "node_id": "", "reason": "scanner", "expires_at": 0}]})");
+  state_->persist_blocks_in(state);
+  auto warnings = state_->restore_blocks();
+  ASSERT_EQ(state_->blocklist().size(), 1u);
+  EXPECT_EQ(state_->blocklist()[0].entry.cidr->to_string(), "203.0.113.0/24");
+  EXPECT_THAT(::testing::PrintToString(warnings),
+              HasSubstr("the block of 0.0.0.0/0 is not restored: a /0 blocks every IPv4 source"));
+  EXPECT_THAT(::testing::PrintToString(warnings), HasSubstr("restored 1 blocks"));
 }
 
 TEST_F(PolicyStateTest, ReloadReadsTheFileAndKeepsApiBlocks) {

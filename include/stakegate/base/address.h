@@ -51,6 +51,13 @@ struct Cidr {
 // bits set beyond the prefix, since that usually hides a typo.
 std::optional<Cidr> parse_cidr(std::string_view text, std::string* why = nullptr);
 
+// Why a blocklist entry for `c` would cut the cluster off, or "" when it would not: a /0
+// (every source of its family: the replies to the cluster's own connections, DNS and ICMP
+// errors included) or an IPv6 prefix (not a single address) overlapping fe80::/10, the
+// link-local addresses neighbour discovery comes from. The config, the API and a restart
+// all refuse it.
+std::string block_refusal(const Cidr& c);
+
 inline uint32_t v4_mask(uint8_t len) { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
 Ip6 v6_mask_apply(const Ip6& a, uint8_t len);
 
