@@ -36,6 +36,8 @@ files = set(line.split()[-1].lstrip(".") for line in run(["dpkg-deb", "-c", deb]
 for f in ("/usr/bin/stakegate", "/usr/bin/stakegatectl", "/usr/bin/stakegate-scenario", "/usr/sbin/stakegate-host-setup",
           "/etc/stakegate/stakegate.yaml", "/usr/lib/systemd/system/stakegate.service",
           "/usr/share/stakegate/monitoring/stakegate-alerts.yml",
+          "/usr/share/stakegate/monitoring/stakegate-alerts.test.yml",
+          "/usr/share/stakegate/monitoring/stakegate-alerts-epochs.test.yml",
           "/usr/share/stakegate/monitoring/stakegate-dashboard.json", "/usr/share/doc/stakegate/deployment.md",
           "/usr/share/doc/stakegate/tuning.md"):
     check(f in files, f"the package holds {f}")
