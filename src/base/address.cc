@@ -67,14 +67,18 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string* why) {
   return c;
 }
 
+bool overlaps_ipv6_link_local(const Cidr& c) {
+  if (c.base.is_v4) return false;
+  const Cidr link_local{*parse_ip("fe80::"), 10};
+  return c.prefix_len <= link_local.prefix_len ? c.contains(link_local.base) : link_local.contains(c.base);
+}
+
 std::string block_refusal(const Cidr& c) {
   if (c.prefix_len == 0)
     return std::string("a /0 blocks every ") + (c.base.is_v4 ? "IPv4" : "IPv6") +
            " source, the replies to the cluster's own connections (DNS, ICMP errors, its peers) "
            "included: block the prefixes that misbehave";
-  if (c.base.is_v4 || c.prefix_len == 128) return {};
-  const Cidr link_local{*parse_ip("fe80::"), 10};
-  if (c.prefix_len <= link_local.prefix_len ? c.contains(link_local.base) : link_local.contains(c.base))
+  if (c.prefix_len < 128 && overlaps_ipv6_link_local(c))
     return "it covers link-local addresses (fe80::/10), where the upstream router's neighbour discovery "
            "comes from: the cluster could lose IPv6 (block single link-local addresses, /128, instead)";
   return {};

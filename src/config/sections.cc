@@ -18,6 +18,13 @@ void read_cluster(const YamlReader& r, ClusterConfig& c) {
     std::string why;
     auto cidr = parse_cidr(p.item(i).string(), &why);
     if (!cidr) p.item(i).fail("bad CIDR '" + p.item(i).string() + "': " + why);
+    // Outside sources inside the prefixes are dropped as spoofed, before anything else.
+    if (cidr->prefix_len == 0)
+      p.item(i).fail("refused '" + p.item(i).string() + "': a /0 makes every " + (cidr->base.is_v4 ? "IPv4" : "IPv6") +
+                     " address the cluster's, so every such packet from the outside would be dropped as spoofed");
+    if (overlaps_ipv6_link_local(*cidr))
+      p.item(i).fail("refused '" + p.item(i).string() + "': link-local addresses (fe80::/10) are the upstream router's "
+                     "too, and its neighbour discovery would be dropped as spoofed; list the cluster's global prefixes");
     c.prefixes.push_back(*cidr);
   }
 }

@@ -1,5 +1,6 @@
 #include "stakegate/policy/load.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -59,11 +60,26 @@ void config_warnings(const Config& c, std::vector<std::string>& out) {
 }
 }  // namespace
 
+namespace {
+// A node with an address inside cluster.prefixes: one of the cluster's own (its packets
+// from the outside are forged, and dropped as spoofed).
+bool in_cluster(const Config& c, const NodeIdentity& n) {
+  return std::any_of(n.ips.begin(), n.ips.end(), [&](const IpAddr& ip) {
+    return std::any_of(c.cluster.prefixes.begin(), c.cluster.prefixes.end(), [&](const Cidr& p) { return p.contains(ip); });
+  });
+}
+}  // namespace
+
 LoadedPolicy load_policy(const std::string& config_path) {
   LoadedPolicy p;
   p.cfg = load_config(config_path);
   config_warnings(p.cfg, p.warnings);
   p.nodes = load_identities(p.cfg, &p.warnings);
+  const size_t inside = std::count_if(p.nodes.begin(), p.nodes.end(), [&](const NodeIdentity& n) { return in_cluster(p.cfg, n); });
+  if (inside > 1 && 2 * inside > p.nodes.size())
+    p.warnings.push_back(p.cfg.file + ": " + std::to_string(inside) + " of the " + std::to_string(p.nodes.size()) +
+                         " nodes of the identity table have addresses inside cluster.prefixes, so their packets from the "
+                         "outside are dropped as spoofed: cluster.prefixes should list only the addresses behind the gateway");
   p.plan = make_stake_plan(p.cfg, p.nodes);
   return p;
 }
@@ -110,8 +126,10 @@ std::string describe_plan(const LoadedPolicy& p) {
     << " pps): its traffic off verified connections\n";
   std::string prefixes;
   for (const Cidr& cidr : c.cluster.prefixes) prefixes += (prefixes.empty() ? "" : ", ") + cidr.to_string();
-  o << "cluster: " << (prefixes.empty() ? "(cluster.prefixes not set: every inside source opens sessions, no source is judged spoofed)" : prefixes)
-    << "; sessions: " << c.limits_sessions << " per worker, timeouts tcp " << c.sessions.tcp_established_s << " s (syn "
+  const size_t inside = std::count_if(p.nodes.begin(), p.nodes.end(), [&](const NodeIdentity& n) { return in_cluster(c, n); });
+  o << "cluster: " << (prefixes.empty() ? "(cluster.prefixes not set: every inside source opens sessions, no source is judged spoofed)" : prefixes);
+  if (inside > 0) o << " (" << inside << " nodes of the table inside: the cluster's own, spoofed if they come from the outside)";
+  o << "; sessions: " << c.limits_sessions << " per worker, timeouts tcp " << c.sessions.tcp_established_s << " s (syn "
     << c.sessions.tcp_syn_s << ", closing " << c.sessions.tcp_closing_s << ", closed " << c.sessions.tcp_closed_s << "), udp "
     << c.sessions.udp_s << " s, icmp " << c.sessions.icmp_s << " s\n";
   o << "blocklist: " << c.blocklist.size() << " entries\n";
@@ -139,6 +157,7 @@ std::string describe_plan(const LoadedPolicy& p) {
     std::string status = n.status;
     if (sp.blocked) status += ",blocklisted";
     if (sp.nodes.size() > 1) status += ",shares-address(" + std::to_string(sp.nodes.size()) + " nodes)";
+    if (in_cluster(c, n)) status += ",in-cluster";
     std::snprintf(line, sizeof line, "%-64s %-12s %-40s %-16s %10.0f %10.1f %8.1f  %s\n", n.node_id.c_str(),
                   std::string(role_name(n.role)).c_str(), n.address.c_str(), ips.c_str(), n.weight, np.rate_pps,
                   np.burst_pkts, status.c_str());

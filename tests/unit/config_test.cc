@@ -70,6 +70,16 @@ limits: {sessions: 65536}
   EXPECT_EQ(c.request_channel.fraction, 0.1);
   EXPECT_EQ(c.limits_sessions, 65536u);
   EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [10.0.0.1/8]}\n"))), HasSubstr("cluster.prefixes[0]: bad CIDR"));
+  // Prefixes that would make the whole outside, or the router's neighbour discovery, spoofed.
+  EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [198.18.255.0/24, 0.0.0.0/0]}\n"))),
+              HasSubstr("cluster.prefixes[1]: refused '0.0.0.0/0': a /0 makes every IPv4 address the cluster's"));
+  EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [\"::/0\"]}\n"))),
+              HasSubstr("a /0 makes every IPv6 address the cluster's"));
+  for (const char* ll : {"fe80::/64", "fe80::1", "fe80::/10", "8000::/1"})
+    EXPECT_THAT(error_of(without_cluster(base_config("", std::string("cluster: {prefixes: [\"") + ll + "\"]}\n"))),
+                HasSubstr("link-local addresses (fe80::/10) are the upstream router's too"))
+        << ll;
+  EXPECT_EQ(error_of(without_cluster(base_config("", "cluster: {prefixes: [0.0.0.0/1, \"2001:db8::/32\"]}\n"))), "(accepted)");
   EXPECT_THAT(error_of(base_config("", "infra: {ethertypes: [\"0x0800\"]}\n")),
               HasSubstr("infra.ethertypes[0]: IPv4, IPv6 and VLAN tags are always classified"));
   EXPECT_THAT(error_of(base_config("", "infra: {ethertypes: [\"ipx\"]}\n")), HasSubstr("must be an EtherType"));

@@ -18,6 +18,7 @@
 
 using namespace stakegate;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace {
 
@@ -172,6 +173,36 @@ TEST_F(PolicyStateTest, ARestartDoesNotRestoreABlockThatCutsTheClusterOff) {
   EXPECT_THAT(::testing::PrintToString(warnings),
               HasSubstr("the block of 0.0.0.0/0 is not restored: a /0 blocks every IPv4 source"));
   EXPECT_THAT(::testing::PrintToString(warnings), HasSubstr("restored 1 blocks"));
+}
+
+// Nodes of the table inside cluster.prefixes are the cluster's own: the plan marks them,
+// and a config that puts most of the table there (every packet of theirs from the outside
+// would be spoofed) is warned about.
+TEST_F(PolicyStateTest, NodesInsideTheClusterPrefixesAreMarkedAndMostOfTheTableWarned) {
+  const std::string cfg = stakegate::testing::base_config();
+  auto with_cluster = [&](const std::string& prefixes) {
+    std::string c = cfg;
+    const size_t at = c.find("cluster:");
+    return load_policy(dir_.file("k.yaml", c.replace(at, c.find('\n', at) - at, "cluster: {prefixes: [" + prefixes + "]}")));
+  };
+  auto warned = [](const LoadedPolicy& p) {
+    return std::any_of(p.warnings.begin(), p.warnings.end(), [](const std::string& w) {
+      return w.find("nodes of the identity table have addresses inside cluster.prefixes") != std::string::npos;
+    });
+  };
+  LoadedPolicy one = with_cluster("198.18.1.1/32");  // one of three: the cluster's own node
+  EXPECT_FALSE(warned(one));
+  const std::string plan = describe_plan(one);
+  EXPECT_THAT(plan, HasSubstr("cluster: 198.18.1.1/32 (1 nodes of the table inside"));
+  auto row = [&](const std::string& address) {
+    const size_t at = plan.find(address);
+    return at == std::string::npos ? std::string() : plan.substr(at, plan.find('\n', at) - at);
+  };
+  EXPECT_THAT(row("198.18.1.1:3569"), HasSubstr("active,in-cluster"));
+  EXPECT_THAT(row("198.18.1.2:3569"), Not(HasSubstr("in-cluster")));
+  LoadedPolicy most = with_cluster("198.18.0.0/16, \"2001:2::/64\"");
+  EXPECT_TRUE(warned(most));
+  EXPECT_THAT(::testing::PrintToString(most.warnings), HasSubstr("3 of the 3 nodes"));
 }
 
 TEST_F(PolicyStateTest, ReloadReadsTheFileAndKeepsApiBlocks) {

@@ -51,6 +51,10 @@ struct Cidr {
 // bits set beyond the prefix, since that usually hides a typo.
 std::optional<Cidr> parse_cidr(std::string_view text, std::string* why = nullptr);
 
+// Whether `c` shares addresses with fe80::/10, the link-local range the upstream router's
+// neighbour discovery comes from.
+bool overlaps_ipv6_link_local(const Cidr& c);
+
 // Why a blocklist entry for `c` would cut the cluster off, or "" when it would not: a /0
 // (every source of its family: the replies to the cluster's own connections, DNS and ICMP
 // errors included) or an IPv6 prefix (not a single address) overlapping fe80::/10, the
