@@ -17,10 +17,12 @@ using worker_detail::is_v4;
 using worker_detail::martian;
 
 // IPv6 neighbour discovery (router/neighbour solicitation and advertisement, redirect)
-// only ever has hop limit 255 (RFC 4861); multicast listener queries and reports, 1.
+// only ever has hop limit 255 (RFC 4861) and no fragment header (RFC 6980: hosts ignore
+// such messages, which serve only to slip past RA guards); multicast listener queries
+// and reports, hop limit 1.
 bool neighbour_discovery(const PacketMeta& m) {
   if (m.kind != L3Kind::kIpv6 || !m.has_icmp || m.l4_proto != kProtoIcmp6) return false;
-  if (m.icmp_type >= 133 && m.icmp_type <= 137) return m.ttl == 255;
+  if (m.icmp_type >= 133 && m.icmp_type <= 137) return m.ttl == 255 && !m.ip6_fragment_header;
   if ((m.icmp_type >= 130 && m.icmp_type <= 132) || m.icmp_type == 143) return m.ttl == 1;
   return false;
 }

@@ -199,6 +199,18 @@ TEST_F(SessionTest, NeighbourDiscoveryPassesOnlyWithHopLimit255) {
   EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 2u);
   ns.ttl = 64;  // forwarded from elsewhere: not neighbour discovery
   EXPECT_EQ(send(ns, 0), Verdict::kUnregistered);
+  // With a fragment header, even an atomic one, hosts must ignore it (RFC 6980): it is
+  // how a router advertisement slips past an RA guard. So is the first of real fragments.
+  ns.ttl = 255;
+  ns.ipv6_ext = {{44, {0, 0, 0, 0, 0, 0, 0x12, 0x34}}};
+  EXPECT_EQ(send(ns, 0), Verdict::kUnregistered);
+  ns.ipv6_ext.clear();
+  ns.more_fragments = true;
+  EXPECT_EQ(send(ns, 0), Verdict::kUnregistered);
+  ns.more_fragments = false;
+  ns.ipv6_ext = {{60, {0, 0, 1, 4, 0, 0, 0, 0}}};  // a destination options header is no fragment header
+  EXPECT_EQ(send(ns, 0), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 3u);
 }
 
 TEST_F(SessionTest, OutboundTcpIsVerifiedByTheSynAckAndFollowsItsClose) {

@@ -24,16 +24,17 @@ struct PacketMeta {
   bool has_icmp = false;        // ICMP/ICMPv6 header present (type, code, and 4 more bytes)
   bool non_first_fragment = false;
   bool first_fragment = false;  // offset 0 with more fragments to come
+  bool ip6_fragment_header = false;  // IPv6 with a fragment header, an atomic one (offset 0, no more) too
   uint8_t l4_proto = 0;
   uint8_t ttl = 0;              // IPv4 TTL or IPv6 hop limit
   uint8_t tcp_flags = 0;
   uint8_t icmp_type = 0, icmp_code = 0;
+  uint8_t tcp_hdr = 0;          // TCP header length (options included): 20..60
   uint16_t ethertype = 0;       // after the VLAN tags
   uint16_t src_port = 0, dst_port = 0;
   uint16_t icmp_id = 0;         // echo identifier
   uint16_t l4_off = 0;          // offset of the L4 header in the frame
   uint16_t tcp_win = 0;
-  uint16_t tcp_hdr = 0;         // TCP header length (options included)
   uint32_t l4_len = 0;          // bytes of IP payload from l4_off (header included); see parse_captured_frame
   uint32_t frag_id = 0;         // IPv4 identification or IPv6 fragment identification
   uint32_t tcp_seq = 0, tcp_ack = 0;
@@ -67,7 +68,7 @@ inline bool parse_l4(uint8_t proto, const uint8_t* l4, uint32_t avail, PacketMet
     m.tcp_seq = rd32(l4 + 4);
     m.tcp_ack = rd32(l4 + 8);
     m.tcp_win = rd16(l4 + 14);
-    m.tcp_hdr = static_cast<uint16_t>(doff);
+    m.tcp_hdr = static_cast<uint8_t>(doff);
   } else if (proto == kProtoUdp) {
     if (avail < 8) return false;
   } else {
@@ -91,7 +92,7 @@ inline bool parse_l4(uint8_t proto, const uint8_t* l4, uint32_t avail, PacketMet
 // wire (a frame in chained buffers); otherwise only what is at `data` (a cut sample).
 template <bool kCut, bool kWireL4 = false>
 inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMeta& m) {
-  m.has_port = m.has_icmp = m.non_first_fragment = m.first_fragment = false;
+  m.has_port = m.has_icmp = m.non_first_fragment = m.first_fragment = m.ip6_fragment_header = false;
   m.l4_proto = m.tcp_flags = 0;
   m.src_port = m.dst_port = 0;
   if (len < 14) { m.kind = L3Kind::kMalformed; return; }
@@ -153,6 +154,7 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
       } else if (next == 44) {  // fragment header
         if (pos + 8 > end) return;
         uint16_t offflags = rd16(l3 + pos + 2);
+        m.ip6_fragment_header = true;
         m.frag_id = rd32(l3 + pos + 4);
         next = l3[pos];
         pos += 8;
