@@ -239,8 +239,8 @@ TEST(Config, AliasesAreWalkedOnce) {
   EXPECT_THAT(error_of("a: &x {b: *x}\n"), HasSubstr("config/x.yaml: a: unknown key"));
   std::string bomb = "x0: &a0 [lol]\n";
   for (int i = 1; i < 30; ++i) {
-    bomb += "x" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
-    for (int k = 0; k < 9; ++k) bomb += (k ? ",*a" : "*a") + std::to_string(i - 1);
+    bomb.append("x").append(std::to_string(i)).append(": &a").append(std::to_string(i)).append(" [");
+    for (int k = 0; k < 9; ++k) bomb.append(k ? ",*a" : "*a").append(std::to_string(i - 1));
     bomb += "]\n";
   }
   EXPECT_THAT(error_of(bomb), HasSubstr("config/x.yaml: x0: unknown key"));  // 9^29 if walked per alias
