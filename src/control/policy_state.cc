@@ -271,7 +271,9 @@ PolicyState::Change PolicyState::block(const std::string& cidr_text, const std::
                                             " entries (limits.blocklist); unblock some or raise the limit");
   int64_t expires_at = expires_in_s ? clock_() + static_cast<int64_t>(expires_in_s) : 0;
   blocks.push_back({entry, "api", expires_at, created_by, clock_()});
-  return commit(cfg_, nodes_, std::move(blocks), identity_source_);
+  Change ch = commit(cfg_, nodes_, std::move(blocks), identity_source_);
+  if (std::string w = block_in_cluster(cfg_, entry); !w.empty()) ch.warnings.push_back(w);
+  return ch;
 }
 
 PolicyState::Change PolicyState::unblock(const std::string& cidr_text, const std::string& node_id) {

@@ -42,6 +42,16 @@ std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::st
   return nodes;
 }
 
+std::string block_in_cluster(const Config& c, const BlockEntry& b) {
+  if (!b.cidr) return {};
+  for (const Cidr& p : c.cluster.prefixes)
+    if (p.covers(*b.cidr))
+      return b.cidr->to_string() + " lies inside cluster.prefixes (" + p.to_string() +
+             "): from the outside those sources are already dropped as spoofed, and the blocklist does not apply to "
+             "the cluster's own traffic, so the block changes nothing";
+  return {};
+}
+
 namespace {
 // What a config accepts but an operator should hear about.
 void config_warnings(const Config& c, std::vector<std::string>& out) {
@@ -53,6 +63,9 @@ void config_warnings(const Config& c, std::vector<std::string>& out) {
                            "(docs/configuration.md)");
   if (!c.control.tcp.empty() && !c.control.tls.on())
     out.push_back(c.file + ": control.tcp has no TLS: its bearer token travels in clear (control.tls)");
+  for (size_t i = 0; i < c.blocklist.size(); ++i)
+    if (std::string w = block_in_cluster(c, c.blocklist[i]); !w.empty())
+      out.push_back(c.file + ": blocklist[" + std::to_string(i) + "].cidr: " + w);
   const ScoringConfig& s = c.scoring;
   if (s.penalty_port_denied > 0 || s.penalty_blocklisted > 0 || s.penalty_ejected > 0)
     out.push_back(c.file + ": scoring.penalties for port_denied, blocklisted and ejected have no effect: those drops "

@@ -205,6 +205,19 @@ TEST_F(PolicyStateTest, NodesInsideTheClusterPrefixesAreMarkedAndMostOfTheTableW
   EXPECT_THAT(::testing::PrintToString(most.warnings), HasSubstr("3 of the 3 nodes"));
 }
 
+// A block inside cluster.prefixes changes nothing (those sources are spoofed from the
+// outside; the blocklist never applies inside): accepted, with a warning that says so.
+TEST_F(PolicyStateTest, ABlockInsideTheClusterPrefixesIsWarnedAbout) {
+  auto ch = state_->block("198.18.255.128/25", "", "", 0);
+  EXPECT_THAT(::testing::PrintToString(ch.warnings),
+              HasSubstr("198.18.255.128/25 lies inside cluster.prefixes (198.18.255.0/24)"));
+  ch = state_->block("198.18.0.0/16", "", "", 0);  // wider than the cluster: it blocks others too
+  EXPECT_THAT(::testing::PrintToString(ch.warnings), Not(HasSubstr("lies inside cluster.prefixes")));
+  LoadedPolicy p = load_policy(dir_.file("b.yaml", stakegate::testing::base_config("", "blocklist: [{cidr: \"2001:2::ff\"}]\n")));
+  EXPECT_THAT(::testing::PrintToString(p.warnings),
+              HasSubstr("b.yaml: blocklist[0].cidr: 2001:2::ff/128 lies inside cluster.prefixes (2001:2::ff/128)"));
+}
+
 TEST_F(PolicyStateTest, ReloadReadsTheFileAndKeepsApiBlocks) {
   state_->block("203.0.113.0/24", "", "", 0);
   dir_.file("c.yaml", stakegate::testing::base_config("", "blocklist: [{cidr: 198.51.100.0/24}]\n"));

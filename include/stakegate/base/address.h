@@ -44,6 +44,7 @@ struct Cidr {
   IpAddr base;  // already masked to `prefix_len`
   uint8_t prefix_len = 0;
   bool contains(const IpAddr& a) const;
+  bool covers(const Cidr& inner) const { return prefix_len <= inner.prefix_len && contains(inner.base); }
   std::string to_string() const;
 };
 

@@ -27,6 +27,10 @@ std::vector<NodeIdentity> load_identities(const Config& cfg, std::vector<std::st
 // Where the identity table of `cfg` comes from, for messages and the API.
 std::string identity_source(const Config& cfg);
 
+// Why a block of `b` does nothing, or "": its CIDR lies inside cluster.prefixes (those
+// sources are spoofed from the outside, and the blocklist never applies inside).
+std::string block_in_cluster(const Config& c, const BlockEntry& b);
+
 // Human-readable plan: per role its share and rate, per node its role, address, weight and rate.
 std::string describe_plan(const LoadedPolicy& p);
 
