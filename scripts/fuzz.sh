@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#targets[@]} -gt 0 ] || targets=(packet identity config api)
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "scripts/fuzz.sh: --jobs must be a positive number, got '$jobs'" >&2; exit 2; }
 [ -n "${STAKEGATE_SKIP_SETUP:-}" ] || scripts/setup.sh
 
 b="${STAKEGATE_FUZZ_BUILD:-build-fuzz}"

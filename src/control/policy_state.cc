@@ -257,9 +257,8 @@ PolicyState::Change PolicyState::block(const std::string& cidr_text, const std::
                                           " (ten years); 0 blocks until unblocked");
   BlockEntry entry;
   entry.cidr = need_cidr(cidr_text);
-  if (entry.cidr)
-    if (auto refusal = block_refusal(*entry.cidr); !refusal.empty())
-      throw OpError("invalid_argument", "refused '" + cidr_text + "': " + refusal);
+  if (std::string refusal = entry.cidr ? block_refusal(*entry.cidr) : ""; !refusal.empty())
+    throw OpError("invalid_argument", "refused '" + cidr_text + "': " + refusal);
   if (!node_id.empty()) entry.node_id = nodes_[need_node(node_id)].node_id;
   entry.reason = reason;
   std::vector<ActiveBlock> blocks = blocks_;

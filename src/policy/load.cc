@@ -71,15 +71,17 @@ void config_warnings(const Config& c, std::vector<std::string>& out) {
     out.push_back(c.file + ": scoring.penalties for port_denied, blocklisted and ejected have no effect: those drops "
                             "are never on a verified connection, so they cannot be attributed (docs/operations.md)");
 }
-}  // namespace
 
-namespace {
 // A node with an address inside cluster.prefixes: one of the cluster's own (its packets
 // from the outside are forged, and dropped as spoofed).
 bool in_cluster(const Config& c, const NodeIdentity& n) {
   return std::any_of(n.ips.begin(), n.ips.end(), [&](const IpAddr& ip) {
     return std::any_of(c.cluster.prefixes.begin(), c.cluster.prefixes.end(), [&](const Cidr& p) { return p.contains(ip); });
   });
+}
+
+size_t nodes_in_cluster(const Config& c, const std::vector<NodeIdentity>& nodes) {
+  return std::count_if(nodes.begin(), nodes.end(), [&](const NodeIdentity& n) { return in_cluster(c, n); });
 }
 }  // namespace
 
@@ -88,7 +90,7 @@ LoadedPolicy load_policy(const std::string& config_path) {
   p.cfg = load_config(config_path);
   config_warnings(p.cfg, p.warnings);
   p.nodes = load_identities(p.cfg, &p.warnings);
-  const size_t inside = std::count_if(p.nodes.begin(), p.nodes.end(), [&](const NodeIdentity& n) { return in_cluster(p.cfg, n); });
+  const size_t inside = nodes_in_cluster(p.cfg, p.nodes);
   if (inside > 1 && 2 * inside > p.nodes.size())
     p.warnings.push_back(p.cfg.file + ": " + std::to_string(inside) + " of the " + std::to_string(p.nodes.size()) +
                          " nodes of the identity table have addresses inside cluster.prefixes, so their packets from the "
@@ -139,7 +141,7 @@ std::string describe_plan(const LoadedPolicy& p) {
     << " pps): its traffic off verified connections\n";
   std::string prefixes;
   for (const Cidr& cidr : c.cluster.prefixes) prefixes += (prefixes.empty() ? "" : ", ") + cidr.to_string();
-  const size_t inside = std::count_if(p.nodes.begin(), p.nodes.end(), [&](const NodeIdentity& n) { return in_cluster(c, n); });
+  const size_t inside = nodes_in_cluster(c, p.nodes);
   o << "cluster: " << (prefixes.empty() ? "(cluster.prefixes not set: every inside source opens sessions, no source is judged spoofed)" : prefixes);
   if (inside > 0) o << " (" << inside << " nodes of the table inside: the cluster's own, spoofed if they come from the outside)";
   o << "; sessions: " << c.limits_sessions << " per worker, timeouts tcp " << c.sessions.tcp_established_s << " s (syn "
