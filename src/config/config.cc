@@ -324,12 +324,29 @@ Config parse_config(const std::string& text, const std::string& file) {
 }
 
 namespace {
+// yaml-cpp reports a tab in an indentation as, say, "illegal map value": name the cause
+// when a line up to the one it refused is indented with a tab.
+std::string tab_indent_hint(const std::string& text, int error_line) {
+  int line = 1;
+  for (size_t start = 0; start < text.size() && line <= error_line; ++line) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    size_t indent_end = text.find_first_not_of(" \t", start);
+    if (indent_end == std::string::npos || indent_end > end) indent_end = end;
+    if (text.find('\t', start) < indent_end)
+      return "; line " + std::to_string(line) + " is indented with a tab, which YAML does not allow: use spaces";
+    start = end + 1;
+  }
+  return "";
+}
+
 Config parse_config_checked(const std::string& text, const std::string& file) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw ConfigError(file, "", "not valid YAML: " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")");
+    throw ConfigError(file, "", "not valid YAML: " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")" +
+                                    tab_indent_hint(text, e.mark.line + 1));
   }
   YamlReader r(root, file, "");
   if (!root.IsMap()) throw ConfigError(file, "", "must be a YAML mapping");

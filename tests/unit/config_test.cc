@@ -9,6 +9,7 @@
 using namespace stakegate;
 using stakegate::testing::base_config;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 namespace {
 
@@ -152,6 +153,11 @@ TEST(Config, BadValues) {
   EXPECT_THAT(error_of(replace(base_config(), "{vdev: \"net_null1\"}", "{}")),
               HasSubstr("dataplane.inside: needs exactly one of vdev or pci"));
   EXPECT_THAT(error_of("dataplane: [\n"), HasSubstr("config/x.yaml: not valid YAML"));
+  // A tab in an indentation (an editor's doing) is named as the cause.
+  EXPECT_THAT(error_of("capacity:\n\tpps: 5\n"),
+              HasSubstr("line 2 is indented with a tab, which YAML does not allow: use spaces"));
+  EXPECT_THAT(error_of("dataplane: [\n"), Not(HasSubstr("tab")));
+  EXPECT_THAT(error_of("a: b\n  c: d\nx:\t[\n"), Not(HasSubstr("indented with a tab")));  // a tab after the indentation
   EXPECT_THAT(error_of(replace(base_config(), "inside: {vdev: \"net_null1\"}", "inside: {vdev: \"net_null1\"}\n  mtu: 20")),
               HasSubstr("dataplane.mtu: must be between 68 and 65000, got 20"));
   EXPECT_EQ(parse_config(replace(base_config(), "inside: {vdev: \"net_null1\"}", "inside: {vdev: \"net_null1\"}\n  mtu: 9000"),
