@@ -6,6 +6,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -269,6 +270,8 @@ class IdentityFileWatcher {
         PolicyState::Change ch = state_.replace_identities(std::move(up));
         spdlog::info("identity watch: {} applied: generation {} (+{} -{} nodes)", path_, ch.generation, ch.added, ch.removed);
         for (const auto& w : warnings) spdlog::warn("identity watch: {}", w);
+        for (const auto& w : ch.warnings)  // the commit's own (a name the file load warned about is not said twice)
+          if (std::find(warnings.begin(), warnings.end(), w) == warnings.end()) spdlog::warn("identity watch: {}", w);
       } catch (const std::exception& e) {
         spdlog::error("identity watch: {} refused: {}; the running table stays", path_, e.what());
       }

@@ -85,16 +85,20 @@ size_t nodes_in_cluster(const Config& c, const std::vector<NodeIdentity>& nodes)
 }
 }  // namespace
 
+std::string table_in_cluster(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source) {
+  const size_t inside = nodes_in_cluster(c, nodes);
+  if (inside <= 1 || 2 * inside <= nodes.size()) return {};
+  return source + ": " + std::to_string(inside) + " of the " + std::to_string(nodes.size()) +
+         " nodes of the identity table have addresses inside cluster.prefixes, so their packets from the outside are "
+         "dropped as spoofed: cluster.prefixes should list only the addresses behind the gateway";
+}
+
 LoadedPolicy load_policy(const std::string& config_path) {
   LoadedPolicy p;
   p.cfg = load_config(config_path);
   config_warnings(p.cfg, p.warnings);
   p.nodes = load_identities(p.cfg, &p.warnings);
-  const size_t inside = nodes_in_cluster(p.cfg, p.nodes);
-  if (inside > 1 && 2 * inside > p.nodes.size())
-    p.warnings.push_back(p.cfg.file + ": " + std::to_string(inside) + " of the " + std::to_string(p.nodes.size()) +
-                         " nodes of the identity table have addresses inside cluster.prefixes, so their packets from the "
-                         "outside are dropped as spoofed: cluster.prefixes should list only the addresses behind the gateway");
+  if (std::string w = table_in_cluster(p.cfg, p.nodes, p.cfg.file); !w.empty()) p.warnings.push_back(w);
   p.plan = make_stake_plan(p.cfg, p.nodes);
   return p;
 }

@@ -205,6 +205,18 @@ TEST_F(PolicyStateTest, NodesInsideTheClusterPrefixesAreMarkedAndMostOfTheTableW
   EXPECT_THAT(::testing::PrintToString(most.warnings), HasSubstr("3 of the 3 nodes"));
 }
 
+// A table that arrives later (the API, a fetch, a watched file) is checked the same way.
+TEST_F(PolicyStateTest, AReplacedTableMostlyInsideTheClusterPrefixesIsWarnedAbout) {
+  const std::string warning = "nodes of the identity table have addresses inside cluster.prefixes";
+  auto ch = replace({node("1", Role::kConsensus, "198.18.255.1:3569"), node("2", Role::kConsensus, "198.18.1.2:3569"),
+                     node("3", Role::kAccess, "198.18.1.3:9000")});
+  EXPECT_THAT(::testing::PrintToString(ch.warnings), Not(HasSubstr(warning)));  // one: the cluster's own node
+  ch = replace({node("1", Role::kConsensus, "198.18.255.1:3569"), node("2", Role::kConsensus, "198.18.255.2:3569"),
+                node("3", Role::kAccess, "198.18.1.3:9000")});
+  EXPECT_THAT(::testing::PrintToString(ch.warnings), HasSubstr("2 of the 3 " + warning));
+  EXPECT_EQ(state_->nodes().size(), 3u);  // a warning, not a refusal
+}
+
 // A block inside cluster.prefixes changes nothing (those sources are spoofed from the
 // outside; the blocklist never applies inside): accepted, with a warning that says so.
 TEST_F(PolicyStateTest, ABlockInsideTheClusterPrefixesIsWarnedAbout) {

@@ -31,6 +31,11 @@ std::string identity_source(const Config& cfg);
 // sources are spoofed from the outside, and the blocklist never applies inside).
 std::string block_in_cluster(const Config& c, const BlockEntry& b);
 
+// A warning when most of a table's nodes (more than one) have addresses inside
+// cluster.prefixes, or "": their packets from the outside would all be dropped as spoofed,
+// so the prefixes are likely too wide. `source` names the table in the message.
+std::string table_in_cluster(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source);
+
 // Human-readable plan: per role its share and rate, per node its role, address, weight and rate.
 std::string describe_plan(const LoadedPolicy& p);
 
