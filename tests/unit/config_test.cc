@@ -158,6 +158,7 @@ TEST(Config, BadValues) {
               HasSubstr("line 2 is indented with a tab, which YAML does not allow: use spaces"));
   EXPECT_THAT(error_of("dataplane: [\n"), Not(HasSubstr("tab")));
   EXPECT_THAT(error_of("a: b\n  c: d\nx:\t[\n"), Not(HasSubstr("indented with a tab")));  // a tab after the indentation
+  EXPECT_THAT(error_of("a: b\n \t\nx: [\n"), Not(HasSubstr("indented with a tab")));  // a blank line with a tab
   EXPECT_THAT(error_of(replace(base_config(), "inside: {vdev: \"net_null1\"}", "inside: {vdev: \"net_null1\"}\n  mtu: 20")),
               HasSubstr("dataplane.mtu: must be between 68 and 65000, got 20"));
   EXPECT_EQ(parse_config(replace(base_config(), "inside: {vdev: \"net_null1\"}", "inside: {vdev: \"net_null1\"}\n  mtu: 9000"),
