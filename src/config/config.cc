@@ -331,8 +331,7 @@ std::string tab_indent_hint(const std::string& text, int error_line) {
   for (size_t start = 0; start < text.size() && line <= error_line; ++line) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
-    size_t indent_end = text.find_first_not_of(" \t", start);
-    if (indent_end == std::string::npos || indent_end > end) indent_end = end;
+    const size_t indent_end = std::min(text.find_first_not_of(" \t", start), end);
     if (indent_end < end && text.find('\t', start) < indent_end)  // blank lines do not count
       return "; line " + std::to_string(line) + " is indented with a tab, which YAML does not allow: use spaces";
     start = end + 1;
