@@ -17,11 +17,13 @@
 #include "dataplane.h"
 #include "eal.h"
 #include "rcu_publisher.h"
+#include "stakegate/base/error.h"
 #include "stakegate/base/files.h"
 #include "stakegate/base/json_text.h"
 #include "stakegate/control/access.h"
 #include "stakegate/control/evidence_service.h"
 #include "stakegate/policy/load.h"
+#include "stakegate/report/pcap_io.h"
 
 namespace stakegate {
 namespace {
@@ -32,9 +34,35 @@ struct Prepared {
   ControlTokens tokens;
 };
 
+// net_pcap hands the gateway each record of its rx_pcap files as an Ethernet frame,
+// whatever the file's link type: a Linux cooked capture (tcpdump -i any) would be judged
+// byte for byte as nonsense (l2_denied), so it is refused here with what to do instead.
+void check_pcap_inputs(const Config& cfg) {
+  for (const auto& [key, port] : {std::pair{"dataplane.outside.vdev", &cfg.dataplane.outside},
+                                  std::pair{"dataplane.inside.vdev", &cfg.dataplane.inside}}) {
+    if (port->vdev.rfind("net_pcap", 0) != 0) continue;
+    size_t at = port->vdev.find(',');
+    while (at != std::string::npos) {
+      const size_t end = port->vdev.find(',', at + 1);
+      const std::string arg = port->vdev.substr(at + 1, end == std::string::npos ? end : end - at - 1);
+      at = end;
+      if (arg.rfind("rx_pcap=", 0) != 0) continue;
+      if (std::string problem = pcap_not_ethernet(arg.substr(8)); !problem.empty())
+        throw ConfigError(cfg.file, key, "rx_pcap " + problem +
+                                             (problem.find("not an Ethernet capture") == std::string::npos
+                                                  ? std::string()
+                                                  : ": net_pcap would hand each record to the gateway as an Ethernet "
+                                                    "frame; judge this capture with stakegate replay (it reads Linux "
+                                                    "cooked and raw IP captures), or capture on an Ethernet interface "
+                                                    "(tcpdump -i IFACE)"));
+    }
+  }
+}
+
 Prepared prepare(const RunOptions& o) {
   NameCache::process().persist(true);  // the last known addresses of DNS names, in state_dir/dns.json
   Prepared p{load_policy(o.config), {}};
+  check_pcap_inputs(p.policy.cfg);
   p.tokens = load_tokens(p.policy.cfg.control, p.policy.cfg.file);  // owner-only files, or refused
   for (const auto& w : p.policy.warnings) spdlog::warn("{}", w);
   return p;

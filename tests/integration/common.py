@@ -258,6 +258,48 @@ def write_pcap(path, frames):
             f.write(struct.pack("<IIII", 1700000000, i, len(fr), len(fr)) + fr)
 
 
+def pcap_records(path):
+    """(magic, records) of a classic pcap file: each record (seconds, fraction, frame, wire length)."""
+    data = open(path, "rb").read()
+    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    out, off = [], 24
+    while off + 16 <= len(data):
+        sec, frac, caplen, wire = struct.unpack(order + "IIII", data[off:off + 16])
+        out.append((sec, frac, data[off + 16:off + 16 + caplen], wire))
+        off += 16 + caplen
+    return struct.unpack(order + "I", data[:4])[0], out
+
+
+def relink_pcap(src, dst, linktype, convert):
+    """The Ethernet capture `src` written as one of link type `linktype`: each frame through
+    convert(frame) -> bytes of the new link type, or None to leave it out; the wire length
+    changes by as much as the header did."""
+    magic, recs = pcap_records(src)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, 262144, linktype))
+        for sec, frac, frame, wire in recs:
+            new = convert(frame)
+            if new is not None:
+                f.write(struct.pack("<IIII", sec, frac, len(new), wire + len(new) - len(frame)) + new)
+
+
+def sll(frame):
+    """An Ethernet frame as tcpdump -i any writes it (LINUX_SLL, link type 113): packet type
+    0 (to us), ARPHRD_ETHER, the sender's MAC, the EtherType, then what followed it."""
+    return struct.pack("!HHH", 0, 1, 6) + frame[6:12] + b"\0\0" + frame[12:]
+
+
+def sll2(frame):
+    """The same as LINUX_SLL2 (link type 276): protocol, reserved, interface index 7,
+    ARPHRD_ETHER, packet type, address length, address."""
+    return frame[12:14] + struct.pack("!HIHBB", 0, 7, 1, 0, 6) + frame[6:12] + b"\0\0" + frame[14:]
+
+
+def raw_ip(frame):
+    """An untagged IP frame's packet (link type RAW, 101); None for any other frame."""
+    return frame[14:] if frame[12:14] in (b"\x08\x00", b"\x86\xdd") else None
+
+
 def node_infos(nodes):
     """node-infos.pub.json text for [(node_id, role, address, weight)]."""
     return json.dumps([{"Role": r, "Address": a, "NodeID": i, "Weight": w} for i, r, a, w in nodes])

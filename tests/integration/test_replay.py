@@ -5,14 +5,17 @@ verified connections), the passed capture, and determinism (two replays, same by
 Then a capture taken with a snap length: the same verdicts and byte counts as the whole
 capture, its passed frames cut as they came (their wire lengths kept). Last, a capture cut
 short in the middle of a frame (its writer killed): the frames before the cut are judged
-as a whole capture of just them would be, with a warning, not an error. And the direction
-told by source MAC (--inside-mac): a frame forged with a cluster address is spoofed."""
+as a whole capture of just them would be, with a warning, not an error. The same traffic
+captured without Ethernet headers (Linux cooked v1 and v2, as tcpdump -i any writes them,
+and raw IP) gets the same verdicts; a capture of another link type is refused by name. And
+the direction told by source MAC (--inside-mac): a frame forged with a cluster address is
+spoofed."""
 import json
 import os
 import struct
 
-from common import (STAKEGATE, TempDir, check, finish, generate, one_node_config, read_pcap, replay, run, write_pcap,
-                    write_yaml)
+from common import (STAKEGATE, TempDir, check, finish, generate, one_node_config, pcap_records, raw_ip, read_pcap,
+                    relink_pcap, replay, run, sll, sll2, write_pcap, write_yaml)
 
 for fmt in ["snapshot", "node-infos"]:
     with TempDir() as d:
@@ -87,14 +90,7 @@ def cut_capture(src, dst, snap):
 
 def records(path):
     """(captured, wire) lengths of a capture's records."""
-    data = open(path, "rb").read()
-    order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    out, off = [], 24
-    while off + 16 <= len(data):
-        _, _, caplen, wire = struct.unpack(order + "IIII", data[off:off + 16])
-        out.append((caplen, wire))
-        off += 16 + caplen
-    return out
+    return [(len(frame), wire) for _, _, frame, wire in pcap_records(path)[1]]
 
 
 with TempDir() as d:
@@ -131,6 +127,45 @@ with TempDir() as d:
         check(killed[key] == head[key], f"cut short: {key} as for the {k} whole frames before the cut")
     check(killed["totals"]["outside"]["packets"] + killed["totals"]["inside"]["packets"] == k,
           f"cut short: all {k} frames before the cut counted")
+
+# Captures without Ethernet headers: each record becomes the Ethernet frame it came from,
+# but for the destination MAC (zero: the cooked header does not keep it).
+VERDICTS = ("drops_by_reason", "by_direction", "totals", "sessions", "nodes", "graylist")
+zero_dst = lambda f: b"\0" * 6 + f[6:]
+with TempDir() as d:
+    generate(d, "--frame-size", 300, "--duration-ms", 300, "--ipv6-fraction", 0.3, "--vlan-fraction", 0.3, "--block-nodes", 1)
+    # A cooked header needs a whole Ethernet header to come from: the scenario's frames cut
+    # shorter (malformed) are left out.
+    cfg, pcap = os.path.join(d, "config.yaml"), os.path.join(d, "eth.pcap")
+    relink_pcap(os.path.join(d, "scenario.pcap"), pcap, 1, lambda f: f if len(f) >= 14 else None)
+    eth, _ = replay(cfg, pcap, os.path.join(d, "pass.pcap"), os.path.join(d, "eth.json"))
+    check(eth["drops_by_reason"]["malformed"] > 0, "the capture still holds malformed frames")
+    want = [zero_dst(f) for f in read_pcap(os.path.join(d, "pass.pcap"))]
+    cut_capture(pcap, os.path.join(d, "cut.pcap"), 100)
+    eth_cut, _ = replay(cfg, os.path.join(d, "cut.pcap"), report=os.path.join(d, "eth-cut.json"))
+    for name, link, conv, src, base in (("LINUX_SLL", 113, sll, pcap, eth), ("LINUX_SLL2", 276, sll2, pcap, eth),
+                                        ("LINUX_SLL cut to 100 bytes", 113, sll, os.path.join(d, "cut.pcap"), eth_cut)):
+        path = os.path.join(d, f"{link}.pcap")
+        relink_pcap(src, path, link, conv)
+        got, _ = replay(cfg, path, os.path.join(d, f"pass-{link}.pcap"), os.path.join(d, f"{link}.json"))
+        check(all(got[k] == base[k] for k in VERDICTS) and got["totals"]["outside"]["packets"] > 20000,
+              f"{name}: the verdicts, counters, sessions and scores of the Ethernet capture "
+              f"({got['totals']['outside']['passed']} of {got['totals']['outside']['packets']} passed)")
+        if src == pcap:
+            check([zero_dst(f) for f in read_pcap(os.path.join(d, f"pass-{link}.pcap"))] == want,
+                  f"{name}: --out holds the passed frames as Ethernet frames, VLAN tags kept ({len(want)})")
+    # Raw IP holds only IP packets: against the Ethernet capture of the same ones.
+    ip_only = os.path.join(d, "ip.pcap")
+    relink_pcap(pcap, ip_only, 1, lambda f: f if raw_ip(f) is not None else None)
+    relink_pcap(pcap, os.path.join(d, "raw.pcap"), 101, raw_ip)
+    base, _ = replay(cfg, ip_only, report=os.path.join(d, "ip.json"))
+    got, _ = replay(cfg, os.path.join(d, "raw.pcap"), report=os.path.join(d, "raw.json"))
+    check(all(got[k] == base[k] for k in VERDICTS) and got["totals"]["outside"]["packets"] > 1000,
+          f"raw IP: the verdicts of the same IP packets with Ethernet headers ({got['totals']['outside']['packets']})")
+    relink_pcap(pcap, os.path.join(d, "wifi.pcap"), 105, lambda f: f)
+    p = run([STAKEGATE, "replay", "--config", cfg, "--pcap", os.path.join(d, "wifi.pcap")], expect_rc=1)
+    check("wifi.pcap: a IEEE802_11" in p.stderr and "link type 105" in p.stderr and "tcpdump -i any" in p.stderr,
+          f"a capture of another link type is refused, naming the file and its link type: {p.stderr.strip()[-160:]}")
 
 # The direction told by MAC (--inside-mac): a frame forged with a cluster address from the
 # outside is judged (spoofed), as `run` judges it, instead of going out and opening a

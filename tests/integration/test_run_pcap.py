@@ -10,11 +10,15 @@ The same again with 9,000-byte frames: longer than an mbuf's 2,048 bytes of data
 net_pcap hands them over as chained mbufs. They must be classified by the headers in the
 first buffer, metered and counted by their whole length, and forwarded whole. With
 dataplane.mtu 9000 the mbufs must hold such a frame (net_pcap offers no RX scatter):
-refused with 2,048-byte mbufs, and run equals replay again with 9,026-byte ones."""
+refused with 2,048-byte mbufs, and run equals replay again with 9,026-byte ones.
+
+Last, an rx_pcap file that is not an Ethernet capture (tcpdump -i any writes Linux cooked
+ones), whose records net_pcap would hand over as nonsense frames, or that is missing: run
+refuses to start, naming the key, the file and its link type."""
 import json
 import os
 
-from common import STAKEGATE, TempDir, check, finish, generate, read_pcap, read_yaml, replay, run, write_yaml
+from common import STAKEGATE, TempDir, check, finish, generate, read_pcap, read_yaml, relink_pcap, replay, run, sll, write_yaml
 
 
 def run_case(frame_size, dataplane=None):
@@ -68,8 +72,27 @@ def run_case(frame_size, dataplane=None):
 
 
 
+def refused_inputs():
+    with TempDir() as d:
+        generate(d, "--duration-ms", 20)
+        cfg = os.path.join(d, "config.yaml")
+        c = read_yaml(cfg)
+        outside = c["dataplane"]["outside"]["vdev"]
+        cooked = os.path.join(d, "cooked.pcap")
+        relink_pcap(os.path.join(d, "outside.pcap"), cooked, 113, sll)
+        for path, why in ((cooked, "not an Ethernet capture: LINUX_SLL (Linux cooked v1), link type 113: "),
+                          (os.path.join(d, "missing.pcap"), "cannot read capture: ")):
+            c["dataplane"]["outside"]["vdev"] = outside.replace(os.path.join(d, "outside.pcap"), path)
+            write_yaml(cfg, c)
+            p = run([STAKEGATE, "run", "--config", cfg, "--exit-on-idle", "1"], expect_rc=1, timeout=60)
+            hint = path != cooked or "judge this capture with stakegate replay" in p.stderr
+            check(f"dataplane.outside.vdev: rx_pcap {path}: {why}" in p.stderr and hint and "EAL" not in p.stderr,
+                  f"rx_pcap {os.path.basename(path)} refused before DPDK starts: {p.stderr.strip()[-230:]}")
+
+
 run_case(64)
 run_case(9000)
 run_case(9000, {"mtu": 9000})  # refused: 2,048-byte mbufs and no RX scatter
 run_case(9000, {"mtu": 9000, "mbuf_data_room": 9026})  # one mbuf per frame
+refused_inputs()
 finish()

@@ -3,14 +3,24 @@
 // writes, and the scenario generator's output.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 typedef struct pcap pcap_t;
 typedef struct pcap_dumper pcap_dumper_t;
 
 namespace stakegate {
 
+// What the frames of the capture at `path` are, for a reader that wants Ethernet: empty
+// when they are Ethernet frames, else (as for a file that cannot be read) a sentence
+// naming the file and its link type.
+std::string pcap_not_ethernet(const std::string& path);
+
 class PcapReader {
  public:
+  // Ethernet captures, and the Linux captures tcpdump writes without one: cooked
+  // (`tcpdump -i any`: LINUX_SLL, LINUX_SLL2) and raw IP (tun devices). Those frames are
+  // read as Ethernet frames with the same EtherType (and VLAN tag, where the capture kept
+  // it), the sender's link address as source MAC when it has one, and a zero destination.
   explicit PcapReader(const std::string& path);  // throws std::runtime_error naming the file
   ~PcapReader();
   PcapReader(const PcapReader&) = delete;
@@ -25,10 +35,16 @@ class PcapReader {
   const std::string& damage() const { return damage_; }
 
  private:
+  // The frame `d` (`caplen` bytes of `wire`) of a capture without Ethernet headers, as an
+  // Ethernet frame in frame_.
+  void to_ethernet(const uint8_t* d, uint32_t caplen, uint32_t& len, uint32_t& wire);
+
   pcap_t* pcap_ = nullptr;
+  int link_ = 0;
   std::string path_;
   std::string damage_;
   uint64_t frames_ = 0;  // read so far, for damage()
+  std::vector<uint8_t> frame_;  // the converted frame of a capture without Ethernet headers
 };
 
 class PcapWriter {
