@@ -17,13 +17,12 @@
 #include "dataplane.h"
 #include "eal.h"
 #include "rcu_publisher.h"
-#include "stakegate/base/error.h"
+#include "vdev_ports.h"
 #include "stakegate/base/files.h"
 #include "stakegate/base/json_text.h"
 #include "stakegate/control/access.h"
 #include "stakegate/control/evidence_service.h"
 #include "stakegate/policy/load.h"
-#include "stakegate/report/pcap_io.h"
 
 namespace stakegate {
 namespace {
@@ -33,31 +32,6 @@ struct Prepared {
   LoadedPolicy policy;
   ControlTokens tokens;
 };
-
-// net_pcap hands the gateway each record of its rx_pcap files as an Ethernet frame,
-// whatever the file's link type: a Linux cooked capture (tcpdump -i any) would be judged
-// byte for byte as nonsense (l2_denied), so it is refused here with what to do instead.
-void check_pcap_inputs(const Config& cfg) {
-  for (const auto& [key, port] : {std::pair{"dataplane.outside.vdev", &cfg.dataplane.outside},
-                                  std::pair{"dataplane.inside.vdev", &cfg.dataplane.inside}}) {
-    if (port->vdev.rfind("net_pcap", 0) != 0) continue;
-    size_t at = port->vdev.find(',');
-    while (at != std::string::npos) {
-      const size_t end = port->vdev.find(',', at + 1);
-      const std::string arg = port->vdev.substr(at + 1, end == std::string::npos ? end : end - at - 1);
-      at = end;
-      if (arg.rfind("rx_pcap=", 0) != 0) continue;
-      if (std::string problem = pcap_not_ethernet(arg.substr(8)); !problem.empty())
-        throw ConfigError(cfg.file, key, "rx_pcap " + problem +
-                                             (problem.find("not an Ethernet capture") == std::string::npos
-                                                  ? std::string()
-                                                  : ": net_pcap would hand each record to the gateway as an Ethernet "
-                                                    "frame; judge this capture with stakegate replay (it reads Linux "
-                                                    "cooked and raw IP captures), or capture on an Ethernet interface "
-                                                    "(tcpdump -i IFACE)"));
-    }
-  }
-}
 
 Prepared prepare(const RunOptions& o) {
   NameCache::process().persist(true);  // the last known addresses of DNS names, in state_dir/dns.json
@@ -122,6 +96,7 @@ int cmd_run(const RunOptions& o) {
     std::fprintf(stderr, "stakegate: %s\n", e.what());
     return 1;
   }
+  const AfPacketOffloads offloads(p.policy.cfg);  // until after the EAL's cleanup closes the packet sockets
   if (!init_eal(p.policy.cfg)) return 1;
   int rc = 0;
   {

@@ -183,6 +183,13 @@ class Lab:
     def mac(self, ns, ifname):
         return json.loads(sh(["ip", "-j", "link", "show", ifname], ns=ns).stdout)[0]["address"]
 
+    def offload(self, ns, ifname, feature):
+        """Whether an offload (ethtool -k name, e.g. generic-receive-offload) is on."""
+        for line in sh(["ethtool", "-k", ifname], ns=ns).stdout.splitlines():
+            if line.startswith(feature + ":"):
+                return line.split()[1] == "on"
+        raise LabError(f"ethtool -k {ifname}: no {feature}")
+
     def link_stats(self, ns, ifname):
         info = json.loads(sh(["ip", "-j", "-s", "link", "show", ifname], ns=ns).stdout)[0]
         return info["stats64"]
@@ -208,10 +215,11 @@ def af_packet_dataplane(lab, workers=1):
             "workers": workers}
 
 
-def run_inline(build_topology, write_config, phases):
+def run_inline(build_topology, write_config, phases, after=None):
     """The frame of every namespace test: a lab, its topology, the gateway inline between
     its root links (config from write_config(d, lab, metrics_port)), phases(lab, d, gw,
-    metrics_port), then the gateway's clean exit; the namespaces are removed in any case."""
+    metrics_port), then the gateway's clean exit (and after(lab, stderr) if given, with the
+    namespaces still there); the namespaces are removed in any case."""
     with TempDir() as d:
         try:
             with Lab() as lab:
@@ -224,6 +232,8 @@ def run_inline(build_topology, write_config, phases):
                 finally:
                     rc, out, err = gw.stop()
                     check(rc == 0, f"gateway exited {rc} after SIGTERM")
+                if after:
+                    after(lab, err)
         except LabError as e:
             print(f"FAIL namespace test set-up: {e}", file=sys.stderr)
             sys.exit(1)

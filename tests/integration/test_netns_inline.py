@@ -17,7 +17,8 @@ to its node port) and forges a cluster address, the cluster:
 and a staked node reaches the cluster over IPv6 (neighbour discovery through the gateway).
 None of the answering peers is penalised. Then a flood of ARP and of another EtherType
 shows non-IP frames held to the `infra` budget, and the forged cluster source is counted
-as `spoofed`. Needs root; the namespaces are removed on exit.
+as `spoofed`. The gateway's links start with GRO on: it is off while the gateway runs (or
+the uploads would crawl), and on again after. Needs root; the namespaces are removed on exit.
 """
 import hashlib
 import json
@@ -88,6 +89,11 @@ def build_topology(lab):
     cl = lab.ns("cl")
     lab.route(cl, "198.18.2.0/24", RTR)
     sh(["ip", "-6", "route", "add", "2001:2:2::/64", "via", RTR6], ns=cl)
+    # The gateway's own links with receive offload on, as a host's interfaces come: the
+    # gateway turns it off while it runs (a packet socket would see the cluster's uploads
+    # as merged frames longer than the MTU, and they would crawl), then back on.
+    for side in "oi":
+        sh(["ethtool", "-K", lab.root_link(side), "gro", "on"])
 
 
 def wait_listening(ns, want, what):
@@ -256,11 +262,24 @@ def phase_non_ip(lab, gw, metrics_port, m_before):
           f"the cluster received {arrived['non_ip']} non-IPv4 frames during the flood (ARP and IPv6 within the budget)")
 
 
+def gro(lab):
+    return {side: lab.offload(None, lab.root_link(side), "generic-receive-offload") for side in "oi"}
+
+
 def phases(lab, d, gw, metrics_port):
+    log = gw.log()
+    check(gro(lab) == {"o": False, "i": False} and all(
+        f"{lab.root_link(side)}: turned generic-receive-offload off while the gateway runs" in log for side in "oi"),
+          f"GRO is off on both of the gateway's links while it runs, and the log says so: {gro(lab)}")
     services = start_services(lab, d)
     m = phase_cluster_traffic(lab, gw, services, metrics_port)
     phase_non_ip(lab, gw, metrics_port, m)
 
 
+def after(lab, log):
+    check(gro(lab) == {"o": True, "i": True} and log.count("receive offloads turned back on") == 2,
+          f"the gateway stopped: GRO is on again on both links ({gro(lab)})")
+
+
 if __name__ == "__main__":
-    run_inline(build_topology, write_config, phases)
+    run_inline(build_topology, write_config, phases, after)

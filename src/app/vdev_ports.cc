@@ -1,0 +1,123 @@
+#include "vdev_ports.h"
+
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+#include <net/if.h>
+#include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "stakegate/base/error.h"
+#include "stakegate/report/pcap_io.h"
+
+namespace stakegate {
+namespace {
+
+constexpr std::pair<const char*, const PortSpec DataplaneConfig::*> kPorts[] = {
+    {"dataplane.outside.vdev", &DataplaneConfig::outside}, {"dataplane.inside.vdev", &DataplaneConfig::inside}};
+
+// One ethtool ioctl on `iface`: false with errno set when the kernel refuses it.
+bool ethtool(int fd, const std::string& iface, ethtool_value& v) {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_data = reinterpret_cast<char*>(&v);
+  return ioctl(fd, SIOCETHTOOL, &ifr) == 0;
+}
+
+}  // namespace
+
+std::vector<std::string> vdev_args(const std::string& vdev, const std::string& key) {
+  std::vector<std::string> out;
+  const std::string prefix = key + "=";
+  for (size_t at = vdev.find(','); at != std::string::npos;) {
+    const size_t end = vdev.find(',', at + 1);
+    std::string arg = vdev.substr(at + 1, end == std::string::npos ? end : end - at - 1);
+    if (arg.rfind(prefix, 0) == 0) out.push_back(arg.substr(prefix.size()));
+    at = end;
+  }
+  return out;
+}
+
+void check_pcap_inputs(const Config& cfg) {
+  for (const auto& [key, port] : kPorts) {
+    const std::string& vdev = (cfg.dataplane.*port).vdev;
+    if (vdev.rfind("net_pcap", 0) != 0) continue;
+    for (const auto& file : vdev_args(vdev, "rx_pcap")) {
+      const std::string problem = pcap_not_ethernet(file);
+      if (problem.empty()) continue;
+      const bool not_ethernet = problem.find("not an Ethernet capture") != std::string::npos;
+      throw ConfigError(cfg.file, key,
+                        "rx_pcap " + problem +
+                            (not_ethernet ? ": net_pcap would hand each record to the gateway as an Ethernet frame; "
+                                            "judge this capture with stakegate replay (it reads Linux cooked and raw "
+                                            "IP captures), or capture on an Ethernet interface (tcpdump -i IFACE)"
+                                          : ""));
+    }
+  }
+}
+
+AfPacketOffloads::AfPacketOffloads(const Config& cfg) {
+  std::vector<std::string> ifaces;
+  for (const auto& [key, port] : kPorts) {
+    const std::string& vdev = (cfg.dataplane.*port).vdev;
+    if (vdev.rfind("net_af_packet", 0) == 0)
+      for (auto& i : vdev_args(vdev, "iface")) ifaces.push_back(std::move(i));
+  }
+  if (ifaces.empty()) return;
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  for (const auto& iface : ifaces) {
+    Changed c{iface};
+    std::string failed;
+    ethtool_value v{ETHTOOL_GGRO, 0};
+    if (ethtool(fd, iface, v) && v.data) {
+      ethtool_value off{ETHTOOL_SGRO, 0};
+      if (ethtool(fd, iface, off)) c.gro = true;
+      else failed += std::string(failed.empty() ? "" : ", ") + "gro (" + std::strerror(errno) + ")";
+    }
+    ethtool_value flags{ETHTOOL_GFLAGS, 0};
+    if (ethtool(fd, iface, flags) && (flags.data & ETH_FLAG_LRO)) {
+      ethtool_value set{ETHTOOL_SFLAGS, flags.data & ~static_cast<uint32_t>(ETH_FLAG_LRO)};
+      if (ethtool(fd, iface, set)) c.lro = true;
+      else failed += std::string(failed.empty() ? "" : ", ") + "lro (" + std::strerror(errno) + ")";
+    }
+    if (c.gro || c.lro)
+      spdlog::info("{}: turned {}{}{} off while the gateway runs (a packet socket would see TCP segments merged into "
+                   "frames longer than the MTU)", iface, c.gro ? "generic-receive-offload" : "",
+                   c.gro && c.lro ? " and " : "", c.lro ? "large-receive-offload" : "");
+    if (!failed.empty())
+      spdlog::warn("{}: could not turn off {}: the kernel will merge TCP segments into frames longer than the MTU, "
+                   "which the gateway cannot forward whole, and TCP through it slows to a crawl: "
+                   "run `ethtool -K {} gro off lro off`", iface, failed, iface);
+    if (c.gro || c.lro) changed_.push_back(std::move(c));
+  }
+  close(fd);
+}
+
+AfPacketOffloads::~AfPacketOffloads() {
+  if (changed_.empty()) return;
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  for (const auto& c : changed_) {
+    if (c.gro) {
+      ethtool_value on{ETHTOOL_SGRO, 1};
+      ethtool(fd, c.iface, on);
+    }
+    if (c.lro) {
+      ethtool_value flags{ETHTOOL_GFLAGS, 0};
+      if (ethtool(fd, c.iface, flags)) {
+        ethtool_value set{ETHTOOL_SFLAGS, flags.data | ETH_FLAG_LRO};
+        ethtool(fd, c.iface, set);
+      }
+    }
+    spdlog::info("{}: receive offloads turned back on", c.iface);
+  }
+  close(fd);
+}
+
+}  // namespace stakegate
