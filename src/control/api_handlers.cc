@@ -217,7 +217,8 @@ void top(ApiContext& c, const pb::TopRequest& q, pb::TopResponse& r) {
   for (const auto& sp : plan.sources) {
     if (sp.slot >= t.sources.size()) continue;
     const SourceTotals& s = t.sources[sp.slot];
-    const uint64_t dropped = s.blocklisted + s.ejected + s.port_denied + s.over_rate + s.request_over_rate;
+    const uint64_t dropped =
+        s.blocklisted + s.ejected + s.port_denied + s.over_rate + s.request_over_rate + s.session_over_rate;
     if (dropped) ranked.push_back({dropped, sp.nodes.front()});
   }
   std::sort(ranked.begin(), ranked.end(), [](auto& a, auto& b) { return a.first > b.first; });

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "stakegate/base/verdict.h"
+
 namespace stakegate::ctl {
 namespace {
 
@@ -46,11 +48,25 @@ std::string join(const Seq& s) {
   return out;
 }
 
-const std::vector<std::string> kDropReasons = {"malformed",   "blocklisted", "ejected",      "port_denied",
-                                               "over_rate",   "unregistered", "unregistered_over_rate"};
+// Every drop reason, in the verdict order of docs/architecture.md: a new verdict shows here
+// without anyone having to remember this file.
+std::vector<std::string> drop_reasons() {
+  std::vector<std::string> out;
+  for (int v = 1; v < kVerdictCount; ++v) out.emplace_back(verdict_name(static_cast<Verdict>(v)));
+  return out;
+}
+const std::vector<std::string> kDropReasons = drop_reasons();
+
+// A node's counters: its verified connections (passed, over_rate), then what its address
+// sent off them (the request channel, replies on the cluster's sessions, refusals).
+const std::vector<std::string> kNodeCounterNames = {"passed",         "over_rate",         "request_passed",
+                                                    "request_over_rate", "session_passed", "session_over_rate",
+                                                    "port_denied",    "blocklisted",       "ejected"};
 
 std::vector<std::string> counter_cells(const pb::NodeCounters& c) {
-  return {num(c.passed()), num(c.over_rate()), num(c.port_denied()), num(c.blocklisted()), num(c.ejected())};
+  return {num(c.passed()),         num(c.over_rate()),         num(c.request_passed()),
+          num(c.request_over_rate()), num(c.session_passed()), num(c.session_over_rate()),
+          num(c.port_denied()),    num(c.blocklisted()),       num(c.ejected())};
 }
 
 }  // namespace
@@ -88,7 +104,8 @@ void print(const pb::TopResponse& r) {
   print_table(rows);
   if (r.nodes().empty()) return;
   std::printf("\n");
-  Rows top{{"node_id", "role", "address", "dropped", "passed", "over_rate", "port_denied", "blocklisted", "ejected"}};
+  Rows top{{"node_id", "role", "address", "dropped"}};
+  top[0].insert(top[0].end(), kNodeCounterNames.begin(), kNodeCounterNames.end());
   for (const auto& n : r.nodes()) {
     std::vector<std::string> row{n.node_id(), n.role(), n.address(), num(n.dropped())};
     for (auto& c : counter_cells(n.counters())) row.push_back(c);
@@ -128,7 +145,7 @@ void print(const pb::GetNodeResponse& r) {
   std::printf("node %s (%s) at %s, status %s%s\n", n.node_id().c_str(), n.role().c_str(), n.address().c_str(),
               n.status().c_str(), r.blocklisted() ? ", BLOCKLISTED" : "");
   std::printf("rate %.1f pps, burst %.1f packets, weight %s\n", r.rate_pps(), r.burst(), g(n.weight()).c_str());
-  print_table({{"passed", "over_rate", "port_denied", "blocklisted", "ejected"}, counter_cells(r.counters())});
+  print_table({kNodeCounterNames, counter_cells(r.counters())});
   std::printf("score %.2f%s\n", r.score(), r.graylisted() ? ", GRAYLISTED" : "");
 }
 

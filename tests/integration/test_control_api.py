@@ -143,10 +143,42 @@ with TempDir() as d:
 
     # stakegatectl, human-readable and --json.
     ctl = [STAKEGATECTL, "--socket", f"{d}/ctl.sock"]
+    # Its tables show every reason the API counts, each figure between the API's just
+    # before and just after (traffic flows; counters only grow).
+    def between(name, got, lo, hi):
+        return lo <= int(got) <= hi or print(f"  {name}: {got} not in [{lo}, {hi}]")
+
+    _, st0 = api.call("Status")
     p = run(ctl + ["status"])
-    check("identity: generation" in p.stdout and "over_rate" in p.stdout, "stakegatectl status")
+    _, st1 = api.call("Status")
+    reasons = list(st0["drops_by_reason"])
+    rows = dict(l.split() for l in p.stdout.splitlines()[p.stdout.splitlines().index("reason                  dropped") + 1:])
+    check("identity: generation" in p.stdout and len(reasons) == 12 and set(rows) == set(reasons) and all(
+        between(k, rows[k], int(st0["drops_by_reason"][k]), int(st1["drops_by_reason"][k])) for k in reasons),
+          f"stakegatectl status: all {len(reasons)} drop reasons, as the API counts them")
+    check(any(int(st1["drops_by_reason"][k]) > 0 for k in ("spoofed", "l2_denied", "request_over_rate")),
+          "the traffic has drops of a reason added after the first seven")
+    _, top0 = api.call("Top")
     p = run(ctl + ["top"])
-    check(p.stdout.splitlines()[0].split()[:3] == ["role", "passed", "malformed"], "stakegatectl top: drops per role and reason")
+    _, top1 = api.call("Top")
+    lines = [l.split() for l in p.stdout.split("\n\n")[0].splitlines()]
+    by_role = {r["role"]: r for r in top0["roles"]}, {r["role"]: r for r in top1["roles"]}
+    header = lines[0]
+    check(header[:2] == ["role", "passed"] and sorted(header[2:]) == sorted(reasons) and len(lines) == 10 and all(
+        between(f"{l[0]} {k}", l[2 + i], int(by_role[0][l[0]]["dropped"][k]), int(by_role[1][l[0]]["dropped"][k]))
+        for l in lines[1:] for i, k in enumerate(header[2:])),
+          "stakegatectl top: passed and every drop reason per role, as the API counts them")
+    _, n0 = api.call("GetNode", {"node_id": node0})
+    p = run(ctl + ["node", node0])
+    _, n1 = api.call("GetNode", {"node_id": node0})
+    lines = p.stdout.splitlines()
+    head = lines.index(next(l for l in lines if l.startswith("passed")))
+    cells = dict(zip(lines[head].split(), lines[head + 1].split()))
+    names = ["passed", "over_rate", "request_passed", "request_over_rate", "session_passed", "session_over_rate",
+             "port_denied", "blocklisted", "ejected"]
+    check(list(cells) == names and int(cells["request_passed"]) > 0 and all(
+        between(k, cells[k], int(n0["counters"].get(k, 0)), int(n1["counters"].get(k, 0))) for k in names),
+          f"stakegatectl node: its verified and unverified counters ({cells})")
     p = run(ctl + ["--json", "node", node0])
     check(json.loads(p.stdout)["node"]["node_id"] == node0, "stakegatectl --json node")
     p = run(ctl + ["qos"])
