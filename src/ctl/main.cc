@@ -4,10 +4,12 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 #include "client.h"
@@ -26,12 +28,47 @@ using stakegate::ctl::Target;
 
 std::string slurp(const std::string& path) { return stakegate::read_text_file(path, "stakegatectl", path); }
 
-void fill_target(pb::BlockRequest& q, const std::string& what) {
-  if (auto id = stakegate::NodeId::parse(what)) q.set_node_id(id->str());
+// A node as an operator gives it: its whole NodeID, or a unique start of it of at least
+// 4 hex digits (the tables' short IDs, an evidence folder's 12), looked up in the running
+// identity table (and, for unblock, the blocklist's nodes). Anything else is passed on as
+// it is, for the gateway to explain.
+std::string resolve_node(const Target& t, const std::string& given, bool blocklisted_too = false) {
+  if (auto id = stakegate::NodeId::parse(given)) return id->str();
+  if (given.size() < 4 || given.size() >= 64 ||
+      given.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+    return given;
+  std::string prefix = given;
+  for (char& c : prefix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::set<std::string> hits;
+  pb::GetIdentitiesResponse ids;
+  stakegate::ctl::call(t, "GetIdentities", pb::Empty{}, ids);
+  for (const auto& n : ids.nodes())
+    if (n.node_id().rfind(prefix, 0) == 0) hits.insert(n.node_id());
+  if (blocklisted_too) {
+    pb::ListBlocklistResponse bl;
+    stakegate::ctl::call(t, "ListBlocklist", pb::Empty{}, bl);
+    for (const auto& e : bl.entries())
+      if (e.node_id().rfind(prefix, 0) == 0) hits.insert(e.node_id());
+  }
+  if (hits.size() == 1) return *hits.begin();
+  if (hits.empty())
+    throw std::runtime_error("no node of the running identity table" + std::string(blocklisted_too ? " or blocklist" : "") +
+                             " has a NodeID starting with '" + given + "'");
+  std::string list;
+  for (const auto& h : hits) list += (list.empty() ? "" : ", ") + h.substr(0, 16) + "...";
+  throw std::runtime_error("'" + given + "' starts " + std::to_string(hits.size()) + " NodeIDs (" + list +
+                           "): give more of it");
+}
+
+// A CIDR always has a '.' or a ':'; hex digits alone name a node.
+bool names_node(const std::string& what) { return what.find_first_of(".:") == std::string::npos; }
+
+void fill_target(const Target& t, pb::BlockRequest& q, const std::string& what) {
+  if (names_node(what)) q.set_node_id(resolve_node(t, what));
   else q.set_cidr(what);  // the gateway validates it and explains a bad one
 }
-void fill_target(pb::UnblockRequest& q, const std::string& what) {
-  if (auto id = stakegate::NodeId::parse(what)) q.set_node_id(id->str());
+void fill_target(const Target& t, pb::UnblockRequest& q, const std::string& what) {
+  if (names_node(what)) q.set_node_id(resolve_node(t, what, true));
   else q.set_cidr(what);
 }
 
@@ -120,25 +157,25 @@ int main(int argc, char** argv) {
   std::string target, reason;
   uint64_t expires = 0;
   auto* block = cmd("block", "block a CIDR or a node (NodeID)");
-  block->add_option("TARGET", target, "CIDR or NodeID")->required();
+  block->add_option("TARGET", target, "CIDR, or NodeID (or a unique start of it)")->required();
   block->add_option("--reason", reason, "why (shown in the blocklist and the log)");
   block->add_option("--expires", expires, "seconds until the block lifts (default: never)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{10ull * 365 * 86400}));
   block->callback([&] {
     action = [&] {
       pb::BlockRequest q;
-      fill_target(q, target);
+      fill_target(t, q, target);
       q.set_reason(reason);
       q.set_expires_in_s(expires);
       run<pb::BlockResponse>(t, json, "Block", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); });
     };
   });
   auto* unblock = cmd("unblock", "lift a block");
-  unblock->add_option("TARGET", target, "CIDR or NodeID")->required();
+  unblock->add_option("TARGET", target, "CIDR, or NodeID (or a unique start of it)")->required();
   unblock->callback([&] {
     action = [&] {
       pb::UnblockRequest q;
-      fill_target(q, target);
+      fill_target(t, q, target);
       run<pb::UnblockResponse>(t, json, "Unblock", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); });
     };
   });
@@ -183,11 +220,11 @@ int main(int argc, char** argv) {
 
   std::string node_id;
   auto* node = cmd("node", "one node: rate, counters by reason, peer score");
-  node->add_option("NODEID", node_id, "the node's ID")->required();
+  node->add_option("NODEID", node_id, "the node's ID, or a unique start of it (4 hex digits or more)")->required();
   node->callback([&] {
     action = [&] {
       pb::GetNodeRequest q;
-      q.set_node_id(node_id);
+      q.set_node_id(resolve_node(t, node_id));
       run<pb::GetNodeResponse>(t, json, "GetNode", q, [](auto& r) { stakegate::ctl::print(r); });
     };
   });
@@ -203,14 +240,14 @@ int main(int argc, char** argv) {
     };
   });
   auto* evidence = cmd("evidence", "evidence cases; with NODEID, open a case for that node");
-  evidence->add_option("NODEID", node_id, "open a case: sample the node's dropped packets, write a bundle");
+  evidence->add_option("NODEID", node_id, "open a case (the node's ID or a unique start of it): sample the node's dropped packets, write a bundle");
   evidence->callback([&] {
     action = [&] {
       if (node_id.empty()) {
         run<pb::ListEvidenceResponse>(t, json, "ListEvidence", pb::Empty{}, [](auto& r) { stakegate::ctl::print(r); });
       } else {
         pb::OpenEvidenceRequest q;
-        q.set_node_id(node_id);
+        q.set_node_id(resolve_node(t, node_id));
         run<pb::EvidenceCase>(t, json, "OpenEvidence", q, [](auto& r) { stakegate::ctl::print(r); });
       }
     };

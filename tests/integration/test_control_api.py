@@ -189,7 +189,30 @@ with TempDir() as d:
     check("198.51.100.7/32" in p.stdout and "manual" in p.stdout, "stakegatectl blocklist")
     p = run(ctl + ["unblock", "198.51.100.8/32"], expect_rc=1)
     check("not_found" in p.stderr, f"stakegatectl explains a refusal: {p.stderr.strip()}")
-    p = run(ctl + ["identities", "replace", os.path.join(d, "node-infos.pub.json"), "--stakes", os.path.join(d, "stakes.json")])
+    # A node by a unique start of its NodeID (the short IDs of tables and folder names).
+    p = run(ctl + ["--json", "node", node0[:8].upper()])
+    check(json.loads(p.stdout)["node"]["node_id"] == node0, f"stakegatectl node {node0[:8].upper()}: the node it starts")
+    absent = next(x for x in (f"{i:012x}" for i in range(100)) if not any(n["NodeID"].startswith(x) for n in infos))
+    p = run(ctl + ["node", absent], expect_rc=1)
+    check(f"no node of the running identity table has a NodeID starting with '{absent}'" in p.stderr,
+          f"a start of no NodeID is refused: {p.stderr.strip()}")
+    twins = [f"abcdef{i}" + "0" * 57 for i in (1, 2)]
+    s, r = api.call("ReplaceIdentities", json.dumps({"nodes": {"nodes": [
+        {"node_id": twins[0], "role": "consensus", "address": "198.18.9.1:3569"},
+        {"node_id": twins[1], "role": "execution", "address": "198.18.9.2:3569"}]}, "force": True}))
+    check(s == 200, f"a table of two nodes whose IDs start alike: {r}")
+    p = run(ctl + ["node", "abcdef"], expect_rc=1)
+    check("'abcdef' starts 2 NodeIDs (abcdef1000000000..., abcdef2000000000...): give more of it" in p.stderr,
+          f"an ambiguous start is refused, naming both: {p.stderr.strip()}")
+    run(ctl + ["block", "abcdef2", "--reason", "by prefix"])
+    _, bl = api.call("ListBlocklist")
+    check(any(e.get("node_id") == twins[1] and e.get("reason") == "by prefix" for e in bl["entries"]),
+          "stakegatectl block abcdef2 blocks that node")
+    run(ctl + ["unblock", "ABCDEF2"])
+    _, bl = api.call("ListBlocklist")
+    check(not any(e.get("node_id") == twins[1] for e in bl["entries"]), "stakegatectl unblock ABCDEF2 lifts it")
+    p = run(ctl + ["identities", "replace", os.path.join(d, "node-infos.pub.json"), "--stakes", os.path.join(d, "stakes.json"),
+                   "--force"])
     check("ok: generation" in p.stdout, "stakegatectl identities replace --stakes")
 
     # Reload: through the API and by SIGHUP; a broken file changes nothing.
