@@ -185,11 +185,32 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     if (!t.on()) return std::nullopt;
     return TlsFiles{t.cert, t.key, t.client_ca};
   };
+  // A TCP listener that cannot bind now (another process holds the port, the address is not
+  // up yet) must not stop the gateway: it is inline, and every node behind it would go down
+  // with it. It forwards without that listener, says so, and binds again every 5 s.
+  using SteadyClock = std::chrono::steady_clock;
+  struct PendingListener {
+    std::string key;
+    std::function<void()> open;  // listens and logs, or throws
+    SteadyClock::time_point since, next, logged;
+  };
+  std::vector<PendingListener> pending_listeners;
+  auto open_listener = [&](std::string key, std::function<void()> open) {
+    try {
+      open();
+    } catch (const std::exception& e) {
+      spdlog::error("{}: {}: not served until it binds; the gateway forwards and tries again every 5 s", key, e.what());
+      const auto now = SteadyClock::now();
+      pending_listeners.push_back({std::move(key), std::move(open), now, now + std::chrono::seconds(5), now});
+    }
+  };
   if (!cfg.control.tcp.empty()) {
-    control_server.listen_tcp(cfg.control.tcp, api_handler, bearer_authenticator(&tokens), tls_of(cfg.control.tls));
-    spdlog::info("control API on {}://{} (bearer token{}{})", cfg.control.tls.on() ? "https" : "http", cfg.control.tcp,
-                 o.tokens.read.empty() ? "" : "; a read-only token too",
-                 cfg.control.tls.client_ca.empty() ? "" : "; client certificates required");
+    open_listener("control.tcp", [&] {
+      control_server.listen_tcp(cfg.control.tcp, api_handler, bearer_authenticator(&tokens), tls_of(cfg.control.tls));
+      spdlog::info("control API on {}://{} (bearer token{}{})", cfg.control.tls.on() ? "https" : "http", cfg.control.tcp,
+                   o.tokens.read.empty() ? "" : "; a read-only token too",
+                   cfg.control.tls.client_ca.empty() ? "" : "; client certificates required");
+    });
   }
   uint64_t control_errors = 0;  // exceptions the loop below caught (the control thread's alone)
   auto basic = std::make_shared<BasicAuth>(cfg.control.metrics_users);
@@ -198,14 +219,16 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       if (basic->empty() || basic->check(in.authorization)) return Access::kRead;
       return std::nullopt;
     };
-    metrics_server.listen_tcp(
-        cfg.control.metrics,
-        sync_handler([&](const HttpRequest& r) {
-          return metrics_handler(r, [&] { return render(state, dp, evidence, o.version, reloader.last(), control_errors); });
-        }),
-        metrics_auth, tls_of(cfg.control.metrics_tls));
-    spdlog::info("metrics on {}://{}/metrics{}", cfg.control.metrics_tls.on() ? "https" : "http", cfg.control.metrics,
-                 basic->empty() ? "" : " (basic auth)");
+    open_listener("control.metrics", [&, metrics_auth] {
+      metrics_server.listen_tcp(
+          cfg.control.metrics,
+          sync_handler([&](const HttpRequest& r) {
+            return metrics_handler(r, [&] { return render(state, dp, evidence, o.version, reloader.last(), control_errors); });
+          }),
+          metrics_auth, tls_of(cfg.control.metrics_tls));
+      spdlog::info("metrics on {}://{}/metrics{}", cfg.control.metrics_tls.on() ? "https" : "http", cfg.control.metrics,
+                   basic->empty() ? "" : " (basic auth)");
+    });
   }
 
   // Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads (a refused config changes nothing).
@@ -251,6 +274,25 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       }
       g_telemetry_generation = state.generation();
       auto now = std::chrono::steady_clock::now();
+      for (auto it = pending_listeners.begin(); it != pending_listeners.end();) {
+        if (now < it->next) {
+          ++it;
+          continue;
+        }
+        try {
+          it->open();
+          spdlog::info("{}: bound {:.0f} s after the first try", it->key,
+                       std::chrono::duration<double>(now - it->since).count());
+          it = pending_listeners.erase(it);
+        } catch (const std::exception& e) {
+          it->next = now + std::chrono::seconds(5);
+          if (now - it->logged >= std::chrono::minutes(1)) {  // once a minute, not every try
+            spdlog::error("{}: {}: still not served; trying again every 5 s", it->key, e.what());
+            it->logged = now;
+          }
+          ++it;
+        }
+      }
       if (now - last_busy >= std::chrono::seconds(1)) {
         dp.sample_busy();
         followers.poll();

@@ -1,9 +1,12 @@
 """/metrics as Prometheus sees it: `promtool check metrics` on a live scrape, and a real
 Prometheus server (Debian's, on loopback, in a temporary folder) scraping the gateway:
-a PromQL query over its HTTP API returns the drop counts the gateway itself reports."""
+a PromQL query over its HTTP API returns the drop counts the gateway itself reports.
+Then a metrics port another process holds at start: the gateway forwards and answers on its
+socket all the same, and serves /metrics once the port is free."""
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -103,6 +106,39 @@ with TempDir() as d:
     finally:
         prom.terminate()
         prom.wait(timeout=20)
+    rc, _, _ = gw.stop()
+    check(rc == 0, "gateway exits 0")
+
+# It is inline: a metrics port that another process holds must not stop it (the nodes
+# behind it would go down with it). It forwards, and binds the port once it is free.
+with TempDir() as d:
+    generate(d, "--duration-ms", 50)
+    mport = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", mport))
+    holder.listen()
+    cfg = os.path.join(d, "busy.yaml")
+    c = read_yaml(os.path.join(d, "config.yaml"))
+    c["control"] = {"socket": f"{d}/ctl.sock", "metrics": f"127.0.0.1:{mport}"}
+    write_yaml(cfg, c)
+    gw = Gateway(cfg, f"{d}/ctl.sock")
+    time.sleep(0.5)
+    s, st = gw.api().call("Status")
+    check(s == 200 and int(st["outside_packets"]) > 0 and gw.proc.poll() is None,
+          f"the metrics port is held: the gateway forwards ({st['outside_packets']} packets) and answers on its socket")
+    check(f"control.metrics: listener 127.0.0.1:{mport}: Address already in use: not served until it binds" in gw.log(),
+          "the log names the key, the address and the problem")
+    holder.close()
+    t0 = time.monotonic()
+    body = ""
+    while time.monotonic() - t0 < 10 and not body:
+        try:
+            body = scrape(mport)
+        except OSError:
+            time.sleep(0.2)
+    check("stakegate_packets_total" in body and "control.metrics: bound" in gw.log(),
+          f"once the port is free, /metrics is served ({time.monotonic() - t0:.1f} s after; it tries every 5 s)")
     rc, _, _ = gw.stop()
     check(rc == 0, "gateway exits 0")
 
