@@ -7,7 +7,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -33,10 +39,39 @@ struct Prepared {
   ControlTokens tokens;
 };
 
+// A folder the gateway writes into while it runs, tried at start: a problem with it is
+// said now, not at the first block or case. It is a warning: the gateway runs without it
+// (forwarding comes first), and says so again when it tries to write there.
+void check_writable(const std::string& file, const std::string& key, const std::string& dir, const char* loss) {
+  if (dir.empty()) return;
+  // The folder, or where it would be made (it is made at the first write): a file is made
+  // and removed there, the one test that holds for root and read-only mounts alike.
+  std::filesystem::path at = std::filesystem::absolute(dir);
+  std::error_code ec;
+  while (!std::filesystem::exists(at, ec) && at.has_parent_path() && at != at.parent_path()) at = at.parent_path();
+  if (!std::filesystem::is_directory(at, ec)) {
+    spdlog::warn("{}: {}: {} is not a folder: {}", file, key, at.string(), loss);
+    return;
+  }
+  const std::string probe = (at / ".stakegate-write-test").string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno != EEXIST)
+      spdlog::warn("{}: {}: cannot write into {} ({}): {}", file, key, at.string(), std::strerror(errno), loss);
+    return;
+  }
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
 Prepared prepare(const RunOptions& o) {
   NameCache::process().persist(true);  // the last known addresses of DNS names, in state_dir/dns.json
   Prepared p{load_policy(o.config), {}};
   check_pcap_inputs(p.policy.cfg);
+  const Config& cfg = p.policy.cfg;
+  check_writable(cfg.file, "state_dir", cfg.state_dir,
+                 "blocks made through the API, fetched identity tables and DNS answers will not survive a restart");
+  check_writable(cfg.file, "evidence.dir", cfg.evidence.dir, "evidence cases will record the error instead of a bundle");
   p.tokens = load_tokens(p.policy.cfg.control, p.policy.cfg.file);  // owner-only files, or refused
   for (const auto& w : p.policy.warnings) spdlog::warn("{}", w);
   return p;

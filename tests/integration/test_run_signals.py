@@ -1,5 +1,6 @@
 """`stakegate run` forwarding endless traffic (DPDK net_null) stops cleanly on SIGTERM and
-SIGINT: exit code 0 within a second, final counters logged, the per-class table printed."""
+SIGINT: exit code 0 within a second, final counters logged, the per-class table printed.
+Its state_dir cannot be made (a file is in the way): a warning at start, and it runs."""
 import os
 import re
 import signal
@@ -13,6 +14,8 @@ with TempDir() as d:
     cfg = os.path.join(d, "config.yaml")
     c = read_yaml(cfg)
     c["dataplane"].update(outside={"vdev": "net_null0"}, inside={"vdev": "net_null1"}, stats_interval_s=0.3)
+    open(os.path.join(d, "a-file"), "w").close()
+    c["state_dir"] = os.path.join(d, "a-file", "state")
     write_yaml(cfg, c)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -35,5 +38,7 @@ with TempDir() as d:
         m = re.search(r"outside rx (\d+)", final[0]) if final else None
         check(m is not None and int(m.group(1)) > 0, f"[{sig.name}] final counters logged: {final[0] if final else None}")
         check("passed" in out and "l2" in out, f"[{sig.name}] per-class table printed on stdout")
+        check(f"state_dir: {d}/a-file is not a folder: blocks made through the API" in err,
+              f"[{sig.name}] the state_dir it cannot write is warned about at start, and it runs")
 
 finish()
