@@ -72,7 +72,7 @@ Prepared prepare(const RunOptions& o) {
   check_writable(cfg.file, "state_dir", cfg.state_dir,
                  "blocks made through the API, fetched identity tables and DNS answers will not survive a restart");
   check_writable(cfg.file, "evidence.dir", cfg.evidence.dir, "evidence cases will record the error instead of a bundle");
-  p.tokens = load_tokens(p.policy.cfg.control, p.policy.cfg.file);  // owner-only files, or refused
+  p.tokens = check_control_files(p.policy.cfg.control, p.policy.cfg.file);  // tokens, groups, TLS files, or refused
   for (const auto& w : p.policy.warnings) spdlog::warn("{}", w);
   return p;
 }

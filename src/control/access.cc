@@ -2,6 +2,7 @@
 
 #include <crypt.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <tuple>
 
 #include "stakegate/base/error.h"
 #include "stakegate/base/files.h"
@@ -40,6 +42,28 @@ ControlTokens load_tokens(const ControlConfig& c, const std::string& cfg_file) {
   if (!c.readonly_token_file.empty()) {
     t.read = read_secret_file(c.readonly_token_file, cfg_file, "control.readonly_token_file");
     if (t.read == t.admin) throw ConfigError(cfg_file, "control.readonly_token_file", "must differ from the admin token");
+  }
+  return t;
+}
+
+ControlTokens check_control_files(const ControlConfig& c, const std::string& cfg_file) {
+  ControlTokens t = load_tokens(c, cfg_file);
+  for (const auto& [key, socket, group] : {std::tuple{"control.socket_group", &c.socket, &c.socket_group},
+                                           std::tuple{"control.readonly_group", &c.readonly_socket, &c.readonly_group}}) {
+    if (socket->empty() || group->empty()) continue;
+    struct group gr, *found = nullptr;
+    char buf[4096];
+    if (getgrnam_r(group->c_str(), &gr, buf, sizeof buf, &found) != 0 || !found)
+      throw ConfigError(cfg_file, key, "no group named '" + *group + "' on this host");
+  }
+  for (const auto& [key, listener, tls] : {std::tuple{"control.tls", &c.tcp, &c.tls},
+                                           std::tuple{"control.metrics_tls", &c.metrics, &c.metrics_tls}}) {
+    if (listener->empty() || !tls->on()) continue;
+    try {
+      check_tls_files({tls->cert, tls->key, tls->client_ca});
+    } catch (const std::exception& e) {
+      throw ConfigError(cfg_file, key, e.what());
+    }
   }
   return t;
 }

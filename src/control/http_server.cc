@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <spdlog/spdlog.h>
@@ -58,9 +59,15 @@ std::shared_ptr<ssl::context> make_tls_context(const TlsFiles& f) {
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
   auto step = [](const std::string& what, const std::string& file, auto&& fn) {
+    if (::access(file.c_str(), R_OK) != 0) throw std::runtime_error(what + " " + file + ": " + std::strerror(errno));
     boost::system::error_code ec;
     fn(ec);
-    if (ec) throw std::runtime_error(what + " " + file + ": " + ec.message());
+    if (!ec) return;
+    // OpenSSL's own reason ("no start line", "key values mismatch"), not Asio's "asio.ssl error".
+    const char* reason = ec.category() == asio::error::get_ssl_category()
+                             ? ERR_reason_error_string(static_cast<unsigned long>(ec.value()))
+                             : nullptr;
+    throw std::runtime_error(what + " " + file + ": " + (reason ? std::string(reason) : ec.message()));
   };
   step("TLS certificate", f.cert, [&](auto& ec) { ctx->use_certificate_chain_file(f.cert, ec); });
   step("TLS key", f.key, [&](auto& ec) { ctx->use_private_key_file(f.key, ssl::context::pem, ec); });
@@ -347,6 +354,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     }
   }
 };
+
+void check_tls_files(const TlsFiles& f) { make_tls_context(f); }
 
 HttpServer::HttpServer(asio::io_context& io, HttpLimits limits) : impl_(std::make_shared<Impl>(io, limits)) {}
 HttpServer::~HttpServer() { close(); }

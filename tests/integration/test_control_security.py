@@ -17,6 +17,9 @@ Against the real binary, each part with a gateway of its own:
    table is refused at once, a table too slow to load is refused at its deadline while
    /metrics answers meanwhile; `stakegatectl reload` exits 1 each time, the running
    policy stays and stakegate_last_reload_success says 0.
+7. What the listeners need of the host (TLS files that load and match, the sockets' groups,
+   owner-only token files): check-config refuses what run would, and run refuses it
+   before DPDK touches a device.
 """
 import base64
 import json
@@ -339,9 +342,35 @@ def part_reload_files(d):
         gw.stop()
 
 
+def part_preflight(d):
+    print("\n== what the listeners need of the host: check-config finds it, run refuses it before any device", flush=True)
+    make_pki(d)
+    tok = token_file(d, "admin.token", "A" * 32)
+    cases = [
+        ("a key that is not the certificate's", dict(tcp="127.0.0.1:1", token_file=tok,
+                                                     tls={"cert": f"{d}/server.pem", "key": f"{d}/client.key"}),
+         f"control.tls: TLS key {d}/client.key: key values mismatch"),
+        ("a certificate that is not PEM", dict(metrics="127.0.0.1:1", metrics_tls={"cert": tok, "key": f"{d}/server.key"}),
+         f"control.metrics_tls: TLS certificate {tok}: no start line"),
+        ("a missing certificate", dict(metrics="127.0.0.1:1", metrics_tls={"cert": f"{d}/none.pem", "key": f"{d}/server.key"}),
+         f"control.metrics_tls: TLS certificate {d}/none.pem: No such file or directory"),
+        ("a socket group the host lacks", dict(socket_group="stakegate-no-such-group"),
+         "control.socket_group: no group named 'stakegate-no-such-group' on this host"),
+        ("a token file others may read", dict(tcp="127.0.0.1:1", token_file=token_file(d, "open.token", "B" * 32, 0o644)),
+         "control.token_file: '" + f"{d}/open.token' may be read by its group or others (mode 0644): chmod 600 it"),
+    ]
+    for what, control, want in cases:
+        cfg = base_config(d, **control)
+        c = subprocess.run([os.environ["STAKEGATE"], "check-config", cfg], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([os.environ["STAKEGATE"], "run", "--config", cfg], capture_output=True, text=True, timeout=60)
+        check(c.returncode == 1 and want in c.stderr and r.returncode == 1 and want in r.stderr and "EAL" not in r.stderr,
+              f"{what}: check-config and run refuse it, naming the key and the file, before DPDK starts: "
+              f"{(c.stderr.strip().splitlines() or [''])[-1]}")
+
+
 with TempDir() as root:
     for name, part in (("flood", part_flood), ("tls", part_tls), ("roles", part_roles_and_rotation),
-                       ("restart", part_restart), ("reload", part_reload_files)):
+                       ("restart", part_restart), ("reload", part_reload_files), ("preflight", part_preflight)):
         d = os.path.join(root, name)
         os.makedirs(d)
         part(d)

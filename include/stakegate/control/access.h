@@ -25,6 +25,12 @@ struct ControlTokens {
 };
 ControlTokens load_tokens(const ControlConfig& c, const std::string& cfg_file);
 
+// Everything of the host the control plane's listeners need, checked before `run` touches
+// a device, and by check-config: the token files (load_tokens, whose tokens it returns),
+// the groups of the Unix sockets, the TLS files of the TCP listeners. Throws ConfigError
+// naming the config file, the key and the problem.
+ControlTokens check_control_files(const ControlConfig& c, const std::string& cfg_file);
+
 // "Authorization: Bearer <token>": the admin token grants kAdmin, the read-only token
 // kRead; compared in constant time. `tokens` is read at each request (it may be swapped).
 HttpAuthenticator bearer_authenticator(std::shared_ptr<const ControlTokens>* tokens);

@@ -71,6 +71,8 @@ bool constant_time_equal(const std::string& a, const std::string& b);
 struct TlsFiles {
   std::string cert, key, client_ca;
 };
+// Loads them as a listener would; throws std::runtime_error naming the file that failed.
+void check_tls_files(const TlsFiles& f);
 
 class HttpServer {
  public:
