@@ -223,6 +223,19 @@ TEST(Config, ControlKeysAreEachOptional) {
   EXPECT_EQ(c.control.metrics, "127.0.0.1:9469");
 }
 
+// A Unix socket's path must fit sockaddr_un: a longer one passed check-config and then
+// failed run's bind with only "File name too long", after the ports had started.
+TEST(Config, UnixSocketPathsFitSockaddrUn) {
+  const std::string fits = "/run/" + std::string(95, 'x') + "/c.sock";  // 107 bytes
+  ASSERT_EQ(fits.size(), 107u);
+  EXPECT_EQ(parse_config(base_config("", "control: {socket: " + fits + "}\n"), "x.yaml").control.socket, fits);
+  const std::string longer = "/run/" + std::string(96, 'x') + "/c.sock";
+  EXPECT_THAT(error_of(base_config("", "control: {socket: " + longer + "}\n")),
+              HasSubstr("config/x.yaml: control.socket: 108 bytes long: a Unix socket's path may have at most 107"));
+  EXPECT_THAT(error_of(base_config("", "control: {readonly_socket: " + longer + "}\n")),
+              HasSubstr("control.readonly_socket: 108 bytes long"));
+}
+
 // Text from the config reaches report.json, flip.md and API answers, which are UTF-8:
 // a Latin-1 operator name once passed check-config and then ended the gateway when the
 // first evidence case was written (nlohmann::json refuses to dump it).
