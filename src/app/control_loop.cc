@@ -109,11 +109,14 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   ml.body_bytes = 0;
   HttpServer metrics_server(io, ml);
 
-  // The TCP listener's tokens, swapped whole when a reload reads new ones.
+  // The TCP listener's tokens and /metrics' basic-auth users, swapped whole when a reload
+  // reads new ones.
   auto tokens = std::make_shared<const ControlTokens>(o.tokens);
   ControlTokens reloaded_tokens = o.tokens;
+  auto basic = std::make_shared<BasicAuth>(cfg.control.metrics_users);
   Reloader reloader(io, state, cfg.control.reload_timeout_s, [&]() -> std::string {
     tokens = std::make_shared<const ControlTokens>(reloaded_tokens);
+    basic = std::make_shared<BasicAuth>(state.config().control.metrics_users);
     std::string problems = control_server.reload_tls();
     std::string m = metrics_server.reload_tls();
     return problems + (problems.empty() || m.empty() ? "" : "; ") + m;
@@ -213,10 +216,10 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     });
   }
   uint64_t control_errors = 0;  // exceptions the loop below caught (the control thread's alone)
-  auto basic = std::make_shared<BasicAuth>(cfg.control.metrics_users);
   if (!cfg.control.metrics.empty()) {
-    HttpAuthenticator metrics_auth = [basic](const HttpAuthInput& in) -> std::optional<Access> {
-      if (basic->empty() || basic->check(in.authorization)) return Access::kRead;
+    HttpAuthenticator metrics_auth = [&basic](const HttpAuthInput& in) -> std::optional<Access> {
+      const std::shared_ptr<BasicAuth> users = basic;  // a reload may swap it
+      if (users->empty() || users->check(in.authorization)) return Access::kRead;
       return std::nullopt;
     };
     open_listener("control.metrics", [&, metrics_auth] {

@@ -379,10 +379,39 @@ std::vector<std::string> PolicyState::restore_blocks() {
 PolicyState::Change PolicyState::apply_reload(LoadedPolicy p, bool force) {
   guard_removal(p.nodes, p.cfg.identity.max_removed_fraction, force, p.cfg.file);
   std::vector<std::string> warnings = p.warnings;
-  if (p.cfg.dataplane.workers != cfg_.dataplane.workers || p.cfg.dataplane.outside.name() != cfg_.dataplane.outside.name() ||
-      p.cfg.dataplane.inside.name() != cfg_.dataplane.inside.name() || p.cfg.dataplane.eal != cfg_.dataplane.eal)
+  if (!(p.cfg.dataplane == cfg_.dataplane))
     warnings.push_back("dataplane settings changed in " + p.cfg.file + ": they take effect at the next start");
   p.cfg.dataplane = cfg_.dataplane;
+  // The control plane's listeners stay as they started; a reload re-reads the token files,
+  // the TLS files (at their running paths) and metrics_basic_auth. The rest is said, and
+  // kept as it runs, so that what the config reports is what is in force.
+  ControlConfig& nc = p.cfg.control;
+  const ControlConfig& rc = cfg_.control;
+  std::string held;
+  auto keep = [&](const char* key, auto& now, const auto& running) {
+    if (now == running) return;
+    held += (held.empty() ? "" : ", ") + std::string("control.") + key;
+    now = running;
+  };
+  keep("socket", nc.socket, rc.socket);
+  keep("socket_group", nc.socket_group, rc.socket_group);
+  keep("socket_mode", nc.socket_mode, rc.socket_mode);
+  keep("readonly_socket", nc.readonly_socket, rc.readonly_socket);
+  keep("readonly_group", nc.readonly_group, rc.readonly_group);
+  keep("readonly_mode", nc.readonly_mode, rc.readonly_mode);
+  keep("tcp", nc.tcp, rc.tcp);
+  keep("tls", nc.tls, rc.tls);
+  keep("allow_plaintext", nc.allow_plaintext, rc.allow_plaintext);
+  keep("metrics", nc.metrics, rc.metrics);
+  keep("metrics_tls", nc.metrics_tls, rc.metrics_tls);
+  keep("max_body_bytes", nc.max_body_bytes, rc.max_body_bytes);
+  keep("max_connections", nc.max_connections, rc.max_connections);
+  keep("max_connections_per_peer", nc.max_connections_per_peer, rc.max_connections_per_peer);
+  keep("reload_timeout_s", nc.reload_timeout_s, rc.reload_timeout_s);
+  if (!held.empty())
+    warnings.push_back(held + " changed in " + p.cfg.file +
+                       ": the listeners keep their settings until the next start (a reload re-reads the token "
+                       "files, the TLS files and metrics_basic_auth)");
   p.cfg.evidence_nodes = cfg_.evidence_nodes;  // open operator cases keep sampling
   // The file's blocklist replaces the config entries; blocks made through the API stay.
   std::vector<ActiveBlock> blocks = config_blocks(p.cfg);

@@ -194,6 +194,16 @@ def part_tls(d):
         except Exception:
             plain = "refused"
         check(plain == "refused", "plain HTTP to the TLS metrics listener is not answered")
+        # A reload re-reads metrics_basic_auth: the new password works at once, the old one no more.
+        h = subprocess.run([STAKEGATECTL, "hash-password", "--cost", "4"], input="rotated-secret\n", capture_output=True,
+                           text=True).stdout.strip()
+        c = read_yaml(cfg)
+        c["control"]["metrics_basic_auth"] = {"prometheus": h}
+        write_yaml(cfg, c)
+        r = ctl("reload", socket_path=f"{d}/ctl.sock")
+        new, old = scrape("prometheus:rotated-secret")[0], scrape("prometheus:scrape-secret")[0]
+        check(r.returncode == 0 and new == 200 and old == 401,
+              f"after a reload with a new metrics_basic_auth hash: the new password {new}, the old one {old}")
     finally:
         gw.stop()
 

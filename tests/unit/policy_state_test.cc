@@ -240,6 +240,36 @@ TEST_F(PolicyStateTest, ReloadReadsTheFileAndKeepsApiBlocks) {
   EXPECT_EQ(ch.generation, 3u);
 }
 
+// What a reload cannot apply (the ports, the listeners) is said and kept as it runs, so
+// that the config the gateway reports is the one in force; what it can is applied.
+TEST_F(PolicyStateTest, AReloadSaysWhatTakesEffectOnlyAtTheNextStart) {
+  auto warned = [](const PolicyState::Change& ch, const std::string& what) {
+    return std::any_of(ch.warnings.begin(), ch.warnings.end(), [&](const std::string& w) { return w.find(what) != std::string::npos; });
+  };
+  std::string text = stakegate::testing::base_config();
+  auto edit = [&](const std::string& from, const std::string& to) { text.replace(text.find(from), from.size(), to); };
+  edit("  inside: {vdev: \"net_null1\"}", "  inside: {vdev: \"net_null1\"}\n  mtu: 9000");
+  edit("capacity: {pps: 100000}", "capacity: {pps: 200000}");
+  dir_.file("c.yaml", text + "control: {metrics: \"127.0.0.1:9100\", socket_mode: 0600, max_connections: 4,\n"
+                             "  metrics_basic_auth: {prom: \"$2b$04$abcdefghijklmnopqrstuu5gG3O9rX6d9DG0hhw3e0iE7l5T2LvS.\"}}\n");
+  auto ch = state_->reload();
+  EXPECT_TRUE(warned(ch, "dataplane settings changed in " + path_ + ": they take effect at the next start"));
+  EXPECT_TRUE(warned(ch, "control.socket_mode, control.metrics, control.max_connections changed in " + path_ +
+                             ": the listeners keep their settings until the next start"));
+  EXPECT_EQ(state_->config().dataplane.mtu, 0u);                  // as it runs
+  EXPECT_EQ(state_->config().control.metrics, "127.0.0.1:9469");
+  EXPECT_EQ(state_->config().control.socket_mode, 0660u);
+  EXPECT_EQ(state_->config().control.metrics_users.size(), 1u);  // applied: re-read on reload
+  EXPECT_EQ(state_->config().capacity_pps, 200000);
+  // Each reload says it again while the file differs from what runs; the running values
+  // back in the file, nothing.
+  EXPECT_TRUE(warned(state_->reload(), "control.socket_mode, control.metrics"));
+  dir_.file("c.yaml", stakegate::testing::base_config());
+  ch = state_->reload();
+  EXPECT_FALSE(warned(ch, "take effect at the next start"));
+  EXPECT_FALSE(warned(ch, "until the next start"));
+}
+
 TEST_F(PolicyStateTest, CapacityIsEnforcedAndSlotsAreReusedWithANewEpoch) {
   make(3);
   uint32_t old_slot = slot_of("198.18.1.1");

@@ -18,6 +18,7 @@ struct PortSpec {
   std::string vdev;  // DPDK devargs, e.g. "net_pcap0,rx_pcap=in.pcap"
   std::string pci;   // or a PCI address
   std::string name() const;  // the ethdev name: the vdev up to its first comma, or the PCI address
+  bool operator==(const PortSpec&) const = default;
 };
 
 struct DataplaneConfig {
@@ -32,6 +33,7 @@ struct DataplaneConfig {
   unsigned mtu = 0;                // both ports' MTU; 0: the device's default (1500)
   double stats_interval_s = 10;
   bool rss = true;  // several workers: RSS on source IP where the outside NIC supports it
+  bool operator==(const DataplaneConfig&) const = default;
 };
 
 struct RoleQos {
@@ -154,6 +156,7 @@ struct OperatorConfig {
 struct TlsConfig {
   std::string cert, key, client_ca;  // PEM files; client_ca set: clients need a certificate it signed
   bool on() const { return !cert.empty(); }
+  bool operator==(const TlsConfig&) const = default;
 };
 
 struct ControlConfig {
