@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -62,16 +64,30 @@ void check_pcap_inputs(const Config& cfg) {
 }
 
 AfPacketOffloads::AfPacketOffloads(const Config& cfg) {
-  std::vector<std::string> ifaces;
+  std::vector<std::pair<std::string, unsigned long>> ifaces;  // and its ring frame size
   for (const auto& [key, port] : kPorts) {
     const std::string& vdev = (cfg.dataplane.*port).vdev;
-    if (vdev.rfind("net_af_packet", 0) == 0)
-      for (auto& i : vdev_args(vdev, "iface")) ifaces.push_back(std::move(i));
+    if (vdev.rfind("net_af_packet", 0) != 0) continue;
+    const auto frames = vdev_args(vdev, "framesz");
+    const unsigned long framesz = frames.empty() ? 2048 : std::strtoul(frames.back().c_str(), nullptr, 0);
+    for (auto& i : vdev_args(vdev, "iface")) ifaces.emplace_back(std::move(i), framesz);
   }
   if (ifaces.empty()) return;
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;
-  for (const auto& iface : ifaces) {
+  for (const auto& [iface, framesz] : ifaces) {
+    // The PMD's ring frames hold the packet after 66 bytes of TPACKET_V2 header and
+    // padding: a longer frame arrives cut, and is dropped as malformed.
+    ifreq mtu_req{};
+    std::strncpy(mtu_req.ifr_name, iface.c_str(), IFNAMSIZ - 1);
+    if (ioctl(fd, SIOCGIFMTU, &mtu_req) == 0 && framesz > 66 &&
+        static_cast<unsigned long>(mtu_req.ifr_mtu) + 18 > framesz - 66)
+      spdlog::warn("{}: MTU {}, but net_af_packet's ring frames (framesz={}) hold frames of at most {} bytes: longer "
+                   "ones arrive cut and are dropped as malformed (TCP between hosts of that MTU stalls). Give the vdev "
+                   "framesz and blocksz of at least {} (powers of two) and dataplane.mbuf_data_room as large, or lower "
+                   "the interface's MTU to {}",
+                   iface, mtu_req.ifr_mtu, framesz, framesz - 66, std::bit_ceil(static_cast<unsigned long>(mtu_req.ifr_mtu) + 18 + 66),
+                   framesz - 66 - 18);
     Changed c{iface};
     std::string failed;
     ethtool_value v{ETHTOOL_GGRO, 0};

@@ -20,7 +20,8 @@ void check_pcap_inputs(const Config& cfg);
 // or LRO on, a TCP stream arrives as merged frames far longer than the MTU, which the
 // gateway cannot forward whole (TCP through it crawls). For each net_af_packet port's
 // interface, turns them off for as long as this object lives (then restores them), and
-// says so in the log; where it cannot, warns with the ethtool command that would.
+// says so in the log; where it cannot, warns with the ethtool command that would. Warns
+// too when the interface's MTU is more than the PMD's ring frames (framesz) can hold.
 class AfPacketOffloads {
  public:
   explicit AfPacketOffloads(const Config& cfg);
