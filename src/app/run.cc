@@ -7,13 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -44,24 +38,8 @@ struct Prepared {
 // (forwarding comes first), and says so again when it tries to write there.
 void check_writable(const std::string& file, const std::string& key, const std::string& dir, const char* loss) {
   if (dir.empty()) return;
-  // The folder, or where it would be made (it is made at the first write): a file is made
-  // and removed there, the one test that holds for root and read-only mounts alike.
-  std::filesystem::path at = std::filesystem::absolute(dir);
-  std::error_code ec;
-  while (!std::filesystem::exists(at, ec) && at.has_parent_path() && at != at.parent_path()) at = at.parent_path();
-  if (!std::filesystem::is_directory(at, ec)) {
-    spdlog::warn("{}: {}: {} is not a folder: {}", file, key, at.string(), loss);
-    return;
-  }
-  const std::string probe = (at / ".stakegate-write-test").string();
-  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    if (errno != EEXIST)
-      spdlog::warn("{}: {}: cannot write into {} ({}): {}", file, key, at.string(), std::strerror(errno), loss);
-    return;
-  }
-  ::close(fd);
-  ::unlink(probe.c_str());
+  if (std::string problem = folder_problem(dir); !problem.empty())
+    spdlog::warn("{}: {}: {}: {}", file, key, problem, loss);
 }
 
 Prepared prepare(const RunOptions& o) {

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "stakegate/base/error.h"
 
@@ -73,6 +74,20 @@ void write_file_atomically(const std::string& path, const std::string& content, 
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+std::string folder_problem(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::path at = std::filesystem::absolute(dir, ec);
+  if (ec) return dir + ": " + ec.message();
+  while (!std::filesystem::exists(at, ec) && at.has_parent_path() && at != at.parent_path()) at = at.parent_path();
+  if (!std::filesystem::is_directory(at, ec)) return at.string() + " is not a folder";
+  const std::string probe = (at / ".stakegate-write-test").string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return errno == EEXIST ? std::string() : at.string() + ": " + std::strerror(errno);
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return {};
 }
 
 }  // namespace stakegate

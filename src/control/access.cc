@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <tuple>
 
 #include "stakegate/base/error.h"
@@ -55,6 +56,12 @@ ControlTokens check_control_files(const ControlConfig& c, const std::string& cfg
     char buf[4096];
     if (getgrnam_r(group->c_str(), &gr, buf, sizeof buf, &found) != 0 || !found)
       throw ConfigError(cfg_file, key, "no group named '" + *group + "' on this host");
+  }
+  for (const auto& [key, socket] : {std::pair{"control.socket", &c.socket}, std::pair{"control.readonly_socket", &c.readonly_socket}}) {
+    if (socket->empty()) continue;
+    const std::string folder = std::filesystem::path(*socket).parent_path().string();
+    if (std::string problem = folder_problem(folder.empty() ? "." : folder); !problem.empty())
+      throw ConfigError(cfg_file, key, "cannot make the socket " + *socket + ": " + problem);
   }
   for (const auto& [key, listener, tls] : {std::tuple{"control.tls", &c.tcp, &c.tls},
                                            std::tuple{"control.metrics_tls", &c.metrics, &c.metrics_tls}}) {

@@ -17,8 +17,8 @@ Against the real binary, each part with a gateway of its own:
    table is refused at once, a table too slow to load is refused at its deadline while
    /metrics answers meanwhile; `stakegatectl reload` exits 1 each time, the running
    policy stays and stakegate_last_reload_success says 0.
-7. What the listeners need of the host (TLS files that load and match, the sockets' groups,
-   owner-only token files): check-config refuses what run would, and run refuses it
+7. What the listeners need of the host (TLS files that load and match, the sockets' groups
+   and folders, owner-only token files): check-config refuses what run would, and run refuses it
    before DPDK touches a device.
 """
 import base64
@@ -366,6 +366,8 @@ def part_preflight(d):
          f"control.metrics_tls: TLS certificate {d}/none.pem: No such file or directory"),
         ("a socket group the host lacks", dict(socket_group="stakegate-no-such-group"),
          "control.socket_group: no group named 'stakegate-no-such-group' on this host"),
+        ("a socket in a folder that cannot be made", dict(socket=f"{d}/server.pem/ctl.sock"),
+         f"control.socket: cannot make the socket {d}/server.pem/ctl.sock: {d}/server.pem is not a folder"),
         ("a token file others may read", dict(tcp="127.0.0.1:1", token_file=token_file(d, "open.token", "B" * 32, 0o644)),
          "control.token_file: '" + f"{d}/open.token' may be read by its group or others (mode 0644): chmod 600 it"),
     ]

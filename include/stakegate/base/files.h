@@ -18,4 +18,10 @@ std::string read_text_file(const std::string& path, const std::string& reference
 // std::runtime_error naming the file.
 void write_file_atomically(const std::string& path, const std::string& content, unsigned mode);
 
+// Whether files can be made in folder `dir`, or (when it does not exist yet) in the
+// folder it would be made in: a file is made there and removed, the one test that holds
+// for root and read-only mounts alike. Empty when they can, else what stands in the way
+// ("/proc/sys: No such file or directory", "/etc/hostname is not a folder").
+std::string folder_problem(const std::string& dir);
+
 }  // namespace stakegate
