@@ -104,6 +104,11 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
   r.set_inside_packets(t.packets(Direction::kInside));
   for (int v = 1; v < kVerdictCount; ++v)
     (*r.mutable_drops_by_reason())[std::string(verdict_name(static_cast<Verdict>(v)))] = t.drops(static_cast<Verdict>(v));
+  auto* ss = r.mutable_sessions();
+  ss->set_created(t.c.sessions_created);
+  ss->set_verified(t.c.sessions_verified);
+  ss->set_evicted(t.c.sessions_evicted);
+  ss->set_table_entries(c.data.session_capacity());
   const std::vector<double> busy = c.data.busy(), cycles = c.data.cycles_per_packet();
   for (size_t w = 0; w < cycles.size(); ++w) {
     auto* l = r.add_worker_load();

@@ -82,6 +82,11 @@ void print(const pb::StatusResponse& r) {
   for (int w = 0; w < r.worker_load_size(); ++w)
     std::printf("worker %d: busy %.0f %%, %.0f cycles/packet over the last second\n", w,
                 100.0 * r.worker_load(w).busy_ratio(), r.worker_load(w).cycles_per_packet());
+  const auto& s = r.sessions();
+  std::printf("sessions: %llu opened or accepted, %llu verified, %llu evicted for room (%llu entries per worker)%s\n",
+              static_cast<unsigned long long>(s.created()), static_cast<unsigned long long>(s.verified()),
+              static_cast<unsigned long long>(s.evicted()), static_cast<unsigned long long>(s.table_entries()),
+              s.evicted() ? ": raise limits.sessions" : "");
   Rows rows{{"reason", "dropped"}};
   for (const auto& reason : kDropReasons) {
     auto it = r.drops_by_reason().find(reason);

@@ -158,6 +158,12 @@ with TempDir() as d:
           f"stakegatectl status: all {len(reasons)} drop reasons, as the API counts them")
     check(any(int(st1["drops_by_reason"][k]) > 0 for k in ("spoofed", "l2_denied", "request_over_rate")),
           "the traffic has drops of a reason added after the first seven")
+    m = re.search(r"sessions: (\d+) opened or accepted, (\d+) verified, (\d+) evicted for room \((\d+) entries per worker\)",
+                  p.stdout)
+    ss0, ss1 = st0["sessions"], st1["sessions"]
+    check(m is not None and int(ss1["created"]) > 0 and int(m.group(4)) == int(ss1["table_entries"]) > 0 and all(
+        between(k, m.group(i + 1), int(ss0.get(k, 0)), int(ss1.get(k, 0))) for i, k in enumerate(["created", "verified", "evicted"])),
+          f"stakegatectl status: the sessions, as the API counts them ({m.group(0) if m else p.stdout[-300:]})")
     _, top0 = api.call("Top")
     p = run(ctl + ["top"])
     _, top1 = api.call("Top")

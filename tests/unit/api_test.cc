@@ -22,9 +22,11 @@ class FakeDataPath : public DataPathView, public Publisher {
   Totals totals(bool) const override { return t; }
   uint32_t snapshots_pending_reclaim() const override { return 0; }
   double uptime_s() const override { return 12; }
+  uint64_t session_capacity() const override { return sessions; }
   void publish(std::shared_ptr<const PolicySnapshot>) override {}
   bool wait_applied() override { ++applied; return true; }
   Totals t;
+  uint64_t sessions = 0;
   int applied = 0;
 };
 
@@ -55,6 +57,19 @@ TEST_F(ApiTest, Status) {
   EXPECT_EQ(j["identity_generation"], "1");  // uint64 is a string in protobuf's JSON mapping
   EXPECT_EQ(j["nodes"], 3);
   EXPECT_EQ(j["drops_by_reason"]["over_rate"], "7");
+}
+
+TEST_F(ApiTest, StatusCountsTheSessions) {
+  gw_.t.c.sessions_created = 40;
+  gw_.t.c.sessions_verified = 30;
+  gw_.t.c.sessions_evicted = 2;
+  gw_.sessions = 262144;
+  auto [s, j] = call("Status");
+  EXPECT_EQ(s, 200);
+  EXPECT_EQ(j["sessions"]["created"], "40");
+  EXPECT_EQ(j["sessions"]["verified"], "30");
+  EXPECT_EQ(j["sessions"]["evicted"], "2");
+  EXPECT_EQ(j["sessions"]["table_entries"], "262144");
 }
 
 TEST_F(ApiTest, ReplaceIdentitiesAcceptsFlowFormatsAsTheyAre) {

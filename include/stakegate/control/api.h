@@ -35,6 +35,8 @@ class DataPathView {
   // Per worker, TSC cycles per packet over the last second (see DataPlane).
   virtual std::vector<double> cycles_per_packet() const { return {}; }
   virtual std::vector<double> busy() const { return {}; }
+  // Session table entries per worker (limits.sessions).
+  virtual uint64_t session_capacity() const { return 0; }
 };
 
 // Everything a handler may reach.
