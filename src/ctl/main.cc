@@ -94,6 +94,7 @@ void run(const Target& t, bool json, const std::string& rpc, const google::proto
 
 int main(int argc, char** argv) {
   CLI::App app{"stakegatectl: talk to a running stakegate's control API (docs/api.md)", "stakegatectl"};
+  app.set_version_flag("--version", "stakegatectl " STAKEGATE_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global options may follow the command
   Target t;

@@ -2,7 +2,12 @@
 import copy
 import os
 
-from common import EXAMPLES, STAKEGATE, TempDir, check, finish, generate, read_yaml, run, write_yaml
+from common import EXAMPLES, STAKEGATE, STAKEGATECTL, TempDir, check, finish, generate, read_yaml, run, write_yaml
+
+# Both programs say which version they are, as operators and bug reports ask first.
+for prog, name in ((STAKEGATE, "stakegate"), (STAKEGATECTL, "stakegatectl")):
+    p = run([prog, "--version"])
+    check(p.stdout.startswith(f"{name} ") and len(p.stdout.split()) == 2, f"{name} --version: {p.stdout.strip()}")
 
 with TempDir() as d:
     generate(d, "--duration-ms", 10)
