@@ -161,7 +161,10 @@ std::string summary_line(const Totals& t, uint64_t tx_dropped) {
     if (uint64_t d = t.drops(static_cast<Verdict>(v)))
       reasons += (reasons.empty() ? "" : ", ") + std::string(verdict_name(static_cast<Verdict>(v))) + " " + std::to_string(d);
   if (!reasons.empty()) s += " (" + reasons + ")";
-  return s + " | inside rx " + std::to_string(t.packets(Direction::kInside)) + " | tx dropped " + std::to_string(tx_dropped);
+  s += " | inside rx " + std::to_string(t.packets(Direction::kInside)) + " | tx dropped " + std::to_string(tx_dropped);
+  // Live sessions recycled for room: the cluster's own connections losing their state.
+  if (t.c.sessions_evicted) s += " | sessions evicted " + std::to_string(t.c.sessions_evicted) + " (raise limits.sessions)";
+  return s;
 }
 
 }  // namespace stakegate

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "packet_builder.h"
+#include "stakegate/report/counters.h"
 #include "test_util.h"
 #include "worker_fixture.h"
 
@@ -265,4 +266,13 @@ TEST_F(WorkerTest, UnregisteredTableUsesEverySet) {
     send(f, 0);
   }
   EXPECT_LT(worker_->counters().unregistered_evictions, 40u);
+}
+
+// The periodic summary line (and the final one) names evicted sessions, the cluster's own
+// connections losing their state, only when there are some.
+TEST(SummaryLine, SaysWhenSessionsWereEvicted) {
+  Totals t;
+  EXPECT_EQ(summary_line(t, 0).find("sessions"), std::string::npos);
+  t.c.sessions_evicted = 5;
+  EXPECT_NE(summary_line(t, 2).find("| tx dropped 2 | sessions evicted 5 (raise limits.sessions)"), std::string::npos);
 }
