@@ -50,7 +50,7 @@ Prepared prepare(const RunOptions& o) {
   check_writable(cfg.file, "state_dir", cfg.state_dir,
                  "blocks made through the API, fetched identity tables and DNS answers will not survive a restart");
   check_writable(cfg.file, "evidence.dir", cfg.evidence.dir, "evidence cases will record the error instead of a bundle");
-  p.tokens = check_control_files(p.policy.cfg.control, p.policy.cfg.file);  // tokens, groups, TLS files, or refused
+  p.tokens = check_control_files(cfg.control, cfg.file);  // tokens, groups, socket folders, TLS files, or refused
   for (const auto& w : p.policy.warnings) spdlog::warn("{}", w);
   return p;
 }
@@ -109,7 +109,7 @@ int cmd_run(const RunOptions& o) {
     std::fprintf(stderr, "stakegate: %s\n", e.what());
     return 1;
   }
-  const AfPacketOffloads offloads(p.policy.cfg);  // until after the EAL's cleanup closes the packet sockets
+  const AfPacketInterfaces offloads(p.policy.cfg);  // until after the EAL's cleanup closes the packet sockets
   if (!init_eal(p.policy.cfg)) return 1;
   int rc = 0;
   {

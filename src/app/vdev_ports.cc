@@ -24,6 +24,11 @@ constexpr std::pair<const char*, const PortSpec DataplaneConfig::*> kPorts[] = {
     {"dataplane.outside.vdev", &DataplaneConfig::outside}, {"dataplane.inside.vdev", &DataplaneConfig::inside}};
 
 // One ethtool ioctl on `iface`: false with errno set when the kernel refuses it.
+// A TPACKET_V2 ring frame holds its header and padding before the packet (the kernel's
+// tpacket_rcv: the packet starts at 66 bytes); a frame longer than the rest arrives cut.
+constexpr unsigned long kRingFrameOverhead = 66;
+constexpr unsigned long kEthernetAndTag = 18;  // an Ethernet header and one VLAN tag around the MTU
+
 bool ethtool(int fd, const std::string& iface, ethtool_value& v) {
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, iface.c_str(), IFNAMSIZ - 1);
@@ -50,12 +55,11 @@ void check_pcap_inputs(const Config& cfg) {
     const std::string& vdev = (cfg.dataplane.*port).vdev;
     if (vdev.rfind("net_pcap", 0) != 0) continue;
     for (const auto& file : vdev_args(vdev, "rx_pcap")) {
-      const std::string problem = pcap_not_ethernet(file);
-      if (problem.empty()) continue;
-      const bool not_ethernet = problem.find("not an Ethernet capture") != std::string::npos;
+      const PcapCheck c = check_pcap_is_ethernet(file);
+      if (c.problem.empty()) continue;
       throw ConfigError(cfg.file, key,
-                        "rx_pcap " + problem +
-                            (not_ethernet ? ": net_pcap would hand each record to the gateway as an Ethernet frame; "
+                        "rx_pcap " + c.problem +
+                            (c.readable ? ": net_pcap would hand each record to the gateway as an Ethernet frame; "
                                             "judge this capture with stakegate replay (it reads Linux cooked and raw "
                                             "IP captures), or capture on an Ethernet interface (tcpdump -i IFACE)"
                                           : ""));
@@ -63,7 +67,7 @@ void check_pcap_inputs(const Config& cfg) {
   }
 }
 
-AfPacketOffloads::AfPacketOffloads(const Config& cfg) {
+AfPacketInterfaces::AfPacketInterfaces(const Config& cfg) {
   std::vector<std::pair<std::string, unsigned long>> ifaces;  // and its ring frame size
   for (const auto& [key, port] : kPorts) {
     const std::string& vdev = (cfg.dataplane.*port).vdev;
@@ -76,18 +80,20 @@ AfPacketOffloads::AfPacketOffloads(const Config& cfg) {
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;
   for (const auto& [iface, framesz] : ifaces) {
-    // The PMD's ring frames hold the packet after 66 bytes of TPACKET_V2 header and
-    // padding: a longer frame arrives cut, and is dropped as malformed.
+    // A frame longer than the PMD's ring frames hold arrives cut, and is dropped as malformed.
     ifreq mtu_req{};
     std::strncpy(mtu_req.ifr_name, iface.c_str(), IFNAMSIZ - 1);
-    if (ioctl(fd, SIOCGIFMTU, &mtu_req) == 0 && framesz > 66 &&
-        static_cast<unsigned long>(mtu_req.ifr_mtu) + 18 > framesz - 66)
-      spdlog::warn("{}: MTU {}, but net_af_packet's ring frames (framesz={}) hold frames of at most {} bytes: longer "
-                   "ones arrive cut and are dropped as malformed (TCP between hosts of that MTU stalls). Give the vdev "
-                   "framesz and blocksz of at least {} (powers of two) and dataplane.mbuf_data_room as large, or lower "
-                   "the interface's MTU to {}",
-                   iface, mtu_req.ifr_mtu, framesz, framesz - 66, std::bit_ceil(static_cast<unsigned long>(mtu_req.ifr_mtu) + 18 + 66),
-                   framesz - 66 - 18);
+    if (ioctl(fd, SIOCGIFMTU, &mtu_req) == 0 && framesz > kRingFrameOverhead + kEthernetAndTag) {
+      const unsigned long frame = static_cast<unsigned long>(mtu_req.ifr_mtu) + kEthernetAndTag;
+      const unsigned long fits = framesz - kRingFrameOverhead;
+      if (frame > fits)
+        spdlog::warn("{}: MTU {}, but net_af_packet's ring frames (framesz={}) hold frames of at most {} bytes: longer "
+                     "ones arrive cut and are dropped as malformed (TCP between hosts of that MTU stalls). Give the vdev "
+                     "framesz and blocksz of at least {} (powers of two) and dataplane.mbuf_data_room as large, or "
+                     "lower the interface's MTU to {}",
+                     iface, mtu_req.ifr_mtu, framesz, fits, std::bit_ceil(frame + kRingFrameOverhead),
+                     fits - kEthernetAndTag);
+    }
     Changed c{iface};
     std::string failed;
     ethtool_value v{ETHTOOL_GGRO, 0};
@@ -115,7 +121,7 @@ AfPacketOffloads::AfPacketOffloads(const Config& cfg) {
   close(fd);
 }
 
-AfPacketOffloads::~AfPacketOffloads() {
+AfPacketInterfaces::~AfPacketInterfaces() {
   if (changed_.empty()) return;
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return;

@@ -22,12 +22,12 @@ void check_pcap_inputs(const Config& cfg);
 // interface, turns them off for as long as this object lives (then restores them), and
 // says so in the log; where it cannot, warns with the ethtool command that would. Warns
 // too when the interface's MTU is more than the PMD's ring frames (framesz) can hold.
-class AfPacketOffloads {
+class AfPacketInterfaces {
  public:
-  explicit AfPacketOffloads(const Config& cfg);
-  ~AfPacketOffloads();
-  AfPacketOffloads(const AfPacketOffloads&) = delete;
-  AfPacketOffloads& operator=(const AfPacketOffloads&) = delete;
+  explicit AfPacketInterfaces(const Config& cfg);
+  ~AfPacketInterfaces();
+  AfPacketInterfaces(const AfPacketInterfaces&) = delete;
+  AfPacketInterfaces& operator=(const AfPacketInterfaces&) = delete;
 
  private:
   struct Changed {

@@ -219,11 +219,9 @@ void read_control(const YamlReader& s, ControlConfig& c) {
   if (!c.readonly_socket.empty() && c.readonly_socket == c.socket)
     s.child("readonly_socket").fail("must differ from control.socket");
   // A Unix socket's path must fit sockaddr_un (108 bytes with its NUL), or bind fails.
-  for (const char* key : {"socket", "readonly_socket"}) {
-    const std::string& path = std::string_view(key) == "socket" ? c.socket : c.readonly_socket;
-    if (s.has(key) && path.size() > 107)
-      s.child(key).fail(std::to_string(path.size()) + " bytes long: a Unix socket's path may have at most 107");
-  }
+  for (const auto& [key, path] : {std::pair{"socket", &c.socket}, std::pair{"readonly_socket", &c.readonly_socket}})
+    if (path->size() > 107)
+      s.child(key).fail(std::to_string(path->size()) + " bytes long: a Unix socket's path may have at most 107");
   if (s.has("tcp")) c.tcp = s.child("tcp").string();
   if (s.has("token_file")) c.token_file = resolve_path(s.file(), s.child("token_file").string());
   if (s.has("readonly_token_file")) c.readonly_token_file = resolve_path(s.file(), s.child("readonly_token_file").string());

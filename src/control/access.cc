@@ -2,7 +2,6 @@
 
 #include <crypt.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
@@ -51,10 +50,7 @@ ControlTokens check_control_files(const ControlConfig& c, const std::string& cfg
   ControlTokens t = load_tokens(c, cfg_file);
   for (const auto& [key, socket, group] : {std::tuple{"control.socket_group", &c.socket, &c.socket_group},
                                            std::tuple{"control.readonly_group", &c.readonly_socket, &c.readonly_group}}) {
-    if (socket->empty() || group->empty()) continue;
-    struct group gr, *found = nullptr;
-    char buf[4096];
-    if (getgrnam_r(group->c_str(), &gr, buf, sizeof buf, &found) != 0 || !found)
+    if (!socket->empty() && !group->empty() && !group_id(*group))
       throw ConfigError(cfg_file, key, "no group named '" + *group + "' on this host");
   }
   for (const auto& [key, socket] : {std::pair{"control.socket", &c.socket}, std::pair{"control.readonly_socket", &c.readonly_socket}}) {

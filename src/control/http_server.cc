@@ -357,6 +357,13 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
 void check_tls_files(const TlsFiles& f) { make_tls_context(f); }
 
+std::optional<unsigned> group_id(const std::string& name) {
+  struct group gr, *found = nullptr;
+  char buf[4096];
+  if (getgrnam_r(name.c_str(), &gr, buf, sizeof buf, &found) != 0 || !found) return std::nullopt;
+  return found->gr_gid;
+}
+
 HttpServer::HttpServer(asio::io_context& io, HttpLimits limits) : impl_(std::make_shared<Impl>(io, limits)) {}
 HttpServer::~HttpServer() { close(); }
 
@@ -371,11 +378,9 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode, const std::
   if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) throw std::runtime_error("control socket " + path + ": " + ec.message());
   if (!group.empty()) {
-    struct group gr, *found = nullptr;
-    char buf[4096];
-    if (getgrnam_r(group.c_str(), &gr, buf, sizeof buf, &found) != 0 || !found)
-      throw std::runtime_error("control socket " + path + ": no group named '" + group + "'");
-    if (::chown(path.c_str(), static_cast<uid_t>(-1), found->gr_gid) != 0)
+    const std::optional<unsigned> gid = group_id(group);
+    if (!gid) throw std::runtime_error("control socket " + path + ": no group named '" + group + "'");
+    if (::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(*gid)) != 0)
       throw std::runtime_error("control socket " + path + ": cannot give it to group '" + group + "': " + std::strerror(errno));
   }
   if (::chmod(path.c_str(), mode) != 0) throw std::runtime_error("control socket " + path + ": chmod failed");

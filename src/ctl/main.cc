@@ -60,8 +60,10 @@ std::string resolve_node(const Target& t, const std::string& given, bool blockli
                            "): give more of it");
 }
 
-// A CIDR always has a '.' or a ':'; hex digits alone name a node.
-bool names_node(const std::string& what) { return what.find_first_of(".:") == std::string::npos; }
+// Hex digits alone name a node; anything else is a CIDR (the gateway explains a bad one).
+bool names_node(const std::string& what) {
+  return !what.empty() && what.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+}
 
 void fill_target(const Target& t, pb::BlockRequest& q, const std::string& what) {
   if (names_node(what)) q.set_node_id(resolve_node(t, what));

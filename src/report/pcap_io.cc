@@ -23,13 +23,13 @@ bool raw_ip(int link) { return link == DLT_RAW || link == DLT_IPV4 || link == DL
 
 }  // namespace
 
-std::string pcap_not_ethernet(const std::string& path) {
+PcapCheck check_pcap_is_ethernet(const std::string& path) {
   char err[PCAP_ERRBUF_SIZE] = {};
   pcap_t* p = pcap_open_offline(path.c_str(), err);
-  if (!p) return path + ": cannot read capture: " + err;
+  if (!p) return {false, path + ": cannot read capture: " + err};
   const int link = pcap_datalink(p);
   pcap_close(p);
-  return link == DLT_EN10MB ? std::string() : path + ": not an Ethernet capture: " + link_name(link);
+  return {true, link == DLT_EN10MB ? std::string() : path + ": not an Ethernet capture: " + link_name(link)};
 }
 
 PcapReader::PcapReader(const std::string& path) : path_(path) {

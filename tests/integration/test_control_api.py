@@ -210,6 +210,8 @@ with TempDir() as d:
     p = run(ctl + ["node", "abcdef"], expect_rc=1)
     check("'abcdef' starts 2 NodeIDs (abcdef1000000000..., abcdef2000000000...): give more of it" in p.stderr,
           f"an ambiguous start is refused, naming both: {p.stderr.strip()}")
+    p = run(ctl + ["block", "nothing"], expect_rc=1)
+    check("bad CIDR 'nothing'" in p.stderr, f"a target that is neither hex nor a CIDR is judged as a CIDR: {p.stderr.strip()}")
     run(ctl + ["block", "abcdef2", "--reason", "by prefix"])
     _, bl = api.call("ListBlocklist")
     check(any(e.get("node_id") == twins[1] and e.get("reason") == "by prefix" for e in bl["entries"]),

@@ -73,6 +73,8 @@ struct TlsFiles {
 };
 // Loads them as a listener would; throws std::runtime_error naming the file that failed.
 void check_tls_files(const TlsFiles& f);
+// The id of the group named `name`, as a Unix listener gives its socket to it.
+std::optional<unsigned> group_id(const std::string& name);
 
 class HttpServer {
  public:

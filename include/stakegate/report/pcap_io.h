@@ -10,10 +10,14 @@ typedef struct pcap_dumper pcap_dumper_t;
 
 namespace stakegate {
 
-// What the frames of the capture at `path` are, for a reader that wants Ethernet: empty
-// when they are Ethernet frames, else (as for a file that cannot be read) a sentence
-// naming the file and its link type.
-std::string pcap_not_ethernet(const std::string& path);
+// What the capture at `path` holds, for a reader that wants Ethernet frames: `problem` is
+// empty when it does, else a sentence naming the file and why (it cannot be read, or its
+// link type, when `readable`).
+struct PcapCheck {
+  bool readable = false;
+  std::string problem;
+};
+PcapCheck check_pcap_is_ethernet(const std::string& path);
 
 class PcapReader {
  public:
