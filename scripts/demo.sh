@@ -20,7 +20,7 @@ echo "   stay within their rates; probes of private ports, blocklisted, malforme
   --unregistered-flood 2 --unregistered-flood-sources 200 --unregistered-sources 10
 echo
 echo "== plan (stakegate check-config)"
-"$build/src/stakegate" check-config config/demo/stakegate.yaml | sed -n '1,12p'
+"$build/src/stakegate" check-config config/demo/stakegate.yaml | sed -n '1,13p'
 echo
 echo "== stakegate run on net_pcap devices (outside: $demo_dir/outside.pcap in; inside: the cluster's $demo_dir/inside.pcap in, $demo_dir/pass.pcap out)"
 "$build/src/stakegate" run --config config/demo/stakegate.yaml --exit-on-idle 1 --report "$demo_dir/report.json" 2>"$demo_dir/run.log" \

@@ -45,8 +45,9 @@ void read_sessions(const YamlReader& r, SessionConfig& s) {
 }
 
 void read_infra(const YamlReader& r, InfraConfig& i) {
-  r.expect_map({"pps", "burst_ms", "ethertypes"});
+  r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes"});
   if (r.has("pps")) i.pps = r.child("pps").number(0, 1e9);
+  if (r.has("icmp_errors_pps")) i.icmp_errors_pps = r.child("icmp_errors_pps").number(0, 1e9);
   if (r.has("burst_ms")) i.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
   if (r.has("ethertypes")) {
     auto e = r.child("ethertypes");

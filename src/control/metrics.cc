@@ -190,6 +190,10 @@ std::string render_metrics(const MetricsInput& in) {
                    "TCP connections whose remote end proved it received the cluster's packets (acknowledged its "
                    "sequence numbers).",
                    t.c.sessions_verified},
+        std::tuple{"stakegate_neighbour_answers_total",
+                   "ARP replies and neighbour advertisements passed as answers to the cluster's own requests, "
+                   "whatever the infra budget held.",
+                   t.c.neighbour_answers},
         std::tuple{"stakegate_graylist_events_lost_total",
                    "Graylist events lost because a worker's event ring was full.", in.graylist_events_lost}}) {
     single(out, name, help, MetricType::Counter, static_cast<double>(value));

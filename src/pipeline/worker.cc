@@ -185,6 +185,30 @@ Verdict Worker::police_sessions(uint32_t len, uint64_t now_ns) {
 
 bool Worker::take_infra(uint64_t now_ns) { return meter_take(infra_, snap_->infra_pps, now_ns, kTokenScale); }
 
+bool Worker::take_icmp_error(uint64_t now_ns) {
+  return meter_take(icmp_errors_, snap_->icmp_errors_pps, now_ns, kTokenScale);
+}
+
+uint64_t Worker::solicitation_tag(const Ip6& target) const noexcept { return mix64(hash_v6(target) ^ seed_) | 1; }
+
+// ARP, neighbour discovery and listed EtherTypes. An answer to what the cluster itself
+// asked (process_inside noted its request) passes whatever the budget holds, a few per
+// request: an on-link flood, which drains the budget, cannot keep the cluster from
+// resolving its router. Anything else (requests, unsolicited answers) takes the budget.
+bool Worker::take_neighbour(const PacketView& p, const PacketMeta& m, uint64_t now_ns) noexcept {
+  Ip6 target;
+  if (worker_detail::maybe_neighbour(m, true) && worker_detail::neighbour_target(p, m, true, target)) {
+    const uint64_t t = solicitation_tag(target);
+    Solicitation& s = solicitations_[(t >> 40) % kSolicitations];
+    if (s.tag == t && s.credits > 0 && !tick_before(s.deadline, session_tick(now_ns))) {
+      s.credits--;
+      counters_.neighbour_answers++;
+      return true;
+    }
+  }
+  return take_infra(now_ns);
+}
+
 // ---- sessions ------------------------------------------------------------------------
 
 // Is this outside packet on session `s`? TCP: only on the verified connection, within its
@@ -371,9 +395,9 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     if (m.kind == L3Kind::kNonIp) {
       // ARP and the EtherTypes the config lists, within the infra budget; nothing else.
       cls = TrafficClass::kL2;
-      v = !snap.infra_ethertype(m.ethertype) ? Verdict::kL2Denied
-          : take_infra(now_ns)              ? Verdict::kPass
-                                            : Verdict::kInfraOverRate;
+      v = !snap.infra_ethertype(m.ethertype)   ? Verdict::kL2Denied
+          : take_neighbour(pkts[i], m, now_ns) ? Verdict::kPass
+                                               : Verdict::kInfraOverRate;
     } else if (m.kind == L3Kind::kMalformed) {
       cls = TrafficClass::kNone;
       v = Verdict::kMalformed;
@@ -415,9 +439,13 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     }
     if (now_ns >= cold_[slot].peer.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
   }
-  if (neighbour_discovery(m) || (s && icmp_error(m))) {
+  if (neighbour_discovery(m)) {
     cls = TrafficClass::kInfra;
-    return take_infra(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+    return take_neighbour(p, m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+  }
+  if (s && icmp_error(m)) {
+    cls = TrafficClass::kInfra;
+    return take_icmp_error(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
   }
   if (s && m.l4_proto == kProtoTcp && m.has_port && remote_on_session(s, m, p, now_ns)) [[likely]] {
     if (nm.flags & SourcePolicy::kGraylisted) cold_[slot].peer.check_normal(now_ns);
@@ -459,9 +487,13 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   const PolicySnapshot& snap = *snap_;
   cls = TrafficClass::kUnregistered;
   if (is_v4(m) ? snap.blocklist().match_v4(m.src_v4) : snap.blocklist().match_v6(m.src_v6)) return Verdict::kBlocklisted;
-  if (neighbour_discovery(m) || (s && icmp_error(m))) {
+  if (neighbour_discovery(m)) {
     cls = TrafficClass::kInfra;
-    return take_infra(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+    return take_neighbour(p, m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+  }
+  if (s && icmp_error(m)) {
+    cls = TrafficClass::kInfra;
+    return take_icmp_error(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
   }
   const uint32_t now = session_tick(now_ns);
   // A reply on a session the cluster opened: no port check, the sessions budget. (On one it

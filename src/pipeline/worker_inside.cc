@@ -68,6 +68,18 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
   sessions_.extend(s, now + (proto == kProtoUdp ? to.udp : to.icmp));
 }
 
+// The cluster asks for a neighbour (an ARP request, a neighbour solicitation): up to
+// kAnswers answers from the outside within kWithin pass outside the infra budget
+// (take_neighbour). A later request for the same address renews them, not adds to them.
+[[gnu::noinline]] void Worker::note_solicitation(const PacketView& p, const PacketMeta& m, uint32_t now) noexcept {
+  constexpr uint32_t kAnswers = 2;  // the answer, and one more (a duplicate, a second router of a redundant pair)
+  constexpr uint32_t kWithin = 3'000'000'000ull >> kTickShift;  // answers come in milliseconds; 3 s is generous
+  Ip6 target;
+  if (!worker_detail::neighbour_target(p, m, false, target)) return;
+  const uint64_t t = solicitation_tag(target);
+  solicitations_[(t >> 40) % kSolicitations] = {t, now + kWithin, kAnswers};
+}
+
 // Staged like the outside path: keys and tag-line prefetches for the whole stage, then
 // the matching entries' prefetches, then the updates. The cluster's commonest packets (a
 // TCP segment without SYN, or a UDP datagram, over untagged IPv4 without options: see
@@ -103,6 +115,8 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
         look[i].hash = sessions_.hash(look[i].key);
         sessions_.prefetch_with_home(look[i].hash);
+      } else if (worker_detail::maybe_neighbour(meta[i], false)) {
+        note_solicitation(p[i], meta[i], now);
       }
     }
     for (uint16_t i = 0; i < k; ++i)

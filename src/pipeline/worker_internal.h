@@ -1,6 +1,8 @@
 #pragma once
 // What the worker's translation units share (worker.cc: the outside path and the meters;
 // worker_inside.cc: the inside path; worker_state.cc: binding snapshots, scores, events).
+#include <cstring>
+
 #include "stakegate/net/parse.h"
 #include "stakegate/pipeline/worker.h"
 
@@ -22,6 +24,34 @@ inline bool martian(const PacketMeta& m) { return is_v4(m) ? martian_v4(m.src_v4
 inline bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source) {
   if (is_v4(m)) return s.cluster().contains_v4(source ? m.src_v4 : m.dst_v4);
   return s.cluster().contains_v6(source ? m.src_v6 : m.dst_v6);
+}
+
+// The address a neighbour request asks for (`answer` false: an ARP request's target, an
+// IPv6 neighbour solicitation's target) or a neighbour answer speaks for (true: an ARP
+// reply's sender, a neighbour advertisement's target), IPv4 as mapped. False for any other
+// frame, and for neighbour discovery that is not on-link (hop limit 255, no fragment
+// header: RFC 4861, RFC 6980).
+inline bool neighbour_target(const PacketView& p, const PacketMeta& m, bool answer, Ip6& target) {
+  if (m.kind == L3Kind::kNonIp) {
+    if (m.ethertype != 0x0806 || p.len < m.l4_off + 28u) return false;
+    const uint8_t* a = p.data + m.l4_off;
+    const uint16_t hw = detail::rd16(a);
+    if ((hw != 1 && hw != 6) || detail::rd16(a + 2) != 0x0800 || a[4] != 6 || a[5] != 4 ||
+        detail::rd16(a + 6) != (answer ? 2 : 1))
+      return false;
+    target = mapped_v4(detail::rd32(a + (answer ? 14 : 24)));  // sender's or target's protocol address
+    return true;
+  }
+  if (m.kind != L3Kind::kIpv6 || !m.has_icmp || m.l4_proto != kProtoIcmp6 || m.icmp_type != (answer ? 136 : 135) ||
+      m.ttl != 255 || m.ip6_fragment_header || m.l4_len < 24 || p.len < m.l4_off + 24u)
+    return false;
+  std::memcpy(target.bytes.data(), p.data + m.l4_off + 8, 16);
+  return true;
+}
+
+// Cheap test before neighbour_target: could the frame be a neighbour request or answer?
+inline bool maybe_neighbour(const PacketMeta& m, bool answer) {
+  return m.kind == L3Kind::kNonIp ? m.ethertype == 0x0806 : m.has_icmp && m.icmp_type == (answer ? 136 : 135);
 }
 
 }  // namespace stakegate::worker_detail

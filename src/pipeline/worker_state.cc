@@ -61,6 +61,7 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     sessions_pkts_ = Meter{snap->sessions_pps.burst, 0};
     sessions_bytes_ = Meter{snap->sessions_bps.burst, 0};
     infra_ = Meter{snap->infra_pps.burst, 0};
+    icmp_errors_ = Meter{snap->icmp_errors_pps.burst, 0};
   }
   snap_ = snap;
   bound_generation_ = snap->generation;

@@ -138,8 +138,11 @@ std::string describe_plan(const LoadedPolicy& p) {
   std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  replies of unregistered senders on sessions the cluster opened\n",
                 "sessions", c.sessions.share, p.plan.sessions.pps);
   o << line;
-  std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ARP, neighbour discovery, ICMP errors on sessions%s\n", "infra", "-",
-                p.plan.infra.pps, c.infra.ethertypes.empty() ? "" : ", listed EtherTypes");
+  std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ARP, neighbour discovery%s; answers to the cluster's own requests pass beyond it\n",
+                "infra", "-", p.plan.infra.pps, c.infra.ethertypes.empty() ? "" : ", listed EtherTypes");
+  o << line;
+  std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ICMP errors quoting a live session (path MTU discovery)\n", "icmp_errors",
+                "-", p.plan.icmp_errors.pps);
   o << line;
   o << "request channel: " << c.request_channel.fraction << " x each node's rate (at least " << c.request_channel.min_pps
     << " pps): its traffic off verified connections\n";

@@ -133,6 +133,7 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   snap->sessions_pps = profile(plan.sessions.pps, plan.sessions.burst, pools);
   if (plan.sessions.bps > 0) snap->sessions_bps = profile(plan.sessions.bps / 8, plan.sessions.burst_bytes, pools, frame);
   snap->infra_pps = profile(plan.infra.pps, plan.infra.burst, pools);
+  snap->icmp_errors_pps = profile(plan.icmp_errors.pps, plan.icmp_errors.burst, pools);
   snap->timeouts = timeouts(cfg.sessions);
   snap->score = score_params(cfg, workers);
   if (previous) {

@@ -119,6 +119,8 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
   plan.sessions = {sc.share * cfg.capacity_pps, sc.share * cfg.capacity_bps, sc.share * cfg.capacity_pps * sc.burst_ms / 1000.0,
                    sc.share * cfg.capacity_bps / 8 * sc.burst_ms / 1000.0};
   plan.infra = {cfg.infra.pps, 0, cfg.infra.pps * cfg.infra.burst_ms / 1000.0, 0};
+  const double errors = cfg.infra.icmp_errors_pps.value_or(cfg.infra.pps);
+  plan.icmp_errors = {errors, 0, errors * cfg.infra.burst_ms / 1000.0, 0};
   return plan;
 }
 

@@ -25,6 +25,7 @@ void Totals::add(const Worker& w, size_t slots) {
   c.sessions_verified += relaxed(x.sessions_verified);
   c.fast_path += relaxed(x.fast_path);
   c.fast_path_inside += relaxed(x.fast_path_inside);
+  c.neighbour_answers += relaxed(x.neighbour_answers);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);
   for (uint32_t s = 0; s < n; ++s) {

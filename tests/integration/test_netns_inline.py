@@ -16,8 +16,9 @@ to its node port) and forges a cluster address, the cluster:
     router's ICMP fragmentation-needed / Packet Too Big must reach it (path MTU discovery),
 and a staked node reaches the cluster over IPv6 (neighbour discovery through the gateway).
 None of the answering peers is penalised. Then a flood of ARP and of another EtherType
-shows non-IP frames held to the `infra` budget, and the forged cluster source is counted
-as `spoofed`. The gateway's links start with GRO on: it is off while the gateway runs (or
+shows non-IP frames held to the `infra` budget, while the cluster, its neighbour entries
+flushed, resolves its router again over IPv4 and IPv6 (the answers to its own requests
+pass); the forged cluster source is counted as `spoofed`. The gateway's links start with GRO on: it is off while the gateway runs (or
 the uploads would crawl), and on again after. The outside link's MTU (2,000) is more than
 net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are removed on exit.
 """
@@ -246,6 +247,14 @@ def phase_non_ip(lab, gw, metrics_port, m_before):
     t0 = time.monotonic()
     arp = lab.prog(flood, "raw-flood", "--iface", "eth0", "--frame", arp_request(FLOOD, CL, mac), "--seconds", 2, "--pps", 3000)
     l2 = lab.prog(flood, "raw-flood", "--iface", "eth0", "--frame", other, "--seconds", 2, "--pps", 3000)
+    # In the flood, the cluster forgets its router and resolves it again, over IPv4 and
+    # IPv6: the budget is 15 times oversubscribed, but the answers to its own ARP request
+    # and neighbour solicitation pass (one try each: 1.2 s is less than the kernel waits
+    # before asking again).
+    time.sleep(0.4)
+    sh(["ip", "neigh", "flush", "dev", "eth0"], ns=lab.ns("cl"))
+    pings = {dst: lab.prog(lab.ns("cl"), "ping", "--to", dst, "--count", 1, "--timeout", 1.2) for dst in (RTR, RTR6)}
+    replies = {dst: p.result()["replies"] for dst, p in pings.items()}
     sent_arp, sent_l2 = arp.result()["sent"], l2.result()["sent"]
     dt = time.monotonic() - t0
     time.sleep(0.3)
@@ -262,6 +271,10 @@ def phase_non_ip(lab, gw, metrics_port, m_before):
     check(passed <= bound + 20 and over >= sent_arp - bound - 20,
           f"the ARP flood is held to the infra budget: {passed:.0f} passed (<= {INFRA_PPS} pps x {dt:.1f} s + burst, "
           f"with the hosts' own ARP and ND), {over:.0f} infra_over_rate of {sent_arp}")
+    answers = delta("stakegate_neighbour_answers_total")
+    check(replies == {RTR: 1, RTR6: 1} and answers >= 2,
+          f"in the flood, the cluster resolved its router again and pinged it over IPv4 and IPv6 ({replies}): "
+          f"the answers to its own requests passed ({answers:.0f})")
     check(arrived["non_ip"] <= bound + 40,
           f"the cluster received {arrived['non_ip']} non-IPv4 frames during the flood (ARP and IPv6 within the budget)")
 

@@ -204,4 +204,30 @@ with TempDir() as d:
              f"{INSIDE_MAC},02:00:00:00:0z:01"], expect_rc=1)
     check("--inside-mac: '02:00:00:00:0z:01' is not a MAC address" in p.stderr, f"a bad MAC is named: {p.stderr.strip()}")
 
+
+def arp_frame(smac, op, sender, target):
+    mac = lambda m: bytes(int(x, 16) for x in m.split(":"))
+    ip = lambda a: bytes(int(x) for x in a.split("."))
+    body = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, op, mac(smac), ip(sender), b"\0" * 6, ip(target))
+    return b"\xff" * 6 + mac(smac) + b"\x08\x06" + body + b"\0" * 18
+
+
+# An ARP flood drains the infra budget (one frame deep here). The router's unsolicited
+# reply is dropped with it; the cluster's own request (its sender is a cluster address:
+# it goes out) lets the router's answer through.
+with TempDir() as d:
+    cfg = os.path.join(d, "gw.yaml")
+    write_yaml(cfg, one_node_config(d, "net_null0", "net_null1", cluster={"prefixes": ["198.18.255.0/24"]},
+                                    infra={"pps": 10, "burst_ms": 100}))
+    flood = [arp_frame("02:00:00:00:00:66", 1, "198.18.9.66", "198.18.255.1")] * 20
+    answer = arp_frame(ROUTER_MAC, 2, "198.18.9.1", "198.18.255.1")
+    write_pcap(os.path.join(d, "arp.pcap"),
+               flood + [answer, arp_frame(INSIDE_MAC, 1, "198.18.255.1", "198.18.9.1"), answer, answer, answer])
+    rep, _ = replay(cfg, os.path.join(d, "arp.pcap"), os.path.join(d, "pass.pcap"), report=os.path.join(d, "arp.json"))
+    passed = read_pcap(os.path.join(d, "pass.pcap"))
+    check(rep["totals"]["inside"]["packets"] == 1 and passed == [flood[0], answer, answer]
+          and rep["drops_by_reason"]["infra_over_rate"] == 19 + 2,
+          f"the flood is held to the budget (1 of 20), the router's answers to the cluster's request pass (2 of 3), "
+          f"its unsolicited reply does not: {len(passed)} passed, {rep['drops_by_reason']['infra_over_rate']} infra_over_rate")
+
 finish()

@@ -111,13 +111,14 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
   return f;
 }
 
-inline std::vector<uint8_t> build_arp(const IpAddr& sender, const IpAddr& target) {
+// An ARP request (op 1) or reply (op 2) from `sender` about `target`.
+inline std::vector<uint8_t> build_arp(const IpAddr& sender, const IpAddr& target, uint8_t op = 1) {
   std::vector<uint8_t> f(60, 0);
   std::memset(f.data(), 0xff, 6);
   const uint8_t smac[6] = {0x02, 0, 0, 0, 0, 0x01};
   std::memcpy(f.data() + 6, smac, 6);
   f[12] = 0x08; f[13] = 0x06;
-  const uint8_t hdr[8] = {0, 1, 8, 0, 6, 4, 0, 1};
+  const uint8_t hdr[8] = {0, 1, 8, 0, 6, 4, 0, op};
   std::memcpy(f.data() + 14, hdr, 8);
   std::memcpy(f.data() + 22, smac, 6);
   for (int i = 0; i < 4; ++i) f[28 + i] = static_cast<uint8_t>(sender.v4 >> (24 - 8 * i));

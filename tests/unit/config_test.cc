@@ -68,6 +68,9 @@ limits: {sessions: 65536}
   EXPECT_EQ(c.sessions.tcp_established_s, 600);
   EXPECT_EQ(c.sessions.tcp_syn_s, 60);  // default
   EXPECT_EQ(c.infra.ethertypes, (std::vector<uint16_t>{0x88cc}));  // 35020 is 0x88cc too
+  EXPECT_FALSE(c.infra.icmp_errors_pps);  // as infra.pps
+  EXPECT_EQ(*parse_config(base_config("", "infra: {icmp_errors_pps: 50}\n"), "x.yaml").infra.icmp_errors_pps, 50);
+  EXPECT_THAT(error_of(base_config("", "infra: {icmp_errors_pps: -1}\n")), HasSubstr("infra.icmp_errors_pps"));
   EXPECT_EQ(c.request_channel.fraction, 0.1);
   EXPECT_EQ(c.limits_sessions, 65536u);
   EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [10.0.0.1/8]}\n"))), HasSubstr("cluster.prefixes[0]: bad CIDR"));

@@ -486,3 +486,81 @@ TEST(SessionTable, Ipv4HashAndLookupMatchTheKeys) {
   EXPECT_EQ(t.find_in_v4(h6, t.candidates(h6, 10), 0xC612FF01, 0xC6120101, 3569, 40000, kProtoTcp), nullptr);
 }
 }  // namespace
+
+namespace {
+// An IPv6 neighbour solicitation (135) or advertisement (136) from `src` about `target`.
+std::vector<uint8_t> neighbour_frame(const char* src, const char* dst, const char* target, uint8_t type, uint8_t hops = 255) {
+  FrameSpec f;
+  f.src = *parse_ip(src);
+  f.dst = *parse_ip(dst);
+  f.proto = 58;
+  f.icmp_type = type;
+  f.ttl = hops;
+  const IpAddr t = *parse_ip(target);
+  f.payload.assign(t.v6.bytes.begin(), t.v6.bytes.end());
+  return build_frame(f);
+}
+}  // namespace
+
+// An on-link flood drains the infra budget (ARP, neighbour discovery); the answers to the
+// cluster's own requests pass all the same, a few per request and for a few seconds, so the
+// cluster keeps resolving its router. Nothing else gets through on them.
+TEST_F(SessionTest, AnswersToTheClustersOwnNeighbourRequestsPassThroughAFlood) {
+  const IpAddr cluster = *parse_ip("198.18.255.1"), router = *parse_ip("198.18.254.1");
+  const IpAddr flooder = *parse_ip("198.18.254.66");
+  auto flood = [&](uint64_t now) {  // 150 requests: the budget's 100 and more
+    for (int i = 0; i < 150; ++i) f_.send(stakegate::testing::build_arp(flooder, cluster), now);
+  };
+  const auto reply = stakegate::testing::build_arp(router, cluster, 2);
+  flood(0);
+  EXPECT_EQ(f_.send(reply, 0), Verdict::kInfraOverRate);  // unsolicited: the budget, which is empty
+  f_.inside(stakegate::testing::build_arp(cluster, router), 0);  // the cluster asks for its router
+  EXPECT_EQ(f_.send(reply, 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(reply, 0), Verdict::kPass);           // a second answer
+  EXPECT_EQ(f_.send(reply, 0), Verdict::kInfraOverRate);  // no more on that request
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(flooder, cluster, 2), 0), Verdict::kInfraOverRate);
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(router, cluster), 0), Verdict::kInfraOverRate);  // a request
+  EXPECT_EQ(f_.worker->counters().neighbour_answers, 2u);
+  // A request's answers are awaited for 3 s.
+  f_.inside(stakegate::testing::build_arp(cluster, router), 2 * kS);
+  flood(5 * kS + 100 * kMs);
+  EXPECT_EQ(f_.send(reply, 5 * kS + 100 * kMs), Verdict::kInfraOverRate);
+  f_.inside(stakegate::testing::build_arp(cluster, router), 5 * kS + 200 * kMs);
+  EXPECT_EQ(f_.send(reply, 5 * kS + 300 * kMs), Verdict::kPass);
+
+  // IPv6: the cluster's solicitation, the router's advertisement (its target is the router).
+  flood(10 * kS);
+  const auto na = neighbour_frame("fe80::1", "2001:2::ff", "fe80::1", 136);
+  EXPECT_EQ(f_.send(na, 10 * kS), Verdict::kInfraOverRate);
+  f_.inside(neighbour_frame("2001:2::ff", "ff02::1:ff00:1", "fe80::1", 135), 10 * kS);
+  EXPECT_EQ(f_.send(neighbour_frame("fe80::1", "2001:2::ff", "fe80::1", 136, 64), 10 * kS), Verdict::kUnregistered);
+  EXPECT_EQ(f_.send(neighbour_frame("fe80::2", "2001:2::ff", "fe80::2", 136), 10 * kS), Verdict::kInfraOverRate);
+  EXPECT_EQ(f_.send(na, 10 * kS), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 1u);
+  EXPECT_EQ(f_.worker->counters().neighbour_answers, 4u);
+}
+
+// ICMP errors come from anywhere on the Internet, ARP and neighbour discovery only from
+// the link: an error flood (a client quoting its own session) leaves the link's budget alone.
+TEST_F(SessionTest, IcmpErrorsHaveABudgetOfTheirOwn) {
+  FrameSpec big = out("198.51.200.80", 443, 41000, 6);
+  big.tcp_flags = 0x10;
+  const auto sent = build_frame(big);
+  f_.inside(sent, 0);
+  const auto error = stakegate::testing::icmp_error_about(sent, *parse_ip("198.51.200.80"), 3, 4);
+  int passed = 0;
+  for (int i = 0; i < 300; ++i) passed += f_.send(error, 1 * kMs) == Verdict::kPass;
+  EXPECT_EQ(passed, 100);  // icmp_errors_pps as infra.pps (1,000), 100 ms of burst
+  const auto arp = stakegate::testing::build_arp(*parse_ip("198.18.254.1"), *parse_ip("198.18.255.1"));
+  passed = 0;
+  for (int i = 0; i < 300; ++i) passed += f_.send(arp, 1 * kMs) == Verdict::kPass;
+  EXPECT_EQ(passed, 100);  // the link's budget is whole
+  f_.load(stakegate::testing::base_config() + "infra: {pps: 500, icmp_errors_pps: 20}\n");
+  f_.inside(sent, 0);
+  passed = 0;
+  for (int i = 0; i < 300; ++i) passed += f_.send(error, 1 * kMs) == Verdict::kPass;
+  EXPECT_EQ(passed, 2);
+  passed = 0;
+  for (int i = 0; i < 300; ++i) passed += f_.send(arp, 1 * kMs) == Verdict::kPass;
+  EXPECT_EQ(passed, 50);
+}

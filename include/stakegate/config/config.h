@@ -71,7 +71,8 @@ struct SessionConfig {
 // Infrastructure the network needs from the outside: ARP, IPv6 neighbour discovery, ICMP
 // errors quoting a live session, and the EtherTypes listed; all within one budget.
 struct InfraConfig {
-  double pps = 1000;
+  double pps = 1000;              // ARP, neighbour discovery, listed EtherTypes: what only on-link hosts send
+  std::optional<double> icmp_errors_pps;  // ICMP errors on sessions: what anyone may send (default: pps)
   unsigned burst_ms = 100;
   std::vector<uint16_t> ethertypes;  // besides ARP
 };

@@ -33,7 +33,7 @@ struct PacketMeta {
   uint16_t ethertype = 0;       // after the VLAN tags
   uint16_t src_port = 0, dst_port = 0;
   uint16_t icmp_id = 0;         // echo identifier
-  uint16_t l4_off = 0;          // offset of the L4 header in the frame
+  uint16_t l4_off = 0;          // offset of the L4 header in the frame (of a non-IP frame: its payload, after the tags)
   uint16_t tcp_win = 0;
   uint32_t l4_len = 0;          // bytes of IP payload from l4_off (header included); see parse_captured_frame
   uint32_t frag_id = 0;         // IPv4 identification or IPv6 fragment identification
@@ -183,6 +183,7 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     return;
   }
   m.kind = L3Kind::kNonIp;
+  m.l4_off = static_cast<uint16_t>(off);
 }
 }  // namespace detail
 

@@ -4,6 +4,7 @@
 // state it writes (node meters, sessions, unregistered buckets, budgets, counters); it
 // reads a PolicySnapshot that nobody writes. No allocation, lock, exception, log line or
 // system call happens per packet, and time is passed in.
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <vector>
@@ -81,6 +82,7 @@ struct alignas(64) WorkerCounters {
   uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
+  uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
 };
 
 class Worker {
@@ -148,6 +150,14 @@ class Worker {
     uint8_t channel;    // how its first fragment passed (Channel)
   };
   enum Channel : uint8_t { kNoChannel = 0, kSessionChannel, kUnregisteredChannel };
+  // An address the cluster asked for (an ARP request, a neighbour solicitation from the
+  // inside): its answers pass outside the infra budget, a few within a few seconds.
+  struct Solicitation {
+    uint64_t tag;       // 0: empty
+    uint32_t deadline;  // tick
+    uint32_t credits;   // answers still allowed
+  };
+  static constexpr unsigned kSolicitations = 256;  // direct-mapped by tag
   // What the outside packet's session lookup found (decide_stage's second stage).
   struct Lookup;
 
@@ -163,6 +173,10 @@ class Worker {
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
   Verdict police_sessions(uint32_t len, uint64_t now_ns);
   bool take_infra(uint64_t now_ns);
+  bool take_neighbour(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;
+  bool take_icmp_error(uint64_t now_ns);
+  void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
+  uint64_t solicitation_tag(const Ip6& target) const noexcept;
   bool remote_on_session(Session* s, const struct PacketMeta& m, const PacketView& p, uint64_t now_ns);
   void on_source_drop(uint32_t slot, Verdict v, bool attributable, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
@@ -194,7 +208,9 @@ class Worker {
   bool fast_path_ = true;
   Meter pool_pkts_, pool_bytes_;          // the unregistered pool
   Meter sessions_pkts_, sessions_bytes_;  // the sessions budget
-  Meter infra_;
+  Meter infra_;        // neighbour traffic: ARP, neighbour discovery, listed EtherTypes
+  Meter icmp_errors_;  // ICMP errors quoting a live session
+  std::array<Solicitation, kSolicitations> solicitations_{};
   SessionTable sessions_;
   HugeVector<FragmentEntry> fragments_;
   uint64_t fragment_mask_ = 0;

@@ -122,7 +122,8 @@ class PolicySnapshot {
 
   MeterProfile unregistered_pool_pps, unregistered_pool_bps, unregistered_source_pps;
   MeterProfile sessions_pps, sessions_bps;  // bps unlimited (rate 0) without capacity.bps
-  MeterProfile infra_pps;
+  MeterProfile infra_pps;        // ARP, neighbour discovery, listed EtherTypes
+  MeterProfile icmp_errors_pps;  // ICMP errors quoting a live session
   SessionTimeouts timeouts;
   ScoreParams score;
   unsigned workers = 1;       // how many workers share one source's traffic

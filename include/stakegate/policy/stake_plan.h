@@ -61,7 +61,8 @@ struct StakePlan {
   std::vector<SourcePlan> sources;
   UnregisteredPlan unregistered;
   PoolPlan sessions;  // replies from unregistered senders on sessions the cluster opened
-  PoolPlan infra;     // ARP, neighbour discovery, ICMP errors on live sessions, allowed EtherTypes
+  PoolPlan infra;     // ARP, neighbour discovery, allowed EtherTypes: on-link senders only
+  PoolPlan icmp_errors;  // ICMP errors quoting a live session: from anywhere, so a budget of their own
 };
 
 // Throws ConfigError when two nodes share host:port or a node's role has no QoS entry.
