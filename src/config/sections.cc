@@ -45,7 +45,7 @@ void read_sessions(const YamlReader& r, SessionConfig& s) {
 }
 
 void read_infra(const YamlReader& r, InfraConfig& i) {
-  r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes"});
+  r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes", "neighbours"});
   if (r.has("pps")) i.pps = r.child("pps").number(0, 1e9);
   if (r.has("icmp_errors_pps")) i.icmp_errors_pps = r.child("icmp_errors_pps").number(0, 1e9);
   if (r.has("burst_ms")) i.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
@@ -68,6 +68,24 @@ void read_infra(const YamlReader& r, InfraConfig& i) {
     std::sort(i.ethertypes.begin(), i.ethertypes.end());
     i.ethertypes.erase(std::unique(i.ethertypes.begin(), i.ethertypes.end()), i.ethertypes.end());
     if (i.ethertypes.size() > 16) e.fail("at most 16 EtherTypes");
+  }
+  if (r.has("neighbours")) {
+    auto n = r.child("neighbours");
+    n.expect_seq();
+    for (size_t k = 0; k < n.size(); ++k) {
+      const std::string text = n.item(k).string();
+      std::array<uint8_t, 6> mac{};
+      bool ok = text.size() == 17;
+      for (size_t b = 0; ok && b < 6; ++b) {
+        ok = (b == 5 || text[b * 3 + 2] == ':') &&
+             std::from_chars(text.data() + b * 3, text.data() + b * 3 + 2, mac[b], 16).ptr == text.data() + b * 3 + 2;
+      }
+      if (!ok) n.item(k).fail("must be a MAC address (aa:bb:cc:dd:ee:ff), got '" + text + "'");
+      if (mac[0] & 1) n.item(k).fail("'" + text + "' is a multicast or broadcast address: no host sends from it");
+      if (mac == std::array<uint8_t, 6>{}) n.item(k).fail("'" + text + "' is no host's address");
+      if (std::find(i.neighbours.begin(), i.neighbours.end(), mac) == i.neighbours.end()) i.neighbours.push_back(mac);
+    }
+    if (i.neighbours.size() > 8) n.fail("at most 8 neighbours");
   }
 }
 

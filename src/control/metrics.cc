@@ -194,6 +194,10 @@ std::string render_metrics(const MetricsInput& in) {
                    "ARP replies and neighbour advertisements passed as answers to the cluster's own requests, "
                    "whatever the infra budget held.",
                    t.c.neighbour_answers},
+        std::tuple{"stakegate_listed_neighbour_passes_total",
+                   "ARP, neighbour discovery and listed EtherTypes from the MACs of infra.neighbours (the upstream "
+                   "routers) passed on their own budgets.",
+                   t.c.listed_neighbour_passes},
         std::tuple{"stakegate_graylist_events_lost_total",
                    "Graylist events lost because a worker's event ring was full.", in.graylist_events_lost}}) {
     single(out, name, help, MetricType::Counter, static_cast<double>(value));

@@ -191,10 +191,15 @@ bool Worker::take_icmp_error(uint64_t now_ns) {
 
 uint64_t Worker::solicitation_tag(const Ip6& target) const noexcept { return mix64(hash_v6(target) ^ seed_) | 1; }
 
-// ARP, neighbour discovery and listed EtherTypes. An answer to what the cluster itself
-// asked (process_inside noted its request) passes whatever the budget holds, a few per
-// request: an on-link flood, which drains the budget, cannot keep the cluster from
-// resolving its router. Anything else (requests, unsolicited answers) takes the budget.
+// ARP, neighbour discovery and listed EtherTypes, from hosts on the outside link:
+// - an answer to what the cluster itself asked (process_inside noted its request) passes
+//   whatever the budget holds, a few per request: the cluster keeps resolving its router;
+// - a frame from a MAC of infra.neighbours (the router) takes that MAC's own budget first:
+//   the router keeps resolving the cluster;
+// - anything else takes the shared budget.
+// So an on-link flood, which drains the shared budget, cannot cut the cluster off. (The
+// neighbours are configured, not learnt: any host on the link can get the cluster to ask
+// for it, and answer.)
 bool Worker::take_neighbour(const PacketView& p, const PacketMeta& m, uint64_t now_ns) noexcept {
   Ip6 target;
   if (worker_detail::maybe_neighbour(m, true) && worker_detail::neighbour_target(p, m, true, target)) {
@@ -203,6 +208,15 @@ bool Worker::take_neighbour(const PacketView& p, const PacketMeta& m, uint64_t n
     if (s.tag == t && s.credits > 0 && !tick_before(s.deadline, session_tick(now_ns))) {
       s.credits--;
       counters_.neighbour_answers++;
+      return true;
+    }
+  }
+  if (bound_neighbours_[0] != 0) {
+    uint64_t mac = 0;
+    std::memcpy(&mac, p.data + 6, 6);  // every frame that gets here has its 14-byte Ethernet header
+    const int i = snap_->neighbour_index(mac);
+    if (i >= 0 && meter_take(neighbour_meters_[i], snap_->infra_pps, now_ns, kTokenScale)) {
+      counters_.listed_neighbour_passes++;
       return true;
     }
   }

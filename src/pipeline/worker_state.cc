@@ -63,6 +63,11 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     infra_ = Meter{snap->infra_pps.burst, 0};
     icmp_errors_ = Meter{snap->icmp_errors_pps.burst, 0};
   }
+  for (unsigned i = 0; i < PolicySnapshot::kMaxNeighbours; ++i)
+    if (bound_neighbours_[i] != snap->neighbours()[i]) {
+      bound_neighbours_[i] = snap->neighbours()[i];
+      neighbour_meters_[i] = Meter{snap->infra_pps.burst, 0};
+    }
   snap_ = snap;
   bound_generation_ = snap->generation;
 }

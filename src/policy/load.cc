@@ -141,6 +141,15 @@ std::string describe_plan(const LoadedPolicy& p) {
   std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ARP, neighbour discovery%s; answers to the cluster's own requests pass beyond it\n",
                 "infra", "-", p.plan.infra.pps, c.infra.ethertypes.empty() ? "" : ", listed EtherTypes");
   o << line;
+  if (!c.infra.neighbours.empty()) {
+    std::string macs;
+    for (const auto& mac : c.infra.neighbours) {
+      char text[18];
+      std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+      macs += (macs.empty() ? "" : ", ") + std::string(text);
+    }
+    o << "  neighbours with a budget of their own (as large): " << macs << "\n";
+  }
   std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ICMP errors quoting a live session (path MTU discovery)\n", "icmp_errors",
                 "-", p.plan.icmp_errors.pps);
   o << line;

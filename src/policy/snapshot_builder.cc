@@ -124,6 +124,8 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   for (const auto& b : cfg.blocklist)
     if (b.cidr) snap->blocklist_.add(*b.cidr);
   snap->ethertypes_ = cfg.infra.ethertypes;
+  for (size_t i = 0; i < cfg.infra.neighbours.size() && i < PolicySnapshot::kMaxNeighbours; ++i)
+    std::memcpy(&snap->neighbours_[i], cfg.infra.neighbours[i].data(), 6);
 
   // Per-source buckets are split like a source's traffic; pools always over every worker.
   const UnregisteredPlan& u = plan.unregistered;

@@ -71,6 +71,18 @@ limits: {sessions: 65536}
   EXPECT_FALSE(c.infra.icmp_errors_pps);  // as infra.pps
   EXPECT_EQ(*parse_config(base_config("", "infra: {icmp_errors_pps: 50}\n"), "x.yaml").infra.icmp_errors_pps, 50);
   EXPECT_THAT(error_of(base_config("", "infra: {icmp_errors_pps: -1}\n")), HasSubstr("infra.icmp_errors_pps"));
+  const Config n = parse_config(base_config("", "infra: {neighbours: [\"02:AA:00:00:00:01\", \"02:aa:00:00:00:01\"]}\n"), "x.yaml");
+  EXPECT_EQ(n.infra.neighbours, (std::vector<std::array<uint8_t, 6>>{{0x02, 0xaa, 0, 0, 0, 1}}));  // either case, once
+  EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"02:aa:00:00:00\"]}\n")),
+              HasSubstr("infra.neighbours[0]: must be a MAC address (aa:bb:cc:dd:ee:ff), got '02:aa:00:00:00'"));
+  EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"02:aa:00:00:00:0g\"]}\n")), HasSubstr("must be a MAC address"));
+  EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"02-aa-00-00-00-01\"]}\n")), HasSubstr("must be a MAC address"));
+  EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"ff:ff:ff:ff:ff:ff\"]}\n")),
+              HasSubstr("infra.neighbours[0]: 'ff:ff:ff:ff:ff:ff' is a multicast or broadcast address"));
+  EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"00:00:00:00:00:00\"]}\n")), HasSubstr("is no host's address"));
+  std::string nine;
+  for (int k = 1; k <= 9; ++k) nine += std::string(nine.empty() ? "" : ", ") + "\"02:00:00:00:00:0" + std::to_string(k) + "\"";
+  EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [" + nine + "]}\n")), HasSubstr("infra.neighbours: at most 8"));
   EXPECT_EQ(c.request_channel.fraction, 0.1);
   EXPECT_EQ(c.limits_sessions, 65536u);
   EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [10.0.0.1/8]}\n"))), HasSubstr("cluster.prefixes[0]: bad CIDR"));

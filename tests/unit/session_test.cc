@@ -500,6 +500,11 @@ std::vector<uint8_t> neighbour_frame(const char* src, const char* dst, const cha
   f.payload.assign(t.v6.bytes.begin(), t.v6.bytes.end());
   return build_frame(f);
 }
+// The frame from another source MAC (02:00:00:00:00:xx; the builders' own is ...:01).
+std::vector<uint8_t> from_mac(std::vector<uint8_t> frame, uint8_t last) {
+  frame[11] = last;
+  return frame;
+}
 }  // namespace
 
 // An on-link flood drains the infra budget (ARP, neighbour discovery); the answers to the
@@ -509,7 +514,7 @@ TEST_F(SessionTest, AnswersToTheClustersOwnNeighbourRequestsPassThroughAFlood) {
   const IpAddr cluster = *parse_ip("198.18.255.1"), router = *parse_ip("198.18.254.1");
   const IpAddr flooder = *parse_ip("198.18.254.66");
   auto flood = [&](uint64_t now) {  // 150 requests: the budget's 100 and more
-    for (int i = 0; i < 150; ++i) f_.send(stakegate::testing::build_arp(flooder, cluster), now);
+    for (int i = 0; i < 150; ++i) f_.send(from_mac(stakegate::testing::build_arp(flooder, cluster), 0x66), now);
   };
   const auto reply = stakegate::testing::build_arp(router, cluster, 2);
   flood(0);
@@ -518,8 +523,8 @@ TEST_F(SessionTest, AnswersToTheClustersOwnNeighbourRequestsPassThroughAFlood) {
   EXPECT_EQ(f_.send(reply, 0), Verdict::kPass);
   EXPECT_EQ(f_.send(reply, 0), Verdict::kPass);           // a second answer
   EXPECT_EQ(f_.send(reply, 0), Verdict::kInfraOverRate);  // no more on that request
-  EXPECT_EQ(f_.send(stakegate::testing::build_arp(flooder, cluster, 2), 0), Verdict::kInfraOverRate);
-  EXPECT_EQ(f_.send(stakegate::testing::build_arp(router, cluster), 0), Verdict::kInfraOverRate);  // a request
+  EXPECT_EQ(f_.send(from_mac(stakegate::testing::build_arp(flooder, cluster, 2), 0x66), 0), Verdict::kInfraOverRate);
+  EXPECT_EQ(f_.send(from_mac(stakegate::testing::build_arp(router, cluster), 0x66), 0), Verdict::kInfraOverRate);
   EXPECT_EQ(f_.worker->counters().neighbour_answers, 2u);
   // A request's answers are awaited for 3 s.
   f_.inside(stakegate::testing::build_arp(cluster, router), 2 * kS);
@@ -530,14 +535,56 @@ TEST_F(SessionTest, AnswersToTheClustersOwnNeighbourRequestsPassThroughAFlood) {
 
   // IPv6: the cluster's solicitation, the router's advertisement (its target is the router).
   flood(10 * kS);
-  const auto na = neighbour_frame("fe80::1", "2001:2::ff", "fe80::1", 136);
+  const auto na = from_mac(neighbour_frame("fe80::1", "2001:2::ff", "fe80::1", 136), 0x44);
   EXPECT_EQ(f_.send(na, 10 * kS), Verdict::kInfraOverRate);
   f_.inside(neighbour_frame("2001:2::ff", "ff02::1:ff00:1", "fe80::1", 135), 10 * kS);
   EXPECT_EQ(f_.send(neighbour_frame("fe80::1", "2001:2::ff", "fe80::1", 136, 64), 10 * kS), Verdict::kUnregistered);
-  EXPECT_EQ(f_.send(neighbour_frame("fe80::2", "2001:2::ff", "fe80::2", 136), 10 * kS), Verdict::kInfraOverRate);
+  EXPECT_EQ(f_.send(from_mac(neighbour_frame("fe80::2", "2001:2::ff", "fe80::2", 136), 0x77), 10 * kS),
+            Verdict::kInfraOverRate);
   EXPECT_EQ(f_.send(na, 10 * kS), Verdict::kPass);
   EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 1u);
   EXPECT_EQ(f_.worker->counters().neighbour_answers, 4u);
+}
+
+// The upstream router, listed in infra.neighbours: its own requests for the cluster's
+// addresses take a budget of their own, so it keeps resolving the cluster through a flood
+// from another host of the link. Answering the cluster makes no MAC a listed neighbour.
+TEST_F(SessionTest, ListedNeighboursHaveABudgetOfTheirOwn) {
+  f_.load(stakegate::testing::base_config() + "infra: {neighbours: [\"02:00:00:00:00:01\", \"02:00:00:00:00:02\"]}\n");
+  const IpAddr cluster = *parse_ip("198.18.255.1"), router = *parse_ip("198.18.254.1");
+  const IpAddr flooder = *parse_ip("198.18.254.66");
+  auto flood = [&](uint64_t now) {
+    for (int i = 0; i < 150; ++i) f_.send(from_mac(stakegate::testing::build_arp(flooder, cluster), 0x66), now);
+  };
+  auto requests = [&](uint8_t mac, uint64_t now) {  // how many of 150 pass
+    int n = 0;
+    for (int i = 0; i < 150; ++i) n += f_.send(from_mac(stakegate::testing::build_arp(router, cluster), mac), now) == Verdict::kPass;
+    return n;
+  };
+  flood(0);
+  EXPECT_EQ(requests(0x66, 0), 0);   // the flooder's MAC: the shared budget, drained
+  EXPECT_EQ(requests(0x01, 0), 100);  // the router's: its own, infra.pps and 100 ms deep
+  EXPECT_EQ(requests(0x02, 0), 100);  // the second router's: its own too
+  EXPECT_EQ(f_.worker->counters().listed_neighbour_passes, 200u);
+  // Neighbour discovery from a listed MAC too (a router solicits from its link-local address).
+  EXPECT_EQ(f_.send(neighbour_frame("fe80::1", "ff02::1:ff00:ff", "2001:2::ff", 135), 1 * kS), Verdict::kPass);
+  // A host the cluster resolved (and that answered) gains nothing beyond the answers.
+  flood(2 * kS);
+  f_.inside(stakegate::testing::build_arp(cluster, flooder), 2 * kS);
+  const auto answer = from_mac(stakegate::testing::build_arp(flooder, cluster, 2), 0x66);
+  EXPECT_EQ(f_.send(answer, 2 * kS), Verdict::kPass);
+  EXPECT_EQ(f_.send(answer, 2 * kS), Verdict::kPass);
+  EXPECT_EQ(requests(0x66, 2 * kS), 0);
+  // A reload that drops the first neighbour, adopted by the same worker: its frames take the
+  // shared budget again; the other keeps a budget of its own.
+  f_.cfg = parse_config(stakegate::testing::base_config() + "infra: {neighbours: [\"02:00:00:00:00:02\"]}\n", "t.yaml");
+  f_.plan = make_stake_plan(f_.cfg, f_.nodes);
+  auto reloaded = SnapshotBuilder::build(f_.cfg, f_.plan, Sharding::even(1), f_.snap.get());
+  f_.worker->bind(reloaded.get());
+  f_.snap = reloaded;
+  flood(2 * kS);
+  EXPECT_EQ(requests(0x01, 2 * kS), 0);
+  EXPECT_EQ(requests(0x02, 2 * kS), 100);
 }
 
 // ICMP errors come from anywhere on the Internet, ARP and neighbour discovery only from

@@ -75,6 +75,9 @@ struct InfraConfig {
   std::optional<double> icmp_errors_pps;  // ICMP errors on sessions: what anyone may send (default: pps)
   unsigned burst_ms = 100;
   std::vector<uint16_t> ethertypes;  // besides ARP
+  // MACs of hosts on the outside link the cluster needs (its upstream routers): their ARP,
+  // neighbour discovery and listed EtherTypes take a budget of their own, each.
+  std::vector<std::array<uint8_t, 6>> neighbours;
 };
 
 // Traffic from a staked address that is not on a verified connection (SYNs, UDP, ICMP,

@@ -83,6 +83,7 @@ struct alignas(64) WorkerCounters {
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
+  uint64_t listed_neighbour_passes;  // frames of infra.neighbours passed on their own budgets
 };
 
 class Worker {
@@ -158,6 +159,7 @@ class Worker {
     uint32_t credits;   // answers still allowed
   };
   static constexpr unsigned kSolicitations = 256;  // direct-mapped by tag
+
   // What the outside packet's session lookup found (decide_stage's second stage).
   struct Lookup;
 
@@ -211,6 +213,10 @@ class Worker {
   Meter infra_;        // neighbour traffic: ARP, neighbour discovery, listed EtherTypes
   Meter icmp_errors_;  // ICMP errors quoting a live session
   std::array<Solicitation, kSolicitations> solicitations_{};
+  // infra.neighbours' own budgets (the infra profile each), by their index in the snapshot;
+  // a meter restarts full when its MAC changes.
+  std::array<Meter, PolicySnapshot::kMaxNeighbours> neighbour_meters_{};
+  std::array<uint64_t, PolicySnapshot::kMaxNeighbours> bound_neighbours_{};
   SessionTable sessions_;
   HugeVector<FragmentEntry> fragments_;
   uint64_t fragment_mask_ = 0;

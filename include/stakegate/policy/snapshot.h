@@ -113,6 +113,15 @@ class PolicySnapshot {
   bool service_port(uint16_t port) const { return port_in(service_ports_, port); }
   const CidrMatcher& blocklist() const { return blocklist_; }
   const ClusterPrefixes& cluster() const { return cluster_; }
+  // infra.neighbours, each MAC's 6 bytes in a word as a frame holds them (memcpy), 0 past
+  // the end; index of `mac` among them, or -1.
+  static constexpr unsigned kMaxNeighbours = 8;
+  const std::array<uint64_t, kMaxNeighbours>& neighbours() const { return neighbours_; }
+  int neighbour_index(uint64_t mac) const {
+    for (unsigned i = 0; i < kMaxNeighbours && neighbours_[i] != 0; ++i)
+      if (neighbours_[i] == mac) return static_cast<int>(i);
+    return -1;
+  }
   bool infra_ethertype(uint16_t type) const {
     if (type == 0x0806) return true;  // ARP
     for (uint16_t t : ethertypes_)
@@ -143,6 +152,7 @@ class PolicySnapshot {
   CidrMatcher blocklist_;
   ClusterPrefixes cluster_;
   std::vector<uint16_t> ethertypes_;
+  std::array<uint64_t, kMaxNeighbours> neighbours_{};
 };
 
 }  // namespace stakegate
