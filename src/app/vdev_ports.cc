@@ -11,7 +11,9 @@
 #include <bit>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <utility>
 
 #include "stakegate/base/error.h"
@@ -68,6 +70,7 @@ void check_pcap_inputs(const Config& cfg) {
 }
 
 AfPacketInterfaces::AfPacketInterfaces(const Config& cfg) {
+  const std::string& state_dir = cfg.state_dir;
   std::vector<std::pair<std::string, unsigned long>> ifaces;  // and its ring frame size
   for (const auto& [key, port] : kPorts) {
     const std::string& vdev = (cfg.dataplane.*port).vdev;
@@ -95,28 +98,55 @@ AfPacketInterfaces::AfPacketInterfaces(const Config& cfg) {
                      fits - kEthernetAndTag);
     }
     Changed c{iface};
+    // What a run that ended without turning them back on (killed, crashed) had turned off:
+    // it is still to be turned on at the end, though it is off now.
+    if (!state_dir.empty()) {
+      c.marker = state_dir + "/offloads-" + iface;
+      std::ifstream in(c.marker);
+      for (std::string word; in >> word;) {
+        c.gro |= word == "gro";
+        c.lro |= word == "lro";
+      }
+      if (c.gro || c.lro)
+        spdlog::info("{}: a previous run turned {}{}{} off and did not turn it back on: this one will, when it stops",
+                     iface, c.gro ? "generic-receive-offload" : "", c.gro && c.lro ? " and " : "",
+                     c.lro ? "large-receive-offload" : "");
+    }
     std::string failed;
     ethtool_value v{ETHTOOL_GGRO, 0};
-    if (ethtool(fd, iface, v) && v.data) {
+    const bool gro_on = ethtool(fd, iface, v) && v.data;
+    ethtool_value flags{ETHTOOL_GFLAGS, 0};
+    const bool lro_on = ethtool(fd, iface, flags) && (flags.data & ETH_FLAG_LRO);
+    // Noted before they are turned off, so that a run killed at any point after leaves
+    // the note for the next one.
+    if (!c.marker.empty() && (c.gro || c.lro || gro_on || lro_on)) {
+      std::ofstream out(c.marker, std::ios::trunc);
+      out << ((c.gro || gro_on) ? "gro\n" : "") << ((c.lro || lro_on) ? "lro\n" : "");
+      if (!out.flush())
+        spdlog::warn("{}: cannot write {}: if this run is killed, the next will not know to turn the receive "
+                     "offloads back on", iface, c.marker);
+    }
+    bool turned_gro = false, turned_lro = false;
+    if (gro_on) {
       ethtool_value off{ETHTOOL_SGRO, 0};
-      if (ethtool(fd, iface, off)) c.gro = true;
+      if (ethtool(fd, iface, off)) c.gro = turned_gro = true;
       else failed += std::string(failed.empty() ? "" : ", ") + "gro (" + std::strerror(errno) + ")";
     }
-    ethtool_value flags{ETHTOOL_GFLAGS, 0};
-    if (ethtool(fd, iface, flags) && (flags.data & ETH_FLAG_LRO)) {
+    if (lro_on) {
       ethtool_value set{ETHTOOL_SFLAGS, flags.data & ~static_cast<uint32_t>(ETH_FLAG_LRO)};
-      if (ethtool(fd, iface, set)) c.lro = true;
+      if (ethtool(fd, iface, set)) c.lro = turned_lro = true;
       else failed += std::string(failed.empty() ? "" : ", ") + "lro (" + std::strerror(errno) + ")";
     }
-    if (c.gro || c.lro)
+    if (turned_gro || turned_lro)
       spdlog::info("{}: turned {}{}{} off while the gateway runs (a packet socket would see TCP segments merged into "
-                   "frames longer than the MTU)", iface, c.gro ? "generic-receive-offload" : "",
-                   c.gro && c.lro ? " and " : "", c.lro ? "large-receive-offload" : "");
+                   "frames longer than the MTU)", iface, turned_gro ? "generic-receive-offload" : "",
+                   turned_gro && turned_lro ? " and " : "", turned_lro ? "large-receive-offload" : "");
     if (!failed.empty())
       spdlog::warn("{}: could not turn off {}: the kernel will merge TCP segments into frames longer than the MTU, "
                    "which the gateway cannot forward whole, and TCP through it slows to a crawl: "
                    "run `ethtool -K {} gro off lro off`", iface, failed, iface);
     if (c.gro || c.lro) changed_.push_back(std::move(c));
+    else if (!c.marker.empty()) std::remove(c.marker.c_str());
   }
   close(fd);
 }
@@ -138,6 +168,7 @@ AfPacketInterfaces::~AfPacketInterfaces() {
       }
     }
     spdlog::info("{}: receive offloads turned back on", c.iface);
+    if (!c.marker.empty()) std::remove(c.marker.c_str());
   }
   close(fd);
 }

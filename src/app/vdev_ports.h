@@ -20,7 +20,9 @@ void check_pcap_inputs(const Config& cfg);
 // or LRO on, a TCP stream arrives as merged frames far longer than the MTU, which the
 // gateway cannot forward whole (TCP through it crawls). For each net_af_packet port's
 // interface, turns them off for as long as this object lives (then restores them), and
-// says so in the log; where it cannot, warns with the ethtool command that would. Warns
+// says so in the log; where it cannot, warns with the ethtool command that would. With a
+// state_dir, what it turned off is noted there (offloads-IFACE) while it is off, so that
+// after a run that was killed the next one restores it when it stops. Warns
 // too when the interface's MTU is more than the PMD's ring frames (framesz) can hold.
 class AfPacketInterfaces {
  public:
@@ -32,7 +34,8 @@ class AfPacketInterfaces {
  private:
   struct Changed {
     std::string iface;
-    bool gro = false, lro = false;  // turned off here: to turn on again
+    bool gro = false, lro = false;  // turned off here (or by a run that crashed): to turn on again
+    std::string marker;  // state_dir/offloads-IFACE while they are off ("" without state_dir)
   };
   std::vector<Changed> changed_;
 };

@@ -218,8 +218,8 @@ def af_packet_dataplane(lab, workers=1):
 def run_inline(build_topology, write_config, phases, after=None):
     """The frame of every namespace test: a lab, its topology, the gateway inline between
     its root links (config from write_config(d, lab, metrics_port)), phases(lab, d, gw,
-    metrics_port), then the gateway's clean exit (and after(lab, stderr) if given, with the
-    namespaces still there); the namespaces are removed in any case."""
+    metrics_port), then the gateway's clean exit (and after(lab, d, stderr) if given, with
+    the namespaces still there); the namespaces are removed in any case."""
     with TempDir() as d:
         try:
             with Lab() as lab:
@@ -233,7 +233,7 @@ def run_inline(build_topology, write_config, phases, after=None):
                     rc, out, err = gw.stop()
                     check(rc == 0, f"gateway exited {rc} after SIGTERM")
                 if after:
-                    after(lab, err)
+                    after(lab, d, err)
         except LabError as e:
             print(f"FAIL namespace test set-up: {e}", file=sys.stderr)
             sys.exit(1)

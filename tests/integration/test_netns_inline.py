@@ -18,9 +18,12 @@ and a staked node reaches the cluster over IPv6 (neighbour discovery through the
 None of the answering peers is penalised. Then a flood of ARP and of another EtherType
 shows non-IP frames held to the `infra` budget, while the cluster, its neighbour entries
 flushed, resolves its router again over IPv4 and IPv6 (the answers to its own requests
-pass) and the router, listed in `infra.neighbours`, resolves the cluster; the forged cluster source is counted as `spoofed`. The gateway's links start with GRO on: it is off while the gateway runs (or
-the uploads would crawl), and on again after. The outside link's MTU (2,000) is more than
-net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are removed on exit.
+pass) and the router, listed in `infra.neighbours`, resolves the cluster; the forged
+cluster source is counted as `spoofed`. The gateway's links start with GRO on: it is off
+while the gateway runs (or the uploads would crawl), and on again after, even after a run
+that was killed (the next run turns it back on). The outside link's MTU (2,000) is more
+than net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are
+removed on exit.
 """
 import hashlib
 import json
@@ -30,7 +33,7 @@ import subprocess
 import sys
 import time
 
-from common import check, metric_values, scrape, write_yaml
+from common import Gateway, check, metric_values, scrape, write_yaml
 from netlab import LabError, af_packet_dataplane, run_inline, sh
 
 PEER, PEER6 = "198.18.0.11", "2001:2::12"          # staked: consensus (IPv4), execution (IPv6)
@@ -67,7 +70,8 @@ def write_config(d, lab, metrics_port):
         "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS, "neighbours": [lab.mac(lab.ns("rtr"), "eth0")]},
         "cluster": {"prefixes": PREFIXES},
         "control": {"socket": f"{d}/control.sock", "metrics": f"127.0.0.1:{metrics_port}"},
-        "evidence": {"dir": f"{d}/evidence", "window_s": 3}})
+        "evidence": {"dir": f"{d}/evidence", "window_s": 3},
+        "state_dir": f"{d}/state"})
 
 
 def build_topology(lab):
@@ -303,9 +307,24 @@ def phases(lab, d, gw, metrics_port):
     phase_non_ip(lab, gw, metrics_port, m)
 
 
-def after(lab, log):
+def after(lab, d, log):
     check(gro(lab) == {"o": True, "i": True} and log.count("receive offloads turned back on") == 2,
           f"the gateway stopped: GRO is on again on both links ({gro(lab)})")
+    # Killed, it cannot turn GRO back on; the next run knows from state_dir that it was on
+    # before, and turns it on when it stops.
+    cfg, sock = os.path.join(d, "stakegate.yaml"), os.path.join(d, "control.sock")
+    markers = lambda: sorted(f for f in os.listdir(os.path.join(d, "state")) if f.startswith("offloads-"))
+    gw = Gateway(cfg, sock)
+    check(markers() == sorted(f"offloads-{lab.root_link(s)}" for s in "oi"),
+          f"while it runs, state_dir notes the links whose offloads it turned off ({markers()})")
+    gw.proc.kill()
+    gw.proc.wait()
+    check(gro(lab) == {"o": False, "i": False}, f"killed (SIGKILL), the gateway left GRO off ({gro(lab)})")
+    gw = Gateway(cfg, sock)
+    rc, _, err = gw.stop()
+    check(rc == 0 and gro(lab) == {"o": True, "i": True} and err.count("a previous run turned generic-receive-offload off")
+          == 2 and markers() == [],
+          f"the next run, stopped, turned GRO back on on both links and removed its notes ({gro(lab)}, {markers()})")
 
 
 if __name__ == "__main__":
