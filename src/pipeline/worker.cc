@@ -409,9 +409,14 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     if (m.kind == L3Kind::kNonIp) {
       // ARP and the EtherTypes the config lists, within the infra budget; nothing else.
       cls = TrafficClass::kL2;
-      v = !snap.infra_ethertype(m.ethertype)   ? Verdict::kL2Denied
-          : take_neighbour(pkts[i], m, now_ns) ? Verdict::kPass
-                                               : Verdict::kInfraOverRate;
+      if (!snap.infra_ethertype(m.ethertype)) {
+        v = Verdict::kL2Denied;
+      } else if (m.ethertype == 0x0806 && worker_detail::claims_cluster(snap, pkts[i], m)) [[unlikely]] {
+        cls = TrafficClass::kNone;
+        v = Verdict::kSpoofed;
+      } else {
+        v = take_neighbour(pkts[i], m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+      }
     } else if (m.kind == L3Kind::kMalformed) {
       cls = TrafficClass::kNone;
       v = Verdict::kMalformed;
@@ -454,6 +459,10 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     if (now_ns >= cold_[slot].peer.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
   }
   if (neighbour_discovery(m)) {
+    if (m.icmp_type == 136 && worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] {
+      cls = TrafficClass::kNone;
+      return Verdict::kSpoofed;
+    }
     cls = TrafficClass::kInfra;
     return take_neighbour(p, m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
   }
@@ -502,6 +511,10 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   cls = TrafficClass::kUnregistered;
   if (is_v4(m) ? snap.blocklist().match_v4(m.src_v4) : snap.blocklist().match_v6(m.src_v6)) return Verdict::kBlocklisted;
   if (neighbour_discovery(m)) {
+    if (m.icmp_type == 136 && worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] {
+      cls = TrafficClass::kNone;
+      return Verdict::kSpoofed;
+    }
     cls = TrafficClass::kInfra;
     return take_neighbour(p, m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
   }

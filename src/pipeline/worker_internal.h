@@ -49,6 +49,22 @@ inline bool neighbour_target(const PacketView& p, const PacketMeta& m, bool answ
   return true;
 }
 
+// A neighbour frame from the outside claiming a cluster address as its sender's (an ARP
+// frame's sender, a neighbour advertisement's target): what would point the nodes'
+// neighbour entries for each other at an outside host (ARP or ND poisoning of the
+// cluster's own traffic). The cluster's addresses never live outside: spoofed, as an IP
+// source inside them is.
+inline bool claims_cluster(const PolicySnapshot& s, const PacketView& p, const PacketMeta& m) {
+  if (s.cluster().empty()) return false;
+  if (m.kind == L3Kind::kNonIp) {
+    if (m.ethertype != 0x0806 || p.len < m.l4_off + 28u) return false;
+    const uint8_t* a = p.data + m.l4_off;
+    return detail::rd16(a + 2) == 0x0800 && a[4] == 6 && a[5] == 4 && s.cluster().contains_v4(detail::rd32(a + 14));
+  }
+  Ip6 target;
+  return neighbour_target(p, m, true, target) && s.cluster().contains_v6(target);
+}
+
 // Cheap test before neighbour_target: could the frame be a neighbour request or answer?
 inline bool maybe_neighbour(const PacketMeta& m, bool answer) {
   return m.kind == L3Kind::kNonIp ? m.ethertype == 0x0806 : m.has_icmp && m.icmp_type == (answer ? 136 : 135);

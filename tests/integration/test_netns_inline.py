@@ -19,7 +19,7 @@ None of the answering peers is penalised. Then a flood of ARP and of another Eth
 shows non-IP frames held to the `infra` budget, while the cluster, its neighbour entries
 flushed, resolves its router again over IPv4 and IPv6 (the answers to its own requests
 pass) and the router, listed in `infra.neighbours`, resolves the cluster; the forged
-cluster source is counted as `spoofed`. The gateway's links start with GRO on: it is off
+cluster source, in IP and in ARP, is counted as `spoofed`. The gateway's links start with GRO on: it is off
 while the gateway runs (or the uploads would crawl), and on again after, even after a run
 that was killed (the next run turns it back on). The outside link's MTU (2,000) is more
 than net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are
@@ -286,6 +286,14 @@ def phase_non_ip(lab, gw, metrics_port, m_before):
     check(probe["result"] == "reply" and 1 <= listed <= 20,
           f"the router, a listed neighbour, resolved the cluster in the flood ({probe['result']}; {listed:.0f} of its "
           f"frames on its own budget)")
+    # ARP claiming a cluster address from the outside (what would point the nodes' entries
+    # for each other at the flooder): spoofed, as an IP source of the cluster's is.
+    before = metric_values(scrape(metrics_port)).get('stakegate_drops_total{role="none",reason="spoofed"}', 0)
+    poison = lab.prog(flood, "raw-flood", "--iface", "eth0", "--frame", arp_request(CL_SPOOFED, CL, mac), "--seconds", 0.2,
+                      "--pps", 500).result()["sent"]
+    time.sleep(0.3)
+    spoofed = metric_values(scrape(metrics_port)).get('stakegate_drops_total{role="none",reason="spoofed"}', 0) - before
+    check(spoofed == poison > 0, f"every ARP frame claiming a cluster address is dropped as spoofed ({spoofed:.0f} of {poison})")
     check(arrived["non_ip"] <= bound + 40,
           f"the cluster received {arrived['non_ip']} non-IPv4 frames during the flood (ARP and IPv6 within the budget)")
 

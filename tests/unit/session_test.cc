@@ -611,3 +611,30 @@ TEST_F(SessionTest, IcmpErrorsHaveABudgetOfTheirOwn) {
   for (int i = 0; i < 300; ++i) passed += f_.send(arp, 1 * kMs) == Verdict::kPass;
   EXPECT_EQ(passed, 50);
 }
+
+// ARP and neighbour advertisements from the outside that claim a cluster address would
+// point the nodes' entries for each other at an outside host (poisoning their own
+// traffic): spoofed, as an IP source inside the cluster's prefixes is, even as an answer
+// to a request the cluster sent.
+TEST_F(SessionTest, NeighbourFramesClaimingAClusterAddressAreSpoofed) {
+  const IpAddr node_a = *parse_ip("198.18.255.1"), node_b = *parse_ip("198.18.255.7"), router = *parse_ip("198.18.254.1");
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(node_b, node_a), 0), Verdict::kSpoofed);     // a request
+  f_.inside(stakegate::testing::build_arp(node_a, node_b), 0);                                  // A resolves B
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(node_b, node_a, 2), 0), Verdict::kSpoofed);  // "B is here"
+  EXPECT_EQ(f_.worker->counters().neighbour_answers, 0u);
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(router, node_a), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(*parse_ip("0.0.0.0"), node_a), 0), Verdict::kPass);  // a probe
+  // IPv6: an advertisement whose target is a cluster address; a solicitation for one is a
+  // request (the router resolving the cluster), and passes.
+  EXPECT_EQ(f_.send(neighbour_frame("fe80::66", "2001:2::ff", "2001:2::ff", 136), 0), Verdict::kSpoofed);
+  EXPECT_EQ(f_.send(neighbour_frame("fe80::1", "2001:2::ff", "fe80::1", 136), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(neighbour_frame("fe80::1", "ff02::1:ff00:ff", "2001:2::ff", 135), 0), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kNone, Verdict::kSpoofed), 3u);
+  // Without cluster.prefixes nothing is known to be the cluster's.
+  std::string no_cluster = stakegate::testing::base_config();
+  const size_t at = no_cluster.find("cluster:");
+  no_cluster.erase(at, no_cluster.find('\n', at) - at + 1);
+  f_.load(no_cluster);
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(node_b, node_a), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(neighbour_frame("fe80::66", "2001:2::ff", "2001:2::ff", 136), 0), Verdict::kPass);
+}
