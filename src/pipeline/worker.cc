@@ -191,6 +191,16 @@ bool Worker::take_icmp_error(uint64_t now_ns) {
 
 uint64_t Worker::solicitation_tag(const Ip6& target) const noexcept { return mix64(hash_v6(target) ^ seed_) | 1; }
 
+// RA guard: with infra.neighbours listed, router advertisements and redirects (which set
+// the nodes' default route and first hops) are infrastructure only from those MACs; from
+// any other host they are judged as its other traffic (unregistered, as a rule).
+bool Worker::router_message_allowed(const PacketView& p, const PacketMeta& m) const noexcept {
+  if ((m.icmp_type != 134 && m.icmp_type != 137) || bound_neighbours_[0] == 0) return true;
+  uint64_t mac = 0;
+  std::memcpy(&mac, p.data + 6, 6);
+  return snap_->neighbour_index(mac) >= 0;
+}
+
 // ARP, neighbour discovery and listed EtherTypes, from hosts on the outside link:
 // - an answer to what the cluster itself asked (process_inside noted its request) passes
 //   whatever the budget holds, a few per request: the cluster keeps resolving its router;
@@ -458,7 +468,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     }
     if (now_ns >= cold_[slot].peer.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
   }
-  if (neighbour_discovery(m)) {
+  if (neighbour_discovery(m) && router_message_allowed(p, m)) {
     if (m.icmp_type == 136 && worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] {
       cls = TrafficClass::kNone;
       return Verdict::kSpoofed;
@@ -510,7 +520,7 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   const PolicySnapshot& snap = *snap_;
   cls = TrafficClass::kUnregistered;
   if (is_v4(m) ? snap.blocklist().match_v4(m.src_v4) : snap.blocklist().match_v6(m.src_v6)) return Verdict::kBlocklisted;
-  if (neighbour_discovery(m)) {
+  if (neighbour_discovery(m) && router_message_allowed(p, m)) {
     if (m.icmp_type == 136 && worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] {
       cls = TrafficClass::kNone;
       return Verdict::kSpoofed;

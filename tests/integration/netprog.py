@@ -85,7 +85,7 @@ def cmd_tap(a):
     s.bind((a.iface, 0))
     s.settimeout(0.1)
     want_out = a.direction == "out"
-    by_src, non_ip = {}, 0
+    by_src, non_ip, ra_from = {}, 0, {}
     emit({"event": "ready"})
     while not stop.flag:
         try:
@@ -101,9 +101,13 @@ def cmd_tap(a):
             by_src[src] = by_src.get(src, 0) + 1
         else:
             non_ip += 1
+            # IPv6 router advertisements (no extension headers), by source MAC.
+            if len(frame) >= 55 and frame[12:14] == b"\x86\xdd" and frame[20] == 58 and frame[54] == 134:
+                mac = frame[6:12].hex(":")
+                ra_from[mac] = ra_from.get(mac, 0) + 1
     stats = s.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
     _, drops = struct.unpack("II", stats)
-    emit({"by_source": by_src, "non_ip": non_ip, "socket_drops": drops})
+    emit({"by_source": by_src, "non_ip": non_ip, "ra_from": ra_from, "socket_drops": drops})
 
 
 def cmd_udp_sink(a):

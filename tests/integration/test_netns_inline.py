@@ -19,7 +19,8 @@ None of the answering peers is penalised. Then a flood of ARP and of another Eth
 shows non-IP frames held to the `infra` budget, while the cluster, its neighbour entries
 flushed, resolves its router again over IPv4 and IPv6 (the answers to its own requests
 pass) and the router, listed in `infra.neighbours`, resolves the cluster; the forged
-cluster source, in IP and in ARP, is counted as `spoofed`. The gateway's links start with GRO on: it is off
+cluster source, in IP and in ARP, is counted as `spoofed`; only the listed router's
+advertisements reach the cluster (RA guard). The gateway's links start with GRO on: it is off
 while the gateway runs (or the uploads would crawl), and on again after, even after a run
 that was killed (the next run turns it back on). The outside link's MTU (2,000) is more
 than net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are
@@ -241,6 +242,37 @@ def phase_cluster_traffic(lab, gw, services, metrics_port):
     return m
 
 
+def router_advertisement(mac):
+    """An IPv6 router advertisement from `mac` (bytes) to all nodes, router lifetime 0 (it
+    installs no route)."""
+    src = b"\xfe\x80" + b"\0" * 6 + mac[:3] + b"\xff\xfe" + mac[3:]
+    dst = b"\xff\x02" + b"\0" * 13 + b"\x01"
+    body = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 0, 0, 0)
+    pseudo = src + dst + struct.pack("!I3xB", len(body), 58) + body
+    total = sum(struct.unpack(f"!{len(pseudo) // 2}H", pseudo))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    body = body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:]
+    ip6 = struct.pack("!IHBB", 6 << 28, len(body), 58, 255) + src + dst
+    return (b"\x33\x33\0\0\0\x01" + mac + b"\x86\xdd" + ip6 + body).hex()
+
+
+def phase_router_advertisements(lab):
+    print("\n== RA guard: router advertisements only from infra.neighbours", flush=True)
+    tap = lab.prog(lab.ns("cl"), "tap", "--iface", "eth0", "--direction", "in")
+    tap.wait_event("ready")
+    macs = {}
+    for name in ("rtr", "flood"):
+        ns = lab.ns(name)
+        macs[name] = lab.mac(ns, "eth0")
+        lab.prog(ns, "raw-flood", "--iface", "eth0", "--frame", router_advertisement(bytes.fromhex(macs[name].replace(":", ""))),
+                 "--seconds", 0.1, "--pps", 50).result()
+    time.sleep(0.3)
+    seen = tap.stop()["ra_from"]
+    check(seen.get(macs["rtr"], 0) >= 4 and seen.get(macs["flood"], 0) == 0,
+          f"the cluster got the listed router's advertisements, not another host's ({seen})")
+
+
 def phase_non_ip(lab, gw, metrics_port, m_before):
     print("\n== non-IP floods: ARP requests (infra budget) and EtherType 0x88b5 (not allowed)", flush=True)
     flood = lab.ns("flood")
@@ -313,6 +345,7 @@ def phases(lab, d, gw, metrics_port):
     services = start_services(lab, d)
     m = phase_cluster_traffic(lab, gw, services, metrics_port)
     phase_non_ip(lab, gw, metrics_port, m)
+    phase_router_advertisements(lab)
 
 
 def after(lab, d, log):

@@ -638,3 +638,19 @@ TEST_F(SessionTest, NeighbourFramesClaimingAClusterAddressAreSpoofed) {
   EXPECT_EQ(f_.send(stakegate::testing::build_arp(node_b, node_a), 0), Verdict::kPass);
   EXPECT_EQ(f_.send(neighbour_frame("fe80::66", "2001:2::ff", "2001:2::ff", 136), 0), Verdict::kPass);
 }
+
+// RA guard: with infra.neighbours listed, router advertisements and redirects are
+// infrastructure only from those MACs; another host's are judged as its other traffic.
+// Without the list, any on-link host's pass (nothing tells the router apart).
+TEST_F(SessionTest, WithListedNeighboursOnlyTheyMayAdvertiseARouteOrRedirect) {
+  auto nd = [](uint8_t type, uint8_t mac) { return from_mac(neighbour_frame("fe80::1", "ff02::1", "::", type), mac); };
+  EXPECT_EQ(f_.send(nd(134, 0x66), 0), Verdict::kPass);
+  f_.load(stakegate::testing::base_config() + "infra: {neighbours: [\"02:00:00:00:00:01\"]}\n");
+  EXPECT_EQ(f_.send(nd(134, 0x01), 0), Verdict::kPass);  // the router's
+  EXPECT_EQ(f_.send(nd(137, 0x01), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(nd(134, 0x66), 0), Verdict::kUnregistered);  // a rogue router advertisement
+  EXPECT_EQ(f_.send(nd(137, 0x66), 0), Verdict::kUnregistered);  // a rogue redirect
+  EXPECT_EQ(f_.send(nd(135, 0x66), 0), Verdict::kPass);  // solicitations are anyone's
+  EXPECT_EQ(f_.send(nd(133, 0x66), 0), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 4u);
+}

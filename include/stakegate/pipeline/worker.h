@@ -176,6 +176,7 @@ class Worker {
   Verdict police_sessions(uint32_t len, uint64_t now_ns);
   bool take_infra(uint64_t now_ns);
   bool take_neighbour(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;
+  bool router_message_allowed(const PacketView& p, const struct PacketMeta& m) const noexcept;
   bool take_icmp_error(uint64_t now_ns);
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   uint64_t solicitation_tag(const Ip6& target) const noexcept;
