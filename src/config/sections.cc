@@ -45,7 +45,7 @@ void read_sessions(const YamlReader& r, SessionConfig& s) {
 }
 
 void read_infra(const YamlReader& r, InfraConfig& i) {
-  r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes", "neighbours"});
+  r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes", "neighbours", "ra_guard"});
   if (r.has("pps")) i.pps = r.child("pps").number(0, 1e9);
   if (r.has("icmp_errors_pps")) i.icmp_errors_pps = r.child("icmp_errors_pps").number(0, 1e9);
   if (r.has("burst_ms")) i.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
@@ -86,6 +86,11 @@ void read_infra(const YamlReader& r, InfraConfig& i) {
       if (std::find(i.neighbours.begin(), i.neighbours.end(), mac) == i.neighbours.end()) i.neighbours.push_back(mac);
     }
     if (i.neighbours.size() > 8) n.fail("at most 8 neighbours");
+  }
+  if (r.has("ra_guard")) {
+    i.ra_guard = r.child("ra_guard").boolean();
+    if (i.ra_guard && i.neighbours.empty())
+      r.child("ra_guard").fail("needs infra.neighbours: the MACs whose router advertisements and redirects pass");
   }
 }
 

@@ -191,11 +191,12 @@ bool Worker::take_icmp_error(uint64_t now_ns) {
 
 uint64_t Worker::solicitation_tag(const Ip6& target) const noexcept { return mix64(hash_v6(target) ^ seed_) | 1; }
 
-// RA guard: with infra.neighbours listed, router advertisements and redirects (which set
-// the nodes' default route and first hops) are infrastructure only from those MACs; from
-// any other host they are judged as its other traffic (unregistered, as a rule).
+// RA guard (infra.ra_guard): router advertisements and redirects (which set the nodes'
+// default route and first hops) are infrastructure only from the MACs of
+// infra.neighbours; from any other host they are judged as its other traffic
+// (unregistered, as a rule).
 bool Worker::router_message_allowed(const PacketView& p, const PacketMeta& m) const noexcept {
-  if ((m.icmp_type != 134 && m.icmp_type != 137) || bound_neighbours_[0] == 0) return true;
+  if ((m.icmp_type != 134 && m.icmp_type != 137) || !snap_->ra_guard) return true;
   uint64_t mac = 0;
   std::memcpy(&mac, p.data + 6, 6);
   return snap_->neighbour_index(mac) >= 0;

@@ -148,7 +148,8 @@ std::string describe_plan(const LoadedPolicy& p) {
       std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
       macs += (macs.empty() ? "" : ", ") + std::string(text);
     }
-    o << "  neighbours with a budget of their own (as large): " << macs << "\n";
+    o << "  neighbours with a budget of their own (as large): " << macs
+      << (c.infra.ra_guard ? "; RA guard on: router advertisements and redirects only from them" : "") << "\n";
   }
   std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ICMP errors quoting a live session (path MTU discovery)\n", "icmp_errors",
                 "-", p.plan.icmp_errors.pps);

@@ -20,7 +20,7 @@ shows non-IP frames held to the `infra` budget, while the cluster, its neighbour
 flushed, resolves its router again over IPv4 and IPv6 (the answers to its own requests
 pass) and the router, listed in `infra.neighbours`, resolves the cluster; the forged
 cluster source, in IP and in ARP, is counted as `spoofed`; only the listed router's
-advertisements reach the cluster (RA guard). The gateway's links start with GRO on: it is off
+advertisements reach the cluster (`infra.ra_guard`). The gateway's links start with GRO on: it is off
 while the gateway runs (or the uploads would crawl), and on again after, even after a run
 that was killed (the next run turns it back on). The outside link's MTU (2,000) is more
 than net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are
@@ -68,7 +68,8 @@ def write_config(d, lab, metrics_port):
         "roles": roles,
         "unregistered": {"share": 0.05, "per_source_pps": 50, "ports": [9000]},
         "sessions": {"share": 0.05},
-        "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS, "neighbours": [lab.mac(lab.ns("rtr"), "eth0")]},
+        "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS, "neighbours": [lab.mac(lab.ns("rtr"), "eth0")],
+                  "ra_guard": True},
         "cluster": {"prefixes": PREFIXES},
         "control": {"socket": f"{d}/control.sock", "metrics": f"127.0.0.1:{metrics_port}"},
         "evidence": {"dir": f"{d}/evidence", "window_s": 3},
@@ -258,7 +259,7 @@ def router_advertisement(mac):
 
 
 def phase_router_advertisements(lab):
-    print("\n== RA guard: router advertisements only from infra.neighbours", flush=True)
+    print("\n== RA guard (infra.ra_guard): router advertisements only from infra.neighbours", flush=True)
     tap = lab.prog(lab.ns("cl"), "tap", "--iface", "eth0", "--direction", "in")
     tap.wait_event("ready")
     macs = {}

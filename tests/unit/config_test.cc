@@ -80,6 +80,8 @@ limits: {sessions: 65536}
   EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"ff:ff:ff:ff:ff:ff\"]}\n")),
               HasSubstr("infra.neighbours[0]: 'ff:ff:ff:ff:ff:ff' is a multicast or broadcast address"));
   EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"00:00:00:00:00:00\"]}\n")), HasSubstr("is no host's address"));
+  EXPECT_TRUE(parse_config(base_config("", "infra: {neighbours: [\"02:aa:00:00:00:01\"], ra_guard: true}\n"), "x.yaml").infra.ra_guard);
+  EXPECT_THAT(error_of(base_config("", "infra: {ra_guard: true}\n")), HasSubstr("infra.ra_guard: needs infra.neighbours"));
   std::string nine;
   for (int k = 1; k <= 9; ++k) nine += std::string(nine.empty() ? "" : ", ") + "\"02:00:00:00:00:0" + std::to_string(k) + "\"";
   EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [" + nine + "]}\n")), HasSubstr("infra.neighbours: at most 8"));

@@ -639,13 +639,17 @@ TEST_F(SessionTest, NeighbourFramesClaimingAClusterAddressAreSpoofed) {
   EXPECT_EQ(f_.send(neighbour_frame("fe80::66", "2001:2::ff", "2001:2::ff", 136), 0), Verdict::kPass);
 }
 
-// RA guard: with infra.neighbours listed, router advertisements and redirects are
-// infrastructure only from those MACs; another host's are judged as its other traffic.
-// Without the list, any on-link host's pass (nothing tells the router apart).
-TEST_F(SessionTest, WithListedNeighboursOnlyTheyMayAdvertiseARouteOrRedirect) {
+// RA guard (infra.ra_guard, with infra.neighbours): router advertisements and redirects
+// are infrastructure only from the listed MACs; another host's are judged as its other
+// traffic. Off (the default), any on-link host's pass, listed neighbours or not: a router
+// missing from the list must not leave the nodes without a default route.
+TEST_F(SessionTest, WithTheRaGuardOnlyListedNeighboursMayAdvertiseARouteOrRedirect) {
   auto nd = [](uint8_t type, uint8_t mac) { return from_mac(neighbour_frame("fe80::1", "ff02::1", "::", type), mac); };
   EXPECT_EQ(f_.send(nd(134, 0x66), 0), Verdict::kPass);
   f_.load(stakegate::testing::base_config() + "infra: {neighbours: [\"02:00:00:00:00:01\"]}\n");
+  EXPECT_EQ(f_.send(nd(134, 0x66), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(nd(137, 0x66), 0), Verdict::kPass);
+  f_.load(stakegate::testing::base_config() + "infra: {neighbours: [\"02:00:00:00:00:01\"], ra_guard: true}\n");
   EXPECT_EQ(f_.send(nd(134, 0x01), 0), Verdict::kPass);  // the router's
   EXPECT_EQ(f_.send(nd(137, 0x01), 0), Verdict::kPass);
   EXPECT_EQ(f_.send(nd(134, 0x66), 0), Verdict::kUnregistered);  // a rogue router advertisement

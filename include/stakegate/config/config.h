@@ -78,6 +78,10 @@ struct InfraConfig {
   // MACs of hosts on the outside link the cluster needs (its upstream routers): their ARP,
   // neighbour discovery and listed EtherTypes take a budget of their own, each.
   std::vector<std::array<uint8_t, 6>> neighbours;
+  // Router advertisements and redirects only from `neighbours` (off by default: a router
+  // missing from the list, after a failover say, would leave the nodes without an IPv6
+  // default route once its last advertisement expired).
+  bool ra_guard = false;
 };
 
 // Traffic from a staked address that is not on a verified connection (SYNs, UDP, ICMP,

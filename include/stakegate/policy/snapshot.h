@@ -133,6 +133,7 @@ class PolicySnapshot {
   MeterProfile sessions_pps, sessions_bps;  // bps unlimited (rate 0) without capacity.bps
   MeterProfile infra_pps;        // ARP, neighbour discovery, listed EtherTypes
   MeterProfile icmp_errors_pps;  // ICMP errors quoting a live session
+  bool ra_guard = false;         // infra.ra_guard: router advertisements and redirects only from neighbours()
   SessionTimeouts timeouts;
   ScoreParams score;
   unsigned workers = 1;       // how many workers share one source's traffic
