@@ -53,12 +53,10 @@ bool from_cluster(const ClusterPrefixes& cluster, const PacketView& p) {
   parse_view(p, m);
   if (m.kind == L3Kind::kIpv4) return cluster.contains_v4(m.src_v4);
   if (m.kind == L3Kind::kIpv6) return cluster.contains_v6(m.src_v6);
-  // ARP over Ethernet and IPv4: its sender's protocol address (the cluster's own requests
-  // must reach process_inside, which lets their answers through a flood).
-  if (m.kind != L3Kind::kNonIp || m.ethertype != 0x0806 || p.len < m.l4_off + 28u) return false;
-  const uint8_t* a = p.data + m.l4_off;
-  if (a[2] != 0x08 || a[3] != 0x00 || a[4] != 6 || a[5] != 4) return false;
-  return cluster.contains_v4(uint32_t{a[14]} << 24 | uint32_t{a[15]} << 16 | uint32_t{a[16]} << 8 | a[17]);
+  // ARP: its sender's address (the cluster's own requests must reach process_inside,
+  // which lets their answers through a flood).
+  Arp4 a;
+  return parse_arp4(p.data, p.len, m, a) && cluster.contains_v4(a.sender);
 }
 
 nlohmann::json graylist_json(const GraylistTracker& gray) {

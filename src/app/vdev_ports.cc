@@ -97,7 +97,7 @@ AfPacketInterfaces::AfPacketInterfaces(const Config& cfg) {
                      iface, mtu_req.ifr_mtu, framesz, fits, std::bit_ceil(frame + kRingFrameOverhead),
                      fits - kEthernetAndTag);
     }
-    Changed c{iface};
+    Changed c{iface, false, false, {}};
     // What a run that ended without turning them back on (killed, crashed) had turned off:
     // it is still to be turned on at the end, though it is off now.
     if (!state_dir.empty()) {

@@ -197,12 +197,11 @@ uint64_t Worker::solicitation_tag(const Ip6& target) const noexcept { return mix
 // (unregistered, as a rule).
 bool Worker::router_message_allowed(const PacketView& p, const PacketMeta& m) const noexcept {
   if ((m.icmp_type != 134 && m.icmp_type != 137) || !snap_->ra_guard) return true;
-  uint64_t mac = 0;
-  std::memcpy(&mac, p.data + 6, 6);
-  return snap_->neighbour_index(mac) >= 0;
+  return snap_->neighbour_index(worker_detail::source_mac(p)) >= 0;
 }
 
-// ARP, neighbour discovery and listed EtherTypes, from hosts on the outside link:
+// ARP, neighbour discovery and listed EtherTypes, from hosts on the outside link
+// (kPass, kInfraOverRate, or kSpoofed when it claims a cluster address: claims_cluster):
 // - an answer to what the cluster itself asked (process_inside noted its request) passes
 //   whatever the budget holds, a few per request: the cluster keeps resolving its router;
 // - a frame from a MAC of infra.neighbours (the router) takes that MAC's own budget first:
@@ -211,7 +210,8 @@ bool Worker::router_message_allowed(const PacketView& p, const PacketMeta& m) co
 // So an on-link flood, which drains the shared budget, cannot cut the cluster off. (The
 // neighbours are configured, not learnt: any host on the link can get the cluster to ask
 // for it, and answer.)
-bool Worker::take_neighbour(const PacketView& p, const PacketMeta& m, uint64_t now_ns) noexcept {
+Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint64_t now_ns) noexcept {
+  if (worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] return Verdict::kSpoofed;
   Ip6 target;
   if (worker_detail::maybe_neighbour(m, true) && worker_detail::neighbour_target(p, m, true, target)) {
     const uint64_t t = solicitation_tag(target);
@@ -219,19 +219,34 @@ bool Worker::take_neighbour(const PacketView& p, const PacketMeta& m, uint64_t n
     if (s.tag == t && s.credits > 0 && !tick_before(s.deadline, session_tick(now_ns))) {
       s.credits--;
       counters_.neighbour_answers++;
-      return true;
+      return Verdict::kPass;
     }
   }
   if (bound_neighbours_[0] != 0) {
-    uint64_t mac = 0;
-    std::memcpy(&mac, p.data + 6, 6);  // every frame that gets here has its 14-byte Ethernet header
-    const int i = snap_->neighbour_index(mac);
+    const int i = snap_->neighbour_index(worker_detail::source_mac(p));
     if (i >= 0 && meter_take(neighbour_meters_[i], snap_->infra_pps, now_ns, kTokenScale)) {
       counters_.listed_neighbour_passes++;
-      return true;
+      return Verdict::kPass;
     }
   }
-  return take_infra(now_ns);
+  return take_infra(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+}
+
+// Step 5, infrastructure, for any source past its blocklist check: neighbour discovery
+// (within the RA guard) and ICMP errors about a live session. True, with the verdict and
+// class, when the packet is one of them.
+// (Inlined: the two tests are on every full-path packet's way; the rest is out of line.)
+[[gnu::always_inline]] inline bool Worker::decide_infra(const PacketView& p, const PacketMeta& m, const Session* s,
+                                                        uint64_t now_ns, Verdict& v, TrafficClass& cls) noexcept {
+  if (neighbour_discovery(m) && router_message_allowed(p, m)) {
+    v = neighbour_verdict(p, m, now_ns);
+  } else if (s && icmp_error(m)) {
+    v = take_icmp_error(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+  } else {
+    return false;
+  }
+  cls = v == Verdict::kSpoofed ? TrafficClass::kNone : TrafficClass::kInfra;
+  return true;
 }
 
 // ---- sessions ------------------------------------------------------------------------
@@ -420,14 +435,8 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     if (m.kind == L3Kind::kNonIp) {
       // ARP and the EtherTypes the config lists, within the infra budget; nothing else.
       cls = TrafficClass::kL2;
-      if (!snap.infra_ethertype(m.ethertype)) {
-        v = Verdict::kL2Denied;
-      } else if (m.ethertype == 0x0806 && worker_detail::claims_cluster(snap, pkts[i], m)) [[unlikely]] {
-        cls = TrafficClass::kNone;
-        v = Verdict::kSpoofed;
-      } else {
-        v = take_neighbour(pkts[i], m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
-      }
+      v = snap.infra_ethertype(m.ethertype) ? neighbour_verdict(pkts[i], m, now_ns) : Verdict::kL2Denied;
+      if (v == Verdict::kSpoofed) [[unlikely]] cls = TrafficClass::kNone;
     } else if (m.kind == L3Kind::kMalformed) {
       cls = TrafficClass::kNone;
       v = Verdict::kMalformed;
@@ -469,18 +478,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     }
     if (now_ns >= cold_[slot].peer.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
   }
-  if (neighbour_discovery(m) && router_message_allowed(p, m)) {
-    if (m.icmp_type == 136 && worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] {
-      cls = TrafficClass::kNone;
-      return Verdict::kSpoofed;
-    }
-    cls = TrafficClass::kInfra;
-    return take_neighbour(p, m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
-  }
-  if (s && icmp_error(m)) {
-    cls = TrafficClass::kInfra;
-    return take_icmp_error(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
-  }
+  if (Verdict v; decide_infra(p, m, s, now_ns, v, cls)) return v;
   if (s && m.l4_proto == kProtoTcp && m.has_port && remote_on_session(s, m, p, now_ns)) [[likely]] {
     if (nm.flags & SourcePolicy::kGraylisted) cold_[slot].peer.check_normal(now_ns);
     Verdict v = police_verified(slot, wire_length(p), now_ns);
@@ -521,18 +519,7 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   const PolicySnapshot& snap = *snap_;
   cls = TrafficClass::kUnregistered;
   if (is_v4(m) ? snap.blocklist().match_v4(m.src_v4) : snap.blocklist().match_v6(m.src_v6)) return Verdict::kBlocklisted;
-  if (neighbour_discovery(m) && router_message_allowed(p, m)) {
-    if (m.icmp_type == 136 && worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] {
-      cls = TrafficClass::kNone;
-      return Verdict::kSpoofed;
-    }
-    cls = TrafficClass::kInfra;
-    return take_neighbour(p, m, now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
-  }
-  if (s && icmp_error(m)) {
-    cls = TrafficClass::kInfra;
-    return take_icmp_error(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
-  }
+  if (Verdict v; decide_infra(p, m, s, now_ns, v, cls)) return v;
   const uint32_t now = session_tick(now_ns);
   // A reply on a session the cluster opened: no port check, the sessions budget. (On one it
   // accepted, the sender is a client like any other: its per-source limit below.)

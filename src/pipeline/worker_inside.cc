@@ -70,7 +70,7 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
 
 // The cluster asks for a neighbour (an ARP request, a neighbour solicitation): up to
 // kAnswers answers from the outside within kWithin pass outside the infra budget
-// (take_neighbour). A later request for the same address renews them, not adds to them.
+// (neighbour_verdict). A later request for the same address renews them, not adds to them.
 [[gnu::noinline]] void Worker::note_solicitation(const PacketView& p, const PacketMeta& m, uint32_t now) noexcept {
   constexpr uint32_t kAnswers = 2;  // the answer, and one more (a duplicate, a second router of a redundant pair)
   constexpr uint32_t kWithin = 3'000'000'000ull >> kTickShift;  // answers come in milliseconds; 3 s is generous

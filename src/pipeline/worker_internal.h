@@ -33,13 +33,9 @@ inline bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source
 // header: RFC 4861, RFC 6980).
 inline bool neighbour_target(const PacketView& p, const PacketMeta& m, bool answer, Ip6& target) {
   if (m.kind == L3Kind::kNonIp) {
-    if (m.ethertype != 0x0806 || p.len < m.l4_off + 28u) return false;
-    const uint8_t* a = p.data + m.l4_off;
-    const uint16_t hw = detail::rd16(a);
-    if ((hw != 1 && hw != 6) || detail::rd16(a + 2) != 0x0800 || a[4] != 6 || a[5] != 4 ||
-        detail::rd16(a + 6) != (answer ? 2 : 1))
-      return false;
-    target = mapped_v4(detail::rd32(a + (answer ? 14 : 24)));  // sender's or target's protocol address
+    Arp4 a;
+    if (!parse_arp4(p.data, p.len, m, a) || a.op != (answer ? 2 : 1)) return false;
+    target = mapped_v4(answer ? a.sender : a.target);
     return true;
   }
   if (m.kind != L3Kind::kIpv6 || !m.has_icmp || m.l4_proto != kProtoIcmp6 || m.icmp_type != (answer ? 136 : 135) ||
@@ -57,12 +53,19 @@ inline bool neighbour_target(const PacketView& p, const PacketMeta& m, bool answ
 inline bool claims_cluster(const PolicySnapshot& s, const PacketView& p, const PacketMeta& m) {
   if (s.cluster().empty()) return false;
   if (m.kind == L3Kind::kNonIp) {
-    if (m.ethertype != 0x0806 || p.len < m.l4_off + 28u) return false;
-    const uint8_t* a = p.data + m.l4_off;
-    return detail::rd16(a + 2) == 0x0800 && a[4] == 6 && a[5] == 4 && s.cluster().contains_v4(detail::rd32(a + 14));
+    Arp4 a;
+    return parse_arp4(p.data, p.len, m, a) && s.cluster().contains_v4(a.sender);
   }
   Ip6 target;
   return neighbour_target(p, m, true, target) && s.cluster().contains_v6(target);
+}
+
+// The frame's source MAC, its 6 bytes in a word as PolicySnapshot::neighbours() holds
+// them. (Every frame past parsing has its 14-byte Ethernet header.)
+inline uint64_t source_mac(const PacketView& p) {
+  uint64_t mac = 0;
+  std::memcpy(&mac, p.data + 6, 6);
+  return mac;
 }
 
 // Cheap test before neighbour_target: could the frame be a neighbour request or answer?

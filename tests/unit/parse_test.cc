@@ -296,3 +296,24 @@ TEST(Parse, FastL4v4AgreesWithParseFrame) {
     EXPECT_EQ(parse_l4v4<true>(copy.get(), static_cast<uint32_t>(cut), t), cut == whole.size()) << cut;
   }
 }
+
+TEST(ParseArp4, ReadsIpv4OverEthernetOnlyWhole) {
+  auto f = stakegate::testing::build_arp(*parse_ip("198.18.0.1"), *parse_ip("198.18.0.2"), 2);
+  PacketMeta m;
+  parse_frame(f.data(), static_cast<uint32_t>(f.size()), m);
+  Arp4 a{};
+  ASSERT_TRUE(parse_arp4(f.data(), static_cast<uint32_t>(f.size()), m, a));
+  EXPECT_EQ(a.op, 2);
+  EXPECT_EQ(a.sender, parse_ip("198.18.0.1")->v4);
+  EXPECT_EQ(a.target, parse_ip("198.18.0.2")->v4);
+  EXPECT_FALSE(parse_arp4(f.data(), 14 + 27, m, a));  // cut inside the target address
+  auto other = f;
+  other[19] = 16;  // 16-byte protocol addresses: not IPv4
+  EXPECT_FALSE(parse_arp4(other.data(), static_cast<uint32_t>(other.size()), m, a));
+  other = f;
+  other[14] = 0x00, other[15] = 0x20;  // hardware type 32 (InfiniBand)
+  EXPECT_FALSE(parse_arp4(other.data(), static_cast<uint32_t>(other.size()), m, a));
+  auto lldp = stakegate::testing::build_lldp();
+  parse_frame(lldp.data(), static_cast<uint32_t>(lldp.size()), m);
+  EXPECT_FALSE(parse_arp4(lldp.data(), static_cast<uint32_t>(lldp.size()), m, a));
+}

@@ -218,6 +218,25 @@ struct L4v4 {
   uint8_t proto;      // kProtoTcp or kProtoUdp
 };
 
+// An ARP packet for IPv4 over Ethernet, addresses in host order.
+struct Arp4 {
+  uint16_t op;  // 1 request, 2 reply
+  uint32_t sender, target;
+};
+// Reads the ARP packet of a frame parse_frame judged kNonIp with EtherType 0x0806 (its
+// payload at m.l4_off): false unless it is whole and for IPv4 over Ethernet (hardware
+// type 1 or 6, 6-byte and 4-byte addresses).
+inline bool parse_arp4(const uint8_t* data, uint32_t len, const PacketMeta& m, Arp4& a) {
+  if (m.kind != L3Kind::kNonIp || m.ethertype != 0x0806 || len < m.l4_off + 28u) return false;
+  const uint8_t* p = data + m.l4_off;
+  const uint16_t hw = detail::rd16(p);
+  if ((hw != 1 && hw != 6) || detail::rd16(p + 2) != 0x0800 || p[4] != 6 || p[5] != 4) return false;
+  a.op = detail::rd16(p + 6);
+  a.sender = detail::rd32(p + 14);
+  a.target = detail::rd32(p + 24);
+  return true;
+}
+
 // True when the `len` bytes at `data` are untagged Ethernet, IPv4 without options and not
 // a fragment, and either TCP without SYN or UDP; then parse_frame would make it kIpv4
 // with these fields (tests/unit/parse_test.cc holds the two to agreeing).

@@ -175,7 +175,9 @@ class Worker {
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
   Verdict police_sessions(uint32_t len, uint64_t now_ns);
   bool take_infra(uint64_t now_ns);
-  bool take_neighbour(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;
+  Verdict neighbour_verdict(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;
+  bool decide_infra(const PacketView& p, const struct PacketMeta& m, const Session* s, uint64_t now_ns, Verdict& v,
+                    TrafficClass& cls) noexcept;
   bool router_message_allowed(const PacketView& p, const struct PacketMeta& m) const noexcept;
   bool take_icmp_error(uint64_t now_ns);
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
