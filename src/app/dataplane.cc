@@ -64,12 +64,17 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
   mono0_ns_ = clock_ns(CLOCK_MONOTONIC);
   unix_ns0_ = clock_ns(CLOCK_REALTIME);
   ctxs_.resize(n);
+  // A request the cluster sends and its answer may reach different workers (a neighbour
+  // solicitation's multicast group and the answering router's address hash apart): one
+  // table of the cluster's requests for all of them.
+  solicitations_ = std::make_unique<SolicitationTable>(rte_rdtsc());
   for (unsigned i = 0; i < n; ++i) {
     Worker::Sizes sizes;
     sizes.unregistered = state.config().unregistered.table_size;
     sizes.sources = state.source_capacity();
     sizes.sessions = state.config().limits_sessions;
     workers_.push_back(std::make_unique<Worker>(sizes, rte_rdtsc() + i));
+    workers_.back()->share_solicitations(*solicitations_);
     WorkerCtx& c = ctxs_[i];
     c.worker = workers_.back().get();
     c.queue = static_cast<uint16_t>(i);

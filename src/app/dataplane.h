@@ -57,6 +57,7 @@ class DataPlane : public DataPathView {
   bool ports_started_ = false;
   const PolicyState* state_ = nullptr;
   RcuPublisher* publisher_ = nullptr;
+  std::unique_ptr<SolicitationTable> solicitations_;  // shared by the workers; declared first, destroyed after them
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<WorkerCtx> ctxs_;
   std::atomic<bool> stop_{false};

@@ -189,8 +189,6 @@ bool Worker::take_icmp_error(uint64_t now_ns) {
   return meter_take(icmp_errors_, snap_->icmp_errors_pps, now_ns, kTokenScale);
 }
 
-uint64_t Worker::solicitation_tag(const Ip6& target) const noexcept { return mix64(hash_v6(target) ^ seed_) | 1; }
-
 // RA guard (infra.ra_guard): router advertisements and redirects (which set the nodes'
 // default route and first hops) are infrastructure only from the MACs of
 // infra.neighbours; from any other host they are judged as its other traffic
@@ -214,10 +212,7 @@ Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint
   if (worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] return Verdict::kSpoofed;
   Ip6 target;
   if (worker_detail::maybe_neighbour(m, true) && worker_detail::neighbour_target(p, m, true, target)) {
-    const uint64_t t = solicitation_tag(target);
-    Solicitation& s = solicitations_[(t >> 40) % kSolicitations];
-    if (s.tag == t && s.credits > 0 && !tick_before(s.deadline, session_tick(now_ns))) {
-      s.credits--;
+    if (solicitations_->take_answer(target, session_tick(now_ns))) {
       counters_.neighbour_answers++;
       return Verdict::kPass;
     }

@@ -68,16 +68,12 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
   sessions_.extend(s, now + (proto == kProtoUdp ? to.udp : to.icmp));
 }
 
-// The cluster asks for a neighbour (an ARP request, a neighbour solicitation): up to
-// kAnswers answers from the outside within kWithin pass outside the infra budget
-// (neighbour_verdict). A later request for the same address renews them, not adds to them.
+// The cluster asks for a neighbour (an ARP request, a neighbour solicitation): a few
+// answers from the outside within a few seconds pass outside the infra budget
+// (neighbour_verdict, on whichever worker the answer reaches).
 [[gnu::noinline]] void Worker::note_solicitation(const PacketView& p, const PacketMeta& m, uint32_t now) noexcept {
-  constexpr uint32_t kAnswers = 2;  // the answer, and one more (a duplicate, a second router of a redundant pair)
-  constexpr uint32_t kWithin = 3'000'000'000ull >> kTickShift;  // answers come in milliseconds; 3 s is generous
   Ip6 target;
-  if (!worker_detail::neighbour_target(p, m, false, target)) return;
-  const uint64_t t = solicitation_tag(target);
-  solicitations_[(t >> 40) % kSolicitations] = {t, now + kWithin, kAnswers};
+  if (worker_detail::neighbour_target(p, m, false, target)) solicitations_->note(target, now);
 }
 
 // Staged like the outside path: keys and tag-line prefetches for the whole stage, then

@@ -13,14 +13,21 @@ outside on the source address, inside on the destination.
    a warning at start and stakegate_rate_split_workers 2.
 3. Refusals: a device that cannot hash on the source address alone; one that applied
    RSS with L4 ports anyway (read back); without RSS at all (the real net_pcap).
+4. A request and its answer on different workers: the cluster's first neighbour
+   solicitation for its router goes to a solicited-node multicast group, the router's
+   advertisement comes from its own address, and the two hash to different queues. The
+   answer still passes as one (stakegate_neighbour_answers_total): the workers share the
+   table of the cluster's requests.
 """
+import ipaddress
 import os
+import struct
 import subprocess
 import time
 
-from common import STAKEGATE, TempDir, check, finish, free_port, metric_values, scrape, write_pcap, write_yaml
+from common import STAKEGATE, TempDir, check, finish, free_port, metric_values, read_pcap, scrape, write_pcap, write_yaml
 from common import UnixHTTPConnection
-from flows import TcpConn
+from flows import TcpConn, frame
 import rss
 
 RSSSIM = os.environ["STAKEGATE_RSSSIM"]
@@ -60,6 +67,40 @@ def write_captures(d, queues=2):
     return paths, [len([a for a in NODES if rss.queue_of(a, queues) == q]) for q in range(queues)]
 
 
+CLUSTER6 = "2001:db8:ff::1"
+
+
+def solicited_node(address):
+    """The solicited-node multicast group of an IPv6 address (ff02::1:ffXX:XXXX)."""
+    return str(ipaddress.ip_address(int(ipaddress.ip_address("ff02::1:ff00:0")) | int(ipaddress.ip_address(address)) & 0xFFFFFF))
+
+
+def neighbour(src, dst, target, kind, mac):
+    """A neighbour solicitation (135) or advertisement (136, solicited and override), hop
+    limit 255, with its link-layer address option."""
+    flags = 0 if kind == 135 else 0x60000000
+    body = struct.pack("!BBHI", kind, 0, 0, flags) + ipaddress.ip_address(target).packed
+    body += bytes([1 if kind == 135 else 2, 1]) + mac
+    return frame(src, dst, 58, body, ttl=255, src_mac=mac)
+
+
+def write_nd_captures(d, paths, queues=2):
+    """The captures of phase 1, plus the cluster's solicitation for a router whose address
+    and solicited-node group hash to different queues (first on its inside queue), and the
+    router's answer on the outside queue of its address (replayed endlessly with the rest)."""
+    router = next(a for a in (f"2001:db8:fe::{i:x}" for i in range(1, 200))
+                  if rss.queue_of(a, queues) != rss.queue_of(solicited_node(a), queues))
+    q_ask, q_answer = rss.queue_of(solicited_node(router), queues), rss.queue_of(router, queues)
+    nd = dict(paths)
+    frames = {k: read_pcap(v) for k, v in paths.items()}
+    frames[f"in{q_ask}"].insert(0, neighbour(CLUSTER6, solicited_node(router), router, 135, b"\x02\0\0\0\0\x02"))
+    frames[f"out{q_answer}"].append(neighbour(router, CLUSTER6, router, 136, b"\x02\0\0\0\0\x01"))
+    for k, v in frames.items():
+        nd[k] = os.path.join(d, f"nd-{k}.pcap")
+        write_pcap(nd[k], v)
+    return nd, router, q_ask, q_answer
+
+
 def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml"):
     nodes = [{"node_id": node_id(i), "role": "consensus", "address": f"{a}:3569"} for i, a in enumerate(NODES)]
     return write_yaml(os.path.join(d, name), {
@@ -69,7 +110,7 @@ def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml"):
                                          "tx_pcap=/dev/null,tx_pcap=/dev/null"},
                       "workers": 2, "rss": rss_on, "mbufs": 32767},
         "capacity": {"pps": CAPACITY},
-        "cluster": {"prefixes": ["198.18.255.0/24"]},
+        "cluster": {"prefixes": ["198.18.255.0/24", "2001:db8:ff::/64"]},
         "identity": {"nodes": nodes},
         "roles": {"consensus": {"share": SHARE, "burst_ms": 100, "ports": [3569]}},
         "unregistered": {"share": 0.05},
@@ -165,6 +206,16 @@ with TempDir() as d:
         check(not off, f"without RSS each worker enforces rate / 2: a node steered to one queue passes "
               f"{min(rates.values()):.0f} to {max(rates.values()):.0f} pps of its {RATE:.0f}")
         check(m.get("stakegate_rate_split_workers") == 2, f"stakegate_rate_split_workers = {m.get('stakegate_rate_split_workers')}")
+
+    print("\n== a neighbour solicitation and its answer on different workers", flush=True)
+    nd_paths, router, q_ask, q_answer = write_nd_captures(d, paths)
+    cfg_nd = write_config(d, nd_paths, port, name="nd.yaml")
+    rates, log, m = measure(d, cfg_nd, sim, port, "nd")
+    if rates is not None:
+        answers = m.get("stakegate_neighbour_answers_total")
+        check(answers == 2, f"the cluster asks for {router} on queue {q_ask} (its solicited-node group), the "
+              f"router answers on queue {q_answer}: {answers} of its endless answers "
+              f"pass as answers (2 per request), whichever worker saw the request")
 
     print("\n== devices that cannot steer by source, refused", flush=True)
     rc, out = refused(d, cfg, {"LD_PRELOAD": RSSSIM, "STAKEGATE_RSSSIM_OFFLOADS": f"{OLDER:x}"}, "older")

@@ -546,6 +546,53 @@ TEST_F(SessionTest, AnswersToTheClustersOwnNeighbourRequestsPassThroughAFlood) {
   EXPECT_EQ(f_.worker->counters().neighbour_answers, 4u);
 }
 
+// With several workers a request and its answer may reach different workers: a first
+// neighbour solicitation goes to the target's solicited-node multicast group (the inside's
+// RSS hashes that group), the router answers from its own address (the outside hashes
+// that). The workers share one table of the cluster's requests, as DataPlane sets them up,
+// so the answer passes through a flood on whichever worker it reaches.
+TEST_F(SessionTest, AnAnswerPassesOnAnotherWorkerThanItsRequest) {
+  Worker::Sizes sizes;
+  sizes.unregistered = 1024;
+  sizes.sources = f_.snap->source_count();
+  sizes.sessions = f_.sessions;
+  Worker a(sizes, 1), b(sizes, 2);
+  auto outside = [](Worker& w, const std::vector<uint8_t>& frame, uint64_t now) {
+    PacketView v{frame.data(), static_cast<uint32_t>(frame.size())};
+    Verdict out;
+    w.process_outside(&v, 1, now, &out);
+    return out;
+  };
+  auto inside = [](Worker& w, const std::vector<uint8_t>& frame, uint64_t now) {
+    PacketView v{frame.data(), static_cast<uint32_t>(frame.size())};
+    w.process_inside(&v, 1, now);
+  };
+  auto run = [&](Worker& asks, Worker& answered) {  // how many of three answers pass during a flood
+    asks.bind(f_.snap.get());
+    answered.bind(f_.snap.get());
+    const auto flood = from_mac(neighbour_frame("fe80::66", "ff02::1", "fe80::66", 136), 0x66);
+    for (int i = 0; i < 150; ++i) outside(answered, flood, 0);  // the budget's 100 and more
+    inside(asks, neighbour_frame("2001:2::ff", "ff02::1:ff00:1", "2001:2::1", 135), 0);
+    inside(asks, stakegate::testing::build_arp(*parse_ip("198.18.255.1"), *parse_ip("198.18.254.1")), 0);
+    int n = 0;
+    for (int i = 0; i < 3; ++i) {
+      n += outside(answered, neighbour_frame("2001:2::1", "2001:2::ff", "2001:2::1", 136), 0) == Verdict::kPass;
+      n += outside(answered, stakegate::testing::build_arp(*parse_ip("198.18.254.1"), *parse_ip("198.18.255.1"), 2), 0) ==
+           Verdict::kPass;
+    }
+    return n;
+  };
+  EXPECT_EQ(run(a, b), 0);  // each worker with its own table: worker b never saw the requests
+  EXPECT_EQ(a.counters().neighbour_answers + b.counters().neighbour_answers, 0u);
+  SolicitationTable shared(7);
+  Worker c(sizes, 3), d(sizes, 4);
+  c.share_solicitations(shared);
+  d.share_solicitations(shared);
+  EXPECT_EQ(run(c, d), 4);  // two answers to each request, on the other worker
+  EXPECT_EQ(d.counters().neighbour_answers, 4u);
+  EXPECT_EQ(c.counters().neighbour_answers, 0u);
+}
+
 // The upstream router, listed in infra.neighbours: its own requests for the cluster's
 // addresses take a budget of their own, so it keeps resolving the cluster through a flood
 // from another host of the link. Answering the cluster makes no MAC a listed neighbour.

@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "stakegate/base/huge_alloc.h"
@@ -14,6 +15,7 @@
 #include "stakegate/pipeline/peer_score.h"
 #include "stakegate/pipeline/sample_ring.h"
 #include "stakegate/pipeline/sessions.h"
+#include "stakegate/pipeline/solicitations.h"
 #include "stakegate/policy/meter.h"
 #include "stakegate/policy/snapshot.h"
 
@@ -115,6 +117,12 @@ class Worker {
   // every packet takes the full path: the differential test compares the two.
   void set_fast_path(bool on) noexcept { fast_path_ = on; }
 
+  // The addresses the cluster asked for, whose answers pass outside the infra budget: the
+  // worker's own table, or (several workers: DataPlane) one all of them share, since a
+  // request and its answer may reach different workers. Set before the worker runs; `t`
+  // must outlive it.
+  void share_solicitations(SolicitationTable& t) noexcept { solicitations_ = &t; }
+
   const WorkerCounters& counters() const { return counters_; }
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
   const NodeMeterCold& meter_cold(uint32_t slot) const { return cold_[slot]; }
@@ -151,14 +159,6 @@ class Worker {
     uint8_t channel;    // how its first fragment passed (Channel)
   };
   enum Channel : uint8_t { kNoChannel = 0, kSessionChannel, kUnregisteredChannel };
-  // An address the cluster asked for (an ARP request, a neighbour solicitation from the
-  // inside): its answers pass outside the infra budget, a few within a few seconds.
-  struct Solicitation {
-    uint64_t tag;       // 0: empty
-    uint32_t deadline;  // tick
-    uint32_t credits;   // answers still allowed
-  };
-  static constexpr unsigned kSolicitations = 256;  // direct-mapped by tag
 
   // What the outside packet's session lookup found (decide_stage's second stage).
   struct Lookup;
@@ -181,7 +181,6 @@ class Worker {
   bool router_message_allowed(const PacketView& p, const struct PacketMeta& m) const noexcept;
   bool take_icmp_error(uint64_t now_ns);
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
-  uint64_t solicitation_tag(const Ip6& target) const noexcept;
   bool remote_on_session(Session* s, const struct PacketMeta& m, const PacketView& p, uint64_t now_ns);
   void on_source_drop(uint32_t slot, Verdict v, bool attributable, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
@@ -215,7 +214,8 @@ class Worker {
   Meter sessions_pkts_, sessions_bytes_;  // the sessions budget
   Meter infra_;        // neighbour traffic: ARP, neighbour discovery, listed EtherTypes
   Meter icmp_errors_;  // ICMP errors quoting a live session
-  std::array<Solicitation, kSolicitations> solicitations_{};
+  std::unique_ptr<SolicitationTable> own_solicitations_ = std::make_unique<SolicitationTable>();
+  SolicitationTable* solicitations_ = own_solicitations_.get();
   // infra.neighbours' own budgets (the infra profile each), by their index in the snapshot;
   // a meter restarts full when its MAC changes.
   std::array<Meter, PolicySnapshot::kMaxNeighbours> neighbour_meters_{};

@@ -1,0 +1,67 @@
+#pragma once
+// The addresses the cluster asked for (ARP requests, neighbour solicitations from the
+// inside), so that their answers from the outside pass whatever the infra budget holds:
+// a flood on the outside link cannot keep the cluster from resolving its router.
+//
+// One table serves every worker. A request and its answer need not reach the same worker:
+// a first neighbour solicitation goes to a solicited-node multicast group (the inside
+// port's RSS hashes that group), and the answer comes from the router's own address (the
+// outside port hashes that). So any worker notes, any worker takes an answer. Each entry is
+// one 64-bit word (tag, credits, deadline) written with single atomic stores and taken
+// with compare-and-swap: no lock, and only ARP and neighbour discovery frames touch it.
+// Workers' clocks share one origin (DataPlane), so a deadline one worker wrote means the
+// same to the others.
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include "stakegate/base/address.h"
+#include "stakegate/policy/snapshot.h"
+
+namespace stakegate {
+
+class SolicitationTable {
+ public:
+  static constexpr unsigned kEntries = 256;  // direct-mapped by the target's hash
+  static constexpr uint32_t kAnswers = 2;    // the answer, and one more (a duplicate, a second router of a pair)
+  static constexpr uint32_t kWithin = 3'000'000'000ull >> kTickShift;  // answers come in milliseconds; 3 s is generous
+
+  explicit SolicitationTable(uint64_t seed = 0x5011c17) : seed_(mix64(seed) | 1) {}
+  SolicitationTable(const SolicitationTable&) = delete;
+  SolicitationTable& operator=(const SolicitationTable&) = delete;
+
+  // The cluster asked for `target` at tick `now`: kAnswers answers within kWithin. A later
+  // request for the same address renews them, not adds to them.
+  void note(const Ip6& target, uint32_t now) noexcept {
+    const uint64_t h = hash(target);
+    entry(h).store(word(h, kAnswers, now + kWithin), std::memory_order_relaxed);
+  }
+
+  // An answer for `target` at tick `now`: true, spending one credit, when the cluster asked
+  // for it within kWithin and credits are left.
+  bool take_answer(const Ip6& target, uint32_t now) noexcept {
+    const uint64_t h = hash(target);
+    std::atomic<uint64_t>& e = entry(h);
+    uint64_t w = e.load(std::memory_order_relaxed);
+    for (;;) {
+      const uint32_t credits = static_cast<uint32_t>(w >> 32) & 0xff;
+      if ((w >> 40) != tag(h) || credits == 0 || tick_before(static_cast<uint32_t>(w), now)) return false;
+      if (e.compare_exchange_weak(w, w - (uint64_t{1} << 32), std::memory_order_relaxed)) return true;
+    }
+  }
+
+ private:
+  uint64_t hash(const Ip6& target) const noexcept { return mix64(hash_v6(target) ^ seed_); }
+  // 8 bits of the hash pick the entry, 24 more are its tag: a false match needs the same 32
+  // bits (an on-link host could as well answer the real request, so this is no secret).
+  static uint64_t tag(uint64_t h) noexcept { return (h >> 8) & 0xffffff; }
+  std::atomic<uint64_t>& entry(uint64_t h) noexcept { return entries_[h % kEntries]; }
+  static uint64_t word(uint64_t h, uint32_t credits, uint32_t deadline) noexcept {
+    return tag(h) << 40 | uint64_t{credits & 0xff} << 32 | deadline;
+  }
+
+  uint64_t seed_;
+  std::array<std::atomic<uint64_t>, kEntries> entries_{};
+};
+
+}  // namespace stakegate
