@@ -61,6 +61,10 @@ void config_warnings(const Config& c, std::vector<std::string>& out) {
   if (c.state_dir.empty())
     out.push_back(c.file + ": state_dir is not set: blocks made through the API are lost on a restart "
                            "(docs/configuration.md)");
+  if (c.infra.neighbours.empty())
+    out.push_back(c.file + ": infra.neighbours is not set: the upstream router's ARP and neighbour solicitations for the "
+                           "cluster share the infra budget with every other host of the outside link, so a flood there can "
+                           "keep the router from reaching the nodes; list its MAC (docs/deployment.md)");
   if (!c.control.tcp.empty() && !c.control.tls.on())
     out.push_back(c.file + ": control.tcp has no TLS: its bearer token travels in clear (control.tls)");
   for (size_t i = 0; i < c.blocklist.size(); ++i)

@@ -20,6 +20,15 @@ with TempDir() as d:
 
     good = read_yaml(cfg)
 
+    # Warnings: a config that runs but leaves something unprotected says so, and names the fix.
+    warn = "infra.neighbours is not set: the upstream router's ARP and neighbour solicitations"
+    check(f"{cfg}: {warn}" in p.stdout, "check-config warns while infra.neighbours is empty, naming the file")
+    listed = copy.deepcopy(good)
+    listed.setdefault("infra", {})["neighbours"] = ["02:00:00:00:fe:01"]
+    p = run([STAKEGATE, "check-config", write_yaml(os.path.join(d, "neighbours.yaml"), listed)])
+    check(warn not in p.stdout and "02:00:00:00:fe:01" in p.stdout,
+          "with the router's MAC listed: no such warning, and the plan shows the MAC")
+
     def refused(name, change, needle):
         c = copy.deepcopy(good)
         change(c)
