@@ -4,9 +4,15 @@
 #include <rte_errno.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
 #include <time.h>
 
+#include <algorithm>
 #include <stdexcept>
+#include <string>
+
+#include "port_plan.h"
 
 namespace stakegate {
 namespace {
@@ -50,6 +56,11 @@ DataPlane::DataPlane(const Config& cfg) : cfg_(cfg) {
 
 DataPlane::~DataPlane() {
   stop();
+  for (rte_ring* r : handoff_) {
+    void* m = nullptr;
+    while (rte_ring_sc_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+  }
   if (ports_started_) {
     stop_port(outside_);
     stop_port(inside_);
@@ -68,6 +79,21 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
   // solicitation's multicast group and the answering router's address hash apart): one
   // table of the cluster's requests for all of them.
   solicitations_ = std::make_unique<SolicitationTable>(rte_rdtsc());
+  // With RSS, a remote's sessions are on the worker its address hashes to; an ICMP error
+  // about them, which hashes by the reporting router's address, is handed there through
+  // that worker's ring (multi-producer, single consumer).
+  Steering steering;
+  if (inside_.rss && n > 1) {
+    steering.workers = static_cast<uint16_t>(n);
+    steering.reta_size = inside_.reta_size;
+    std::copy(rss_key(), rss_key() + kRssKeySize, steering.key.begin());
+    for (unsigned i = 0; i < n; ++i) {
+      const std::string name = "sg_handoff" + std::to_string(i);
+      rte_ring* r = rte_ring_create(name.c_str(), kHandoffRing, rte_socket_id(), RING_F_SC_DEQ);
+      if (!r) throw std::runtime_error("cannot create the handoff ring of worker " + std::to_string(i) + ": " + rte_strerror(rte_errno));
+      handoff_.push_back(r);
+    }
+  }
   for (unsigned i = 0; i < n; ++i) {
     Worker::Sizes sizes;
     sizes.unregistered = state.config().unregistered.table_size;
@@ -75,6 +101,8 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
     sizes.sessions = state.config().limits_sessions;
     workers_.push_back(std::make_unique<Worker>(sizes, rte_rdtsc() + i));
     workers_.back()->share_solicitations(*solicitations_);
+    steering.self = static_cast<uint16_t>(i);
+    workers_.back()->set_steering(steering);
     WorkerCtx& c = ctxs_[i];
     c.worker = workers_.back().get();
     c.queue = static_cast<uint16_t>(i);
@@ -86,6 +114,7 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
     c.policy = publisher.pointer();
     c.rcu = publisher.rcu();
     c.stop = &stop_;
+    c.handoff = handoff_.empty() ? nullptr : handoff_.data();
   }
 }
 

@@ -57,6 +57,8 @@ class DataPlane : public DataPathView {
   bool ports_started_ = false;
   const PolicyState* state_ = nullptr;
   RcuPublisher* publisher_ = nullptr;
+  static constexpr unsigned kHandoffRing = 1024;  // frames in flight to one worker from the others
+  std::vector<rte_ring*> handoff_;                  // per worker (several workers with RSS); freed after they stop
   std::unique_ptr<SolicitationTable> solicitations_;  // shared by the workers; declared first, destroyed after them
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<WorkerCtx> ctxs_;

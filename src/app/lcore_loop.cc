@@ -47,6 +47,29 @@ class WorkerClock {
   uint64_t q32_, tsc0_ = 0, base_ns_ = 0;
 };
 
+// Outside frames by verdict: passed ones to the inside port, handed-off ones to their
+// worker's ring (a full ring frees them, counted as the inside's transmit drops), the rest
+// freed.
+inline void forward(WorkerCtx* ctx, const Worker& w, rte_mbuf** rx, uint16_t n, const Verdict* verdicts, rte_mbuf** pass,
+                    rte_mbuf** drop) {
+  const uint16_t q = ctx->queue;
+  uint16_t np = 0, nd = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    if (verdicts[i] == Verdict::kPass) {
+      pass[np++] = rx[i];
+    } else if (verdicts[i] == Worker::kHandoff) [[unlikely]] {
+      if (!ctx->handoff || rte_ring_mp_enqueue(ctx->handoff[w.handoff_target(i)], rx[i]) != 0) {
+        rte_pktmbuf_free(rx[i]);
+        ctx->tx_dropped[0]++;
+      }
+    } else {
+      drop[nd++] = rx[i];
+    }
+  }
+  if (nd) rte_pktmbuf_free_bulk(drop, nd);
+  send_or_free(ctx->inside.port, q, q < ctx->inside.tx_queues, pass, np, ctx->tx_dropped[0]);
+}
+
 }  // namespace
 
 int worker_main(void* arg) {
@@ -60,7 +83,7 @@ int worker_main(void* arg) {
   const uint16_t q = ctx->queue;
   const uint16_t burst = static_cast<uint16_t>(ctx->burst);
   const bool out_rx = q < ctx->outside.rx_queues, in_rx = q < ctx->inside.rx_queues;
-  const bool out_tx = q < ctx->outside.tx_queues, in_tx = q < ctx->inside.tx_queues;
+  const bool out_tx = q < ctx->outside.tx_queues;
   const WorkerClock clock(ctx->ns_per_tsc_q32, ctx->mono0_ns);
 
   const PolicySnapshot* bound = nullptr;
@@ -92,10 +115,18 @@ int worker_main(void* arg) {
         carried += n;
         for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
         w.process_outside(views, n, clock.ns(rte_rdtsc()), verdicts);
-        uint16_t np = 0, nd = 0;
-        for (uint16_t i = 0; i < n; ++i) (verdicts[i] == Verdict::kPass ? pass[np++] : drop[nd++]) = rx[i];
-        if (nd) rte_pktmbuf_free_bulk(drop, nd);
-        send_or_free(ctx->inside.port, q, in_tx, pass, np, ctx->tx_dropped[0]);
+        forward(ctx, w, rx, n, verdicts, pass, drop);
+      }
+    }
+    // Frames other workers handed over (ICMP errors about this worker's sessions): rare,
+    // so an empty ring costs one read of its producer index.
+    if (ctx->handoff && !rte_ring_empty(ctx->handoff[q])) {
+      uint16_t n = static_cast<uint16_t>(rte_ring_sc_dequeue_burst(ctx->handoff[q], reinterpret_cast<void**>(rx), burst, nullptr));
+      if (n) {
+        carried += n;
+        for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
+        w.process_handoffs(views, n, clock.ns(rte_rdtsc()), verdicts);
+        forward(ctx, w, rx, n, verdicts, pass, drop);
       }
     }
     rte_rcu_qsbr_quiescent(ctx->rcu, q);

@@ -3,6 +3,7 @@
 //   adopt a new policy if one was published; RX inside -> sessions -> TX outside;
 //   RX outside -> decide -> TX inside; report quiescence to RCU; publish the worker's clock.
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 
 #include <atomic>
 #include <cstdint>
@@ -29,7 +30,10 @@ struct WorkerCtx {
   const std::atomic<const PolicySnapshot*>* policy = nullptr;
   rte_rcu_qsbr* rcu = nullptr;
   const std::atomic<bool>* stop = nullptr;
-  alignas(64) uint64_t tx_dropped[kDirectionCount] = {};
+  // Several workers with RSS: frames the worker hands to another (Worker::kHandoff) go to
+  // that worker's ring, handoff[i]; its own is handoff[queue]. Null: no handoffs.
+  rte_ring* const* handoff = nullptr;
+  alignas(64) uint64_t tx_dropped[kDirectionCount] = {};  // outside: also handoffs a full ring refused
   uint64_t busy_tsc = 0;      // TSC spent in loop iterations that carried packets
   uint64_t total_tsc = 0;
   uint64_t busy_packets = 0;  // packets those iterations carried (both directions)

@@ -194,6 +194,10 @@ std::string render_metrics(const MetricsInput& in) {
                    "ARP replies and neighbour advertisements passed as answers to the cluster's own requests, "
                    "whatever the infra budget held.",
                    t.c.neighbour_answers},
+        std::tuple{"stakegate_handoffs_total",
+                   "ICMP errors a worker handed to the worker holding the session they quote (several workers: a "
+                   "router's error hashes by the router's address, the session by the remote's).",
+                   t.c.handoffs},
         std::tuple{"stakegate_listed_neighbour_passes_total",
                    "ARP, neighbour discovery and listed EtherTypes from the MACs of infra.neighbours (the upstream "
                    "routers) passed on their own budgets.",

@@ -277,12 +277,27 @@ uint64_t Worker::fragment_tag(const PacketMeta& m) const noexcept {
 
 // ---- the verdict ---------------------------------------------------------------------
 
+// An ICMP error whose quoted session this worker does not hold: true, with out[i] =
+// kHandoff and its target noted, when the session's remote belongs to another worker (and
+// the frame was not handed here already).
+bool Worker::hand_off(const PacketMeta& m, const Lookup& look, Verdict* v) noexcept {
+  const size_t i = static_cast<size_t>(v - out_origin_);
+  if (!steering_.on() || handed_in_ || i >= kHandoffSlots || !look.keyed || !icmp_error(m)) return false;
+  const uint16_t owner = steering_.owner(look.key.remote);
+  if (owner == steering_.self) return false;
+  handoff_to_[i] = owner;
+  *v = kHandoff;
+  counters_.handoffs++;
+  return true;
+}
+
 // A burst is decided in stages so that each stage's memory accesses for all packets are
 // in flight together: frame bytes; the address table line and the session set's tags;
 // each source's meter (or unregistered bucket) and the matching session entry; then each
 // packet is decided in order. Stages never wait on a miss they could have started earlier.
 uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   tick(now_ns);
+  out_origin_ = out;
   for (uint16_t done = 0; done < n;) {
     uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kOutsideStage));
     decide_stage(pkts + done, k, now_ns, out + done);
@@ -440,6 +455,9 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       Session* s = !look[i].keyed   ? nullptr
                    : look[i].scanned ? sessions_.find_in(look[i].key, look[i].hash, look[i].ways)
                                      : sessions_.find(look[i].key, look[i].hash, now);
+      // An ICMP error from a router hashes by the router's address; the session it quotes
+      // is on the worker of the remote the cluster sent to. Hand it there (several workers).
+      if (!s && m.has_icmp && hand_off(m, look[i], out + i)) [[unlikely]] continue;
       // A source claiming the cluster's own address, or one no host can have, is spoofed
       // (for a table's address the snapshot marked it; others are checked here).
       if (look[i].slot != PolicySnapshot::kNoSource && !(meters_[look[i].slot].flags & SourcePolicy::kNotOutside)) {

@@ -18,6 +18,11 @@ outside on the source address, inside on the destination.
    advertisement comes from its own address, and the two hash to different queues. The
    answer still passes as one (stakegate_neighbour_answers_total): the workers share the
    table of the cluster's requests.
+5. A router's ICMP error and the session it quotes on different workers: the error hashes
+   by the router's address, the cluster's connection by the remote's. The worker that gets
+   the error hands it to the one holding the session, and it passes as infrastructure
+   (stakegate_handoffs_total); without the handoff it would be `unregistered`, and path MTU
+   discovery through a router hashing elsewhere would fail.
 """
 import ipaddress
 import os
@@ -27,7 +32,7 @@ import time
 
 from common import STAKEGATE, TempDir, check, finish, free_port, metric_values, read_pcap, scrape, write_pcap, write_yaml
 from common import UnixHTTPConnection
-from flows import TcpConn, frame
+from flows import SYN, TcpConn, frame, tcp
 import rss
 
 RSSSIM = os.environ["STAKEGATE_RSSSIM"]
@@ -99,6 +104,25 @@ def write_nd_captures(d, paths, queues=2):
         nd[k] = os.path.join(d, f"nd-{k}.pcap")
         write_pcap(nd[k], v)
     return nd, router, q_ask, q_answer
+
+
+def write_icmp_captures(d, paths, queues=2):
+    """The captures of phase 1, plus the cluster's SYN to a remote (inside, on the remote's
+    queue) and a router's "fragmentation needed" quoting it (outside, on the router's queue,
+    another one; replayed endlessly with the rest)."""
+    remote = "198.18.60.1"
+    router = next(a for a in (f"198.18.61.{i}" for i in range(1, 200)) if rss.queue_of(a, queues) != rss.queue_of(remote, queues))
+    q_session, q_error = rss.queue_of(remote, queues), rss.queue_of(router, queues)
+    syn = tcp(CLUSTER, remote, 41000, 443, 5000, 0, SYN)
+    icmp = struct.pack("!BBHHH", 3, 4, 0, 0, 1280) + syn[14:14 + 28]
+    frames = {k: read_pcap(v) for k, v in paths.items()}
+    frames[f"in{q_session}"].insert(0, syn)
+    frames[f"out{q_error}"].append(frame(router, CLUSTER, 1, icmp))
+    out = dict(paths)
+    for k, v in frames.items():
+        out[k] = os.path.join(d, f"icmp-{k}.pcap")
+        write_pcap(out[k], v)
+    return out, router, q_session, q_error
 
 
 def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml"):
@@ -216,6 +240,19 @@ with TempDir() as d:
         check(answers == 2, f"the cluster asks for {router} on queue {q_ask} (its solicited-node group), the "
               f"router answers on queue {q_answer}: {answers} of its endless answers "
               f"pass as answers (2 per request), whichever worker saw the request")
+
+    print("\n== an ICMP error and the session it quotes on different workers", flush=True)
+    icmp_paths, router, q_session, q_error = write_icmp_captures(d, paths)
+    rates, log, m = measure(d, write_config(d, icmp_paths, port, name="icmp.yaml"), sim, port, "icmp")
+    if rates is not None:
+        infra = sum(v for k, v in m.items() if k.startswith("stakegate_packets_total{") and 'direction="outside"' in k
+                    and 'role="infra"' in k and 'verdict="pass"' in k)
+        unreg = sum(v for k, v in m.items() if k.startswith("stakegate_drops_total{") and 'role="unregistered"' in k)
+        handoffs = m.get("stakegate_handoffs_total", 0)
+        check(infra > 0 and handoffs >= infra and unreg == 0,
+              f"the cluster's connection is on queue {q_session}, the router {router}'s fragmentation-needed about it "
+              f"arrives on queue {q_error}: {handoffs:.0f} handed over, {infra:.0f} passed as infra "
+              f"(the icmp_errors budget), {unreg:.0f} dropped as unregistered")
 
     print("\n== devices that cannot steer by source, refused", flush=True)
     rc, out = refused(d, cfg, {"LD_PRELOAD": RSSSIM, "STAKEGATE_RSSSIM_OFFLOADS": f"{OLDER:x}"}, "older")

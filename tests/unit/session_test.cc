@@ -634,6 +634,102 @@ TEST_F(SessionTest, ListedNeighboursHaveABudgetOfTheirOwn) {
   EXPECT_EQ(requests(0x02, 2 * kS), 100);
 }
 
+// The Toeplitz hash NICs compute for RSS, on Microsoft's published verification vectors
+// (IPv4 source and destination; IPv6 the same), with the key the gateway gives both ports.
+TEST(Steering, ToeplitzMatchesTheVerificationVectors) {
+  constexpr uint8_t kKey[40] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+                                0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+                                0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa};
+  auto both = [&](const char* src, const char* dst) {
+    const IpAddr a = *parse_ip(src), b = *parse_ip(dst);
+    std::vector<uint8_t> in;
+    for (const IpAddr& x : {a, b}) {
+      if (x.is_v4) {
+        for (int sh = 24; sh >= 0; sh -= 8) in.push_back(static_cast<uint8_t>(x.v4 >> sh));
+      } else {
+        in.insert(in.end(), x.v6.bytes.begin(), x.v6.bytes.end());
+      }
+    }
+    return toeplitz_hash(kKey, in.data(), in.size());
+  };
+  EXPECT_EQ(both("66.9.149.187", "161.142.100.80"), 0x323e8fc2u);
+  EXPECT_EQ(both("199.92.111.2", "65.69.140.83"), 0xd718262au);
+  EXPECT_EQ(both("3ffe:2501:200:1fff::7", "3ffe:2501:200:3::1"), 0x2cc18cd5u);
+  // A worker's owner of an address is its hash's redirection table entry, i % workers.
+  Steering st;
+  st.workers = 3;
+  st.reta_size = 128;
+  std::copy(std::begin(kKey), std::end(kKey), st.key.begin());
+  const IpAddr v4 = *parse_ip("66.9.149.187");
+  const uint8_t v4b[4] = {66, 9, 149, 187};
+  EXPECT_EQ(st.owner(mapped_v4(v4.v4)), toeplitz_hash(kKey, v4b, 4) % 128 % 3);
+}
+
+// With several workers a router's ICMP error (RSS: the router's address) and the session
+// it quotes (RSS: the remote's address) may be on different workers: the one that gets the
+// error hands it to the one holding the session, which decides it as any ICMP error.
+TEST_F(SessionTest, AnIcmpErrorIsHandedToTheWorkerHoldingItsSession) {
+  Worker::Sizes sizes;
+  sizes.unregistered = 1024;
+  sizes.sources = f_.snap->source_count();
+  sizes.sessions = f_.sessions;
+  Steering st;
+  st.workers = 2;
+  st.reta_size = 128;
+  for (size_t i = 0; i < st.key.size(); ++i) st.key[i] = static_cast<uint8_t>(0x6d + 37 * i);
+  // A remote, and a router that hashes to the other worker.
+  const char* remote = "198.51.200.80";
+  std::string router;
+  for (int i = 1; router.empty(); ++i) {
+    const std::string r = "198.51.100." + std::to_string(i);
+    if (st.owner(mapped_v4(parse_ip(r)->v4)) != st.owner(mapped_v4(parse_ip(remote)->v4))) router = r;
+  }
+  const uint16_t owner = st.owner(mapped_v4(parse_ip(remote)->v4));
+  Worker w0(sizes, 1), w1(sizes, 2);
+  Worker* workers[2] = {&w0, &w1};
+  for (uint16_t i = 0; i < 2; ++i) {
+    st.self = i;
+    workers[i]->set_steering(st);
+    workers[i]->bind(f_.snap.get());
+  }
+  Worker& holder = *workers[owner];
+  Worker& other = *workers[1 - owner];
+  FrameSpec big = out(remote, 443, 41000, 6);
+  big.tcp_flags = 0x02;
+  const auto sent = build_frame(big);
+  PacketView v{sent.data(), static_cast<uint32_t>(sent.size())};
+  holder.process_inside(&v, 1, 0);  // the inside hashes the remote: its worker holds the session
+  const auto error = stakegate::testing::icmp_error_about(sent, *parse_ip(router.c_str()), 3, 4);
+  PacketView e{error.data(), static_cast<uint32_t>(error.size())};
+  // Second in a burst (its index is what handoff_target takes), after a plain packet.
+  const auto plain = build_frame(back(out(remote, 9000, 41001)));
+  PacketView burst[2] = {{plain.data(), static_cast<uint32_t>(plain.size())}, e};
+  Verdict verdicts[2];
+  other.process_outside(burst, 2, 1 * kMs, verdicts);
+  EXPECT_EQ(verdicts[1], Worker::kHandoff);
+  EXPECT_EQ(other.handoff_target(1), owner);
+  EXPECT_EQ(other.counters().handoffs, 1u);
+  uint64_t counted = 0;
+  for (const auto& cls : other.counters().packets[0])
+    for (uint64_t n : cls) counted += n;
+  EXPECT_EQ(counted, 1u);  // the plain packet only: the handed-off one is counted where it is decided
+  Verdict decided;
+  holder.process_handoffs(&e, 1, 1 * kMs, &decided);
+  EXPECT_EQ(decided, Verdict::kPass);
+  EXPECT_EQ(holder.counters().packets[0][static_cast<int>(TrafficClass::kInfra)][0], 1u);
+  // Handed frames are never handed on: on a worker without the session it is decided there.
+  other.process_handoffs(&e, 1, 1 * kMs, &decided);
+  EXPECT_EQ(decided, Verdict::kUnregistered);
+  // The holder itself decides it in place; without steering nothing is ever handed off.
+  holder.process_outside(&e, 1, 1 * kMs, &decided);
+  EXPECT_EQ(decided, Verdict::kPass);
+  Worker alone(sizes, 3);
+  alone.bind(f_.snap.get());
+  alone.process_outside(&e, 1, 1 * kMs, &decided);
+  EXPECT_EQ(decided, Verdict::kUnregistered);  // no session here, and no one to hand it to
+  EXPECT_EQ(alone.counters().handoffs, 0u);
+}
+
 // ICMP errors come from anywhere on the Internet, ARP and neighbour discovery only from
 // the link: an error flood (a client quoting its own session) leaves the link's budget alone.
 TEST_F(SessionTest, IcmpErrorsHaveABudgetOfTheirOwn) {

@@ -16,6 +16,7 @@
 #include "stakegate/pipeline/sample_ring.h"
 #include "stakegate/pipeline/sessions.h"
 #include "stakegate/pipeline/solicitations.h"
+#include "stakegate/pipeline/steering.h"
 #include "stakegate/policy/meter.h"
 #include "stakegate/policy/snapshot.h"
 
@@ -86,6 +87,7 @@ struct alignas(64) WorkerCounters {
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
   uint64_t listed_neighbour_passes;  // frames of infra.neighbours passed on their own budgets
+  uint64_t handoffs;                 // ICMP errors handed to the worker holding the session they quote
 };
 
 class Worker {
@@ -106,8 +108,25 @@ class Worker {
   // between bursts, so no meter ever has two writers.
   void bind(const PolicySnapshot* snap) noexcept;
 
-  // Decides every frame from the outside port. Returns n; out[i] is frame i's verdict.
+  // Decides every frame from the outside port. Returns n; out[i] is frame i's verdict, or
+  // kHandoff (with steering on): the frame belongs to worker handoff_target(i), which
+  // decides it with process_handoffs; nothing is counted for it here.
   uint16_t process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
+  // Frames another worker handed over: decided as process_outside does, never handed on.
+  uint16_t process_handoffs(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
+    handed_in_ = true;
+    process_outside(pkts, n, now_ns, out);
+    handed_in_ = false;
+    return n;
+  }
+  // Not a verdict: the frame goes to another worker (an ICMP error quoting a session that
+  // worker holds; see Steering). Only frames at index < kHandoffSlots of a call are.
+  static constexpr Verdict kHandoff = static_cast<Verdict>(0xff);
+  static constexpr unsigned kHandoffSlots = 256;
+  uint16_t handoff_target(uint16_t i) const noexcept { return handoff_to_[i]; }
+  // Which worker holds which remote's sessions (several workers with RSS: DataPlane). Off
+  // by default: every frame is decided where it arrives.
+  void set_steering(const Steering& s) noexcept { steering_ = s; }
   // Frames from the inside port (they always pass): each TCP, UDP or ICMP echo packet
   // from a protected address opens or refreshes its session.
   void process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns) noexcept;
@@ -164,6 +183,7 @@ class Worker {
   struct Lookup;
 
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
+  [[gnu::noinline]] bool hand_off(const struct PacketMeta& m, const Lookup& look, Verdict* v) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
   bool decide_fast(const Lookup& look, const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
@@ -223,6 +243,10 @@ class Worker {
   SessionTable sessions_;
   HugeVector<FragmentEntry> fragments_;
   uint64_t fragment_mask_ = 0;
+  Steering steering_;
+  bool handed_in_ = false;  // deciding frames another worker handed over
+  const Verdict* out_origin_ = nullptr;  // process_outside's `out`: handoff_to_ is indexed as it
+  std::array<uint16_t, kHandoffSlots> handoff_to_{};
   WorkerCounters counters_{};
   SampleRing samples_{1024};
   SampleRing events_{256};
