@@ -79,6 +79,7 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
   // solicitation's multicast group and the answering router's address hash apart): one
   // table of the cluster's requests for all of them.
   solicitations_ = std::make_unique<SolicitationTable>(rte_rdtsc());
+  dhcp_ = std::make_unique<SolicitationTable>(rte_rdtsc(), Worker::kDhcpAnswers, Worker::kDhcpWithinNs);
   // With RSS, a remote's sessions are on the worker its address hashes to; an ICMP error
   // about them, which hashes by the reporting router's address, is handed there through
   // that worker's ring (multi-producer, single consumer).
@@ -101,6 +102,7 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
     sizes.sessions = state.config().limits_sessions;
     workers_.push_back(std::make_unique<Worker>(sizes, rte_rdtsc() + i));
     workers_.back()->share_solicitations(*solicitations_);
+    workers_.back()->share_dhcp(*dhcp_);
     steering.self = static_cast<uint16_t>(i);
     workers_.back()->set_steering(steering);
     WorkerCtx& c = ctxs_[i];

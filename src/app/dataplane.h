@@ -60,6 +60,7 @@ class DataPlane : public DataPathView {
   static constexpr unsigned kHandoffRing = 1024;  // frames in flight to one worker from the others
   std::vector<rte_ring*> handoff_;                  // per worker (several workers with RSS); freed after they stop
   std::unique_ptr<SolicitationTable> solicitations_;  // shared by the workers; declared first, destroyed after them
+  std::unique_ptr<SolicitationTable> dhcp_;           // the cluster's DHCP transactions, shared alike
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<WorkerCtx> ctxs_;
   std::atomic<bool> stop_{false};

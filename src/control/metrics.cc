@@ -194,6 +194,10 @@ std::string render_metrics(const MetricsInput& in) {
                    "ARP replies and neighbour advertisements passed as answers to the cluster's own requests, "
                    "whatever the infra budget held.",
                    t.c.neighbour_answers},
+        std::tuple{"stakegate_dhcp_answers_total",
+                   "DHCP answers passed to the cluster's own DHCP transactions (a node asking for an address), "
+                   "whatever the infra budget held.",
+                   t.c.dhcp_answers},
         std::tuple{"stakegate_handoffs_total",
                    "ICMP errors a worker handed to the worker holding the session they quote (several workers: a "
                    "router's error hashes by the router's address, the session by the remote's).",

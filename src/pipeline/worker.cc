@@ -526,6 +526,14 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
   return v;
 }
 
+// A DHCP answer to one of the cluster's transactions (process_inside noted it)?
+bool Worker::dhcp_answer(const PacketView& p, const PacketMeta& m, uint32_t now) noexcept {
+  Ip6 key;
+  if (!worker_detail::dhcp_transaction(p, m, true, key) || !dhcp_->take_answer(key, now)) return false;
+  counters_.dhcp_answers++;
+  return true;
+}
+
 // A source that is not a node (steps 4-6 and 8).
 Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, const PacketView& p, uint64_t now_ns,
                                TrafficClass& cls) {
@@ -549,8 +557,16 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
     return f->channel == kSessionChannel ? police_sessions(wire_length(p), now_ns)
                                          : police_unregistered(tag, wire_length(p), now_ns);
   }
-  // Unregistered sources reach only the public ports.
-  if (!m.has_port || !snap.unregistered_port(m.dst_port)) return Verdict::kUnregistered;
+  // Unregistered sources reach only the public ports; besides, an answer to the cluster's
+  // own DHCP transaction (a node asking for an address has no session to match) passes as
+  // infrastructure, a few per transaction, whatever the budget holds.
+  if (!m.has_port || !snap.unregistered_port(m.dst_port)) {
+    if (worker_detail::maybe_dhcp(m, true) && dhcp_answer(p, m, now)) [[unlikely]] {
+      cls = TrafficClass::kInfra;
+      return Verdict::kPass;
+    }
+    return Verdict::kUnregistered;
+  }
   Verdict v = police_unregistered(tag, wire_length(p), now_ns);
   if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kUnregisteredChannel};
   return v;

@@ -76,6 +76,24 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
   if (worker_detail::neighbour_target(p, m, false, target)) solicitations_->note(target, now);
 }
 
+// The cluster's DHCP client message (a node without an address yet, from 0.0.0.0 or its
+// link-local address: no session can match the answer): its server's answers pass, a few
+// within a few seconds (decide_unknown). `parsed`: the frame's full parse, or null (the
+// fast path read only its ports).
+[[gnu::noinline]] void Worker::note_dhcp(const PacketView& p, const PacketMeta* parsed, uint32_t now) noexcept {
+  PacketMeta m;
+  if (!parsed) {
+    parse_view(p, m);
+    parsed = &m;
+  }
+  Ip6 key;
+  if (worker_detail::dhcp_transaction(p, *parsed, false, key)) dhcp_->note(key, now);
+}
+
+[[gnu::noinline]] void Worker::note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept {
+  if (t.proto == kProtoUdp && t.sport == 68 && t.dport == 67) note_dhcp(p, nullptr, now);
+}
+
 // Staged like the outside path: keys and tag-line prefetches for the whole stage, then
 // the matching entries' prefetches, then the updates. The cluster's commonest packets (a
 // TCP segment without SYN, or a UDP datagram, over untagged IPv4 without options: see
@@ -104,6 +122,8 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
         if ((look[i].keyed = snap.cluster().empty() || snap.cluster().contains_v4(t.src))) {
           look[i].hash = sessions_.hash_v4(t.src, t.dst, t.sport, t.dport, t.proto);
           sessions_.prefetch_with_home(look[i].hash);
+        } else {
+          note_dhcp_fast(p[i], t, now);  // not the cluster's address: a node asking for one (from 0.0.0.0)?
         }
         continue;
       }
@@ -114,6 +134,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       } else if (worker_detail::maybe_neighbour(meta[i], false)) {
         note_solicitation(p[i], meta[i], now);
       }
+      if (worker_detail::maybe_dhcp(meta[i], false)) [[unlikely]] note_dhcp(p[i], &meta[i], now);
     }
     for (uint16_t i = 0; i < k; ++i)
       if (look[i].keyed) {

@@ -68,6 +68,43 @@ inline uint64_t source_mac(const PacketView& p) {
   return mac;
 }
 
+// DHCP. A client's message (`answer` false: IPv4 UDP 68 -> 67, a BOOTREQUEST; IPv6 UDP
+// 546 -> 547, a client message) or a server's answer to one (true: 67 -> 68, a BOOTREPLY;
+// 547 -> 546, ADVERTISE or REPLY), and the transaction it belongs to, as a 16-byte key:
+// IPv4, the transaction ID with the client's hardware address (a client without an address
+// yet is known by nothing else); IPv6, the transaction ID with the client's address (it
+// speaks from its link-local address, and is answered there).
+inline bool dhcp_transaction(const PacketView& p, const PacketMeta& m, bool answer, Ip6& key) {
+  if (!m.has_port || m.l4_proto != kProtoUdp || m.non_first_fragment) return false;
+  const bool v4 = m.kind == L3Kind::kIpv4;
+  const uint16_t client = v4 ? 68 : 546, server = v4 ? 67 : 547;
+  if (m.src_port != (answer ? server : client) || m.dst_port != (answer ? client : server)) return false;
+  const uint8_t* d = p.data + m.l4_off + 8;
+  const uint32_t avail = std::min(m.l4_len, p.len - m.l4_off);  // UDP header and payload, as far as `p` holds them
+  if (avail < 8 + 4) return false;  // a DHCPv6 message's type and transaction ID
+  key = Ip6{};
+  if (v4) {
+    if (avail < 8 + 34 || d[0] != (answer ? 2 : 1)) return false;  // op; chaddr ends at 34
+    key.bytes[0] = 0xd4;
+    std::memcpy(key.bytes.data() + 4, d + 4, 4);   // xid
+    std::memcpy(key.bytes.data() + 8, d + 28, 6);  // chaddr (an Ethernet address)
+    return true;
+  }
+  const uint8_t type = d[0];
+  if (answer ? (type != 2 && type != 7) : (type == 2 || type == 7 || type == 10 || type > 11)) return false;
+  key = answer ? m.dst_v6 : m.src_v6;
+  key.bytes[0] ^= 0x66;
+  for (int i = 1; i < 4; ++i) key.bytes[i] ^= d[i];  // the 3-byte transaction ID
+  return true;
+}
+
+// Cheap test before dhcp_transaction.
+inline bool maybe_dhcp(const PacketMeta& m, bool answer) {
+  if (!m.has_port || m.l4_proto != kProtoUdp) return false;
+  const uint16_t port = answer ? m.dst_port : m.src_port;
+  return port == 68 || port == 546;
+}
+
 // Cheap test before neighbour_target: could the frame be a neighbour request or answer?
 inline bool maybe_neighbour(const PacketMeta& m, bool answer) {
   return m.kind == L3Kind::kNonIp ? m.ethertype == 0x0806 : m.has_icmp && m.icmp_type == (answer ? 136 : 135);

@@ -27,6 +27,7 @@ void Totals::add(const Worker& w, size_t slots) {
   c.fast_path_inside += relaxed(x.fast_path_inside);
   c.neighbour_answers += relaxed(x.neighbour_answers);
   c.handoffs += relaxed(x.handoffs);
+  c.dhcp_answers += relaxed(x.dhcp_answers);
   c.listed_neighbour_passes += relaxed(x.listed_neighbour_passes);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);

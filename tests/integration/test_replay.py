@@ -230,4 +230,33 @@ with TempDir() as d:
           f"the flood is held to the budget (1 of 20), the router's unsolicited reply too; of its 3 answers to the "
           f"cluster's request, 2 pass: {len(passed)} passed, {rep['drops_by_reason']['infra_over_rate']} infra_over_rate")
 
+
+def dhcp4(src, dst, op, xid, mac="02:00:00:00:00:aa"):
+    """A DHCP message over UDP (BOOTP op 1 from the client 68 -> 67, op 2 from a server)."""
+    from flows import udp
+    chaddr = bytes(int(x, 16) for x in mac.split(":"))
+    body = struct.pack("!BBBBIHHIIII16s64s128sI", op, 1, 6, 0, xid, 0, 0, 0, 0, 0, 0, chaddr, b"", b"", 0x63825363)
+    return udp(src, dst, 68 if op == 1 else 67, 67 if op == 1 else 68, body + b"\xff")
+
+
+# A node asking for an address by DHCP: its DISCOVER and REQUEST (from 0.0.0.0: the
+# client's messages go out, whatever their source) open no session, and the server's
+# OFFER and ACK pass as answers to them; an answer to no transaction of the cluster's is
+# `unregistered`, as before.
+with TempDir() as d:
+    cfg = os.path.join(d, "gw.yaml")
+    write_yaml(cfg, one_node_config(d, "net_null0", "net_null1", cluster={"prefixes": ["198.18.255.0/24"]}))
+    server, bcast = "198.18.9.67", "255.255.255.255"
+    offer, ack = dhcp4(server, bcast, 2, 0x5eed), dhcp4(server, "198.18.255.9", 2, 0x5eed)
+    forged = dhcp4(server, bcast, 2, 0x5eee)
+    write_pcap(os.path.join(d, "dhcp.pcap"), [offer, dhcp4("0.0.0.0", bcast, 1, 0x5eed), offer, forged,
+                                              dhcp4("0.0.0.0", bcast, 1, 0x5eed), ack])
+    rep, _ = replay(cfg, os.path.join(d, "dhcp.pcap"), os.path.join(d, "pass.pcap"), report=os.path.join(d, "dhcp.json"))
+    passed = read_pcap(os.path.join(d, "pass.pcap"))
+    check(rep["totals"]["inside"]["packets"] == 2 and passed == [offer, ack]
+          and rep["drops_by_reason"]["unregistered"] == 2,
+          f"the OFFER and ACK of the cluster's DHCP transaction pass (the same OFFER before the DISCOVER and one "
+          f"with another transaction ID do not): {len(passed)} passed, {rep['drops_by_reason']['unregistered']} "
+          f"unregistered, {rep['totals']['inside']['packets']} from the inside")
+
 finish()

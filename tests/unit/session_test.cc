@@ -730,6 +730,75 @@ TEST_F(SessionTest, AnIcmpErrorIsHandedToTheWorkerHoldingItsSession) {
   EXPECT_EQ(alone.counters().handoffs, 0u);
 }
 
+namespace {
+// A DHCP message: IPv4 BOOTP (op 1 request, 2 reply; chaddr 02:00:00:00:00:xx) or a DHCPv6
+// message of `type`, transaction `xid`.
+std::vector<uint8_t> dhcp4(const char* src, const char* dst, uint8_t op, uint32_t xid, uint8_t mac = 0xaa) {
+  FrameSpec f;
+  f.src = *parse_ip(src);
+  f.dst = *parse_ip(dst);
+  f.proto = 17;
+  f.src_port = op == 1 ? 68 : 67;
+  f.dst_port = op == 1 ? 67 : 68;
+  f.payload.assign(240, 0);
+  f.payload[0] = op;
+  f.payload[1] = 1;
+  f.payload[2] = 6;
+  for (int i = 0; i < 4; ++i) f.payload[4 + i] = static_cast<uint8_t>(xid >> (24 - 8 * i));
+  const uint8_t chaddr[6] = {2, 0, 0, 0, 0, mac};
+  std::copy(chaddr, chaddr + 6, f.payload.begin() + 28);
+  f.payload[236] = 99, f.payload[237] = 130, f.payload[238] = 83, f.payload[239] = 99;  // the magic cookie
+  f.frame_size = 0;
+  return build_frame(f);
+}
+std::vector<uint8_t> dhcp6(const char* src, const char* dst, uint8_t type, uint32_t xid) {
+  FrameSpec f;
+  f.src = *parse_ip(src);
+  f.dst = *parse_ip(dst);
+  f.proto = 17;
+  const bool client = type != 2 && type != 7;
+  f.src_port = client ? 546 : 547;
+  f.dst_port = client ? 547 : 546;
+  f.payload = {type, static_cast<uint8_t>(xid >> 16), static_cast<uint8_t>(xid >> 8), static_cast<uint8_t>(xid), 0, 1, 0, 0};
+  f.frame_size = 0;
+  return build_frame(f);
+}
+}  // namespace
+
+// A node taking its address by DHCP from a server on the outside: its DISCOVER goes from
+// 0.0.0.0 to the broadcast address and opens no session, so the server's OFFER and ACK
+// would be `unregistered`. The cluster's DHCP transactions are noted, and a server's
+// answers to them pass (infra, a few per transaction, 10 s); nothing else to port 68 does.
+TEST_F(SessionTest, AnswersToTheClustersDhcpTransactionsPass) {
+  const char* server = "198.18.254.67";
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x1234), 0), Verdict::kUnregistered);  // unasked
+  f_.inside(dhcp4("0.0.0.0", "255.255.255.255", 1, 0x1234), 0);                              // DISCOVER
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x1235), 1 * kMs), Verdict::kUnregistered);  // another xid
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x1234, 0xbb), 1 * kMs), Verdict::kUnregistered);  // client
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 1, 0x1234), 1 * kMs), Verdict::kUnregistered);  // not a reply
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x1234), 1 * kMs), Verdict::kPass);        // OFFER
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 1u);
+  f_.inside(dhcp4("0.0.0.0", "255.255.255.255", 1, 0x1234), 2 * kS);                         // REQUEST
+  EXPECT_EQ(f_.send(dhcp4(server, "198.18.255.7", 2, 0x1234), 2 * kS + 1 * kMs), Verdict::kPass);  // ACK, unicast
+  for (int i = 0; i < 3; ++i) f_.send(dhcp4(server, "255.255.255.255", 2, 0x1234), 2 * kS + 2 * kMs);
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x1234), 2 * kS + 3 * kMs), Verdict::kUnregistered);
+  EXPECT_EQ(f_.worker->counters().dhcp_answers, 5u);  // the OFFER, and 4 on the REQUEST's renewal
+  f_.inside(dhcp4("0.0.0.0", "255.255.255.255", 1, 0x99), 20 * kS);
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x99), 31 * kS), Verdict::kUnregistered);  // after 10 s
+  // DHCPv6: SOLICIT from the node's link-local address to the servers' group; ADVERTISE and
+  // REPLY to that address with its transaction ID.
+  f_.inside(dhcp6("fe80::aa", "ff02::1:2", 1, 0xabcdef), 40 * kS);
+  EXPECT_EQ(f_.send(dhcp6("fe80::67", "fe80::bb", 2, 0xabcdef), 40 * kS), Verdict::kUnregistered);  // another client
+  EXPECT_EQ(f_.send(dhcp6("fe80::67", "fe80::aa", 2, 0xabcdee), 40 * kS), Verdict::kUnregistered);  // another xid
+  auto cut = dhcp6("fe80::67", "fe80::aa", 2, 0xabcdef);  // a message cut after 2 bytes (its UDP length says so)
+  cut.resize(cut.size() - 6);
+  cut[14 + 4] = 0, cut[14 + 5] = 10;  // IPv6 payload length: the UDP header and 2 bytes
+  cut[14 + 40 + 4] = 0, cut[14 + 40 + 5] = 10;
+  EXPECT_EQ(f_.send(cut, 40 * kS), Verdict::kUnregistered);  // read no further than the frame
+  EXPECT_EQ(f_.send(dhcp6("fe80::67", "fe80::aa", 2, 0xabcdef), 40 * kS), Verdict::kPass);          // ADVERTISE
+  EXPECT_EQ(f_.worker->counters().dhcp_answers, 6u);
+}
+
 // ICMP errors come from anywhere on the Internet, ARP and neighbour discovery only from
 // the link: an error flood (a client quoting its own session) leaves the link's budget alone.
 TEST_F(SessionTest, IcmpErrorsHaveABudgetOfTheirOwn) {

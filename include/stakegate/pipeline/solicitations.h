@@ -1,7 +1,8 @@
 #pragma once
 // The addresses the cluster asked for (ARP requests, neighbour solicitations from the
 // inside), so that their answers from the outside pass whatever the infra budget holds:
-// a flood on the outside link cannot keep the cluster from resolving its router.
+// a flood on the outside link cannot keep the cluster from resolving its router. (A second
+// table holds the cluster's DHCP transactions, keyed by dhcp_transaction.)
 //
 // One table serves every worker. A request and its answer need not reach the same worker:
 // a first neighbour solicitation goes to a solicited-node multicast group (the inside
@@ -11,6 +12,7 @@
 // with compare-and-swap: no lock, and only ARP and neighbour discovery frames touch it.
 // Workers' clocks share one origin (DataPlane), so a deadline one worker wrote means the
 // same to the others.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -23,18 +25,23 @@ namespace stakegate {
 class SolicitationTable {
  public:
   static constexpr unsigned kEntries = 256;  // direct-mapped by the target's hash
-  static constexpr uint32_t kAnswers = 2;    // the answer, and one more (a duplicate, a second router of a pair)
-  static constexpr uint32_t kWithin = 3'000'000'000ull >> kTickShift;  // answers come in milliseconds; 3 s is generous
+  // Neighbour requests: the answer, and one more (a duplicate, a second router of a pair),
+  // within 3 s (answers come in milliseconds).
+  static constexpr uint32_t kNeighbourAnswers = 2;
+  static constexpr uint64_t kNeighbourWithinNs = 3'000'000'000ull;
 
-  explicit SolicitationTable(uint64_t seed = 0x5011c17) : seed_(mix64(seed) | 1) {}
+  explicit SolicitationTable(uint64_t seed = 0x5011c17, uint32_t answers = kNeighbourAnswers,
+                             uint64_t within_ns = kNeighbourWithinNs)
+      : seed_(mix64(seed) | 1), answers_(std::min<uint32_t>(answers, 255)),
+        within_(static_cast<uint32_t>(within_ns >> kTickShift)) {}
   SolicitationTable(const SolicitationTable&) = delete;
   SolicitationTable& operator=(const SolicitationTable&) = delete;
 
-  // The cluster asked for `target` at tick `now`: kAnswers answers within kWithin. A later
-  // request for the same address renews them, not adds to them.
+  // The cluster asked for `target` at tick `now`: a few answers within a few seconds. A
+  // later request for the same address renews them, not adds to them.
   void note(const Ip6& target, uint32_t now) noexcept {
     const uint64_t h = hash(target);
-    entry(h).store(word(h, kAnswers, now + kWithin), std::memory_order_relaxed);
+    entry(h).store(word(h, answers_, now + within_), std::memory_order_relaxed);
   }
 
   // An answer for `target` at tick `now`: true, spending one credit, when the cluster asked
@@ -61,6 +68,7 @@ class SolicitationTable {
   }
 
   uint64_t seed_;
+  uint32_t answers_, within_;  // credits per request; ticks they last
   std::array<std::atomic<uint64_t>, kEntries> entries_{};
 };
 

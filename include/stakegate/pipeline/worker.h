@@ -88,6 +88,7 @@ struct alignas(64) WorkerCounters {
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
   uint64_t listed_neighbour_passes;  // frames of infra.neighbours passed on their own budgets
   uint64_t handoffs;                 // ICMP errors handed to the worker holding the session they quote
+  uint64_t dhcp_answers;             // DHCP answers passed to the cluster's own DHCP transactions
 };
 
 class Worker {
@@ -141,6 +142,12 @@ class Worker {
   // request and its answer may reach different workers. Set before the worker runs; `t`
   // must outlive it.
   void share_solicitations(SolicitationTable& t) noexcept { solicitations_ = &t; }
+  // The same for the cluster's DHCP transactions (their answers pass as the neighbours').
+  void share_dhcp(SolicitationTable& t) noexcept { dhcp_ = &t; }
+  // A DHCP transaction's answers: a few (offers of two servers, their acknowledgements)
+  // within 10 s (a server may first ping the address it will offer, dnsmasq for up to 3 s).
+  static constexpr uint32_t kDhcpAnswers = 4;
+  static constexpr uint64_t kDhcpWithinNs = 10'000'000'000ull;
 
   const WorkerCounters& counters() const { return counters_; }
   const NodeMeter& meter(uint32_t slot) const { return meters_[slot]; }
@@ -201,6 +208,9 @@ class Worker {
   bool router_message_allowed(const PacketView& p, const struct PacketMeta& m) const noexcept;
   bool take_icmp_error(uint64_t now_ns);
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
+  void note_dhcp(const PacketView& p, const struct PacketMeta* parsed, uint32_t now) noexcept;
+  void note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept;
+  [[gnu::noinline]] bool dhcp_answer(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   bool remote_on_session(Session* s, const struct PacketMeta& m, const PacketView& p, uint64_t now_ns);
   void on_source_drop(uint32_t slot, Verdict v, bool attributable, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
@@ -236,6 +246,9 @@ class Worker {
   Meter icmp_errors_;  // ICMP errors quoting a live session
   std::unique_ptr<SolicitationTable> own_solicitations_ = std::make_unique<SolicitationTable>();
   SolicitationTable* solicitations_ = own_solicitations_.get();
+  std::unique_ptr<SolicitationTable> own_dhcp_ =
+      std::make_unique<SolicitationTable>(0xd4c9, kDhcpAnswers, kDhcpWithinNs);
+  SolicitationTable* dhcp_ = own_dhcp_.get();
   // infra.neighbours' own budgets (the infra profile each), by their index in the snapshot;
   // a meter restarts full when its MAC changes.
   std::array<Meter, PolicySnapshot::kMaxNeighbours> neighbour_meters_{};
