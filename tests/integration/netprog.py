@@ -17,6 +17,7 @@ object per line on stdout (events, then a final result), and stop by themselves.
   own-flood  a real TCP connection, then copies of its own data segment at a fixed rate
   dns-query  DNS A queries to a resolver, each from a new socket (a new ephemeral port)
   ping       ICMP or ICMPv6 echo requests; counts the replies
+  dhcp-discover a DHCP DISCOVER from 0.0.0.0 on a raw socket (retried each second); the offer
 """
 import argparse
 import hashlib
@@ -421,6 +422,50 @@ def cmd_arp_probe(a):
     emit({"result": "no_reply"})
 
 
+def ip_checksum(hdr):
+    total = sum(struct.unpack(f"!{len(hdr) // 2}H", hdr))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def cmd_dhcp_discover(a):
+    """What a host without an address sends first: a broadcast DISCOVER from 0.0.0.0:68
+    (UDP checksum 0, as clients may send it). Waits for an OFFER with its transaction ID."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    s.bind((a.iface, 0x0800))
+    mac = s.getsockname()[4]
+    xid = int.from_bytes(os.urandom(4), "big")
+    bootp = struct.pack("!BBBBIHHIIII16s64s128sI", 1, 1, 6, 0, xid, 0, 0x8000, 0, 0, 0, 0, mac, b"", b"", 0x63825363)
+    bootp += bytes([53, 1, 1, 55, 2, 1, 3, 255])
+    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp), 0) + bootp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, b"\0" * 4, b"\xff" * 4)
+    ip = ip[:10] + struct.pack("!H", ip_checksum(ip)) + ip[12:]
+    frame = b"\xff" * 6 + mac + b"\x08\x00" + ip + udp
+    deadline, sent, next_send = time.monotonic() + a.timeout, 0, 0.0
+    while time.monotonic() < deadline:
+        if time.monotonic() >= next_send:
+            s.send(frame)
+            sent += 1
+            next_send = time.monotonic() + 1.0
+        r, _, _ = select.select([s], [], [], max(0.0, min(deadline, next_send) - time.monotonic()))
+        if not r:
+            continue
+        f = s.recv(2048)
+        if len(f) < 14 + 20 + 8 + 240 or f[23] != 17:
+            continue
+        ihl = (f[14] & 0x0F) * 4
+        u = 14 + ihl
+        sport, dport = struct.unpack("!HH", f[u:u + 4])
+        b = f[u + 8:]
+        if sport != 67 or dport != 68 or len(b) < 240 or b[0] != 2 or struct.unpack("!I", b[4:8])[0] != xid:
+            continue
+        emit({"result": "offer", "yiaddr": socket.inet_ntoa(b[16:20]), "server": socket.inet_ntoa(f[26:30]),
+              "discovers": sent})
+        return
+    emit({"result": "no_offer", "discovers": sent})
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -481,11 +526,14 @@ def main():
     t.add_argument("--count", type=int, default=3)
     t.add_argument("--size", type=int, default=56)
     t.add_argument("--timeout", type=float, default=1.0)
+    t = sub.add_parser("dhcp-discover")
+    t.add_argument("--iface", required=True)
+    t.add_argument("--timeout", type=float, default=4.0)
     a = p.parse_args()
     {"tap": cmd_tap, "udp-sink": cmd_udp_sink, "udp-flood": cmd_udp_flood, "tcp-server": cmd_tcp_server,
      "tcp-session": cmd_tcp_session, "tcp-bulk": cmd_tcp_bulk, "arp-probe": cmd_arp_probe,
      "raw-flood": cmd_raw_flood, "spoof-flood": cmd_spoof_flood, "own-flood": cmd_own_flood,
-     "dns-query": cmd_dns_query, "ping": cmd_ping}[a.cmd](a)
+     "dns-query": cmd_dns_query, "ping": cmd_ping, "dhcp-discover": cmd_dhcp_discover}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ shows non-IP frames held to the `infra` budget, while the cluster, its neighbour
 flushed, resolves its router again over IPv4 and IPv6 (the answers to its own requests
 pass) and the router, listed in `infra.neighbours`, resolves the cluster; the forged
 cluster source, in IP and in ARP, is counted as `spoofed`; only the listed router's
-advertisements reach the cluster (`infra.ra_guard`). The gateway's links start with GRO on: it is off
+advertisements reach the cluster (`infra.ra_guard`); a node without an address gets a DHCP
+server's offer from the outside link. The gateway's links start with GRO on: it is off
 while the gateway runs (or the uploads would crawl), and on again after, even after a run
 that was killed (the next run turns it back on). The outside link's MTU (2,000) is more
 than net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are
@@ -335,6 +336,28 @@ def gro(lab):
     return {side: lab.offload(None, lab.root_link(side), "generic-receive-offload") for side in "oi"}
 
 
+def phase_dhcp(lab, d, metrics_port):
+    """A node without an address asks for one: its DISCOVER (from 0.0.0.0, broadcast) opens no
+    session, yet the offer of a DHCP server on the outside link (dnsmasq) reaches it."""
+    before = metric_values(scrape(metrics_port)).get("stakegate_dhcp_answers_total", 0)
+    server = lab.spawn(lab.ns("dns"), ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
+                                       "--no-resolv", "--no-hosts", "--interface=eth0", "--bind-interfaces",
+                                       "--dhcp-range=198.18.0.200,198.18.0.210,255.255.255.0,2m", "--no-ping",
+                                       "--dhcp-authoritative", f"--dhcp-leasefile={d}/dhcp.leases",
+                                       f"--pid-file={d}/dhcp.pid", "--user=root", "--log-facility=-"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_listening(lab.ns("dns"), [":67"], "dnsmasq's DHCP server")
+        r = lab.prog(lab.ns("cl"), "dhcp-discover", "--iface", "eth0", "--timeout", 4).result()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    answers = metric_values(scrape(metrics_port)).get("stakegate_dhcp_answers_total", 0) - before
+    check(r.get("result") == "offer" and r.get("yiaddr", "").startswith("198.18.0.2") and answers >= 1,
+          f"a node without an address gets dnsmasq's DHCP offer through the gateway: {r}, "
+          f"stakegate_dhcp_answers_total +{answers:.0f}")
+
+
 def phases(lab, d, gw, metrics_port):
     log = gw.log()
     check(gro(lab) == {"o": False, "i": False} and all(
@@ -347,6 +370,7 @@ def phases(lab, d, gw, metrics_port):
     m = phase_cluster_traffic(lab, gw, services, metrics_port)
     phase_non_ip(lab, gw, metrics_port, m)
     phase_router_advertisements(lab)
+    phase_dhcp(lab, d, metrics_port)
 
 
 def after(lab, d, log):
