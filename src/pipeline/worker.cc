@@ -283,6 +283,16 @@ uint64_t Worker::fragment_tag(const PacketMeta& m) const noexcept {
 bool Worker::hand_off(const PacketMeta& m, const Lookup& look, Verdict* v) noexcept {
   const size_t i = static_cast<size_t>(v - out_origin_);
   if (!steering_.on() || handed_in_ || i >= kHandoffSlots || !look.keyed || !icmp_error(m)) return false;
+  // Only the cluster's addresses have sessions: an error quoting another source matches
+  // none on any worker, and is decided here (a forged error flood stays on one worker).
+  if (const ClusterPrefixes& c = snap_->cluster(); !c.empty()) {
+    const uint8_t* a = look.key.local.bytes.data();
+    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    const bool in = std::memcmp(a, kMapped, 12) == 0
+                        ? c.contains_v4(uint32_t{a[12]} << 24 | uint32_t{a[13]} << 16 | uint32_t{a[14]} << 8 | a[15])
+                        : c.contains_v6(look.key.local);
+    if (!in) return false;
+  }
   const uint16_t owner = steering_.owner(look.key.remote);
   if (owner == steering_.self) return false;
   handoff_to_[i] = owner;

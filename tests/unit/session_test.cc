@@ -717,6 +717,16 @@ TEST_F(SessionTest, AnIcmpErrorIsHandedToTheWorkerHoldingItsSession) {
   holder.process_handoffs(&e, 1, 1 * kMs, &decided);
   EXPECT_EQ(decided, Verdict::kPass);
   EXPECT_EQ(holder.counters().packets[0][static_cast<int>(TrafficClass::kInfra)][0], 1u);
+  // An error quoting a source outside cluster.prefixes matches no session anywhere: decided
+  // where it arrives (a forged flood of them stays on one worker).
+  FrameSpec stranger = big;
+  stranger.src = *parse_ip("198.51.100.250");
+  const auto forged = stakegate::testing::icmp_error_about(build_frame(stranger), *parse_ip(router.c_str()), 3, 4);
+  EXPECT_EQ(f_.send(forged, 1 * kMs), Verdict::kUnregistered);  // (the fixture's worker: no steering)
+  PacketView fv{forged.data(), static_cast<uint32_t>(forged.size())};
+  other.process_outside(&fv, 1, 1 * kMs, &decided);
+  EXPECT_EQ(decided, Verdict::kUnregistered);
+  EXPECT_EQ(other.counters().handoffs, 1u);
   // Handed frames are never handed on: on a worker without the session it is decided there.
   other.process_handoffs(&e, 1, 1 * kMs, &decided);
   EXPECT_EQ(decided, Verdict::kUnregistered);
