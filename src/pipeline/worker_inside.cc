@@ -9,13 +9,16 @@ namespace stakegate {
 
 using worker_detail::in_cluster;
 using worker_detail::is_v4;
+using worker_detail::unspecified_source;
 
 // The session key of a packet the cluster sends, or false when it opens none: not from a
 // cluster address, or neither TCP/UDP nor an ICMP echo request.
 [[gnu::always_inline]] inline bool Worker::inside_key(const PacketMeta& m, SessionKey& k) const noexcept {
   const PolicySnapshot& snap = *snap_;
   if (m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) return false;
-  if (!snap.cluster().empty() && !in_cluster(snap, m, true)) return false;  // only the cluster's own addresses
+  // Only the cluster's own addresses (without cluster.prefixes, any but the unspecified
+  // address, a DHCP client's before it has one: see note_dhcp).
+  if (snap.cluster().empty() ? unspecified_source(m) : !in_cluster(snap, m, true)) return false;
   k.local = is_v4(m) ? mapped_v4(m.src_v4) : m.src_v6;
   k.remote = is_v4(m) ? mapped_v4(m.dst_v4) : m.dst_v6;
   k.proto = m.l4_proto;
@@ -119,7 +122,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       if (look[i].fast) {
         const L4v4& t = look[i].t;
         // inside_key for it: only the cluster's own addresses open sessions.
-        if ((look[i].keyed = snap.cluster().empty() || snap.cluster().contains_v4(t.src))) {
+        if ((look[i].keyed = snap.cluster().empty() ? t.src != 0 : snap.cluster().contains_v4(t.src))) {
           look[i].hash = sessions_.hash_v4(t.src, t.dst, t.sport, t.dport, t.proto);
           sessions_.prefetch_with_home(look[i].hash);
         } else {

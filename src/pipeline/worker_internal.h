@@ -21,6 +21,13 @@ union Uninitialised {
 // Sources that cannot come from the outside: loopback, multicast, broadcast.
 inline bool martian(const PacketMeta& m) { return is_v4(m) ? martian_v4(m.src_v4) : martian_v6(m.src_v6); }
 
+// 0.0.0.0 or :: as the source: a host that has no address yet (a DHCP client, DAD).
+inline bool unspecified_source(const PacketMeta& m) {
+  if (is_v4(m)) return m.src_v4 == 0;
+  static constexpr Ip6 kNone{};
+  return m.src_v6 == kNone;
+}
+
 inline bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source) {
   if (is_v4(m)) return s.cluster().contains_v4(source ? m.src_v4 : m.dst_v4);
   return s.cluster().contains_v6(source ? m.src_v6 : m.dst_v6);

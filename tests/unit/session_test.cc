@@ -807,6 +807,16 @@ TEST_F(SessionTest, AnswersToTheClustersDhcpTransactionsPass) {
   EXPECT_EQ(f_.send(cut, 40 * kS), Verdict::kUnregistered);  // read no further than the frame
   EXPECT_EQ(f_.send(dhcp6("fe80::67", "fe80::aa", 2, 0xabcdef), 40 * kS), Verdict::kPass);          // ADVERTISE
   EXPECT_EQ(f_.worker->counters().dhcp_answers, 6u);
+  // Without cluster.prefixes every inside source opens sessions, but not the unspecified
+  // address: a DISCOVER from 0.0.0.0 is still the start of a DHCP transaction.
+  std::string open = stakegate::testing::base_config();
+  const size_t at = open.find("cluster:");
+  open.erase(at, open.find('\n', at) + 1 - at);
+  f_.load(open);
+  ASSERT_TRUE(f_.snap->cluster().empty());
+  f_.inside(dhcp4("0.0.0.0", "255.255.255.255", 1, 0x777), 0);
+  EXPECT_EQ(f_.worker->counters().sessions_created, 0u);
+  EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x777), 1 * kMs), Verdict::kPass);
 }
 
 // ICMP errors come from anywhere on the Internet, ARP and neighbour discovery only from
