@@ -87,6 +87,7 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
   if (inside_.rss && n > 1) {
     steering.workers = static_cast<uint16_t>(n);
     steering.reta_size = inside_.reta_size;
+    static_assert(Steering::kKeySize == kRssKeySize, "the workers hash with the ports' key");
     std::copy(rss_key(), rss_key() + kRssKeySize, steering.key.begin());
     for (unsigned i = 0; i < n; ++i) {
       const std::string name = "sg_handoff" + std::to_string(i);

@@ -53,9 +53,7 @@ bool from_cluster(const ClusterPrefixes& cluster, const PacketView& p) {
   parse_view(p, m);
   // A DHCP client's message: a node asking for an address, from 0.0.0.0 or its link-local
   // address (the cluster runs no DHCP server for the outside).
-  if (m.has_port && m.l4_proto == kProtoUdp &&
-      ((m.src_port == 68 && m.dst_port == 67) || (m.src_port == 546 && m.dst_port == 547)))
-    return true;
+  if (dhcp_ports(m, false)) return true;
   if (m.kind == L3Kind::kIpv4) return cluster.contains_v4(m.src_v4);
   if (m.kind == L3Kind::kIpv6) return cluster.contains_v6(m.src_v6);
   // ARP: its sender's address (the cluster's own requests must reach process_inside,

@@ -285,14 +285,10 @@ bool Worker::hand_off(const PacketMeta& m, const Lookup& look, Verdict* v) noexc
   if (!steering_.on() || handed_in_ || i >= kHandoffSlots || !look.keyed || !icmp_error(m)) return false;
   // Only the cluster's addresses have sessions: an error quoting another source matches
   // none on any worker, and is decided here (a forged error flood stays on one worker).
-  if (const ClusterPrefixes& c = snap_->cluster(); !c.empty()) {
-    const uint8_t* a = look.key.local.bytes.data();
-    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    const bool in = std::memcmp(a, kMapped, 12) == 0
-                        ? c.contains_v4(uint32_t{a[12]} << 24 | uint32_t{a[13]} << 16 | uint32_t{a[14]} << 8 | a[15])
-                        : c.contains_v6(look.key.local);
-    if (!in) return false;
-  }
+  const Ip6& local = look.key.local;
+  if (const ClusterPrefixes& c = snap_->cluster();
+      !c.empty() && !(is_mapped_v4(local) ? c.contains_v4(unmapped_v4(local)) : c.contains_v6(local)))
+    return false;
   const uint16_t owner = steering_.owner(look.key.remote);
   if (owner == steering_.self) return false;
   handoff_to_[i] = owner;
@@ -571,7 +567,7 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   // own DHCP transaction (a node asking for an address has no session to match) passes as
   // infrastructure, a few per transaction, whatever the budget holds.
   if (!m.has_port || !snap.unregistered_port(m.dst_port)) {
-    if (worker_detail::maybe_dhcp(m, true) && dhcp_answer(p, m, now)) [[unlikely]] {
+    if (dhcp_ports(m, true) && dhcp_answer(p, m, now)) [[unlikely]] {
       cls = TrafficClass::kInfra;
       return Verdict::kPass;
     }

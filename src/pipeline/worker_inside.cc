@@ -137,7 +137,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       } else if (worker_detail::maybe_neighbour(meta[i], false)) {
         note_solicitation(p[i], meta[i], now);
       }
-      if (worker_detail::maybe_dhcp(meta[i], false)) [[unlikely]] note_dhcp(p[i], &meta[i], now);
+      if (dhcp_ports(meta[i], false)) [[unlikely]] note_dhcp(p[i], &meta[i], now);
     }
     for (uint16_t i = 0; i < k; ++i)
       if (look[i].keyed) {

@@ -82,10 +82,8 @@ inline uint64_t source_mac(const PacketView& p) {
 // yet is known by nothing else); IPv6, the transaction ID with the client's address (it
 // speaks from its link-local address, and is answered there).
 inline bool dhcp_transaction(const PacketView& p, const PacketMeta& m, bool answer, Ip6& key) {
-  if (!m.has_port || m.l4_proto != kProtoUdp || m.non_first_fragment) return false;
+  if (!dhcp_ports(m, answer) || m.non_first_fragment) return false;
   const bool v4 = m.kind == L3Kind::kIpv4;
-  const uint16_t client = v4 ? 68 : 546, server = v4 ? 67 : 547;
-  if (m.src_port != (answer ? server : client) || m.dst_port != (answer ? client : server)) return false;
   const uint8_t* d = p.data + m.l4_off + 8;
   const uint32_t avail = std::min(m.l4_len, p.len - m.l4_off);  // UDP header and payload, as far as `p` holds them
   if (avail < 8 + 4) return false;  // a DHCPv6 message's type and transaction ID
@@ -103,13 +101,6 @@ inline bool dhcp_transaction(const PacketView& p, const PacketMeta& m, bool answ
   key.bytes[0] ^= 0x66;
   for (int i = 1; i < 4; ++i) key.bytes[i] ^= d[i];  // the 3-byte transaction ID
   return true;
-}
-
-// Cheap test before dhcp_transaction.
-inline bool maybe_dhcp(const PacketMeta& m, bool answer) {
-  if (!m.has_port || m.l4_proto != kProtoUdp) return false;
-  const uint16_t port = answer ? m.dst_port : m.src_port;
-  return port == 68 || port == 546;
 }
 
 // Cheap test before neighbour_target: could the frame be a neighbour request or answer?

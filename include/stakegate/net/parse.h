@@ -237,6 +237,15 @@ inline bool parse_arp4(const uint8_t* data, uint32_t len, const PacketMeta& m, A
   return true;
 }
 
+// A DHCP client's message (`answer` false: UDP 68 -> 67, DHCPv6 546 -> 547) or a server's
+// answer (true: 67 -> 68, 547 -> 546), by its ports.
+inline bool dhcp_ports(const PacketMeta& m, bool answer) {
+  if (!m.has_port || m.l4_proto != kProtoUdp) return false;
+  const bool v4 = m.kind == L3Kind::kIpv4;
+  const uint16_t client = v4 ? 68 : 546, server = v4 ? 67 : 547;
+  return m.src_port == (answer ? server : client) && m.dst_port == (answer ? client : server);
+}
+
 // True when the `len` bytes at `data` are untagged Ethernet, IPv4 without options and not
 // a fragment, and either TCP without SYN or UDP; then parse_frame would make it kIpv4
 // with these fields (tests/unit/parse_test.cc holds the two to agreeing).

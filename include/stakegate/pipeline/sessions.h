@@ -54,6 +54,14 @@ inline Ip6 mapped_v4(uint32_t a) {
   std::memcpy(m.bytes.data() + 8, &lo, 8);
   return m;
 }
+// Whether `a` is an IPv4 address in that form (::ffff:a.b.c.d), and the address (host order).
+inline bool is_mapped_v4(const Ip6& a) {
+  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  return std::memcmp(a.bytes.data(), kPrefix, 12) == 0;
+}
+inline uint32_t unmapped_v4(const Ip6& a) {
+  return uint32_t{a.bytes[12]} << 24 | uint32_t{a.bytes[13]} << 16 | uint32_t{a.bytes[14]} << 8 | a.bytes[15];
+}
 
 // (tests/support/worker_fixture.h compares two tables' entries field by field: a new
 // field goes there too.)

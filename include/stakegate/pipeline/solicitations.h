@@ -45,7 +45,7 @@ class SolicitationTable {
   }
 
   // An answer for `target` at tick `now`: true, spending one credit, when the cluster asked
-  // for it within kWithin and credits are left.
+  // for it recently enough and credits are left.
   bool take_answer(const Ip6& target, uint32_t now) noexcept {
     const uint64_t h = hash(target);
     std::atomic<uint64_t>& e = entry(h);

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "stakegate/base/address.h"
+#include "stakegate/pipeline/sessions.h"
 
 namespace stakegate {
 
@@ -42,8 +43,7 @@ struct Steering {
   // The queue (worker) of a remote address: IPv4 in its mapped form hashes its 4 bytes, as
   // the NIC does for an IPv4 header.
   uint16_t owner(const Ip6& remote) const noexcept {
-    static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};  // ::ffff:a.b.c.d
-    const bool v4 = __builtin_memcmp(remote.bytes.data(), kMapped, 12) == 0;
+    const bool v4 = is_mapped_v4(remote);
     const uint32_t h = toeplitz_hash(key.data(), remote.bytes.data() + (v4 ? 12 : 0), v4 ? 4 : 16);
     return static_cast<uint16_t>((h % reta_size) % workers);
   }
