@@ -7,7 +7,7 @@
 
 namespace stakegate {
 
-using worker_detail::in_cluster;
+using worker_detail::cluster_source;
 using worker_detail::is_v4;
 using worker_detail::unspecified_source;
 
@@ -16,9 +16,9 @@ using worker_detail::unspecified_source;
 [[gnu::always_inline]] inline bool Worker::inside_key(const PacketMeta& m, SessionKey& k) const noexcept {
   const PolicySnapshot& snap = *snap_;
   if (m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) return false;
-  // Only the cluster's own addresses (without cluster.prefixes, any but the unspecified
-  // address, a DHCP client's before it has one: see note_dhcp).
-  if (snap.cluster().empty() ? unspecified_source(m) : !in_cluster(snap, m, true)) return false;
+  // Only the cluster's own addresses and link-local ones (without cluster.prefixes, any
+  // but the unspecified address, a DHCP client's before it has one: see note_dhcp).
+  if (snap.cluster().empty() ? unspecified_source(m) : !cluster_source(snap, m)) return false;
   k.local = is_v4(m) ? mapped_v4(m.src_v4) : m.src_v6;
   k.remote = is_v4(m) ? mapped_v4(m.dst_v4) : m.dst_v6;
   k.proto = m.l4_proto;
@@ -121,8 +121,9 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       look[i].fast = fast_path_ && p[i].wire_len <= p[i].len && parse_l4v4(p[i].data, p[i].len, look[i].t);
       if (look[i].fast) {
         const L4v4& t = look[i].t;
-        // inside_key for it: only the cluster's own addresses open sessions.
-        if ((look[i].keyed = snap.cluster().empty() ? t.src != 0 : snap.cluster().contains_v4(t.src))) {
+        // inside_key for it: only the cluster's own (and link-local) addresses open sessions.
+        if ((look[i].keyed = snap.cluster().empty() ? t.src != 0
+                                                    : snap.cluster().contains_v4(t.src) || link_local_v4(t.src))) {
           look[i].hash = sessions_.hash_v4(t.src, t.dst, t.sport, t.dport, t.proto);
           sessions_.prefetch_with_home(look[i].hash);
         } else {

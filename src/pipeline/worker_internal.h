@@ -33,6 +33,15 @@ inline bool in_cluster(const PolicySnapshot& s, const PacketMeta& m, bool source
   return s.cluster().contains_v6(source ? m.src_v6 : m.dst_v6);
 }
 
+// A source the cluster's own sessions start from: one of cluster.prefixes, or a link-local
+// address. The gateway sits inside one link (the nodes and their router share it), so a
+// link-local source on the inside port is a node's own (a node pinging its router's
+// link-local address, routing protocols over link-local), and the prefixes never list it.
+inline bool cluster_source(const PolicySnapshot& s, const PacketMeta& m) {
+  if (is_v4(m)) return s.cluster().contains_v4(m.src_v4) || link_local_v4(m.src_v4);
+  return s.cluster().contains_v6(m.src_v6) || link_local_v6(m.src_v6);
+}
+
 // The address a neighbour request asks for (`answer` false: an ARP request's target, an
 // IPv6 neighbour solicitation's target) or a neighbour answer speaks for (true: an ARP
 // reply's sender, a neighbour advertisement's target), IPv4 as mapped. False for any other

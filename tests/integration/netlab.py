@@ -183,6 +183,11 @@ class Lab:
     def mac(self, ns, ifname):
         return json.loads(sh(["ip", "-j", "link", "show", ifname], ns=ns).stdout)[0]["address"]
 
+    def link_local(self, ns, ifname):
+        """The interface's IPv6 link-local address (the kernel's own, from its MAC)."""
+        links = json.loads(sh(["ip", "-j", "-6", "addr", "show", "dev", ifname], ns=ns).stdout)
+        return next(a["local"] for a in links[0]["addr_info"] if a.get("scope") == "link" and "local" in a)
+
     def offload(self, ns, ifname, feature):
         """Whether an offload (ethtool -k name, e.g. generic-receive-offload) is on."""
         for line in sh(["ethtool", "-k", ifname], ns=ns).stdout.splitlines():

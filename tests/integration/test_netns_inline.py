@@ -11,7 +11,8 @@ While an unregistered host floods the public port, forges the staked peer's addr
 to its node port) and forges a cluster address, the cluster:
   - opens a TCP connection to the staked peer's 3569 and fetches a file from an
     unregistered web server over IPv4 and IPv6 (replies to its ephemeral ports),
-  - asks an outside resolver (dnsmasq) over UDP, pings the peer and the web server,
+  - asks an outside resolver (dnsmasq) over UDP, pings the peer, the web server and the
+    router (also at its link-local address),
   - uploads to `far` across the router's smaller-MTU link over IPv4 and IPv6: the
     router's ICMP fragmentation-needed / Packet Too Big must reach it (path MTU discovery),
 and a staked node reaches the cluster over IPv6 (neighbour discovery through the gateway).
@@ -193,7 +194,8 @@ def phase_cluster_traffic(lab, gw, services, metrics_port):
     r = lab.prog(cl, "dns-query", "--server", f"{DNS}:53", "--name", "node.flow.test", "--count", 5).result()
     check(r["answered"] == 5 and r["addresses"] == ["198.18.7.7"],
           f"an outside resolver answers the cluster over UDP: {r['answered']} of 5 queries, {r['addresses']}")
-    for dst in (PEER, WEB6, RTR):
+    # The router's link-local address too: no prefix lists it, its replies come back.
+    for dst in (PEER, WEB6, RTR, lab.link_local(lab.ns("rtr"), "eth0") + "%eth0"):
         r = lab.prog(cl, "ping", "--to", dst, "--count", 5).result()
         check(r["replies"] == 5, f"the cluster pings {dst}: {r['replies']} of 5 replies")
 

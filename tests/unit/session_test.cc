@@ -289,6 +289,36 @@ TEST_F(SessionTest, OnlyTheClustersOwnAddressesOpenSessions) {
   EXPECT_EQ(send(back(q), 1), Verdict::kPass);
 }
 
+// A node speaks to its router's link-local address (ping, BGP over link-local): those
+// addresses never appear in cluster.prefixes, and the replies must still come back.
+TEST_F(SessionTest, LinkLocalSourcesOpenSessions) {
+  FrameSpec ping6 = out("fe80::1", 0, 0, 58);
+  ping6.src = *parse_ip("fe80::aa");
+  ping6.icmp_type = 128;
+  ping6.icmp_id = 9;
+  FrameSpec pong6 = back(ping6);
+  pong6.icmp_type = 129;
+  EXPECT_EQ(send(pong6, 0), Verdict::kUnregistered);  // nothing asked yet
+  f_.inside(build_frame(ping6), 1 * kMs);
+  EXPECT_EQ(send(pong6, 2 * kMs), Verdict::kPass);
+  // IPv4 169.254.0.0/16, a UDP datagram (the inside fast path) and its answer.
+  FrameSpec q = out("169.254.1.1", 3784);
+  q.src = *parse_ip("169.254.1.2");
+  EXPECT_EQ(send(back(q), 2 * kMs), Verdict::kUnregistered);
+  f_.inside(build_frame(q), 3 * kMs);
+  EXPECT_EQ(send(back(q), 4 * kMs), Verdict::kPass);
+  // The addresses next to them are no one's.
+  for (const char* src : {"fec0::aa", "169.255.1.2"}) {
+    FrameSpec o = ping6;
+    o.src = *parse_ip(src);
+    if (o.src.is_v4) o = q, o.src = *parse_ip(src);
+    f_.inside(build_frame(o), 5 * kMs);
+    FrameSpec r = back(o);
+    if (!r.dst.is_v4) r.icmp_type = 129;
+    EXPECT_EQ(send(r, 6 * kMs), Verdict::kUnregistered) << src;
+  }
+}
+
 TEST_F(SessionTest, AFullTableRecyclesTheSessionThatExpiresFirstAndCountsIt) {
   for (uint16_t p = 0; p < 6000; ++p) f_.inside(build_frame(out("198.51.200.53", 53, static_cast<uint16_t>(20000 + p))), p);
   EXPECT_GT(f_.worker->counters().sessions_evicted, 0u);  // 4,096 entries

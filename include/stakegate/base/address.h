@@ -37,6 +37,10 @@ inline bool martian_v6(const Ip6& a) {
   return a.bytes == kLoopback;
 }
 
+// Link-local addresses (169.254.0.0/16, fe80::/10): valid on one link only, never routed.
+inline bool link_local_v4(uint32_t a) { return (a >> 16) == 0xA9FEu; }
+inline bool link_local_v6(const Ip6& a) { return a.bytes[0] == 0xfe && (a.bytes[1] & 0xc0) == 0x80; }
+
 // Parses a literal IPv4 or IPv6 address (no DNS). Brackets around IPv6 are accepted.
 std::optional<IpAddr> parse_ip(std::string_view text);
 
