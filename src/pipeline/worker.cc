@@ -279,8 +279,12 @@ uint64_t Worker::fragment_tag(const PacketMeta& m) const noexcept {
 
 // An ICMP error whose quoted session this worker does not hold: true, with out[i] =
 // kHandoff and its target noted, when the session's remote belongs to another worker (and
-// the frame was not handed here already).
-bool Worker::hand_off(const PacketMeta& m, const Lookup& look, Verdict* v) noexcept {
+// the frame was not handed here already). It is charged to this worker's ICMP error budget
+// first, and dropped here (decided, counted, true) when that is spent: however many errors
+// quoting cluster sources a forger sends, at most the budget's worth reach the rings, and
+// the errors that do are not crowded out of them.
+bool Worker::hand_off(const PacketView& p, const PacketMeta& m, const Lookup& look, uint64_t now_ns,
+                      Verdict* v) noexcept {
   const size_t i = static_cast<size_t>(v - out_origin_);
   if (!steering_.on() || handed_in_ || i >= kHandoffSlots || !look.keyed || !icmp_error(m)) return false;
   // Only the cluster's addresses have sessions: an error quoting another source matches
@@ -291,6 +295,13 @@ bool Worker::hand_off(const PacketMeta& m, const Lookup& look, Verdict* v) noexc
     return false;
   const uint16_t owner = steering_.owner(look.key.remote);
   if (owner == steering_.self) return false;
+  if (!take_icmp_error(now_ns)) {
+    *v = Verdict::kInfraOverRate;
+    const int outside = static_cast<int>(Direction::kOutside), infra = static_cast<int>(TrafficClass::kInfra);
+    counters_.packets[outside][infra][static_cast<int>(*v)]++;
+    counters_.bytes[outside][infra][static_cast<int>(*v)] += wire_length(p);
+    return true;
+  }
   handoff_to_[i] = owner;
   *v = kHandoff;
   counters_.handoffs++;
@@ -463,7 +474,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
                                      : sessions_.find(look[i].key, look[i].hash, now);
       // An ICMP error from a router hashes by the router's address; the session it quotes
       // is on the worker of the remote the cluster sent to. Hand it there (several workers).
-      if (!s && m.has_icmp && hand_off(m, look[i], out + i)) [[unlikely]] continue;
+      if (!s && m.has_icmp && hand_off(pkts[i], m, look[i], now_ns, out + i)) [[unlikely]] continue;
       // A source claiming the cluster's own address, or one no host can have, is spoofed
       // (for a table's address the snapshot marked it; others are checked here).
       if (look[i].slot != PolicySnapshot::kNoSource && !(meters_[look[i].slot].flags & SourcePolicy::kNotOutside)) {

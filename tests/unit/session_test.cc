@@ -768,6 +768,18 @@ TEST_F(SessionTest, AnIcmpErrorIsHandedToTheWorkerHoldingItsSession) {
   alone.process_outside(&e, 1, 1 * kMs, &decided);
   EXPECT_EQ(decided, Verdict::kUnregistered);  // no session here, and no one to hand it to
   EXPECT_EQ(alone.counters().handoffs, 0u);
+  // A flood of errors quoting the cluster's sessions (anyone can forge them) is charged to
+  // the arriving worker's ICMP error budget before it reaches a ring: 1,000 pps, 100 ms of
+  // burst. What is over it is dropped and counted there.
+  const uint64_t handed = other.counters().handoffs;
+  std::vector<PacketView> flood(250, e);  // (under kHandoffSlots)
+  std::vector<Verdict> fv_out(flood.size());
+  other.process_outside(flood.data(), static_cast<uint16_t>(flood.size()), 2 * kS, fv_out.data());
+  EXPECT_EQ(std::count(fv_out.begin(), fv_out.end(), Worker::kHandoff), 100);
+  EXPECT_EQ(std::count(fv_out.begin(), fv_out.end(), Verdict::kInfraOverRate), 150);
+  EXPECT_EQ(other.counters().handoffs - handed, 100u);
+  EXPECT_EQ(other.counters().packets[0][static_cast<int>(TrafficClass::kInfra)][static_cast<int>(Verdict::kInfraOverRate)],
+            150u);
 }
 
 namespace {

@@ -190,7 +190,8 @@ class Worker {
   struct Lookup;
 
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
-  [[gnu::noinline]] bool hand_off(const struct PacketMeta& m, const Lookup& look, Verdict* v) noexcept;
+  [[gnu::noinline]] bool hand_off(const PacketView& p, const struct PacketMeta& m, const Lookup& look, uint64_t now_ns,
+                                   Verdict* v) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
   bool decide_fast(const Lookup& look, const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
