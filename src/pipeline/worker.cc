@@ -283,8 +283,7 @@ uint64_t Worker::fragment_tag(const PacketMeta& m) const noexcept {
 // first, and dropped here (decided, counted, true) when that is spent: however many errors
 // quoting cluster sources a forger sends, at most the budget's worth reach the rings, and
 // the errors that do are not crowded out of them.
-bool Worker::hand_off(const PacketView& p, const PacketMeta& m, const Lookup& look, uint64_t now_ns,
-                      Verdict* v) noexcept {
+bool Worker::hand_off(const PacketMeta& m, const Lookup& look, Verdict* v) noexcept {
   const size_t i = static_cast<size_t>(v - out_origin_);
   if (!steering_.on() || handed_in_ || i >= kHandoffSlots || !look.keyed || !icmp_error(m)) return false;
   // Only the cluster's addresses have sessions: an error quoting another source matches
@@ -295,11 +294,11 @@ bool Worker::hand_off(const PacketView& p, const PacketMeta& m, const Lookup& lo
     return false;
   const uint16_t owner = steering_.owner(look.key.remote);
   if (owner == steering_.self) return false;
-  if (!take_icmp_error(now_ns)) {
+  if (!take_icmp_error(clock_ns())) {
     *v = Verdict::kInfraOverRate;
     const int outside = static_cast<int>(Direction::kOutside), infra = static_cast<int>(TrafficClass::kInfra);
     counters_.packets[outside][infra][static_cast<int>(*v)]++;
-    counters_.bytes[outside][infra][static_cast<int>(*v)] += wire_length(p);
+    counters_.bytes[outside][infra][static_cast<int>(*v)] += wire_length(in_origin_[i]);
     return true;
   }
   handoff_to_[i] = owner;
@@ -314,6 +313,7 @@ bool Worker::hand_off(const PacketView& p, const PacketMeta& m, const Lookup& lo
 // packet is decided in order. Stages never wait on a miss they could have started earlier.
 uint16_t Worker::process_outside(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
   tick(now_ns);
+  in_origin_ = pkts;
   out_origin_ = out;
   for (uint16_t done = 0; done < n;) {
     uint16_t k = static_cast<uint16_t>(std::min<int>(n - done, kOutsideStage));
@@ -474,7 +474,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
                                      : sessions_.find(look[i].key, look[i].hash, now);
       // An ICMP error from a router hashes by the router's address; the session it quotes
       // is on the worker of the remote the cluster sent to. Hand it there (several workers).
-      if (!s && m.has_icmp && hand_off(pkts[i], m, look[i], now_ns, out + i)) [[unlikely]] continue;
+      if (!s && m.has_icmp && hand_off(m, look[i], out + i)) [[unlikely]] continue;
       // A source claiming the cluster's own address, or one no host can have, is spoofed
       // (for a table's address the snapshot marked it; others are checked here).
       if (look[i].slot != PolicySnapshot::kNoSource && !(meters_[look[i].slot].flags & SourcePolicy::kNotOutside)) {

@@ -190,8 +190,7 @@ class Worker {
   struct Lookup;
 
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
-  [[gnu::noinline]] bool hand_off(const PacketView& p, const struct PacketMeta& m, const Lookup& look, uint64_t now_ns,
-                                   Verdict* v) noexcept;
+  [[gnu::noinline]] bool hand_off(const struct PacketMeta& m, const Lookup& look, Verdict* v) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
   bool decide_fast(const Lookup& look, const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
@@ -259,7 +258,8 @@ class Worker {
   uint64_t fragment_mask_ = 0;
   Steering steering_;
   bool handed_in_ = false;  // deciding frames another worker handed over
-  const Verdict* out_origin_ = nullptr;  // process_outside's `out`: handoff_to_ is indexed as it
+  const PacketView* in_origin_ = nullptr;  // process_outside's `pkts` and `out`: handoff_to_ is indexed as them
+  const Verdict* out_origin_ = nullptr;
   std::array<uint16_t, kHandoffSlots> handoff_to_{};
   WorkerCounters counters_{};
   SampleRing samples_{1024};
