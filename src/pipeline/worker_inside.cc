@@ -121,15 +121,19 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       look[i].fast = fast_path_ && p[i].wire_len <= p[i].len && parse_l4v4(p[i].data, p[i].len, look[i].t);
       if (look[i].fast) {
         const L4v4& t = look[i].t;
-        // inside_key for it: only the cluster's own (and link-local) addresses open sessions.
-        if ((look[i].keyed = snap.cluster().empty() ? t.src != 0
-                                                    : snap.cluster().contains_v4(t.src) || link_local_v4(t.src))) {
+        // inside_key for it: only the cluster's own addresses open sessions.
+        if ((look[i].keyed = snap.cluster().empty() ? t.src != 0 : snap.cluster().contains_v4(t.src))) {
           look[i].hash = sessions_.hash_v4(t.src, t.dst, t.sport, t.dport, t.proto);
           sessions_.prefetch_with_home(look[i].hash);
-        } else {
-          note_dhcp_fast(p[i], t, now);  // not the cluster's address: a node asking for one (from 0.0.0.0)?
+          continue;
         }
-        continue;
+        // Not the cluster's address: a node asking for one (from 0.0.0.0)? A link-local
+        // source opens sessions too: the full path's inside_key keys it.
+        if (!link_local_v4(t.src)) [[likely]] {
+          note_dhcp_fast(p[i], t, now);
+          continue;
+        }
+        look[i].fast = false;
       }
       parse_view(p[i], meta[i]);
       if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
