@@ -166,10 +166,14 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
             sessions_.extend(s, tcp_deadline(*s, snap.timeouts, now));
           } else {
             sessions_.extend(s, now + snap.timeouts.udp);
+            // A DHCP client with an address: a rebinding REQUEST is broadcast, and its answer,
+            // from the server's own address, matches no session.
+            if (t.sport == 68) [[unlikely]] note_dhcp_fast(p[i], t, now);
           }
           counters_.fast_path_inside++;
           continue;
         }
+        if (t.proto == kProtoUdp && t.sport == 68) [[unlikely]] note_dhcp_fast(p[i], t, now);
         // inside_key's key, from the fields.
         look[i].key.local = mapped_v4(t.src);
         look[i].key.remote = mapped_v4(t.dst);

@@ -837,6 +837,13 @@ TEST_F(SessionTest, AnswersToTheClustersDhcpTransactionsPass) {
   EXPECT_EQ(f_.worker->counters().dhcp_answers, 5u);  // the OFFER, and 4 on the REQUEST's renewal
   f_.inside(dhcp4("0.0.0.0", "255.255.255.255", 1, 0x99), 20 * kS);
   EXPECT_EQ(f_.send(dhcp4(server, "255.255.255.255", 2, 0x99), 31 * kS), Verdict::kUnregistered);  // after 10 s
+  // Rebinding: a node with an address broadcasts its REQUEST (the inside fast path, a new
+  // session, then the same one refreshed); another server answers from its own address.
+  for (uint32_t xid : {0x5150u, 0x5151u}) {
+    f_.inside(dhcp4("198.18.255.7", "255.255.255.255", 1, xid), 35 * kS);
+    EXPECT_EQ(f_.send(dhcp4("198.18.254.68", "198.18.255.7", 2, xid), 35 * kS + 1 * kMs), Verdict::kPass) << xid;
+  }
+  EXPECT_EQ(f_.worker->counters().dhcp_answers, 7u);
   // DHCPv6: SOLICIT from the node's link-local address to the servers' group; ADVERTISE and
   // REPLY to that address with its transaction ID.
   f_.inside(dhcp6("fe80::aa", "ff02::1:2", 1, 0xabcdef), 40 * kS);
@@ -848,7 +855,7 @@ TEST_F(SessionTest, AnswersToTheClustersDhcpTransactionsPass) {
   cut[14 + 40 + 4] = 0, cut[14 + 40 + 5] = 10;
   EXPECT_EQ(f_.send(cut, 40 * kS), Verdict::kUnregistered);  // read no further than the frame
   EXPECT_EQ(f_.send(dhcp6("fe80::67", "fe80::aa", 2, 0xabcdef), 40 * kS), Verdict::kPass);          // ADVERTISE
-  EXPECT_EQ(f_.worker->counters().dhcp_answers, 6u);
+  EXPECT_EQ(f_.worker->counters().dhcp_answers, 8u);
   // Without cluster.prefixes every inside source opens sessions, but not the unspecified
   // address: a DISCOVER from 0.0.0.0 is still the start of a DHCP transaction.
   std::string open = stakegate::testing::base_config();
