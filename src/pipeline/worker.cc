@@ -33,6 +33,17 @@ bool icmp_error(const PacketMeta& m) {
   return m.l4_proto == kProtoIcmp6 && m.icmp_type >= 1 && m.icmp_type <= 4;
 }
 
+// The session key of a packet of a protocol without ports (GRE, ESP, ...) from the outside:
+// the addresses. False for TCP or UDP too short for its ports. (Out of line: rare.)
+[[gnu::noinline]] bool portless_key(const PacketMeta& m, SessionKey& k) {
+  if (!portless_protocol(m.l4_proto)) return false;
+  k.local = is_v4(m) ? mapped_v4(m.dst_v4) : m.dst_v6;
+  k.remote = is_v4(m) ? mapped_v4(m.src_v4) : m.src_v6;
+  k.lport = k.rport = 0;
+  k.proto = m.l4_proto;
+  return true;
+}
+
 // The session key of an outside packet: a reply to the cluster (TCP, UDP, ICMP echo
 // reply), or the cluster's packet quoted by an ICMP error. False when it has none.
 [[gnu::always_inline]] inline bool outside_key(const PacketView& p, const PacketMeta& m, SessionKey& k) {
@@ -44,7 +55,7 @@ bool icmp_error(const PacketMeta& m) {
     k.proto = m.l4_proto;
     return true;
   }
-  if (!m.has_icmp || m.non_first_fragment) return false;
+  if (!m.has_icmp || m.non_first_fragment) return !m.non_first_fragment && portless_key(m, k);
   const bool echo_reply = m.l4_proto == kProtoIcmp ? m.icmp_type == 0 : m.icmp_type == 129;
   if (echo_reply) {
     k.local = is_v4(m) ? mapped_v4(m.dst_v4) : m.dst_v6;
@@ -85,6 +96,10 @@ bool icmp_error(const PacketMeta& m) {
   if (proto == m.l4_proto && q[l4] == (proto == kProtoIcmp ? 8 : 128)) {  // the cluster's echo request
     k.lport = detail::rd16(q + l4 + 4);
     k.rport = 0;
+    return true;
+  }
+  if (portless_protocol(proto)) {  // a tunnel's packet (path MTU discovery of a GRE or IPsec tunnel)
+    k.lport = k.rport = 0;
     return true;
   }
   return false;
@@ -266,7 +281,7 @@ Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint
     }
     return true;
   }
-  sessions_.extend(s, now + (m.l4_proto == kProtoUdp ? to.udp : to.icmp));
+  sessions_.extend(s, now + (m.has_icmp ? to.icmp : to.udp));
   return true;
 }
 

@@ -27,8 +27,11 @@ using worker_detail::unspecified_source;
     k.rport = m.dst_port;
     return true;
   }
-  if (m.has_icmp && !m.non_first_fragment && m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : 128)) {
-    k.lport = m.icmp_id;  // an echo request: its reply comes back with the identifier
+  if (m.non_first_fragment) return false;
+  if (m.has_icmp ? m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : 128) : portless_protocol(m.l4_proto)) {
+    // An echo request (its reply comes back with the identifier), or a protocol without
+    // ports (a node's GRE or IPsec tunnel): a session of the two addresses.
+    k.lport = m.has_icmp ? m.icmp_id : 0;
     k.rport = 0;
     return true;
   }
@@ -61,14 +64,16 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
     sessions_.extend_keep(s, tcp_deadline(*s, to, now));
     return;
   }
+  // UDP's timeout also for protocols without ports (tunnels, like UDP ones); ICMP's for echo.
+  const bool icmp = proto == kProtoIcmp || proto == kProtoIcmp6;
   if (created) {
-    s->state = proto == kProtoUdp ? Session::kUdp : Session::kIcmp;
+    s->state = icmp ? Session::kIcmp : Session::kUdp;
     // A datagram from a port the cluster serves answers a client: a session it accepted.
     s->flags = (has_port && snap.service_port(sport)) ? 0 : Session::kOpened;
-    sessions_.extend_keep(s, now + (proto == kProtoUdp ? to.udp : to.icmp));
+    sessions_.extend_keep(s, now + (icmp ? to.icmp : to.udp));
     return;
   }
-  sessions_.extend(s, now + (proto == kProtoUdp ? to.udp : to.icmp));
+  sessions_.extend(s, now + (icmp ? to.icmp : to.udp));
 }
 
 // The cluster asks for a neighbour (an ARP request, a neighbour solicitation): a few

@@ -259,4 +259,23 @@ with TempDir() as d:
           f"with another transaction ID do not): {len(passed)} passed, {rep['drops_by_reason']['unregistered']} "
           f"unregistered, {rep['totals']['inside']['packets']} from the inside")
 
+# A node's tunnels to a remote site (GRE over IPv4, IPsec ESP over IPv6): no ports, so the
+# session is the two addresses and the protocol. The remote's packets before the node's
+# first one, and another protocol between the same addresses, are `unregistered`.
+with TempDir() as d:
+    from flows import frame
+    cfg = os.path.join(d, "gw.yaml")
+    write_yaml(cfg, one_node_config(d, "net_null0", "net_null1", cluster={"prefixes": ["198.18.255.0/24", "2001:2:ff::/64"]}))
+    gre = lambda src, dst: frame(src, dst, 47, struct.pack("!HH", 0, 0x0800) + bytes(28))
+    esp = lambda src, dst: frame(src, dst, 50, struct.pack("!II", 0x1000, 7) + bytes(32))
+    node4, site4, node6, site6 = "198.18.255.9", "198.18.9.47", "2001:2:ff::9", "2001:2:9::47"
+    back = [gre(site4, node4), esp(site6, node6)]
+    write_pcap(os.path.join(d, "tunnel.pcap"), back + [gre(node4, site4), esp(node6, site6)] + back * 3
+               + [esp(site4, node4), gre(site6, node6)])
+    rep, _ = replay(cfg, os.path.join(d, "tunnel.pcap"), os.path.join(d, "pass.pcap"), report=os.path.join(d, "tunnel.json"))
+    passed = read_pcap(os.path.join(d, "pass.pcap"))
+    check(rep["totals"]["inside"]["packets"] == 2 and passed == back * 3 and rep["drops_by_reason"]["unregistered"] == 4,
+          f"a node's GRE and ESP tunnels get their remote's packets back ({len(passed)} of 6 passed), and only those "
+          f"({rep['drops_by_reason']['unregistered']} unregistered: 2 before the node's first, 2 of another protocol)")
+
 finish()

@@ -319,6 +319,37 @@ TEST_F(SessionTest, LinkLocalSourcesOpenSessions) {
   }
 }
 
+// A node's tunnel to a remote site (GRE, IPsec ESP): no ports, so the session is the two
+// addresses and the protocol. Its replies pass, and so does a router's ICMP error about
+// it (path MTU discovery of the tunnel).
+TEST_F(SessionTest, ProtocolsWithoutPortsOpenSessionsOfTheirAddresses) {
+  for (const char* remote : {"198.51.200.47", "2001:2:1::47"}) {
+    for (uint8_t proto : {uint8_t{47}, uint8_t{50}}) {
+      f_.load(stakegate::testing::base_config());  // a fresh worker for each
+      FrameSpec t = out(remote, 0, 0, proto);
+      t.src_port = t.dst_port = 0;
+      FrameSpec r = back(t);
+      EXPECT_EQ(send(r, 0), Verdict::kUnregistered) << remote << " " << int{proto};
+      const auto sent = build_frame(t);
+      f_.inside(sent, 1 * kMs);
+      EXPECT_EQ(send(r, 2 * kMs), Verdict::kPass) << remote << " " << int{proto};
+      FrameSpec other = r;
+      other.proto = proto == 47 ? 50 : 47;  // the other protocol between the same addresses
+      EXPECT_EQ(send(other, 2 * kMs), Verdict::kUnregistered);
+      other = r;
+      other.src = *parse_ip(r.src.is_v4 ? "198.51.200.48" : "2001:2:1::48");
+      EXPECT_EQ(send(other, 2 * kMs), Verdict::kUnregistered);
+      const auto error = stakegate::testing::icmp_error_about(sent, *parse_ip(r.src.is_v4 ? "198.51.100.1" : "2001:2:1::1"),
+                                                              r.src.is_v4 ? 3 : 2, r.src.is_v4 ? 4 : 0);
+      EXPECT_EQ(f_.send(error, 3 * kMs), Verdict::kPass) << remote << " " << int{proto};
+      EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 1u);
+      // As long as either side speaks within UDP's timeout (60 s), then gone.
+      EXPECT_EQ(send(r, 55 * kS), Verdict::kPass);
+      EXPECT_EQ(send(r, 116 * kS), Verdict::kUnregistered);
+    }
+  }
+}
+
 TEST_F(SessionTest, AFullTableRecyclesTheSessionThatExpiresFirstAndCountsIt) {
   for (uint16_t p = 0; p < 6000; ++p) f_.inside(build_frame(out("198.51.200.53", 53, static_cast<uint16_t>(20000 + p))), p);
   EXPECT_GT(f_.worker->counters().sessions_evicted, 0u);  // 4,096 entries

@@ -16,6 +16,12 @@ namespace stakegate {
 enum class L3Kind : uint8_t { kNonIp, kIpv4, kIpv6, kMalformed };
 
 inline constexpr uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17, kProtoIcmp6 = 58;
+
+// An IP protocol the gateway knows no ports or identifiers of (GRE, ESP, AH, SCTP, ...):
+// its sessions are the pair of addresses, as conntrack's generic tracking keeps them.
+inline constexpr bool portless_protocol(uint8_t proto) {
+  return proto != kProtoTcp && proto != kProtoUdp && proto != kProtoIcmp && proto != kProtoIcmp6;
+}
 inline constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
 
 struct PacketMeta {
