@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace stakegate {
@@ -23,8 +24,12 @@ std::optional<IpAddr> parse_ip(std::string_view text) {
   in_addr a4{};
   if (inet_pton(AF_INET, s.c_str(), &a4) == 1) return IpAddr::from_v4(ntohl(a4.s_addr));
   Ip6 a6;
-  if (inet_pton(AF_INET6, s.c_str(), a6.bytes.data()) == 1) return IpAddr::from_v6(a6);
-  return std::nullopt;
+  if (inet_pton(AF_INET6, s.c_str(), a6.bytes.data()) != 1) return std::nullopt;
+  // An IPv4-mapped address (::ffff:a.b.c.d) is the IPv4 address: packets carry it as IPv4.
+  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::equal(kMapped, kMapped + 12, a6.bytes.begin()))
+    return IpAddr::from_v4(uint32_t{a6.bytes[12]} << 24 | uint32_t{a6.bytes[13]} << 16 | uint32_t{a6.bytes[14]} << 8 | a6.bytes[15]);
+  return IpAddr::from_v6(a6);
 }
 
 Ip6 v6_mask_apply(const Ip6& a, uint8_t len) {
@@ -50,15 +55,24 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string* why) {
   auto slash = text.find('/');
   auto ip = parse_ip(text.substr(0, slash));
   if (!ip) { set_why("not an IPv4 or IPv6 address"); return std::nullopt; }
-  unsigned max_len = ip->is_v4 ? 32 : 128;
+  // IPv4-mapped (::ffff:a.b.c.d/n): the IPv4 prefix of length n - 96.
+  const bool mapped = ip->is_v4 && text.substr(0, slash).find(':') != std::string_view::npos;
+  unsigned max_len = ip->is_v4 && !mapped ? 32 : 128;
   unsigned len = max_len;
   if (slash != std::string_view::npos) {
     auto p = text.substr(slash + 1);
     auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), len);
     if (p.empty() || ec != std::errc{} || end != p.data() + p.size() || len > max_len) {
-      set_why(ip->is_v4 ? "prefix length must be 0..32" : "prefix length must be 0..128");
+      set_why(max_len == 32 ? "prefix length must be 0..32" : "prefix length must be 0..128");
       return std::nullopt;
     }
+  }
+  if (mapped) {
+    if (len < 96) {
+      set_why("an IPv4-mapped prefix (::ffff:a.b.c.d) must be /96 or longer: it stands for IPv4 addresses");
+      return std::nullopt;
+    }
+    len -= 96;
   }
   Cidr c{*ip, static_cast<uint8_t>(len)};
   bool host_bits = ip->is_v4 ? (ip->v4 & ~v4_mask(c.prefix_len)) != 0

@@ -30,6 +30,30 @@ TEST(Address, RefusesBadCidrs) {
   EXPECT_FALSE(parse_cidr("", &why));
 }
 
+// Packets carry an IPv4 address as IPv4, never as ::ffff:a.b.c.d: written that way in a
+// config or an identity table, it is the IPv4 address (or prefix), or it would match none.
+TEST(Address, IPv4MappedAddressesAreIPv4) {
+  auto a = parse_ip("::ffff:198.51.100.7");
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->is_v4);
+  EXPECT_EQ(*a, *parse_ip("198.51.100.7"));
+  EXPECT_EQ(*parse_ip("[::FFFF:c633:6407]"), *parse_ip("198.51.100.7"));
+  EXPECT_FALSE(parse_ip("::fffe:198.51.100.7")->is_v4);  // not mapped
+  EXPECT_FALSE(parse_ip("::198.51.100.7")->is_v4);       // IPv4-compatible (deprecated): an IPv6 address
+  auto c = parse_cidr("::ffff:198.51.100.0/120");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->base.is_v4);
+  EXPECT_EQ(c->prefix_len, 24);
+  EXPECT_TRUE(c->contains(*parse_ip("198.51.100.77")));
+  EXPECT_EQ(parse_cidr("::ffff:198.51.100.7")->prefix_len, 32);
+  std::string why;
+  EXPECT_FALSE(parse_cidr("::ffff:0.0.0.0/95", &why));
+  EXPECT_EQ(why, "an IPv4-mapped prefix (::ffff:a.b.c.d) must be /96 or longer: it stands for IPv4 addresses");
+  EXPECT_FALSE(parse_cidr("::ffff:198.51.100.0/129", &why));
+  EXPECT_FALSE(parse_cidr("::ffff:198.51.100.1/120", &why));
+  EXPECT_EQ(why, "address has bits set beyond the prefix length");
+}
+
 TEST(Address, SplitsHostPort) {
   std::string h;
   uint16_t p = 0;
