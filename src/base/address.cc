@@ -81,11 +81,11 @@ std::optional<Cidr> parse_cidr(std::string_view text, std::string* why) {
   return c;
 }
 
-bool overlaps_ipv6_link_local(const Cidr& c) {
-  if (c.base.is_v4) return false;
-  const Cidr link_local{*parse_ip("fe80::"), 10};
-  return c.prefix_len <= link_local.prefix_len ? c.contains(link_local.base) : link_local.contains(c.base);
+bool overlaps(const Cidr& a, const Cidr& b) {
+  return a.prefix_len <= b.prefix_len ? a.contains(b.base) : b.contains(a.base);
 }
+
+bool overlaps_ipv6_link_local(const Cidr& c) { return overlaps(c, Cidr{*parse_ip("fe80::"), 10}); }
 
 std::string block_refusal(const Cidr& c) {
   if (c.prefix_len == 0)

@@ -25,6 +25,16 @@ void read_cluster(const YamlReader& r, ClusterConfig& c) {
     if (overlaps_ipv6_link_local(*cidr))
       p.item(i).fail("refused '" + p.item(i).string() + "': link-local addresses (fe80::/10) are the upstream router's "
                      "too, and its neighbour discovery would be dropped as spoofed; list the cluster's global prefixes");
+    if (overlaps(*cidr, *parse_cidr("169.254.0.0/16")))
+      p.item(i).fail("refused '" + p.item(i).string() + "': link-local addresses (169.254.0.0/16) are the upstream "
+                     "router's too, and its ARP from them would be dropped as spoofed; list the cluster's own prefixes");
+    // No host has a multicast or loopback address: such a prefix is a typo, and protects nothing.
+    static constexpr std::pair<const char*, const char*> kNoHosts[] = {
+        {"224.0.0.0/4", "multicast"}, {"ff00::/8", "multicast"}, {"127.0.0.0/8", "loopback"}, {"::1/128", "loopback"}};
+    for (const auto& [range, what] : kNoHosts)
+      if (const Cidr n = *parse_cidr(range); cidr->prefix_len >= n.prefix_len && n.contains(cidr->base))
+        p.item(i).fail("refused '" + p.item(i).string() + "': " + range + " holds " + what +
+                       " addresses, which no node has; list the cluster's own prefixes");
     c.prefixes.push_back(*cidr);
   }
 }

@@ -97,6 +97,18 @@ limits: {sessions: 65536}
     EXPECT_THAT(error_of(without_cluster(base_config("", std::string("cluster: {prefixes: [\"") + ll + "\"]}\n"))),
                 HasSubstr("link-local addresses (fe80::/10) are the upstream router's too"))
         << ll;
+  for (const char* ll : {"169.254.0.0/16", "169.254.7.1", "128.0.0.0/1"})
+    EXPECT_THAT(error_of(without_cluster(base_config("", std::string("cluster: {prefixes: [\"") + ll + "\"]}\n"))),
+                HasSubstr("link-local addresses (169.254.0.0/16) are the upstream router's too"))
+        << ll;
+  // No node has a multicast or loopback address.
+  for (const auto& [bad, what] : std::vector<std::pair<const char*, const char*>>{
+           {"224.0.0.0/4", "224.0.0.0/4 holds multicast"}, {"239.1.0.0/16", "224.0.0.0/4 holds multicast"},
+           {"127.0.0.0/8", "127.0.0.0/8 holds loopback"}, {"ff02::/16", "ff00::/8 holds multicast"},
+           {"::1", "::1/128 holds loopback"}})
+    EXPECT_THAT(error_of(without_cluster(base_config("", std::string("cluster: {prefixes: [\"") + bad + "\"]}\n"))),
+                HasSubstr(std::string("refused '") + bad + "': " + what))
+        << bad;
   EXPECT_EQ(error_of(without_cluster(base_config("", "cluster: {prefixes: [0.0.0.0/1, \"2001:db8::/32\"]}\n"))), "(accepted)");
   EXPECT_THAT(error_of(base_config("", "infra: {ethertypes: [\"0x0800\"]}\n")),
               HasSubstr("infra.ethertypes[0]: IPv4, IPv6 and VLAN tags are always classified"));

@@ -56,6 +56,9 @@ struct Cidr {
 // bits set beyond the prefix, since that usually hides a typo.
 std::optional<Cidr> parse_cidr(std::string_view text, std::string* why = nullptr);
 
+// Whether the two prefixes share addresses (never across families).
+bool overlaps(const Cidr& a, const Cidr& b);
+
 // Whether `c` shares addresses with fe80::/10, the link-local range the upstream router's
 // neighbour discovery comes from.
 bool overlaps_ipv6_link_local(const Cidr& c);
