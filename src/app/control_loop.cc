@@ -258,7 +258,8 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   asio::steady_timer tick(io);
   auto last_report = std::chrono::steady_clock::now();
   auto last_change = last_report, last_busy = last_report;
-  uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
+  uint64_t last_rx = 0, reported_rx = 0, reported_in = 0, reported_internal = 0;
+  auto internal_logged = last_report - std::chrono::hours(1);
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
   std::function<void()> on_tick = [&] {
     tick.expires_after(std::chrono::milliseconds(50));
@@ -320,6 +321,18 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
         reported_rx = out_rx;
         reported_in = in_rx;
         last_report = now;
+      }
+      // Cluster-to-cluster packets from the outside: forged, or the router routes the nodes'
+      // traffic to each other through the gateway, where it can never pass. Said at most once
+      // every ten minutes, with the count since the last time.
+      if (t.c.spoofed_internal > reported_internal && now - internal_logged >= std::chrono::minutes(10)) {
+        spdlog::warn("{} packets from the outside went from one cluster address to another and were dropped as "
+                     "spoofed (stakegate_spoofed_internal_total): forged, or the upstream router routes traffic "
+                     "between the nodes (nodes in different subnets, an IPv6 prefix advertised off-link); nodes "
+                     "must reach each other on their own link, not through the gateway (docs/deployment.md)",
+                     t.c.spoofed_internal - reported_internal);
+        reported_internal = t.c.spoofed_internal;
+        internal_logged = now;
       }
       if (o.exit_on_idle_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(o.exit_on_idle_s)) {
         spdlog::info("no packet for {} s: stopping (--exit-on-idle)", o.exit_on_idle_s);

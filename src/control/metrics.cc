@@ -198,6 +198,10 @@ std::string render_metrics(const MetricsInput& in) {
                    "DHCP answers passed to the cluster's own DHCP transactions (a node asking for an address), "
                    "whatever the infra budget held.",
                    t.c.dhcp_answers},
+        std::tuple{"stakegate_spoofed_internal_total",
+                   "Packets from the outside with a cluster source and a cluster destination, dropped as spoofed: "
+                   "forged, or routed between the nodes by the upstream router (docs/deployment.md).",
+                   t.c.spoofed_internal},
         std::tuple{"stakegate_handoffs_total",
                    "ICMP errors a worker handed to the worker holding the session they quote (several workers: a "
                    "router's error hashes by the router's address, the session by the remote's).",

@@ -496,9 +496,10 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
         cls = meters_[look[i].slot].cls;
         v = decide_node(look[i].slot, m, s, pkts[i], now_ns, cls);
       } else if (look[i].slot != PolicySnapshot::kNoSource || (!snap.cluster().empty() && in_cluster(snap, m, true)) ||
-                 martian(m)) {
+                 martian(m)) [[unlikely]] {
         cls = TrafficClass::kNone;
         v = Verdict::kSpoofed;
+        note_spoofed(m);
       } else {
         v = decide_unknown(m, s, tag[i], pkts[i], now_ns, cls);
       }
@@ -507,6 +508,13 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
     pk[static_cast<int>(cls)][static_cast<int>(v)]++;
     by[static_cast<int>(cls)][static_cast<int>(v)] += wire_length(pkts[i]);
   }
+}
+
+// A spoofed packet from a cluster address to a cluster address is counted apart: forged,
+// or the router routing the nodes' traffic to each other (docs/deployment.md). Out of line.
+void Worker::note_spoofed(const PacketMeta& m) noexcept {
+  const PolicySnapshot& snap = *snap_;
+  counters_.spoofed_internal += !snap.cluster().empty() && in_cluster(snap, m, true) && in_cluster(snap, m, false);
 }
 
 // A staked source (DESIGN.md steps 4-7). Its verified connections get its allowance;

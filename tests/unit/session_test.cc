@@ -350,6 +350,18 @@ TEST_F(SessionTest, ProtocolsWithoutPortsOpenSessionsOfTheirAddresses) {
   }
 }
 
+// A cluster source from the outside is spoofed wherever it goes; to another cluster address
+// it is also what a router routing the nodes' traffic to each other sends back: counted apart.
+TEST_F(SessionTest, ClusterToClusterFromTheOutsideIsCountedApart) {
+  FrameSpec f = back(out("198.51.200.53", 53));
+  f.src = *parse_ip("198.18.255.9");  // a cluster address, to the cluster's 198.18.255.1
+  EXPECT_EQ(send(f, 0), Verdict::kSpoofed);
+  f.dst = *parse_ip("198.51.200.53");  // to elsewhere
+  EXPECT_EQ(send(f, 0), Verdict::kSpoofed);
+  EXPECT_EQ(count(TrafficClass::kNone, Verdict::kSpoofed), 2u);
+  EXPECT_EQ(f_.worker->counters().spoofed_internal, 1u);
+}
+
 TEST_F(SessionTest, AFullTableRecyclesTheSessionThatExpiresFirstAndCountsIt) {
   for (uint16_t p = 0; p < 6000; ++p) f_.inside(build_frame(out("198.51.200.53", 53, static_cast<uint16_t>(20000 + p))), p);
   EXPECT_GT(f_.worker->counters().sessions_evicted, 0u);  // 4,096 entries

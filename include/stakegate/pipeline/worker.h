@@ -89,6 +89,7 @@ struct alignas(64) WorkerCounters {
   uint64_t listed_neighbour_passes;  // frames of infra.neighbours passed on their own budgets
   uint64_t handoffs;                 // ICMP errors handed to the worker holding the session they quote
   uint64_t dhcp_answers;             // DHCP answers passed to the cluster's own DHCP transactions
+  uint64_t spoofed_internal;         // spoofed: from a cluster address to a cluster address (forged, or routed between nodes)
 };
 
 class Worker {
@@ -190,6 +191,7 @@ class Worker {
   struct Lookup;
 
   void decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
+  [[gnu::noinline, gnu::cold]] void note_spoofed(const struct PacketMeta& m) noexcept;
   [[gnu::noinline]] bool hand_off(const struct PacketMeta& m, const Lookup& look, Verdict* v) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
