@@ -18,6 +18,7 @@ object per line on stdout (events, then a final result), and stop by themselves.
   dns-query  DNS A queries to a resolver, each from a new socket (a new ephemeral port)
   ping       ICMP or ICMPv6 echo requests; counts the replies
   dhcp-discover a DHCP DISCOVER from 0.0.0.0 on a raw socket (retried each second); the offer
+  dhcp6-solicit a DHCPv6 SOLICIT from the link-local address (retried each second); the advertise
 """
 import argparse
 import hashlib
@@ -466,6 +467,55 @@ def cmd_dhcp_discover(a):
     emit({"result": "no_offer", "discovers": sent})
 
 
+def dhcp6_options(data):
+    """DHCPv6 options (RFC 8415 section 21) as [(code, body)]."""
+    out, i = [], 0
+    while i + 4 <= len(data):
+        code, n = struct.unpack("!HH", data[i:i + 4])
+        out.append((code, data[i + 4:i + 4 + n]))
+        i += 4 + n
+    return out
+
+
+def cmd_dhcp6_solicit(a):
+    """What a DHCPv6 client sends first: a SOLICIT from its link-local address, port 546, to
+    All_DHCP_Relay_Agents_and_Servers (ff02::1:2) port 547, with its DUID and an IA_NA.
+    Waits for an ADVERTISE with its transaction ID and reads the address it offers."""
+    idx = socket.if_nametoindex(a.iface)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+    s.bind(("::", 546, 0, 0))
+    with open(f"/sys/class/net/{a.iface}/address") as f:
+        mac = bytes.fromhex(f.read().strip().replace(":", ""))
+    duid = struct.pack("!HH", 3, 1) + mac  # DUID-LL, Ethernet
+    xid = os.urandom(3)
+    options = (struct.pack("!HH", 1, len(duid)) + duid + struct.pack("!HHH", 8, 2, 0)
+               + struct.pack("!HHIII", 3, 12, 1, 0, 0))
+    msg = b"\x01" + xid + options
+    deadline, sent, next_send = time.monotonic() + a.timeout, 0, 0.0
+    while time.monotonic() < deadline:
+        if time.monotonic() >= next_send:
+            s.sendto(msg, ("ff02::1:2", 547, 0, idx))
+            sent += 1
+            next_send = time.monotonic() + 1.0
+        r, _, _ = select.select([s], [], [], max(0.0, min(deadline, next_send) - time.monotonic()))
+        if not r:
+            continue
+        data, peer = s.recvfrom(4096)
+        if len(data) < 4 or data[0] != 2 or data[1:4] != xid:
+            continue
+        offered = ""
+        for code, body in dhcp6_options(data[4:]):
+            if code == 3 and len(body) >= 12:  # IA_NA: IAID, T1, T2, then its options
+                for sub, addr in dhcp6_options(body[12:]):
+                    if sub == 5 and len(addr) >= 16:  # IAADDR
+                        offered = socket.inet_ntop(socket.AF_INET6, addr[:16])
+        emit({"result": "advertise", "address": offered, "server": peer[0], "solicits": sent})
+        return
+    emit({"result": "no_advertise", "solicits": sent})
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -529,11 +579,15 @@ def main():
     t = sub.add_parser("dhcp-discover")
     t.add_argument("--iface", required=True)
     t.add_argument("--timeout", type=float, default=4.0)
+    t = sub.add_parser("dhcp6-solicit")
+    t.add_argument("--iface", required=True)
+    t.add_argument("--timeout", type=float, default=4.0)
     a = p.parse_args()
     {"tap": cmd_tap, "udp-sink": cmd_udp_sink, "udp-flood": cmd_udp_flood, "tcp-server": cmd_tcp_server,
      "tcp-session": cmd_tcp_session, "tcp-bulk": cmd_tcp_bulk, "arp-probe": cmd_arp_probe,
      "raw-flood": cmd_raw_flood, "spoof-flood": cmd_spoof_flood, "own-flood": cmd_own_flood,
-     "dns-query": cmd_dns_query, "ping": cmd_ping, "dhcp-discover": cmd_dhcp_discover}[a.cmd](a)
+     "dns-query": cmd_dns_query, "ping": cmd_ping, "dhcp-discover": cmd_dhcp_discover,
+     "dhcp6-solicit": cmd_dhcp6_solicit}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from netlab import LabError, af_packet_dataplane, run_inline, sh
 
 PEER, PEER6 = "198.18.0.11", "2001:2::12"          # staked: consensus (IPv4), execution (IPv6)
 WEB, WEB6 = "198.18.0.31", "2001:2::31"            # an unregistered web server
-DNS = "198.18.0.53"                                # an unregistered resolver
+DNS, DNS6 = "198.18.0.53", "2001:2::53"            # an unregistered resolver (and DHCP server)
 FLOOD = "198.18.0.66"                              # the attacker
 RTR, RTR6, RTR_FAR, RTR_FAR6 = "198.18.0.1", "2001:2::1", "198.18.2.1", "2001:2:2::1"
 FAR, FAR6 = "198.18.2.10", "2001:2:2::10"          # behind the router's 1,280-byte link
@@ -80,7 +80,7 @@ def write_config(d, lab, metrics_port):
 
 def build_topology(lab):
     lab.switched({"peer": [f"{PEER}/24"], "peer6": [f"{PEER6}/64"], "web": [f"{WEB}/24", f"{WEB6}/64"],
-                  "dns": [f"{DNS}/24"], "flood": [f"{FLOOD}/24"], "rtr": [f"{RTR}/24", f"{RTR6}/64"]},
+                  "dns": [f"{DNS}/24", f"{DNS6}/64"], "flood": [f"{FLOOD}/24"], "rtr": [f"{RTR}/24", f"{RTR6}/64"]},
                  [f"{CL}/24", f"{CL_SPOOFED}/24", f"{CL6}/64"], ipv6=True)
     rtr, far = lab.ns("rtr"), lab.add_ns("far", ipv6=True)
     lab.veth(rtr, "far0", far, "eth0")
@@ -346,23 +346,29 @@ def gro(lab):
 
 def phase_dhcp(lab, d, metrics_port):
     """A node without an address asks for one: its DISCOVER (from 0.0.0.0, broadcast) opens no
-    session, yet the offer of a DHCP server on the outside link (dnsmasq) reaches it."""
+    session, yet the offer of a DHCP server on the outside link (dnsmasq) reaches it; and its
+    DHCPv6 SOLICIT (from its link-local address to the servers' multicast group) gets that
+    server's ADVERTISE, sent from the server's own link-local address."""
     before = metric_values(scrape(metrics_port)).get("stakegate_dhcp_answers_total", 0)
     server = lab.spawn(lab.ns("dns"), ["dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--port=0",
                                        "--no-resolv", "--no-hosts", "--interface=eth0", "--bind-interfaces",
-                                       "--dhcp-range=198.18.0.200,198.18.0.210,255.255.255.0,2m", "--no-ping",
+                                       "--dhcp-range=198.18.0.200,198.18.0.210,255.255.255.0,2m",
+                                       "--dhcp-range=2001:2::200,2001:2::210,64,2m", "--no-ping",
                                        "--dhcp-authoritative", f"--dhcp-leasefile={d}/dhcp.leases",
                                        f"--pid-file={d}/dhcp.pid", "--user=root", "--log-facility=-"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_listening(lab.ns("dns"), [":67"], "dnsmasq's DHCP server")
+        wait_listening(lab.ns("dns"), [":67", ":547"], "dnsmasq's DHCP server")
         r = lab.prog(lab.ns("cl"), "dhcp-discover", "--iface", "eth0", "--timeout", 4).result()
+        r6 = lab.prog(lab.ns("cl"), "dhcp6-solicit", "--iface", "eth0", "--timeout", 4).result()
     finally:
         server.terminate()
         server.wait(timeout=10)
     answers = metric_values(scrape(metrics_port)).get("stakegate_dhcp_answers_total", 0) - before
-    check(r.get("result") == "offer" and r.get("yiaddr", "").startswith("198.18.0.2") and answers >= 1,
-          f"a node without an address gets dnsmasq's DHCP offer through the gateway: {r}, "
+    check(r.get("result") == "offer" and r.get("yiaddr", "").startswith("198.18.0.2")
+          and r6.get("result") == "advertise" and r6.get("address", "").startswith("2001:2::2")
+          and r6.get("server", "").startswith("fe80::") and answers >= 2,
+          f"a node without an address gets dnsmasq's DHCP offer and DHCPv6 advertise through the gateway: {r}, {r6}, "
           f"stakegate_dhcp_answers_total +{answers:.0f}")
 
 
