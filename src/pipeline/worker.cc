@@ -574,6 +574,19 @@ bool Worker::dhcp_answer(const PacketView& p, const PacketMeta& m, uint32_t now)
   return true;
 }
 
+// IGMP, IPv4's multicast group membership (the router's queries, other hosts' reports),
+// passes as MLD does for IPv6: link-scoped, so TTL 1, to a multicast group, whole (no
+// fragment); the router's (a MAC of infra.neighbours) on its own budget, then the infra
+// budget. Without the querier's queries, an IGMP-snooping switch behind the gateway drops
+// the nodes' memberships and, with them, their multicast. Anything else of protocol 2 is
+// what any port-less packet of an unknown source is: unregistered.
+Verdict Worker::igmp_verdict(const PacketView& p, const PacketMeta& m, uint64_t now_ns, TrafficClass& cls) noexcept {
+  if (m.kind != L3Kind::kIpv4 || m.ttl != 1 || (m.dst_v4 >> 28) != 0xe || m.first_fragment || m.non_first_fragment)
+    return Verdict::kUnregistered;
+  cls = TrafficClass::kInfra;
+  return neighbour_verdict(p, m, now_ns);
+}
+
 // A source that is not a node (steps 4-6 and 8).
 Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, const PacketView& p, uint64_t now_ns,
                                TrafficClass& cls) {
@@ -605,6 +618,7 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
       cls = TrafficClass::kInfra;
       return Verdict::kPass;
     }
+    if (m.l4_proto == kProtoIgmp) [[unlikely]] return igmp_verdict(p, m, now_ns, cls);
     return Verdict::kUnregistered;
   }
   Verdict v = police_unregistered(tag, wire_length(p), now_ns);

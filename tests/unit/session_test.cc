@@ -213,6 +213,55 @@ TEST_F(SessionTest, NeighbourDiscoveryPassesOnlyWithHopLimit255) {
   EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 3u);
 }
 
+// Multicast group membership is link-scoped: MLD (ICMPv6 130-132, 143) and IGMP (IPv4
+// protocol 2) with hop limit / TTL 1 to a multicast group pass as infrastructure, within
+// its budget; routed from elsewhere, to a unicast address, or in fragments they are not.
+TEST_F(SessionTest, MulticastListenerQueriesAndReportsPassOnlyOnTheLink) {
+  FrameSpec mld;
+  mld.src = *parse_ip("fe80::1");
+  mld.dst = *parse_ip("ff02::1");
+  mld.proto = 58;
+  mld.icmp_type = 130;  // MLD query
+  mld.ttl = 1;
+  mld.payload.assign(16, 0);
+  EXPECT_EQ(send(mld, 0), Verdict::kPass);
+  mld.icmp_type = 143;  // MLDv2 report
+  EXPECT_EQ(send(mld, 0), Verdict::kPass);
+  mld.ttl = 2;
+  EXPECT_EQ(send(mld, 0), Verdict::kUnregistered);
+
+  FrameSpec igmp;
+  igmp.src = *parse_ip("198.51.100.1");  // the router
+  igmp.dst = *parse_ip("224.0.0.1");
+  igmp.proto = 2;
+  igmp.ttl = 1;
+  igmp.ipv4_options = {0x94, 0x04, 0x00, 0x00};  // router alert
+  igmp.payload = {0x11, 0x64, 0xee, 0x9b, 0, 0, 0, 0};  // general query
+  EXPECT_EQ(send(igmp, 0), Verdict::kPass);
+  igmp.dst = *parse_ip("239.1.2.3");  // group-specific
+  EXPECT_EQ(send(igmp, 0), Verdict::kPass);
+  igmp.dst = *parse_ip("224.0.0.22");  // another host's IGMPv3 report
+  igmp.payload[0] = 0x22;
+  EXPECT_EQ(send(igmp, 0), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 5u);
+  igmp.ttl = 2;  // routed: not from the link
+  EXPECT_EQ(send(igmp, 0), Verdict::kUnregistered);
+  igmp.ttl = 1;
+  igmp.dst = *parse_ip("198.18.255.1");  // to a node, not a group
+  EXPECT_EQ(send(igmp, 0), Verdict::kUnregistered);
+  igmp.dst = *parse_ip("224.0.0.1");
+  igmp.more_fragments = true;
+  EXPECT_EQ(send(igmp, 0), Verdict::kUnregistered);
+  igmp.more_fragments = false;
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 5u);
+  // A flood of them is held to the infra budget (1,000 pps here, 100 ms of burst).
+  int passed = 0;
+  for (int i = 0; i < 1000; ++i) passed += send(igmp, 1 * kMs) == Verdict::kPass;
+  EXPECT_LT(passed, 200);
+  EXPECT_GT(passed, 50);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kInfraOverRate), 1000u - passed);
+}
+
 TEST_F(SessionTest, OutboundTcpIsVerifiedByTheSynAckAndFollowsItsClose) {
   TcpFlow web;
   web.remote = *parse_ip("198.51.200.80");

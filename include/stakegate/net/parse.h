@@ -15,7 +15,7 @@ namespace stakegate {
 
 enum class L3Kind : uint8_t { kNonIp, kIpv4, kIpv6, kMalformed };
 
-inline constexpr uint8_t kProtoIcmp = 1, kProtoTcp = 6, kProtoUdp = 17, kProtoIcmp6 = 58;
+inline constexpr uint8_t kProtoIcmp = 1, kProtoIgmp = 2, kProtoTcp = 6, kProtoUdp = 17, kProtoIcmp6 = 58;
 
 // An IP protocol the gateway knows no ports or identifiers of (GRE, ESP, AH, SCTP, ...):
 // its sessions are the pair of addresses, as conntrack's generic tracking keeps them.

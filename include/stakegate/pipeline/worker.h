@@ -213,6 +213,8 @@ class Worker {
   void note_dhcp(const PacketView& p, const struct PacketMeta* parsed, uint32_t now) noexcept;
   void note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept;
   [[gnu::noinline]] bool dhcp_answer(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
+  [[gnu::noinline, gnu::cold]] Verdict igmp_verdict(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns,
+                                                    TrafficClass& cls) noexcept;
   bool remote_on_session(Session* s, const struct PacketMeta& m, const PacketView& p, uint64_t now_ns);
   void on_source_drop(uint32_t slot, Verdict v, bool attributable, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
