@@ -86,6 +86,22 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   return render_metrics(in);
 }
 
+// A counter the log warns about when it grows: at most once every ten minutes, with the
+// count since the last warning.
+struct CountWarning {
+  uint64_t reported = 0;
+  std::chrono::steady_clock::time_point said{};
+  bool ever = false;  // the first growth is said at once
+  template <class Say>
+  void update(uint64_t count, std::chrono::steady_clock::time_point now, Say say) {
+    if (count <= reported || (ever && now - said < std::chrono::minutes(10))) return;
+    say(count - reported);
+    reported = count;
+    said = now;
+    ever = true;
+  }
+};
+
 }  // namespace
 
 void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher, EvidenceService& evidence,
@@ -258,8 +274,8 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   asio::steady_timer tick(io);
   auto last_report = std::chrono::steady_clock::now();
   auto last_change = last_report, last_busy = last_report;
-  uint64_t last_rx = 0, reported_rx = 0, reported_in = 0, reported_internal = 0;
-  auto internal_logged = last_report - std::chrono::hours(1);
+  uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
+  CountWarning internal_warning, impostor_warning;
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
   std::function<void()> on_tick = [&] {
     tick.expires_after(std::chrono::milliseconds(50));
@@ -323,17 +339,22 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
         last_report = now;
       }
       // Cluster-to-cluster packets from the outside: forged, or the router routes the nodes'
-      // traffic to each other through the gateway, where it can never pass. Said at most once
-      // every ten minutes, with the count since the last time.
-      if (t.c.spoofed_internal > reported_internal && now - internal_logged >= std::chrono::minutes(10)) {
+      // traffic to each other through the gateway, where it can never pass.
+      internal_warning.update(t.c.spoofed_internal, now, [](uint64_t n) {
         spdlog::warn("{} packets from the outside went from one cluster address to another and were dropped as "
                      "spoofed (stakegate_spoofed_internal_total): forged, or the upstream router routes traffic "
                      "between the nodes (nodes in different subnets, an IPv6 prefix advertised off-link); nodes "
-                     "must reach each other on their own link, not through the gateway (docs/deployment.md)",
-                     t.c.spoofed_internal - reported_internal);
-        reported_internal = t.c.spoofed_internal;
-        internal_logged = now;
-      }
+                     "must reach each other on their own link, not through the gateway (docs/deployment.md)", n);
+      });
+      // ARP/ND claiming the router's address from another MAC: an impostor on the outside
+      // link, or infra.neighbours lists the address under a MAC that is not (or no longer)
+      // the one answering for it. Either way the operator must know at once.
+      impostor_warning.update(t.c.neighbour_impostors, now, [](uint64_t n) {
+        spdlog::warn("{} ARP or neighbour discovery frames from the outside claimed an address of infra.neighbours "
+                     "for another MAC and were dropped as spoofed (stakegate_neighbour_impostors_total): a host of "
+                     "the outside link impersonating the router, or infra.neighbours lists the address under a MAC "
+                     "that does not answer for it (a replaced router, a VRRP or HSRP virtual MAC missing)", n);
+      });
       if (o.exit_on_idle_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(o.exit_on_idle_s)) {
         spdlog::info("no packet for {} s: stopping (--exit-on-idle)", o.exit_on_idle_s);
         io.stop();

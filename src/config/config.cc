@@ -388,7 +388,7 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
   if (r.has("state_dir")) c.state_dir = resolve_path(file, r.child("state_dir").string());
   if (r.has("cluster")) config_sections::read_cluster(r.child("cluster"), c.cluster);
   if (r.has("sessions")) config_sections::read_sessions(r.child("sessions"), c.sessions);
-  if (r.has("infra")) config_sections::read_infra(r.child("infra"), c.infra);
+  if (r.has("infra")) config_sections::read_infra(r.child("infra"), c.infra, c.cluster);
   if (r.has("request_channel")) config_sections::read_request_channel(r.child("request_channel"), c.request_channel);
   if (r.has("limits")) {
     auto l = r.child("limits");

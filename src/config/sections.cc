@@ -54,7 +54,7 @@ void read_sessions(const YamlReader& r, SessionConfig& s) {
   }
 }
 
-void read_infra(const YamlReader& r, InfraConfig& i) {
+void read_infra(const YamlReader& r, InfraConfig& i, const ClusterConfig& cluster) {
   r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes", "neighbours", "ra_guard"});
   if (r.has("pps")) i.pps = r.child("pps").number(0, 1e9);
   if (r.has("icmp_errors_pps")) i.icmp_errors_pps = r.child("icmp_errors_pps").number(0, 1e9);
@@ -82,20 +82,50 @@ void read_infra(const YamlReader& r, InfraConfig& i) {
   if (r.has("neighbours")) {
     auto n = r.child("neighbours");
     n.expect_seq();
-    for (size_t k = 0; k < n.size(); ++k) {
-      const std::string text = n.item(k).string();
+    auto read_mac = [](const YamlReader& m) {
+      const std::string text = m.string();
       std::array<uint8_t, 6> mac{};
       bool ok = text.size() == 17;
       for (size_t b = 0; ok && b < 6; ++b) {
         ok = (b == 5 || text[b * 3 + 2] == ':') &&
              std::from_chars(text.data() + b * 3, text.data() + b * 3 + 2, mac[b], 16).ptr == text.data() + b * 3 + 2;
       }
-      if (!ok) n.item(k).fail("must be a MAC address (aa:bb:cc:dd:ee:ff), got '" + text + "'");
-      if (mac[0] & 1) n.item(k).fail("'" + text + "' is a multicast or broadcast address: no host sends from it");
-      if (mac == std::array<uint8_t, 6>{}) n.item(k).fail("'" + text + "' is no host's address");
+      if (!ok) m.fail("must be a MAC address (aa:bb:cc:dd:ee:ff), got '" + text + "'");
+      if (mac[0] & 1) m.fail("'" + text + "' is a multicast or broadcast address: no host sends from it");
+      if (mac == std::array<uint8_t, 6>{}) m.fail("'" + text + "' is no host's address");
+      return mac;
+    };
+    for (size_t k = 0; k < n.size(); ++k) {
+      // "aa:bb:cc:dd:ee:ff", or {mac: "aa:bb:cc:dd:ee:ff", addresses: [IP, ...]}.
+      const YamlReader item = n.item(k);
+      const bool with_addresses = item.node().IsMap();
+      if (with_addresses) {
+        item.expect_map({"mac", "addresses"});
+        if (!item.has("mac")) item.fail("missing key 'mac'");
+      }
+      const std::array<uint8_t, 6> mac = read_mac(with_addresses ? item.child("mac") : item);
       if (std::find(i.neighbours.begin(), i.neighbours.end(), mac) == i.neighbours.end()) i.neighbours.push_back(mac);
+      if (!with_addresses || !item.has("addresses")) continue;
+      auto a = item.child("addresses");
+      a.expect_seq();
+      for (size_t j = 0; j < a.size(); ++j) {
+        auto ip = parse_ip(a.item(j).string());
+        if (!ip) a.item(j).fail("must be an IPv4 or IPv6 address, got '" + a.item(j).string() + "'");
+        const Cidr host{*ip, static_cast<uint8_t>(ip->is_v4 ? 32 : 128)};
+        if (ip->is_v4 ? martian_v4(ip->v4) || ip->v4 == 0 : martian_v6(ip->v6) || ip->v6 == Ip6{})
+          a.item(j).fail("'" + a.item(j).string() + "' is no host's address (multicast, loopback, broadcast or unspecified)");
+        for (const Cidr& c : cluster.prefixes)
+          if (overlaps(c, host))
+            a.item(j).fail("'" + a.item(j).string() + "' is inside cluster.prefixes (" + c.to_string() +
+                           "): the cluster's addresses are never a neighbour's on the outside link");
+        InfraConfig::NeighbourAddress na{*ip, mac};
+        auto same = [&](const InfraConfig::NeighbourAddress& x) { return x.address == na.address && x.mac == na.mac; };
+        if (std::none_of(i.neighbour_addresses.begin(), i.neighbour_addresses.end(), same))
+          i.neighbour_addresses.push_back(na);
+      }
     }
     if (i.neighbours.size() > 8) n.fail("at most 8 neighbours");
+    if (i.neighbour_addresses.size() > 32) n.fail("at most 32 neighbour addresses (each address under each MAC)");
   }
   if (r.has("ra_guard")) {
     i.ra_guard = r.child("ra_guard").boolean();

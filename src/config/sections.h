@@ -8,7 +8,7 @@ namespace stakegate::config_sections {
 
 void read_cluster(const YamlReader& r, ClusterConfig& c);
 void read_sessions(const YamlReader& r, SessionConfig& s);
-void read_infra(const YamlReader& r, InfraConfig& i);
+void read_infra(const YamlReader& r, InfraConfig& i, const ClusterConfig& cluster);
 void read_request_channel(const YamlReader& r, RequestChannelConfig& q);
 void read_dns(const YamlReader& r, DnsConfig& d);
 void read_access_api(const YamlReader& r, AccessApiConfig& a, const std::string& cfg_file);

@@ -202,6 +202,11 @@ std::string render_metrics(const MetricsInput& in) {
                    "Packets from the outside with a cluster source and a cluster destination, dropped as spoofed: "
                    "forged, or routed between the nodes by the upstream router (docs/deployment.md).",
                    t.c.spoofed_internal},
+        std::tuple{"stakegate_neighbour_impostors_total",
+                   "ARP frames and neighbour discovery messages from the outside claiming an address of "
+                   "infra.neighbours (the router's) for another MAC, dropped as spoofed: a host of the link "
+                   "impersonating the router, or an address listed under the wrong MAC.",
+                   t.c.neighbour_impostors},
         std::tuple{"stakegate_handoffs_total",
                    "ICMP errors a worker handed to the worker holding the session they quote (several workers: a "
                    "router's error hashes by the router's address, the session by the remote's).",

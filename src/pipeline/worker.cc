@@ -225,6 +225,10 @@ bool Worker::router_message_allowed(const PacketView& p, const PacketMeta& m) co
 // for it, and answer.)
 Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint64_t now_ns) noexcept {
   if (worker_detail::claims_cluster(*snap_, p, m)) [[unlikely]] return Verdict::kSpoofed;
+  if (worker_detail::neighbour_impostor(*snap_, p, m)) [[unlikely]] {
+    counters_.neighbour_impostors++;
+    return Verdict::kSpoofed;
+  }
   Ip6 target;
   if (worker_detail::maybe_neighbour(m, true) && worker_detail::neighbour_target(p, m, true, target)) {
     if (solicitations_->take_answer(target, session_tick(now_ns))) {

@@ -84,6 +84,49 @@ inline uint64_t source_mac(const PacketView& p) {
   return mac;
 }
 
+// An ARP frame or IPv6 neighbour discovery message claiming an address of infra.neighbours
+// for another MAC than one listed for it: what would point the nodes' entry for their
+// router at another host of the link (ARP or ND poisoning: the router's traffic redirected
+// or black-holed). Claims: an ARP frame's sender address, by its Ethernet source and
+// sender hardware address; a neighbour discovery message's source address, by its
+// Ethernet source and source link-layer address option; an advertisement's target, by its
+// Ethernet source and target link-layer address option. (A redirect's target link-layer
+// address is another router's: not its sender's claim.)
+inline bool neighbour_impostor(const PolicySnapshot& s, const PacketView& p, const PacketMeta& m) {
+  if (!s.guards_neighbours()) return false;
+  const uint64_t src = source_mac(p);
+  if (m.kind == L3Kind::kNonIp) {
+    Arp4 a;
+    if (!parse_arp4(p.data, p.len, m, a)) return false;
+    uint64_t sha = 0;
+    std::memcpy(&sha, p.data + m.l4_off + 8, 6);
+    const Ip6 sender = mapped_v4(a.sender);
+    return s.neighbour_impostor(sender, src) || s.neighbour_impostor(sender, sha);
+  }
+  if (m.kind != L3Kind::kIpv6 || !m.has_icmp || m.l4_proto != kProtoIcmp6 || m.icmp_type < 133 || m.icmp_type > 137)
+    return false;
+  const uint8_t* msg = p.data + m.l4_off;
+  const uint32_t end = std::min(m.l4_len, p.len - m.l4_off);  // what of the message the first buffer holds
+  const bool advert = m.icmp_type == 136;
+  Ip6 target{};
+  if (advert && end >= 24) std::memcpy(target.bytes.data(), msg + 8, 16);
+  const bool source_listed = s.neighbour_listed(m.src_v6), target_listed = advert && s.neighbour_listed(target);
+  if (!source_listed && !target_listed) return false;
+  if (s.neighbour_impostor(m.src_v6, src) || (target_listed && s.neighbour_impostor(target, src))) return true;
+  // The options start after RS 8 bytes, RA 16, NS and NA 24 (their target), redirect 40.
+  static constexpr uint32_t kFixed[] = {8, 16, 24, 24, 40};
+  for (uint32_t at = kFixed[m.icmp_type - 133]; at + 8 <= end;) {
+    const uint32_t len = msg[at + 1] * 8u;
+    if (len == 0) break;  // hosts discard the whole message (RFC 4861, 4.6)
+    uint64_t lla = 0;
+    if (len == 8) std::memcpy(&lla, msg + at + 2, 6);
+    if (len == 8 && msg[at] == 1 && s.neighbour_impostor(m.src_v6, lla)) return true;
+    if (len == 8 && msg[at] == 2 && advert && s.neighbour_impostor(target, lla)) return true;
+    at += len;
+  }
+  return false;
+}
+
 // DHCP. A client's message (`answer` false: IPv4 UDP 68 -> 67, a BOOTREQUEST; IPv6 UDP
 // 546 -> 547, a client message) or a server's answer to one (true: 67 -> 68, a BOOTREPLY;
 // 547 -> 546, ADVERTISE or REPLY), and the transaction it belongs to, as a 16-byte key:

@@ -146,14 +146,19 @@ std::string describe_plan(const LoadedPolicy& p) {
                 "infra", "-", p.plan.infra.pps, c.infra.ethertypes.empty() ? "" : ", listed EtherTypes");
   o << line;
   if (!c.infra.neighbours.empty()) {
-    std::string macs;
-    for (const auto& mac : c.infra.neighbours) {
+    auto mac_text = [](const std::array<uint8_t, 6>& mac) {
       char text[18];
       std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
-      macs += (macs.empty() ? "" : ", ") + std::string(text);
-    }
+      return std::string(text);
+    };
+    std::string macs, guarded;
+    for (const auto& mac : c.infra.neighbours) macs += (macs.empty() ? "" : ", ") + mac_text(mac);
+    for (const auto& a : c.infra.neighbour_addresses)
+      guarded += (guarded.empty() ? "" : ", ") + a.address.to_string() + " at " + mac_text(a.mac);
     o << "  neighbours with a budget of their own (as large): " << macs
       << (c.infra.ra_guard ? "; RA guard on: router advertisements and redirects only from them" : "") << "\n";
+    if (!guarded.empty())
+      o << "  ARP and neighbour discovery about these addresses pass only from their MACs (else spoofed): " << guarded << "\n";
   }
   std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ICMP errors quoting a live session (path MTU discovery)\n", "icmp_errors",
                 "-", p.plan.icmp_errors.pps);

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <map>
 
+#include "stakegate/pipeline/sessions.h"  // mapped_v4: the form ARP addresses are compared in
+
 namespace stakegate {
 namespace {
 
@@ -127,6 +129,11 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   snap->ra_guard = cfg.infra.ra_guard;
   for (size_t i = 0; i < cfg.infra.neighbours.size() && i < PolicySnapshot::kMaxNeighbours; ++i)
     std::memcpy(&snap->neighbours_[i], cfg.infra.neighbours[i].data(), 6);
+  for (const auto& a : cfg.infra.neighbour_addresses) {
+    PolicySnapshot::GuardedAddress g{a.address.is_v4 ? mapped_v4(a.address.v4) : a.address.v6, 0};
+    std::memcpy(&g.mac, a.mac.data(), 6);
+    snap->guarded_.push_back(g);
+  }
 
   // Per-source buckets are split like a source's traffic; pools always over every worker.
   const UnregisteredPlan& u = plan.unregistered;

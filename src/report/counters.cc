@@ -29,6 +29,7 @@ void Totals::add(const Worker& w, size_t slots) {
   c.handoffs += relaxed(x.handoffs);
   c.dhcp_answers += relaxed(x.dhcp_answers);
   c.spoofed_internal += relaxed(x.spoofed_internal);
+  c.neighbour_impostors += relaxed(x.neighbour_impostors);
   c.listed_neighbour_passes += relaxed(x.listed_neighbour_passes);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);

@@ -20,7 +20,9 @@ None of the answering peers is penalised. Then a flood of ARP and of another Eth
 shows non-IP frames held to the `infra` budget, while the cluster, its neighbour entries
 flushed, resolves its router again over IPv4 and IPv6 (the answers to its own requests
 pass) and the router, listed in `infra.neighbours`, resolves the cluster; the forged
-cluster source, in IP and in ARP, is counted as `spoofed`; only the listed router's
+cluster source, in IP and in ARP, is counted as `spoofed`, and so is ARP from another host
+claiming the router's address (listed with its MAC), which leaves the cluster's entry for
+the router alone; only the listed router's
 advertisements reach the cluster (`infra.ra_guard`); a node without an address gets a DHCP
 server's offer from the outside link. The gateway's links start with GRO on: it is off
 while the gateway runs (or the uploads would crawl), and on again after, even after a run
@@ -70,7 +72,8 @@ def write_config(d, lab, metrics_port):
         "roles": roles,
         "unregistered": {"share": 0.05, "per_source_pps": 50, "ports": [9000]},
         "sessions": {"share": 0.05},
-        "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS, "neighbours": [lab.mac(lab.ns("rtr"), "eth0")],
+        "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS,
+                  "neighbours": [{"mac": lab.mac(lab.ns("rtr"), "eth0"), "addresses": [RTR, RTR6]}],
                   "ra_guard": True},
         "cluster": {"prefixes": PREFIXES},
         "control": {"socket": f"{d}/control.sock", "metrics": f"127.0.0.1:{metrics_port}"},
@@ -336,6 +339,23 @@ def phase_non_ip(lab, gw, metrics_port, m_before):
     time.sleep(0.3)
     spoofed = metric_values(scrape(metrics_port)).get('stakegate_drops_total{role="none",reason="spoofed"}', 0) - before
     check(spoofed == poison > 0, f"every ARP frame claiming a cluster address is dropped as spoofed ({spoofed:.0f} of {poison})")
+    # ARP claiming the router's address from another host (a request to the cluster that
+    # tells it the router is at the flooder's MAC, which Linux takes): infra.neighbours lists
+    # the router's addresses with its MAC, so spoofed, and the cluster's entry stays the
+    # router's.
+    cl, rtr_mac = lab.ns("cl"), lab.mac(lab.ns("rtr"), "eth0")
+    lab.prog(cl, "ping", "--to", RTR, "--count", 1, "--timeout", 1).result()
+    before = metric_values(scrape(metrics_port)).get("stakegate_neighbour_impostors_total", 0)
+    claims = lab.prog(flood, "raw-flood", "--iface", "eth0", "--frame", arp_request(RTR, CL, mac), "--seconds", 0.2,
+                      "--pps", 500).result()["sent"]
+    time.sleep(0.3)
+    impostors = metric_values(scrape(metrics_port)).get("stakegate_neighbour_impostors_total", 0) - before
+    entry = sh(["ip", "neigh", "show", RTR, "dev", "eth0"], ns=cl).stdout.strip()
+    check(impostors == claims > 0 and f"lladdr {rtr_mac}" in entry,
+          f"every ARP frame claiming the router's address from another MAC is spoofed ({impostors:.0f} of {claims}); "
+          f"the cluster's entry for the router is still the router's ({entry})")
+    warned = [l for l in gw.log().splitlines() if "claimed an address of infra.neighbours" in l]
+    check(len(warned) == 1, f"the log says so once: {warned[:1]}")
     check(arrived["non_ip"] <= bound + 40,
           f"the cluster received {arrived['non_ip']} non-IPv4 frames during the flood (ARP and IPv6 within the budget)")
 

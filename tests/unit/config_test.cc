@@ -85,6 +85,33 @@ limits: {sessions: 65536}
   std::string nine;
   for (int k = 1; k <= 9; ++k) nine += std::string(nine.empty() ? "" : ", ") + "\"02:00:00:00:00:0" + std::to_string(k) + "\"";
   EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [" + nine + "]}\n")), HasSubstr("infra.neighbours: at most 8"));
+  // A neighbour with the addresses it answers for (and one under two MACs: a VRRP pair).
+  const Config g = parse_config(base_config("", R"(infra:
+  neighbours:
+    - {mac: "02:aa:00:00:00:01", addresses: [198.51.100.1, "fe80::1", "::ffff:198.51.100.9"]}
+    - "02:aa:00:00:00:02"
+    - {mac: "00:00:5e:00:01:07", addresses: [198.51.100.1]}
+)"), "x.yaml");
+  EXPECT_EQ(g.infra.neighbours.size(), 3u);
+  ASSERT_EQ(g.infra.neighbour_addresses.size(), 4u);
+  EXPECT_EQ(g.infra.neighbour_addresses[0].address, *parse_ip("198.51.100.1"));
+  EXPECT_EQ(g.infra.neighbour_addresses[2].address, *parse_ip("198.51.100.9"));  // read as the IPv4 address
+  EXPECT_EQ(g.infra.neighbour_addresses[3].mac, (std::array<uint8_t, 6>{0, 0, 0x5e, 0, 1, 7}));
+  auto guarded = [](const std::string& entry) { return base_config("", "infra: {neighbours: [" + entry + "]}\n"); };
+  EXPECT_THAT(error_of(guarded("{mac: \"02:aa:00:00:00:01\", addresses: [198.51.100.300]}")),
+              HasSubstr("infra.neighbours[0].addresses[0]: must be an IPv4 or IPv6 address, got '198.51.100.300'"));
+  EXPECT_THAT(error_of(guarded("{mac: \"02:aa:00:00:00:01\", addresses: [198.18.255.7]}")),
+              HasSubstr("infra.neighbours[0].addresses[0]: '198.18.255.7' is inside cluster.prefixes (198.18.255.0/24)"));
+  EXPECT_THAT(error_of(guarded("{mac: \"02:aa:00:00:00:01\", addresses: [224.0.0.1]}")), HasSubstr("is no host's address"));
+  EXPECT_THAT(error_of(guarded("{mac: \"02:aa:00:00:00:01\", addresses: [\"::\"]}")), HasSubstr("is no host's address"));
+  EXPECT_THAT(error_of(guarded("{addresses: [198.51.100.1]}")), HasSubstr("infra.neighbours[0]: missing key 'mac'"));
+  EXPECT_THAT(error_of(guarded("{mac: \"02:aa:00:00:00:01\", address: [198.51.100.1]}")), HasSubstr("infra.neighbours[0]"));
+  EXPECT_THAT(error_of(guarded("{mac: \"ff:aa:00:00:00:01\", addresses: [198.51.100.1]}")),
+              HasSubstr("infra.neighbours[0].mac: 'ff:aa:00:00:00:01' is a multicast or broadcast address"));
+  std::string many;
+  for (int k = 1; k <= 33; ++k) many += std::string(many.empty() ? "" : ", ") + "198.51.100." + std::to_string(k);
+  EXPECT_THAT(error_of(guarded("{mac: \"02:aa:00:00:00:01\", addresses: [" + many + "]}")),
+              HasSubstr("at most 32 neighbour addresses"));
   EXPECT_EQ(c.request_channel.fraction, 0.1);
   EXPECT_EQ(c.limits_sessions, 65536u);
   EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [10.0.0.1/8]}\n"))), HasSubstr("cluster.prefixes[0]: bad CIDR"));

@@ -205,6 +205,16 @@ TEST_F(PolicyStateTest, NodesInsideTheClusterPrefixesAreMarkedAndMostOfTheTableW
   EXPECT_THAT(::testing::PrintToString(most.warnings), HasSubstr("3 of the 3 nodes"));
 }
 
+// The plan names the neighbours and the addresses only their MACs may claim.
+TEST_F(PolicyStateTest, ThePlanNamesTheGuardedNeighbourAddresses) {
+  const std::string plan = describe_plan(load_policy(dir_.file(
+      "n.yaml", stakegate::testing::base_config(
+                    "", "infra: {neighbours: [\"02:aa:00:00:00:02\", {mac: \"02:aa:00:00:00:01\", addresses: [198.51.100.1, \"fe80::1\"]}]}\n"))));
+  EXPECT_THAT(plan, HasSubstr("neighbours with a budget of their own (as large): 02:aa:00:00:00:02, 02:aa:00:00:00:01\n"));
+  EXPECT_THAT(plan, HasSubstr("about these addresses pass only from their MACs (else spoofed): 198.51.100.1 at "
+                              "02:aa:00:00:00:01, fe80::1 at 02:aa:00:00:00:01\n"));
+}
+
 // A table that arrives later (the API, a fetch, a watched file) is checked the same way.
 TEST_F(PolicyStateTest, AReplacedTableMostlyInsideTheClusterPrefixesIsWarnedAbout) {
   const std::string warning = "nodes of the identity table have addresses inside cluster.prefixes";

@@ -759,6 +759,83 @@ TEST_F(SessionTest, ListedNeighboursHaveABudgetOfTheirOwn) {
   EXPECT_EQ(requests(0x02, 2 * kS), 100);
 }
 
+// With the router's addresses listed in infra.neighbours, ARP and neighbour discovery from
+// the outside claiming one of them must come from its MAC (Ethernet source, and the
+// sender's or target's hardware address inside): another host of the link cannot take the
+// router's place in the nodes' caches, nor spend the answers to the cluster's requests.
+TEST_F(SessionTest, NeighbourAddressesAreClaimedOnlyByTheirMac) {
+  const std::string tail =
+      "infra: {neighbours: [{mac: \"02:00:00:00:00:01\", addresses: [198.18.254.1, \"fe80::1\"]}]}\n";
+  f_.load(stakegate::testing::base_config("", tail));
+  const IpAddr cluster = *parse_ip("198.18.255.1"), router = *parse_ip("198.18.254.1");
+  const IpAddr other = *parse_ip("198.18.254.66");
+  auto impostors = [&] { return f_.worker->counters().neighbour_impostors; };
+  auto sha = [](std::vector<uint8_t> frame, uint8_t last) {  // the ARP sender hardware address
+    frame[27] = last;
+    return frame;
+  };
+  const auto reply = stakegate::testing::build_arp(router, cluster, 2);  // from ...:01 in both places
+  EXPECT_EQ(f_.send(reply, 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(from_mac(reply, 0x66), 0), Verdict::kSpoofed);  // another Ethernet source
+  EXPECT_EQ(f_.send(sha(reply, 0x66), 0), Verdict::kSpoofed);       // the router's source, another sender MAC
+  EXPECT_EQ(f_.send(from_mac(sha(stakegate::testing::build_arp(router, router), 0x66), 0x66), 0),
+            Verdict::kSpoofed);  // a gratuitous ARP for the router's address
+  EXPECT_EQ(impostors(), 3u);
+  EXPECT_EQ(count(TrafficClass::kNone, Verdict::kSpoofed), 3u);
+  // Another host's own address is no concern of the guard.
+  EXPECT_EQ(f_.send(from_mac(sha(stakegate::testing::build_arp(other, cluster, 2), 0x66), 0x66), 0), Verdict::kPass);
+  // The cluster asks for its router: an impostor's answers are spoofed, and leave the
+  // answers to the real one.
+  f_.inside(stakegate::testing::build_arp(cluster, router), 1 * kS);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(f_.send(from_mac(sha(reply, 0x66), 0x66), 1 * kS), Verdict::kSpoofed);
+  EXPECT_EQ(f_.worker->counters().neighbour_answers, 0u);
+  EXPECT_EQ(f_.send(reply, 1 * kS), Verdict::kPass);
+  EXPECT_EQ(f_.worker->counters().neighbour_answers, 1u);
+  EXPECT_EQ(impostors(), 6u);
+
+  // IPv6: a message's source address and an advertisement's target are its claims; a
+  // link-layer address option (source: 1, target: 2) must carry the listed MAC too.
+  auto nd = [](const char* src, uint8_t type, const char* target, int option, uint8_t option_mac, uint8_t eth) {
+    FrameSpec f;
+    f.src = *parse_ip(src);
+    f.dst = *parse_ip("ff02::1");
+    f.proto = 58;
+    f.icmp_type = type;
+    f.ttl = 255;
+    static constexpr size_t kBody[] = {0, 8, 16, 16, 32};  // after the 8-byte ICMP header: RS, RA, NS, NA, redirect
+    f.payload.assign(kBody[type - 133], 0);
+    if (target) {
+      const IpAddr t = *parse_ip(target);
+      std::copy(t.v6.bytes.begin(), t.v6.bytes.end(), f.payload.begin());
+    }
+    if (option) f.payload.insert(f.payload.end(), {static_cast<uint8_t>(option), 1, 2, 0, 0, 0, 0, option_mac});
+    return from_mac(build_frame(f), eth);
+  };
+  const uint64_t t = 2 * kS;
+  EXPECT_EQ(f_.send(nd("fe80::1", 136, "fe80::1", 2, 0x01, 0x01), t), Verdict::kPass);
+  EXPECT_EQ(f_.send(nd("fe80::1", 136, "fe80::1", 2, 0x01, 0x66), t), Verdict::kSpoofed);  // Ethernet source
+  EXPECT_EQ(f_.send(nd("fe80::1", 136, "fe80::1", 2, 0x66, 0x01), t), Verdict::kSpoofed);  // target link-layer address
+  EXPECT_EQ(f_.send(nd("fe80::5", 136, "fe80::1", 0, 0, 0x66), t), Verdict::kSpoofed);     // the target is the claim
+  EXPECT_EQ(f_.send(nd("fe80::1", 134, nullptr, 1, 0x01, 0x01), t), Verdict::kPass);       // the router's advertisement
+  EXPECT_EQ(f_.send(nd("fe80::1", 134, nullptr, 1, 0x66, 0x01), t), Verdict::kSpoofed);    // source link-layer address
+  EXPECT_EQ(f_.send(nd("fe80::1", 135, "2001:2::ff", 1, 0x01, 0x01), t), Verdict::kPass);  // it resolves a node
+  EXPECT_EQ(f_.send(nd("fe80::1", 135, "2001:2::ff", 1, 0x66, 0x66), t), Verdict::kSpoofed);
+  // A redirect's target link-layer address is the better first hop's, not its sender's.
+  EXPECT_EQ(f_.send(nd("fe80::1", 137, "fe80::9", 2, 0x99, 0x01), t), Verdict::kPass);
+  EXPECT_EQ(f_.send(nd("fe80::5", 136, "fe80::5", 2, 0x66, 0x66), t), Verdict::kPass);  // not a listed address
+  // An option of length 0 makes hosts discard the message: nothing to guard, and the scan ends.
+  auto zero = nd("fe80::1", 136, "fe80::1", 2, 0x66, 0x01);
+  zero[zero.size() - 7] = 0;
+  EXPECT_EQ(f_.send(zero, t), Verdict::kPass);
+  EXPECT_EQ(impostors(), 11u);
+
+  // Without addresses listed, nothing is guarded: the same impostor passes, as before.
+  f_.load(stakegate::testing::base_config("", "infra: {neighbours: [\"02:00:00:00:00:01\"]}\n"));
+  EXPECT_EQ(f_.send(from_mac(sha(reply, 0x66), 0x66), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(nd("fe80::1", 136, "fe80::1", 2, 0x66, 0x66), 0), Verdict::kPass);
+  EXPECT_EQ(impostors(), 0u);
+}
+
 // The Toeplitz hash NICs compute for RSS, on Microsoft's published verification vectors
 // (IPv4 source and destination; IPv6 the same), with the key the gateway gives both ports.
 TEST(Steering, ToeplitzMatchesTheVerificationVectors) {

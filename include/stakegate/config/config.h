@@ -78,6 +78,15 @@ struct InfraConfig {
   // MACs of hosts on the outside link the cluster needs (its upstream routers): their ARP,
   // neighbour discovery and listed EtherTypes take a budget of their own, each.
   std::vector<std::array<uint8_t, 6>> neighbours;
+  // The addresses a neighbour answers for, each with its MAC (an address may be listed under
+  // several): an ARP frame or neighbour discovery message from the outside claiming one of
+  // them for another MAC is spoofed, so no host of the link can take the router's place in
+  // the nodes' neighbour caches. (Empty: no address is guarded.)
+  struct NeighbourAddress {
+    IpAddr address;
+    std::array<uint8_t, 6> mac;
+  };
+  std::vector<NeighbourAddress> neighbour_addresses;
   // Router advertisements and redirects only from `neighbours` (off by default: a router
   // missing from the list, after a failover say, would leave the nodes without an IPv6
   // default route once its last advertisement expired).

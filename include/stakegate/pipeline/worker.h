@@ -90,6 +90,7 @@ struct alignas(64) WorkerCounters {
   uint64_t handoffs;                 // ICMP errors handed to the worker holding the session they quote
   uint64_t dhcp_answers;             // DHCP answers passed to the cluster's own DHCP transactions
   uint64_t spoofed_internal;         // spoofed: from a cluster address to a cluster address (forged, or routed between nodes)
+  uint64_t neighbour_impostors;      // spoofed: ARP/ND claiming an address of infra.neighbours for another MAC
 };
 
 class Worker {

@@ -122,6 +122,23 @@ class PolicySnapshot {
       if (neighbours_[i] == mac) return static_cast<int>(i);
     return -1;
   }
+  // infra.neighbours' addresses: whether a frame claiming `addr` (IPv4 mapped) with `mac`
+  // is an impostor: the address is listed, and not under that MAC.
+  bool neighbour_impostor(const Ip6& addr, uint64_t mac) const {
+    bool listed = false;
+    for (const GuardedAddress& g : guarded_) {
+      if (g.address != addr) continue;
+      if (g.mac == mac) return false;
+      listed = true;
+    }
+    return listed;
+  }
+  bool neighbour_listed(const Ip6& addr) const {
+    for (const GuardedAddress& g : guarded_)
+      if (g.address == addr) return true;
+    return false;
+  }
+  bool guards_neighbours() const { return !guarded_.empty(); }
   bool infra_ethertype(uint16_t type) const {
     if (type == 0x0806) return true;  // ARP
     for (uint16_t t : ethertypes_)
@@ -154,6 +171,11 @@ class PolicySnapshot {
   ClusterPrefixes cluster_;
   std::vector<uint16_t> ethertypes_;
   std::array<uint64_t, kMaxNeighbours> neighbours_{};
+  struct GuardedAddress {
+    Ip6 address;
+    uint64_t mac;  // as neighbours_
+  };
+  std::vector<GuardedAddress> guarded_;
 };
 
 }  // namespace stakegate
