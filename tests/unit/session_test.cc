@@ -227,6 +227,9 @@ TEST_F(SessionTest, MulticastListenerQueriesAndReportsPassOnlyOnTheLink) {
   EXPECT_EQ(send(mld, 0), Verdict::kPass);
   mld.icmp_type = 143;  // MLDv2 report
   EXPECT_EQ(send(mld, 0), Verdict::kPass);
+  mld.ipv6_ext = {{0, {0, 0, 5, 2, 0, 0, 1, 0}}};  // as sent: behind a hop-by-hop router alert
+  EXPECT_EQ(send(mld, 0), Verdict::kPass);
+  mld.ipv6_ext.clear();
   mld.ttl = 2;
   EXPECT_EQ(send(mld, 0), Verdict::kUnregistered);
 
@@ -243,7 +246,7 @@ TEST_F(SessionTest, MulticastListenerQueriesAndReportsPassOnlyOnTheLink) {
   igmp.dst = *parse_ip("224.0.0.22");  // another host's IGMPv3 report
   igmp.payload[0] = 0x22;
   EXPECT_EQ(send(igmp, 0), Verdict::kPass);
-  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 5u);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 6u);
   igmp.ttl = 2;  // routed: not from the link
   EXPECT_EQ(send(igmp, 0), Verdict::kUnregistered);
   igmp.ttl = 1;
@@ -253,7 +256,7 @@ TEST_F(SessionTest, MulticastListenerQueriesAndReportsPassOnlyOnTheLink) {
   igmp.more_fragments = true;
   EXPECT_EQ(send(igmp, 0), Verdict::kUnregistered);
   igmp.more_fragments = false;
-  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 5u);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 6u);
   // A flood of them is held to the infra budget (1,000 pps here, 100 ms of burst).
   int passed = 0;
   for (int i = 0; i < 1000; ++i) passed += send(igmp, 1 * kMs) == Verdict::kPass;
