@@ -47,6 +47,15 @@ def ipv6(src_last, nh=17, dport=9000, ext=b""):
             + bytes.fromhex("20010002" + "00" * 11 + "ff")) + ext + body
 
 
+def nd(icmp_type, body, src=b"\xfe\x80" + bytes(13) + b"\x01"):
+    """An IPv6 neighbour discovery message (hop limit 255) from fe80::1, the fuzz config's
+    guarded router address: `body` after the 4-byte ICMPv6 type, code and checksum."""
+    msg = struct.pack("!BBH", icmp_type, 0, 0) + body
+    return eth(0x86DD) + struct.pack("!IHBB", 0x60000000, len(msg), 58, 255) + src + bytes.fromhex("ff02" + "00" * 13 + "01") + msg
+
+
+LLA = b"\x02\x00\x00\x00\x00\x66"  # another MAC than the router's
+ROUTER6 = b"\xfe\x80" + bytes(13) + b"\x01"
 frames = {
     "v4-tcp-staked": eth(0x0800) + ipv4([198, 18, 1, 1]),
     "v4-udp-unregistered-api": eth(0x0800) + ipv4([203, 0, 113, 7], 17, 9000),
@@ -60,6 +69,12 @@ frames = {
     "v6-udp": eth(0x86DD) + ipv6(2, 17, 3569),
     "v6-ext": eth(0x86DD) + ipv6(2, 17, 9000, ext=bytes([17, 0]) + bytes(6)),
     "arp": eth(0x0806) + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, b"\x02" * 6, bytes([198, 18, 0, 1]), bytes(6), bytes([198, 18, 0, 2])),
+    "arp-router-claim": eth(0x0806) + struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, LLA, bytes([198, 18, 0, 1]), bytes(6), bytes([198, 18, 255, 1])),
+    "nd-na-tlla": nd(136, bytes(4) + ROUTER6 + b"\x02\x01" + LLA),
+    "nd-ra-slla": nd(134, bytes(12) + b"\x01\x01" + LLA + b"\x05\x01" + bytes(6)),
+    "nd-redirect": nd(137, bytes(4) + ROUTER6 + bytes(16) + b"\x02\x01" + LLA + b"\x04\x00"),
+    "igmp-query": eth(0x0800) + struct.pack("!BBHHHBBH4s4s", 0x46, 0, 32, 1, 0, 1, 2, 0, bytes([198, 18, 0, 1]), bytes([224, 0, 0, 1]))
+                  + b"\x94\x04\x00\x00" + b"\x11\x64\xee\x9b" + bytes(4),
     "truncated-l4": (eth(0x0800) + ipv4([198, 18, 1, 1]))[:40],
     "bad-version": eth(0x0800) + b"\x55" + ipv4([198, 18, 1, 1])[1:],
     "total-beyond": eth(0x0800) + ipv4([198, 18, 1, 1])[:2] + b"\xff\xff" + ipv4([198, 18, 1, 1])[4:],
@@ -97,6 +112,8 @@ evidence: {dir: /tmp/ev, window_s: 60, max_samples: 100, snaplen: 128, retention
 operator: {name: op, node_id: "bb00000000000000000000000000000000000000000000000000000000000001", role: execution}
 control: {socket: null, metrics: null}
 limits: {sources: 1024}
+cluster: {prefixes: [198.18.255.0/24]}
+infra: {neighbours: ["02:00:00:00:00:02", {mac: "02:00:00:00:00:01", addresses: [198.18.0.1, "fe80::1"]}], ra_guard: true}
 """)
 
 ID = "aa00000000000000000000000000000000000000000000000000000000000001"
