@@ -91,7 +91,9 @@ inline uint64_t source_mac(const PacketView& p) {
 // sender hardware address; a neighbour discovery message's source address, by its
 // Ethernet source and source link-layer address option; an advertisement's target, by its
 // Ethernet source and target link-layer address option. (A redirect's target link-layer
-// address is another router's: not its sender's claim.)
+// address is another router's: not its sender's claim.) A zero Ethernet source is no claim:
+// no host sends from it, and a replayed capture without Ethernet headers (raw IP) has it;
+// the hardware addresses inside the message, which the nodes' caches learn, still are.
 inline bool neighbour_impostor(const PolicySnapshot& s, const PacketView& p, const PacketMeta& m) {
   if (!s.guards_neighbours()) return false;
   const uint64_t src = source_mac(p);
@@ -101,7 +103,7 @@ inline bool neighbour_impostor(const PolicySnapshot& s, const PacketView& p, con
     uint64_t sha = 0;
     std::memcpy(&sha, p.data + m.l4_off + 8, 6);
     const Ip6 sender = mapped_v4(a.sender);
-    return s.neighbour_impostor(sender, src) || s.neighbour_impostor(sender, sha);
+    return (src != 0 && s.neighbour_impostor(sender, src)) || s.neighbour_impostor(sender, sha);
   }
   if (m.kind != L3Kind::kIpv6 || !m.has_icmp || m.l4_proto != kProtoIcmp6 || m.icmp_type < 133 || m.icmp_type > 137)
     return false;
@@ -112,7 +114,8 @@ inline bool neighbour_impostor(const PolicySnapshot& s, const PacketView& p, con
   if (advert && end >= 24) std::memcpy(target.bytes.data(), msg + 8, 16);
   const bool source_listed = s.neighbour_listed(m.src_v6), target_listed = advert && s.neighbour_listed(target);
   if (!source_listed && !target_listed) return false;
-  if (s.neighbour_impostor(m.src_v6, src) || (target_listed && s.neighbour_impostor(target, src))) return true;
+  if (src != 0 && (s.neighbour_impostor(m.src_v6, src) || (target_listed && s.neighbour_impostor(target, src))))
+    return true;
   // The options start after RS 8 bytes, RA 16, NS and NA 24 (their target), redirect 40.
   static constexpr uint32_t kFixed[] = {8, 16, 24, 24, 40};
   for (uint32_t at = kFixed[m.icmp_type - 133]; at + 8 <= end;) {

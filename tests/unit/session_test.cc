@@ -633,6 +633,11 @@ std::vector<uint8_t> from_mac(std::vector<uint8_t> frame, uint8_t last) {
   frame[11] = last;
   return frame;
 }
+// The frame with no source MAC at all (as replay reads a raw IP capture).
+std::vector<uint8_t> from_mac_zero(std::vector<uint8_t> frame) {
+  std::fill(frame.begin() + 6, frame.begin() + 12, 0);
+  return frame;
+}
 }  // namespace
 
 // An on-link flood drains the infra budget (ARP, neighbour discovery); the answers to the
@@ -826,11 +831,16 @@ TEST_F(SessionTest, NeighbourAddressesAreClaimedOnlyByTheirMac) {
   // A redirect's target link-layer address is the better first hop's, not its sender's.
   EXPECT_EQ(f_.send(nd("fe80::1", 137, "fe80::9", 2, 0x99, 0x01), t), Verdict::kPass);
   EXPECT_EQ(f_.send(nd("fe80::5", 136, "fe80::5", 2, 0x66, 0x66), t), Verdict::kPass);  // not a listed address
+  // Without an Ethernet source (a replayed raw IP capture), the options still speak.
+  EXPECT_EQ(f_.send(from_mac_zero(nd("fe80::1", 136, "fe80::1", 2, 0x01, 0x01)), t), Verdict::kPass);
+  EXPECT_EQ(f_.send(from_mac_zero(nd("fe80::1", 136, "fe80::1", 2, 0x66, 0x01)), t), Verdict::kSpoofed);
+  EXPECT_EQ(f_.send(from_mac_zero(reply), t), Verdict::kPass);
+  EXPECT_EQ(f_.send(from_mac_zero(sha(reply, 0x66)), t), Verdict::kSpoofed);
   // An option of length 0 makes hosts discard the message: nothing to guard, and the scan ends.
   auto zero = nd("fe80::1", 136, "fe80::1", 2, 0x66, 0x01);
   zero[zero.size() - 7] = 0;
   EXPECT_EQ(f_.send(zero, t), Verdict::kPass);
-  EXPECT_EQ(impostors(), 11u);
+  EXPECT_EQ(impostors(), 13u);
 
   // Without addresses listed, nothing is guarded: the same impostor passes, as before.
   f_.load(stakegate::testing::base_config("", "infra: {neighbours: [\"02:00:00:00:00:01\"]}\n"));
