@@ -128,13 +128,7 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   for (size_t i = 0; i < cfg.infra.neighbours.size() && i < PolicySnapshot::kMaxNeighbours; ++i)
     std::memcpy(&snap->neighbours_[i], cfg.infra.neighbours[i].data(), 6);
   for (const auto& a : cfg.infra.neighbour_addresses) {
-    // IPv4 as ::ffff:a.b.c.d, the form the worker compares ARP addresses in (mapped_v4).
-    PolicySnapshot::GuardedAddress g{a.address.v6, 0};
-    if (a.address.is_v4) {
-      g.address = Ip6{};
-      g.address.bytes[10] = g.address.bytes[11] = 0xff;
-      for (int b = 0; b < 4; ++b) g.address.bytes[12 + b] = static_cast<uint8_t>(a.address.v4 >> (24 - 8 * b));
-    }
+    PolicySnapshot::GuardedAddress g{a.address.is_v4 ? mapped_v4(a.address.v4) : a.address.v6, 0};
     std::memcpy(&g.mac, a.mac.data(), 6);
     snap->guarded_.push_back(g);
   }

@@ -29,6 +29,17 @@ struct IpAddr {
   std::string to_string() const;
 };
 
+// An IPv4 address (host order) as ::ffff:a.b.c.d: the one form in which tables that hold
+// both families keep it.
+// (Two word stores: the packet paths make one per packet. Little-endian, as DPDK's x86.)
+inline Ip6 mapped_v4(uint32_t a) {
+  Ip6 m;
+  const uint64_t hi = 0, lo = (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32);
+  std::memcpy(m.bytes.data(), &hi, 8);
+  std::memcpy(m.bytes.data() + 8, &lo, 8);
+  return m;
+}
+
 // Sources no host on the outside can have: loopback, multicast, IPv4 broadcast.
 inline bool martian_v4(uint32_t a) { return (a >> 24) == 127 || (a >> 28) == 0xE || a == 0xFFFFFFFFu; }
 inline bool martian_v6(const Ip6& a) {

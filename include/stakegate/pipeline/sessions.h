@@ -47,13 +47,6 @@ struct SessionKey {
 // The last eight bytes of ::ffff:a, as a little-endian word (the first eight are zero).
 inline uint64_t mapped_v4_low(uint32_t a) { return (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32); }
 
-inline Ip6 mapped_v4(uint32_t a) {
-  Ip6 m;
-  const uint64_t hi = 0, lo = mapped_v4_low(a);
-  std::memcpy(m.bytes.data(), &hi, 8);
-  std::memcpy(m.bytes.data() + 8, &lo, 8);
-  return m;
-}
 // Whether `a` is an IPv4 address in that form (::ffff:a.b.c.d), and the address (host order).
 inline bool is_mapped_v4(const Ip6& a) {
   static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
