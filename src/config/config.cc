@@ -294,18 +294,43 @@ void read_operator(const YamlReader& o, OperatorConfig& c) {
 
 }  // namespace
 
-std::string share_sum_problem(const Config& c) {
-  double sum = c.unregistered.share + c.sessions.share;
-  std::ostringstream parts;
+namespace {
+// The role shares and unregistered.share, listed in `parts`.
+double shares_without_sessions(const Config& c, std::ostringstream& parts) {
+  double sum = c.unregistered.share;
   for (int i = 0; i < kRoleCount; ++i) {
     sum += c.roles[i].share;
     if (c.roles[i].configured) parts << role_name(static_cast<Role>(i)) << " " << c.roles[i].share << " + ";
   }
-  parts << "unregistered " << c.unregistered.share << " + sessions " << c.sessions.share;
+  parts << "unregistered " << c.unregistered.share;
+  return sum;
+}
+}  // namespace
+
+std::string share_sum_problem(const Config& c) {
+  std::ostringstream parts;
+  double sum = shares_without_sessions(c, parts);
+  if (c.sessions.share_set) {
+    sum += c.sessions.share;
+    parts << " + sessions " << c.sessions.share;
+  }
   if (sum <= 1.0 + 1e-9) return "";
   std::ostringstream total;
   total << sum;
   return "shares sum to " + total.str() + " (" + parts.str() + "), must be at most 1";
+}
+
+std::string sessions_share_warning(const Config& c) {
+  std::ostringstream parts;
+  const double sum = shares_without_sessions(c, parts);
+  if (c.sessions.share_set || sum + c.sessions.share <= 1.0 + 1e-9) return "";
+  std::ostringstream text;
+  text << "sessions.share is not set: its default " << c.sessions.share
+       << " (replies on sessions the cluster opened: DNS, NTP, HTTPS) comes on top of the other shares, which sum to "
+       << sum << ", so up to " << sum + c.sessions.share
+       << " x capacity may reach the cluster; set sessions.share and lower another share to stay within capacity "
+          "(docs/configuration.md)";
+  return text.str();
 }
 
 std::string PortSpec::name() const { return pci.empty() ? vdev.substr(0, vdev.find(',')) : pci; }
@@ -314,7 +339,7 @@ namespace {
 Config parse_config_checked(const std::string& text, const std::string& file);
 void check_share_sum(const Config& c) {
   std::string problem = share_sum_problem(c);
-  if (!problem.empty()) throw ConfigError(c.file, "roles", problem + " (sessions.share defaults to 0.05: replies on sessions the cluster opened)");
+  if (!problem.empty()) throw ConfigError(c.file, "roles", problem);
 }
 }
 

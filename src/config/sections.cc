@@ -41,7 +41,10 @@ void read_cluster(const YamlReader& r, ClusterConfig& c) {
 
 void read_sessions(const YamlReader& r, SessionConfig& s) {
   r.expect_map({"share", "burst_ms", "timeouts"});
-  if (r.has("share")) s.share = r.child("share").number(0, 1);
+  if (r.has("share")) {
+    s.share = r.child("share").number(0, 1);
+    s.share_set = true;
+  }
   if (r.has("burst_ms")) s.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
   if (r.has("timeouts")) {
     auto t = r.child("timeouts");

@@ -190,6 +190,7 @@ void set_role_qos(ApiContext& c, const pb::SetRoleQosRequest& q, pb::SetRoleQosR
   p.all_ports = q.all_ports();
   auto ch = c.state.set_role_qos(q.role(), p);
   r.set_generation(ch.generation);
+  add_warnings(ch, r.mutable_warnings());
   to_proto(c.state, *parse_role(q.role()), *r.mutable_qos());
 }
 

@@ -324,7 +324,10 @@ PolicyState::Change PolicyState::set_role_qos(const std::string& role_name, cons
   qos.configured = true;
   cfg.roles[static_cast<int>(*role)] = qos;
   check_shares(cfg);
-  return commit(std::move(cfg), nodes_, blocks_, identity_source_);
+  const std::string warning = sessions_share_warning(cfg);
+  Change ch = commit(std::move(cfg), nodes_, blocks_, identity_source_);
+  if (!warning.empty()) ch.warnings.push_back(warning);
+  return ch;
 }
 
 

@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
       std::stringstream ss(ports);
       for (std::string p; std::getline(ss, p, ',');) q.add_ports(static_cast<uint32_t>(std::stoul(p)));
       q.set_all_ports(all_ports);
-      run<pb::SetRoleQosResponse>(t, json, "SetRoleQos", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), {}); });
+      run<pb::SetRoleQosResponse>(t, json, "SetRoleQos", q, [](auto& r) { stakegate::ctl::print_change(r.generation(), r.warnings()); });
     };
   });
 

@@ -58,6 +58,7 @@ void config_warnings(const Config& c, std::vector<std::string>& out) {
   if (c.cluster.prefixes.empty())
     out.push_back(c.file + ": cluster.prefixes is not set: every inside source opens sessions and no outside source is "
                             "judged spoofed by its address (docs/configuration.md)");
+  if (std::string w = sessions_share_warning(c); !w.empty()) out.push_back(c.file + ": " + w);
   if (c.state_dir.empty())
     out.push_back(c.file + ": state_dir is not set: blocks made through the API are lost on a restart "
                            "(docs/configuration.md)");

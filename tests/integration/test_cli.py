@@ -36,10 +36,20 @@ with TempDir() as d:
         p = run([STAKEGATE, "check-config", bad], expect_rc=1)
         check(needle.format(file=bad) in p.stderr, f"check-config refuses {name}: {p.stderr.strip()}")
 
+    # Shares summing to exactly 1 without a sessions key (DESIGN.md's example, configs from
+    # before sessions): accepted, the default sessions share on top, and said so.
+    full = copy.deepcopy(good)
+    full.pop("sessions", None)
+    others = sum(r["share"] for r in full["roles"].values()) + full["unregistered"]["share"]
+    full["roles"]["consensus"]["share"] = round(full["roles"]["consensus"]["share"] + 1.0 - others, 6)
+    p = run([STAKEGATE, "check-config", write_yaml(os.path.join(d, "full.yaml"), full)])
+    check("sessions.share is not set: its default 0.05" in p.stdout and "up to 1.05 x capacity" in p.stdout,
+          f"shares summing to 1 without sessions.share: accepted, warned: {p.stdout[-600:]}")
+
     refused("share.yaml", lambda c: c["roles"]["consensus"].update(share=1.7),
             "{file}: roles.consensus.share: must be between 0 and 1, got 1.7")
     refused("sum.yaml", lambda c: c["roles"]["consensus"].update(share=0.9),
-            "{file}: roles: shares sum to 1.65 (collection 0.15 + consensus 0.9")
+            "{file}: roles: shares sum to 1.6 (collection 0.15 + consensus 0.9")
     refused("role.yaml", lambda c: c["roles"].update(miner={"share": 0.1}), "{file}: roles.miner: unknown key")
     refused("key.yaml", lambda c: c["capacity"].update(ppx=1), "{file}: capacity.ppx: unknown key")
     refused("cidr.yaml", lambda c: c["blocklist"][0].update(cidr="198.19.255.0/40"), "{file}: blocklist[0].cidr: bad CIDR")

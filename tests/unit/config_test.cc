@@ -48,11 +48,34 @@ TEST(Config, ShareOutOfRange) {
 
 TEST(Config, SharesSummingOverOne) {
   EXPECT_THAT(error_of(replace(base_config(), "share: 0.2", "share: 0.6")),
-              HasSubstr("config/x.yaml: roles: shares sum to 1.2 (consensus 0.5 + access 0.6 + unregistered 0.05 + "
-                        "sessions 0.05), must be at most 1"));
-  // The sessions budget counts: what fits without it may not fit with it.
-  EXPECT_THAT(error_of(base_config("", "sessions: {share: 0.3}\n")), HasSubstr("shares sum to 1.05"));
+              HasSubstr("config/x.yaml: roles: shares sum to 1.15 (consensus 0.5 + access 0.6 + unregistered 0.05), "
+                        "must be at most 1"));
+  // A sessions share the config sets counts: what fits without it may not fit with it.
+  EXPECT_THAT(error_of(base_config("", "sessions: {share: 0.3}\n")),
+              HasSubstr("shares sum to 1.05 (consensus 0.5 + access 0.2 + unregistered 0.05 + sessions 0.3)"));
   EXPECT_EQ(error_of(base_config("", "sessions: {share: 0.25}\n")), "(accepted)");
+}
+
+// The contract's own example (shares summing to 1, no sessions key) must still start: the
+// default sessions share then comes on top of the others, with a warning, instead of the
+// whole config being refused (or the cluster's DNS and HTTPS replies getting nothing).
+TEST(Config, DefaultSessionsShareComesOnTopWhenTheOthersSumToOne) {
+  const std::string full = replace(base_config(), "share: 0.2", "share: 0.45");  // 0.5 + 0.45 + 0.05 = 1
+  Config c = parse_config(full, "config/x.yaml");
+  EXPECT_FALSE(c.sessions.share_set);
+  EXPECT_DOUBLE_EQ(c.sessions.share, 0.05);
+  EXPECT_EQ(share_sum_problem(c), "");
+  EXPECT_THAT(sessions_share_warning(c), HasSubstr("sessions.share is not set: its default 0.05"));
+  EXPECT_THAT(sessions_share_warning(c), HasSubstr("which sum to 1, so up to 1.05 x capacity"));
+  // Where the default fits, nothing to say; set explicitly, it counts and is never warned.
+  EXPECT_EQ(sessions_share_warning(parse_config(base_config(), "config/x.yaml")), "");
+  Config set = parse_config(base_config("", "sessions: {share: 0.05}\n"), "config/x.yaml");
+  EXPECT_TRUE(set.sessions.share_set);
+  EXPECT_EQ(sessions_share_warning(set), "");
+  EXPECT_THAT(error_of(full + "sessions: {share: 0.05}\n"), HasSubstr("shares sum to 1.05"));
+  EXPECT_EQ(error_of(full + "sessions: {share: 0}\n"), "(accepted)");
+  // Over 1 without the sessions share is refused as before.
+  EXPECT_THAT(error_of(replace(base_config(), "share: 0.2", "share: 0.46")), HasSubstr("shares sum to 1.01"));
 }
 
 TEST(Config, SessionsInfraClusterAndRequestChannel) {

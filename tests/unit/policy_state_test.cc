@@ -215,6 +215,24 @@ TEST_F(PolicyStateTest, ThePlanNamesTheGuardedNeighbourAddresses) {
                               "02:aa:00:00:00:01, fe80::1 at 02:aa:00:00:00:01\n"));
 }
 
+// A QoS change that leaves the default sessions share no room applies (the cluster's own
+// replies keep their budget, on top of the others) and says so; one past 1 without it is
+// refused as before.
+TEST_F(PolicyStateTest, AQosChangeLeavingTheDefaultSessionsShareNoRoomIsWarned) {
+  const double sessions_pps = state_->plan().sessions.pps;
+  ASSERT_GT(sessions_pps, 0);
+  RoleQosPatch q;
+  q.share = 0.45;  // consensus 0.5 + access 0.45 + unregistered 0.05 = 1
+  PolicyState::Change ch = state_->set_role_qos("access", q);
+  ASSERT_EQ(ch.warnings.size(), 1u);
+  EXPECT_THAT(ch.warnings[0], HasSubstr("sessions.share is not set"));
+  EXPECT_DOUBLE_EQ(state_->plan().sessions.pps, sessions_pps);
+  q.share = 0.4;
+  EXPECT_TRUE(state_->set_role_qos("access", q).warnings.empty());
+  q.share = 0.46;
+  EXPECT_THROW(state_->set_role_qos("access", q), OpError);
+}
+
 // A table that arrives later (the API, a fetch, a watched file) is checked the same way.
 TEST_F(PolicyStateTest, AReplacedTableMostlyInsideTheClusterPrefixesIsWarnedAbout) {
   const std::string warning = "nodes of the identity table have addresses inside cluster.prefixes";

@@ -61,9 +61,13 @@ struct ClusterConfig {
 
 // Sessions the cluster opens or accepts (docs/architecture.md "Sessions"): replies from
 // unregistered senders on sessions the cluster opened draw on a budget of `share` x
-// capacity; idle sessions expire after their protocol's timeout.
+// capacity; idle sessions expire after their protocol's timeout. An explicit `share` counts
+// in the share sum; the default does only where it fits, and otherwise comes on top of the
+// other shares (warned): a config whose shares already sum to 1 keeps the cluster's own
+// DNS, NTP and HTTPS replies flowing instead of being refused.
 struct SessionConfig {
   double share = 0.05;
+  bool share_set = false;  // `sessions.share` was in the config
   unsigned burst_ms = 100;
   double tcp_syn_s = 60, tcp_established_s = 7200, tcp_closing_s = 30, tcp_closed_s = 10, udp_s = 60, icmp_s = 30;
 };
@@ -225,9 +229,12 @@ struct Config {
 
 Config load_config(const std::string& path);
 
-// What is wrong with the shares (role shares + unregistered.share + sessions.share must be
-// at most 1), or "" when nothing is. Shared by the loader and the API's QoS changes.
+// What is wrong with the shares (role shares + unregistered.share, + sessions.share when set,
+// must be at most 1), or "" when nothing is. Shared by the loader and the API's QoS changes.
 std::string share_sum_problem(const Config& c);
+// The warning when the default sessions share does not fit under 1 with the other shares
+// (it is granted on top of them), or "".
+std::string sessions_share_warning(const Config& c);
 Config parse_config(const std::string& yaml_text, const std::string& file_name);
 
 }  // namespace stakegate
