@@ -57,20 +57,32 @@ void read_dataplane(const YamlReader& r, DataplaneConfig& d) {
   if (r.has("stats_interval_s")) d.stats_interval_s = r.child("stats_interval_s").number(0.1, 3600);
 }
 
+// An inline node, in the config's own keys or as an entry of Flow's node-infos.pub.json
+// (`NodeID`, `Role`, `Address`, `Weight`, `NetworkPubKey`, `StakingPubKey`, `StakingPoP`),
+// so that entries can be pasted from the published file; one spelling per entry.
 NodeIdentity read_inline_node(const YamlReader& r) {
-  r.expect_map({"node_id", "role", "address", "weight", "network_key", "staking_key", "ejected"});
-  for (const char* k : {"node_id", "role", "address"})
-    if (!r.has(k)) r.fail(std::string("missing key '") + k + "'");
+  struct Keys {
+    const char *node_id, *role, *address, *weight, *network_key, *staking_key;
+  };
+  static constexpr Keys kOwn{"node_id", "role", "address", "weight", "network_key", "staking_key"};
+  static constexpr Keys kFlow{"NodeID", "Role", "Address", "Weight", "NetworkPubKey", "StakingPubKey"};
+  const bool flow = r.has("NodeID") || r.has("Role") || r.has("Address");
+  const Keys& k = flow ? kFlow : kOwn;
+  if (flow) r.expect_map({"NodeID", "Role", "Address", "Weight", "NetworkPubKey", "StakingPubKey", "StakingPoP"});
+  else r.expect_map({"node_id", "role", "address", "weight", "network_key", "staking_key", "ejected"});
+  for (const char* key : {k.node_id, k.role, k.address})
+    if (!r.has(key)) r.fail(std::string("missing key '") + key + "'");
   NodeIdentity n;
   try {
-    set_node_fields(n, r.child("node_id").string(), r.child("role").string(), r.child("address").string(), r.file(), r.path());
+    set_node_fields(n, r.child(k.node_id).string(), r.child(k.role).string(), r.child(k.address).string(), r.file(), r.path(),
+                    flow ? kFlowFieldNames : kFieldNames);
   } catch (const ConfigError& e) {  // say which line, as every other config error does
     YamlReader(r.node(), r.file(), e.key()).fail(e.problem());
   }
-  if (r.has("weight")) n.weight = r.child("weight").number(0, 1e18);
-  if (r.has("network_key")) n.network_key = r.child("network_key").string();
-  if (r.has("staking_key")) n.staking_key = r.child("staking_key").string();
-  if (r.has("ejected") && r.child("ejected").boolean()) set_node_status(n, "ejected");
+  if (r.has(k.weight)) n.weight = r.child(k.weight).number(0, 1e18);
+  if (r.has(k.network_key)) n.network_key = r.child(k.network_key).string();
+  if (r.has(k.staking_key)) n.staking_key = r.child(k.staking_key).string();
+  if (!flow && r.has("ejected") && r.child("ejected").boolean()) set_node_status(n, "ejected");
   return n;
 }
 

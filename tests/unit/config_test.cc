@@ -220,6 +220,30 @@ TEST(Config, MissingSectionsAndFiles) {
   }
 }
 
+// Entries pasted from Flow's node-infos.pub.json read as the config's own keys do.
+TEST(Config, InlineNodesInFlowsSpelling) {
+  const std::string flow_entry =
+      R"(    - {"Role": "access", "Address": "[2001:2::3]:3569", "NodeID": "aa00000000000000000000000000000000000000000000000000000000000003", "Weight": 250, "NetworkPubKey": "14c7", "StakingPubKey": "ca78", "StakingPoP": "60d2"})";
+  const std::string own = R"(    - {node_id: "aa00000000000000000000000000000000000000000000000000000000000003", role: access, address: "[2001:2::3]:3569", weight: 100})";
+  Config c = parse_config(replace(base_config(), own, flow_entry), "config/x.yaml");
+  ASSERT_EQ(c.identity.inline_nodes.size(), 3u);
+  const NodeIdentity& n = c.identity.inline_nodes[2];
+  EXPECT_EQ(n.node_id, "aa00000000000000000000000000000000000000000000000000000000000003");
+  EXPECT_EQ(n.role, Role::kAccess);
+  EXPECT_EQ(n.host, "2001:2::3");
+  EXPECT_EQ(n.port, 3569);
+  EXPECT_DOUBLE_EQ(n.weight, 250);
+  EXPECT_EQ(n.network_key, "14c7");
+  EXPECT_EQ(n.staking_key, "ca78");
+  // Errors name Flow's keys; the two spellings do not mix in one entry.
+  EXPECT_THAT(error_of(replace(replace(base_config(), own, flow_entry), "\"access\"", "\"validator\"")),
+              HasSubstr("identity.nodes[2].Role: unknown role 'validator'"));
+  EXPECT_THAT(error_of(replace(replace(base_config(), own, flow_entry), "\"Weight\"", "\"weight\"")),
+              HasSubstr("identity.nodes[2].weight: unknown key"));
+  EXPECT_THAT(error_of(replace(replace(base_config(), own, flow_entry), "\"NodeID\"", "\"Node\"")),
+              HasSubstr("identity.nodes[2]"));
+}
+
 TEST(Config, BadValues) {
   EXPECT_THAT(error_of(replace(base_config(), "pps: 100000", "pps: lots")),
               HasSubstr("capacity.pps: must be a number, got 'lots'"));
