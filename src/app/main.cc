@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
 
   std::string check_file;
   auto* c = app.add_subcommand("check-config", "validate a config and its identity files, print the plan");
-  c->add_option("file", check_file, "config file (YAML)")->required();
+  // The file, as the contract writes it (check-config FILE), or as run and replay take it.
+  c->add_option("file,--config", check_file, "config file (YAML), also without the flag: check-config FILE")->required();
 
   auto known = [&](const std::string& name) {
     return !app.get_subcommands([&](CLI::App* sub) { return sub->get_name() == name; }).empty();

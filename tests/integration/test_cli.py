@@ -14,6 +14,8 @@ with TempDir() as d:
     cfg = os.path.join(d, "config.yaml")
     p = run([STAKEGATE, "check-config", cfg])
     check(f"{cfg}: OK" in p.stdout, "check-config accepts a generated config")
+    p2 = run([STAKEGATE, "check-config", "--config", cfg])
+    check(p2.stdout == p.stdout, "check-config --config FILE (as run and replay take it) says the same")
     check("consensus" in p.stdout and "rate_pps" in p.stdout and "198.18.1.0:3569" in p.stdout,
           "check-config prints the per-role and per-node plan")
     check(" ejected" in p.stdout and "blocklist: 1 entries" in p.stdout, "the plan shows ejected nodes and the blocklist")
