@@ -155,10 +155,14 @@ void print(const pb::GetNodeResponse& r) {
 }
 
 void print(const pb::ListNodesResponse& r) {
-  Rows rows{{"node_id", "role", "address", "rate_pps", "score", "graylisted", "passed", "over_rate"}};
+  // Verified connections, then the request channel: a node whose connections never verify
+  // (both directions not through the gateway) shows only there.
+  Rows rows{{"node_id", "role", "address", "rate_pps", "score", "graylisted", "passed", "over_rate", "request_passed",
+             "request_over_rate"}};
   for (const auto& n : r.nodes())
     rows.push_back({n.node_id(), n.role(), n.address(), dec(n.rate_pps(), 1), dec(n.score(), 2),
-                    n.graylisted() ? "yes" : "no", num(n.counters().passed()), num(n.counters().over_rate())});
+                    n.graylisted() ? "yes" : "no", num(n.counters().passed()), num(n.counters().over_rate()),
+                    num(n.counters().request_passed()), num(n.counters().request_over_rate())});
   print_table(rows);
   std::printf("%u graylisted now; %llu entries and %llu exits since start\n", r.graylisted(),
               static_cast<unsigned long long>(r.graylist_entries()), static_cast<unsigned long long>(r.graylist_exits()));

@@ -110,8 +110,16 @@ with TempDir() as d:
     check(s == 200 and len(r["nodes"]) == 20 and [n["score"] for n in r["nodes"]] == sorted(n["score"] for n in r["nodes"]),
           "ListNodes: every node, lowest score first")
     p = run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "nodes", "--graylisted"])
-    check(p.stdout.split()[:6] == ["node_id", "role", "address", "rate_pps", "score", "graylisted"] and " yes " in p.stdout,
+    check(p.stdout.split()[:10] == ["node_id", "role", "address", "rate_pps", "score", "graylisted", "passed", "over_rate",
+                                    "request_passed", "request_over_rate"] and " yes " in p.stdout,
           "stakegatectl nodes --graylisted")
+    # The request channel's columns hold the node's counters, as GetNode gives them.
+    row = next(line.split() for line in p.stdout.splitlines() if line.startswith(gray["node_id"]))
+    s, one = api.call("GetNode", {"node_id": gray["node_id"]})
+    got = one.get("counters", {})
+    check(s == 200 and int(row[8]) <= int(got.get("request_passed", 0)) and int(row[9]) <= int(got.get("request_over_rate", 0))
+          and int(row[9]) + int(row[8]) > 0,
+          f"stakegatectl nodes: request channel columns {row[8:10]} (GetNode after: {got})")
     s, r = api.call("OpenEvidence", {"node_id": "nope"})
     check(s == 400, "OpenEvidence with a bad NodeID: invalid_argument")
     s, r = api.call("OpenEvidence", {"node_id": gray["node_id"]})
