@@ -200,8 +200,10 @@ Verdict Worker::police_sessions(uint32_t len, uint64_t now_ns) {
 
 bool Worker::take_infra(uint64_t now_ns) { return meter_take(infra_, snap_->infra_pps, now_ns, kTokenScale); }
 
+// A frame another worker handed over was charged to that worker's budget before it was
+// (hand_off): charged once, so a legitimate error is not held to the smaller of two budgets.
 bool Worker::take_icmp_error(uint64_t now_ns) {
-  return meter_take(icmp_errors_, snap_->icmp_errors_pps, now_ns, kTokenScale);
+  return handed_in_ || meter_take(icmp_errors_, snap_->icmp_errors_pps, now_ns, kTokenScale);
 }
 
 // RA guard (infra.ra_guard): router advertisements and redirects (which set the nodes'

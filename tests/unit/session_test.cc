@@ -965,6 +965,19 @@ TEST_F(SessionTest, AnIcmpErrorIsHandedToTheWorkerHoldingItsSession) {
   EXPECT_EQ(other.counters().handoffs - handed, 100u);
   EXPECT_EQ(other.counters().packets[0][static_cast<int>(TrafficClass::kInfra)][static_cast<int>(Verdict::kInfraOverRate)],
             150u);
+  // What was handed is not charged a second time on the holder: with the holder's own budget
+  // spent (by errors arriving there), the 100 handed frames still pass.
+  std::vector<PacketView> own(250, e);
+  std::vector<Verdict> own_out(own.size());
+  holder.process_outside(own.data(), static_cast<uint16_t>(own.size()), 2 * kS, own_out.data());
+  EXPECT_EQ(std::count(own_out.begin(), own_out.end(), Verdict::kInfraOverRate), 150);
+  std::vector<PacketView> handed_frames(100, e);
+  std::vector<Verdict> handed_out(handed_frames.size());
+  holder.process_handoffs(handed_frames.data(), 100, 2 * kS, handed_out.data());
+  EXPECT_EQ(std::count(handed_out.begin(), handed_out.end(), Verdict::kPass), 100);
+  // Its own arrivals are still held to its budget afterwards.
+  holder.process_outside(&e, 1, 2 * kS, &decided);
+  EXPECT_EQ(decided, Verdict::kInfraOverRate);
 }
 
 namespace {
