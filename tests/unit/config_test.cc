@@ -78,6 +78,13 @@ TEST(Config, DefaultSessionsShareComesOnTopWhenTheOthersSumToOne) {
   EXPECT_THAT(error_of(replace(base_config(), "share: 0.2", "share: 0.46")), HasSubstr("shares sum to 1.01"));
 }
 
+// A connection idle but for TCP keepalives (Linux: the first after 7,200 s) must outlive
+// its first probe: the default is RFC 5382's floor for a NAT, 2 h 4 min.
+TEST(Config, TheDefaultEstablishedTimeoutOutlivesTcpKeepalive) {
+  const Config c = parse_config(base_config(), "config/x.yaml");
+  EXPECT_GE(c.sessions.tcp_established_s, 7440);
+}
+
 TEST(Config, SessionsInfraClusterAndRequestChannel) {
   auto without_cluster = [](std::string y) { return y.erase(y.find("cluster:"), y.find('\n', y.find("cluster:")) - y.find("cluster:") + 1); };
   Config c = parse_config(without_cluster(base_config("", R"(cluster: {prefixes: [198.18.255.0/24, "2001:2::/48"]}

@@ -69,7 +69,9 @@ struct SessionConfig {
   double share = 0.05;
   bool share_set = false;  // `sessions.share` was in the config
   unsigned burst_ms = 100;
-  double tcp_syn_s = 60, tcp_established_s = 7200, tcp_closing_s = 30, tcp_closed_s = 10, udp_s = 60, icmp_s = 30;
+  // tcp_established_s: RFC 5382's floor for a NAT (2 h 4 min), so that a connection idle
+  // but for TCP keepalives (every 2 h by default on Linux) keeps its session.
+  double tcp_syn_s = 60, tcp_established_s = 7440, tcp_closing_s = 30, tcp_closed_s = 10, udp_s = 60, icmp_s = 30;
 };
 
 // Infrastructure the network needs from the outside: ARP, IPv6 neighbour discovery, ICMP
