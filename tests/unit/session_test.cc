@@ -56,9 +56,9 @@ TEST_F(SessionTest, AResolversReplyReachesTheClustersEphemeralPort) {
   other = back(q);
   other.src = *parse_ip("198.51.200.54");
   EXPECT_EQ(send(other, 1 * kMs), Verdict::kUnregistered);
-  // Idle past the UDP timeout (60 s; each reply refreshes it): gone.
-  EXPECT_EQ(send(back(q), 50 * kS), Verdict::kPass);
-  EXPECT_EQ(send(back(q), 111 * kS), Verdict::kUnregistered);
+  // Idle past the UDP timeout (120 s; each reply refreshes it): gone.
+  EXPECT_EQ(send(back(q), 110 * kS), Verdict::kPass);
+  EXPECT_EQ(send(back(q), 231 * kS), Verdict::kUnregistered);
 }
 
 // A burst is decided in stages that look up every packet's set before any is inserted:
@@ -395,9 +395,9 @@ TEST_F(SessionTest, ProtocolsWithoutPortsOpenSessionsOfTheirAddresses) {
                                                               r.src.is_v4 ? 3 : 2, r.src.is_v4 ? 4 : 0);
       EXPECT_EQ(f_.send(error, 3 * kMs), Verdict::kPass) << remote << " " << int{proto};
       EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 1u);
-      // As long as either side speaks within UDP's timeout (60 s), then gone.
-      EXPECT_EQ(send(r, 55 * kS), Verdict::kPass);
-      EXPECT_EQ(send(r, 116 * kS), Verdict::kUnregistered);
+      // As long as either side speaks within UDP's timeout (120 s), then gone.
+      EXPECT_EQ(send(r, 115 * kS), Verdict::kPass);
+      EXPECT_EQ(send(r, 236 * kS), Verdict::kUnregistered);
     }
   }
 }
