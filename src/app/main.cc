@@ -36,6 +36,10 @@ int main(int argc, char** argv) {
   auto known = [&](const std::string& name) {
     return !app.get_subcommands([&](CLI::App* sub) { return sub->get_name() == name; }).empty();
   };
+  if (argc == 1) {  // no command: what there is to run, rather than a one-line complaint
+    std::fputs(app.help().c_str(), stderr);
+    return 2;
+  }
   if (argc > 1 && argv[1][0] != '-' && !known(argv[1])) {
     std::fprintf(stderr, "stakegate: unknown command '%s' (run, replay, check-config; --help)\n", argv[1]);
     return 2;

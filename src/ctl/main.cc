@@ -290,6 +290,10 @@ int main(int argc, char** argv) {
     };
   });
 
+  if (argc == 1) {  // no command: what there is to run, rather than a one-line complaint
+    std::fputs(app.help().c_str(), stderr);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
     t.timeout = std::chrono::seconds(timeout_s);

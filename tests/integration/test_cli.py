@@ -9,6 +9,11 @@ for prog, name in ((STAKEGATE, "stakegate"), (STAKEGATECTL, "stakegatectl")):
     p = run([prog, "--version"])
     check(p.stdout.startswith(f"{name} ") and len(p.stdout.split()) == 2, f"{name} --version: {p.stdout.strip()}")
 
+# Without a command, each lists its commands (exit 2, as for any usage error).
+for prog, first in ((STAKEGATE, "check-config"), (STAKEGATECTL, "evidence")):
+    p = run([prog], expect_rc=2)
+    check("Subcommands:" in p.stderr and first in p.stderr, f"{os.path.basename(prog)} alone lists its commands")
+
 with TempDir() as d:
     generate(d, "--duration-ms", 10)
     cfg = os.path.join(d, "config.yaml")
