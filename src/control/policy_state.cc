@@ -243,6 +243,7 @@ PolicyState::Change PolicyState::commit_identities(PreparedIdentities p) {
   std::vector<std::string> warnings = std::move(p.warnings);
   resolve_identities(p.nodes, cfg_.identity.hosts, cfg_.identity.dns, p.source, &warnings, false);
   if (std::string w = table_in_cluster(cfg_, p.nodes, p.source); !w.empty()) warnings.push_back(w);
+  if (std::string w = cluster_ports_closed(cfg_, p.nodes, p.source); !w.empty()) warnings.push_back(w);
   Change ch = commit(cfg_, std::move(p.nodes), blocks_, p.source);
   ch.warnings = std::move(warnings);
   confirm_identity(clock_());

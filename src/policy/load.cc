@@ -98,12 +98,37 @@ std::string table_in_cluster(const Config& c, const std::vector<NodeIdentity>& n
          "dropped as spoofed: cluster.prefixes should list only the addresses behind the gateway";
 }
 
+std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source) {
+  std::ostringstream text;
+  size_t closed = 0;
+  for (const NodeIdentity& n : nodes) {
+    if (n.port == 0 || !in_cluster(c, n)) continue;
+    std::string roles;
+    for (int r = 0; r < kRoleCount; ++r) {
+      const RoleQos& q = c.roles[r];
+      if (!q.configured || q.ports.empty() || std::find(q.ports.begin(), q.ports.end(), n.port) != q.ports.end()) continue;
+      roles += (roles.empty() ? "" : ", ") + std::string(role_name(static_cast<Role>(r)));
+    }
+    if (roles.empty()) continue;
+    if (++closed <= 3)
+      text << (closed > 1 ? "; " : "") << "node " << n.node_id.substr(0, 8) << " (" << role_name(n.role) << ", "
+           << n.address << ") takes its peers' connections on port " << n.port << ", which the ports of " << roles
+           << " do not allow";
+  }
+  if (closed == 0) return {};
+  std::string out = source + ": " + text.str();
+  if (closed > 3) out += "; and " + std::to_string(closed - 3) + " more such nodes";
+  return out + ": staked peers of those roles opening a connection to it are dropped as port_denied (add the port to "
+               "the roles' ports)";
+}
+
 LoadedPolicy load_policy(const std::string& config_path) {
   LoadedPolicy p;
   p.cfg = load_config(config_path);
   config_warnings(p.cfg, p.warnings);
   p.nodes = load_identities(p.cfg, &p.warnings);
   if (std::string w = table_in_cluster(p.cfg, p.nodes, p.cfg.file); !w.empty()) p.warnings.push_back(w);
+  if (std::string w = cluster_ports_closed(p.cfg, p.nodes, p.cfg.file); !w.empty()) p.warnings.push_back(w);
   p.plan = make_stake_plan(p.cfg, p.nodes);
   return p;
 }

@@ -205,6 +205,37 @@ TEST_F(PolicyStateTest, NodesInsideTheClusterPrefixesAreMarkedAndMostOfTheTableW
   EXPECT_THAT(::testing::PrintToString(most.warnings), HasSubstr("3 of the 3 nodes"));
 }
 
+// A node of the cluster's own that publishes a port its peers' roles do not allow would get
+// none of their connections (port_denied): said at load, and when a table arrives later.
+TEST_F(PolicyStateTest, AClusterNodeOnAPortItsPeersMayNotReachIsWarned) {
+  auto closed = [](const std::vector<std::string>& warnings) {
+    for (const auto& w : warnings)
+      if (w.find("takes its peers' connections on port") != std::string::npos) return w;
+    return std::string();
+  };
+  std::string cfg = stakegate::testing::base_config();
+  const size_t at = cfg.find("cluster:");
+  cfg.replace(at, cfg.find('\n', at) - at, "cluster: {prefixes: [198.18.1.1/32]}");
+  EXPECT_EQ(closed(load_policy(dir_.file("open.yaml", cfg)).warnings), "");  // 3569: every role allows it
+  const std::string moved = dir_.file("moved.yaml", std::string(cfg).replace(cfg.find("198.18.1.1:3569"), 15, "198.18.1.1:3570"));
+  const std::string w = closed(load_policy(moved).warnings);
+  EXPECT_THAT(w, HasSubstr(moved + ": node aa000000 (consensus, 198.18.1.1:3570) takes its peers' connections on port "
+                                   "3570, which the ports of consensus, access do not allow"));
+  EXPECT_THAT(w, HasSubstr("dropped as port_denied"));
+  // A node outside the prefixes (a peer) may publish any port: nothing dials it through here.
+  EXPECT_EQ(closed(load_policy(dir_.file("peer.yaml", std::string(cfg).replace(cfg.find("198.18.1.2:3569"), 15,
+                                                                               "198.18.1.2:3570"))).warnings),
+            "");
+  // A table that arrives through the API is checked the same way.
+  path_ = dir_.file("c2.yaml", cfg);
+  make(0);
+  PolicyState::Change ch = replace({node("aa00000000000000000000000000000000000000000000000000000000000001", Role::kConsensus,
+                                         "198.18.1.1:4000"),
+                                    node("aa00000000000000000000000000000000000000000000000000000000000003", Role::kAccess,
+                                         "198.18.1.3:3569")});
+  EXPECT_THAT(closed(ch.warnings), HasSubstr("port 4000, which the ports of consensus, access do not allow"));
+}
+
 // The plan names the neighbours and the addresses only their MACs may claim.
 TEST_F(PolicyStateTest, ThePlanNamesTheGuardedNeighbourAddresses) {
   const std::string plan = describe_plan(load_policy(dir_.file(

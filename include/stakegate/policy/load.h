@@ -36,6 +36,11 @@ std::string block_in_cluster(const Config& c, const BlockEntry& b);
 // so the prefixes are likely too wide. `source` names the table in the message.
 std::string table_in_cluster(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source);
 
+// A warning naming the cluster's own nodes (addresses inside cluster.prefixes) whose
+// published port some configured role's `ports` leaves out, or "": peers of that role dial
+// the node there, and their connections would be port_denied.
+std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source);
+
 // Human-readable plan: per role its share and rate, per node its role, address, weight and rate.
 std::string describe_plan(const LoadedPolicy& p);
 
