@@ -275,7 +275,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   auto last_report = std::chrono::steady_clock::now();
   auto last_change = last_report, last_busy = last_report;
   uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
-  CountWarning internal_warning, impostor_warning;
+  CountWarning internal_warning, impostor_warning, foreign_warning;
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
   std::function<void()> on_tick = [&] {
     tick.expires_after(std::chrono::milliseconds(50));
@@ -354,6 +354,21 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
                      "for another MAC and were dropped as spoofed (stakegate_neighbour_impostors_total): a host of "
                      "the outside link impersonating the router, or infra.neighbours lists the address under a MAC "
                      "that does not answer for it (a replaced router, a VRRP or HSRP virtual MAC missing)", n);
+      });
+      // The cluster sends from an address cluster.prefixes does not list: its connections open
+      // no session, and their replies are dropped (port_denied, unregistered).
+      foreign_warning.update(t.c.inside_foreign, now, [&](uint64_t n) {
+        std::string seen;
+        if (t.c.inside_foreign_v4) seen = IpAddr::from_v4(static_cast<uint32_t>(t.c.inside_foreign_v4)).to_string();
+        if (t.c.inside_foreign_v6) {
+          Ip6 a{};
+          for (int b = 0; b < 8; ++b) a.bytes[b] = static_cast<uint8_t>(t.c.inside_foreign_v6 >> (56 - 8 * b));
+          seen += (seen.empty() ? "" : ", ") + IpAddr::from_v6(a).to_string() + "/64";
+        }
+        spdlog::warn("{} packets from the inside had a source outside cluster.prefixes (the last: {}): they open no "
+                     "session, so the replies to those hosts' connections are dropped as new traffic "
+                     "(stakegate_inside_foreign_total); add their addresses to cluster.prefixes and reload",
+                     n, seen);
       });
       if (o.exit_on_idle_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(o.exit_on_idle_s)) {
         spdlog::info("no packet for {} s: stopping (--exit-on-idle)", o.exit_on_idle_s);

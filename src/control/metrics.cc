@@ -207,6 +207,11 @@ std::string render_metrics(const MetricsInput& in) {
                    "infra.neighbours (the router's) for another MAC, dropped as spoofed: a host of the link "
                    "impersonating the router, or an address listed under the wrong MAC.",
                    t.c.neighbour_impostors},
+        std::tuple{"stakegate_inside_foreign_total",
+                   "Packets from the inside whose source lies outside cluster.prefixes (and is neither link-local nor "
+                   "unspecified): they open no session, so replies to them are judged as new traffic. A node whose "
+                   "address cluster.prefixes misses.",
+                   t.c.inside_foreign},
         std::tuple{"stakegate_handoffs_total",
                    "ICMP errors a worker handed to the worker holding the session they quote (several workers: a "
                    "router's error hashes by the router's address, the session by the remote's).",

@@ -98,8 +98,33 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
   if (worker_detail::dhcp_transaction(p, *parsed, false, key)) dhcp_->note(key, now);
 }
 
+// A TCP or UDP packet of the fast path whose source opens no session: a DHCP client's from
+// 0.0.0.0, or one from outside cluster.prefixes (counted).
 [[gnu::noinline]] void Worker::note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept {
+  if (t.src != 0 && !snap_->cluster().empty()) {
+    counters_.inside_foreign++;
+    __atomic_store_n(&counters_.inside_foreign_v4, uint64_t{t.src} | uint64_t{1} << 32, __ATOMIC_RELAXED);
+  }
   if (t.proto == kProtoUdp && t.sport == 68 && t.dport == 67) note_dhcp(p, nullptr, now);
+}
+
+// A packet of the full path that keyed no session: the cluster asking for a neighbour, or a
+// source outside cluster.prefixes (not link-local, not unspecified): a node whose address
+// the prefixes miss gets no replies to its connections, and the operator must hear of it.
+[[gnu::noinline]] void Worker::note_unkeyed(const PacketView& p, const PacketMeta& m, uint32_t now) noexcept {
+  if (worker_detail::maybe_neighbour(m, false)) note_solicitation(p, m, now);
+  const PolicySnapshot& snap = *snap_;
+  if ((m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) || snap.cluster().empty() || cluster_source(snap, m) ||
+      unspecified_source(m))
+    return;
+  counters_.inside_foreign++;
+  if (is_v4(m)) {
+    __atomic_store_n(&counters_.inside_foreign_v4, uint64_t{m.src_v4} | uint64_t{1} << 32, __ATOMIC_RELAXED);
+  } else {
+    uint64_t prefix = 0;
+    for (int b = 0; b < 8; ++b) prefix = prefix << 8 | m.src_v6.bytes[b];
+    __atomic_store_n(&counters_.inside_foreign_v6, prefix, __ATOMIC_RELAXED);
+  }
 }
 
 // Staged like the outside path: keys and tag-line prefetches for the whole stage, then
@@ -144,8 +169,8 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
       if ((look[i].keyed = inside_key(meta[i], look[i].key))) {
         look[i].hash = sessions_.hash(look[i].key);
         sessions_.prefetch_with_home(look[i].hash);
-      } else if (worker_detail::maybe_neighbour(meta[i], false)) {
-        note_solicitation(p[i], meta[i], now);
+      } else {
+        note_unkeyed(p[i], meta[i], now);
       }
       if (dhcp_ports(meta[i], false)) [[unlikely]] note_dhcp(p[i], &meta[i], now);
     }

@@ -30,6 +30,9 @@ void Totals::add(const Worker& w, size_t slots) {
   c.dhcp_answers += relaxed(x.dhcp_answers);
   c.spoofed_internal += relaxed(x.spoofed_internal);
   c.neighbour_impostors += relaxed(x.neighbour_impostors);
+  c.inside_foreign += relaxed(x.inside_foreign);
+  if (uint64_t a = relaxed(x.inside_foreign_v4)) c.inside_foreign_v4 = a;  // some worker's last one
+  if (uint64_t a = relaxed(x.inside_foreign_v6)) c.inside_foreign_v6 = a;
   c.listed_neighbour_passes += relaxed(x.listed_neighbour_passes);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);

@@ -245,6 +245,8 @@ def cmd_dns_query(a):
     for i in range(a.count):
         s = socket.socket(family(a.server), socket.SOCK_DGRAM)
         s.settimeout(a.timeout)
+        if a.source:
+            s.bind((a.source, 0))
         qid = (os.getpid() + i) & 0xFFFF
         s.sendto(struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + dns_name(a.name) + struct.pack("!HH", 1, 1),
                  (host, port))
@@ -571,6 +573,7 @@ def main():
     t.add_argument("--name", required=True)
     t.add_argument("--count", type=int, default=3)
     t.add_argument("--timeout", type=float, default=2.0)
+    t.add_argument("--source", help="send from this local address")
     t = sub.add_parser("ping")
     t.add_argument("--to", required=True)
     t.add_argument("--count", type=int, default=3)

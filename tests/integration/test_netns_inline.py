@@ -48,6 +48,7 @@ FLOOD = "198.18.0.66"                              # the attacker
 RTR, RTR6, RTR_FAR, RTR_FAR6 = "198.18.0.1", "2001:2::1", "198.18.2.1", "2001:2:2::1"
 FAR, FAR6 = "198.18.2.10", "2001:2:2::10"          # behind the router's 1,280-byte link
 CL, CL6, CL_SPOOFED = "198.18.0.100", "2001:2::100", "198.18.0.101"
+CL_FOREIGN = "198.18.0.120"                        # an address of the cluster's host outside its prefixes
 PREFIXES = ["198.18.0.96/28", "2001:2::100/120"]
 CAPACITY, INFRA_PPS, INFRA_BURST_MS = 20000, 200, 100
 FLOOD_S = 14.0
@@ -392,6 +393,26 @@ def phase_dhcp(lab, d, metrics_port):
           f"stakegate_dhcp_answers_total +{answers:.0f}")
 
 
+def phase_foreign_source(lab, gw, metrics_port):
+    """A host of the inside sending from an address cluster.prefixes misses: its packets pass
+    but open no session, so its resolver's answers are dropped; counted, and the log names
+    the address."""
+    print("\n== an inside address the cluster prefixes miss", flush=True)
+    cl = lab.ns("cl")
+    lab.address(cl, "eth0", f"{CL_FOREIGN}/24")
+    r = lab.prog(cl, "dns-query", "--server", f"{DNS}:53", "--name", "node.flow.test", "--count", 2, "--timeout", 1,
+                 "--source", CL_FOREIGN).result()
+    foreign = metric_values(scrape(metrics_port)).get("stakegate_inside_foreign_total", 0)
+    deadline = time.monotonic() + 3
+    warned = []
+    while not warned and time.monotonic() < deadline:
+        warned = [l for l in gw.log().splitlines() if "had a source outside cluster.prefixes" in l]
+        time.sleep(0.1)
+    check(r["answered"] == 0 and foreign >= 2 and len(warned) == 1 and f"the last: {CL_FOREIGN}" in warned[0],
+          f"queries from {CL_FOREIGN} (outside {PREFIXES[0]}) get no answer, counted ({foreign:.0f}) and warned: {warned[:1]}")
+    sh(["ip", "addr", "del", f"{CL_FOREIGN}/24", "dev", "eth0"], ns=cl)
+
+
 def phases(lab, d, gw, metrics_port):
     log = gw.log()
     check(gro(lab) == {"o": False, "i": False} and all(
@@ -405,6 +426,7 @@ def phases(lab, d, gw, metrics_port):
     phase_non_ip(lab, gw, metrics_port, m)
     phase_router_advertisements(lab)
     phase_dhcp(lab, d, metrics_port)
+    phase_foreign_source(lab, gw, metrics_port)
 
 
 def after(lab, d, log):

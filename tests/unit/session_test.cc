@@ -402,6 +402,54 @@ TEST_F(SessionTest, ProtocolsWithoutPortsOpenSessionsOfTheirAddresses) {
   }
 }
 
+// A host of the inside whose address cluster.prefixes misses opens no session, so the replies
+// to its connections are dropped: its packets are counted, with the last address (the
+// control loop warns with it), on the fast path and the full one alike.
+TEST_F(SessionTest, InsideSourcesOutsideTheClusterPrefixesAreCounted) {
+  auto foreign = [&](stakegate::testing::WorkerFixture& f) { return f.worker->counters().inside_foreign; };
+  // The cluster's own (IPv4, IPv6), link-local ones, a DHCP client's 0.0.0.0: not counted.
+  f_.inside(build_frame(out("198.51.200.53", 53)), 0);
+  f_.inside(build_frame(out("2001:db8::53", 53)), 0);
+  FrameSpec ll = out("198.51.200.53", 53);
+  ll.src = *parse_ip("169.254.3.3");
+  f_.inside(build_frame(ll), 0);
+  ll = out("2001:db8::53", 53);
+  ll.src = *parse_ip("fe80::3");
+  f_.inside(build_frame(ll), 0);
+  FrameSpec dhcp = out("255.255.255.255", 67, 68);
+  dhcp.src = *parse_ip("0.0.0.0");
+  f_.inside(build_frame(dhcp), 0);
+  EXPECT_EQ(foreign(f_), 0u);
+  EXPECT_EQ(f_.worker->counters().inside_foreign_v4, 0u);
+  // A node at 198.18.7.7: its TCP segment (the fast path) and its ping (the full path).
+  FrameSpec tcp = out("198.51.200.80", 443, 41000, 6);
+  tcp.src = *parse_ip("198.18.7.7");
+  f_.inside(build_frame(tcp), 1 * kMs);
+  EXPECT_EQ(foreign(f_), 1u);
+  EXPECT_EQ(f_.worker->counters().inside_foreign_v4, (uint64_t{1} << 32) | parse_ip("198.18.7.7")->v4);
+  EXPECT_EQ(send(back(tcp), 2 * kMs), Verdict::kUnregistered);  // what the count warns of: no session
+  FrameSpec ping = out("198.51.200.80", 0, 0, 1);
+  ping.src = *parse_ip("198.18.7.8");
+  f_.inside(build_frame(ping), 3 * kMs);
+  EXPECT_EQ(foreign(f_), 2u);
+  EXPECT_EQ(f_.worker->counters().inside_foreign_v4, (uint64_t{1} << 32) | parse_ip("198.18.7.8")->v4);
+  // IPv6: the /64 is kept (2001:2::ff/128 is the cluster's; 2001:2::1 is not).
+  FrameSpec v6 = out("2001:db8::53", 53);
+  v6.src = *parse_ip("2001:2::1");
+  f_.inside(build_frame(v6), 4 * kMs);
+  EXPECT_EQ(foreign(f_), 3u);
+  EXPECT_EQ(f_.worker->counters().inside_foreign_v6, 0x2001000200000000ull);
+  // Without cluster.prefixes every source opens sessions: nothing is foreign.
+  std::string cfg = stakegate::testing::base_config();
+  cfg.erase(cfg.find("cluster:"), cfg.find('\n', cfg.find("cluster:")) - cfg.find("cluster:") + 1);
+  stakegate::testing::WorkerFixture open;
+  open.load(cfg);
+  open.inside(build_frame(tcp), 0);
+  open.inside(build_frame(v6), 0);
+  EXPECT_EQ(foreign(open), 0u);
+  EXPECT_EQ(open.send(build_frame(back(tcp)), 1 * kMs), Verdict::kPass);
+}
+
 // A cluster source from the outside is spoofed wherever it goes; to another cluster address
 // it is also what a router routing the nodes' traffic to each other sends back: counted apart.
 TEST_F(SessionTest, ClusterToClusterFromTheOutsideIsCountedApart) {

@@ -91,6 +91,9 @@ struct alignas(64) WorkerCounters {
   uint64_t dhcp_answers;             // DHCP answers passed to the cluster's own DHCP transactions
   uint64_t spoofed_internal;         // spoofed: from a cluster address to a cluster address (forged, or routed between nodes)
   uint64_t neighbour_impostors;      // spoofed: ARP/ND claiming an address of infra.neighbours for another MAC
+  uint64_t inside_foreign;           // inside IP packets from a source outside cluster.prefixes: they open no session
+  uint64_t inside_foreign_v4;        // the last such IPv4 source, | 1 << 32 (0: none); one word, never torn
+  uint64_t inside_foreign_v6;        // the last such IPv6 source's /64, its first eight bytes big-endian (0: none)
 };
 
 class Worker {
@@ -213,6 +216,7 @@ class Worker {
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   void note_dhcp(const PacketView& p, const struct PacketMeta* parsed, uint32_t now) noexcept;
   void note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept;
+  void note_unkeyed(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   [[gnu::noinline]] bool dhcp_answer(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   [[gnu::noinline, gnu::cold]] Verdict igmp_verdict(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns,
                                                     TrafficClass& cls) noexcept;
