@@ -109,6 +109,10 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
   ss->set_verified(t.c.sessions_verified);
   ss->set_evicted(t.c.sessions_evicted);
   ss->set_table_entries(c.data.session_capacity());
+  auto* dg = r.mutable_diagnostics();
+  dg->set_spoofed_internal(t.c.spoofed_internal);
+  dg->set_neighbour_impostors(t.c.neighbour_impostors);
+  dg->set_inside_foreign(t.c.inside_foreign);
   const std::vector<double> busy = c.data.busy(), cycles = c.data.cycles_per_packet();
   for (size_t w = 0; w < cycles.size(); ++w) {
     auto* l = r.add_worker_load();

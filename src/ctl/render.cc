@@ -87,6 +87,17 @@ void print(const pb::StatusResponse& r) {
               static_cast<unsigned long long>(s.created()), static_cast<unsigned long long>(s.verified()),
               static_cast<unsigned long long>(s.evicted()), static_cast<unsigned long long>(s.table_entries()),
               s.evicted() ? ": raise limits.sessions" : "");
+  // What points at a misconfiguration or an attack: said only when it happened.
+  const auto& d = r.diagnostics();
+  auto attention = [](uint64_t n, const char* what) {
+    if (n) std::printf("attention: %llu %s\n", static_cast<unsigned long long>(n), what);
+  };
+  attention(d.spoofed_internal(), "packets from the outside went from one cluster address to another (forged, or the "
+                                  "router routes between the nodes: docs/deployment.md)");
+  attention(d.neighbour_impostors(), "ARP/ND frames claimed the router's listed address from another MAC (an "
+                                     "impostor on the outside link, or a MAC missing from infra.neighbours)");
+  attention(d.inside_foreign(), "packets from the inside had a source outside cluster.prefixes: they open no session "
+                                "(the log names the address; add it to cluster.prefixes)");
   Rows rows{{"reason", "dropped"}};
   for (const auto& reason : kDropReasons) {
     auto it = r.drops_by_reason().find(reason);

@@ -38,6 +38,14 @@ with TempDir() as d:
           f"the worker's load while traffic flows: {wl}")
     p = run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "status"])
     check(re.search(r"worker 0: busy \d+ %, \d+ cycles/packet", p.stdout), f"stakegatectl status shows it: {p.stdout[:300]}")
+    # Attention lines only for what happened: the scenario's forged frames claim cluster
+    # sources to cluster addresses; it has no guarded neighbour and no inside traffic.
+    dg = st.get("diagnostics", {})
+    attention = [l for l in p.stdout.splitlines() if l.startswith("attention: ")]
+    check(int(dg.get("spoofed_internal", 0)) > 0 and int(dg.get("neighbour_impostors", 0)) == 0
+          and int(dg.get("inside_foreign", 0)) == 0 and len(attention) == 1
+          and "from one cluster address to another" in attention[0],
+          f"stakegatectl status: an attention line for each diagnostic that counted, and only those ({attention}, {dg})")
     s, ids = api.call("GetIdentities", method="GET")
     check(s == 200 and len(ids["nodes"]) == 20, "GetIdentities (GET) lists the table")
 

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 
-from common import Gateway, check, metric_values, scrape, write_yaml
+from common import STAKEGATECTL, Gateway, check, metric_values, scrape, write_yaml
 from netlab import LabError, af_packet_dataplane, run_inline, sh
 
 PEER, PEER6 = "198.18.0.11", "2001:2::12"          # staked: consensus (IPv4), execution (IPv6)
@@ -410,6 +410,15 @@ def phase_foreign_source(lab, gw, metrics_port):
         time.sleep(0.1)
     check(r["answered"] == 0 and foreign >= 2 and len(warned) == 1 and f"the last: {CL_FOREIGN}" in warned[0],
           f"queries from {CL_FOREIGN} (outside {PREFIXES[0]}) get no answer, counted ({foreign:.0f}) and warned: {warned[:1]}")
+    st = gw.api().call("Status")[1].get("diagnostics", {})
+    status = subprocess.run([STAKEGATECTL, "--socket", gw.socket, "status"], capture_output=True, text=True).stdout
+    attention = [l for l in status.splitlines() if l.startswith("attention: ")]
+    check(int(st.get("inside_foreign", 0)) == foreign and int(st.get("spoofed_internal", 0)) > 0
+          and any("had a source outside cluster.prefixes" in l for l in attention)
+          and any("from one cluster address to another" in l for l in attention)
+          and any("claimed the router's listed address" in l for l in attention) and len(attention) == 3,
+          f"stakegatectl status draws attention to them, and to the earlier forged cluster flood and ARP poisoning: "
+          f"{attention}")
     sh(["ip", "addr", "del", f"{CL_FOREIGN}/24", "dev", "eth0"], ns=cl)
 
 
