@@ -98,13 +98,25 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
   if (worker_detail::dhcp_transaction(p, *parsed, false, key)) dhcp_->note(key, now);
 }
 
+namespace {
+// An inside packet from a source outside cluster.prefixes: counted, its address kept in one
+// word the control thread reads whole (an IPv6 one as its /64).
+void count_foreign_v4(WorkerCounters& c, uint32_t src) {
+  c.inside_foreign++;
+  __atomic_store_n(&c.inside_foreign_v4, uint64_t{src} | uint64_t{1} << 32, __ATOMIC_RELAXED);
+}
+void count_foreign_v6(WorkerCounters& c, const Ip6& src) {
+  c.inside_foreign++;
+  uint64_t prefix = 0;
+  for (int b = 0; b < 8; ++b) prefix = prefix << 8 | src.bytes[b];
+  __atomic_store_n(&c.inside_foreign_v6, prefix, __ATOMIC_RELAXED);
+}
+}  // namespace
+
 // A TCP or UDP packet of the fast path whose source opens no session: a DHCP client's from
 // 0.0.0.0, or one from outside cluster.prefixes (counted).
 [[gnu::noinline]] void Worker::note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept {
-  if (t.src != 0 && !snap_->cluster().empty()) {
-    counters_.inside_foreign++;
-    __atomic_store_n(&counters_.inside_foreign_v4, uint64_t{t.src} | uint64_t{1} << 32, __ATOMIC_RELAXED);
-  }
+  if (t.src != 0 && !snap_->cluster().empty()) count_foreign_v4(counters_, t.src);
   if (t.proto == kProtoUdp && t.sport == 68 && t.dport == 67) note_dhcp(p, nullptr, now);
 }
 
@@ -117,14 +129,8 @@ void Worker::inside_update(const Lookup& look, uint8_t proto, bool has_port, uin
   if ((m.kind != L3Kind::kIpv4 && m.kind != L3Kind::kIpv6) || snap.cluster().empty() || cluster_source(snap, m) ||
       unspecified_source(m))
     return;
-  counters_.inside_foreign++;
-  if (is_v4(m)) {
-    __atomic_store_n(&counters_.inside_foreign_v4, uint64_t{m.src_v4} | uint64_t{1} << 32, __ATOMIC_RELAXED);
-  } else {
-    uint64_t prefix = 0;
-    for (int b = 0; b < 8; ++b) prefix = prefix << 8 | m.src_v6.bytes[b];
-    __atomic_store_n(&counters_.inside_foreign_v6, prefix, __ATOMIC_RELAXED);
-  }
+  if (is_v4(m)) count_foreign_v4(counters_, m.src_v4);
+  else count_foreign_v6(counters_, m.src_v6);
 }
 
 // Staged like the outside path: keys and tag-line prefetches for the whole stage, then

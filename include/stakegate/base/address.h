@@ -29,12 +29,16 @@ struct IpAddr {
   std::string to_string() const;
 };
 
+// The last eight bytes of ::ffff:a (host order), as a little-endian word (the first eight
+// are zero). Little-endian, as DPDK's x86.
+inline uint64_t mapped_v4_low(uint32_t a) { return (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32); }
+
 // An IPv4 address (host order) as ::ffff:a.b.c.d: the one form in which tables that hold
 // both families keep it.
-// (Two word stores: the packet paths make one per packet. Little-endian, as DPDK's x86.)
+// (Two word stores: the packet paths make one per packet.)
 inline Ip6 mapped_v4(uint32_t a) {
   Ip6 m;
-  const uint64_t hi = 0, lo = (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32);
+  const uint64_t hi = 0, lo = mapped_v4_low(a);
   std::memcpy(m.bytes.data(), &hi, 8);
   std::memcpy(m.bytes.data() + 8, &lo, 8);
   return m;

@@ -44,8 +44,6 @@ struct SessionKey {
   static constexpr size_t kBytes = 37;
 };
 
-// The last eight bytes of ::ffff:a, as a little-endian word (the first eight are zero).
-inline uint64_t mapped_v4_low(uint32_t a) { return (uint64_t{0xffff} << 16) | (uint64_t{__builtin_bswap32(a)} << 32); }
 
 // Whether `a` is an IPv4 address in that form (::ffff:a.b.c.d), and the address (host order).
 inline bool is_mapped_v4(const Ip6& a) {
