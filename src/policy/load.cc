@@ -53,12 +53,28 @@ std::string block_in_cluster(const Config& c, const BlockEntry& b) {
 }
 
 namespace {
+// Public ports listed, and a budget that lets nothing through them: accepted (closing the
+// public API for a while is a choice), but said, since it looks like an open port.
+std::string unregistered_closed(const UnregisteredQos& u) {
+  if (u.ports.empty()) return {};
+  std::string ports;
+  for (uint16_t p : u.ports) ports += (ports.empty() ? "" : ", ") + std::to_string(p);
+  std::string why;
+  if (u.share <= 0) why = "unregistered.share is 0";
+  if (u.per_source_pps <= 0) why += std::string(why.empty() ? "" : " and ") + "unregistered.per_source_pps is 0";
+  if (why.empty()) return {};
+  return why + ": no unregistered packet can pass, though unregistered.ports lists " + ports +
+         " (the public API); set unregistered.share (e.g. 0.05) and per_source_pps (e.g. 50), or remove the ports "
+         "(docs/configuration.md)";
+}
+
 // What a config accepts but an operator should hear about.
 void config_warnings(const Config& c, std::vector<std::string>& out) {
   if (c.cluster.prefixes.empty())
     out.push_back(c.file + ": cluster.prefixes is not set: every inside source opens sessions and no outside source is "
                             "judged spoofed by its address (docs/configuration.md)");
   if (std::string w = sessions_share_warning(c); !w.empty()) out.push_back(c.file + ": " + w);
+  if (std::string w = unregistered_closed(c.unregistered); !w.empty()) out.push_back(c.file + ": " + w);
   if (c.state_dir.empty())
     out.push_back(c.file + ": state_dir is not set: blocks made through the API are lost on a restart "
                            "(docs/configuration.md)");

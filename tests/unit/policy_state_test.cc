@@ -236,6 +236,35 @@ TEST_F(PolicyStateTest, AClusterNodeOnAPortItsPeersMayNotReachIsWarned) {
   EXPECT_THAT(closed(ch.warnings), HasSubstr("port 4000, which the ports of consensus, access do not allow"));
 }
 
+// Public ports with a budget that lets nothing through them look open and are not: said.
+// A per-source rate left out is 50 pps, not 0 (which dropped every public packet).
+TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
+  auto closed = [](const LoadedPolicy& p) {
+    for (const auto& w : p.warnings)
+      if (w.find("no unregistered packet can pass") != std::string::npos) return w;
+    return std::string();
+  };
+  const std::string cfg = stakegate::testing::base_config();
+  const std::string line = "unregistered: {share: 0.05, per_source_pps: 10, ports: [9000]}";
+  auto with = [&](const std::string& name, const std::string& unregistered) {
+    std::string c = cfg;
+    return load_policy(dir_.file(name, c.replace(c.find(line), line.size(), unregistered)));
+  };
+  EXPECT_EQ(closed(load_policy(dir_.file("open.yaml", cfg))), "");
+  LoadedPolicy defaulted = with("default.yaml", "unregistered: {share: 0.05, ports: [9000]}");
+  EXPECT_EQ(closed(defaulted), "");
+  EXPECT_DOUBLE_EQ(defaulted.cfg.unregistered.per_source_pps, 50);
+  EXPECT_THAT(describe_plan(defaulted), HasSubstr("per source 50 pps"));
+  const std::string no_share = closed(with("no-share.yaml", "unregistered: {ports: [9000, 8000]}"));
+  EXPECT_THAT(no_share, HasSubstr("no-share.yaml: unregistered.share is 0: no unregistered packet can pass, though "
+                                  "unregistered.ports lists 8000, 9000"));
+  EXPECT_THAT(closed(with("zero.yaml", "unregistered: {share: 0.05, per_source_pps: 0, ports: [9000]}")),
+              HasSubstr("zero.yaml: unregistered.per_source_pps is 0: no unregistered packet can pass"));
+  EXPECT_THAT(closed(with("both.yaml", "unregistered: {share: 0, per_source_pps: 0, ports: [9000]}")),
+              HasSubstr("unregistered.share is 0 and unregistered.per_source_pps is 0"));
+  EXPECT_EQ(closed(with("none.yaml", "unregistered: {share: 0}")), "");  // no public port: nothing to reach
+}
+
 // The plan names the neighbours and the addresses only their MACs may claim.
 TEST_F(PolicyStateTest, ThePlanNamesTheGuardedNeighbourAddresses) {
   const std::string plan = describe_plan(load_policy(dir_.file(

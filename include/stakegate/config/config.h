@@ -46,7 +46,7 @@ struct RoleQos {
 
 struct UnregisteredQos {
   double share = 0;
-  double per_source_pps = 0;
+  double per_source_pps = 50;  // DESIGN.md's example; 0 would close `ports` to everyone
   unsigned burst_ms = 100;
   std::vector<uint16_t> ports;  // empty: unregistered sources reach no port
   unsigned table_size = 65536;  // per-source buckets per worker
