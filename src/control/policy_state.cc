@@ -245,6 +245,7 @@ PolicyState::Change PolicyState::commit_identities(PreparedIdentities p) {
   if (std::string w = table_in_cluster(cfg_, p.nodes, p.source); !w.empty()) warnings.push_back(w);
   if (std::string w = cluster_ports_closed(cfg_, p.nodes, p.source); !w.empty()) warnings.push_back(w);
   Change ch = commit(cfg_, std::move(p.nodes), blocks_, p.source);
+  if (std::string w = silenced_nodes(nodes_, plan_, identity_source_); !w.empty()) warnings.push_back(w);
   ch.warnings = std::move(warnings);
   confirm_identity(clock_());
   return ch;
@@ -328,6 +329,7 @@ PolicyState::Change PolicyState::set_role_qos(const std::string& role_name, cons
   const std::string warning = sessions_share_warning(cfg);
   Change ch = commit(std::move(cfg), nodes_, blocks_, identity_source_);
   if (!warning.empty()) ch.warnings.push_back(warning);
+  if (std::string w = silenced_nodes(nodes_, plan_, "roles." + role_name); !w.empty()) ch.warnings.push_back(w);
   return ch;
 }
 

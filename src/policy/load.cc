@@ -138,6 +138,23 @@ std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity
                "the roles' ports)";
 }
 
+std::string silenced_nodes(const std::vector<NodeIdentity>& nodes, const StakePlan& plan, const std::string& source) {
+  std::ostringstream first;
+  size_t silenced = 0;
+  for (size_t i = 0; i < nodes.size() && i < plan.nodes.size(); ++i) {
+    if (nodes[i].ejected || plan.nodes[i].rate_pps > 0) continue;
+    if (++silenced <= 3)
+      first << (silenced > 1 ? ", " : "") << nodes[i].node_id.substr(0, 8) << " (" << role_name(nodes[i].role) << ")";
+  }
+  if (silenced == 0) return {};
+  std::ostringstream text;
+  text << source << ": " << silenced << " staked node" << (silenced > 1 ? "s get" : " gets") << " a rate of 0 pps ("
+       << first.str() << (silenced > 3 ? ", ..." : "")
+       << "): their role's share is 0, or their weight is, and the role's min_pps is 0, so every packet of theirs "
+          "but a few connection requests is dropped as over_rate; give the role a share or a min_pps";
+  return text.str();
+}
+
 LoadedPolicy load_policy(const std::string& config_path) {
   LoadedPolicy p;
   p.cfg = load_config(config_path);
@@ -146,6 +163,7 @@ LoadedPolicy load_policy(const std::string& config_path) {
   if (std::string w = table_in_cluster(p.cfg, p.nodes, p.cfg.file); !w.empty()) p.warnings.push_back(w);
   if (std::string w = cluster_ports_closed(p.cfg, p.nodes, p.cfg.file); !w.empty()) p.warnings.push_back(w);
   p.plan = make_stake_plan(p.cfg, p.nodes);
+  if (std::string w = silenced_nodes(p.nodes, p.plan, p.cfg.file); !w.empty()) p.warnings.push_back(w);
   return p;
 }
 

@@ -265,6 +265,35 @@ TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
   EXPECT_EQ(closed(with("none.yaml", "unregistered: {share: 0}")), "");  // no public port: nothing to reach
 }
 
+// Staked nodes whose rate comes out at 0 (share 0 and min_pps 0) lose all their traffic:
+// said at load and when a QoS change does it.
+TEST_F(PolicyStateTest, NodesLeftWithARateOfZeroAreWarned) {
+  auto silenced = [](const std::vector<std::string>& warnings) {
+    for (const auto& w : warnings)
+      if (w.find("a rate of 0 pps") != std::string::npos) return w;
+    return std::string();
+  };
+  std::string cfg = stakegate::testing::base_config();
+  const std::string line = "consensus: {share: 0.5, min_pps: 100, ports: [3569]}";
+  EXPECT_EQ(silenced(load_policy(dir_.file("ok.yaml", cfg)).warnings), "");
+  const std::string zero = dir_.file("zero.yaml", std::string(cfg).replace(cfg.find(line), line.size(),
+                                                                           "consensus: {share: 0, ports: [3569]}"));
+  EXPECT_THAT(silenced(load_policy(zero).warnings),
+              HasSubstr(zero + ": 2 staked nodes get a rate of 0 pps (aa000000 (consensus), aa000000 (consensus))"));
+  // A minimum rate keeps them reachable: no warning.
+  EXPECT_EQ(silenced(load_policy(dir_.file("min.yaml", std::string(cfg).replace(cfg.find(line), line.size(),
+                                                                                "consensus: {share: 0, min_pps: 5}")))
+                         .warnings),
+            "");
+  RoleQosPatch q;
+  q.share = 0;
+  q.min_pps = 0;
+  EXPECT_THAT(silenced(state_->set_role_qos("access", q).warnings),
+              HasSubstr("roles.access: 1 staked node gets a rate of 0 pps (aa000000 (access))"));
+  q.min_pps = 1;
+  EXPECT_EQ(silenced(state_->set_role_qos("access", q).warnings), "");
+}
+
 // The plan names the neighbours and the addresses only their MACs may claim.
 TEST_F(PolicyStateTest, ThePlanNamesTheGuardedNeighbourAddresses) {
   const std::string plan = describe_plan(load_policy(dir_.file(
