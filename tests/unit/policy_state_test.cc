@@ -63,6 +63,12 @@ class PolicyStateTest : public ::testing::Test {
   std::unique_ptr<PolicyState> state_;
 };
 
+// The first warning that contains `needle`, or "".
+std::string warning_with(const std::vector<std::string>& warnings, const std::string& needle) {
+  for (const auto& w : warnings)
+    if (w.find(needle) != std::string::npos) return w;
+  return {};
+}
 }  // namespace
 
 TEST_F(PolicyStateTest, PublishesTheFirstSnapshot) {
@@ -209,9 +215,7 @@ TEST_F(PolicyStateTest, NodesInsideTheClusterPrefixesAreMarkedAndMostOfTheTableW
 // none of their connections (port_denied): said at load, and when a table arrives later.
 TEST_F(PolicyStateTest, AClusterNodeOnAPortItsPeersMayNotReachIsWarned) {
   auto closed = [](const std::vector<std::string>& warnings) {
-    for (const auto& w : warnings)
-      if (w.find("takes its peers' connections on port") != std::string::npos) return w;
-    return std::string();
+    return warning_with(warnings, "takes its peers' connections on port");
   };
   std::string cfg = stakegate::testing::base_config();
   const size_t at = cfg.find("cluster:");
@@ -239,11 +243,7 @@ TEST_F(PolicyStateTest, AClusterNodeOnAPortItsPeersMayNotReachIsWarned) {
 // Public ports with a budget that lets nothing through them look open and are not: said.
 // A per-source rate left out is 50 pps, not 0 (which dropped every public packet).
 TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
-  auto closed = [](const LoadedPolicy& p) {
-    for (const auto& w : p.warnings)
-      if (w.find("no unregistered packet can pass") != std::string::npos) return w;
-    return std::string();
-  };
+  auto closed = [](const LoadedPolicy& p) { return warning_with(p.warnings, "no unregistered packet can pass"); };
   const std::string cfg = stakegate::testing::base_config();
   const std::string line = "unregistered: {share: 0.05, per_source_pps: 10, ports: [9000]}";
   auto with = [&](const std::string& name, const std::string& unregistered) {
@@ -268,11 +268,7 @@ TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
 // Staked nodes whose rate comes out at 0 (share 0 and min_pps 0) lose all their traffic:
 // said at load and when a QoS change does it.
 TEST_F(PolicyStateTest, NodesLeftWithARateOfZeroAreWarned) {
-  auto silenced = [](const std::vector<std::string>& warnings) {
-    for (const auto& w : warnings)
-      if (w.find("a rate of 0 pps") != std::string::npos) return w;
-    return std::string();
-  };
+  auto silenced = [](const std::vector<std::string>& warnings) { return warning_with(warnings, "a rate of 0 pps"); };
   std::string cfg = stakegate::testing::base_config();
   const std::string line = "consensus: {share: 0.5, min_pps: 100, ports: [3569]}";
   EXPECT_EQ(silenced(load_policy(dir_.file("ok.yaml", cfg)).warnings), "");
