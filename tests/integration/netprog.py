@@ -19,6 +19,7 @@ object per line on stdout (events, then a final result), and stop by themselves.
   ping       ICMP or ICMPv6 echo requests; counts the replies
   dhcp-discover a DHCP DISCOVER from 0.0.0.0 on a raw socket (retried each second); the offer
   dhcp6-solicit a DHCPv6 SOLICIT from the link-local address (retried each second); the advertise
+  impair     relay frames between two interfaces, losing, duplicating and reordering some (a bad path)
 """
 import argparse
 import hashlib
@@ -518,6 +519,61 @@ def cmd_dhcp6_solicit(a):
     emit({"result": "no_advertise", "solicits": sent})
 
 
+def cmd_impair(a):
+    """Both directions between two interfaces, each frame lost with probability --loss,
+    else held back behind the next frame with --reorder (sent alone after 20 ms idle),
+    and sent twice with --dup. Until SIGTERM; then the counts."""
+    import random
+    stop = Stop()
+    rnd = random.Random(a.seed)
+    socks = []
+    for ifname in (a.a, a.b):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE
+        s.bind((ifname, 0))
+        s.setblocking(False)
+        socks.append(s)
+    other = {socks[0]: socks[1], socks[1]: socks[0]}
+    held = {socks[0]: None, socks[1]: None}  # per direction, the frame held back
+    n = {"forwarded": 0, "lost": 0, "duplicated": 0, "reordered": 0}
+    emit({"event": "ready"})
+    while not stop.flag:
+        try:
+            ready, _, _ = select.select(socks, [], [], 0.02)
+        except InterruptedError:
+            continue
+        if not ready:
+            for s in socks:
+                if held[s] is not None:
+                    other[s].send(held[s])
+                    held[s] = None
+            continue
+        for s in ready:
+            while True:
+                try:
+                    frame, meta = s.recvfrom(65535)
+                except (BlockingIOError, InterruptedError):
+                    break
+                if meta[2] == PACKET_OUTGOING:
+                    continue
+                if rnd.random() < a.loss:
+                    n["lost"] += 1
+                    continue
+                if held[s] is None and rnd.random() < a.reorder:
+                    held[s] = frame
+                    n["reordered"] += 1
+                    continue
+                other[s].send(frame)
+                n["forwarded"] += 1
+                if rnd.random() < a.dup:
+                    other[s].send(frame)
+                    n["duplicated"] += 1
+                if held[s] is not None:
+                    other[s].send(held[s])
+                    held[s] = None
+    emit(n)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -585,12 +641,19 @@ def main():
     t = sub.add_parser("dhcp6-solicit")
     t.add_argument("--iface", required=True)
     t.add_argument("--timeout", type=float, default=4.0)
+    t = sub.add_parser("impair")
+    t.add_argument("--a", required=True)
+    t.add_argument("--b", required=True)
+    t.add_argument("--loss", type=float, default=0.0)
+    t.add_argument("--dup", type=float, default=0.0)
+    t.add_argument("--reorder", type=float, default=0.0)
+    t.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     {"tap": cmd_tap, "udp-sink": cmd_udp_sink, "udp-flood": cmd_udp_flood, "tcp-server": cmd_tcp_server,
      "tcp-session": cmd_tcp_session, "tcp-bulk": cmd_tcp_bulk, "arp-probe": cmd_arp_probe,
      "raw-flood": cmd_raw_flood, "spoof-flood": cmd_spoof_flood, "own-flood": cmd_own_flood,
      "dns-query": cmd_dns_query, "ping": cmd_ping, "dhcp-discover": cmd_dhcp_discover,
-     "dhcp6-solicit": cmd_dhcp6_solicit}[a.cmd](a)
+     "dhcp6-solicit": cmd_dhcp6_solicit, "impair": cmd_impair}[a.cmd](a)
 
 
 if __name__ == "__main__":
