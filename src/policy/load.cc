@@ -68,8 +68,30 @@ std::string unregistered_closed(const UnregisteredQos& u) {
          "(docs/configuration.md)";
 }
 
+// Budgets the cluster's own reachability rests on, set to nothing: accepted (an operator may
+// mean it for a while) but said, since the gateway is inline and these cut the cluster off.
+void starved_budgets(const Config& c, std::vector<std::string>& out) {
+  const std::string f = c.file + ": ";
+  if (c.infra.pps <= 0)
+    out.push_back(f + "infra.pps is 0: ARP, neighbour discovery, MLD and IGMP from the outside are all dropped (but "
+                      "answers to the cluster's own requests), so the router cannot resolve the cluster's addresses "
+                      "and the cluster becomes unreachable once the router's neighbour entries expire");
+  if (c.infra.icmp_errors_pps.value_or(c.infra.pps) <= 0)
+    out.push_back(f + "infra.icmp_errors_pps is 0: ICMP errors on the cluster's connections (fragmentation needed, "
+                      "packet too big, unreachable) are all dropped, which breaks path MTU discovery: connections "
+                      "across a link with a smaller MTU stall");
+  if (c.sessions.share_set && c.sessions.share <= 0)
+    out.push_back(f + "sessions.share is 0: replies from unregistered senders on sessions the cluster opened (its "
+                      "DNS resolvers, NTP and HTTPS servers) are all dropped");
+  if (c.request_channel.fraction <= 0 && c.request_channel.min_pps <= 0)
+    out.push_back(f + "request_channel.fraction and request_channel.min_pps are 0: staked nodes' packets off a "
+                      "verified connection, their SYNs among them, are all dropped, so no peer can open a connection "
+                      "to the cluster");
+}
+
 // What a config accepts but an operator should hear about.
 void config_warnings(const Config& c, std::vector<std::string>& out) {
+  starved_budgets(c, out);
   if (c.cluster.prefixes.empty())
     out.push_back(c.file + ": cluster.prefixes is not set: every inside source opens sessions and no outside source is "
                             "judged spoofed by its address (docs/configuration.md)");

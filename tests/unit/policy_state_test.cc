@@ -290,6 +290,28 @@ TEST_F(PolicyStateTest, NodesLeftWithARateOfZeroAreWarned) {
   EXPECT_EQ(silenced(state_->set_role_qos("access", q).warnings), "");
 }
 
+// Budgets the cluster's reachability rests on, set to 0, are accepted and warned.
+TEST_F(PolicyStateTest, BudgetsThatCutTheClusterOffAreWarned) {
+  auto load = [&](const std::string& name, const std::string& tail) {
+    return load_policy(dir_.file(name, stakegate::testing::base_config("", tail))).warnings;
+  };
+  const std::vector<std::string> normal = load("normal.yaml", "infra: {pps: 10}\nsessions: {share: 0.01}\n");
+  for (const char* key : {"infra.pps is 0", "infra.icmp_errors_pps is 0", "sessions.share is 0", "request_channel.fraction"})
+    EXPECT_EQ(warning_with(normal, key), "") << key;
+  const auto infra = load("infra.yaml", "infra: {pps: 0}\n");
+  EXPECT_THAT(warning_with(infra, "infra.pps is 0"), HasSubstr("the router cannot resolve the cluster's addresses"));
+  EXPECT_THAT(warning_with(infra, "infra.icmp_errors_pps is 0"), HasSubstr("breaks path MTU discovery"));  // its default
+  EXPECT_EQ(warning_with(load("own.yaml", "infra: {pps: 0, icmp_errors_pps: 5}\n"), "infra.icmp_errors_pps is 0"), "");
+  EXPECT_THAT(warning_with(load("icmp.yaml", "infra: {icmp_errors_pps: 0}\n"), "infra.icmp_errors_pps is 0"),
+              HasSubstr("icmp.yaml: "));
+  EXPECT_THAT(warning_with(load("sessions.yaml", "sessions: {share: 0}\n"), "sessions.share is 0"),
+              HasSubstr("DNS resolvers, NTP and HTTPS servers"));
+  EXPECT_THAT(warning_with(load("requests.yaml", "request_channel: {fraction: 0, min_pps: 0}\n"),
+                           "request_channel.fraction and request_channel.min_pps are 0"),
+              HasSubstr("no peer can open a connection to the cluster"));
+  EXPECT_EQ(warning_with(load("floor.yaml", "request_channel: {fraction: 0}\n"), "request_channel.fraction"), "");
+}
+
 // The plan names the neighbours and the addresses only their MACs may claim.
 TEST_F(PolicyStateTest, ThePlanNamesTheGuardedNeighbourAddresses) {
   const std::string plan = describe_plan(load_policy(dir_.file(
