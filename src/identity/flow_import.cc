@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <map>
+#include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "stakegate/base/error.h"
@@ -210,6 +212,22 @@ std::map<std::string, double> parse_cadence_stakes(const std::string& text, cons
   return out;
 }
 
+namespace {
+// Digits with at most one decimal point ("100", "1250000.00000000"); nothing else.
+std::optional<double> decimal_text(const std::string& t) {
+  bool digit = false, point = false;
+  for (char c : t) {
+    if (c >= '0' && c <= '9') digit = true;
+    else if (c == '.' && !point) point = true;
+    else return std::nullopt;
+  }
+  if (!digit) return std::nullopt;
+  const double v = std::strtod(t.c_str(), nullptr);
+  if (!std::isfinite(v)) return std::nullopt;
+  return v;
+}
+}  // namespace
+
 std::map<std::string, double> parse_stake_file(const std::string& text, const std::string& file) {
   json doc = parse_json(text, file);
   if (!doc.is_object()) throw ConfigError(file, "", "must be a JSON object of NodeID to stake");
@@ -217,8 +235,14 @@ std::map<std::string, double> parse_stake_file(const std::string& text, const st
   for (auto it = doc.begin(); it != doc.end(); ++it) {
     auto id = NodeId::parse(it.key());
     if (!id) throw ConfigError(file, it.key(), "key must be a NodeID (64 hex characters)");
-    if (!it->is_number() || it->get<double>() < 0) throw ConfigError(file, it.key(), "stake must be a number >= 0");
-    if (!out.emplace(id->str(), it->get<double>()).second) throw ConfigError(file, it.key(), "NodeID listed twice");
+    // A number, as partner-weights.json has it, or a decimal string, as UFix64 amounts are
+    // written when copied out of a Cadence script's result ("1250000.00000000").
+    std::optional<double> stake;
+    if (it->is_number()) stake = it->get<double>();
+    else if (it->is_string()) stake = decimal_text(it->get<std::string>());
+    if (!stake || *stake < 0)
+      throw ConfigError(file, it.key(), "stake must be a number >= 0 (or a decimal string such as \"1250000.0\")");
+    if (!out.emplace(id->str(), *stake).second) throw ConfigError(file, it.key(), "NodeID listed twice");
   }
   return out;
 }

@@ -171,6 +171,25 @@ TEST(FlowImport, NamesTheBadElement) {
   }
 }
 
+// Stakes copied out of a Cadence script's result are UFix64 strings: taken as decimals,
+// and nothing else in a string is.
+TEST(FlowImport, AStakeFileTakesDecimalStrings) {
+  const std::string a = "79a7f711ba44dfdcfe774769eb97af6af732337fbcf96b788dbe6c51d29c5ec6";
+  const std::string b = std::string(64, 'b');
+  auto stakes = parse_stake_file("{\"" + a + "\": \"1250000.50000000\", \"" + b + "\": 300}", "w.json");
+  EXPECT_DOUBLE_EQ(stakes.at(a), 1250000.5);
+  EXPECT_DOUBLE_EQ(stakes.at(b), 300);
+  for (const std::string& bad : std::vector<std::string>{"\"-5\"", "\"1e3\"", "\"nan\"", "\"inf\"", "\"\"", "\".\"", "\"1.2.3\"", "\" 7\"", "true",
+                                "\"" + std::string(400, '9') + "\""}) {
+    try {
+      parse_stake_file("{\"" + a + "\": " + bad + "}", "w.json");
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_THAT(e.what(), HasSubstr("w.json: " + a + ": stake must be a number >= 0 (or a decimal string")) << bad;
+    }
+  }
+}
+
 // Fuzz finding (tests/fuzz/regressions/identity): a number the JSON reader cannot hold
 // threw an exception that was not a ConfigError, and aborted check-config and replay.
 TEST(FlowImport, ANumberOutOfRangeIsARefusalNotACrash) {
