@@ -141,13 +141,14 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
 
   // Every change is logged with who asked (the audit log): SO_PEERCRED on Unix sockets,
   // the address (and certificate subject) on TCP.
-  auto audit = [&](const std::string& rpc, const std::string& caller, int status, uint64_t before) {
-    if (status == 200 && state.generation() != before)
+  auto audit = [&](const std::string& rpc, const std::string& caller, const ControlApi::Response& out, uint64_t before) {
+    if (out.status == 200 && state.generation() != before)
       spdlog::info("audit: {} by {}: generation {}", rpc, caller, state.generation());
-    else if (status == 200)
+    else if (out.status == 200)
       spdlog::info("audit: {} by {}: done (no policy change)", rpc, caller);
     else
-      spdlog::warn("audit: {} by {}: refused (HTTP {})", rpc, caller, status);
+      spdlog::warn("audit: {} by {}: refused (HTTP {}){}{}", rpc, caller, out.status, out.error.empty() ? "" : ": ",
+                   out.error);
   };
   auto reload_done_log = [&](const std::string& who) {
     return [&, who](const PolicyState::Change* ch, const std::string& code, const std::string& message) {
@@ -180,7 +181,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     const uint64_t before = state.generation();
     api.handle_async(r.method, r.target, r.content_type, r.body, r.access, r.caller, offload,
                      [&, rpc, reply, before, caller = r.caller](ControlApi::Response out) {
-                       if (api.mutates(rpc)) audit(rpc, caller, out.status, before);
+                       if (api.mutates(rpc)) audit(rpc, caller, out, before);
                        g_telemetry_generation = state.generation();
                        reply({out.status, out.content_type, std::move(out.body)});
                      });

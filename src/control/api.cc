@@ -35,6 +35,7 @@ ControlApi::Response error(const Encoding& e, int status, const std::string& cod
   m.set_message(message);
   ControlApi::Response r;
   r.status = status;
+  r.error = code + ": " + message;
   if (e.binary) {
     r.content_type = "application/x-protobuf";
     r.body = m.SerializeAsString();

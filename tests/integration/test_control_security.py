@@ -232,7 +232,8 @@ def part_roles_and_rotation(d):
         time.sleep(0.2)
         log = gw.log()
         check("audit: Block by unix uid 0 (root) pid" in log, "the audit log names the caller (uid, user, pid)")
-        check("audit: Block by tcp 127.0.0.1: refused (HTTP 403)" in log, "refused changes are audited too")
+        check("audit: Block by tcp 127.0.0.1: refused (HTTP 403): permission_denied: " in log,
+              "refused changes are audited too, with why")
         r = ctl(*tcp, "--token-file", admin_tok, "unblock", "198.18.9.0/24")
         check(r.returncode == 0 and "audit: Unblock by tcp 127.0.0.1: generation" in gw.log(), "the admin token unblocks, audited")
 

@@ -54,6 +54,7 @@ class ControlApi {
     int status = 200;
     std::string content_type = "application/json";
     std::string body;
+    std::string error;  // a refusal's code and message, for the audit log
   };
   using Call = std::function<void(ApiContext&, const google::protobuf::Message& request, google::protobuf::Message& response)>;
 
