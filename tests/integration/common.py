@@ -193,26 +193,38 @@ class Gateway:
     """`stakegate run` in the background; stop() sends SIGTERM and returns (rc, stdout, stderr)."""
     def __init__(self, config, socket_path, extra=(), env=None):
         self.socket = socket_path
+        self._args = [STAKEGATE, "run", "--config", config, *extra]
+        self._env = env
+        self._start()
+
+    def _start(self):
         # Output goes to files opened for appending: a pipe nobody reads would fill and
         # block the gateway's logging, and with a shared file offset reading the log while
         # it runs would move where the gateway writes next. log() reads by path.
         self._dir = tempfile.mkdtemp(prefix="stakegate-gw-")
         self.out_path, self.err_path = os.path.join(self._dir, "stdout"), os.path.join(self._dir, "stderr")
         with open(self.out_path, "a") as out, open(self.err_path, "a") as err:
-            self.proc = subprocess.Popen([STAKEGATE, "run", "--config", config, *extra], stdout=out, stderr=err, text=True,
-                                         preexec_fn=die_with_parent, env=env)
+            self.proc = subprocess.Popen(self._args, stdout=out, stderr=err, text=True, preexec_fn=die_with_parent,
+                                         env=self._env)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"stakegate exited {self.proc.returncode}:\n{self.log()}")
-            if os.path.exists(socket_path):
+            if os.path.exists(self.socket):
                 try:
-                    if UnixHTTPConnection(socket_path).call("Status")[0] == 200:
+                    if UnixHTTPConnection(self.socket).call("Status")[0] == 200:
                         return
                 except OSError:
                     pass
             time.sleep(0.1)
         raise RuntimeError("stakegate did not open its control socket")
+
+    def restart(self):
+        """SIGTERM and the same command again, as an upgrade does: (rc, stdout, stderr) of the
+        one stopped; log() then reads the new one's."""
+        stopped = self.stop()
+        self._start()
+        return stopped
 
     def api(self):
         return UnixHTTPConnection(self.socket)
