@@ -39,10 +39,11 @@ std::string table_in_cluster(const Config& c, const std::vector<NodeIdentity>& n
 // A warning naming the cluster's own nodes (addresses inside cluster.prefixes) whose
 // published port some configured role's `ports` leaves out, or "": peers of that role dial
 // the node there, and their connections would be port_denied.
+std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source);
+
 // Non-ejected nodes whose rate comes out at 0 pps (role share or weight 0, and min_pps 0):
 // every packet of theirs is dropped. Empty when there are none.
 std::string silenced_nodes(const std::vector<NodeIdentity>& nodes, const StakePlan& plan, const std::string& source);
-std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source);
 
 // Human-readable plan: per role its share and rate, per node its role, address, weight and rate.
 std::string describe_plan(const LoadedPolicy& p);
