@@ -113,11 +113,16 @@ void count_foreign_v6(WorkerCounters& c, const Ip6& src) {
 }
 }  // namespace
 
+// A DHCP client's message on the fast path (from 0.0.0.0, or renewing from its address).
+[[gnu::noinline]] void Worker::note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept {
+  if (t.proto == kProtoUdp && t.sport == 68 && t.dport == 67) note_dhcp(p, nullptr, now);
+}
+
 // A TCP or UDP packet of the fast path whose source opens no session: a DHCP client's from
 // 0.0.0.0, or one from outside cluster.prefixes (counted).
-[[gnu::noinline]] void Worker::note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept {
+[[gnu::noinline]] void Worker::note_unkeyed_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept {
   if (t.src != 0 && !snap_->cluster().empty()) count_foreign_v4(counters_, t.src);
-  if (t.proto == kProtoUdp && t.sport == 68 && t.dport == 67) note_dhcp(p, nullptr, now);
+  note_dhcp_fast(p, t, now);
 }
 
 // A packet of the full path that keyed no session: the cluster asking for a neighbour, or a
@@ -166,7 +171,7 @@ void Worker::process_inside(const PacketView* pkts, uint16_t n, uint64_t now_ns)
         // Not the cluster's address: a node asking for one (from 0.0.0.0)? A link-local
         // source opens sessions too: the full path's inside_key keys it.
         if (!link_local_v4(t.src)) [[likely]] {
-          note_dhcp_fast(p[i], t, now);
+          note_unkeyed_fast(p[i], t, now);
           continue;
         }
         look[i].fast = false;

@@ -419,6 +419,10 @@ TEST_F(SessionTest, InsideSourcesOutsideTheClusterPrefixesAreCounted) {
   FrameSpec dhcp = out("255.255.255.255", 67, 68);
   dhcp.src = *parse_ip("0.0.0.0");
   f_.inside(build_frame(dhcp), 0);
+  // A node renewing its lease from its own address (68 -> 67, its session new, then live).
+  const FrameSpec renew = out("198.51.200.67", 67, 68);
+  f_.inside(build_frame(renew), 0);
+  f_.inside(build_frame(renew), 0);
   EXPECT_EQ(foreign(f_), 0u);
   EXPECT_EQ(f_.worker->counters().inside_foreign_v4, 0u);
   // A node at 198.18.7.7: its TCP segment (the fast path) and its ping (the full path).

@@ -44,7 +44,6 @@ struct SessionKey {
   static constexpr size_t kBytes = 37;
 };
 
-
 // Whether `a` is an IPv4 address in that form (::ffff:a.b.c.d), and the address (host order).
 inline bool is_mapped_v4(const Ip6& a) {
   static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};

@@ -216,6 +216,7 @@ class Worker {
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   void note_dhcp(const PacketView& p, const struct PacketMeta* parsed, uint32_t now) noexcept;
   void note_dhcp_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept;
+  void note_unkeyed_fast(const PacketView& p, const L4v4& t, uint32_t now) noexcept;
   void note_unkeyed(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   [[gnu::noinline]] bool dhcp_answer(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   [[gnu::noinline, gnu::cold]] Verdict igmp_verdict(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns,
