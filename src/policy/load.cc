@@ -53,17 +53,22 @@ std::string block_in_cluster(const Config& c, const BlockEntry& b) {
 }
 
 namespace {
+std::string join_ports(const std::vector<uint16_t>& ports) {
+  if (ports.empty()) return "any";
+  std::string s;
+  for (uint16_t x : ports) s.append(s.empty() ? "" : ",").append(std::to_string(x));
+  return s;
+}
+
 // Public ports listed, and a budget that lets nothing through them: accepted (closing the
 // public API for a while is a choice), but said, since it looks like an open port.
 std::string unregistered_closed(const UnregisteredQos& u) {
   if (u.ports.empty()) return {};
-  std::string ports;
-  for (uint16_t p : u.ports) ports += (ports.empty() ? "" : ", ") + std::to_string(p);
   std::string why;
   if (u.share <= 0) why = "unregistered.share is 0";
   if (u.per_source_pps <= 0) why += std::string(why.empty() ? "" : " and ") + "unregistered.per_source_pps is 0";
   if (why.empty()) return {};
-  return why + ": no unregistered packet can pass, though unregistered.ports lists " + ports +
+  return why + ": no unregistered packet can pass, though unregistered.ports lists " + join_ports(u.ports) +
          " (the public API); set unregistered.share (e.g. 0.05) and per_source_pps (e.g. 50), or remove the ports "
          "(docs/configuration.md)";
 }
@@ -189,14 +194,6 @@ LoadedPolicy load_policy(const std::string& config_path) {
   return p;
 }
 
-namespace {
-std::string join_ports(const std::vector<uint16_t>& ports) {
-  if (ports.empty()) return "any";
-  std::string s;
-  for (uint16_t x : ports) s.append(s.empty() ? "" : ",").append(std::to_string(x));
-  return s;
-}
-}  // namespace
 
 std::string describe_plan(const LoadedPolicy& p) {
   const Config& c = p.cfg;
