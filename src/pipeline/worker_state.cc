@@ -23,6 +23,18 @@ Worker::Worker(const Sizes& sizes, uint64_t hash_seed)
   fragment_mask_ = frags - 1;
 }
 
+void Worker::sweep(uint64_t now_ns) noexcept {
+  const uint32_t now = session_tick(now_ns);
+  swept_tick_ = now;
+  sessions_.sweep(now, kSweepSets);
+  for (unsigned i = 0; i < kSweepSets; ++i, ++sweep_next_) {
+    FragmentEntry& f = fragments_[sweep_next_ & fragment_mask_];
+    if (f.tag != 0 && tick_before(f.deadline, now)) f = FragmentEntry{0, 0, kNoChannel};
+    solicitations_->sweep(sweep_next_, now);
+    dhcp_->sweep(sweep_next_, now);
+  }
+}
+
 void Worker::start_meter(uint32_t slot, const SourcePolicy& s) noexcept {
   meters_[slot] = NodeMeter{};
   cold_[slot] = NodeMeterCold{};

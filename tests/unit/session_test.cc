@@ -37,6 +37,19 @@ class SessionTest : public ::testing::Test {
     std::swap(f.src_port, f.dst_port);
     return f;
   }
+  // A datagram's first fragment (id 77), and the fragment after it.
+  static FrameSpec first_fragment(FrameSpec f) {
+    f.more_fragments = true;
+    f.frag_id = 77;
+    f.frame_size = 1500;
+    return f;
+  }
+  static FrameSpec last_fragment(FrameSpec first) {
+    first.more_fragments = false;
+    first.frag_offset = 185;
+    first.frame_size = 600;
+    return first;
+  }
   Verdict send(const FrameSpec& f, uint64_t now) { return f_.send(build_frame(f), now); }
   uint64_t count(TrafficClass c, Verdict v) const { return f_.count(c, v); }
   stakegate::testing::WorkerFixture f_;
@@ -312,20 +325,32 @@ TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgeme
 TEST_F(SessionTest, FragmentsOfAReplyFollowTheirFirstFragment) {
   FrameSpec q = out("198.51.200.53", 53);
   f_.inside(build_frame(q), 0);
-  FrameSpec first = back(q);
-  first.more_fragments = true;
-  first.frag_id = 77;
-  first.frame_size = 1500;
+  const FrameSpec first = first_fragment(back(q));
   EXPECT_EQ(send(first, 0), Verdict::kPass);
-  FrameSpec rest = first;
-  rest.more_fragments = false;
-  rest.frag_offset = 185;
-  rest.frame_size = 600;
+  FrameSpec rest = last_fragment(first);
   EXPECT_EQ(send(rest, 0), Verdict::kPass);
   rest.frag_id = 78;  // no first fragment of this one passed
   EXPECT_EQ(send(rest, 0), Verdict::kUnregistered);
   rest.frag_id = 77;
   EXPECT_EQ(send(rest, 3 * kS), Verdict::kUnregistered);  // too late: fragments expire after 2 s
+}
+
+// The worker sweeps its tables a few sets each tick (Worker::tick, from the lcore loop):
+// a session and a fragment entry expired long ago stay dead after the 32-bit tick wraps.
+TEST_F(SessionTest, ExpiredSessionsAndFragmentsStayDeadAcrossTheTickWrap) {
+  FrameSpec q = out("198.51.200.53", 53);
+  f_.inside(build_frame(q), 0);
+  const FrameSpec first = first_fragment(back(q));
+  EXPECT_EQ(send(first, 1 * kMs), Verdict::kPass);
+  // An idle gateway: the loop ticks, no packet for 417 days and a bit.
+  const uint64_t tick_ns = uint64_t{1} << kTickShift;
+  for (uint64_t i = 0; i < 4096; ++i) f_.worker->tick(300 * kS + i * tick_ns);
+  const uint64_t later = (uint64_t{1} << (31 + kTickShift)) + 200 * kS;  // the deadlines look ahead again
+  EXPECT_EQ(send(back(q), later), Verdict::kUnregistered);
+  EXPECT_EQ(send(last_fragment(first), later), Verdict::kUnregistered);
+  // And the table still works: a new query, its reply.
+  f_.inside(build_frame(q), later);
+  EXPECT_EQ(send(back(q), later + kMs), Verdict::kPass);
 }
 
 TEST_F(SessionTest, OnlyTheClustersOwnAddressesOpenSessions) {
@@ -592,6 +617,43 @@ TEST(SessionTable, EveryWayIsFoundWhileLiveAndNotAfter) {
     }
   }
   EXPECT_EQ(t.find(key(9), t.hash(key(9)), base), nullptr);  // never inserted
+}
+
+// Deadlines are 32-bit ticks (16.8 ms) compared by the sign of their difference: a way
+// left dead for 2^31 ticks (417 days) would look live again. sweep() empties it first.
+TEST(SessionTable, SweepEmptiesDeadWaysBeforeTheirDeadlinesWrap) {
+  SessionTable t(16, 7);  // two sets
+  const SessionKey k = table_key(40000, 53, kProtoUdp);
+  const uint64_t h = t.hash(k);
+  bool created, evicted;
+  t.extend(t.upsert(k, h, 100, created, evicted), 110);
+  const uint32_t later = 110 + (1u << 31) + 50;  // 417 days after it died
+  EXPECT_EQ(t.find(k, h, 111), nullptr);
+  EXPECT_NE(t.find(k, h, later), nullptr);  // what the sweep is for
+  t.sweep(105, 2);  // still live: kept
+  EXPECT_NE(t.find(k, h, 105), nullptr);
+  t.sweep(111, 2);  // dead: emptied
+  EXPECT_EQ(t.find(k, h, later), nullptr);
+  // Nothing counts as evicted when the way is taken again.
+  t.upsert(k, h, later, created, evicted);
+  EXPECT_TRUE(created);
+  EXPECT_FALSE(evicted);
+}
+
+TEST(SolicitationTable, SweepForgetsRequestsBeforeTheirDeadlinesWrap) {
+  const Ip6 target = parse_ip("2001:2::1")->v6;
+  const uint32_t within = static_cast<uint32_t>(SolicitationTable::kNeighbourWithinNs >> kTickShift);
+  const uint32_t later = within + (1u << 31) + 50;
+  SolicitationTable kept(3), swept(3);
+  kept.note(target, 0);
+  swept.note(target, 0);
+  for (size_t i = 0; i < SolicitationTable::kEntries; ++i) {
+    kept.sweep(i, within - 1);  // not expired yet: stays
+    swept.sweep(i, within + 1);
+  }
+  EXPECT_TRUE(kept.take_answer(target, within - 1));
+  EXPECT_TRUE(kept.take_answer(target, later));  // unswept, it would look current again
+  EXPECT_FALSE(swept.take_answer(target, later));
 }
 
 TEST(SessionKey, IPv4IsStoredMappedAndComparedWhole) {

@@ -248,6 +248,19 @@ class SessionTable {
   }
   uint32_t deadline(const Session* s) const { return const_cast<SessionTable*>(this)->deadline_of(s); }
 
+  // Empties the dead ways of the next `sets` sets, round robin. A dead way and an empty one
+  // behave alike but for one thing: deadlines are 32-bit ticks compared by the sign of
+  // their difference, so a way left dead for 2^31 ticks (about 417 days) would look live
+  // again, and far from expiring. The worker sweeps a few sets each tick (Worker::tick):
+  // every set is swept within hours, whatever the table's size.
+  void sweep(uint32_t now, size_t sets) {
+    for (size_t i = 0; i < sets; ++i) {
+      TagSet& t = tags_[sweep_next_++ & mask_];
+      for (unsigned w = 0; w < kWays; ++w)
+        if (t.sig[w] != 0 && tick_before(t.deadline[w], now)) t.sig[w] = 0;
+    }
+  }
+
   size_t capacity() const { return entries_.size(); }
   // Entry i (0 <= i < capacity()), live or not: for tests that compare whole tables.
   const Session& entry(size_t i) const { return entries_[i]; }
@@ -267,6 +280,7 @@ class SessionTable {
   }
   uint64_t seed_;
   uint64_t mask_ = 0;
+  uint64_t sweep_next_ = 0;  // the set sweep() empties next
   HugeVector<TagSet> tags_;
   HugeVector<Session> entries_;
 };

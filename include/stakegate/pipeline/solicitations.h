@@ -57,6 +57,15 @@ class SolicitationTable {
     }
   }
 
+  // Empties entry `i` (modulo the size) if its deadline has passed: a deadline is a 32-bit
+  // tick, and one left behind for 2^31 ticks (about 417 days) would look current again.
+  // Workers sweep an entry each tick (Worker::tick); a request noted meanwhile stays.
+  void sweep(size_t i, uint32_t now) noexcept {
+    std::atomic<uint64_t>& e = entries_[i % kEntries];
+    uint64_t w = e.load(std::memory_order_relaxed);
+    if (w != 0 && tick_before(static_cast<uint32_t>(w), now)) e.compare_exchange_strong(w, 0, std::memory_order_relaxed);
+  }
+
  private:
   uint64_t hash(const Ip6& target) const noexcept { return mix64(hash_v6(target) ^ seed_); }
   // 8 bits of the hash pick the entry, 24 more are its tag: a false match needs the same 32
