@@ -242,8 +242,7 @@ PolicyState::Change PolicyState::commit_identities(PreparedIdentities p) {
   guard_removal(p.nodes, cfg_.identity.max_removed_fraction, p.force, p.source);
   std::vector<std::string> warnings = std::move(p.warnings);
   resolve_identities(p.nodes, cfg_.identity.hosts, cfg_.identity.dns, p.source, &warnings, false);
-  if (std::string w = table_in_cluster(cfg_, p.nodes, p.source); !w.empty()) warnings.push_back(w);
-  if (std::string w = cluster_ports_closed(cfg_, p.nodes, p.source); !w.empty()) warnings.push_back(w);
+  cluster_warnings(cfg_, p.nodes, p.source, warnings);
   Change ch = commit(cfg_, std::move(p.nodes), blocks_, p.source);
   if (std::string w = silenced_nodes(nodes_, plan_, identity_source_); !w.empty()) warnings.push_back(w);
   ch.warnings = std::move(warnings);

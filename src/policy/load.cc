@@ -165,6 +165,28 @@ std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity
                "the roles' ports)";
 }
 
+std::string cluster_api_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source) {
+  if (!c.unregistered.ports.empty()) return {};
+  std::ostringstream named;
+  size_t serving = 0;
+  for (const NodeIdentity& n : nodes) {
+    if (n.role != Role::kAccess || n.ejected || !in_cluster(c, n)) continue;
+    if (++serving <= 3) named << (serving > 1 ? ", " : "") << n.node_id.substr(0, 8) << " (" << n.address << ")";
+  }
+  if (serving == 0) return {};
+  return source + ": the cluster's own access node" + (serving > 1 ? "s " : " ") + named.str() + (serving > 3 ? ", ..." : "") +
+         " serve" + (serving > 1 ? "" : "s") +
+         " the public Access API, but unregistered.ports is empty: no client without stake reaches " +
+         (serving > 1 ? "them" : "it") + " (list the public ports there: gRPC 9000, secure gRPC 9001, HTTP 8000)";
+}
+
+void cluster_warnings(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source,
+                      std::vector<std::string>& warnings) {
+  for (std::string w : {table_in_cluster(c, nodes, source), cluster_ports_closed(c, nodes, source),
+                        cluster_api_closed(c, nodes, source)})
+    if (!w.empty()) warnings.push_back(std::move(w));
+}
+
 std::string silenced_nodes(const std::vector<NodeIdentity>& nodes, const StakePlan& plan, const std::string& source) {
   std::ostringstream first;
   size_t silenced = 0;
@@ -187,8 +209,7 @@ LoadedPolicy load_policy(const std::string& config_path) {
   p.cfg = load_config(config_path);
   config_warnings(p.cfg, p.warnings);
   p.nodes = load_identities(p.cfg, &p.warnings);
-  if (std::string w = table_in_cluster(p.cfg, p.nodes, p.cfg.file); !w.empty()) p.warnings.push_back(w);
-  if (std::string w = cluster_ports_closed(p.cfg, p.nodes, p.cfg.file); !w.empty()) p.warnings.push_back(w);
+  cluster_warnings(p.cfg, p.nodes, p.cfg.file, p.warnings);
   p.plan = make_stake_plan(p.cfg, p.nodes);
   if (std::string w = silenced_nodes(p.nodes, p.plan, p.cfg.file); !w.empty()) p.warnings.push_back(w);
   return p;

@@ -41,6 +41,12 @@ class PolicyStateTest : public ::testing::Test {
     publisher_.published.clear();
     state_ = std::make_unique<PolicyState>(load_policy(path_), 1, capacity, &publisher_, 0, [this] { return now_; });
   }
+  // The warnings when the table `nodes` arrives through the API at a gateway started from `config`.
+  std::vector<std::string> arriving(const std::string& config, std::vector<NodeIdentity> nodes) {
+    path_ = config;
+    make(0);
+    return replace(std::move(nodes)).warnings;
+  }
   // These tests replace whole small tables: past the removal guard unless `force` is false.
   PolicyState::Change replace(std::vector<NodeIdentity> nodes, bool force = true) {
     IdentityUpload up;
@@ -231,13 +237,39 @@ TEST_F(PolicyStateTest, AClusterNodeOnAPortItsPeersMayNotReachIsWarned) {
                                                                                "198.18.1.2:3570"))).warnings),
             "");
   // A table that arrives through the API is checked the same way.
-  path_ = dir_.file("c2.yaml", cfg);
-  make(0);
-  PolicyState::Change ch = replace({node("aa00000000000000000000000000000000000000000000000000000000000001", Role::kConsensus,
-                                         "198.18.1.1:4000"),
-                                    node("aa00000000000000000000000000000000000000000000000000000000000003", Role::kAccess,
-                                         "198.18.1.3:3569")});
-  EXPECT_THAT(closed(ch.warnings), HasSubstr("port 4000, which the ports of consensus, access do not allow"));
+  EXPECT_THAT(closed(arriving(dir_.file("c2.yaml", cfg),
+                              {node("aa00000000000000000000000000000000000000000000000000000000000001", Role::kConsensus,
+                                    "198.18.1.1:4000"),
+                               node("aa00000000000000000000000000000000000000000000000000000000000003", Role::kAccess,
+                                    "198.18.1.3:3569")})),
+              HasSubstr("port 4000, which the ports of consensus, access do not allow"));
+}
+
+// The cluster's own access node serves the public; with no public port listed, nobody
+// without stake reaches it: said at load, and when a table arrives later.
+TEST_F(PolicyStateTest, AClusterAccessNodeWithNoPublicPortIsWarned) {
+  auto closed = [](const std::vector<std::string>& warnings) {
+    return warning_with(warnings, "serves the public Access API");
+  };
+  std::string cfg = stakegate::testing::base_config();
+  const std::string line = "unregistered: {share: 0.05, per_source_pps: 10, ports: [9000]}";
+  const size_t at = cfg.find("cluster:");
+  cfg.replace(at, cfg.find('\n', at) - at, "cluster: {prefixes: [\"2001:2::3/128\"]}");  // the access node
+  EXPECT_EQ(closed(load_policy(dir_.file("open.yaml", cfg)).warnings), "");
+  std::string shut = cfg;
+  shut.replace(shut.find(line), line.size(), "unregistered: {share: 0.05}");
+  const std::string path = dir_.file("shut.yaml", shut);
+  EXPECT_THAT(closed(load_policy(path).warnings),
+              HasSubstr(path + ": the cluster's own access node aa000000 ([2001:2::3]:3569) serves the public Access API, "
+                               "but unregistered.ports is empty: no client without stake reaches it"));
+  // Only the cluster's own: an access node elsewhere is not served through this gateway.
+  std::string elsewhere = shut;
+  elsewhere.replace(elsewhere.find("2001:2::3/128"), 13, "198.18.1.1/32");
+  EXPECT_EQ(closed(load_policy(dir_.file("elsewhere.yaml", elsewhere)).warnings), "");
+  // A table that arrives through the API is checked the same way.
+  EXPECT_THAT(closed(arriving(path, {node("aa00000000000000000000000000000000000000000000000000000000000003",
+                                          Role::kAccess, "[2001:2::3]:3569")})),
+              HasSubstr("access node aa000000 ([2001:2::3]:3569) serves"));
 }
 
 // Public ports with a budget that lets nothing through them look open and are not: said.

@@ -41,6 +41,16 @@ std::string table_in_cluster(const Config& c, const std::vector<NodeIdentity>& n
 // the node there, and their connections would be port_denied.
 std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source);
 
+// A warning naming the cluster's own access nodes (addresses inside cluster.prefixes) when
+// unregistered.ports is empty, or "": they serve the public Access API, which no client
+// without stake could then reach.
+std::string cluster_api_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source);
+
+// The three warnings above that are not "", appended to `warnings`: said wherever a table
+// is loaded or arrives.
+void cluster_warnings(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source,
+                      std::vector<std::string>& warnings);
+
 // Non-ejected nodes whose rate comes out at 0 pps (role share or weight 0, and min_pps 0):
 // every packet of theirs is dropped. Empty when there are none.
 std::string silenced_nodes(const std::vector<NodeIdentity>& nodes, const StakePlan& plan, const std::string& source);
