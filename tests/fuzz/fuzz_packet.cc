@@ -81,6 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (n != views.size() || total(s.worker->counters()) != before + views.size()) __builtin_trap();  // a lost count
   for (Verdict v : out)
     if (static_cast<int>(v) >= kVerdictCount) __builtin_trap();
+  s.worker->tick(s.now);  // between bursts, as the lcore loop does: sweeps the tables now and then
   s.worker->samples().drain([](const SampleRecord& r) {
     if (r.caplen > kMaxSnap) __builtin_trap();
   });
