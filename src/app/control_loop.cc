@@ -65,6 +65,7 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   in.snapshots_pending_reclaim = dp.snapshots_pending_reclaim();
   in.worker_busy = dp.busy_ratios();
   in.worker_cycles_per_packet = dp.cycles_per_packet();
+  in.worker_outside_packets = dp.outside_packets();
   in.graylisted = ev.graylist().entries().size();
   std::tie(in.graylist_entries, in.graylist_exits) = ev.graylist_transitions();
   std::tie(in.evidence_cases, in.evidence_errors) = ev.case_counts();
@@ -277,6 +278,9 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   auto last_change = last_report, last_busy = last_report;
   uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
   CountWarning internal_warning, impostor_warning, foreign_warning;
+  std::vector<uint64_t> reported_by_worker;  // outside packets per worker at the last summary
+  std::chrono::steady_clock::time_point unspread_said{};
+  bool unspread_ever = false;
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
   std::function<void()> on_tick = [&] {
     tick.expires_after(std::chrono::milliseconds(50));
@@ -335,6 +339,24 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
         notifier.status(fmt::format("forwarding; generation {}; outside {:.3f} Mpps, inside {:.3f} Mpps", state.generation(),
                                     static_cast<double>(out_rx - reported_rx) / secs / 1e6,
                                     static_cast<double>(in_rx - reported_in) / secs / 1e6));
+        // Each worker enforcing rate / N (rss: false) while one receives nearly everything:
+        // every node gets 1/N of its rate. Said at once, then at most every ten minutes.
+        std::vector<uint64_t> by_worker = dp.outside_packets(), received(by_worker.size());
+        for (size_t w = 0; w < by_worker.size(); ++w)
+          received[w] = by_worker[w] - (w < reported_by_worker.size() ? reported_by_worker[w] : 0);
+        reported_by_worker = by_worker;
+        const unsigned split = state.rate_shards();
+        if (double share = unspread_share(received, split);
+            share > 0 && (!unspread_ever || now - unspread_said >= std::chrono::minutes(10))) {
+          const auto busiest = std::max_element(received.begin(), received.end()) - received.begin();
+          spdlog::warn("worker {} received {:.0f} % of the outside packets over the last {:.0f} s, but each of the {} "
+                       "workers enforces rate / {} (dataplane.rss: false): the NIC does not spread the traffic over "
+                       "its queues, so every node gets 1/{} of its rate; run one worker, or steer the traffic across "
+                       "the queues (docs/deployment.md)",
+                       busiest, 100 * share, secs, split, split, split);
+          unspread_said = now;
+          unspread_ever = true;
+        }
         reported_rx = out_rx;
         reported_in = in_rx;
         last_report = now;

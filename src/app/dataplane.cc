@@ -149,6 +149,16 @@ Totals DataPlane::totals(bool with_sources) const {
   return t;
 }
 
+std::vector<uint64_t> DataPlane::outside_packets() const {
+  std::vector<uint64_t> out;
+  for (const auto& w : workers_) {
+    Totals t;
+    t.add(*w, 0);
+    out.push_back(t.packets(Direction::kOutside));
+  }
+  return out;
+}
+
 double DataPlane::uptime_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
 }

@@ -46,6 +46,7 @@ class DataPlane : public DataPathView {
   // TSC cycles per packet of each worker's loop iterations that carried packets, over the
   // last sample_busy() interval (0 when it carried none).
   std::vector<double> cycles_per_packet() const override { return cycles_; }
+  std::vector<uint64_t> outside_packets() const override;
   uint64_t session_capacity() const override { return workers_.empty() ? 0 : workers_.front()->sessions().capacity(); }
   // Per worker, a counter that advances every time its loop turns (its loop's TSC total):
   // the watchdog's proof that no worker is stuck.

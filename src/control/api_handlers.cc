@@ -114,11 +114,15 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
   dg->set_neighbour_impostors(t.c.neighbour_impostors);
   dg->set_inside_foreign(t.c.inside_foreign);
   const std::vector<double> busy = c.data.busy(), cycles = c.data.cycles_per_packet();
-  for (size_t w = 0; w < cycles.size(); ++w) {
+  const std::vector<uint64_t> received = c.data.outside_packets();
+  for (size_t w = 0; w < std::max(cycles.size(), received.size()); ++w) {
     auto* l = r.add_worker_load();
     l->set_busy_ratio(w < busy.size() ? busy[w] : 0.0);
-    l->set_cycles_per_packet(cycles[w]);
+    l->set_cycles_per_packet(w < cycles.size() ? cycles[w] : 0.0);
+    l->set_outside_packets(w < received.size() ? received[w] : 0);
   }
+  r.set_rate_split_workers(c.state.rate_shards());
+  dg->set_unspread_share(unspread_share(received, c.state.rate_shards()));
 }
 
 void get_identities(ApiContext& c, const pb::Empty&, pb::GetIdentitiesResponse& r) {

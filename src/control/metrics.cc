@@ -34,8 +34,9 @@ void single(std::vector<MetricFamily>& out, const char* name, const char* help, 
 }
 
 // A family of one series per worker (label `worker`).
-void per_worker(std::vector<MetricFamily>& out, const char* name, const char* help, const std::vector<double>& values) {
-  MetricFamily f = family(name, help, MetricType::Gauge);
+void per_worker(std::vector<MetricFamily>& out, const char* name, const char* help, const std::vector<double>& values,
+                MetricType type = MetricType::Gauge) {
+  MetricFamily f = family(name, help, type);
   for (size_t w = 0; w < values.size(); ++w) add(f, {{"worker", std::to_string(w)}}, values[w]);
   out.push_back(std::move(f));
 }
@@ -159,6 +160,11 @@ std::string render_metrics(const MetricsInput& in) {
       "TSC cycles per packet of a worker's loop iterations that carried packets (RX, decision, TX), over the last "
       "second; 0 when idle. Cycles at the TSC's rate: divide by its GHz for nanoseconds.",
       in.worker_cycles_per_packet);
+  per_worker(out, "stakegate_worker_outside_packets_total",
+             "Packets a worker received from the outside port. With dataplane.rss: false (each worker enforcing rate / "
+             "workers), one worker receiving nearly all of them means the NIC does not spread the traffic over its "
+             "queues, and every node gets 1 / workers of its rate.",
+             std::vector<double>(in.worker_outside_packets.begin(), in.worker_outside_packets.end()), MetricType::Counter);
 
   single(out, "stakegate_graylisted_nodes",
          "Staked sources graylisted by peer scoring (their rates multiplied by scoring.penalty_factor).",

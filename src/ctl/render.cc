@@ -80,8 +80,9 @@ void print(const pb::StatusResponse& r) {
               static_cast<unsigned long long>(r.outside_packets()), static_cast<unsigned long long>(r.outside_passed()),
               static_cast<unsigned long long>(r.inside_packets()), r.blocklist_entries());
   for (int w = 0; w < r.worker_load_size(); ++w)
-    std::printf("worker %d: busy %.0f %%, %.0f cycles/packet over the last second\n", w,
-                100.0 * r.worker_load(w).busy_ratio(), r.worker_load(w).cycles_per_packet());
+    std::printf("worker %d: busy %.0f %%, %.0f cycles/packet over the last second; %llu outside packets\n", w,
+                100.0 * r.worker_load(w).busy_ratio(), r.worker_load(w).cycles_per_packet(),
+                static_cast<unsigned long long>(r.worker_load(w).outside_packets()));
   const auto& s = r.sessions();
   std::printf("sessions: %llu opened or accepted, %llu verified, %llu evicted for room (%llu entries per worker)%s\n",
               static_cast<unsigned long long>(s.created()), static_cast<unsigned long long>(s.verified()),
@@ -98,6 +99,11 @@ void print(const pb::StatusResponse& r) {
                                      "impostor on the outside link, or a MAC missing from infra.neighbours)");
   attention(d.inside_foreign(), "packets from the inside had a source outside cluster.prefixes: they open no session "
                                 "(the log names the address; add it to cluster.prefixes)");
+  if (d.unspread_share() > 0)
+    std::printf("attention: one worker received %.0f %% of the outside packets, but each of the %u enforces rate / %u "
+                "(dataplane.rss: false): if the NIC does not spread the traffic over its queues, every node gets "
+                "1/%u of its rate; run one worker (docs/deployment.md)\n",
+                100.0 * d.unspread_share(), r.rate_split_workers(), r.rate_split_workers(), r.rate_split_workers());
   Rows rows{{"reason", "dropped"}};
   for (const auto& reason : kDropReasons) {
     auto it = r.drops_by_reason().find(reason);

@@ -162,6 +162,20 @@ std::string role_table(const Totals& t) {
   return o.str();
 }
 
+double unspread_share(const std::vector<uint64_t>& received, unsigned rate_split) {
+  constexpr uint64_t kEnough = 1000;  // fewer say nothing about how the NIC spreads
+  constexpr double kUnspread = 0.9;
+  if (rate_split < 2 || received.size() < 2) return 0;
+  uint64_t total = 0, most = 0;
+  for (uint64_t n : received) {
+    total += n;
+    most = std::max(most, n);
+  }
+  if (total < kEnough) return 0;
+  const double share = static_cast<double>(most) / static_cast<double>(total);
+  return share >= kUnspread ? share : 0;
+}
+
 std::string summary_line(const Totals& t, uint64_t tx_dropped) {
   const uint64_t rx = t.packets(Direction::kOutside), passed = t.passed(Direction::kOutside);
   std::string s = "outside rx " + std::to_string(rx) + " pass " + std::to_string(passed) + " drop " + std::to_string(rx - passed);

@@ -30,7 +30,7 @@ import struct
 import subprocess
 import time
 
-from common import STAKEGATE, TempDir, check, finish, free_port, metric_values, read_pcap, scrape, write_pcap, write_yaml
+from common import STAKEGATE, STAKEGATECTL, TempDir, check, finish, free_port, metric_values, read_pcap, scrape, write_pcap, write_yaml
 from common import UnixHTTPConnection
 from flows import SYN, TcpConn, frame, tcp
 import rss
@@ -125,14 +125,15 @@ def write_icmp_captures(d, paths, queues=2):
     return out, router, q_session, q_error
 
 
-def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml"):
+def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml", endless=True):
     nodes = [{"node_id": node_id(i), "role": "consensus", "address": f"{a}:3569"} for i, a in enumerate(NODES)]
     return write_yaml(os.path.join(d, name), {
         "dataplane": {"eal": ["--no-huge", "-m", "1024", "--no-pci", "--no-shconf"],
-                      "outside": {"vdev": f"net_pcap0,rx_pcap={paths['out0']},rx_pcap={paths['out1']},infinite_rx=1"},
+                      "outside": {"vdev": f"net_pcap0,rx_pcap={paths['out0']},rx_pcap={paths['out1']}"
+                                          + (",infinite_rx=1" if endless else "")},
                       "inside": {"vdev": f"net_pcap1,rx_pcap={paths['in0']},rx_pcap={paths['in1']},"
                                          "tx_pcap=/dev/null,tx_pcap=/dev/null"},
-                      "workers": 2, "rss": rss_on, "mbufs": 32767},
+                      "workers": 2, "rss": rss_on, "mbufs": 32767, "stats_interval_s": 1},
         "capacity": {"pps": CAPACITY},
         "cluster": {"prefixes": ["198.18.255.0/24", "2001:db8:ff::/64"]},
         "identity": {"nodes": nodes},
@@ -194,6 +195,41 @@ def measure(d, cfg, env_extra, metrics_port, label):
     return rates, open(log_path).read(), m
 
 
+def write_one_queue_captures(d):
+    """What a NIC that does not spread its queues delivers: every node's connection on
+    queue 0 (and one frame on queue 1, which net_pcap needs)."""
+    out, inside = [], []
+    for i, addr in enumerate(NODES):
+        c = TcpConn(addr, CLUSTER, rport=41000 + i)
+        out.append(c.remote_syn())
+        inside.append(c.local_syn_ack())
+        out += [c.remote_data(size=64) for _ in range(100)]
+    paths = {k: os.path.join(d, f"one-{k}.pcap") for k in ("out0", "out1", "in0", "in1")}
+    for k, frames in (("out0", out), ("out1", out[-1:]), ("in0", inside), ("in1", inside[:1])):
+        write_pcap(paths[k], frames)
+    return paths, len(out)
+
+
+def observe(d, cfg, metrics_port, label, seconds=2.5):
+    """The log, Status, `stakegatectl status` and the metrics of a gateway run for `seconds`."""
+    log_path = os.path.join(d, label + ".log")
+    with open(log_path, "w") as log:
+        p = start(cfg, {}, log)
+        try:
+            if not wait_ready(p, f"{d}/ctl.sock"):
+                check(False, f"[{label}] the gateway starts with 2 workers")
+                return open(log_path).read(), {}, "", {}
+            time.sleep(seconds)
+            status = api_call(f"{d}/ctl.sock", "Status")
+            ctl = subprocess.run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "status"], capture_output=True, text=True,
+                                 timeout=30).stdout
+            m = metric_values(scrape(metrics_port))
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+    return open(log_path).read(), status, ctl, m
+
+
 def refused(d, cfg, env_extra, label):
     p = subprocess.run([STAKEGATE, "run", "--config", cfg], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, **env_extra))
@@ -230,6 +266,23 @@ with TempDir() as d:
         check(not off, f"without RSS each worker enforces rate / 2: a node steered to one queue passes "
               f"{min(rates.values()):.0f} to {max(rates.values()):.0f} pps of its {RATE:.0f}")
         check(m.get("stakegate_rate_split_workers") == 2, f"stakegate_rate_split_workers = {m.get('stakegate_rate_split_workers')}")
+        check("does not spread" not in log, "traffic spread over both queues: no warning that one worker takes it all")
+
+    print("\n== 2 workers, dataplane.rss: false, and a NIC that puts everything on one queue", flush=True)
+    one_paths, sent = write_one_queue_captures(d)
+    log, status, ctl, m = observe(d, write_config(d, one_paths, port, rss_on=False, name="rss-one.yaml", endless=False),
+                                  port, "rss-one")
+    if status:
+        w0 = m.get('stakegate_worker_outside_packets_total{worker="0"}', 0)
+        w1 = m.get('stakegate_worker_outside_packets_total{worker="1"}', 0)
+        check(w0 == sent and w1 == 1, f"stakegate_worker_outside_packets_total: worker 0 {w0:.0f} of {sent}, worker 1 {w1:.0f}")
+        warned = next((l for l in log.splitlines() if "does not spread" in l), "")
+        check("worker 0 received 100 % of the outside packets" in warned and "every node gets 1/2 of its rate" in warned,
+              f"the log warns that one worker takes the traffic of a split rate: {warned.strip()[-160:] or log[-300:]}")
+        share = status.get("diagnostics", {}).get("unspread_share", 0)
+        attention = next((l for l in ctl.splitlines() if l.startswith("attention: one worker")), "")
+        check(share > 0.99 and "every node gets 1/2 of its rate" in attention,
+              f"Status says so (unspread_share {share}), and stakegatectl status: {attention or ctl[-300:]}")
 
     print("\n== a neighbour solicitation and its answer on different workers", flush=True)
     nd_paths, router, q_ask, q_answer = write_nd_captures(d, paths)

@@ -23,10 +23,12 @@ class FakeDataPath : public DataPathView, public Publisher {
   uint32_t snapshots_pending_reclaim() const override { return 0; }
   double uptime_s() const override { return 12; }
   uint64_t session_capacity() const override { return sessions; }
+  std::vector<uint64_t> outside_packets() const override { return by_worker; }
   void publish(std::shared_ptr<const PolicySnapshot>) override {}
   bool wait_applied() override { ++applied; return true; }
   Totals t;
   uint64_t sessions = 0;
+  std::vector<uint64_t> by_worker;
   int applied = 0;
 };
 
@@ -57,6 +59,34 @@ TEST_F(ApiTest, Status) {
   EXPECT_EQ(j["identity_generation"], "1");  // uint64 is a string in protobuf's JSON mapping
   EXPECT_EQ(j["nodes"], 3);
   EXPECT_EQ(j["drops_by_reason"]["over_rate"], "7");
+}
+
+// Several workers each enforcing rate / N (rss: false) while one receives nearly all the
+// traffic: every node gets 1/N of its rate. Status says so (stakegatectl prints it).
+TEST(UnspreadShare, OnlyWhenTheRateIsSplitAndOneWorkerHasNearlyAll) {
+  EXPECT_DOUBLE_EQ(unspread_share({9500, 500}, 2), 0.95);
+  EXPECT_DOUBLE_EQ(unspread_share({0, 0, 4000, 0}, 4), 1.0);
+  EXPECT_EQ(unspread_share({9500, 500}, 1), 0);   // RSS on the source: each worker enforces the whole rate
+  EXPECT_EQ(unspread_share({8000, 2000}, 2), 0);  // spread, if unevenly (a few heavy sources)
+  EXPECT_EQ(unspread_share({999, 0}, 2), 0);      // too few to say
+  EXPECT_EQ(unspread_share({5000}, 2), 0);
+  EXPECT_EQ(unspread_share({}, 2), 0);
+}
+
+TEST_F(ApiTest, StatusSaysWhenOneWorkerTakesTheTrafficOfASplitRate) {
+  stakegate::testing::TempDir dir;
+  PolicyState split(load_policy(dir.file("c.yaml", stakegate::testing::base_config())), 2, 0, &gw_, 2);
+  ControlApi api(split, gw_, nullptr, "test");
+  auto status = [&] { return json::parse(api.handle("POST", "/v1/Status", "application/json", "").body); };
+  gw_.by_worker = {5000, 4000};
+  json j = status();
+  EXPECT_EQ(j["rate_split_workers"], 2);
+  EXPECT_EQ(j["worker_load"][1]["outside_packets"], "4000");
+  EXPECT_EQ(j["diagnostics"]["unspread_share"], 0);
+  gw_.by_worker = {20000, 100};
+  EXPECT_NEAR(status()["diagnostics"]["unspread_share"].get<double>(), 0.995, 0.001);
+  // One worker, or RSS on the source address (rate_split 1): nothing to say.
+  EXPECT_EQ(call("Status").second["diagnostics"]["unspread_share"], 0);
 }
 
 TEST_F(ApiTest, StatusCountsTheSessions) {
@@ -218,7 +248,7 @@ TEST(Metrics, EverySeriesPresentFromTheStart) {
   stakegate::testing::TempDir dir;
   PolicyState st(load_policy(dir.file("c.yaml", stakegate::testing::base_config())), 1, 0, nullptr);  // no workers to publish to
   Totals t;
-  MetricsInput in{&t, &st, {{"outside", 0, 0, 0, 3}, {"inside", 0, 0, 0, 0}}, {0.5}, {312.5}, 0, "9.9"};
+  MetricsInput in{&t, &st, {{"outside", 0, 0, 0, 3}, {"inside", 0, 0, 0, 0}}, {0.5}, {312.5}, {1234}, 0, "9.9"};
   std::string text = render_metrics(in);
   for (const char* s : {"# TYPE stakegate_packets_total counter", "# HELP stakegate_drops_total",
                         "stakegate_drops_total{role=\"consensus\",reason=\"over_rate\"} 0",
@@ -228,6 +258,8 @@ TEST(Metrics, EverySeriesPresentFromTheStart) {
                         "stakegate_port_rx_missed_total{port=\"outside\"} 0",
                         "stakegate_port_rx_errors_total{port=\"outside\"} 3", "stakegate_worker_busy_ratio{worker=\"0\"} 0.5",
                         "stakegate_worker_cycles_per_packet{worker=\"0\"} 312.5",
+                        "# TYPE stakegate_worker_outside_packets_total counter",
+                        "stakegate_worker_outside_packets_total{worker=\"0\"} 1234",
                         "stakegate_graylisted_nodes 0", "stakegate_build_info{version=\"9.9\"} 1"})
     EXPECT_THAT(text, HasSubstr(s));
 }

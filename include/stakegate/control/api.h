@@ -35,6 +35,8 @@ class DataPathView {
   // Per worker, TSC cycles per packet over the last second (see DataPlane).
   virtual std::vector<double> cycles_per_packet() const { return {}; }
   virtual std::vector<double> busy() const { return {}; }
+  // Per worker, the outside packets it received since start.
+  virtual std::vector<uint64_t> outside_packets() const { return {}; }
   // Session table entries per worker (limits.sessions).
   virtual uint64_t session_capacity() const { return 0; }
 };

@@ -21,6 +21,7 @@ struct MetricsInput {
   std::vector<PortMetrics> ports;
   std::vector<double> worker_busy;  // per worker, 0..1 since the previous scrape
   std::vector<double> worker_cycles_per_packet;  // per worker, over the last second
+  std::vector<uint64_t> worker_outside_packets;  // per worker, since start
   uint32_t snapshots_pending_reclaim = 0;
   std::string version;
   uint64_t graylisted = 0, graylist_entries = 0, graylist_exits = 0;

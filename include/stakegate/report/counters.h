@@ -38,6 +38,14 @@ struct Totals {
   uint64_t drops(Verdict v) const;  // outside direction, every class
 };
 
+// With the rate divided over the workers (`dataplane.rss: false`: `rate_split` workers,
+// each enforcing rate / rate_split on what it receives), a NIC that does not spread its
+// queues gives one worker nearly everything, and every node then gets 1/rate_split of its
+// rate. Given the outside packets each worker received (over an interval, or since start):
+// the busiest worker's share when the rate is split, it holds at least 90 % and there were
+// at least 1,000 packets; else 0.
+double unspread_share(const std::vector<uint64_t>& received, unsigned rate_split);
+
 nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nodes, const StakePlan& plan);
 
 // One row per traffic class seen from the outside: passed and dropped by reason.
