@@ -277,10 +277,9 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   auto last_report = std::chrono::steady_clock::now();
   auto last_change = last_report, last_busy = last_report;
   uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
-  CountWarning internal_warning, impostor_warning, foreign_warning;
+  CountWarning internal_warning, impostor_warning, foreign_warning, unspread_warning;
   std::vector<uint64_t> reported_by_worker;  // outside packets per worker at the last summary
-  std::chrono::steady_clock::time_point unspread_said{};
-  bool unspread_ever = false;
+  uint64_t unspread_intervals = 0;           // summaries in which one worker took a split rate's traffic
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
   std::function<void()> on_tick = [&] {
     tick.expires_after(std::chrono::milliseconds(50));
@@ -340,22 +339,21 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
                                     static_cast<double>(out_rx - reported_rx) / secs / 1e6,
                                     static_cast<double>(in_rx - reported_in) / secs / 1e6));
         // Each worker enforcing rate / N (rss: false) while one receives nearly everything:
-        // every node gets 1/N of its rate. Said at once, then at most every ten minutes.
+        // every node gets 1/N of its rate.
         std::vector<uint64_t> by_worker = dp.outside_packets(), received(by_worker.size());
         for (size_t w = 0; w < by_worker.size(); ++w)
           received[w] = by_worker[w] - (w < reported_by_worker.size() ? reported_by_worker[w] : 0);
         reported_by_worker = by_worker;
         const unsigned split = state.rate_shards();
-        if (double share = unspread_share(received, split);
-            share > 0 && (!unspread_ever || now - unspread_said >= std::chrono::minutes(10))) {
+        if (double share = unspread_share(received, split); share > 0) {
           const auto busiest = std::max_element(received.begin(), received.end()) - received.begin();
-          spdlog::warn("worker {} received {:.0f} % of the outside packets over the last {:.0f} s, but each of the {} "
-                       "workers enforces rate / {} (dataplane.rss: false): the NIC does not spread the traffic over "
-                       "its queues, so every node gets 1/{} of its rate; run one worker, or steer the traffic across "
-                       "the queues (docs/deployment.md)",
-                       busiest, 100 * share, secs, split, split, split);
-          unspread_said = now;
-          unspread_ever = true;
+          unspread_warning.update(++unspread_intervals, now, [&](uint64_t) {
+            spdlog::warn("worker {} received {:.0f} % of the outside packets over the last {:.0f} s, but each of the "
+                         "{} workers enforces rate / {} (dataplane.rss: false): the NIC does not spread the traffic "
+                         "over its queues, so every node gets 1/{} of its rate; run one worker, or steer the traffic "
+                         "across the queues (docs/deployment.md)",
+                         busiest, 100 * share, secs, split, split, split);
+          });
         }
         reported_rx = out_rx;
         reported_in = in_rx;

@@ -1,9 +1,9 @@
 #include "stakegate/identity/flow_import.h"
 
 #include <algorithm>
-#include <map>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <optional>
 #include <nlohmann/json.hpp>
 

@@ -165,19 +165,28 @@ std::string cluster_ports_closed(const Config& c, const std::vector<NodeIdentity
                "the roles' ports)";
 }
 
+namespace {
+// Up to three names, then ", ...": for warnings that name a few nodes of many.
+struct FirstNames {
+  size_t count = 0;
+  std::string text;
+  void add(const std::string& name) {
+    if (++count <= 3) text += (count > 1 ? ", " : "") + name;
+  }
+  std::string str() const { return text + (count > 3 ? ", ..." : ""); }
+};
+}  // namespace
+
 std::string cluster_api_closed(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source) {
   if (!c.unregistered.ports.empty()) return {};
-  std::ostringstream named;
-  size_t serving = 0;
-  for (const NodeIdentity& n : nodes) {
-    if (n.role != Role::kAccess || n.ejected || !in_cluster(c, n)) continue;
-    if (++serving <= 3) named << (serving > 1 ? ", " : "") << n.node_id.substr(0, 8) << " (" << n.address << ")";
-  }
-  if (serving == 0) return {};
-  return source + ": the cluster's own access node" + (serving > 1 ? "s " : " ") + named.str() + (serving > 3 ? ", ..." : "") +
-         " serve" + (serving > 1 ? "" : "s") +
+  FirstNames serving;
+  for (const NodeIdentity& n : nodes)
+    if (n.role == Role::kAccess && !n.ejected && in_cluster(c, n)) serving.add(n.node_id.substr(0, 8) + " (" + n.address + ")");
+  if (serving.count == 0) return {};
+  const bool many = serving.count > 1;
+  return source + ": the cluster's own access node" + (many ? "s " : " ") + serving.str() + " serve" + (many ? "" : "s") +
          " the public Access API, but unregistered.ports is empty: no client without stake reaches " +
-         (serving > 1 ? "them" : "it") + " (list the public ports there: gRPC 9000, secure gRPC 9001, HTTP 8000)";
+         (many ? "them" : "it") + " (list the public ports there: gRPC 9000, secure gRPC 9001, HTTP 8000)";
 }
 
 void cluster_warnings(const Config& c, const std::vector<NodeIdentity>& nodes, const std::string& source,
@@ -188,18 +197,14 @@ void cluster_warnings(const Config& c, const std::vector<NodeIdentity>& nodes, c
 }
 
 std::string silenced_nodes(const std::vector<NodeIdentity>& nodes, const StakePlan& plan, const std::string& source) {
-  std::ostringstream first;
-  size_t silenced = 0;
-  for (size_t i = 0; i < nodes.size() && i < plan.nodes.size(); ++i) {
-    if (nodes[i].ejected || plan.nodes[i].rate_pps > 0) continue;
-    if (++silenced <= 3)
-      first << (silenced > 1 ? ", " : "") << nodes[i].node_id.substr(0, 8) << " (" << role_name(nodes[i].role) << ")";
-  }
-  if (silenced == 0) return {};
+  FirstNames silenced;
+  for (size_t i = 0; i < nodes.size() && i < plan.nodes.size(); ++i)
+    if (!nodes[i].ejected && plan.nodes[i].rate_pps <= 0)
+      silenced.add(nodes[i].node_id.substr(0, 8) + " (" + std::string(role_name(nodes[i].role)) + ")");
+  if (silenced.count == 0) return {};
   std::ostringstream text;
-  text << source << ": " << silenced << " staked node" << (silenced > 1 ? "s get" : " gets") << " a rate of 0 pps ("
-       << first.str() << (silenced > 3 ? ", ..." : "")
-       << "): their role's share is 0, or their weight is, and the role's min_pps is 0, so every packet of theirs "
+  text << source << ": " << silenced.count << " staked node" << (silenced.count > 1 ? "s get" : " gets")
+       << " a rate of 0 pps (" << silenced.str() << "): their role's share is 0, or their weight is, and the role's min_pps is 0, so every packet of theirs "
           "but a few connection requests is dropped as over_rate; give the role a share or a min_pps";
   return text.str();
 }
@@ -214,7 +219,6 @@ LoadedPolicy load_policy(const std::string& config_path) {
   if (std::string w = silenced_nodes(p.nodes, p.plan, p.cfg.file); !w.empty()) p.warnings.push_back(w);
   return p;
 }
-
 
 std::string describe_plan(const LoadedPolicy& p) {
   const Config& c = p.cfg;
