@@ -156,9 +156,7 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
   const PolicySnapshot& snap = *snap_;
   const MeterProfile& sp = snap.unregistered_source_pps;
   UnregisteredEntry* set = unregistered_set(tag);
-  UnregisteredEntry* e = nullptr;
-  for (unsigned w = 0; w < kWays && !e; ++w)
-    if (set[w].tag == tag) e = &set[w];
+  UnregisteredEntry* e = find_unregistered(set, tag);
   if (!e) {
     UnregisteredEntry* victim = set;
     for (unsigned w = 1; w < kWays && victim->tag != 0; ++w)
@@ -168,7 +166,7 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
     if (victim->tag != 0 && meter_level(victim->meter, sp, now_ns) < sp.burst) counters_.unregistered_evictions++;
     // A new source starts with one packet, not a whole burst: a sender cycling through
     // addresses gains nothing by it.
-    *victim = UnregisteredEntry{tag, Meter{std::min(kTokenScale, sp.burst), now_ns}};
+    *victim = UnregisteredEntry{tag, Meter{std::min(kTokenScale, sp.burst), now_ns}, 0};
     e = victim;
   }
   const bool bytes = snap.unregistered_pool_bps.rate != 0;
@@ -182,6 +180,27 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
   pool_pkts_.tokens -= kTokenScale;
   if (bytes) pool_bytes_.tokens -= byte_cost;
   return Verdict::kPass;
+}
+
+// A new unregistered source starts with one packet, and a client in the same data centre
+// acknowledges the cluster's SYN-ACK sooner than one packet refills: it would lose its ACK
+// and first request and wait a retransmission timeout. An acknowledgement of a connection
+// the cluster accepted from it, proving receipt of the SYN-ACK (what a forger cycling
+// through addresses cannot send), gives it the full burst a source seen before has, once
+// per entry; then its packet is policed again. An ACK its bucket refused (the session is
+// not looked up for a public port's packets otherwise: see decide_stage); reads the
+// session, never changes it.
+Verdict Worker::prove_address(uint64_t tag, const PacketMeta& m, const PacketView& p, uint64_t now_ns) noexcept {
+  UnregisteredEntry* e = find_unregistered(unregistered_set(tag), tag);
+  SessionKey key;
+  if (!e || e->proven || e->meter.tokens >= kTokenScale || !m.has_port || !outside_key(p, m, key))
+    return Verdict::kUnregisteredOverRate;  // spent its proof, or the pool is what refused it
+  const Session* s = sessions_.find(key, sessions_.hash(key), session_tick(now_ns));
+  if (!s || (s->flags & Session::kOpened) || !acknowledges_cluster(*s, m.tcp_ack)) return Verdict::kUnregisteredOverRate;
+  e->proven = 1;
+  e->meter.tokens = snap_->unregistered_source_pps.burst;
+  counters_.unregistered_proven++;
+  return police_unregistered(tag, wire_length(p), now_ns);
 }
 
 // Replies of unregistered senders on sessions the cluster opened.
@@ -628,6 +647,9 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
     return Verdict::kUnregistered;
   }
   Verdict v = police_unregistered(tag, wire_length(p), now_ns);
+  if (v == Verdict::kUnregisteredOverRate && m.l4_proto == kProtoTcp &&
+      (m.tcp_flags & (kTcpSyn | kTcpRst | kTcpAck)) == kTcpAck) [[unlikely]]
+    v = prove_address(tag, m, p, now_ns);
   if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kUnregisteredChannel};
   return v;
 }

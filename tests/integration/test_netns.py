@@ -225,11 +225,24 @@ def phase_reachability(run):
 
     r = run.session("unr1", f"{CLUSTER['sessions']}:3569", connect_timeout=1.5).result()
     check(r.get("result") == "connect_failed", f"unregistered unr1 cannot connect to 3569 ({r.get('result')}, {r.get('error')})")
+    # Its first connection: a new source starts with one packet, and on this path its ACK
+    # follows the SYN-ACK long before a packet refills (20 ms). The ACK proves its address
+    # (it acknowledges the cluster's SYN-ACK): its full burst, so nothing of the request is
+    # dropped and it waits no retransmission timeout (docs/tuning.md, section 5).
+    over_rate = 'stakegate_drops_total{role="unregistered",reason="unregistered_over_rate"}'
+    proven = "stakegate_unregistered_proven_total"
+    m0 = metric_values(scrape(run.metrics_port))
+    t0 = time.monotonic()
     code, body = run.curl("unr1", f"http://{CLUSTER['api']}:9000/index.html")
+    took = time.monotonic() - t0
+    m1 = metric_values(scrape(run.metrics_port))
     check(code == "200" and body == "flow access api stand-in\n", f"unregistered unr1 reaches the public API on 9000 (HTTP {code})")
+    dropped, proofs = m1.get(over_rate, 0) - m0.get(over_rate, 0), m1.get(proven, 0) - m0.get(proven, 0)
+    check(dropped == 0 and proofs == 1,
+          f"unr1's first connection: its handshake proved its address ({proven} +{proofs:.0f}), none of its "
+          f"packets over rate ({dropped:.0f}), answered in {took * 1000:.0f} ms")
     # Beyond its per-source rate the client's acknowledgements are dropped (and counted), but
     # each one acknowledges all the data before it: the download goes on (docs/tuning.md).
-    over_rate = 'stakegate_drops_total{role="unregistered",reason="unregistered_over_rate"}'
     before = metric_values(scrape(run.metrics_port)).get(over_rate, 0)
     got, took = run.download("unr1", f"http://{CLUSTER['api']}:9000/blocks.bin")
     acks_dropped = metric_values(scrape(run.metrics_port)).get(over_rate, 0) - before

@@ -300,15 +300,64 @@ TEST_F(SessionTest, OutboundTcpIsVerifiedByTheSynAckAndFollowsItsClose) {
 }
 
 TEST_F(SessionTest, AClientOfAPublicPortKeepsItsPerSourceLimit) {
-  // An unregistered client connects to the public port 9000: the connection is verified,
-  // but it is one the cluster accepted, so the client stays within its own 10 pps.
+  // An unregistered client connects to the public port 9000: its SYN takes the one packet
+  // a new source starts with, its acknowledgement of the SYN-ACK proves its address and
+  // gets it the burst (one packet here: 100 ms at 10 pps). The connection is one the
+  // cluster accepted, so from there on the client stays within its own 10 pps.
   TcpFlow client;
   client.remote = *parse_ip("198.51.200.7");
   client.lport = 9000;
-  EXPECT_EQ(f_.accept(client, 0), Verdict::kUnregisteredOverRate);  // its SYN took its one packet
+  EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kUnregisteredOverRate);
   EXPECT_EQ(f_.send(client.remote_data(), 100 * kMs), Verdict::kPass);
   EXPECT_EQ(f_.send(client.remote_data(), 100 * kMs), Verdict::kUnregisteredOverRate);
   EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kSessionOverRate), 0u);
+}
+
+TEST_F(SessionTest, ANewClientThatCompletesAHandshakeGetsItsFullBurstOnce) {
+  // burst_ms 500 at 10 pps: 5 packets. A new source starts with one, so a client in the
+  // same data centre (its ACK follows the SYN-ACK sooner than a packet refills) would lose
+  // its ACK and first request and wait a retransmission timeout. Its acknowledgement of
+  // the cluster's ISN proves it receives at its address: the full burst, as for a source
+  // seen before.
+  std::string config = stakegate::testing::base_config();
+  config.replace(config.find("per_source_pps: 10,"), 19, "per_source_pps: 10, burst_ms: 500,");
+  f_.load(config);
+  TcpFlow client;
+  client.remote = *parse_ip("198.51.200.7");
+  client.lport = 9000;
+  EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kPass) << i;
+  EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(f_.worker->counters().unregistered_proven, 1u);
+  // Once per source: its next connection, on an empty bucket, proves nothing new.
+  TcpFlow again = client;
+  again.rport = 40001;
+  EXPECT_EQ(f_.accept(again, 0), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(f_.send(again.remote_data(), 0), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(f_.worker->counters().unregistered_proven, 1u);
+
+  // A forger cannot: an ACK that does not acknowledge the cluster's ISN, on the 4-tuple of
+  // a connection the cluster accepted (its SYN took the new source's one packet) ...
+  TcpFlow forged;
+  forged.remote = *parse_ip("198.51.200.8");
+  forged.lport = 9000;
+  EXPECT_EQ(f_.send(forged.remote_syn(), 0), Verdict::kPass);
+  f_.inside(forged.local_syn_ack(), 0);
+  for (uint32_t guess : {forged.local_seq + 1, forged.local_seq - 2, forged.local_seq + 0x10000})
+    EXPECT_EQ(f_.send(forged.forged(forged.remote_seq, guess, 0x10), 0), Verdict::kUnregisteredOverRate) << guess;
+  // ... nor a SYN-ACK, nor an ACK with no connection behind it.
+  EXPECT_EQ(f_.send(forged.forged(forged.remote_seq, forged.local_seq, 0x12), 0), Verdict::kUnregisteredOverRate);
+  TcpFlow stray;
+  stray.remote = *parse_ip("198.51.200.9");
+  stray.lport = 9000;
+  EXPECT_EQ(f_.send(stray.remote_data(), 0), Verdict::kPass);  // a new source's one packet
+  EXPECT_EQ(f_.send(stray.remote_data(), 0), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(f_.worker->counters().unregistered_proven, 1u);
+  // The real acknowledgement, later, still does.
+  EXPECT_EQ(f_.send(forged.remote_data(), 1 * kMs), Verdict::kPass);
+  EXPECT_EQ(f_.send(forged.remote_data(), 1 * kMs), Verdict::kPass);
+  EXPECT_EQ(f_.worker->counters().unregistered_proven, 2u);
 }
 
 TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgement) {

@@ -365,6 +365,14 @@ inline void on_cluster_tcp(Session& s, bool created, uint8_t flags, uint32_t seq
   s.cl_win = win;
 }
 
+// Does the remote's acknowledgement `ack` prove it received the cluster's packets of `s`?
+// In a handshake, an acknowledgement of the cluster's SYN (or of anything it sent after);
+// for a connection picked up mid-way, of anything the cluster sent since.
+inline bool acknowledges_cluster(const Session& s, uint32_t ack) {
+  const bool handshake = s.state == Session::kTcpSynSent || s.state == Session::kTcpSynRcvd;
+  return handshake ? seq_within(ack, s.seq0 + 1, s.snd_max - s.seq0 - 1) : seq_within(ack, s.seq0, s.snd_max - s.seq0);
+}
+
 // A TCP packet from the remote end of `s`: true when it is on the verified connection
 // (verifying it first if it proves receipt), which then follows its FIN or RST. A packet
 // that is not never changes the session: a spoofer can neither verify, close nor keep it.
@@ -372,12 +380,7 @@ inline bool on_remote_tcp(Session& s, uint8_t flags, uint32_t seq, uint32_t ack,
   const bool handshake = s.state == Session::kTcpSynSent || s.state == Session::kTcpSynRcvd;
   const bool verifying = !(s.flags & Session::kVerified);
   if (verifying) {
-    if (!(flags & kTcpAck)) return false;
-    // In a handshake, an acknowledgement of the cluster's SYN (or of anything it sent after);
-    // for a connection picked up mid-way, of anything the cluster sent since.
-    const bool proves = handshake ? seq_within(ack, s.seq0 + 1, s.snd_max - s.seq0 - 1)
-                                  : seq_within(ack, s.seq0, s.snd_max - s.seq0);
-    if (!proves) return false;
+    if (!(flags & kTcpAck) || !acknowledges_cluster(s, ack)) return false;
     s.flags |= Session::kVerified;
     if (s.state == Session::kTcpSynSent && (flags & kTcpSyn)) {
       // The remote's SYN-ACK: scaling holds only if both SYNs carried the option.

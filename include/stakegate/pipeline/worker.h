@@ -83,6 +83,7 @@ struct alignas(64) WorkerCounters {
   uint64_t sessions_created;
   uint64_t sessions_evicted;         // a live session recycled because its set was full
   uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
+  uint64_t unregistered_proven;      // new unregistered sources given their full burst for completing a TCP handshake
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
@@ -190,7 +191,11 @@ class Worker {
   struct UnregisteredEntry {
     uint64_t tag;  // 0: empty
     Meter meter;
+    // 1 once the source proved its address (completed a TCP handshake with the cluster)
+    // and was given its full burst for it; 32 bytes an entry, a set two cache lines.
+    uint64_t proven;
   };
+  static_assert(sizeof(UnregisteredEntry) == 32);
   struct FragmentEntry {
     uint64_t tag;       // 0: empty
     uint32_t deadline;  // tick
@@ -217,6 +222,8 @@ class Worker {
   Verdict police_verified(uint32_t slot, uint32_t len, uint64_t now_ns);
   Verdict police_request(uint32_t slot, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
+  [[gnu::noinline]] Verdict prove_address(uint64_t tag, const struct PacketMeta& m, const PacketView& p,
+                                          uint64_t now_ns) noexcept;
   Verdict police_sessions(uint32_t len, uint64_t now_ns);
   bool take_infra(uint64_t now_ns);
   Verdict neighbour_verdict(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;
@@ -250,6 +257,11 @@ class Worker {
   // set comes from the high half of the tag, never from bit 0.
   UnregisteredEntry* unregistered_set(uint64_t tag) noexcept {
     return &unregistered_[((tag >> 32) & unregistered_mask_) * kWays];
+  }
+  static UnregisteredEntry* find_unregistered(UnregisteredEntry* set, uint64_t tag) noexcept {
+    for (unsigned w = 0; w < kWays; ++w)
+      if (set[w].tag == tag) return &set[w];
+    return nullptr;
   }
   static constexpr uint32_t kUnstarted = UINT32_MAX;
 
