@@ -358,6 +358,19 @@ TEST_F(SessionTest, ANewClientThatCompletesAHandshakeGetsItsFullBurstOnce) {
   EXPECT_EQ(f_.send(forged.remote_data(), 1 * kMs), Verdict::kPass);
   EXPECT_EQ(f_.send(forged.remote_data(), 1 * kMs), Verdict::kPass);
   EXPECT_EQ(f_.worker->counters().unregistered_proven, 2u);
+
+  // An IPv6 client is its /64: one address of it proves the subnet's bucket, once.
+  TcpFlow six;
+  six.remote = *parse_ip("2001:db8:7:1::10");
+  six.local = *parse_ip("2001:2::ff");
+  six.lport = 9000;
+  EXPECT_EQ(f_.accept(six, 2 * kMs), Verdict::kPass);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(f_.send(six.remote_data(), 2 * kMs), Verdict::kPass) << i;
+  EXPECT_EQ(f_.send(six.remote_data(), 2 * kMs), Verdict::kUnregisteredOverRate);
+  TcpFlow sibling = six;
+  sibling.remote = *parse_ip("2001:db8:7:1::11");
+  EXPECT_EQ(f_.accept(sibling, 2 * kMs), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(f_.worker->counters().unregistered_proven, 3u);
 }
 
 TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgement) {
