@@ -1,8 +1,10 @@
 // The packet parser and the whole verdict path (classify, police, score, sample) on
 // arbitrary frames. The input is a burst: frames separated by the 4 bytes "SGFB"; the
 // first byte of each frame also moves the clock; the second makes some of them chained
-// (only a first part readable). Each frame is copied into a buffer of exactly its readable
-// size, so reading one byte past it is an AddressSanitizer report.
+// (bit 7: only a first part readable) and some the cluster's own (bit 6: from the inside
+// port, opening and refreshing sessions that the outside frames after them may match).
+// Each frame is copied into a buffer of exactly its readable size, so reading one byte
+// past it is an AddressSanitizer report.
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -41,9 +43,9 @@ infra: {neighbours: [{mac: "02:00:00:00:00:01", addresses: [198.18.0.1, "fe80::1
   }
 };
 
-uint64_t total(const WorkerCounters& c) {
+uint64_t total(const WorkerCounters& c, int direction) {
   uint64_t n = 0;
-  for (auto& cls : c.packets[0])
+  for (auto& cls : c.packets[direction])
     for (uint64_t v : cls) n += v;
   return n;
 }
@@ -64,7 +66,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   std::vector<std::unique_ptr<uint8_t[]>> owned;
   std::vector<PacketView> views;
+  std::vector<bool> inside;
   for (const auto& f : frames) {
+    inside.push_back(f.size() > 1 && (f[1] & 0x40));
     // Some frames arrive in chained buffers (a multi-segment mbuf): only their first part
     // is at `data`, and only that part is allocated.
     const size_t first = f.size() > 20 && (f[1] & 0x80) ? 14 + f[1] % (f.size() - 14) : f.size();
@@ -75,12 +79,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     parse_view(views.back(), m);  // the parser alone, too
     s.now += f.empty() ? 1 : uint64_t{f[0]} * 1'000'000;
   }
+  // Each run of frames of one direction is one burst, in order: an outside frame sees the
+  // sessions the inside frames before it opened.
   std::vector<Verdict> out(views.size());
-  const uint64_t before = total(s.worker->counters());
-  uint16_t n = s.worker->process_outside(views.data(), static_cast<uint16_t>(views.size()), s.now, out.data());
-  if (n != views.size() || total(s.worker->counters()) != before + views.size()) __builtin_trap();  // a lost count
-  for (Verdict v : out)
-    if (static_cast<int>(v) >= kVerdictCount) __builtin_trap();
+  for (size_t i = 0; i < views.size();) {
+    size_t j = i;
+    while (j < views.size() && inside[j] == inside[i]) ++j;
+    const auto n = static_cast<uint16_t>(j - i);
+    const int d = inside[i] ? 1 : 0;
+    const uint64_t before = total(s.worker->counters(), d);
+    if (inside[i]) {
+      s.worker->process_inside(views.data() + i, n, s.now);
+    } else if (s.worker->process_outside(views.data() + i, n, s.now, out.data() + i) != n) {
+      __builtin_trap();
+    }
+    if (total(s.worker->counters(), d) != before + n) __builtin_trap();  // a lost count
+    for (size_t k = i; k < j && !inside[i]; ++k)
+      if (static_cast<int>(out[k]) >= kVerdictCount) __builtin_trap();
+    i = j;
+  }
   s.worker->tick(s.now);  // between bursts, as the lcore loop does: sweeps the tables now and then
   s.worker->samples().drain([](const SampleRecord& r) {
     if (r.caplen > kMaxSnap) __builtin_trap();

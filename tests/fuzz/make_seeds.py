@@ -80,6 +80,33 @@ frames = {
     "total-beyond": eth(0x0800) + ipv4([198, 18, 1, 1])[:2] + b"\xff\xff" + ipv4([198, 18, 1, 1])[4:],
     "empty": b"",
 }
+
+
+def tcp_frame(src, dst, sport, dport, seq, ack, flags, payload=b"", inside=False):
+    """An IPv4 TCP frame; `inside`: from the cluster (the fuzz target's frame flag, bit 6
+    of the second byte)."""
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 0x50, flags, 65535, 0, 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 1, 0x4000, 64, 6, 0, bytes(src), bytes(dst))
+    h = eth(0x0800)
+    return (h[:1] + b"\x40" + h[2:] if inside else h) + ip + seg
+
+
+CL = [198, 18, 255, 1]
+# Connections the cluster accepts (an unregistered client of 9000, a staked peer on 3569)
+# and one it opens, each with its handshake, so that the fuzzer starts from live sessions.
+for name, peer, port in (("accepted-unregistered", [203, 0, 113, 7], 9000), ("accepted-staked", [198, 18, 1, 1], 3569)):
+    put("packet", "handshake-" + name, b"SGFB".join([
+        tcp_frame(peer, CL, 40000, port, 1000, 0, 0x02),
+        tcp_frame(CL, peer, port, 40000, 500000, 1001, 0x12, inside=True),
+        tcp_frame(peer, CL, 40000, port, 1001, 500001, 0x10),
+        tcp_frame(peer, CL, 40000, port, 1001, 500001, 0x18, b"GET / HTTP/1.1\r\n\r\n"),
+        tcp_frame(peer, CL, 40019, port, 1019, 500001, 0x18, b"x" * 32),
+        tcp_frame(peer, CL, 40000, port, 1019, 500001, 0x11)]))
+put("packet", "handshake-opened", b"SGFB".join([
+    tcp_frame(CL, [198, 18, 1, 1], 41000, 3569, 700000, 0, 0x02, inside=True),
+    tcp_frame([198, 18, 1, 1], CL, 3569, 41000, 9000, 700001, 0x12),
+    tcp_frame(CL, [198, 18, 1, 1], 41000, 3569, 700001, 9001, 0x18, b"y" * 64, inside=True),
+    tcp_frame([198, 18, 1, 1], CL, 3569, 41000, 9001, 700065, 0x10)]))
 for name, f in frames.items():
     put("packet", name, f)
 put("packet", "burst-mixed", b"SGFB".join(frames.values()))
