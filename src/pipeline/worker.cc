@@ -166,7 +166,7 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
     if (victim->tag != 0 && meter_level(victim->meter, sp, now_ns) < sp.burst) counters_.unregistered_evictions++;
     // A new source starts with one packet, not a whole burst: a sender cycling through
     // addresses gains nothing by it.
-    *victim = UnregisteredEntry{tag, Meter{std::min(kTokenScale, sp.burst), now_ns}, 0};
+    *victim = UnregisteredEntry{tag, Meter{std::min(kTokenScale, sp.burst), now_ns}};
     e = victim;
   }
   const bool bytes = snap.unregistered_pool_bps.rate != 0;
@@ -193,11 +193,11 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
 Verdict Worker::prove_address(uint64_t tag, const PacketMeta& m, const PacketView& p, uint64_t now_ns) noexcept {
   UnregisteredEntry* e = find_unregistered(unregistered_set(tag), tag);
   SessionKey key;
-  if (!e || e->proven || e->meter.tokens >= kTokenScale || !m.has_port || !outside_key(p, m, key))
+  if (!e || (e->tag & kProven) || e->meter.tokens >= kTokenScale || !m.has_port || !outside_key(p, m, key))
     return Verdict::kUnregisteredOverRate;  // spent its proof, or the pool is what refused it
   const Session* s = sessions_.find(key, sessions_.hash(key), session_tick(now_ns));
   if (!s || (s->flags & Session::kOpened) || !acknowledges_cluster(*s, m.tcp_ack)) return Verdict::kUnregisteredOverRate;
-  e->proven = 1;
+  e->tag |= kProven;
   e->meter.tokens = snap_->unregistered_source_pps.burst;
   counters_.unregistered_proven++;
   return police_unregistered(tag, wire_length(p), now_ns);
@@ -475,7 +475,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       // one set. An IPv6 sender is one /64 (its own subnet), not one address of it.
       uint64_t upper;
       std::memcpy(&upper, m.src_v6.bytes.data(), 8);
-      tag[i] = mix64((m.kind == L3Kind::kIpv4 ? uint64_t{m.src_v4} : upper * 0x9e3779b97f4a7c15ull) ^ seed_) | 1;
+      tag[i] = (mix64((m.kind == L3Kind::kIpv4 ? uint64_t{m.src_v4} : upper * 0x9e3779b97f4a7c15ull) ^ seed_) | 1) & ~kProven;
       const UnregisteredEntry* set = unregistered_set(tag[i]);
       prefetch_line(set);
       prefetch_line(set + kWays - 1);  // a set spans two cache lines

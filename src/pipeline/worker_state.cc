@@ -16,7 +16,7 @@ Worker::Worker(const Sizes& sizes, uint64_t hash_seed)
       sessions_(sizes.sessions, hash_seed ^ 0x5e55) {
   for (NodeMeter& m : meters_) m.epoch = kUnstarted;  // no snapshot uses it: the first bind starts every meter
   uint64_t sets = std::bit_ceil(std::max<uint64_t>(1, sizes.unregistered / kWays));
-  unregistered_.assign(sets * kWays, UnregisteredEntry{0, {}, 0});
+  unregistered_.assign(sets * kWays, UnregisteredEntry{0, {}});
   unregistered_mask_ = sets - 1;
   const uint64_t frags = std::bit_ceil(std::max<uint64_t>(16, sizes.fragments));
   fragments_.assign(frags, FragmentEntry{0, 0, kNoChannel});

@@ -189,13 +189,13 @@ class Worker {
 
  private:
   struct UnregisteredEntry {
-    uint64_t tag;  // 0: empty
+    // 0: empty. Else the source's tag (bit 0 set, bit 1 clear), with bit 1 set once the
+    // source proved its address (completed a TCP handshake with the cluster) and was given
+    // its full burst for it: 24 bytes an entry, as the table of a full L2 cache wants.
+    uint64_t tag;
     Meter meter;
-    // 1 once the source proved its address (completed a TCP handshake with the cluster)
-    // and was given its full burst for it; 32 bytes an entry, a set two cache lines.
-    uint64_t proven;
   };
-  static_assert(sizeof(UnregisteredEntry) == 32);
+  static constexpr uint64_t kProven = 2;
   struct FragmentEntry {
     uint64_t tag;       // 0: empty
     uint32_t deadline;  // tick
@@ -253,14 +253,14 @@ class Worker {
   uint64_t fragment_tag(const struct PacketMeta& m) const noexcept;
 
   void start_meter(uint32_t slot, const SourcePolicy& s) noexcept;
-  // The set of an unregistered source. Tags are forced odd (0 marks an empty way), so the
-  // set comes from the high half of the tag, never from bit 0.
+  // The set of an unregistered source. Tags are forced odd (0 marks an empty way) with bit
+  // 1 clear (kProven), so the set comes from the high half of the tag, never from those.
   UnregisteredEntry* unregistered_set(uint64_t tag) noexcept {
     return &unregistered_[((tag >> 32) & unregistered_mask_) * kWays];
   }
   static UnregisteredEntry* find_unregistered(UnregisteredEntry* set, uint64_t tag) noexcept {
     for (unsigned w = 0; w < kWays; ++w)
-      if (set[w].tag == tag) return &set[w];
+      if ((set[w].tag & ~kProven) == tag) return &set[w];
     return nullptr;
   }
   static constexpr uint32_t kUnstarted = UINT32_MAX;
