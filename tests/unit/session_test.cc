@@ -142,6 +142,27 @@ TEST_F(SessionTest, IcmpErrorsQuotingALiveSessionPassAsInfrastructure) {
             Verdict::kUnregistered);
 }
 
+TEST_F(SessionTest, PathMtuDiscoveryWorksOnConnectionsTheClusterAccepted) {
+  // A client of the public API behind a smaller MTU (a tunnel, PPPoE): a router on its path
+  // says the cluster's 1,500-byte response segment was too big. The error quotes the
+  // connection the cluster accepted: it passes, whatever the client's own bucket holds.
+  for (const char* client_ip : {"198.51.200.9", "2001:db8:9::9"}) {
+    TcpFlow client;
+    client.remote = *parse_ip(client_ip);
+    if (!client.remote.is_v4) client.local = *parse_ip("2001:2::ff");
+    client.lport = 9000;
+    f_.accept(client, 0);
+    client.frame_size = 1500;
+    auto response = client.local_data();
+    f_.inside(response, 0);
+    const bool v4 = client.remote.is_v4;
+    auto too_big = stakegate::testing::icmp_error_about(response, *parse_ip(v4 ? "198.51.100.1" : "2001:db8:9::1"),
+                                                        v4 ? 3 : 2, v4 ? 4 : 0);
+    EXPECT_EQ(f_.send(too_big, 1 * kMs), Verdict::kPass) << client_ip;
+  }
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 2u);
+}
+
 // A frame in chained buffers (net_pcap's long frames, a NIC's scattered RX) as the worker
 // gets it: the first `first` bytes, copied into a buffer of exactly that size (reading past
 // it is an AddressSanitizer report), and the whole length.
