@@ -182,14 +182,14 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
   return Verdict::kPass;
 }
 
-// A new unregistered source starts with one packet, and a client in the same data centre
-// acknowledges the cluster's SYN-ACK sooner than one packet refills: it would lose its ACK
-// and first request and wait a retransmission timeout. An acknowledgement of a connection
-// the cluster accepted from it, proving receipt of the SYN-ACK (what a forger cycling
-// through addresses cannot send), gives it the full burst a source seen before has, once
-// per entry; then its packet is policed again. An ACK its bucket refused (the session is
-// not looked up for a public port's packets otherwise: see decide_stage); reads the
-// session, never changes it.
+// A TCP ACK that an unregistered source's bucket refused. A new source starts with one
+// packet, and a client in the same data centre acknowledges the cluster's SYN-ACK sooner
+// than one packet refills: it would lose its ACK and first request and wait a
+// retransmission timeout. If the ACK acknowledges a connection the cluster accepted from
+// it (proving receipt of the SYN-ACK, which a forger cycling through addresses cannot),
+// the source gets the full burst a source seen before has, once per entry, and the packet
+// is policed again. The session is looked up only here (a public port's packets skip the
+// lookup otherwise: see decide_stage), read and never changed.
 Verdict Worker::prove_address(uint64_t tag, const PacketMeta& m, const PacketView& p, uint64_t now_ns) noexcept {
   UnregisteredEntry* e = find_unregistered(unregistered_set(tag), tag);
   SessionKey key;

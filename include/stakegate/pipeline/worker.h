@@ -189,9 +189,10 @@ class Worker {
 
  private:
   struct UnregisteredEntry {
-    // 0: empty. Else the source's tag (bit 0 set, bit 1 clear), with bit 1 set once the
-    // source proved its address (completed a TCP handshake with the cluster) and was given
-    // its full burst for it: 24 bytes an entry, as the table of a full L2 cache wants.
+    // 0: empty. Else the source's tag (bit 0 set, bit 1 clear), with bit 1 (kProven) set
+    // once the source proved its address (completed a TCP handshake with the cluster) and
+    // was given its full burst for it. A flag of its own would make an entry 32 bytes, and
+    // the default table 2 MiB a worker, past a 2 MiB L2 (docs/performance.md).
     uint64_t tag;
     Meter meter;
   };
