@@ -1,6 +1,7 @@
 #include "stakegate/policy/load.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
@@ -239,8 +240,11 @@ std::string describe_plan(const LoadedPolicy& p) {
     o << line;
   }
   const UnregisteredPlan& u = p.plan.unregistered;
-  std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  per source %.0f pps, table %u sources/worker, ports %s\n",
-                "unregistered", c.unregistered.share, u.pool_pps, u.per_source_pps, c.unregistered.table_size,
+  std::snprintf(line, sizeof line,
+                "%-13s %6.3f %12.0f  per source %.0f pps (burst %.0f; a new source 1 until its TCP handshake), "
+                "table %u sources/worker, ports %s\n",
+                "unregistered", c.unregistered.share, u.pool_pps, u.per_source_pps,
+                std::max(1.0, std::round(u.per_source_burst)), c.unregistered.table_size,
                 c.unregistered.ports.empty() ? "none" : join_ports(c.unregistered.ports).c_str());
   o << line;
   std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  replies of unregistered senders on sessions the cluster opened\n",

@@ -286,7 +286,9 @@ TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
   LoadedPolicy defaulted = with("default.yaml", "unregistered: {share: 0.05, ports: [9000]}");
   EXPECT_EQ(closed(defaulted), "");
   EXPECT_DOUBLE_EQ(defaulted.cfg.unregistered.per_source_pps, 50);
-  EXPECT_THAT(describe_plan(defaulted), HasSubstr("per source 50 pps"));
+  EXPECT_THAT(describe_plan(defaulted), HasSubstr("per source 50 pps (burst 5; a new source 1 until its TCP handshake)"));
+  EXPECT_THAT(describe_plan(with("burst.yaml", "unregistered: {share: 0.05, burst_ms: 500, ports: [9000]}")),
+              HasSubstr("per source 50 pps (burst 25;"));
   const std::string no_share = closed(with("no-share.yaml", "unregistered: {ports: [9000, 8000]}"));
   EXPECT_THAT(no_share, HasSubstr("no-share.yaml: unregistered.share is 0: no unregistered packet can pass, though "
                                   "unregistered.ports lists 8000,9000"));
