@@ -182,7 +182,8 @@ std::string cluster_api_closed(const Config& c, const std::vector<NodeIdentity>&
   if (!c.unregistered.ports.empty()) return {};
   FirstNames serving;
   for (const NodeIdentity& n : nodes)
-    if (n.role == Role::kAccess && !n.ejected && in_cluster(c, n)) serving.add(n.node_id.substr(0, 8) + " (" + n.address + ")");
+    if (n.role == Role::kAccess && !n.ejected && in_cluster(c, n))
+      serving.add(n.node_id.substr(0, 8) + " (" + n.address + ")");
   if (serving.count == 0) return {};
   const bool many = serving.count > 1;
   return source + ": the cluster's own access node" + (many ? "s " : " ") + serving.str() + " serve" + (many ? "" : "s") +
@@ -205,7 +206,8 @@ std::string silenced_nodes(const std::vector<NodeIdentity>& nodes, const StakePl
   if (silenced.count == 0) return {};
   std::ostringstream text;
   text << source << ": " << silenced.count << " staked node" << (silenced.count > 1 ? "s get" : " gets")
-       << " a rate of 0 pps (" << silenced.str() << "): their role's share is 0, or their weight is, and the role's min_pps is 0, so every packet of theirs "
+       << " a rate of 0 pps (" << silenced.str()
+       << "): their role's share is 0, or their weight is, and the role's min_pps is 0, so every packet of theirs "
           "but a few connection requests is dropped as over_rate; give the role a share or a min_pps";
   return text.str();
 }
