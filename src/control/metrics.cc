@@ -269,6 +269,9 @@ std::string render_metrics(const MetricsInput& in) {
   single(out, "stakegate_unregistered_proven_total",
          "New unregistered sources given their full burst for completing a TCP handshake with the cluster.",
          MetricType::Counter, static_cast<double>(t.c.unregistered_proven));
+  single(out, "stakegate_unregistered_reserve_total",
+         "Packets of unregistered clients' verified TCP connections passed on the unregistered pool's reserve.",
+         MetricType::Counter, static_cast<double>(t.c.unregistered_reserve));
 
   single(out, "stakegate_snapshots_pending_reclaim",
          "Replaced policy snapshots still waiting for every worker to pass a quiescent point.", MetricType::Gauge,

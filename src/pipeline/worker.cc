@@ -173,8 +173,10 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
   meter_refill(e->meter, sp, now_ns);
   meter_refill(pool_pkts_, snap.unregistered_pool_pps, now_ns);
   if (bytes) meter_refill(pool_bytes_, snap.unregistered_pool_bps, now_ns);
+  // The pool's reserve is for verified connections only (police_connection).
   const uint64_t byte_cost = meter_cost(len);
-  if (e->meter.tokens < kTokenScale || pool_pkts_.tokens < kTokenScale || (bytes && pool_bytes_.tokens < byte_cost))
+  if (e->meter.tokens < kTokenScale || pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
+      (bytes && pool_bytes_.tokens < byte_cost + snap.unregistered_reserve_bytes))
     return Verdict::kUnregisteredOverRate;
   e->meter.tokens -= kTokenScale;
   pool_pkts_.tokens -= kTokenScale;
@@ -182,25 +184,41 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
   return Verdict::kPass;
 }
 
-// A TCP ACK that an unregistered source's bucket refused. A new source starts with one
-// packet, and a client in the same data centre acknowledges the cluster's SYN-ACK sooner
-// than one packet refills: it would lose its ACK and first request and wait a
-// retransmission timeout. If the ACK acknowledges a connection the cluster accepted from
-// it (proving receipt of the SYN-ACK, which a forger cycling through addresses cannot),
-// the source gets the full burst a source seen before has, once per entry, and the packet
-// is policed again. The session is looked up only here (a public port's packets skip the
-// lookup otherwise: see decide_stage), read and never changed.
-Verdict Worker::prove_address(uint64_t tag, const PacketMeta& m, const PacketView& p, uint64_t now_ns) noexcept {
+// A TCP segment of an unregistered client (ACK set, SYN clear) that police_unregistered
+// refused: its bucket was empty, or the pool held no more than its reserve. If it is on a
+// connection the cluster accepted from that address and lies within the connection's
+// windows (on_remote_tcp: the client received the cluster's packets there, which a forger
+// cannot), it is the client's own traffic:
+// - A new source starts with one packet, and a client in the same data centre acknowledges
+//   the cluster's SYN-ACK sooner than one refills: it would lose its ACK and first request
+//   and wait a retransmission timeout. Its bucket gets the full burst a source seen before
+//   has, once per entry.
+// - It may take the pool's reserve, so a flood of other sources (forged or not) that keeps
+//   the rest of the pool empty does not cut off connections the cluster already serves.
+// The session is looked up only here: a public port's packets skip the lookup otherwise
+// (see decide_stage), so a connection's windows move only with the packets seen here.
+Verdict Worker::police_connection(uint64_t tag, const PacketMeta& m, const PacketView& p, uint64_t now_ns) noexcept {
+  const PolicySnapshot& snap = *snap_;
   UnregisteredEntry* e = find_unregistered(unregistered_set(tag), tag);
   SessionKey key;
-  if (!e || (e->tag & kProven) || e->meter.tokens >= kTokenScale || !m.has_port || !outside_key(p, m, key))
-    return Verdict::kUnregisteredOverRate;  // spent its proof, or the pool is what refused it
-  const Session* s = sessions_.find(key, sessions_.hash(key), session_tick(now_ns));
-  if (!s || (s->flags & Session::kOpened) || !acknowledges_cluster(*s, m.tcp_ack)) return Verdict::kUnregisteredOverRate;
-  e->tag |= kProven;
-  e->meter.tokens = snap_->unregistered_source_pps.burst;
-  counters_.unregistered_proven++;
-  return police_unregistered(tag, wire_length(p), now_ns);
+  if (!e || ((e->tag & kProven) && e->meter.tokens < kTokenScale) || !m.has_port || !outside_key(p, m, key))
+    return Verdict::kUnregisteredOverRate;  // gone, or its own bucket refused it and it spent its proof
+  Session* s = sessions_.find(key, sessions_.hash(key), session_tick(now_ns));
+  if (!s || (s->flags & Session::kOpened) || !remote_on_session(s, m, p, now_ns)) return Verdict::kUnregisteredOverRate;
+  if (e->meter.tokens < kTokenScale) {
+    e->tag |= kProven;
+    e->meter.tokens = snap.unregistered_source_pps.burst;
+    counters_.unregistered_proven++;
+  }
+  const bool bytes = snap.unregistered_pool_bps.rate != 0;
+  const uint64_t byte_cost = meter_cost(wire_length(p));
+  if (pool_pkts_.tokens < kTokenScale || (bytes && pool_bytes_.tokens < byte_cost)) return Verdict::kUnregisteredOverRate;
+  counters_.unregistered_reserve += pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
+                                    (bytes && pool_bytes_.tokens < byte_cost + snap.unregistered_reserve_bytes);
+  e->meter.tokens -= kTokenScale;
+  pool_pkts_.tokens -= kTokenScale;
+  if (bytes) pool_bytes_.tokens -= byte_cost;
+  return Verdict::kPass;
 }
 
 // Replies of unregistered senders on sessions the cluster opened.
@@ -647,9 +665,9 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
     return Verdict::kUnregistered;
   }
   Verdict v = police_unregistered(tag, wire_length(p), now_ns);
-  if (v == Verdict::kUnregisteredOverRate && m.l4_proto == kProtoTcp &&
-      (m.tcp_flags & (kTcpSyn | kTcpRst | kTcpAck)) == kTcpAck) [[unlikely]]
-    v = prove_address(tag, m, p, now_ns);
+  if (v == Verdict::kUnregisteredOverRate && m.l4_proto == kProtoTcp && (m.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpAck)
+      [[unlikely]]
+    v = police_connection(tag, m, p, now_ns);
   if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kUnregisteredChannel};
   return v;
 }

@@ -23,6 +23,17 @@ uint64_t max_frame_bytes(const Config& cfg) {
   return std::max<uint64_t>(static_cast<uint64_t>(kFullFrameBytes), cfg.dataplane.mbuf_data_room);
 }
 
+// Deepens a pool meter by a reserve for verified connections (PolicySnapshot::
+// unregistered_reserve): half its burst, at least `least` (one packet, or one frame of
+// bytes), so that they keep passing while a flood holds the rest of the pool empty.
+uint64_t add_reserve(MeterProfile& p, uint64_t least) {
+  if (p.rate == 0) return 0;
+  const uint64_t reserve = std::max(p.burst / 2, least);
+  p.burst += reserve;
+  p.fill_ns = p.burst / p.rate + 1;
+  return reserve;
+}
+
 SessionTimeouts timeouts(const SessionConfig& s) {
   return {ticks_of_seconds(s.tcp_syn_s),  ticks_of_seconds(s.tcp_established_s), ticks_of_seconds(s.tcp_closing_s),
           ticks_of_seconds(s.tcp_closed_s), ticks_of_seconds(s.udp_s),              ticks_of_seconds(s.icmp_s)};
@@ -137,6 +148,8 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   const UnregisteredPlan& u = plan.unregistered;
   snap->unregistered_pool_pps = profile(u.pool_pps, u.pool_burst, pools);
   if (u.pool_bps > 0) snap->unregistered_pool_bps = profile(u.pool_bps / 8, u.pool_burst_bytes, pools, frame);
+  snap->unregistered_reserve = add_reserve(snap->unregistered_pool_pps, kTokenScale);
+  snap->unregistered_reserve_bytes = add_reserve(snap->unregistered_pool_bps, meter_cost(frame));
   snap->unregistered_source_pps = profile(u.per_source_pps, u.per_source_burst, workers);
   snap->sessions_pps = profile(plan.sessions.pps, plan.sessions.burst, pools);
   if (plan.sessions.bps > 0) snap->sessions_bps = profile(plan.sessions.bps / 8, plan.sessions.burst_bytes, pools, frame);

@@ -24,6 +24,7 @@ void Totals::add(const Worker& w, size_t slots) {
   c.sessions_evicted += relaxed(x.sessions_evicted);
   c.sessions_verified += relaxed(x.sessions_verified);
   c.unregistered_proven += relaxed(x.unregistered_proven);
+  c.unregistered_reserve += relaxed(x.unregistered_reserve);
   c.fast_path += relaxed(x.fast_path);
   c.fast_path_inside += relaxed(x.fast_path_inside);
   c.neighbour_answers += relaxed(x.neighbour_answers);
@@ -99,6 +100,7 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
   r["by_direction"] = dirs;
   r["unregistered_evictions"] = t.c.unregistered_evictions;
   r["unregistered_proven"] = t.c.unregistered_proven;
+  r["unregistered_reserve"] = t.c.unregistered_reserve;
   r["non_first_fragments"] = t.c.non_first_fragments;
   r["sessions"] = {{"created", t.c.sessions_created}, {"evicted", t.c.sessions_evicted}, {"verified", t.c.sessions_verified}};
 

@@ -394,6 +394,50 @@ TEST_F(SessionTest, ANewClientThatCompletesAHandshakeGetsItsFullBurstOnce) {
   EXPECT_EQ(f_.worker->counters().unregistered_proven, 3u);
 }
 
+TEST_F(SessionTest, AFloodThatEmptiesThePoolLeavesClientsVerifiedConnectionsTheReserve) {
+  // The pool: 5,000 pps, 500 packets of burst, and a reserve of 250 that only verified
+  // connections may take. A flood from ever new sources (anyone can forge those) at four
+  // times the pool's rate holds everything else at the reserve; a client of the public
+  // port, within its own 10 pps on a connection the cluster accepted, loses nothing.
+  TcpFlow client;
+  client.remote = *parse_ip("198.51.200.7");
+  client.lport = 9000;
+  EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
+  FrameSpec flood;
+  flood.dst = *parse_ip("198.18.255.1");
+  flood.dst_port = 9000;
+  flood.proto = 17;
+  uint64_t flood_passed = 0, client_passed = 0, forged_passed = 0;
+  uint32_t next = 0;
+  for (uint64_t ms = 1; ms <= 2000; ++ms) {
+    for (int i = 0; i < 20; ++i, ++next) {
+      flood.src = IpAddr::from_v4(0xC6330000u + (next % 60000));  // 198.51.0.0/16
+      flood_passed += send(flood, ms * kMs) == Verdict::kPass;
+    }
+    // A forger on the client's own 4-tuple, numbers guessed: no reserve for it.
+    forged_passed += f_.send(client.forged(client.remote_seq + 0x40000000, client.local_seq), ms * kMs) == Verdict::kPass;
+    if (ms % 100 == 0) client_passed += f_.send(client.remote_data(), ms * kMs) == Verdict::kPass;
+  }
+  EXPECT_EQ(client_passed, 20u);
+  EXPECT_EQ(forged_passed, 0u);
+  EXPECT_EQ(f_.worker->counters().unregistered_reserve, 20u);
+  // The flood gets what the pool gives anyone else: its burst, then its rate.
+  EXPECT_LE(flood_passed, 500u + 5000u * 2);
+  EXPECT_GE(flood_passed, 5000u * 2 - 100);
+
+  // A new client's handshake is not a verified connection yet: its SYN and ACK take their
+  // chance against the flood, and the proof of its ACK gets it no reserve.
+  TcpFlow late;
+  late.remote = *parse_ip("198.51.200.8");
+  late.lport = 9000;
+  for (int i = 0; i < 20; ++i, ++next) {
+    flood.src = IpAddr::from_v4(0xC6330000u + (next % 60000));
+    send(flood, 2001 * kMs);
+  }
+  EXPECT_EQ(f_.send(late.remote_syn(), 2001 * kMs), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(f_.worker->counters().unregistered_reserve, 20u);
+}
+
 TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgement) {
   // The gateway (re)started while the connection was open: the cluster's next segment
   // opens the session, the remote's acknowledgement of it verifies the connection.

@@ -84,6 +84,7 @@ struct alignas(64) WorkerCounters {
   uint64_t sessions_evicted;         // a live session recycled because its set was full
   uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
   uint64_t unregistered_proven;      // new unregistered sources given their full burst for completing a TCP handshake
+  uint64_t unregistered_reserve;     // packets of unregistered clients' verified connections passed on the pool's reserve
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
@@ -223,8 +224,8 @@ class Worker {
   Verdict police_verified(uint32_t slot, uint32_t len, uint64_t now_ns);
   Verdict police_request(uint32_t slot, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
-  [[gnu::noinline]] Verdict prove_address(uint64_t tag, const struct PacketMeta& m, const PacketView& p,
-                                          uint64_t now_ns) noexcept;
+  [[gnu::noinline]] Verdict police_connection(uint64_t tag, const struct PacketMeta& m, const PacketView& p,
+                                              uint64_t now_ns) noexcept;
   Verdict police_sessions(uint32_t len, uint64_t now_ns);
   bool take_infra(uint64_t now_ns);
   Verdict neighbour_verdict(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns) noexcept;

@@ -147,6 +147,11 @@ class PolicySnapshot {
   }
 
   MeterProfile unregistered_pool_pps, unregistered_pool_bps, unregistered_source_pps;
+  // The pool's reserve (nano-units, packets and bytes), for packets on connections the
+  // cluster accepted from unregistered clients and they verified: the pool meters hold the
+  // configured burst plus the reserve, and any other packet needs a token above it. From
+  // idle, everything else still gets the configured burst, then the configured rate.
+  uint64_t unregistered_reserve = 0, unregistered_reserve_bytes = 0;
   MeterProfile sessions_pps, sessions_bps;  // bps unlimited (rate 0) without capacity.bps
   MeterProfile infra_pps;        // ARP, neighbour discovery, listed EtherTypes
   MeterProfile icmp_errors_pps;  // ICMP errors quoting a live session
