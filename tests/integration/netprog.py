@@ -14,6 +14,7 @@ object per line on stdout (events, then a final result), and stop by themselves.
   arp-probe  one ARP request on a raw socket; the reply's sender MAC
   raw-flood  one frame on a raw socket, as fast as the socket takes it (or at --pps), for a fixed time
   spoof-flood forged IPv4 UDP, SYN or ACK frames carrying someone else's source address
+              (or ever new ones of a prefix)
   own-flood  a real TCP connection, then copies of its own data segment at a fixed rate
   dns-query  DNS A queries to a resolver, each from a new socket (a new ephemeral port)
   ping       ICMP or ICMPv6 echo requests; counts the replies
@@ -23,6 +24,7 @@ object per line on stdout (events, then a final result), and stop by themselves.
 """
 import argparse
 import hashlib
+import ipaddress
 import json
 import os
 import select
@@ -187,13 +189,16 @@ def cmd_spoof_flood(a):
     macs = {"src_mac": s.getsockname()[4], "dst_mac": bytes.fromhex(a.dst_mac.replace(":", ""))}
     host, port = addr(a.to)
     rng = random.Random(a.seed)
+    net = ipaddress.ip_network(a.src, strict=False)
 
     def frames(i):
+        # One address, or (a prefix) a new one of it per frame: a flood of ever new sources.
+        src = a.src if "/" not in a.src else str(net[rng.randrange(1, net.num_addresses - 1)])
         sport = a.sport or rng.randrange(1024, 65536)
         if a.kind == "udp":
-            return udp(a.src, host, sport, port, b"\xa5" * 32, **macs)
+            return udp(src, host, sport, port, b"\xa5" * 32, **macs)
         flags = SYN if a.kind == "syn" else ACK
-        return tcp(a.src, host, sport, port, rng.getrandbits(32), rng.getrandbits(32) if flags == ACK else 0, flags,
+        return tcp(src, host, sport, port, rng.getrandbits(32), rng.getrandbits(32) if flags == ACK else 0, flags,
                    b"\x66" * (32 if flags == ACK else 0), **macs)
     emit(paced_send(s, frames, a.pps, a.seconds))
 
@@ -612,7 +617,7 @@ def main():
     t = sub.add_parser("spoof-flood")
     t.add_argument("--iface", required=True)
     t.add_argument("--dst-mac", required=True)
-    t.add_argument("--src", required=True, help="the forged source address")
+    t.add_argument("--src", required=True, help="the forged source address, or a prefix to pick a new one from per frame")
     t.add_argument("--to", required=True)
     t.add_argument("--kind", choices=["udp", "syn", "ack"], required=True)
     t.add_argument("--sport", type=int, default=0, help="a fixed source port (default: random per frame)")

@@ -3,7 +3,8 @@
 misbehaviour is still caught (docs/operations.md "What can be attributed").
 
     con1 (staked, 198.18.0.11)  --+
-    spf  (198.18.0.66)          --+-- [bridge] -- o [stakegate] i -- cluster (198.18.0.100)
+    unr  (198.18.0.21)          --+-- [bridge] -- o [stakegate] i -- cluster (198.18.0.100)
+    spf  (198.18.0.66)          --+
 
 1. con1 runs a real iperf3 TCP stream to the cluster at 80 % of its allowance while spf,
    with raw sockets, sends UDP to the node port and to a denied port, SYNs, and ACKs
@@ -13,6 +14,10 @@ misbehaviour is still caught (docs/operations.md "What can be attributed").
 2. con1 then floods over its own established connection (copies of its own segment, in
    its window): it is graylisted within the documented time and its bundle's samples are
    marked verified, which tshark reads.
+3. unr, an unregistered client of the public port 9000, sends requests over its connection
+   while spf floods the port from ever new forged sources at five times the unregistered
+   pool's rate: the flood holds the pool empty for everyone else, and unr's verified
+   connection passes on the pool's reserve without one retransmission.
 Needs root; the namespaces are removed on exit.
 """
 import hashlib
@@ -24,12 +29,13 @@ import time
 from common import check, metric_values, scrape, write_yaml
 from netlab import LabError, af_packet_dataplane, run_inline, sh
 
-CON1, SPF, CL = "198.18.0.11", "198.18.0.66", "198.18.0.100"
+CON1, UNR, SPF, CL = "198.18.0.11", "198.18.0.21", "198.18.0.66", "198.18.0.100"
 CAPACITY = 20000
 RATE = 0.3 * CAPACITY * 1000 / 6000          # consensus share x capacity x con1's stake / all consensus stake
 REQUEST = 0.05 * RATE                       # request_channel.fraction
 GRAYLIST, OVER_RATE_PENALTY = -100.0, 10.0
 IPERF_PORT = 45000
+POOL = 0.05 * CAPACITY                      # unregistered.share x capacity
 
 
 def node_id(name):
@@ -61,7 +67,7 @@ def write_config(d, lab, metrics_port):
 
 
 def build_topology(lab):
-    lab.switched({"con1": [f"{CON1}/24"], "spf": [f"{SPF}/24"]}, [f"{CL}/24"])
+    lab.switched({"con1": [f"{CON1}/24"], "unr": [f"{UNR}/24"], "spf": [f"{SPF}/24"]}, [f"{CL}/24"])
 
 
 def counters(gw):
@@ -183,6 +189,41 @@ def phase_own_flood(lab, gw):
     print(f"own flood: {r.get('sent')} copies sent")
 
 
+def retransmitted(ns):
+    """The TCP segments the namespace's kernel has retransmitted (RetransSegs)."""
+    lines = [l.split() for l in sh(["cat", "/proc/net/snmp"], ns=ns).stdout.splitlines() if l.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("RetransSegs")])
+
+
+def phase_public_client(lab, gw, metrics_port):
+    print(f"\n== unr's connection to the public port while ever new forged sources flood it at 5x the pool "
+          f"({POOL:.0f} pps)", flush=True)
+    cl_mac = lab.mac(lab.ns("cl"), "eth0").replace(":", "")
+    unr = lab.ns("unr")
+    m0 = metric_values(scrape(metrics_port))
+    retrans0 = retransmitted(unr)
+    # 40 requests of 512 bytes, 0.1 s apart, each answered: about 20 of unr's packets a
+    # second, within its 50 pps. Connected first: a new client's SYN competes with the flood.
+    session = lab.prog(unr, "tcp-session", "--to", f"{CL}:9000", "--chunks", 40, "--chunk", 512, "--interval", 0.1,
+                       "--deadline", 20)
+    session.wait_event("connected")
+    flood = lab.prog(lab.ns("spf"), "spoof-flood", "--iface", "eth0", "--dst-mac", cl_mac, "--src", "198.19.0.0/16",
+                     "--to", f"{CL}:9000", "--kind", "udp", "--pps", 5 * POOL, "--seconds", 4)
+    r = session.result(timeout=40)
+    sent = flood.result()["sent"]
+    m = metric_values(scrape(metrics_port))
+    retrans = retransmitted(unr) - retrans0
+    key = 'stakegate_drops_total{role="unregistered",reason="unregistered_over_rate"}'
+    refused = m.get(key, 0) - m0.get(key, 0)
+    reserve = m.get("stakegate_unregistered_reserve_total", 0) - m0.get("stakegate_unregistered_reserve_total", 0)
+    check(refused >= 0.5 * sent, f"the flood emptied the pool: {refused:.0f} of its {sent} packets refused")
+    check(r.get("result") == "done" and r.get("digest_ok"), f"unr's requests were all answered: {r}")
+    # Without the reserve, about one segment in two was lost: 20 retransmissions. (A loaded
+    # machine's receive ring may still lose one.)
+    check(retrans <= 2, f"unr's connection retransmitted (almost) nothing: {retrans} segments")
+    check(reserve > 0, f"unr's packets passed on the pool's reserve ({reserve:.0f})")
+
+
 def phases(lab, d, gw, metrics_port):
     cl = lab.ns("cl")
     lab.spawn(cl, ["iperf3", "-s", "-B", CL, "-p", "3569"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -192,8 +233,10 @@ def phases(lab, d, gw, metrics_port):
         if time.time() > deadline:
             raise LabError("iperf3 -s did not start listening")
         time.sleep(0.05)
+    lab.prog(cl, "tcp-server", "--bind", f"{CL}:9000").wait_event("ready")
     phase_forged(lab, gw, metrics_port)
     phase_own_flood(lab, gw)
+    phase_public_client(lab, gw, metrics_port)
 
 
 if __name__ == "__main__":
