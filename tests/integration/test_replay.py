@@ -9,7 +9,8 @@ as a whole capture of just them would be, with a warning, not an error. The same
 captured without Ethernet headers (Linux cooked v1 and v2, as tcpdump -i any writes them,
 and raw IP) gets the same verdicts; a capture of another link type is refused by name. And
 the direction told by source MAC (--inside-mac): a frame forged with a cluster address is
-spoofed."""
+spoofed. A flood of forged TCP ACKs from ever new sources gets what the same flood as UDP
+gets, never the pool's reserve for verified connections."""
 import json
 import os
 import struct
@@ -277,5 +278,26 @@ with TempDir() as d:
     check(rep["totals"]["inside"]["packets"] == 2 and passed == back * 3 and rep["drops_by_reason"]["unregistered"] == 4,
           f"a node's GRE and ESP tunnels get their remote's packets back ({len(passed)} of 6 passed), and only those "
           f"({rep['drops_by_reason']['unregistered']} unregistered: 2 before the node's first, 2 of another protocol)")
+
+# A flood from ever new sources (each within its own bucket) empties the unregistered pool.
+# As TCP ACKs with guessed numbers it is looked up against the cluster's connections, finds
+# none, and gets exactly what the same flood as UDP gets: the pool's burst and rate, never
+# the reserve kept for clients' verified connections.
+with TempDir() as d:
+    got = {}
+    for kind in ("udp", "tcp"):
+        out = os.path.join(d, kind)
+        exp = generate(out, "--nodes-per-role", 2, "--duration-ms", 300, "--capacity-pps", 20000,
+                       "--unregistered-sources", 0, "--unregistered-flood", 2, "--unregistered-flood-sources", 30000,
+                       *(["--unregistered-flood-tcp"] if kind == "tcp" else []))
+        rep, _ = replay(os.path.join(out, "config.yaml"), os.path.join(out, "scenario.pcap"),
+                        report=os.path.join(out, "r.json"))
+        refused = rep["drops_by_reason"]["unregistered_over_rate"]
+        got[kind] = (exp["unregistered_flood_sent"] - refused, refused, rep["unregistered_reserve"])
+    udp, tcp = got["udp"], got["tcp"]
+    pool = 0.05 * 20000
+    check(tcp == udp and tcp[2] == 0 and tcp[1] > 10000 and tcp[0] <= 0.1 * pool + 0.3 * pool + 1,
+          f"forged ACKs from ever new sources get what a UDP flood gets (passed, refused, on the reserve: TCP {tcp}, "
+          f"UDP {udp}), at most the pool's burst and rate ({0.4 * pool:.0f})")
 
 finish()

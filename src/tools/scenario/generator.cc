@@ -143,7 +143,7 @@ class Generator {
     if (o_.unreg_flood > 0 && !pub.empty()) {
       const double per = o_.unreg_flood * p_.cfg.capacity_pps / o_.unreg_flood_sources;
       for (unsigned s = 0; s < o_.unreg_flood_sources; ++s)
-        unreg_flood_ += every(base(unreg_addr(1000 + s, false), 17, pub[s % pub.size()]), per);
+        unreg_flood_ += every(base(unreg_addr(1000 + s, false), o_.unreg_flood_tcp ? 6 : 17, pub[s % pub.size()]), per);
     }
     for (unsigned k = 0; k < o_.unreg_private; ++k) {
       add(uniform(), base(unreg_addr(20000 + k % 64, k % 5 == 4), 6, 3569));

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--unregistered-sources", o.unreg_sources, "unregistered clients of the public ports (default 8)");
   app.add_option("--unregistered-fraction", o.unreg_fraction, "... each at F x per_source_pps (default 0.5)");
   app.add_option("--unregistered-flood", o.unreg_flood, "unregistered flood at X x capacity.pps in total (default 0)");
-  app.add_option("--unregistered-flood-sources", o.unreg_flood_sources, "sources of that flood (default 256)");
+  app.add_option("--unregistered-flood-sources", o.unreg_flood_sources, "sources of that flood (default 256, at most 32768)");
+  app.add_flag("--unregistered-flood-tcp", o.unreg_flood_tcp, "that flood as TCP ACKs with guessed numbers (default UDP)");
   app.add_option("--unregistered-private", o.unreg_private, "packets from unregistered sources to private ports (default 100)");
   app.add_option("--port-denied", o.port_denied, "packets of staked nodes to ports their role does not allow (default 100)");
   app.add_option("--blocklisted", o.blocklisted, "packets from the blocklisted range (default 100)");

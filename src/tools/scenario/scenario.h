@@ -16,6 +16,7 @@ struct Options {
   unsigned unreg_sources = 8;
   double unreg_fraction = 0.5, unreg_flood = 0;
   unsigned unreg_flood_sources = 256;
+  bool unreg_flood_tcp = false;  // the flood as TCP ACKs (guessed numbers), not UDP
   unsigned unreg_private = 100, port_denied = 100, blocklisted = 100, malformed = 100, non_ip = 50;
   unsigned spoofed = 50;           // packets claiming a source inside the cluster's prefixes
   unsigned cluster_queries = 20;   // DNS queries the cluster sends (their replies reach its ephemeral ports)
