@@ -270,7 +270,7 @@ std::string render_metrics(const MetricsInput& in) {
          "New unregistered sources given their full burst for completing a TCP handshake with the cluster.",
          MetricType::Counter, static_cast<double>(t.c.unregistered_proven));
   single(out, "stakegate_unregistered_reserve_total",
-         "Packets of unregistered clients' verified TCP connections passed on the unregistered pool's reserve.",
+         "Packets of unregistered clients' verified TCP connections passed on a reserve (the pool's, or their own bucket's).",
          MetricType::Counter, static_cast<double>(t.c.unregistered_reserve));
 
   single(out, "stakegate_snapshots_pending_reclaim",

@@ -164,18 +164,19 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
     // Table full for this set: recycle its least recently seen source. A source idle
     // long enough to refill loses nothing; the shared pool still bounds the total.
     if (victim->tag != 0 && meter_level(victim->meter, sp, now_ns) < sp.burst) counters_.unregistered_evictions++;
-    // A new source starts with one packet, not a whole burst: a sender cycling through
-    // addresses gains nothing by it.
-    *victim = UnregisteredEntry{tag, Meter{std::min(kTokenScale, sp.burst), now_ns}};
+    // A new source starts with one packet (and its reserve, for its verified connections),
+    // not a whole burst: a sender cycling through addresses gains nothing by it.
+    *victim = UnregisteredEntry{tag, Meter{std::min(kTokenScale + snap.unregistered_source_reserve, sp.burst), now_ns}};
     e = victim;
   }
   const bool bytes = snap.unregistered_pool_bps.rate != 0;
   meter_refill(e->meter, sp, now_ns);
   meter_refill(pool_pkts_, snap.unregistered_pool_pps, now_ns);
   if (bytes) meter_refill(pool_bytes_, snap.unregistered_pool_bps, now_ns);
-  // The pool's reserve is for verified connections only (police_connection).
+  // The reserves are for verified connections only (police_connection).
   const uint64_t byte_cost = meter_cost(len);
-  if (e->meter.tokens < kTokenScale || pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
+  if (e->meter.tokens < kTokenScale + snap.unregistered_source_reserve ||
+      pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
       (bytes && pool_bytes_.tokens < byte_cost + snap.unregistered_reserve_bytes))
     return Verdict::kUnregisteredOverRate;
   e->meter.tokens -= kTokenScale;
@@ -185,16 +186,17 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
 }
 
 // A TCP segment of an unregistered client (ACK set, SYN clear) that police_unregistered
-// refused: its bucket was empty, or the pool held no more than its reserve. If it is on a
-// connection the cluster accepted from that address and lies within the connection's
-// windows (on_remote_tcp: the client received the cluster's packets there, which a forger
-// cannot), it is the client's own traffic:
-// - A new source starts with one packet, and a client in the same data centre acknowledges
-//   the cluster's SYN-ACK sooner than one refills: it would lose its ACK and first request
-//   and wait a retransmission timeout. Its bucket gets the full burst a source seen before
-//   has, once per entry.
-// - It may take the pool's reserve, so a flood of other sources (forged or not) that keeps
-//   the rest of the pool empty does not cut off connections the cluster already serves.
+// refused: its bucket or the pool held no more than its reserve. If it is on a connection
+// the cluster accepted from that address and lies within the connection's windows
+// (on_remote_tcp: the client received the cluster's packets there, which a forger cannot),
+// it is the client's own traffic:
+// - It may take the reserves: a flood of other sources (forged or not) that keeps the rest
+//   of the pool empty, or a forger of the client's own address that keeps the rest of its
+//   bucket empty, does not cut off connections the cluster already serves.
+// - A new source starts with one packet and its reserve; a client sending its first
+//   request at once would empty that and wait a retransmission timeout. When even the
+//   reserve is spent, its bucket gets the full depth a source seen before has, once per
+//   entry.
 // The session is looked up only here: a public port's packets skip the lookup otherwise
 // (see decide_stage), so a connection's windows move only with the packets seen here.
 Verdict Worker::police_connection(uint64_t tag, const PacketMeta& m, const PacketView& p, uint64_t now_ns) noexcept {
@@ -202,7 +204,7 @@ Verdict Worker::police_connection(uint64_t tag, const PacketMeta& m, const Packe
   UnregisteredEntry* e = find_unregistered(unregistered_set(tag), tag);
   SessionKey key;
   if (!e || ((e->tag & kProven) && e->meter.tokens < kTokenScale) || !m.has_port || !outside_key(p, m, key))
-    return Verdict::kUnregisteredOverRate;  // gone, or its own bucket refused it and it spent its proof
+    return Verdict::kUnregisteredOverRate;  // gone, or its bucket is empty, reserve and all, and it spent its proof
   Session* s = sessions_.find(key, sessions_.hash(key), session_tick(now_ns));
   if (!s || (s->flags & Session::kOpened) || !remote_on_session(s, m, p, now_ns)) return Verdict::kUnregisteredOverRate;
   if (e->meter.tokens < kTokenScale) {
@@ -213,7 +215,8 @@ Verdict Worker::police_connection(uint64_t tag, const PacketMeta& m, const Packe
   const bool bytes = snap.unregistered_pool_bps.rate != 0;
   const uint64_t byte_cost = meter_cost(wire_length(p));
   if (pool_pkts_.tokens < kTokenScale || (bytes && pool_bytes_.tokens < byte_cost)) return Verdict::kUnregisteredOverRate;
-  counters_.unregistered_reserve += pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
+  counters_.unregistered_reserve += e->meter.tokens < kTokenScale + snap.unregistered_source_reserve ||
+                                    pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
                                     (bytes && pool_bytes_.tokens < byte_cost + snap.unregistered_reserve_bytes);
   e->meter.tokens -= kTokenScale;
   pool_pkts_.tokens -= kTokenScale;

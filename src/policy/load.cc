@@ -251,8 +251,11 @@ std::string describe_plan(const LoadedPolicy& p) {
   o << line;
   if (u.pool_pps > 0) {
     const double burst = std::max(1.0, std::round(u.pool_burst));
-    std::snprintf(line, sizeof line, "%-13s %6s %12s  pool burst %.0f, and a reserve of %.0f that only clients' verified TCP connections take\n",
-                  "", "", "", burst, std::max(1.0, std::round(burst / 2)));
+    const double source_burst = std::max(1.0, std::round(u.per_source_burst));
+    std::snprintf(line, sizeof line,
+                  "%-13s %6s %12s  pool burst %.0f; reserves only clients' verified TCP connections take: %.0f in the "
+                  "pool, %g per source\n",
+                  "", "", "", burst, std::max(1.0, std::round(burst / 2)), std::max(1.0, source_burst / 2));
     o << line;
   }
   std::snprintf(line, sizeof line, "%-13s %6.3f %12.0f  replies of unregistered senders on sessions the cluster opened\n",

@@ -23,9 +23,9 @@ uint64_t max_frame_bytes(const Config& cfg) {
   return std::max<uint64_t>(static_cast<uint64_t>(kFullFrameBytes), cfg.dataplane.mbuf_data_room);
 }
 
-// Deepens a pool meter by a reserve for verified connections (PolicySnapshot::
-// unregistered_reserve): half its burst, at least `least` (one packet, or one frame of
-// bytes), so that they keep passing while a flood holds the rest of the pool empty.
+// Deepens an unregistered meter (the pool's, a source's) by a reserve for verified
+// connections (PolicySnapshot::unregistered_reserve): half its burst, at least `least` (one
+// packet, or one frame of bytes), so that they keep passing while a flood holds the rest empty.
 uint64_t add_reserve(MeterProfile& p, uint64_t least) {
   if (p.rate == 0) return 0;
   const uint64_t reserve = std::max(p.burst / 2, least);
@@ -151,6 +151,7 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   snap->unregistered_reserve = add_reserve(snap->unregistered_pool_pps, kTokenScale);
   snap->unregistered_reserve_bytes = add_reserve(snap->unregistered_pool_bps, meter_cost(frame));
   snap->unregistered_source_pps = profile(u.per_source_pps, u.per_source_burst, workers);
+  snap->unregistered_source_reserve = add_reserve(snap->unregistered_source_pps, kTokenScale);
   snap->sessions_pps = profile(plan.sessions.pps, plan.sessions.burst, pools);
   if (plan.sessions.bps > 0) snap->sessions_bps = profile(plan.sessions.bps / 8, plan.sessions.burst_bytes, pools, frame);
   snap->infra_pps = profile(plan.infra.pps, plan.infra.burst, pools);

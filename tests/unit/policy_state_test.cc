@@ -288,7 +288,8 @@ TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
   EXPECT_DOUBLE_EQ(defaulted.cfg.unregistered.per_source_pps, 50);
   EXPECT_THAT(describe_plan(defaulted), HasSubstr("per source 50 pps (burst 5; a new source 1 until its TCP handshake)"));
   // capacity 100,000 pps x 0.05 x 100 ms
-  EXPECT_THAT(describe_plan(defaulted), HasSubstr("pool burst 500, and a reserve of 250 that only clients' verified TCP connections take"));
+  EXPECT_THAT(describe_plan(defaulted),
+              HasSubstr("pool burst 500; reserves only clients' verified TCP connections take: 250 in the pool, 2.5 per source"));
   EXPECT_THAT(describe_plan(with("burst.yaml", "unregistered: {share: 0.05, burst_ms: 500, ports: [9000]}")),
               HasSubstr("per source 50 pps (burst 25;"));
   const std::string no_share = closed(with("no-share.yaml", "unregistered: {ports: [9000, 8000]}"));

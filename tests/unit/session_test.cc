@@ -321,35 +321,77 @@ TEST_F(SessionTest, OutboundTcpIsVerifiedByTheSynAckAndFollowsItsClose) {
 }
 
 TEST_F(SessionTest, AClientOfAPublicPortKeepsItsPerSourceLimit) {
-  // An unregistered client connects to the public port 9000: its SYN takes the one packet
-  // a new source starts with, its acknowledgement of the SYN-ACK proves its address and
-  // gets it the burst (one packet here: 100 ms at 10 pps). The connection is one the
-  // cluster accepted, so from there on the client stays within its own 10 pps.
+  // An unregistered client connects to the public port 9000 (10 pps, 100 ms: a burst of 1
+  // and a reserve of 1 for verified connections). Its SYN takes the one packet a new source
+  // starts with, its ACK of the SYN-ACK (with its request) the reserve; its next segment
+  // finds the reserve spent and proves its address: the bucket's full depth, 2, once. The
+  // connection is one the cluster accepted, so from there on the client stays within its
+  // own 10 pps.
   TcpFlow client;
   client.remote = *parse_ip("198.51.200.7");
   client.lport = 9000;
   EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kPass);
   EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kUnregisteredOverRate);
-  EXPECT_EQ(f_.send(client.remote_data(), 100 * kMs), Verdict::kPass);
-  EXPECT_EQ(f_.send(client.remote_data(), 100 * kMs), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(f_.worker->counters().unregistered_proven, 1u);
+  for (uint64_t t = 100; t <= 500; t += 100) {
+    EXPECT_EQ(f_.send(client.remote_data(), t * kMs), Verdict::kPass) << t;
+    EXPECT_EQ(f_.send(client.remote_data(), t * kMs), Verdict::kUnregisteredOverRate) << t;
+  }
   EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kSessionOverRate), 0u);
 }
 
-TEST_F(SessionTest, ANewClientThatCompletesAHandshakeGetsItsFullBurstOnce) {
-  // burst_ms 500 at 10 pps: 5 packets. A new source starts with one, so a client in the
-  // same data centre (its ACK follows the SYN-ACK sooner than a packet refills) would lose
-  // its ACK and first request and wait a retransmission timeout. Its acknowledgement of
-  // the cluster's ISN proves it receives at its address: the full burst, as for a source
-  // seen before.
-  std::string config = stakegate::testing::base_config();
-  config.replace(config.find("per_source_pps: 10,"), 19, "per_source_pps: 10, burst_ms: 500,");
-  f_.load(config);
+TEST_F(SessionTest, AForgerOfOneClientsAddressCannotStarveItsConnection) {
+  // Someone forges the client's address (datagrams to the public port, and ACKs on its own
+  // 4-tuple with guessed numbers) at 100 times its 10 pps. The forgeries can take only what
+  // is above the client's reserve, and its verified segments have first claim on every
+  // refill: at its own rate, the client loses nothing, and the forger gets nothing.
   TcpFlow client;
   client.remote = *parse_ip("198.51.200.7");
   client.lport = 9000;
   EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kPass) << i;
-  EXPECT_EQ(f_.send(client.remote_data(), 0), Verdict::kUnregisteredOverRate);
+  FrameSpec forged;
+  forged.src = client.remote;
+  forged.dst = client.local;
+  forged.src_port = 5353;
+  forged.dst_port = 9000;
+  forged.proto = 17;
+  int client_passed = 0, forged_passed = 0;
+  for (uint64_t ms = 1; ms <= 2000; ++ms) {
+    forged_passed += send(forged, ms * kMs) == Verdict::kPass;
+    forged_passed += f_.send(client.forged(client.remote_seq + 0x40000000, client.local_seq), ms * kMs) == Verdict::kPass;
+    if (ms % 100 == 0) client_passed += f_.send(client.remote_data(), ms * kMs) == Verdict::kPass;
+  }
+  EXPECT_EQ(client_passed, 20);
+  EXPECT_EQ(forged_passed, 0);
+  // Once the client is idle, the forger gets the source's rate (it cannot be told apart
+  // from the client's own datagrams), and never more.
+  for (uint64_t ms = 2001; ms <= 3000; ++ms) forged_passed += send(forged, ms * kMs) == Verdict::kPass;
+  EXPECT_GE(forged_passed, 9);
+  EXPECT_LE(forged_passed, 11);
+}
+
+TEST_F(SessionTest, ANewClientThatCompletesAHandshakeGetsItsFullBurstOnce) {
+  // burst_ms 500 at 10 pps: a burst of 5 and a reserve of 2.5 for verified connections. A
+  // new source starts with one packet and the reserve, so a client in the same data centre
+  // (its ACK follows the SYN-ACK sooner than a packet refills) sends its ACK and the start
+  // of its request at once. When a segment on its verified connection finds even the
+  // reserve spent, its bucket gets the full depth (7.5), as for a source seen before: its
+  // acknowledgement proved it receives at its address.
+  std::string config = stakegate::testing::base_config();
+  config.replace(config.find("per_source_pps: 10,"), 19, "per_source_pps: 10, burst_ms: 500,");
+  f_.load(config);
+  auto passes = [&](TcpFlow& flow, uint64_t now) {
+    int n = 0;
+    while (n < 100 && f_.send(flow.remote_data(), now) == Verdict::kPass) ++n;
+    return n;
+  };
+  TcpFlow client;
+  client.remote = *parse_ip("198.51.200.7");
+  client.lport = 9000;
+  EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
+  EXPECT_EQ(passes(client, 0), 1 + 7);  // the reserve's last whole packet, then 7 of the full depth
   EXPECT_EQ(f_.worker->counters().unregistered_proven, 1u);
   // Once per source: its next connection, on an empty bucket, proves nothing new.
   TcpFlow again = client;
@@ -375,9 +417,8 @@ TEST_F(SessionTest, ANewClientThatCompletesAHandshakeGetsItsFullBurstOnce) {
   EXPECT_EQ(f_.send(stray.remote_data(), 0), Verdict::kPass);  // a new source's one packet
   EXPECT_EQ(f_.send(stray.remote_data(), 0), Verdict::kUnregisteredOverRate);
   EXPECT_EQ(f_.worker->counters().unregistered_proven, 1u);
-  // The real acknowledgement, later, still does.
-  EXPECT_EQ(f_.send(forged.remote_data(), 1 * kMs), Verdict::kPass);
-  EXPECT_EQ(f_.send(forged.remote_data(), 1 * kMs), Verdict::kPass);
+  // The real acknowledgement, later, takes the reserve, then proves the address.
+  EXPECT_EQ(passes(forged, 1 * kMs), 2 + 7);
   EXPECT_EQ(f_.worker->counters().unregistered_proven, 2u);
 
   // An IPv6 client is its /64: one address of it proves the subnet's bucket, once.
@@ -386,8 +427,7 @@ TEST_F(SessionTest, ANewClientThatCompletesAHandshakeGetsItsFullBurstOnce) {
   six.local = *parse_ip("2001:2::ff");
   six.lport = 9000;
   EXPECT_EQ(f_.accept(six, 2 * kMs), Verdict::kPass);
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(f_.send(six.remote_data(), 2 * kMs), Verdict::kPass) << i;
-  EXPECT_EQ(f_.send(six.remote_data(), 2 * kMs), Verdict::kUnregisteredOverRate);
+  EXPECT_EQ(passes(six, 2 * kMs), 1 + 7);
   TcpFlow sibling = six;
   sibling.remote = *parse_ip("2001:db8:7:1::11");
   EXPECT_EQ(f_.accept(sibling, 2 * kMs), Verdict::kUnregisteredOverRate);
@@ -403,6 +443,7 @@ TEST_F(SessionTest, AFloodThatEmptiesThePoolLeavesClientsVerifiedConnectionsTheR
   client.remote = *parse_ip("198.51.200.7");
   client.lport = 9000;
   EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
+  const uint64_t reserve0 = f_.worker->counters().unregistered_reserve;
   FrameSpec flood;
   flood.dst = *parse_ip("198.18.255.1");
   flood.dst_port = 9000;
@@ -420,7 +461,7 @@ TEST_F(SessionTest, AFloodThatEmptiesThePoolLeavesClientsVerifiedConnectionsTheR
   }
   EXPECT_EQ(client_passed, 20u);
   EXPECT_EQ(forged_passed, 0u);
-  EXPECT_EQ(f_.worker->counters().unregistered_reserve, 20u);
+  EXPECT_EQ(f_.worker->counters().unregistered_reserve - reserve0, 20u);
   // The flood gets what the pool gives anyone else: its burst, then its rate.
   EXPECT_LE(flood_passed, 500u + 5000u * 2);
   EXPECT_GE(flood_passed, 5000u * 2 - 100);
@@ -435,7 +476,7 @@ TEST_F(SessionTest, AFloodThatEmptiesThePoolLeavesClientsVerifiedConnectionsTheR
     send(flood, 2001 * kMs);
   }
   EXPECT_EQ(f_.send(late.remote_syn(), 2001 * kMs), Verdict::kUnregisteredOverRate);
-  EXPECT_EQ(f_.worker->counters().unregistered_reserve, 20u);
+  EXPECT_EQ(f_.worker->counters().unregistered_reserve - reserve0, 20u);
 }
 
 TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgement) {

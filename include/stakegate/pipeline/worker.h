@@ -84,7 +84,7 @@ struct alignas(64) WorkerCounters {
   uint64_t sessions_evicted;         // a live session recycled because its set was full
   uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
   uint64_t unregistered_proven;      // new unregistered sources given their full burst for completing a TCP handshake
-  uint64_t unregistered_reserve;     // packets of unregistered clients' verified connections passed on the pool's reserve
+  uint64_t unregistered_reserve;     // packets of unregistered clients' verified connections passed on a reserve (pool's or source's)
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests

@@ -152,6 +152,9 @@ class PolicySnapshot {
   // configured burst plus the reserve, and any other packet needs a token above it. From
   // idle, everything else still gets the configured burst, then the configured rate.
   uint64_t unregistered_reserve = 0, unregistered_reserve_bytes = 0;
+  // The same for each source's bucket: a forger of one client's address cannot empty it for
+  // the client's verified connections. A new source starts with the reserve and one packet.
+  uint64_t unregistered_source_reserve = 0;
   MeterProfile sessions_pps, sessions_bps;  // bps unlimited (rate 0) without capacity.bps
   MeterProfile infra_pps;        // ARP, neighbour discovery, listed EtherTypes
   MeterProfile icmp_errors_pps;  // ICMP errors quoting a live session
