@@ -249,7 +249,7 @@ std::string describe_plan(const LoadedPolicy& p) {
                 std::max(1.0, std::round(u.per_source_burst)), c.unregistered.table_size,
                 c.unregistered.ports.empty() ? "none" : join_ports(c.unregistered.ports).c_str());
   o << line;
-  if (u.pool_pps > 0) {
+  if (u.pool_pps > 0 && u.per_source_pps > 0) {
     const double burst = std::max(1.0, std::round(u.pool_burst));
     const double source_burst = std::max(1.0, std::round(u.per_source_burst));
     std::snprintf(line, sizeof line,

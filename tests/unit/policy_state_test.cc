@@ -295,8 +295,9 @@ TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
   const std::string no_share = closed(with("no-share.yaml", "unregistered: {ports: [9000, 8000]}"));
   EXPECT_THAT(no_share, HasSubstr("no-share.yaml: unregistered.share is 0: no unregistered packet can pass, though "
                                   "unregistered.ports lists 8000,9000"));
-  EXPECT_THAT(closed(with("zero.yaml", "unregistered: {share: 0.05, per_source_pps: 0, ports: [9000]}")),
-              HasSubstr("zero.yaml: unregistered.per_source_pps is 0: no unregistered packet can pass"));
+  LoadedPolicy zero = with("zero.yaml", "unregistered: {share: 0.05, per_source_pps: 0, ports: [9000]}");
+  EXPECT_THAT(closed(zero), HasSubstr("zero.yaml: unregistered.per_source_pps is 0: no unregistered packet can pass"));
+  EXPECT_THAT(describe_plan(zero), Not(HasSubstr("reserves")));  // nothing passes: no reserve to speak of
   EXPECT_THAT(closed(with("both.yaml", "unregistered: {share: 0, per_source_pps: 0, ports: [9000]}")),
               HasSubstr("unregistered.share is 0 and unregistered.per_source_pps is 0"));
   EXPECT_EQ(closed(with("none.yaml", "unregistered: {share: 0}")), "");  // no public port: nothing to reach
