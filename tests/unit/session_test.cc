@@ -479,6 +479,37 @@ TEST_F(SessionTest, AFloodThatEmptiesThePoolLeavesClientsVerifiedConnectionsTheR
   EXPECT_EQ(f_.worker->counters().unregistered_reserve - reserve0, 20u);
 }
 
+TEST_F(SessionTest, WithAByteBudgetTheReserveHoldsBytesToo) {
+  // capacity.bps 8 Mbit/s: the pool holds 50,000 bytes a second, 5,000 of burst, and a
+  // reserve of 2,500 bytes beyond them (half the burst, and at least one full frame).
+  // Datagrams of 1,000 bytes from ever new sources at 20 times that empty its bytes (its
+  // packets, 5,000 a second, never run short); a client's segments of the same size, on
+  // its verified connection, still pass (without the byte reserve: none of them).
+  std::string config = stakegate::testing::base_config();
+  config.replace(config.find("capacity: {pps: 100000}"), 23, "capacity: {pps: 100000, bps: 8000000}");
+  f_.load(config);
+  TcpFlow client;
+  client.remote = *parse_ip("198.51.200.7");
+  client.lport = 9000;
+  client.frame_size = 1000;
+  EXPECT_EQ(f_.accept(client, 0), Verdict::kPass);
+  FrameSpec flood;
+  flood.dst = *parse_ip("198.18.255.1");
+  flood.dst_port = 9000;
+  flood.proto = 17;
+  flood.frame_size = 1000;
+  int client_passed = 0, flood_passed = 0;
+  for (uint32_t ms = 1; ms <= 2000; ++ms) {
+    flood.src = IpAddr::from_v4(0xC6330000u + ms);
+    flood_passed += send(flood, ms * kMs) == Verdict::kPass;
+    if (ms % 100 == 0) client_passed += f_.send(client.remote_data(), ms * kMs) == Verdict::kPass;
+  }
+  EXPECT_EQ(client_passed, 20);
+  // The flood: the byte burst, then the byte rate less the client's 20 segments.
+  EXPECT_LE(flood_passed, 5 + 100);
+  EXPECT_GE(flood_passed, 100 - 20 - 2);
+}
+
 TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgement) {
   // The gateway (re)started while the connection was open: the cluster's next segment
   // opens the session, the remote's acknowledgement of it verifies the connection.
