@@ -152,6 +152,22 @@ Verdict Worker::police_request(uint32_t slot, uint64_t now_ns) {
   return Verdict::kPass;
 }
 
+// One packet (and its bytes, with a byte budget) from a source's bucket and the pool, both
+// brought up to date: only if every meter holds it, above its reserve with `reserves`.
+[[gnu::always_inline]] inline bool Worker::take_unregistered(Meter& source, uint32_t len, bool reserves) {
+  const PolicySnapshot& snap = *snap_;
+  const bool bytes = snap.unregistered_pool_bps.rate != 0;
+  const uint64_t byte_cost = meter_cost(len);
+  if (source.tokens < kTokenScale + (reserves ? snap.unregistered_source_reserve : 0) ||
+      pool_pkts_.tokens < kTokenScale + (reserves ? snap.unregistered_reserve : 0) ||
+      (bytes && pool_bytes_.tokens < byte_cost + (reserves ? snap.unregistered_reserve_bytes : 0)))
+    return false;
+  source.tokens -= kTokenScale;
+  pool_pkts_.tokens -= kTokenScale;
+  if (bytes) pool_bytes_.tokens -= byte_cost;
+  return true;
+}
+
 Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns) {
   const PolicySnapshot& snap = *snap_;
   const MeterProfile& sp = snap.unregistered_source_pps;
@@ -169,20 +185,11 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
     *victim = UnregisteredEntry{tag, Meter{std::min(kTokenScale + snap.unregistered_source_reserve, sp.burst), now_ns}};
     e = victim;
   }
-  const bool bytes = snap.unregistered_pool_bps.rate != 0;
   meter_refill(e->meter, sp, now_ns);
   meter_refill(pool_pkts_, snap.unregistered_pool_pps, now_ns);
-  if (bytes) meter_refill(pool_bytes_, snap.unregistered_pool_bps, now_ns);
+  if (snap.unregistered_pool_bps.rate != 0) meter_refill(pool_bytes_, snap.unregistered_pool_bps, now_ns);
   // The reserves are for verified connections only (police_connection).
-  const uint64_t byte_cost = meter_cost(len);
-  if (e->meter.tokens < kTokenScale + snap.unregistered_source_reserve ||
-      pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
-      (bytes && pool_bytes_.tokens < byte_cost + snap.unregistered_reserve_bytes))
-    return Verdict::kUnregisteredOverRate;
-  e->meter.tokens -= kTokenScale;
-  pool_pkts_.tokens -= kTokenScale;
-  if (bytes) pool_bytes_.tokens -= byte_cost;
-  return Verdict::kPass;
+  return take_unregistered(e->meter, len, true) ? Verdict::kPass : Verdict::kUnregisteredOverRate;
 }
 
 // A TCP segment of an unregistered client (ACK set, SYN clear) that police_unregistered
@@ -200,7 +207,6 @@ Verdict Worker::police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns)
 // The session is looked up only here: a public port's packets skip the lookup otherwise
 // (see decide_stage), so a connection's windows move only with the packets seen here.
 Verdict Worker::police_connection(uint64_t tag, const PacketMeta& m, const PacketView& p, uint64_t now_ns) noexcept {
-  const PolicySnapshot& snap = *snap_;
   UnregisteredEntry* e = find_unregistered(unregistered_set(tag), tag);
   SessionKey key;
   if (!e || ((e->tag & kProven) && e->meter.tokens < kTokenScale) || !m.has_port || !outside_key(p, m, key))
@@ -209,18 +215,13 @@ Verdict Worker::police_connection(uint64_t tag, const PacketMeta& m, const Packe
   if (!s || (s->flags & Session::kOpened) || !remote_on_session(s, m, p, now_ns)) return Verdict::kUnregisteredOverRate;
   if (e->meter.tokens < kTokenScale) {
     e->tag |= kProven;
-    e->meter.tokens = snap.unregistered_source_pps.burst;
+    e->meter.tokens = snap_->unregistered_source_pps.burst;
     counters_.unregistered_proven++;
   }
-  const bool bytes = snap.unregistered_pool_bps.rate != 0;
-  const uint64_t byte_cost = meter_cost(wire_length(p));
-  if (pool_pkts_.tokens < kTokenScale || (bytes && pool_bytes_.tokens < byte_cost)) return Verdict::kUnregisteredOverRate;
-  counters_.unregistered_reserve += e->meter.tokens < kTokenScale + snap.unregistered_source_reserve ||
-                                    pool_pkts_.tokens < kTokenScale + snap.unregistered_reserve ||
-                                    (bytes && pool_bytes_.tokens < byte_cost + snap.unregistered_reserve_bytes);
-  e->meter.tokens -= kTokenScale;
-  pool_pkts_.tokens -= kTokenScale;
-  if (bytes) pool_bytes_.tokens -= byte_cost;
+  const uint32_t len = wire_length(p);
+  if (take_unregistered(e->meter, len, true)) return Verdict::kPass;  // the proof was enough
+  if (!take_unregistered(e->meter, len, false)) return Verdict::kUnregisteredOverRate;
+  counters_.unregistered_reserve++;
   return Verdict::kPass;
 }
 

@@ -224,6 +224,7 @@ class Worker {
   Verdict police_verified(uint32_t slot, uint32_t len, uint64_t now_ns);
   Verdict police_request(uint32_t slot, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
+  bool take_unregistered(Meter& source, uint32_t len, bool reserves);
   [[gnu::noinline]] Verdict police_connection(uint64_t tag, const struct PacketMeta& m, const PacketView& p,
                                               uint64_t now_ns) noexcept;
   Verdict police_sessions(uint32_t len, uint64_t now_ns);
