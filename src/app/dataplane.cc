@@ -34,22 +34,27 @@ DataPlane::DataPlane(const Config& cfg) : cfg_(cfg) {
                              std::to_string(cfg.dataplane.workers + 1) + " lcores, EAL has " +
                              std::to_string(rte_lcore_count()));
   rte_mempool* pool = create_mbuf_pool(cfg);
-  outside_ = setup_port(cfg, "outside", cfg.dataplane.outside, pool);
+  const bool prefix64 = port_offers_prefix64(cfg, "outside", cfg.dataplane.outside) &&
+                        port_offers_prefix64(cfg, "inside", cfg.dataplane.inside);
+  outside_ = setup_port(cfg, "outside", cfg.dataplane.outside, pool, prefix64);
   ports_started_ = true;  // from here on, the destructor stops what was started
   try {
-    inside_ = setup_port(cfg, "inside", cfg.dataplane.inside, pool);
+    inside_ = setup_port(cfg, "inside", cfg.dataplane.inside, pool, prefix64);
   } catch (...) {
     stop_port(outside_);
     throw;
   }
-  if (outside_.rss != inside_.rss || (outside_.rss && outside_.reta_size != inside_.reta_size)) {
+  if (outside_.rss != inside_.rss ||
+      (outside_.rss && (outside_.reta_size != inside_.reta_size || outside_.prefix64 != inside_.prefix64))) {
     stop_port(outside_);
     stop_port(inside_);
     ports_started_ = false;
     throw std::runtime_error(cfg.file + ": dataplane.workers: the two ports must spread remote addresses alike (RSS " +
                              std::string(outside_.rss ? "on" : "off") + "/" + (inside_.rss ? "on" : "off") +
                              ", redirection tables of " + std::to_string(outside_.reta_size) + " and " +
-                             std::to_string(inside_.reta_size) + " entries)");
+                             std::to_string(inside_.reta_size) + " entries, IPv6 hashed on " +
+                             (outside_.prefix64 ? "its /64" : "the whole address") + " and on " +
+                             (inside_.prefix64 ? "its /64" : "the whole address") + ")");
   }
   check_pool_size(cfg, outside_, inside_);
 }
@@ -87,6 +92,7 @@ void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher
   if (inside_.rss && n > 1) {
     steering.workers = static_cast<uint16_t>(n);
     steering.reta_size = inside_.reta_size;
+    steering.prefix64 = inside_.prefix64;
     static_assert(Steering::kKeySize == kRssKeySize, "the workers hash with the ports' key");
     std::copy(rss_key(), rss_key() + kRssKeySize, steering.key.begin());
     for (unsigned i = 0; i < n; ++i) {

@@ -33,7 +33,10 @@ constexpr uint8_t kKey[kRssKeySize] = {0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e,
 
 const uint8_t* rss_key() { return kKey; }
 
-RssPlan plan_rss(const std::string& device, PortSide side, uint64_t offloads, unsigned queues, bool rss_enabled) {
+bool offers_prefix64(uint64_t offloads) { return (offloads & RTE_ETH_RSS_L3_PRE64) != 0; }
+
+RssPlan plan_rss(const std::string& device, PortSide side, uint64_t offloads, unsigned queues, bool rss_enabled,
+                 bool prefix64) {
   RssPlan p;
   if (queues <= 1) return p;
   if (!rss_enabled) {
@@ -49,6 +52,8 @@ RssPlan plan_rss(const std::string& device, PortSide side, uint64_t offloads, un
   }
   p.rss = true;
   p.rss_hf = (kL3Types & offloads) | want;
+  p.prefix64 = prefix64 && offers_prefix64(offloads);
+  if (p.prefix64) p.rss_hf |= RTE_ETH_RSS_L3_PRE64;
   return p;
 }
 

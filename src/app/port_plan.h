@@ -10,6 +10,11 @@
 // same key and redirection table on both ports. That worker then enforces the address's
 // whole rate and holds its sessions. Hashing L4 ports as well would spread one source's
 // connections over workers, each enforcing its whole rate.
+//
+// An unregistered IPv6 source is policed by its /64 (one host owns a /64 and picks any
+// address in it). Hashed on the whole address, one /64's addresses reach every worker, each
+// with a bucket for it: up to workers x its rate. Where both ports can hash IPv6 addresses
+// on their first 64 bits (RTE_ETH_RSS_L3_PRE64), they do, and a /64 reaches one worker.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,10 +28,17 @@ struct RssPlan {
   uint64_t rss_hf = 0;   // what to ask for (RTE_ETH_RSS_* bits)
   std::string refusal;   // why the gateway must not start (empty: it may)
   std::string note;      // why rates are split over the workers (rss off)
+  bool prefix64 = false; // IPv6 addresses are hashed on their /64 (RTE_ETH_RSS_L3_PRE64 in rss_hf)
 };
 
-// `offloads`: the device's flow_type_rss_offloads; `queues`: RX queues (one per worker).
-RssPlan plan_rss(const std::string& device, PortSide side, uint64_t offloads, unsigned queues, bool rss_enabled);
+// Whether a device can hash IPv6 addresses on their first 64 bits alone.
+bool offers_prefix64(uint64_t offloads);
+
+// `offloads`: the device's flow_type_rss_offloads; `queues`: RX queues (one per worker);
+// `prefix64`: hash IPv6 addresses on their /64, when both ports offer it (the two
+// directions of a remote address must hash alike, so one port alone never does).
+RssPlan plan_rss(const std::string& device, PortSide side, uint64_t offloads, unsigned queues, bool rss_enabled,
+                 bool prefix64 = false);
 
 // What a device applied (its rss_hf read back): "" when it hashes on the one address the
 // side needs and no L4 port, else why not.

@@ -18,7 +18,7 @@ constexpr unsigned kPoolCache = 256;  // mbufs cached per lcore (DPDK lets a cac
 unsigned ring_mbufs(const PortIo& io) { return io.q.rx_queues * io.rx_desc + io.q.tx_queues * io.tx_desc; }
 // The same redirection table on both ports, then what the device applied, read back:
 // a device that would hash L4 ports, or not the one address, is refused rather than trusted.
-void apply_reta_and_check(const Config& cfg, const PortIo& io, PortSide side) {
+void apply_reta_and_check(const Config& cfg, PortIo& io, PortSide side) {
   if (io.reta_size == 0) throw std::runtime_error(io.name + ": RSS without a redirection table");
   const std::vector<uint16_t> reta = rss_reta(io.reta_size, io.q.rx_queues);
   std::vector<rte_eth_rss_reta_entry64> conf((io.reta_size + RTE_ETH_RETA_GROUP_SIZE - 1) / RTE_ETH_RETA_GROUP_SIZE);
@@ -39,6 +39,14 @@ void apply_reta_and_check(const Config& cfg, const PortIo& io, PortSide side) {
   if (!problem.empty())
     throw std::runtime_error(cfg.file + ": dataplane.workers: " + problem +
                              "; run 1 worker, or set dataplane.rss: false to run them with rate / workers each");
+  io.prefix64 = offers_prefix64(applied.rss_hf);  // what the device does, not what it was asked
+}
+
+uint16_t port_id(const Config& cfg, const char* which, const PortSpec& spec) {
+  uint16_t id = 0;
+  if (rte_eth_dev_get_port_by_name(spec.name().c_str(), &id) != 0)
+    throw std::runtime_error(cfg.file + ": dataplane." + which + ": no DPDK port named '" + spec.name() + "'");
+  return id;
 }
 
 }  // namespace
@@ -51,12 +59,16 @@ rte_mempool* create_mbuf_pool(const Config& cfg) {
   return pool;
 }
 
-PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rte_mempool* pool) {
+bool port_offers_prefix64(const Config& cfg, const char* which, const PortSpec& spec) {
+  rte_eth_dev_info info{};
+  return rte_eth_dev_info_get(port_id(cfg, which, spec), &info) == 0 && offers_prefix64(info.flow_type_rss_offloads);
+}
+
+PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rte_mempool* pool, bool prefix64) {
   PortIo io;
   io.name = spec.name();
   const bool outside = std::string(which) == "outside";
-  if (rte_eth_dev_get_port_by_name(io.name.c_str(), &io.q.port) != 0)
-    throw std::runtime_error(cfg.file + ": dataplane." + which + ": no DPDK port named '" + io.name + "'");
+  io.q.port = port_id(cfg, which, spec);
   rte_eth_dev_info info{};
   if (int rc = rte_eth_dev_info_get(io.q.port, &info); rc != 0)
     throw std::runtime_error(io.name + ": cannot read device info: " + rte_strerror(-rc));
@@ -69,7 +81,7 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
                              std::to_string(info.max_rx_queues));
   rte_eth_conf conf{};
   const PortSide side = outside ? PortSide::kOutside : PortSide::kInside;
-  RssPlan plan = plan_rss(io.name, side, info.flow_type_rss_offloads, io.q.rx_queues, cfg.dataplane.rss);
+  RssPlan plan = plan_rss(io.name, side, info.flow_type_rss_offloads, io.q.rx_queues, cfg.dataplane.rss, prefix64);
   if (!plan.refusal.empty()) throw std::runtime_error(cfg.file + ": dataplane.workers: " + plan.refusal);
   io.rss = plan.rss;
   io.rss_note = plan.note;
@@ -108,9 +120,10 @@ PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rt
   rte_eth_promiscuous_enable(io.q.port);  // a bump in the wire accepts every destination MAC; vdevs may refuse, harmlessly
   uint16_t applied_mtu = 0;
   rte_eth_dev_get_mtu(io.q.port, &applied_mtu);
-  spdlog::info("port {} ({}): {} RX / {} TX queues, MTU {}{}{}", which, io.name, io.q.rx_queues, io.q.tx_queues,
+  spdlog::info("port {} ({}): {} RX / {} TX queues, MTU {}{}{}{}", which, io.name, io.q.rx_queues, io.q.tx_queues,
                applied_mtu, mtu.scatter ? " (longer frames than an mbuf arrive chained)" : "",
-               io.rss ? (outside ? ", RSS on the source address" : ", RSS on the destination address") : "");
+               io.rss ? (outside ? ", RSS on the source address" : ", RSS on the destination address") : "",
+               io.rss && io.prefix64 ? " (IPv6: its /64)" : "");
   return io;
 }
 

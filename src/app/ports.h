@@ -17,13 +17,19 @@ struct PortIo {
   bool rss = false;                   // spreads remote addresses over the workers (outside: source, inside: destination)
   std::string rss_note;               // why not, when several workers run without it
   uint16_t reta_size = 0;
+  bool prefix64 = false;              // with rss: IPv6 addresses hashed on their /64 (read back from the device)
 };
 
 // The shared mbuf pool (throws std::runtime_error).
 rte_mempool* create_mbuf_pool(const Config& cfg);
 
+// Whether the port can hash IPv6 addresses on their /64 (RTE_ETH_RSS_L3_PRE64), before it is
+// configured: both ports must, or neither does (port_plan.h).
+bool port_offers_prefix64(const Config& cfg, const char* which, const PortSpec& spec);
+
 // Configures and starts a port (throws std::runtime_error naming the config key or device).
-PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rte_mempool* pool);
+// `prefix64`: hash IPv6 addresses on their /64 where RSS is on (both ports offer it).
+PortIo setup_port(const Config& cfg, const char* which, const PortSpec& spec, rte_mempool* pool, bool prefix64);
 
 // Warns when the pool is smaller than what the rings and per-core caches can hold at once:
 // a link that stops completing transmits would then starve RX (rx_nombuf).

@@ -65,11 +65,17 @@ bool init_eal(const Config& cfg) {
 }
 
 void log_steering(const DataPlane& dp, unsigned workers) {
-  if (workers > 1 && dp.outside().rss)
+  if (workers > 1 && dp.outside().rss) {
     spdlog::info("{} workers with RSS on the remote address (outside: source, inside: destination; one key and "
                  "redirection table): each remote address reaches one worker, which enforces its whole rate and holds "
                  "its sessions", workers);
-  else if (workers > 1)
+    if (dp.outside().prefix64)
+      spdlog::info("IPv6 addresses are hashed on their /64: an unregistered IPv6 source's /64 reaches one worker");
+    else
+      spdlog::warn("the ports cannot hash IPv6 addresses on their /64 alone (RTE_ETH_RSS_L3_PRE64): one unregistered "
+                   "IPv6 source's addresses reach every worker, each with a bucket for its /64, so it may pass up to "
+                   "{} x unregistered.per_source_pps (docs/deployment.md, \"Several workers\")", workers);
+  } else if (workers > 1)
     spdlog::warn("{} workers without RSS ({}): a source's packets may reach every worker, so each enforces rate / {}; "
                  "a reply finds its session only on the worker that saw the cluster's packet (docs/deployment.md, "
                  "\"Several workers\")", workers, dp.outside().rss_note, workers);

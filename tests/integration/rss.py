@@ -21,10 +21,12 @@ def toeplitz(data, key=KEY):
     return h
 
 
-def queue_of(address, queues):
+def queue_of(address, queues, prefix64=False):
     """The RX queue of a packet hashed on this one address (L3_SRC_ONLY outside,
-    L3_DST_ONLY inside): redirection table entry i is queue i % queues."""
-    h = toeplitz(ipaddress.ip_address(address).packed)
+    L3_DST_ONLY inside): redirection table entry i is queue i % queues. `prefix64`: an
+    IPv6 address hashed on its first 64 bits (L3_PRE64)."""
+    packed = ipaddress.ip_address(address).packed
+    h = toeplitz(packed[:8] if prefix64 and len(packed) == 16 else packed)
     return (h % RETA_SIZE) % queues
 
 

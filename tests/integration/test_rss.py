@@ -23,6 +23,13 @@ outside on the source address, inside on the destination.
    the error hands it to the one holding the session, and it passes as infrastructure
    (stakegate_handoffs_total); without the handoff it would be `unregistered`, and path MTU
    discovery through a router hashing elsewhere would fail.
+6. IPv6 /64s on one worker: a NIC that can hash IPv6 addresses on their first 64 bits
+   (RTE_ETH_RSS_L3_PRE64) is asked to on both ports, and the log says so; without it the
+   log warns. With it, an unregistered client spreading its datagrams over 32 addresses of
+   its /64 passes its per-source rate once (its bucket is the /64), and a router's Packet
+   Too Big about the cluster's connection to an IPv6 remote is handed to the worker the
+   remote's /64 hashes to, which holds the session: a worker hashing the whole address
+   would pick another one and the error would be dropped.
 """
 import ipaddress
 import os
@@ -32,7 +39,7 @@ import time
 
 from common import STAKEGATE, STAKEGATECTL, TempDir, check, finish, free_port, metric_values, read_pcap, scrape, write_pcap, write_yaml
 from common import UnixHTTPConnection
-from flows import SYN, TcpConn, frame, tcp
+from flows import SYN, TcpConn, frame, tcp, udp
 import rss
 
 RSSSIM = os.environ["STAKEGATE_RSSSIM"]
@@ -44,6 +51,7 @@ RATE = SHARE * CAPACITY / len(NODES)     # 1,000 pps each: equal weights
 RSS_IP = 0x4 | 0x8 | 0x80 | 0x100 | 0x200 | 0x2000  # IPV4 FRAG_IPV4 NONFRAG_IPV4_OTHER IPV6 FRAG_IPV6 NONFRAG_IPV6_OTHER
 RSS_L4 = 0x10 | 0x20 | 0x400 | 0x800                 # NONFRAG_IPV4_TCP/UDP, NONFRAG_IPV6_TCP/UDP
 L3_SRC_ONLY, L3_DST_ONLY = 1 << 63, 1 << 62
+L3_PRE64 = 1 << 53
 MODERN = RSS_IP | RSS_L4 | L3_SRC_ONLY | L3_DST_ONLY
 OLDER = RSS_IP | RSS_L4
 
@@ -89,6 +97,21 @@ def neighbour(src, dst, target, kind, mac):
     return frame(src, dst, 58, body, ttl=255, src_mac=mac)
 
 
+def extend_captures(d, paths, label, first=(), last=()):
+    """The captures `paths` again, as `label`-QUEUE.pcap, with (queue, frames) pairs put
+    before (`first`) or after (`last`) each queue's frames."""
+    frames = {k: read_pcap(v) for k, v in paths.items()}
+    for k, fs in first:
+        frames[k][:0] = fs
+    for k, fs in last:
+        frames[k] += fs
+    out = {}
+    for k, v in frames.items():
+        out[k] = os.path.join(d, f"{label}-{k}.pcap")
+        write_pcap(out[k], v)
+    return out
+
+
 def write_nd_captures(d, paths, queues=2):
     """The captures of phase 1, plus the cluster's solicitation for a router whose address
     and solicited-node group hash to different queues (first on its inside queue), and the
@@ -96,13 +119,9 @@ def write_nd_captures(d, paths, queues=2):
     router = next(a for a in (f"2001:db8:fe::{i:x}" for i in range(1, 200))
                   if rss.queue_of(a, queues) != rss.queue_of(solicited_node(a), queues))
     q_ask, q_answer = rss.queue_of(solicited_node(router), queues), rss.queue_of(router, queues)
-    nd = dict(paths)
-    frames = {k: read_pcap(v) for k, v in paths.items()}
-    frames[f"in{q_ask}"].insert(0, neighbour(CLUSTER6, solicited_node(router), router, 135, b"\x02\0\0\0\0\x02"))
-    frames[f"out{q_answer}"].append(neighbour(router, CLUSTER6, router, 136, b"\x02\0\0\0\0\x01"))
-    for k, v in frames.items():
-        nd[k] = os.path.join(d, f"nd-{k}.pcap")
-        write_pcap(nd[k], v)
+    nd = extend_captures(d, paths, "nd",
+                         first=[(f"in{q_ask}", [neighbour(CLUSTER6, solicited_node(router), router, 135, b"\x02\0\0\0\0\x02")])],
+                         last=[(f"out{q_answer}", [neighbour(router, CLUSTER6, router, 136, b"\x02\0\0\0\0\x01")])])
     return nd, router, q_ask, q_answer
 
 
@@ -115,14 +134,33 @@ def write_icmp_captures(d, paths, queues=2):
     q_session, q_error = rss.queue_of(remote, queues), rss.queue_of(router, queues)
     syn = tcp(CLUSTER, remote, 41000, 443, 5000, 0, SYN)
     icmp = struct.pack("!BBHHH", 3, 4, 0, 0, 1280) + syn[14:14 + 28]
-    frames = {k: read_pcap(v) for k, v in paths.items()}
-    frames[f"in{q_session}"].insert(0, syn)
-    frames[f"out{q_error}"].append(frame(router, CLUSTER, 1, icmp))
-    out = dict(paths)
-    for k, v in frames.items():
-        out[k] = os.path.join(d, f"icmp-{k}.pcap")
-        write_pcap(out[k], v)
+    out = extend_captures(d, paths, "icmp", first=[(f"in{q_session}", [syn])],
+                          last=[(f"out{q_error}", [frame(router, CLUSTER, 1, icmp)])])
     return out, router, q_session, q_error
+
+
+PER_SOURCE = 50
+
+
+def write_prefix_captures(d, paths, queues=2):
+    """The captures of phase 1, plus (steered as a NIC hashing IPv6 on the /64 would) an
+    unregistered client's UDP datagrams to the public port from 32 addresses of its /64,
+    and the cluster's SYN to an IPv6 remote (inside, on the remote's queue) with a router's
+    Packet Too Big quoting it (outside, on the router's queue, another one). The remote is
+    picked so that hashing its whole address gives yet another queue than its /64."""
+    client = [f"2001:db8:77:1:{i:x}::{3 * i + 1:x}" for i in range(32)]
+    remote = next(a for a in (f"2001:db8:60:{i:x}::1" for i in range(1, 400))
+                  if rss.queue_of(a, queues, prefix64=True) != rss.queue_of(a, queues))
+    router = next(a for a in (f"2001:db8:61:{i:x}::1" for i in range(1, 400))
+                  if rss.queue_of(a, queues, prefix64=True) != rss.queue_of(remote, queues, prefix64=True))
+    q_session, q_error = rss.queue_of(remote, queues, prefix64=True), rss.queue_of(router, queues, prefix64=True)
+    syn = tcp(CLUSTER6, remote, 41000, 443, 5000, 0, SYN)
+    ptb = struct.pack("!BBHI", 2, 0, 0, 1280) + syn[14:14 + 60]
+    q_client = rss.queue_of(client[0], queues, prefix64=True)
+    out = extend_captures(d, paths, "pre64", first=[(f"in{q_session}", [syn])],
+                          last=[(f"out{q_client}", [udp(a, CLUSTER6, 5000, 9000) for a in client]),
+                                (f"out{q_error}", [frame(router, CLUSTER6, 58, ptb)])])
+    return out, remote, router, q_session, q_error
 
 
 def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml", endless=True):
@@ -138,7 +176,7 @@ def write_config(d, paths, metrics_port, rss_on=True, name="stakegate.yaml", end
         "cluster": {"prefixes": ["198.18.255.0/24", "2001:db8:ff::/64"]},
         "identity": {"nodes": nodes},
         "roles": {"consensus": {"share": SHARE, "burst_ms": 100, "ports": [3569]}},
-        "unregistered": {"share": 0.05},
+        "unregistered": {"share": 0.05, "per_source_pps": PER_SOURCE, "ports": [9000]},
         "scoring": {"enabled": False},
         "control": {"socket": f"{d}/ctl.sock", "metrics": f"127.0.0.1:{metrics_port}"}})
 
@@ -306,6 +344,44 @@ with TempDir() as d:
               f"the cluster's connection is on queue {q_session}, the router {router}'s fragmentation-needed about it "
               f"arrives on queue {q_error}: {handoffs:.0f} handed over, {infra:.0f} passed as infra "
               f"(the icmp_errors budget), {unreg:.0f} dropped as unregistered")
+
+    print("\n== IPv6 /64s on one worker (a NIC hashing IPv6 on the /64)", flush=True)
+    pre_paths, remote, router, q_session, q_error = write_prefix_captures(d, paths)
+    pre_sim = {"LD_PRELOAD": RSSSIM, "STAKEGATE_RSSSIM_OFFLOADS": f"{MODERN | L3_PRE64:x}"}
+    check("cannot hash IPv6 addresses on their /64" in log and "IPv6 addresses are hashed on their /64" not in log,
+          "without L3_PRE64 (the ICMP run above) the log warns that an IPv6 client's /64 may reach every worker")
+    log_path = os.path.join(d, "pre64.log")
+    with open(log_path, "w") as f:
+        p = start(write_config(d, pre_paths, port, name="pre64.yaml"), pre_sim, f)
+        try:
+            started = wait_ready(p, f"{d}/ctl.sock")
+            check(started, "[pre64] the gateway starts with 2 workers")
+            if started:
+                time.sleep(1.0)
+                a, t1 = metric_values(scrape(port)), time.monotonic()
+                time.sleep(3.0)
+                b, t2 = metric_values(scrape(port)), time.monotonic()
+        finally:
+            p.terminate()
+            p.wait(timeout=30)
+    log = open(log_path).read()
+    if started:
+        check("IPv6 addresses are hashed on their /64" in log and log.count("(IPv6: its /64)") == 2,
+              "both ports were asked to hash IPv6 on the /64 and applied it (log)")
+        key = 'stakegate_packets_total{direction="outside",role="unregistered",verdict="pass"}'
+        rate = (b.get(key, 0) - a.get(key, 0)) / (t2 - t1)
+        check(0.8 * PER_SOURCE <= rate <= 1.2 * PER_SOURCE,
+              f"an unregistered client flooding from 32 addresses of its /64 passes {rate:.1f} pps with 2 workers: "
+              f"its per-source {PER_SOURCE} pps once")
+        infra = sum(v for k, v in b.items() if k.startswith("stakegate_packets_total{") and 'direction="outside"' in k
+                    and 'role="infra"' in k and 'verdict="pass"' in k)
+        dropped = sum(v for k, v in b.items() if k.startswith("stakegate_drops_total{") and 'role="unregistered"' in k
+                      and 'reason="unregistered"' in k)
+        handoffs = b.get("stakegate_handoffs_total", 0)
+        check(infra > 0 and handoffs >= infra and dropped == 0,
+              f"the cluster's connection to {remote} is on queue {q_session} (its /64's), the router {router}'s "
+              f"Packet Too Big about it arrives on queue {q_error}: {handoffs:.0f} handed over, {infra:.0f} passed as "
+              f"infra, {dropped:.0f} dropped as unregistered")
 
     print("\n== devices that cannot steer by source, refused", flush=True)
     rc, out = refused(d, cfg, {"LD_PRELOAD": RSSSIM, "STAKEGATE_RSSSIM_OFFLOADS": f"{OLDER:x}"}, "older")

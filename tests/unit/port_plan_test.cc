@@ -61,6 +61,36 @@ TEST(PortPlan, ADeviceThatCannotHashOnTheSourceAloneIsRefused) {
   EXPECT_NE(in.refusal.find("destination address alone"), std::string::npos) << in.refusal;
 }
 
+// IPv6 addresses hashed on their /64 (RTE_ETH_RSS_L3_PRE64, ice-like devices) when both
+// ports offer it (the caller says so), with the one address the side needs; never on one
+// port alone, never on a device that does not offer it, and the device's read-back still
+// checked as without it.
+TEST(PortPlan, BothPortsHashIpv6OnTheSlash64WhereBothCan) {
+  const uint64_t pre = kModernNic | RTE_ETH_RSS_L3_PRE64;
+  EXPECT_TRUE(offers_prefix64(pre));
+  EXPECT_FALSE(offers_prefix64(kModernNic));
+  for (PortSide side : {PortSide::kOutside, PortSide::kInside}) {
+    RssPlan p = plan_rss("dev", side, pre, 2, true, true);
+    ASSERT_TRUE(p.rss) << p.refusal;
+    EXPECT_TRUE(p.prefix64);
+    EXPECT_TRUE(p.rss_hf & RTE_ETH_RSS_L3_PRE64);
+    EXPECT_EQ(p.rss_hf & (kL4 | RTE_ETH_RSS_L4_SRC_ONLY | RTE_ETH_RSS_L4_DST_ONLY), 0u);
+    EXPECT_EQ(check_applied_rss("dev", side, p.rss_hf), "");
+    // The other port cannot: neither does.
+    RssPlan q = plan_rss("dev", side, pre, 2, true, false);
+    EXPECT_FALSE(q.prefix64);
+    EXPECT_FALSE(q.rss_hf & RTE_ETH_RSS_L3_PRE64);
+    // This one cannot.
+    RssPlan r = plan_rss("dev", side, kModernNic, 2, true, true);
+    ASSERT_TRUE(r.rss);
+    EXPECT_FALSE(r.prefix64);
+    EXPECT_FALSE(r.rss_hf & RTE_ETH_RSS_L3_PRE64);
+  }
+  // One worker, or RSS off: nothing to hash.
+  EXPECT_FALSE(plan_rss("dev", PortSide::kOutside, pre, 1, true, true).prefix64);
+  EXPECT_FALSE(plan_rss("dev", PortSide::kOutside, pre, 2, false, true).prefix64);
+}
+
 TEST(PortPlan, RssOffSplitsTheRatesAndSaysSo) {
   RssPlan p = plan_rss("dev", PortSide::kOutside, kModernNic, 2, false);
   EXPECT_FALSE(p.rss);

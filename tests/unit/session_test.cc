@@ -4,6 +4,8 @@
 // numbers, and nothing a blind spoofer sends can verify, keep or close a session.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <random>
 
 #include "packet_builder.h"
@@ -1191,6 +1193,31 @@ TEST(Steering, ToeplitzMatchesTheVerificationVectors) {
   const IpAddr v4 = *parse_ip("66.9.149.187");
   const uint8_t v4b[4] = {66, 9, 149, 187};
   EXPECT_EQ(st.owner(mapped_v4(v4.v4)), toeplitz_hash(kKey, v4b, 4) % 128 % 3);
+}
+
+// Where the ports hash IPv6 addresses on their /64 (RTE_ETH_RSS_L3_PRE64), a worker finds
+// an IPv6 remote's owner from its first 8 bytes, as the NIC does: every address of one /64
+// has one owner, which is the hash of those 8 bytes (IPv4 is unchanged).
+TEST(Steering, WithPrefixHashingEveryAddressOfASlash64HasOneOwner) {
+  Steering st;
+  st.workers = 4;
+  st.reta_size = 128;
+  for (size_t i = 0; i < st.key.size(); ++i) st.key[i] = static_cast<uint8_t>(0x6d + 37 * i);
+  Ip6 a = parse_ip("2001:db8:7:9::1")->v6;
+  std::set<uint16_t> whole, prefix;
+  Steering pre = st;
+  pre.prefix64 = true;
+  for (int i = 0; i < 64; ++i) {
+    a.bytes[15] = static_cast<uint8_t>(i * 7);
+    a.bytes[9] = static_cast<uint8_t>(i * 13);
+    whole.insert(st.owner(a));
+    prefix.insert(pre.owner(a));
+    EXPECT_EQ(pre.owner(a), toeplitz_hash(st.key.data(), a.bytes.data(), 8) % 128 % 4);
+  }
+  EXPECT_GT(whole.size(), 1u);  // hashed whole, the /64's addresses spread over the workers
+  EXPECT_EQ(prefix.size(), 1u);
+  const Ip6 v4 = mapped_v4(parse_ip("66.9.149.187")->v4);
+  EXPECT_EQ(pre.owner(v4), st.owner(v4));
 }
 
 // With several workers a router's ICMP error (RSS: the router's address) and the session

@@ -37,14 +37,16 @@ struct Steering {
   uint16_t self = 0;       // this worker's queue
   uint16_t workers = 1;    // 1: no steering, nothing is ever handed off
   uint32_t reta_size = 0;  // the inside port's redirection table (sessions are made where its packets land)
+  bool prefix64 = false;   // the ports hash IPv6 addresses on their first 64 bits (RTE_ETH_RSS_L3_PRE64)
   std::array<uint8_t, kKeySize> key{};
 
   bool on() const noexcept { return workers > 1 && reta_size > 0; }
   // The queue (worker) of a remote address: IPv4 in its mapped form hashes its 4 bytes, as
-  // the NIC does for an IPv4 header.
+  // the NIC does for an IPv4 header; IPv6 its 16, or its /64's 8. (Toeplitz is linear in
+  // the input bits: the 8 bytes hash as the 16 with the last 8 zeroed, however a NIC masks.)
   uint16_t owner(const Ip6& remote) const noexcept {
     const bool v4 = is_mapped_v4(remote);
-    const uint32_t h = toeplitz_hash(key.data(), remote.bytes.data() + (v4 ? 12 : 0), v4 ? 4 : 16);
+    const uint32_t h = toeplitz_hash(key.data(), remote.bytes.data() + (v4 ? 12 : 0), v4 ? 4 : prefix64 ? 8 : 16);
     return static_cast<uint16_t>((h % reta_size) % workers);
   }
 };
