@@ -5,6 +5,8 @@
 #include <rte_mbuf.h>
 #include <time.h>
 
+#include <algorithm>
+
 namespace stakegate {
 namespace {
 
@@ -47,16 +49,25 @@ class WorkerClock {
   uint64_t q32_, tsc0_ = 0, base_ns_ = 0;
 };
 
+// The frames a worker holds for it (Worker::kHold: fragments ahead of their first), in
+// the order it held them.
+struct Held {
+  rte_mbuf* m[Worker::kHoldMax];
+  uint16_t n = 0;
+};
+
 // Outside frames by verdict: passed ones to the inside port, handed-off ones to their
-// worker's ring (a full ring frees them, counted as the inside's transmit drops), the rest
-// freed.
+// worker's ring (a full ring frees them, counted as the inside's transmit drops), held
+// ones kept in `held`, the rest freed.
 inline void forward(WorkerCtx* ctx, const Worker& w, rte_mbuf** rx, uint16_t n, const Verdict* verdicts, rte_mbuf** pass,
-                    rte_mbuf** drop) {
+                    rte_mbuf** drop, Held& held) {
   const uint16_t q = ctx->queue;
   uint16_t np = 0, nd = 0;
   for (uint16_t i = 0; i < n; ++i) {
     if (verdicts[i] == Verdict::kPass) {
       pass[np++] = rx[i];
+    } else if (verdicts[i] == Worker::kHold) [[unlikely]] {
+      held.m[held.n++] = rx[i];  // the worker holds at most kHoldMax
     } else if (verdicts[i] == Worker::kHandoff) [[unlikely]] {
       if (!ctx->handoff || rte_ring_mp_enqueue(ctx->handoff[w.handoff_target(i)], rx[i]) != 0) {
         rte_pktmbuf_free(rx[i]);
@@ -85,6 +96,8 @@ int worker_main(void* arg) {
   const bool out_rx = q < ctx->outside.rx_queues, in_rx = q < ctx->inside.rx_queues;
   const bool out_tx = q < ctx->outside.tx_queues;
   const WorkerClock clock(ctx->ns_per_tsc_q32, ctx->mono0_ns);
+  Held held;
+  w.set_holding(true);
 
   const PolicySnapshot* bound = nullptr;
   rte_rcu_qsbr_thread_online(ctx->rcu, q);
@@ -115,7 +128,7 @@ int worker_main(void* arg) {
         carried += n;
         for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
         w.process_outside(views, n, clock.ns(rte_rdtsc()), verdicts);
-        forward(ctx, w, rx, n, verdicts, pass, drop);
+        forward(ctx, w, rx, n, verdicts, pass, drop, held);
       }
     }
     // Frames other workers handed over (ICMP errors about this worker's sessions): rare,
@@ -126,8 +139,17 @@ int worker_main(void* arg) {
         carried += n;
         for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
         w.process_handoffs(views, n, clock.ns(rte_rdtsc()), verdicts);
-        forward(ctx, w, rx, n, verdicts, pass, drop);
+        forward(ctx, w, rx, n, verdicts, pass, drop, held);
       }
+    }
+    // Fragments held for their first (rare): given back once it passed, or their time is up.
+    if (held.n && w.held_due(clock.ns(rte_rdtsc()))) [[unlikely]] {
+      const uint16_t n = held.n;
+      std::copy(held.m, held.m + n, rx);
+      held.n = 0;
+      for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
+      w.process_held(views, n, clock.ns(rte_rdtsc()), verdicts);
+      forward(ctx, w, rx, n, verdicts, pass, drop, held);
     }
     rte_rcu_qsbr_quiescent(ctx->rcu, q);
     uint64_t now = rte_rdtsc();
@@ -144,6 +166,7 @@ int worker_main(void* arg) {
     last = now;
   }
   rte_rcu_qsbr_thread_offline(ctx->rcu, q);
+  if (held.n) rte_pktmbuf_free_bulk(held.m, held.n);  // stopping: what is still held is dropped
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <vector>
 
 #include <rte_ether.h>
 
@@ -125,14 +126,38 @@ int cmd_replay(const ReplayOptions& o) {
       std::memcpy(src.data(), v.data + 6, 6);
       return std::find(inside_macs.begin(), inside_macs.end(), src) != inside_macs.end();
     };
+    // Fragments ahead of their first are held as `run` holds them (Worker::kHold): kept
+    // here, given back once their first passed or their time is up (passed ones are
+    // written then), and at the end of the capture decided at their time.
+    struct HeldFrame {
+      std::vector<uint8_t> bytes;
+      uint32_t wire;
+    };
+    std::vector<HeldFrame> held;
+    worker.set_holding(true);
+    auto release = [&](uint64_t now) {
+      std::vector<PacketView> views;
+      for (const HeldFrame& h : held) views.push_back({h.bytes.data(), static_cast<uint32_t>(h.bytes.size()), h.wire});
+      std::vector<Verdict> verdicts(views.size());
+      worker.process_held(views.data(), static_cast<uint16_t>(views.size()), now, verdicts.data());
+      std::vector<HeldFrame> kept;
+      for (size_t i = 0; i < held.size(); ++i) {
+        if (verdicts[i] == Worker::kHold) kept.push_back(std::move(held[i]));
+        else if (out && verdicts[i] == Verdict::kPass) out->write(now, held[i].bytes.data(), views[i].len, held[i].wire);
+      }
+      held = std::move(kept);
+    };
     while (in.next(ts, data, len, &wire)) {
       PacketView view{data, len, wire};
+      if (worker.held_due(ts)) release(ts);
       if (went_out(view)) {
         worker.process_inside(&view, 1, ts);
       } else {
         Verdict v;
         worker.process_outside(&view, 1, ts, &v);
-        if (out && v == Verdict::kPass) out->write(ts, data, len, wire);
+        if (v == Worker::kHold) held.push_back({std::vector<uint8_t>(data, data + len), wire});
+        else if (out && v == Verdict::kPass) out->write(ts, data, len, wire);
+        if (worker.held_due(ts)) release(ts);
       }
       last = std::max(last, ts);
       // As often as the ring needs (1,024 records) and `run` polls (every 50 ms).
@@ -141,6 +166,7 @@ int cmd_replay(const ReplayOptions& o) {
         last_drain = last;
       }
     }
+    if (!held.empty()) release(last + Worker::kHoldNs);
     evidence.tick(true);  // the capture ends: cases still open are written now
     // A capture cut short (its writer killed mid-frame) is judged up to the cut: warned,
     // not thrown away.

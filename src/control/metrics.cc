@@ -222,6 +222,11 @@ std::string render_metrics(const MetricsInput& in) {
                    "ICMP errors a worker handed to the worker holding the session they quote (several workers: a "
                    "router's error hashes by the router's address, the session by the remote's).",
                    t.c.handoffs},
+        std::tuple{"stakegate_fragments_held_total",
+                   "Non-first fragments of senders that are not nodes held for their datagram's first fragment, "
+                   "which had not arrived (reordered on the way); each then follows it, or is dropped as "
+                   "unregistered 50 ms after it arrived.",
+                   t.c.fragments_held},
         std::tuple{"stakegate_listed_neighbour_passes_total",
                    "ARP, neighbour discovery and listed EtherTypes from the MACs of infra.neighbours (the upstream "
                    "routers) passed on their own budgets.",

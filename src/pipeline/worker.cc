@@ -530,7 +530,7 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       cls = TrafficClass::kNone;
       v = Verdict::kMalformed;
     } else {
-      counters_.non_first_fragments += m.non_first_fragment;
+      counters_.non_first_fragments += m.non_first_fragment & !redecide_until_;  // a held one, once
       Session* s = !look[i].keyed   ? nullptr
                    : look[i].scanned ? sessions_.find_in(look[i].key, look[i].hash, look[i].ways)
                                      : sessions_.find(look[i].key, look[i].hash, now);
@@ -552,9 +552,39 @@ void Worker::decide_stage(const PacketView* pkts, uint16_t n, uint64_t now_ns, V
       }
     }
     out[i] = v;
+    if (v == kHold) [[unlikely]] continue;
     pk[static_cast<int>(cls)][static_cast<int>(v)]++;
     by[static_cast<int>(cls)][static_cast<int>(v)] += wire_length(pkts[i]);
   }
+}
+
+// ---- fragments ahead of their first -----------------------------------------------------
+
+bool Worker::hold_fragment(uint64_t ft, uint64_t now_ns) noexcept {
+  const uint64_t until = redecide_until_ ? redecide_until_ : now_ns + kHoldNs;
+  if (!holding_ || held_n_ >= kHoldMax || now_ns >= until) return false;
+  held_tag_[held_n_] = ft;
+  held_until_[held_n_] = until;
+  held_n_++;
+  if (!redecide_until_) counters_.fragments_held++;
+  return true;
+}
+
+void Worker::note_first_fragment(uint64_t ft, uint32_t now, Channel channel) noexcept {
+  *fragment_slot(ft) = {ft, now + kFragmentTicks, channel};
+  for (uint16_t j = 0; j < held_n_; ++j) held_ready_ |= held_tag_[j] == ft;
+}
+
+void Worker::process_held(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept {
+  const std::array<uint64_t, kHoldMax> until = held_until_;
+  const uint16_t had = held_n_;
+  held_n_ = 0;
+  held_ready_ = false;
+  for (uint16_t i = 0; i < n; ++i) {
+    redecide_until_ = i < had ? until[i] : 1;  // each keeps its own time (a frame never held: none left)
+    process_outside(pkts + i, 1, now_ns, out + i);
+  }
+  redecide_until_ = 0;
 }
 
 // A spoofed packet from a cluster address to a cluster address is counted apart: forged,
@@ -646,14 +676,14 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   // accepted, the sender is a client like any other: its per-source limit below.)
   if (remote_on_session(s, m, p, now_ns) && (s->flags & Session::kOpened)) {
     Verdict v = police_sessions(wire_length(p), now_ns);
-    if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kSessionChannel};
+    if (v == Verdict::kPass && m.first_fragment) note_first_fragment(fragment_tag(m), now, kSessionChannel);
     return v;
   }
   if (m.non_first_fragment) {
     // No L4 header to show where it goes: it follows its first fragment, if that passed.
     const uint64_t ft = fragment_tag(m);
     const FragmentEntry* f = fragment_slot(ft);
-    if (f->tag != ft || tick_before(f->deadline, now)) return Verdict::kUnregistered;
+    if (f->tag != ft || tick_before(f->deadline, now)) return hold_fragment(ft, now_ns) ? kHold : Verdict::kUnregistered;
     return f->channel == kSessionChannel ? police_sessions(wire_length(p), now_ns)
                                          : police_unregistered(tag, wire_length(p), now_ns);
   }
@@ -672,7 +702,7 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
   if (v == Verdict::kUnregisteredOverRate && m.l4_proto == kProtoTcp && (m.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpAck)
       [[unlikely]]
     v = police_connection(tag, m, p, now_ns);
-  if (v == Verdict::kPass && m.first_fragment) *fragment_slot(fragment_tag(m)) = {fragment_tag(m), now + kFragmentTicks, kUnregisteredChannel};
+  if (v == Verdict::kPass && m.first_fragment) note_first_fragment(fragment_tag(m), now, kUnregisteredChannel);
   return v;
 }
 

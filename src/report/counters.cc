@@ -29,6 +29,7 @@ void Totals::add(const Worker& w, size_t slots) {
   c.fast_path_inside += relaxed(x.fast_path_inside);
   c.neighbour_answers += relaxed(x.neighbour_answers);
   c.handoffs += relaxed(x.handoffs);
+  c.fragments_held += relaxed(x.fragments_held);
   c.dhcp_answers += relaxed(x.dhcp_answers);
   c.spoofed_internal += relaxed(x.spoofed_internal);
   c.neighbour_impostors += relaxed(x.neighbour_impostors);
@@ -102,6 +103,7 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
   r["unregistered_proven"] = t.c.unregistered_proven;
   r["unregistered_reserve"] = t.c.unregistered_reserve;
   r["non_first_fragments"] = t.c.non_first_fragments;
+  r["fragments_held"] = t.c.fragments_held;
   r["sessions"] = {{"created", t.c.sessions_created}, {"evicted", t.c.sessions_evicted}, {"verified", t.c.sessions_verified}};
 
   json list = json::array();

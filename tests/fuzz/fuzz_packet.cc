@@ -81,6 +81,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // Each run of frames of one direction is one burst, in order: an outside frame sees the
   // sessions the inside frames before it opened.
+  // Fragments ahead of their first are held (as run and replay hold them) and given back
+  // when due, and at the end of the input, when all of them are decided.
+  s.worker->set_holding(true);
+  std::vector<PacketView> held;
+  auto release = [&](uint64_t now) {
+    std::vector<Verdict> v(held.size());
+    const uint64_t before = total(s.worker->counters(), 0);
+    s.worker->process_held(held.data(), static_cast<uint16_t>(held.size()), now, v.data());
+    std::vector<PacketView> kept;
+    for (size_t k = 0; k < held.size(); ++k) {
+      if (v[k] == Worker::kHold) kept.push_back(held[k]);
+      else if (static_cast<int>(v[k]) >= kVerdictCount) __builtin_trap();
+    }
+    if (total(s.worker->counters(), 0) != before + held.size() - kept.size()) __builtin_trap();
+    held = kept;
+    if (held.size() != s.worker->held()) __builtin_trap();
+  };
   std::vector<Verdict> out(views.size());
   for (size_t i = 0; i < views.size();) {
     size_t j = i;
@@ -93,11 +110,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else if (s.worker->process_outside(views.data() + i, n, s.now, out.data() + i) != n) {
       __builtin_trap();
     }
-    if (total(s.worker->counters(), d) != before + n) __builtin_trap();  // a lost count
-    for (size_t k = i; k < j && !inside[i]; ++k)
-      if (static_cast<int>(out[k]) >= kVerdictCount) __builtin_trap();
+    size_t holds = 0;
+    for (size_t k = i; k < j && !inside[i]; ++k) {
+      if (out[k] == Worker::kHold) {
+        held.push_back(views[k]);
+        holds++;
+      } else if (static_cast<int>(out[k]) >= kVerdictCount) {
+        __builtin_trap();
+      }
+    }
+    if (total(s.worker->counters(), d) != before + n - holds) __builtin_trap();  // a lost count
+    if (held.size() != s.worker->held()) __builtin_trap();
+    if (s.worker->held_due(s.now)) release(s.now);
     i = j;
   }
+  if (!held.empty()) {
+    s.now += Worker::kHoldNs;
+    release(s.now);
+  }
+  if (s.worker->held() != 0) __builtin_trap();
   s.worker->tick(s.now);  // between bursts, as the lcore loop does: sweeps the tables now and then
   s.worker->samples().drain([](const SampleRecord& r) {
     if (r.caplen > kMaxSnap) __builtin_trap();

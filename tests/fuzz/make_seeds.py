@@ -111,6 +111,12 @@ for name, f in frames.items():
     put("packet", name, f)
 put("packet", "burst-mixed", b"SGFB".join(frames.values()))
 put("packet", "burst-flood", b"SGFB".join([frames["v4-tcp-staked"]] * 32))
+# An unregistered sender's fragments ahead of their first (held, then released by it), and
+# an orphan (held until its time is up).
+put("packet", "fragments-reordered", b"SGFB".join([
+    eth(0x0800) + ipv4([203, 0, 113, 7], 17, 9000, frag=0x0010, payload=b"y" * 16),
+    eth(0x0800) + ipv4([203, 0, 113, 8], 17, 9000, frag=0x0010, payload=b"o" * 16),
+    eth(0x0800) + ipv4([203, 0, 113, 7], 17, 9000, frag=0x2000)]))
 
 for name, path in (("node-infos-shared", "tests/data/flow/node-infos.pub.json"), ("node-infos-demo", "config/demo/node-infos.pub.json")):
     put("identity", name, b"\x00" + open(os.path.join(ROOT, path), "rb").read())

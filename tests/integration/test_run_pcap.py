@@ -12,13 +12,21 @@ first buffer, metered and counted by their whole length, and forwarded whole. Wi
 dataplane.mtu 9000 the mbufs must hold such a frame (net_pcap offers no RX scatter):
 refused with 2,048-byte mbufs, and run equals replay again with 9,026-byte ones.
 
+Fragments ahead of their first (reordered on the way): run and replay hold them until
+it passes, and forward the whole datagram, as both count it.
+
 Last, an rx_pcap file that is not an Ethernet capture (tcpdump -i any writes Linux cooked
 ones), whose records net_pcap would hand over as nonsense frames, or that is missing: run
 refuses to start, naming the key, the file and its link type."""
+import ipaddress
 import json
 import os
+import struct
 
-from common import STAKEGATE, TempDir, check, finish, generate, read_pcap, read_yaml, relink_pcap, replay, run, sll, write_yaml
+import flows
+
+from common import (STAKEGATE, TempDir, check, finish, generate, one_node_config, read_pcap, read_yaml, relink_pcap,
+                    replay, run, sll, write_pcap, write_yaml)
 
 
 def run_case(frame_size, dataplane=None):
@@ -72,6 +80,54 @@ def run_case(frame_size, dataplane=None):
 
 
 
+def ip_fragments(src, dst, l4, ident, size=1480):
+    """An IPv4 datagram's frames as a host fragments it (`size` bytes of `l4` each)."""
+    s, t = ipaddress.ip_address(src), ipaddress.ip_address(dst)
+    out = []
+    for off in range(0, len(l4), size):
+        chunk = l4[off:off + size]
+        flags = (0x2000 if off + size < len(l4) else 0) | off // 8
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(chunk), ident, flags, 64, 17, 0, s.packed, t.packed)
+        hdr = hdr[:10] + struct.pack("!H", flows.checksum(hdr)) + hdr[12:]
+        out.append(flows.DST_MAC + flows.SRC_MAC + b"\x08\x00" + hdr + chunk)
+    return out
+
+
+def reordered_fragments():
+    """The cluster's DNS query, and the resolver's 3,000-byte answer fragmented with its two
+    last fragments ahead of the first (as a link aggregate hashing the first fragment's
+    ports, and the others without, can deliver them); and two fragments of a datagram
+    whose first never comes. run (net_pcap, both ports) and replay (the same frames in
+    one capture) both pass the whole answer, the first fragment first, and drop the
+    other two as unregistered 50 ms later."""
+    with TempDir() as d:
+        node, resolver = "198.18.255.5", "198.18.53.53"
+        query = flows.udp(node, resolver, 33333, 53, b"q" * 30)
+        payload = bytes(range(256)) * 12
+        answer = flows._l4_with_checksum(ipaddress.ip_address(resolver), ipaddress.ip_address(node), 17,
+                                         struct.pack("!HHHH", 53, 33333, 8 + len(payload), 0) + payload)
+        first, second, third = ip_fragments(resolver, node, answer, 0x4242)
+        orphans = ip_fragments("198.18.60.7", node, answer, 0x77)[1:]
+        outside = [third, second, first] + orphans
+        write_pcap(os.path.join(d, "inside.pcap"), [query])
+        write_pcap(os.path.join(d, "outside.pcap"), outside)
+        write_pcap(os.path.join(d, "both.pcap"), [query] + outside)
+        cfg = os.path.join(d, "gw.yaml")
+        write_yaml(cfg, one_node_config(d, f"net_pcap0,rx_pcap={d}/outside.pcap,tx_pcap={d}/out.pcap",
+                                        f"net_pcap1,rx_pcap={d}/inside.pcap,tx_pcap={d}/pass.pcap",
+                                        cluster={"prefixes": ["198.18.255.0/24"]}))
+        rep, _ = replay(cfg, os.path.join(d, "both.pcap"), os.path.join(d, "replay.pcap"), os.path.join(d, "r.json"))
+        run([STAKEGATE, "run", "--config", cfg, "--exit-on-idle", "1", "--report", os.path.join(d, "run.json")], timeout=120)
+        runrep = json.load(open(os.path.join(d, "run.json")))
+        for name, r, passed in (("replay", rep, read_pcap(os.path.join(d, "replay.pcap"))),
+                                ("run", runrep, read_pcap(os.path.join(d, "pass.pcap")))):
+            check(passed == [first, third, second],
+                  f"{name}: the resolver's answer passes whole, its first fragment first ({len(passed)} frames)")
+            check(r["fragments_held"] == 4 and r["drops_by_reason"]["unregistered"] == 2,
+                  f"{name}: {r['fragments_held']} fragments held, {r['drops_by_reason']['unregistered']} whose first "
+                  f"never came dropped as unregistered")
+
+
 def refused_inputs():
     with TempDir() as d:
         generate(d, "--duration-ms", 20)
@@ -95,4 +151,5 @@ run_case(9000)
 run_case(9000, {"mtu": 9000})  # refused: 2,048-byte mbufs and no RX scatter
 run_case(9000, {"mtu": 9000, "mbuf_data_room": 9026})  # one mbuf per frame
 refused_inputs()
+reordered_fragments()
 finish()

@@ -86,7 +86,7 @@ static_assert(offsetof(NodeMeter, epoch) + sizeof(uint32_t) == sizeof(NodeMeter)
 // counter and need not be equal (under ASan, a copy's was not). `fast_path`: compare the
 // fast-path counts too (not when one worker runs without its fast paths).
 inline std::string counters_differ(const WorkerCounters& a, const WorkerCounters& b, bool fast_path = true) {
-  static_assert(offsetof(WorkerCounters, inside_foreign_v6) == offsetof(WorkerCounters, unregistered_evictions) + 17 * 8,
+  static_assert(offsetof(WorkerCounters, inside_foreign_v6) == offsetof(WorkerCounters, unregistered_evictions) + 18 * 8,
                 "WorkerCounters changed: compare the new counter here");
   if (std::memcmp(a.packets, b.packets, sizeof a.packets) != 0) return "packets";
   if (std::memcmp(a.bytes, b.bytes, sizeof a.bytes) != 0) return "bytes";
@@ -101,6 +101,7 @@ inline std::string counters_differ(const WorkerCounters& a, const WorkerCounters
   if (fast_path && a.fast_path_inside != b.fast_path_inside) return "fast_path_inside";
   if (a.neighbour_answers != b.neighbour_answers) return "neighbour_answers";
   if (a.handoffs != b.handoffs) return "handoffs";
+  if (a.fragments_held != b.fragments_held) return "fragments_held";
   if (a.dhcp_answers != b.dhcp_answers) return "dhcp_answers";
   if (a.listed_neighbour_passes != b.listed_neighbour_passes) return "listed_neighbour_passes";
   if (a.spoofed_internal != b.spoofed_internal) return "spoofed_internal";

@@ -158,6 +158,75 @@ TEST_F(WorkerTest, UnregisteredOnlyReachPublicPorts) {
   EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kPass);
 }
 
+// A non-first fragment that overtook its first (run and replay hold them): held, nothing
+// counted, and given back once its first passed it follows it as an in-order fragment;
+// one whose first never passes is `unregistered` kHoldNs after it arrived; beyond kHoldMax
+// held, a frame is decided at once.
+TEST_F(WorkerTest, AFragmentAheadOfItsFirstIsHeldUntilItsFirstPasses) {
+  cfg_.unregistered.per_source_pps = 100;  // a 10-packet burst: the fragments are not over the rate
+  rebuild(1);
+  Worker& w = *worker_;
+  w.set_holding(true);
+  auto fragment = [&](const char* src, uint16_t id, uint16_t port, uint16_t offset) {
+    FrameSpec f = from(src, port, 17);
+    f.frag_id = id;
+    f.frag_offset = offset;
+    f.more_fragments = offset == 0;
+    return build_frame(f);
+  };
+  auto decide_held = [&](std::vector<std::vector<uint8_t>>& frames, uint64_t now) {
+    std::vector<PacketView> views;
+    for (auto& b : frames) views.push_back({b.data(), static_cast<uint32_t>(b.size())});
+    std::vector<Verdict> v(views.size());
+    w.process_held(views.data(), static_cast<uint16_t>(views.size()), now, v.data());
+    std::vector<std::vector<uint8_t>> kept;
+    for (size_t i = 0; i < v.size(); ++i)
+      if (v[i] == Worker::kHold) kept.push_back(frames[i]);
+    frames = kept;
+    return v;
+  };
+  // The client sent before (a new source's bucket starts with one packet): it has its burst.
+  EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kPass);
+  constexpr uint64_t t0 = 200 * kMs;
+  std::vector<std::vector<uint8_t>> held;
+  // 198.19.0.1's datagram to the public port, its two last fragments first; 198.19.0.2's to
+  // a closed one, same order.
+  for (uint16_t off : {370, 185}) {
+    held.push_back(fragment("198.19.0.1", 7, 9000, off));
+    EXPECT_EQ(send_raw(held.back(), t0), Worker::kHold);
+  }
+  held.push_back(fragment("198.19.0.2", 8, 53, 185));
+  EXPECT_EQ(send_raw(held.back(), t0 + 1 * kMs), Worker::kHold);
+  EXPECT_EQ(w.held(), 3u);
+  EXPECT_FALSE(w.held_due(t0 + 10 * kMs));
+  const uint64_t total = count(TrafficClass::kUnregistered, Verdict::kPass) + count(TrafficClass::kUnregistered, Verdict::kUnregistered);
+  EXPECT_EQ(total, 1u);  // nothing counted while held
+
+  EXPECT_EQ(send_raw(fragment("198.19.0.2", 8, 53, 0), t0 + 10 * kMs), Verdict::kUnregistered);
+  EXPECT_FALSE(w.held_due(t0 + 10 * kMs));  // a first that was dropped releases nothing
+  EXPECT_EQ(send_raw(fragment("198.19.0.1", 7, 9000, 0), t0 + 10 * kMs), Verdict::kPass);
+  EXPECT_TRUE(w.held_due(t0 + 10 * kMs));
+  std::vector<Verdict> v = decide_held(held, t0 + 10 * kMs);
+  EXPECT_EQ(v, (std::vector<Verdict>{Verdict::kPass, Verdict::kPass, Worker::kHold}));
+  EXPECT_EQ(w.held(), 1u);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kPass), 4u);
+
+  // The other keeps its own time: due 50 ms after it arrived, then unregistered.
+  EXPECT_FALSE(w.held_due(t0 + 50 * kMs));
+  EXPECT_TRUE(w.held_due(t0 + 51 * kMs));
+  v = decide_held(held, t0 + 51 * kMs);
+  EXPECT_EQ(v, (std::vector<Verdict>{Verdict::kUnregistered}));
+  EXPECT_EQ(w.held(), 0u);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kUnregistered), 2u);
+  EXPECT_EQ(w.counters().fragments_held, 3u);
+  EXPECT_EQ(w.counters().non_first_fragments, 3u);
+
+  // At most kHoldMax: the next is decided at once.
+  for (uint16_t i = 0; i < Worker::kHoldMax; ++i) EXPECT_EQ(send_raw(fragment("198.19.0.3", 100 + i, 9000, 185), t0 + 100 * kMs), Worker::kHold);
+  EXPECT_EQ(send_raw(fragment("198.19.0.3", 99, 9000, 185), t0 + 100 * kMs), Verdict::kUnregistered);
+  EXPECT_EQ(w.counters().fragments_held, 3u + Worker::kHoldMax);
+}
+
 TEST_F(WorkerTest, UnregisteredPerSourceBucket) {
   // per_source_pps 10, burst 100 ms -> 1 packet.
   EXPECT_EQ(send(from("198.19.0.1", 9000), 0), Verdict::kPass);

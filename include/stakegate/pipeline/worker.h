@@ -90,6 +90,7 @@ struct alignas(64) WorkerCounters {
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
   uint64_t listed_neighbour_passes;  // frames of infra.neighbours passed on their own budgets
   uint64_t handoffs;                 // ICMP errors handed to the worker holding the session they quote
+  uint64_t fragments_held;           // non-first fragments held for their datagram's first fragment (Worker::kHold)
   uint64_t dhcp_answers;             // DHCP answers passed to the cluster's own DHCP transactions
   uint64_t spoofed_internal;         // spoofed: from a cluster address to a cluster address (forged, or routed between nodes)
   uint64_t neighbour_impostors;      // spoofed: ARP/ND claiming an address of infra.neighbours for another MAC
@@ -132,6 +133,23 @@ class Worker {
   static constexpr Verdict kHandoff = static_cast<Verdict>(0xff);
   static constexpr unsigned kHandoffSlots = 256;
   uint16_t handoff_target(uint16_t i) const noexcept { return handoff_to_[i]; }
+  // Not a verdict either (with set_holding on): a non-first fragment from a sender that is
+  // not a node, which arrived before its datagram's first fragment (reordered on the way,
+  // e.g. by a link aggregate or ECMP that hashes the first fragment's ports and the rest
+  // without). It has no port to judge, and would be `unregistered`; instead the caller
+  // keeps the frame and gives every frame it keeps back to process_held, in the order they
+  // were held, once held_due(): a first fragment of one of them passed, or the oldest has
+  // waited kHoldNs. Each then follows its first fragment as an in-order fragment does, or
+  // is held on until its own kHoldNs are up and is then `unregistered`. At most kHoldMax
+  // are held; beyond them a frame is decided at once. Nothing is counted while it is held.
+  static constexpr Verdict kHold = static_cast<Verdict>(0xfe);
+  static constexpr uint16_t kHoldMax = 32;
+  static constexpr uint64_t kHoldNs = 50'000'000;
+  void set_holding(bool on) noexcept { holding_ = on; }
+  uint16_t held() const noexcept { return held_n_; }
+  bool held_due(uint64_t now_ns) const noexcept { return held_n_ && (held_ready_ || now_ns >= held_until_[0]); }
+  // `pkts`: the held() frames, in the order they were held.
+  void process_held(const PacketView* pkts, uint16_t n, uint64_t now_ns, Verdict* out) noexcept;
   // Which worker holds which remote's sessions (several workers with RSS: DataPlane). Off
   // by default: every frame is decided where it arrives.
   void set_steering(const Steering& s) noexcept { steering_ = s; }
@@ -215,6 +233,8 @@ class Worker {
   // of them (about 417 days of uptime) would otherwise look live again.
   [[gnu::noinline]] void sweep(uint64_t now_ns) noexcept;
   [[gnu::noinline]] bool hand_off(const struct PacketMeta& m, const Lookup& look, Verdict* v) noexcept;
+  [[gnu::noinline]] bool hold_fragment(uint64_t fragment_tag, uint64_t now_ns) noexcept;
+  void note_first_fragment(uint64_t fragment_tag, uint32_t now, Channel channel) noexcept;
   Verdict decide_node(uint32_t slot, const struct PacketMeta& m, Session* s, const PacketView& p, uint64_t now_ns,
                       TrafficClass& cls);
   bool decide_fast(const Lookup& look, const PacketView& p, uint64_t now_ns, uint32_t now, Verdict& v,
@@ -299,6 +319,12 @@ class Worker {
   const PacketView* in_origin_ = nullptr;  // process_outside's `pkts` and `out`: handoff_to_ is indexed as them
   const Verdict* out_origin_ = nullptr;
   std::array<uint16_t, kHandoffSlots> handoff_to_{};
+  bool holding_ = false;
+  bool held_ready_ = false;      // a first fragment of a held frame passed
+  uint16_t held_n_ = 0;
+  uint64_t redecide_until_ = 0;  // process_held: the frame's own time (0: deciding a new frame)
+  std::array<uint64_t, kHoldMax> held_tag_{};    // the held frames' fragment tags, in the order held
+  std::array<uint64_t, kHoldMax> held_until_{};  // ... and when each is decided for good
   WorkerCounters counters_{};
   SampleRing samples_{1024};
   SampleRing events_{256};
