@@ -2,6 +2,7 @@
 // Both ends of one TCP connection through the gateway, as frames: the remote end is
 // outside, the local end is a protected (cluster) address. Sequence numbers advance as
 // each side sends, so the frames are what a real connection would show the gateway.
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -98,9 +99,11 @@ struct TcpFlow {
 };
 
 // An ICMP error from `router` about a packet the cluster sent (`quoted`, a whole frame):
-// the quote is its IP header and the first 8 bytes after it, as routers send.
+// the quote is its IP header and the first 8 bytes after it, as IPv4 routers send, or
+// (`quote_bytes`) that many bytes of the packet, at most all of it (ICMPv6 quotes as much
+// as fits in 1,280 bytes).
 inline std::vector<uint8_t> icmp_error_about(const std::vector<uint8_t>& quoted, const IpAddr& router, uint8_t type,
-                                             uint8_t code) {
+                                             uint8_t code, size_t quote_bytes = 0) {
   const bool v4 = router.is_v4;
   FrameSpec f;
   f.src = router;
@@ -116,7 +119,8 @@ inline std::vector<uint8_t> icmp_error_about(const std::vector<uint8_t>& quoted,
   f.icmp_type = type;
   f.icmp_code = code;
   const size_t ihl = v4 ? (quoted[14] & 0x0f) * 4u : 40;
-  f.payload.assign(quoted.begin() + 14, quoted.begin() + static_cast<long>(14 + ihl + 8));
+  const size_t n = quote_bytes ? std::min(quote_bytes, quoted.size() - 14) : ihl + 8;
+  f.payload.assign(quoted.begin() + 14, quoted.begin() + static_cast<long>(14 + n));
   f.frame_size = 0;
   return build_frame(f);
 }

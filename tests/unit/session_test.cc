@@ -138,6 +138,27 @@ TEST_F(SessionTest, IcmpErrorsQuotingALiveSessionPassAsInfrastructure) {
   auto ptb = stakegate::testing::icmp_error_about(sent6, *parse_ip("2001:2:1::1"), 2, 0);
   f_.inside(sent6, 0);
   EXPECT_EQ(f_.send(ptb, 1 * kMs), Verdict::kPass);
+  // Past the quoted packet's extension headers: a Packet Too Big about the first fragment
+  // of the cluster's fragmented UDP datagram (a fragment header before its ports), and an
+  // unreachable about a packet with destination options. A quoted non-first fragment
+  // shows no ports: it matches nothing.
+  for (const auto& ext : std::vector<std::pair<uint8_t, std::vector<uint8_t>>>{
+           {44, {0, 0, 0, 1, 0, 0, 0x12, 0x34}}, {60, {0, 0, 1, 4, 0, 0, 0, 0}}}) {
+    FrameSpec x = out("2001:2:1::82", 5353, 41002 + ext.first, 17);
+    x.frame_size = 1500;
+    x.ipv6_ext = {ext};
+    auto sent_x = build_frame(x);
+    f_.inside(sent_x, 1 * kMs);
+    EXPECT_EQ(f_.send(stakegate::testing::icmp_error_about(sent_x, *parse_ip("2001:2:1::1"), ext.first == 44 ? 2 : 1, 0,
+                                                           1232),
+                      2 * kMs),
+              Verdict::kPass)
+        << "extension header " << int(ext.first);
+  }
+  FrameSpec later = out("2001:2:1::82", 5353, 41044, 17);
+  later.ipv6_ext = {{44, {0, 0, 0x05, 0xc8, 0, 0, 0x12, 0x34}}};  // offset 1,480: no ports
+  EXPECT_EQ(f_.send(stakegate::testing::icmp_error_about(build_frame(later), *parse_ip("2001:2:1::1"), 2, 0, 1232), 2 * kMs),
+            Verdict::kUnregistered);
   // An error about a packet the cluster never sent proves nothing.
   FrameSpec never = out("2001:2:1::81", 443, 41001);
   EXPECT_EQ(f_.send(stakegate::testing::icmp_error_about(build_frame(never), *parse_ip("2001:2:1::1"), 2, 0), 1 * kMs),
