@@ -44,33 +44,6 @@ bool icmp_error(const PacketMeta& m) {
   return true;
 }
 
-// Where the transport header of an IPv6 packet quoted by an ICMPv6 error starts, and its
-// protocol, past the extension headers the parser skips too (hop-by-hop, routing,
-// destination options, a first fragment's header, AH): the cluster's fragmented datagram,
-// whose first fragment a router reports as too big, is keyed by its ports as its session
-// was. False when the quote ends first, or quotes a non-first fragment (no ports).
-bool quoted_ip6_l4(const uint8_t* q, uint32_t avail, uint32_t& l4, uint8_t& proto) {
-  uint8_t next = q[6];
-  uint32_t pos = 40;
-  for (int hops = 0; hops < 8; ++hops) {
-    if (next == 0 || next == 43 || next == 60 || next == 51) {
-      if (pos + 8 > avail) return false;
-      const uint32_t len = next == 51 ? (q[pos + 1] + 2u) * 4u : (q[pos + 1] + 1u) * 8u;
-      next = q[pos];
-      pos += len;
-    } else if (next == 44) {
-      if (pos + 8 > avail || (detail::rd16(q + pos + 2) & 0xfff8) != 0) return false;
-      next = q[pos];
-      pos += 8;
-    } else {
-      l4 = pos;
-      proto = next;
-      return true;
-    }
-  }
-  return false;
-}
-
 // The session key of an outside packet: a reply to the cluster (TCP, UDP, ICMP echo
 // reply), or the cluster's packet quoted by an ICMP error. False when it has none.
 [[gnu::always_inline]] inline bool outside_key(const PacketView& p, const PacketMeta& m, SessionKey& k) {
@@ -108,7 +81,14 @@ bool quoted_ip6_l4(const uint8_t* q, uint32_t avail, uint32_t& l4, uint8_t& prot
     k.local = mapped_v4(detail::rd32(q + 12));
     k.remote = mapped_v4(detail::rd32(q + 16));
   } else {
-    if (avail < 48 || (q[0] >> 4) != 6 || !quoted_ip6_l4(q, avail, l4, proto) || l4 + 8 > avail) return false;
+    // Past its extension headers, as its session was keyed: a Packet Too Big about the first
+    // fragment of the cluster's fragmented datagram finds it; a non-first one shows no ports.
+    detail::Ip6Chain c;
+    if (avail < 48 || (q[0] >> 4) != 6 || !detail::walk_ip6_chain(q, avail, c) || c.non_first_fragment ||
+        c.pos + 8 > avail)
+      return false;
+    l4 = c.pos;
+    proto = c.next;
     std::memcpy(k.local.bytes.data(), q + 8, 16);
     std::memcpy(k.remote.bytes.data(), q + 24, 16);
   }

@@ -61,6 +61,48 @@ inline uint32_t rd32(const uint8_t* p) {
   return __builtin_bswap32(v);
 }
 
+// An IPv6 packet's extension headers (hop-by-hop, routing, destination options, fragment,
+// authentication), walked from the fixed header at `l3` up to the transport header within
+// `end` bytes. False when a header lies past `end` or the chain is longer than 8 (no
+// legitimate traffic). A fragment header of a non-first fragment ends the walk: `pos` is
+// then the fragment's data, `next` its protocol.
+struct Ip6Chain {
+  uint32_t pos = 40;     // offset of the transport header (or a non-first fragment's data) from l3
+  uint8_t next = 0;      // its protocol
+  bool fragment_header = false;
+  bool first_fragment = false;      // offset 0 with more to come
+  bool non_first_fragment = false;
+  uint32_t frag_id = 0;
+};
+inline bool walk_ip6_chain(const uint8_t* l3, uint32_t end, Ip6Chain& c) {
+  c.next = l3[6];
+  for (int hops = 0;; ++hops) {
+    if (hops == 8) return false;
+    if (c.next == 0 || c.next == 43 || c.next == 60 || c.next == 51) {
+      // hop-by-hop, routing, destination options (length in 8-byte units); AH (4-byte units)
+      if (c.pos + 8 > end) return false;
+      const uint8_t nx = l3[c.pos];
+      c.pos += c.next == 51 ? (l3[c.pos + 1] + 2u) * 4u : (l3[c.pos + 1] + 1u) * 8u;
+      c.next = nx;
+      if (c.pos > end) return false;
+    } else if (c.next == 44) {  // fragment header
+      if (c.pos + 8 > end) return false;
+      const uint16_t offflags = rd16(l3 + c.pos + 2);
+      c.fragment_header = true;
+      c.frag_id = rd32(l3 + c.pos + 4);
+      c.next = l3[c.pos];
+      c.pos += 8;
+      if ((offflags & 0xfff8) != 0) {
+        c.non_first_fragment = true;
+        return true;
+      }
+      c.first_fragment = (offflags & 1) != 0;
+    } else {
+      return true;
+    }
+  }
+}
+
 // Reads the L4 header at `l4`, `avail` bytes of IP payload from it. Returns false when a
 // TCP/UDP header does not fit (a truncated or tiny-fragment L4); other protocols pass.
 inline bool parse_l4(uint8_t proto, const uint8_t* l4, uint32_t avail, PacketMeta& m) {
@@ -147,44 +189,20 @@ inline void parse(const uint8_t* data, uint32_t len, uint32_t wire_len, PacketMe
     m.ttl = l3[7];
     std::memcpy(m.src_v6.bytes.data(), l3 + 8, 16);
     std::memcpy(m.dst_v6.bytes.data(), l3 + 24, 16);
-    uint8_t next = l3[6];
-    uint32_t pos = 40;
-    for (int hops = 0;; ++hops) {
-      if (hops == 8) return;  // longer chains are not legitimate traffic
-      if (next == 0 || next == 43 || next == 60) {  // hop-by-hop, routing, destination options
-        if (pos + 8 > end) return;
-        uint8_t nx = l3[pos];
-        pos += (l3[pos + 1] + 1u) * 8u;
-        next = nx;
-        if (pos > end) return;
-      } else if (next == 44) {  // fragment header
-        if (pos + 8 > end) return;
-        uint16_t offflags = rd16(l3 + pos + 2);
-        m.ip6_fragment_header = true;
-        m.frag_id = rd32(l3 + pos + 4);
-        next = l3[pos];
-        pos += 8;
-        if ((offflags & 0xfff8) != 0) {
-          m.non_first_fragment = true;
-          m.l4_proto = next;
-          m.l4_off = static_cast<uint16_t>(off + pos);
-          m.kind = L3Kind::kIpv6;
-          return;
-        }
-        m.first_fragment = (offflags & 1) != 0;
-      } else if (next == 51) {  // authentication header: length in 4-byte units
-        if (pos + 8 > end) return;
-        uint8_t nx = l3[pos];
-        pos += (l3[pos + 1] + 2u) * 4u;
-        next = nx;
-        if (pos > end) return;
-      } else {
-        break;
-      }
+    Ip6Chain c;
+    if (!walk_ip6_chain(l3, end, c)) return;
+    m.ip6_fragment_header = c.fragment_header;
+    m.frag_id = c.frag_id;
+    m.l4_off = static_cast<uint16_t>(off + c.pos);
+    if (c.non_first_fragment) {
+      m.non_first_fragment = true;
+      m.l4_proto = c.next;
+      m.kind = L3Kind::kIpv6;
+      return;
     }
-    m.l4_off = static_cast<uint16_t>(off + pos);
-    if (!parse_l4(next, l3 + pos, end - pos, m)) return;
-    if constexpr (kWireL4) m.l4_len = wire_end - pos;
+    m.first_fragment = c.first_fragment;
+    if (!parse_l4(c.next, l3 + c.pos, end - c.pos, m)) return;
+    if constexpr (kWireL4) m.l4_len = wire_end - c.pos;
     m.kind = L3Kind::kIpv6;
     return;
   }
