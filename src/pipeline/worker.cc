@@ -337,9 +337,13 @@ Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint
   return true;
 }
 
+// A datagram's fragments: IPv4's are one by addresses, protocol and identification
+// (RFC 791); IPv6's by addresses and identification alone (RFC 8200 4.5): a non-first
+// fragment's parsed protocol is what follows its fragment header (destination options or
+// AH may, before the transport the first fragment was parsed down to).
 uint64_t Worker::fragment_tag(const PacketMeta& m) const noexcept {
-  uint64_t h = is_v4(m) ? (uint64_t{m.src_v4} << 32 | m.dst_v4) : hash_v6(m.src_v6) ^ (hash_v6(m.dst_v6) << 1);
-  return mix64(h ^ (uint64_t{m.frag_id} << 8 | m.l4_proto) ^ seed_) | 1;
+  if (is_v4(m)) return mix64((uint64_t{m.src_v4} << 32 | m.dst_v4) ^ (uint64_t{m.frag_id} << 8 | m.l4_proto) ^ seed_) | 1;
+  return mix64(hash_v6(m.src_v6) ^ (hash_v6(m.dst_v6) << 1) ^ (uint64_t{m.frag_id} << 8) ^ seed_) | 1;
 }
 
 // ---- the verdict ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ struct FrameSpec {
   uint32_t frame_size = 64;                   // captured length, padded with zeros
   std::vector<uint8_t> ipv4_options;          // multiple of 4 bytes
   std::vector<std::pair<uint8_t, std::vector<uint8_t>>> ipv6_ext;  // (header type, body incl. next/len bytes rewritten)
+  std::vector<std::pair<uint8_t, std::vector<uint8_t>>> ipv6_ext_after_fragment;  // in every fragment, after its header
   uint16_t frag_offset = 0;                   // in 8-byte units; non-zero: a non-first fragment
   bool more_fragments = false;
   uint16_t frag_id = 0x1234;
@@ -80,6 +81,11 @@ inline std::vector<uint8_t> build_frame(const FrameSpec& s) {
       f.insert(f.end(), {0, 0, 0, 0, 0, 0, 0, 0});
       put16(f, next_at + 2, static_cast<uint16_t>(s.frag_offset << 3 | (s.more_fragments ? 1 : 0)));
       put16(f, next_at + 6, s.frag_id);
+      for (const auto& [type, body] : s.ipv6_ext_after_fragment) {
+        f[next_at] = type;
+        next_at = f.size();
+        f.insert(f.end(), body.begin(), body.end());
+      }
     }
     f[next_at] = s.proto;
   }

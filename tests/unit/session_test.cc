@@ -557,6 +557,23 @@ TEST_F(SessionTest, FragmentsOfAReplyFollowTheirFirstFragment) {
   EXPECT_EQ(send(rest, 3 * kS), Verdict::kUnregistered);  // too late: fragments expire after 2 s
 }
 
+// RFC 8200 puts the final destination's options (and AH) after the fragment header: then
+// the first fragment's transport is UDP, the others' fragment header names destination
+// options, and an IPv6 datagram is one datagram by its addresses and identification alone.
+TEST_F(SessionTest, FragmentsOfAnIpv6ReplyWithOptionsAfterTheFragmentHeaderFollowTheirFirst) {
+  FrameSpec q = out("2001:db8:53::53", 53);
+  f_.inside(build_frame(q), 0);
+  FrameSpec first = first_fragment(back(q));
+  first.ipv6_ext_after_fragment = {{60, {0, 0, 1, 4, 0, 0, 0, 0}}};  // destination options: PadN
+  EXPECT_EQ(send(first, 0), Verdict::kPass);
+  FrameSpec rest = last_fragment(first);
+  rest.ipv6_ext_after_fragment.clear();  // only the first fragment carries them,
+  rest.proto = 60;                        // but every fragment header names them next
+  EXPECT_EQ(send(rest, 0), Verdict::kPass);
+  rest.frag_id = 78;
+  EXPECT_EQ(send(rest, 0), Verdict::kUnregistered);
+}
+
 // The worker sweeps its tables a few sets each tick (Worker::tick, from the lcore loop):
 // a session and a fragment entry expired long ago stay dead after the 32-bit tick wraps.
 TEST_F(SessionTest, ExpiredSessionsAndFragmentsStayDeadAcrossTheTickWrap) {
