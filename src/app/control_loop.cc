@@ -17,6 +17,7 @@
 
 #include "identity_followers.h"
 #include "reloader.h"
+#include "start_signals.h"
 #include "serial_offload.h"
 #include "service_notify.h"
 #include "stakegate/control/api.h"
@@ -266,6 +267,15 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     });
   };
   wait_hup();
+  // What came while the gateway started (start_signals.h), now that the handlers above
+  // are in place: a stop stops, a reload reloads (the file may have changed since it was read).
+  if (int sig = g_start_stop_signal.load()) {
+    spdlog::info("signal {} while starting: stopping", sig);
+    asio::post(io, [&] { io.stop(); });
+  } else if (g_start_reload.load()) {
+    spdlog::info("SIGHUP while starting: reloading");
+    asio::post(io, [&] { reloader.start(reload_done_log("SIGHUP")); });
+  }
 
   IdentityFollowers followers(io, state);
 

@@ -17,6 +17,7 @@
 #include "dataplane.h"
 #include "eal.h"
 #include "rcu_publisher.h"
+#include "start_signals.h"
 #include "vdev_ports.h"
 #include "stakegate/base/files.h"
 #include "stakegate/base/json_text.h"
@@ -108,12 +109,17 @@ bool final_report(const DataPlane& dp, const PolicyState& state, const std::stri
 
 int cmd_run(const RunOptions& o) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("stakegate"));  // stdout carries results only
+  note_signals_while_starting();
   Prepared p;
   try {
     p = prepare(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "stakegate: %s\n", e.what());
     return 1;
+  }
+  if (int sig = g_start_stop_signal.load()) {  // asked to stop before any device was touched
+    spdlog::info("signal {} while starting: stopping", sig);
+    return 0;
   }
   const AfPacketInterfaces offloads(p.policy.cfg);  // until after the EAL's cleanup closes the packet sockets
   if (!init_eal(p.policy.cfg)) return 1;

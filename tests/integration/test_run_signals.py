@@ -1,6 +1,10 @@
 """`stakegate run` forwarding endless traffic (DPDK net_null) stops cleanly on SIGTERM and
 SIGINT: exit code 0 within a second, final counters logged, the per-class table printed.
-Its state_dir cannot be made (a file is in the way): a warning at start, and it runs."""
+Its state_dir cannot be made (a file is in the way): a warning at start, and it runs.
+
+Signals while it starts (here: as the EAL initialises, long before the control loop's
+handlers): SIGHUP (a reload) does not end it, it reloads once it runs; SIGTERM stops it
+cleanly once started, exit code 0 and the final counters logged."""
 import os
 import re
 import signal
@@ -40,5 +44,38 @@ with TempDir() as d:
         check("passed" in out and "l2" in out, f"[{sig.name}] per-class table printed on stdout")
         check(f"state_dir: {d}/a-file is not a folder: blocks made through the API" in err,
               f"[{sig.name}] the state_dir it cannot write is warned about at start, and it runs")
+
+    def at_start(sig):
+        """The gateway sent `sig` as soon as the EAL speaks; its stderr lines and the process."""
+        p = subprocess.Popen([STAKEGATE, "run", "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = []
+        for line in p.stderr:
+            lines.append(line)
+            if line.startswith("EAL:"):
+                p.send_signal(sig)
+                break
+        return p, lines
+
+    p, lines = at_start(signal.SIGHUP)
+    for line in p.stderr:
+        lines.append(line)
+        if "reload" in line and "SIGHUP" in line and "while starting" not in line:
+            break
+    time.sleep(0.5)
+    check(p.poll() is None and any("SIGHUP while starting: reloading" in l for l in lines),
+          f"[SIGHUP while starting] it runs on, and reloads once started: {''.join(lines[-3:]).strip()}")
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=10)
+    check(p.returncode == 0, f"[SIGHUP while starting] then stops on SIGTERM: exit code {p.returncode}")
+
+    p, lines = at_start(signal.SIGTERM)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    err = "".join(lines) + err
+    check(p.returncode == 0 and "signal 15 while starting: stopping" in err and "final:" in err,
+          f"[SIGTERM while starting] stops once started: exit code {p.returncode}, {err.strip().splitlines()[-1:]}")
 
 finish()
