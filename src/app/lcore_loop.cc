@@ -99,6 +99,15 @@ int worker_main(void* arg) {
   Held held;
   w.set_holding(true);
 
+  auto release = [&](uint64_t now_ns) {
+    const uint16_t n = held.n;
+    std::copy(held.m, held.m + n, rx);
+    held.n = 0;
+    for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
+    w.process_held(views, n, now_ns, verdicts);
+    forward(ctx, w, rx, n, verdicts, pass, drop, held);
+  };
+
   const PolicySnapshot* bound = nullptr;
   rte_rcu_qsbr_thread_online(ctx->rcu, q);
   uint64_t last = rte_rdtsc();
@@ -143,14 +152,7 @@ int worker_main(void* arg) {
       }
     }
     // Fragments held for their first (rare): given back once it passed, or their time is up.
-    if (held.n && w.held_due(clock.ns(rte_rdtsc()))) [[unlikely]] {
-      const uint16_t n = held.n;
-      std::copy(held.m, held.m + n, rx);
-      held.n = 0;
-      for (uint16_t i = 0; i < n; ++i) views[i] = view_of(rx[i]);
-      w.process_held(views, n, clock.ns(rte_rdtsc()), verdicts);
-      forward(ctx, w, rx, n, verdicts, pass, drop, held);
-    }
+    if (held.n && w.held_due(clock.ns(rte_rdtsc()))) [[unlikely]] release(clock.ns(rte_rdtsc()));
     rte_rcu_qsbr_quiescent(ctx->rcu, q);
     uint64_t now = rte_rdtsc();
     // The worker's clock for readers on other threads (scores decay by it), idle or not.
@@ -165,8 +167,11 @@ int worker_main(void* arg) {
     ctx->total_tsc += now - last;
     last = now;
   }
+  // Stopping: what is still held is decided as if its time were up (counted, as every
+  // frame is: following a first that passed, or unregistered), before the snapshot it
+  // needs may go.
+  if (held.n) release(clock.ns(rte_rdtsc()) + Worker::kHoldNs);
   rte_rcu_qsbr_thread_offline(ctx->rcu, q);
-  if (held.n) rte_pktmbuf_free_bulk(held.m, held.n);  // stopping: what is still held is dropped
   return 0;
 }
 
