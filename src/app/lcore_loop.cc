@@ -168,9 +168,13 @@ int worker_main(void* arg) {
     last = now;
   }
   // Stopping: what is still held is decided as if its time were up (counted, as every
-  // frame is: following a first that passed, or unregistered), before the snapshot it
-  // needs may go.
-  if (held.n) release(clock.ns(rte_rdtsc()) + Worker::kHoldNs);
+  // frame is: following a first that passed, or unregistered), while the worker is still
+  // online. On the snapshot in force: the one bound last may be reclaimed already (this
+  // worker reported quiescent since).
+  if (held.n) {
+    if (const PolicySnapshot* current = ctx->policy->load(std::memory_order_acquire); current != bound) w.bind(current);
+    release(clock.ns(rte_rdtsc()) + Worker::kHoldNs);
+  }
   rte_rcu_qsbr_thread_offline(ctx->rcu, q);
   return 0;
 }
