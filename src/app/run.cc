@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -110,6 +111,10 @@ bool final_report(const DataPlane& dp, const PolicyState& state, const std::stri
 int cmd_run(const RunOptions& o) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("stakegate"));  // stdout carries results only
   note_signals_while_starting();
+  // Whoever reads the log (a pipe to a collector, a terminal's `| tee`) may go away: a
+  // write to it must fail, not end the gateway and cut off every node behind it. (systemd
+  // ignores SIGPIPE for its services by default; containers and shells do not.)
+  std::signal(SIGPIPE, SIG_IGN);
   Prepared p;
   try {
     p = prepare(o);

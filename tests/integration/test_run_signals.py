@@ -4,7 +4,8 @@ Its state_dir cannot be made (a file is in the way): a warning at start, and it 
 
 Signals while it starts (here: as the EAL initialises, long before the control loop's
 handlers): SIGHUP (a reload) does not end it, it reloads once it runs; SIGTERM stops it
-cleanly once started, exit code 0 and the final counters logged."""
+cleanly once started, exit code 0 and the final counters logged. And when whoever reads
+its log goes away, it forwards on (SIGPIPE would end it)."""
 import os
 import re
 import signal
@@ -77,5 +78,23 @@ with TempDir() as d:
     err = "".join(lines) + err
     check(p.returncode == 0 and "signal 15 while starting: stopping" in err and "final:" in err,
           f"[SIGTERM while starting] stops once started: exit code {p.returncode}, {err.strip().splitlines()[-1:]}")
+
+    # Its log's reader goes away (a collector restarted, `| tee` ended): it forwards on, and
+    # still stops cleanly.
+    p = subprocess.Popen([STAKEGATE, "run", "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "forwarding" in line:
+            break
+    p.stdout.close()
+    p.stderr.close()
+    time.sleep(1.5)  # summaries every 0.3 s: each a write to a pipe nobody reads
+    check(p.poll() is None, f"[log reader gone] the gateway runs on (exit code {p.returncode})")
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    check(p.returncode == 0, f"[log reader gone] then stops on SIGTERM: exit code {p.returncode}")
 
 finish()
