@@ -14,6 +14,18 @@ import time
 
 from common import STAKEGATE, TempDir, check, finish, generate, read_yaml, write_yaml
 
+
+def stop(p, sig=None, timeout=10):
+    """Sends `sig` (if any) and waits for `p` (killed after `timeout` s); its remaining output."""
+    if sig is not None:
+        p.send_signal(sig)
+    try:
+        return p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return p.communicate()
+
+
 with TempDir() as d:
     generate(d, "--duration-ms", 10)
     cfg = os.path.join(d, "config.yaml")
@@ -28,12 +40,7 @@ with TempDir() as d:
         time.sleep(2.5)
         check(p.poll() is None, f"[{sig.name}] gateway still running after 2.5 s")
         t0 = time.monotonic()
-        p.send_signal(sig)
-        try:
-            out, err = p.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
+        out, err = stop(p, sig)
         took = time.monotonic() - t0
         check(p.returncode == 0, f"[{sig.name}] exit code {p.returncode}")
         check(took < 1.0, f"[{sig.name}] exited {took:.2f} s after the signal")
@@ -65,16 +72,11 @@ with TempDir() as d:
     time.sleep(0.5)
     check(p.poll() is None and any("SIGHUP while starting: reloading" in l for l in lines),
           f"[SIGHUP while starting] it runs on, and reloads once started: {''.join(lines[-3:]).strip()}")
-    p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=10)
+    stop(p, signal.SIGTERM)
     check(p.returncode == 0, f"[SIGHUP while starting] then stops on SIGTERM: exit code {p.returncode}")
 
     p, lines = at_start(signal.SIGTERM)
-    try:
-        out, err = p.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
+    out, err = stop(p, timeout=30)
     err = "".join(lines) + err
     check(p.returncode == 0 and "signal 15 while starting: stopping" in err and "final:" in err,
           f"[SIGTERM while starting] stops once started: exit code {p.returncode}, {err.strip().splitlines()[-1:]}")
@@ -89,12 +91,7 @@ with TempDir() as d:
     p.stderr.close()
     time.sleep(1.5)  # summaries every 0.3 s: each a write to a pipe nobody reads
     check(p.poll() is None, f"[log reader gone] the gateway runs on (exit code {p.returncode})")
-    p.send_signal(signal.SIGTERM)
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+    stop(p, signal.SIGTERM)
     check(p.returncode == 0, f"[log reader gone] then stops on SIGTERM: exit code {p.returncode}")
 
 finish()
