@@ -110,7 +110,7 @@ bool final_report(const DataPlane& dp, const PolicyState& state, const std::stri
 
 int cmd_run(const RunOptions& o) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("stakegate"));  // stdout carries results only
-  note_signals_while_starting();
+  note_signals_outside_control_loop();
   // Whoever reads the log (a pipe to a collector, a terminal's `| tee`) may go away: a
   // write to it must fail, not end the gateway and cut off every node behind it. (systemd
   // ignores SIGPIPE for its services by default; containers and shells do not.)
@@ -169,6 +169,7 @@ int cmd_run(const RunOptions& o) {
       spdlog::error("{}", e.what());
       rc = 1;
     }
+    note_signals_outside_control_loop();  // stopping: nothing may cut that short
     if (dp) dp->stop();
     if (evidence) evidence->tick(true);  // what the rings still hold; open cases are written now
     if (dp && state && !dp->workers().empty() && !final_report(*dp, *state, o.report)) rc = 1;

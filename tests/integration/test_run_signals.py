@@ -5,7 +5,8 @@ Its state_dir cannot be made (a file is in the way): a warning at start, and it 
 Signals while it starts (here: as the EAL initialises, long before the control loop's
 handlers): SIGHUP (a reload) does not end it, it reloads once it runs; SIGTERM stops it
 cleanly once started, exit code 0 and the final counters logged. And when whoever reads
-its log goes away, it forwards on (SIGPIPE would end it)."""
+its log goes away, it forwards on (SIGPIPE would end it). Signals while it stops do not
+cut the stop short."""
 import os
 import re
 import signal
@@ -80,6 +81,22 @@ with TempDir() as d:
     err = "".join(lines) + err
     check(p.returncode == 0 and "signal 15 while starting: stopping" in err and "final:" in err,
           f"[SIGTERM while starting] stops once started: exit code {p.returncode}, {err.strip().splitlines()[-1:]}")
+
+    # Signals while it stops (a second SIGTERM, a SIGHUP: an impatient operator, a log
+    # rotation) do not cut the stop short: exit code 0, final counters.
+    p = subprocess.Popen([STAKEGATE, "run", "--config", cfg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "control API" in line:
+            break
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    sent = 0
+    while p.poll() is None and sent < 2000:
+        p.send_signal(signal.SIGHUP if sent % 2 else signal.SIGTERM)
+        sent += 1
+        time.sleep(0.001)
+    out, err = stop(p)
+    check(p.returncode == 0 and "final:" in err, f"[signals while stopping] {sent} more sent: exit code {p.returncode}")
 
     # Its log's reader goes away (a collector restarted, `| tee` ended): it forwards on, and
     # still stops cleanly.
