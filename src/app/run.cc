@@ -24,6 +24,7 @@
 #include "stakegate/base/json_text.h"
 #include "stakegate/control/access.h"
 #include "stakegate/control/evidence_service.h"
+#include "stakegate/control/http_server.h"
 #include "stakegate/policy/load.h"
 
 namespace stakegate {
@@ -53,6 +54,13 @@ Prepared prepare(const RunOptions& o) {
                  "blocks made through the API, fetched identity tables and DNS answers will not survive a restart");
   check_writable(cfg.file, "evidence.dir", cfg.evidence.dir, "evidence cases will record the error instead of a bundle");
   p.tokens = check_control_files(cfg.control, cfg.file);  // tokens, groups, socket folders, TLS files, or refused
+  // A second gateway on this config (a manual run while the service runs): refused before
+  // it touches a device, rather than forwarding beside the first and taking its socket.
+  for (const auto& [key, path] : {std::pair{"control.socket", cfg.control.socket},
+                                  std::pair{"control.readonly_socket", cfg.control.readonly_socket}})
+    if (!path.empty() && unix_socket_answers(path))
+      throw std::runtime_error(cfg.file + ": " + key + ": " + path + ": another process serves it (a gateway already "
+                               "running on this config?): stop it first, or give this one its own " + key);
   for (const auto& w : p.policy.warnings) spdlog::warn("{}", w);
   return p;
 }

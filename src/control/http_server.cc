@@ -120,7 +120,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   std::vector<std::shared_ptr<Listener>> listeners;
   std::vector<std::shared_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors;
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> tcp_acceptors;
-  std::vector<std::string> unix_paths;
+  std::vector<std::pair<std::string, ino_t>> unix_paths;  // and the inode of the socket bound there
 
   Impl(asio::io_context& i, HttpLimits l) : io(i), limits(l) {}
 
@@ -364,12 +364,26 @@ std::optional<unsigned> group_id(const std::string& name) {
   return found->gr_gid;
 }
 
+bool unix_socket_answers(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+  using proto = asio::local::stream_protocol;
+  asio::io_context io;
+  proto::socket s(io);
+  beast::error_code ec;
+  s.connect(proto::endpoint(path), ec);  // a stale socket: ECONNREFUSED at once
+  return !ec;
+}
+
 HttpServer::HttpServer(asio::io_context& io, HttpLimits limits) : impl_(std::make_shared<Impl>(io, limits)) {}
 HttpServer::~HttpServer() { close(); }
 
 void HttpServer::listen_unix(const std::string& path, unsigned mode, const std::string& group, Access access,
                              HttpHandler handler) {
   using proto = asio::local::stream_protocol;
+  if (unix_socket_answers(path))
+    throw std::runtime_error("control socket " + path + ": another process serves it (a gateway already running on "
+                             "this config?): stop it, or give this one its own control socket");
   ::unlink(path.c_str());  // a stale socket from a previous run
   auto acc = std::make_shared<proto::acceptor>(impl_->io);
   beast::error_code ec;
@@ -391,7 +405,8 @@ void HttpServer::listen_unix(const std::string& path, unsigned mode, const std::
   l->retry = std::make_unique<asio::steady_timer>(impl_->io);
   impl_->listeners.push_back(l);
   impl_->unix_acceptors.push_back(acc);
-  impl_->unix_paths.push_back(path);
+  struct stat st {};
+  impl_->unix_paths.push_back({path, ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0});
   using Stream = beast::basic_stream<proto, asio::any_io_executor, beast::unlimited_rate_policy>;
   std::weak_ptr<Impl> weak = impl_;
   impl_->accept<proto::acceptor, proto::socket>(l, acc, [weak, l](proto::socket sock) {
@@ -516,7 +531,11 @@ void HttpServer::close() {
     l->resume = nullptr;  // it holds the listener (through the start handler): no cycle left
     l->cancel = nullptr;
   }
-  for (auto& p : impl_->unix_paths) ::unlink(p.c_str());
+  // Only our own socket: a path another process has bound since (replacing ours) stays its.
+  for (const auto& [path, ino] : impl_->unix_paths) {
+    struct stat st {};
+    if (ino != 0 && ::lstat(path.c_str(), &st) == 0 && st.st_ino == ino) ::unlink(path.c_str());
+  }
 }
 
 size_t HttpServer::open_connections() const { return impl_->open_connections(); }

@@ -1,6 +1,7 @@
 """The control API against the running binary: every RPC's success and error cases over
 the Unix socket, stakegatectl's tables, SIGHUP reloads (a broken config changes
-nothing), and the TCP listener's bearer token."""
+nothing), and the TCP listener's bearer token. A second gateway on the same control socket
+is refused."""
 import json
 import os
 import re
@@ -30,6 +31,13 @@ with TempDir() as d:
 
     s, st = api.call("Status")
     check(s == 200 and st["nodes"] == 20 and st["identity_generation"] == "1", f"Status: {st['nodes']} nodes, generation {st['identity_generation']}")
+    # A second gateway on the same config (a manual run while the service runs): refused
+    # before it touches a device; the first keeps its socket.
+    p = run([STAKEGATE, "run", "--config", cfg], expect_rc=1, timeout=60)
+    check(f"control.socket: {d}/ctl.sock: another process serves it" in p.stderr and "EAL" not in p.stderr,
+          f"a second gateway on the same control socket is refused: {p.stderr.strip()[-200:]}")
+    s, st = api.call("Status")
+    check(s == 200 and os.path.exists(f"{d}/ctl.sock"), "the first still answers on its socket")
     time.sleep(1.2)
     s, st = api.call("Status")
     check(int(st["outside_packets"]) > 0, f"traffic flows: {st['outside_packets']} packets")

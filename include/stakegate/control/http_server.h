@@ -75,14 +75,19 @@ struct TlsFiles {
 void check_tls_files(const TlsFiles& f);
 // The id of the group named `name`, as a Unix listener gives its socket to it.
 std::optional<unsigned> group_id(const std::string& name);
+// True when a process accepts connections on the Unix socket at `path` (another gateway
+// serving its control API there); false for no file, a stale socket, or anything else.
+bool unix_socket_answers(const std::string& path);
 
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, HttpLimits limits);
   ~HttpServer();
   // A Unix socket whose callers all get `access` (the socket's mode and group decide who
-  // may connect); `group` empty keeps the process's group. Throws std::runtime_error
-  // naming the path on failure.
+  // may connect); `group` empty keeps the process's group. A stale socket at `path` is
+  // replaced; one that another process still serves is not (refused: two gateways on one
+  // config). Throws std::runtime_error naming the path on failure. close() removes the
+  // socket only while `path` is still this one.
   void listen_unix(const std::string& path, unsigned mode, const std::string& group, Access access, HttpHandler handler);
   // TCP, in TLS when `tls` is given; every request is authenticated by `auth`.
   void listen_tcp(const std::string& host_port, HttpHandler handler, HttpAuthenticator auth,
