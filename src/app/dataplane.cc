@@ -72,13 +72,19 @@ DataPlane::~DataPlane() {
   }
 }
 
+uint64_t DataPlane::unix_ns_of(uint64_t ns) const {
+  const uint64_t mono = clock_ns(CLOCK_MONOTONIC), real = clock_ns(CLOCK_REALTIME);
+  const uint64_t now = mono > mono0_ns_ ? mono - mono0_ns_ : 0;  // the data path's clock now
+  const uint64_t ago = now > ns ? now - ns : 0;                  // a worker's clock may be a hair ahead
+  return real > ago ? real - ago : 0;
+}
+
 void DataPlane::create_workers(const PolicyState& state, RcuPublisher& publisher) {
   state_ = &state;
   publisher_ = &publisher;
   const unsigned n = cfg_.dataplane.workers;
   const uint64_t q32 = static_cast<uint64_t>((static_cast<u128>(1'000'000'000ull) << 32) / rte_get_tsc_hz());
   mono0_ns_ = clock_ns(CLOCK_MONOTONIC);
-  unix_ns0_ = clock_ns(CLOCK_REALTIME);
   ctxs_.resize(n);
   // A request the cluster sends and its answer may reach different workers (a neighbour
   // solicitation's multicast group and the answering router's address hash apart): one

@@ -29,8 +29,10 @@ class DataPlane : public DataPathView {
   const PortIo& outside() const { return outside_; }
   const PortIo& inside() const { return inside_; }
   std::vector<Worker*> workers() const;
-  // Unix nanoseconds of the data path's clock 0 (workers count from the gateway's start).
-  uint64_t unix_ns0() const { return unix_ns0_; }
+  // Unix nanoseconds of the data path's clock `ns` (workers count from the gateway's
+  // start), by the wall clock now: the wall clock now, less how long ago `ns` was. So it
+  // follows a step of the wall clock after start (NTP correcting a bad RTC at boot).
+  uint64_t unix_ns_of(uint64_t ns) const;
 
   Totals totals(bool with_sources) const override;
   uint32_t snapshots_pending_reclaim() const override { return publisher_ ? publisher_->pending_reclaim() : 0; }
@@ -66,7 +68,7 @@ class DataPlane : public DataPathView {
   std::vector<WorkerCtx> ctxs_;
   std::atomic<bool> stop_{false};
   bool launched_ = false;
-  uint64_t mono0_ns_ = 0, unix_ns0_ = 0;
+  uint64_t mono0_ns_ = 0;
   std::vector<std::pair<uint64_t, uint64_t>> last_busy_;
   std::vector<double> busy_;
   std::vector<uint64_t> last_packets_;

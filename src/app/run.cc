@@ -165,8 +165,8 @@ int cmd_run(const RunOptions& o) {
       }
       log_steering(*dp, workers);
       dp->create_workers(*state, *publisher);
-      const uint64_t unix0 = dp->unix_ns0();
-      evidence = std::make_unique<EvidenceService>(*state, dp->workers(), [unix0](uint64_t ns) { return unix0 + ns; },
+      evidence = std::make_unique<EvidenceService>(*state, dp->workers(),
+                                                   [plane = dp.get()](uint64_t ns) { return plane->unix_ns_of(ns); },
                                                    STAKEGATE_VERSION, log);
       dp->launch();
       spdlog::info("stakegate {} forwarding: {} nodes in {} sources (capacity {}), {} worker(s), config {}",
