@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -366,13 +367,17 @@ std::optional<unsigned> group_id(const std::string& name) {
 
 bool unix_socket_answers(const std::string& path) {
   struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
-  using proto = asio::local::stream_protocol;
-  asio::io_context io;
-  proto::socket s(io);
-  beast::error_code ec;
-  s.connect(proto::endpoint(path), ec);  // a stale socket: ECONNREFUSED at once
-  return !ec;
+  sockaddr_un addr{};
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode) || path.size() >= sizeof addr.sun_path) return false;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  // Non-blocking: a listener whose backlog is full (a hung process) must not hang the start;
+  // it is still a listener (EAGAIN). A stale socket refuses at once.
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const bool answers = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 || errno == EAGAIN;
+  ::close(fd);
+  return answers;
 }
 
 HttpServer::HttpServer(asio::io_context& io, HttpLimits limits) : impl_(std::make_shared<Impl>(io, limits)) {}

@@ -290,6 +290,10 @@ with TempDir() as d:
         check(r.status == want, f"TCP with {header or 'no token'}: HTTP {r.status}")
     p = run([STAKEGATECTL, "--url", f"http://{tcp}", "--token-file", token, "status"])
     check("identity: generation" in p.stdout, "stakegatectl --url --token-file")
+    rc, _, _ = gw.stop(signal.SIGKILL)  # a crash: its socket stays behind, stale
+    check(rc == -9 and os.path.exists(f"{d}/ctl.sock"), "a killed gateway leaves its control socket behind")
+    gw = Gateway(cfg, f"{d}/ctl.sock")
+    check(gw.api().call("Status")[0] == 200, "the next one replaces the stale socket and answers there")
     rc, _, _ = gw.stop()
     check(rc == 0, "gateway with TCP listener exits 0")
 
