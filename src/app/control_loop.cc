@@ -7,7 +7,6 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <filesystem>
@@ -17,7 +16,7 @@
 
 #include "identity_followers.h"
 #include "reloader.h"
-#include "start_signals.h"
+#include "run_signals.h"
 #include "serial_offload.h"
 #include "service_notify.h"
 #include "stakegate/control/api.h"
@@ -253,27 +252,14 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     });
   }
 
-  // Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads (a refused config changes nothing).
-  asio::signal_set stop_signals(io, SIGINT, SIGTERM), hup(io, SIGHUP);
-  stop_signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (!ec) spdlog::info("signal {}: stopping", sig);
-    io.stop();
-  });
-  std::function<void()> wait_hup = [&] {
-    hup.async_wait([&](const boost::system::error_code& ec, int) {
-      if (ec) return;
-      wait_hup();  // first: a reload that throws must not deafen the next SIGHUP
-      reloader.start(reload_done_log("SIGHUP"));
-    });
-  };
-  wait_hup();
-  // What came while the gateway started (start_signals.h), now that the handlers above
-  // are in place: a stop stops, a reload reloads (the file may have changed since it was read).
-  if (int sig = g_start_stop_signal.load()) {
+  // Signals (run_signals.h): SIGTERM/SIGINT drain and stop; SIGHUP reloads (a refused
+  // config changes nothing). What came while the gateway started is acted on now; later
+  // ones on the tick below.
+  if (int sig = g_stop_signal.load()) {
     spdlog::info("signal {} while starting: stopping", sig);
     asio::post(io, [&] { io.stop(); });
-  } else if (g_start_reload.load()) {
-    spdlog::info("SIGHUP while starting: reloading");
+  } else if (g_reload_signal.exchange(false)) {
+    spdlog::info("SIGHUP while starting: reloading (the file may have changed since it was read)");
     asio::post(io, [&] { reloader.start(reload_done_log("SIGHUP")); });
   }
 
@@ -296,6 +282,11 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     tick.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       on_tick();  // first: an exception below must not stop the ticks (and the watchdog's food)
+      if (int sig = g_stop_signal.load(std::memory_order_relaxed)) {
+        spdlog::info("signal {}: stopping", sig);
+        io.stop();
+        return;
+      }
       notifier.tick(dp.loop_progress(), std::chrono::steady_clock::now());
       control_server.resume_accepting();
       metrics_server.resume_accepting();
@@ -401,6 +392,8 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
                      "(stakegate_inside_foreign_total); add their addresses to cluster.prefixes and reload",
                      n, seen);
       });
+      // Last: a reload that throws (memory exhausted) leaves this tick's other work done.
+      if (g_reload_signal.exchange(false, std::memory_order_relaxed)) reloader.start(reload_done_log("SIGHUP"));
       if (o.exit_on_idle_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(o.exit_on_idle_s)) {
         spdlog::info("no packet for {} s: stopping (--exit-on-idle)", o.exit_on_idle_s);
         io.stop();

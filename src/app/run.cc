@@ -18,7 +18,7 @@
 #include "dataplane.h"
 #include "eal.h"
 #include "rcu_publisher.h"
-#include "start_signals.h"
+#include "run_signals.h"
 #include "vdev_ports.h"
 #include "stakegate/base/files.h"
 #include "stakegate/base/json_text.h"
@@ -118,7 +118,7 @@ bool final_report(const DataPlane& dp, const PolicyState& state, const std::stri
 
 int cmd_run(const RunOptions& o) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("stakegate"));  // stdout carries results only
-  note_signals_outside_control_loop();
+  note_run_signals();
   // Whoever reads the log (a pipe to a collector, a terminal's `| tee`) may go away: a
   // write to it must fail, not end the gateway and cut off every node behind it. (systemd
   // ignores SIGPIPE for its services by default; containers and shells do not.)
@@ -130,7 +130,7 @@ int cmd_run(const RunOptions& o) {
     std::fprintf(stderr, "stakegate: %s\n", e.what());
     return 1;
   }
-  if (int sig = g_start_stop_signal.load()) {  // asked to stop before any device was touched
+  if (int sig = g_stop_signal.load()) {  // asked to stop before any device was touched
     spdlog::info("signal {} while starting: stopping", sig);
     return 0;
   }
@@ -177,7 +177,6 @@ int cmd_run(const RunOptions& o) {
       spdlog::error("{}", e.what());
       rc = 1;
     }
-    note_signals_outside_control_loop();  // stopping: nothing may cut that short
     if (dp) dp->stop();
     if (evidence) evidence->tick(true);  // what the rings still hold; open cases are written now
     if (dp && state && !dp->workers().empty() && !final_report(*dp, *state, o.report)) rc = 1;
