@@ -6,13 +6,16 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <array>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 
 #include "identity_followers.h"
 #include "reloader.h"
@@ -253,15 +256,30 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   }
 
   // Signals (run_signals.h): SIGTERM/SIGINT drain and stop; SIGHUP reloads (a refused
-  // config changes nothing). What came while the gateway started is acted on now; later
-  // ones on the tick below.
-  if (int sig = g_stop_signal.load()) {
-    spdlog::info("signal {} while starting: stopping", sig);
-    asio::post(io, [&] { io.stop(); });
-  } else if (g_reload_signal.exchange(false)) {
-    spdlog::info("SIGHUP while starting: reloading (the file may have changed since it was read)");
-    asio::post(io, [&] { reloader.start(reload_done_log("SIGHUP")); });
-  }
+  // config changes nothing). Acted on when their handlers wake the loop; what came while
+  // the gateway started, at once.
+  auto act_on_signals = [&](const char* when) {
+    if (int sig = g_stop_signal.load(std::memory_order_relaxed)) {
+      spdlog::info("signal {}{}: stopping", sig, when);
+      io.stop();
+    } else if (g_reload_signal.exchange(false, std::memory_order_relaxed)) {
+      if (*when) spdlog::info("SIGHUP{}: reloading (the file may have changed since it was read)", when);
+      reloader.start(reload_done_log("SIGHUP"));
+    }
+  };
+  asio::post(io, [&] { act_on_signals(" while starting"); });
+  asio::posix::stream_descriptor signal_wake(io);
+  if (g_signal_wake[0] >= 0) signal_wake.assign(::dup(g_signal_wake[0]));
+  std::array<char, 64> wake_bytes{};
+  std::function<void()> wait_signals = [&] {
+    if (!signal_wake.is_open()) return;  // no pipe: the tick below still acts on them
+    signal_wake.async_read_some(asio::buffer(wake_bytes), [&](const boost::system::error_code& ec, size_t) {
+      if (ec) return;
+      wait_signals();  // first: a reload that throws must not deafen the next signal
+      act_on_signals("");
+    });
+  };
+  wait_signals();
 
   IdentityFollowers followers(io, state);
 
@@ -282,11 +300,6 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
     tick.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
       on_tick();  // first: an exception below must not stop the ticks (and the watchdog's food)
-      if (int sig = g_stop_signal.load(std::memory_order_relaxed)) {
-        spdlog::info("signal {}: stopping", sig);
-        io.stop();
-        return;
-      }
       notifier.tick(dp.loop_progress(), std::chrono::steady_clock::now());
       control_server.resume_accepting();
       metrics_server.resume_accepting();
@@ -392,8 +405,9 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
                      "(stakegate_inside_foreign_total); add their addresses to cluster.prefixes and reload",
                      n, seen);
       });
-      // Last: a reload that throws (memory exhausted) leaves this tick's other work done.
-      if (g_reload_signal.exchange(false, std::memory_order_relaxed)) reloader.start(reload_done_log("SIGHUP"));
+      // Signals the pipe could not announce (it could not be made, or a read failed); last,
+      // so that a reload that throws (memory exhausted) leaves this tick's other work done.
+      act_on_signals("");
       if (o.exit_on_idle_s > 0 && rx > 0 && now - last_change >= std::chrono::duration<double>(o.exit_on_idle_s)) {
         spdlog::info("no packet for {} s: stopping (--exit-on-idle)", o.exit_on_idle_s);
         io.stop();

@@ -1,7 +1,7 @@
 #pragma once
 // The EAL main lcore's job while the workers forward: one Boost.Asio io_context serving
-// the control API (Unix socket, optional TCP), /metrics, DPDK telemetry, and a 50 ms
-// timer (the signals run_signals.h noted: SIGTERM/SIGINT stop, SIGHUP reloads; snapshot
+// the control API (Unix socket, optional TCP), /metrics, DPDK telemetry, the signals
+// run_signals.h notes (SIGTERM/SIGINT stop, SIGHUP reloads) and a 50 ms timer (snapshot
 // reclamation, evidence, block expiry, the periodic summary, --exit-on-idle).
 #include <optional>
 #include <string>
