@@ -204,7 +204,12 @@ std::string NameCache::use_state_dir(const std::string& dir) {
   }
 }
 
-std::string NameCache::record(const std::map<std::string, DnsAnswer>& answers, const DnsConfig& dns, int64_t now) {
+int64_t NameCache::steady_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string NameCache::record(const std::map<std::string, DnsAnswer>& answers, const DnsConfig& dns, int64_t now,
+                              int64_t steady) {
   std::lock_guard<std::mutex> lock(m_);
   bool changed = false;
   for (const auto& [name, a] : answers) {
@@ -214,14 +219,14 @@ std::string NameCache::record(const std::map<std::string, DnsAnswer>& answers, c
       changed |= e.ips != a.ips || e.failing;
       e.ips = a.ips;
       e.resolved_at = now;
-      e.due_at = now + static_cast<int64_t>(std::ceil(ttl));
+      e.due_at = steady + static_cast<int64_t>(std::ceil(ttl));
       e.failing = false;
       e.error.clear();
     } else {
       ++failures_;
       e.failing = true;
       e.error = a.error;
-      e.due_at = now + static_cast<int64_t>(std::ceil(dns.retry_s));
+      e.due_at = steady + static_cast<int64_t>(std::ceil(dns.retry_s));
     }
   }
   if (!changed || dir_.empty() || !persist_) return "";
@@ -249,12 +254,12 @@ std::optional<NameCache::Entry> NameCache::get(const std::string& name) const {
   return it->second;
 }
 
-std::vector<std::string> NameCache::due(const std::vector<std::string>& names, int64_t now) const {
+std::vector<std::string> NameCache::due(const std::vector<std::string>& names, int64_t steady) const {
   std::lock_guard<std::mutex> lock(m_);
   std::vector<std::string> out;
   for (const auto& n : names) {
     auto it = entries_.find(n);
-    if (it == entries_.end() || it->second.due_at <= now) out.push_back(n);
+    if (it == entries_.end() || it->second.due_at <= steady) out.push_back(n);
   }
   return out;
 }
@@ -288,9 +293,9 @@ std::string lookup_due_names(const std::vector<NodeIdentity>& nodes, const std::
   NameCache& c = cache ? *cache : NameCache::process();
   // Only names whose answer ran out (or never came): a replace of a table whose names are
   // all fresh does not wait on DNS.
-  const std::vector<std::string> names = c.due(dns_names(nodes, hosts), std::time(nullptr));
+  const std::vector<std::string> names = c.due(dns_names(nodes, hosts), NameCache::steady_seconds());
   if (names.empty()) return "";
-  return c.record(dns_lookup(names, dns), dns, std::time(nullptr));
+  return c.record(dns_lookup(names, dns), dns, std::time(nullptr), NameCache::steady_seconds());
 }
 
 void resolve_identities(std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts,

@@ -50,7 +50,7 @@ TEST(NameCache, AnAnswerIsUsedForItsTtlWithinTheBounds) {
   d.min_refresh_s = 5;
   d.refresh_s = 300;
   c.record({{"a.test", ok({"198.18.0.1"}, 60)}, {"zero.test", ok({"198.18.0.2"}, 0)}, {"long.test", ok({"198.18.0.3"}, 86400)}},
-           d, 1000);
+           d, 1000, 1000);
   EXPECT_EQ(c.get("a.test")->due_at, 1060);
   EXPECT_EQ(c.get("zero.test")->due_at, 1005);  // a TTL of 0 must not hammer the resolver
   EXPECT_EQ(c.get("long.test")->due_at, 1300);  // nor a long one hide a move for a day
@@ -59,12 +59,31 @@ TEST(NameCache, AnAnswerIsUsedForItsTtlWithinTheBounds) {
   EXPECT_EQ(c.due(all, 1060), (std::vector<std::string>{"a.test", "zero.test", "new.test"}));
 }
 
+// The wall clock can step (NTP correcting a clock that was ahead at boot) while the
+// steady one cannot: a name is due again after its TTL on the steady clock, whatever
+// the wall clock did meanwhile. (By the wall clock, a step back of a year stopped every
+// lookup for a year, and the nodes' addresses with them.)
+TEST(NameCache, ANameIsDueAfterItsTtlWhateverTheWallClockDid) {
+  NameCache c;
+  DnsConfig d;
+  d.min_refresh_s = 5;
+  d.refresh_s = 300;
+  const int64_t year = 365 * 86400;
+  c.record({{"a.test", ok({"198.18.0.1"}, 60)}}, d, 2 * year, 500);
+  EXPECT_EQ(c.get("a.test")->resolved_at, 2 * year);  // shown as a date
+  EXPECT_EQ(c.due({"a.test"}, 559), std::vector<std::string>{});
+  EXPECT_EQ(c.due({"a.test"}, 560), std::vector<std::string>{"a.test"});
+  d.retry_s = 30;
+  c.record({{"a.test", failed("timeout")}}, d, year, 560);  // the wall clock went back a year
+  EXPECT_EQ(c.due({"a.test"}, 590), std::vector<std::string>{"a.test"});
+}
+
 TEST(NameCache, AFailingNameKeepsItsLastAddresses) {
   NameCache c;
   DnsConfig d;
   d.retry_s = 30;
-  c.record({{"a.test", ok({"198.18.0.1", "2001:db8::1"}, 60)}}, d, 1000);
-  c.record({{"a.test", failed("the name does not exist (NXDOMAIN)")}, {"b.test", failed("timeout")}}, d, 1100);
+  c.record({{"a.test", ok({"198.18.0.1", "2001:db8::1"}, 60)}}, d, 1000, 1000);
+  c.record({{"a.test", failed("the name does not exist (NXDOMAIN)")}, {"b.test", failed("timeout")}}, d, 1100, 1100);
   auto a = c.get("a.test");
   ASSERT_TRUE(a);
   EXPECT_TRUE(a->failing);
@@ -77,7 +96,7 @@ TEST(NameCache, AFailingNameKeepsItsLastAddresses) {
   EXPECT_EQ(census.stale, 1u);
   EXPECT_EQ(census.unresolved, 2u);
   EXPECT_EQ(c.failures(), 2u);
-  c.record({{"a.test", ok({"198.18.0.9"}, 60)}}, d, 1200);  // moved
+  c.record({{"a.test", ok({"198.18.0.9"}, 60)}}, d, 1200, 1200);  // moved
   EXPECT_FALSE(c.get("a.test")->failing);
   EXPECT_EQ(c.get("a.test")->ips, std::vector<IpAddr>{*parse_ip("198.18.0.9")});
   EXPECT_EQ(c.census({"a.test"}).resolved, 1u);
@@ -90,7 +109,7 @@ TEST(NameCache, TheLastAddressesSurviveARestart) {
     NameCache before;
     EXPECT_EQ(before.use_state_dir(dir.path()), "");
     before.persist(true);
-    before.record({{"a.test", ok({"198.18.0.1"}, 60)}, {"gone.test", failed("NXDOMAIN")}}, d, 1000);
+    before.record({{"a.test", ok({"198.18.0.1"}, 60)}, {"gone.test", failed("NXDOMAIN")}}, d, 1000, 7);
   }
   EXPECT_THAT(slurp(dir.path() + "/dns.json"), HasSubstr("198.18.0.1"));
   NameCache after;
@@ -103,7 +122,7 @@ TEST(NameCache, TheLastAddressesSurviveARestart) {
   EXPECT_FALSE(after.get("gone.test"));
 
   // With DNS down after the restart, a table still gets the address, with a warning.
-  after.record({{"a.test", failed("no answer within identity.dns.timeout_s")}}, d, 2000);
+  after.record({{"a.test", failed("no answer within identity.dns.timeout_s")}}, d, 2000, 9);
   std::vector<NodeIdentity> nodes(1);
   nodes[0].node_id = std::string(64, 'a');
   nodes[0].role = Role::kConsensus;

@@ -36,7 +36,8 @@ class NameCache {
   struct Entry {
     std::vector<IpAddr> ips;    // the last addresses seen (empty: never resolved)
     int64_t resolved_at = 0;    // Unix seconds of the last success
-    int64_t due_at = 0;         // when to look up again
+    int64_t due_at = 0;         // when to look up again: steady-clock seconds (a wall clock step
+                                // must not stop the lookups for as long as it stepped back)
     bool failing = false;       // the last lookup failed (ips are stale, or empty)
     std::string error;
   };
@@ -54,11 +55,12 @@ class NameCache {
     std::lock_guard<std::mutex> lock(m_);
     persist_ = on;
   }
-  // Records a round's answers (`now`: Unix seconds) and saves the file if anything changed.
-  // Returns a warning when saving failed.
-  std::string record(const std::map<std::string, DnsAnswer>& answers, const DnsConfig& dns, int64_t now);
+  // Records a round's answers (`now`: Unix seconds, `steady`: steady-clock seconds, as
+  // steady_seconds()) and saves the file if anything changed. Returns a warning when saving failed.
+  std::string record(const std::map<std::string, DnsAnswer>& answers, const DnsConfig& dns, int64_t now, int64_t steady);
   std::optional<Entry> get(const std::string& name) const;
-  std::vector<std::string> due(const std::vector<std::string>& names, int64_t now) const;
+  std::vector<std::string> due(const std::vector<std::string>& names, int64_t steady) const;
+  static int64_t steady_seconds();
   Census census(const std::vector<std::string>& names) const;
   uint64_t failures() const;
 
