@@ -1,6 +1,7 @@
 #include "stakegate/control/policy_state.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -121,10 +122,17 @@ bool same_target(const BlockEntry& a, const BlockEntry& b) {
 }  // namespace
 
 int64_t PolicyState::system_clock() { return static_cast<int64_t>(::time(nullptr)); }
+int64_t PolicyState::steady_clock() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 PolicyState::PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publisher* publisher,
-                         unsigned rate_shards, Clock clock)
-    : workers_(workers), shards_(rate_shards ? rate_shards : workers), publisher_(publisher), clock_(std::move(clock)) {
+                         unsigned rate_shards, Clock clock, Clock steady)
+    : workers_(workers),
+      shards_(rate_shards ? rate_shards : workers),
+      publisher_(publisher),
+      clock_(std::move(clock)),
+      steady_(std::move(steady)) {
   capacity_ = source_capacity ? source_capacity : std::max<size_t>(65536, 2 * loaded.plan.sources.size());
   slots_ = std::make_shared<Slots>();
   slots_->capacity = capacity_;
@@ -184,14 +192,14 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
     std::vector<std::tuple<std::string, std::string, std::string, int64_t>> out;
     for (const auto& b : v)
       if (b.origin == "api")
-        out.emplace_back(b.entry.cidr ? b.entry.cidr->to_string() : "", b.entry.node_id, b.entry.reason, b.expires_at);
+        out.emplace_back(b.entry.cidr ? b.entry.cidr->to_string() : "", b.entry.node_id, b.entry.reason, b.deadline);
     return out;
   };
   const bool api_changed = api_blocks(blocks) != api_blocks(blocks_);
   blocks_ = std::move(blocks);
   if (api_changed && !state_dir_.empty()) {
     try {
-      save_api_blocks(state_dir_, blocks_);
+      save_api_blocks(state_dir_, blocklist());
     } catch (const std::exception& e) {
       ch.warnings.push_back(std::string(e.what()) + ": the change is in force, but would be lost on a restart");
     }
@@ -270,8 +278,8 @@ PolicyState::Change PolicyState::block(const std::string& cidr_text, const std::
   if (blocks.size() >= cfg_.limits_blocklist)
     throw OpError("resource_exhausted", "the blocklist is full: " + std::to_string(blocks.size()) +
                                             " entries (limits.blocklist); unblock some or raise the limit");
-  int64_t expires_at = expires_in_s ? clock_() + static_cast<int64_t>(expires_in_s) : 0;
-  blocks.push_back({entry, "api", expires_at, created_by, clock_()});
+  const int64_t in = static_cast<int64_t>(expires_in_s);
+  blocks.push_back({entry, "api", in ? clock_() + in : 0, in ? steady_() + in : 0, created_by, clock_()});
   Change ch = commit(cfg_, nodes_, std::move(blocks), identity_source_);
   if (std::string w = block_in_cluster(cfg_, entry); !w.empty()) ch.warnings.push_back(w);
   return ch;
@@ -364,6 +372,7 @@ std::vector<std::string> PolicyState::restore_blocks() {
   if (saved.empty()) return warnings;
   std::vector<ActiveBlock> blocks = blocks_;
   for (auto& b : saved) {
+    if (b.expires_at) b.deadline = steady_() + (b.expires_at - clock_());  // load_api_blocks dropped the expired
     // A block given in the config too stays the config's.
     bool known = std::any_of(blocks.begin(), blocks.end(), [&](const ActiveBlock& x) { return same_target(x.entry, b.entry); });
     if (!known) blocks.push_back(std::move(b));
@@ -442,10 +451,18 @@ PolicyState::Change PolicyState::set_evidence(const std::string& node_id, bool o
   return commit(std::move(c), nodes_, blocks_, identity_source_);
 }
 
+std::vector<ActiveBlock> PolicyState::blocklist() const {
+  std::vector<ActiveBlock> out = blocks_;
+  const int64_t wall = clock_(), steady = steady_();
+  for (auto& b : out)
+    if (b.deadline) b.expires_at = wall + (b.deadline - steady);
+  return out;
+}
+
 bool PolicyState::expire() {
-  const int64_t now = clock_();
+  const int64_t now = steady_();
   std::vector<ActiveBlock> blocks = blocks_;
-  auto expired = [&](const ActiveBlock& b) { return b.expires_at != 0 && b.expires_at <= now; };
+  auto expired = [&](const ActiveBlock& b) { return b.deadline != 0 && b.deadline <= now; };
   blocks.erase(std::remove_if(blocks.begin(), blocks.end(), expired), blocks.end());
   if (blocks.size() == blocks_.size()) return false;
   commit(cfg_, nodes_, std::move(blocks), identity_source_);

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""The wall clock stepped while the gateway runs: evidence is dated by the corrected clock
-(docs/reliability.md).
+"""The wall clock stepped while the gateway runs: evidence is dated by the corrected clock,
+and a temporary block lasts the time it was given (docs/reliability.md).
 
 An appliance often starts before its clock is right (a dead RTC battery, a VM restored
 from a snapshot), and NTP steps it later; the gateway must not wait for that (it would
 forward nothing meanwhile). With tests/faultsim/clock_step.cc preloaded, the process's
 wall clock reads ten years behind until the test "corrects" it. An operator's evidence
 case opened after the correction must carry the real date in report.json and flip.md:
-a governance report dated ten years back would not hold up.
+a governance report dated ten years back would not hold up. A block an operator made for
+an hour before the correction must still be there after it (by the wall clock it ended ten
+years ago), and one made for seconds must end in seconds after the clock steps back a day.
 """
 import json
 import os
@@ -27,9 +29,17 @@ with TempDir() as d:
                                                evidence={"dir": f"{d}/ev", "on_graylist": False, "window_s": 1}))
     gw = Gateway(f"{d}/gw.yaml", f"{d}/ctl.sock", env=dict(os.environ, LD_PRELOAD=CLOCKSTEP, STAKEGATE_CLOCK_STEP_FILE=step))
     api = gw.api()
+    s, r = api.call("Block", {"cidr": "198.18.77.0/24", "reason": "incident", "expires_in_s": 3600})
+    check(s == 200, f"an hour's block made while the clock is behind: {r}")
     time.sleep(0.5)
     with open(step, "w") as f:  # NTP steps the clock ten years forward: now it is right
         f.write("0")
+    time.sleep(1.5)  # the control loop's expiry runs every tick
+    blocks = {e["cidr"]: e for e in api.call("ListBlocklist")[1].get("entries", [])}
+    hour = blocks.get("198.18.77.0/24", {})
+    left = int(hour.get("expires_at_unix", 0)) - time.time()
+    check(3500 < left <= 3600, f"after the step the hour's block is in force and ends in an hour by the corrected "
+                               f"clock ({left:.0f} s): {hour}")
     s, r = api.call("OpenEvidence", {"node_id": A})
     check(s == 200 and r.get("open"), f"an operator's case opened after the step: {r}")
     case = wait_for(lambda: next((c for c in api.call("ListEvidence")[1]["cases"]
@@ -44,6 +54,12 @@ with TempDir() as d:
     flip = open(os.path.join(case["dir"], "flip.md")).read() if case.get("dir") else ""
     check(window.get("start", "?") in flip and time.strftime("%Y", time.gmtime(now)) in flip,
           "flip.md gives the same dates")
+    s, r = api.call("Block", {"cidr": "198.18.78.0/24", "reason": "short", "expires_in_s": 2})
+    check(s == 200, f"a two-second block: {r}")
+    with open(step, "w") as f:  # and a step back of a day
+        f.write(str(-86400))
+    gone = wait_for(lambda: all(e["cidr"] != "198.18.78.0/24" for e in api.call("ListBlocklist")[1].get("entries", [])), 10)
+    check(gone, "after a step back of a day the two-second block ends within seconds")
     rc, _, err = gw.stop()
     check(rc == 0, f"the gateway stops cleanly (exit code {rc})")
 

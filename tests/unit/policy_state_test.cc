@@ -39,7 +39,8 @@ class PolicyStateTest : public ::testing::Test {
   }
   void make(size_t capacity) {
     publisher_.published.clear();
-    state_ = std::make_unique<PolicyState>(load_policy(path_), 1, capacity, &publisher_, 0, [this] { return now_; });
+    state_ = std::make_unique<PolicyState>(load_policy(path_), 1, capacity, &publisher_, 0, [this] { return now_; },
+                                           [this] { return steady_; });
   }
   // The warnings when the table `nodes` arrives through the API at a gateway started from `config`.
   std::vector<std::string> arriving(const std::string& config, std::vector<NodeIdentity> nodes) {
@@ -65,7 +66,8 @@ class PolicyStateTest : public ::testing::Test {
     int waits = 0;
   } publisher_;
   std::vector<std::shared_ptr<const PolicySnapshot>>& published_ = publisher_.published;
-  int64_t now_ = 0;
+  int64_t now_ = 0;     // the wall clock (Unix seconds)
+  int64_t steady_ = 0;  // the steady clock (seconds)
   std::unique_ptr<PolicyState> state_;
 };
 
@@ -151,13 +153,16 @@ TEST_F(PolicyStateTest, RefusedChangesLeaveEverythingAsItWas) {
 
 TEST_F(PolicyStateTest, BlockUnblockAndExpiry) {
   now_ = 5000;
+  steady_ = 70;
   state_->block("198.18.1.0/30", "", "test", 1000);
   EXPECT_EQ(state_->blocklist().back().expires_at, 6000);
   EXPECT_EQ(publisher_.waits, 1);  // a change returns once the workers apply it
   EXPECT_TRUE(state_->snapshot()->source(slot_of("198.18.1.1")).flags & SourcePolicy::kBlocked);
   now_ = 5999;
+  steady_ = 1069;
   EXPECT_FALSE(state_->expire());
   now_ = 6000;
+  steady_ = 1070;
   EXPECT_TRUE(state_->expire());
   EXPECT_FALSE(state_->snapshot()->source(slot_of("198.18.1.1")).flags & SourcePolicy::kBlocked);
   std::string upper = state_->nodes()[1].node_id;
@@ -168,6 +173,47 @@ TEST_F(PolicyStateTest, BlockUnblockAndExpiry) {
   auto ch = state_->unblock("", upper);
   EXPECT_EQ(ch.removed, 1u);
   EXPECT_FALSE(state_->snapshot()->source(slot_of("198.18.1.2")).flags & SourcePolicy::kBlocked);
+}
+
+// NTP may step the wall clock (a gateway started before the clock was right); a block
+// lasts the time it was given on the steady clock, across a restart too, and shows when
+// it ends by the wall clock as it reads now. (By the wall clock, a step forward ended a
+// block at once; a step back kept it for as long as the clock stepped.)
+TEST_F(PolicyStateTest, ABlockLastsItsTimeWhateverTheWallClockDoes) {
+  const int64_t day = 86400;
+  now_ = 5000;
+  steady_ = 100;
+  state_->persist_blocks_in(dir_.path() + "/state");
+  state_->block("198.18.1.0/30", "", "first", 1000);
+  state_->block("198.18.2.0/30", "", "second", 1000);
+  now_ += day;  // stepped forward
+  steady_ = 101;
+  EXPECT_FALSE(state_->expire());
+  EXPECT_EQ(state_->blocklist().back().expires_at, now_ + 999);
+  now_ -= 2 * day;  // and back
+  steady_ = 1099;
+  EXPECT_FALSE(state_->expire());
+  EXPECT_EQ(state_->blocklist().back().expires_at, now_ + 1);
+  steady_ = 1100;
+  EXPECT_TRUE(state_->expire());
+  EXPECT_TRUE(state_->blocklist().empty());
+
+  // Saved with the wall clock's end; a restart (another steady clock) gives what is left.
+  now_ = 5000;
+  steady_ = 100;
+  state_->block("198.18.1.0/30", "", "third", 1000);  // saved: ends at 6000
+  now_ = 5500;
+  steady_ = 7;
+  make(0);
+  state_->persist_blocks_in(dir_.path() + "/state");
+  state_->restore_blocks();
+  ASSERT_EQ(state_->blocklist().size(), 1u);
+  EXPECT_EQ(state_->blocklist()[0].expires_at, 6000);
+  now_ += day;
+  steady_ = 506;
+  EXPECT_FALSE(state_->expire());
+  steady_ = 507;
+  EXPECT_TRUE(state_->expire());
 }
 
 // A blocks file written by a version that took a /0: the other blocks come back, that one

@@ -37,7 +37,10 @@ class OpError : public std::runtime_error {
 struct ActiveBlock {
   BlockEntry entry;
   std::string origin;       // "config" or "api"
-  int64_t expires_at = 0;   // unix seconds; 0: never
+  int64_t expires_at = 0;   // unix seconds; 0: never (as the wall clock reads now: see deadline)
+  int64_t deadline = 0;     // when it ends on the steady clock (seconds; 0: never): what expiry goes by,
+                            // so that a step of the wall clock (NTP) neither ends a block early nor
+                            // keeps it for years
   std::string created_by;   // API blocks: the caller, as the audit log names it
   int64_t created_at = 0;   // unix seconds
 };
@@ -64,6 +67,7 @@ class PolicyState {
  public:
   using Clock = std::function<int64_t()>;  // Unix seconds
   static int64_t system_clock();
+  static int64_t steady_clock();  // seconds on a clock that never steps (durations)
 
   struct Change {
     uint64_t generation = 0;
@@ -78,7 +82,7 @@ class PolicyState {
   // source's traffic (and so its rate): the number of workers, or 1 when RSS on the
   // source address sends each source to one worker. `publisher` may be null.
   PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publisher* publisher,
-              unsigned rate_shards = 0, Clock clock = system_clock);
+              unsigned rate_shards = 0, Clock clock = system_clock, Clock steady = steady_clock);
 
   Change replace_identities(IdentityUpload upload);
   // replace_identities() in two halves, so that parsing a large table and waiting on DNS
@@ -150,7 +154,8 @@ class PolicyState {
   const std::shared_ptr<const PolicySnapshot>& snapshot() const { return snap_; }
   uint64_t generation() const { return snap_->generation; }
   const std::string& identity_source() const { return identity_source_; }
-  const std::vector<ActiveBlock>& blocklist() const { return blocks_; }
+  // The blocks, each expires_at as the wall clock reads now.
+  std::vector<ActiveBlock> blocklist() const;
   size_t source_capacity() const { return capacity_; }
   unsigned workers() const { return workers_; }
   unsigned rate_shards() const { return shards_; }
@@ -196,6 +201,7 @@ class PolicyState {
   std::string state_dir_;
   Publisher* publisher_;
   Clock clock_;
+  Clock steady_;
 };
 
 }  // namespace stakegate
