@@ -95,10 +95,15 @@ std::string table_fingerprint(const std::vector<NodeIdentity>& nodes) {
 }
 }  // namespace
 
+// Times here are dates (the metrics and alerts compare them with Prometheus' clock): a
+// confirmation is dated by the wall clock as it reads now, even when that is before an
+// earlier one (the clock was ahead and NTP stepped it back), or the table would look
+// current, and its staleness alert stay silent, for as long as the clock stepped.
 void PolicyState::confirm_identity(int64_t when) {
-  identity_confirmed_unix_ = std::max(identity_confirmed_unix_, when);
-  // A fetch confirms every minute or so: the file need not follow each one.
-  if (when - identity_saved_unix_ >= 600) save_identity_times();
+  identity_confirmed_unix_ = when;
+  // A fetch confirms every minute or so: the file need not follow each one (but does
+  // after a step back).
+  if (when - identity_saved_unix_ >= 600 || when < identity_saved_unix_) save_identity_times();
 }
 
 void PolicyState::save_identity_times() {
@@ -132,7 +137,8 @@ void PolicyState::save_fetched_table(bool changed) {
   if (state_dir_.empty()) return;
   // A table confirmed unchanged is written again only now and then: its time is what the
   // next start compares with the configured files.
-  if (!changed && fetched_saved_unix_ && feed_.last_success - fetched_saved_unix_ < 600) return;
+  const int64_t since = feed_.last_success - fetched_saved_unix_;
+  if (!changed && fetched_saved_unix_ && since >= 0 && since < 600) return;
   nlohmann::json nodes = nlohmann::json::array();
   for (const auto& n : nodes_)
     nodes.push_back({{"node_id", n.node_id}, {"role", std::string(role_name(n.role))}, {"address", n.address},

@@ -5,6 +5,7 @@
 
 #include "packet_builder.h"
 #include "tcp_flow.h"
+#include "stakegate/base/files.h"
 #include "stakegate/control/policy_state.h"
 #include "stakegate/pipeline/worker.h"
 #include "test_util.h"
@@ -12,6 +13,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <utime.h>
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <ctime>
@@ -631,6 +634,30 @@ TEST_F(PolicyStateTest, FetchedTablesAndTheirAgeAcrossRestarts) {
   EXPECT_EQ(state_->identity_changed_unix(), 2000);
   EXPECT_EQ(state_->identity_confirmed_unix(), 5000);
   EXPECT_EQ(state_->feed().last_success, 5000);
+}
+
+// The table's confirmation is a date that the staleness alert compares with Prometheus'
+// clock: after NTP steps the wall clock back (it was ahead), the next fetch dates it by
+// the clock as it reads now, and identity.json follows at once. (Kept at the later date,
+// the table looked current, and the alert stayed silent, for as long as the clock stepped.)
+TEST_F(PolicyStateTest, AConfirmationIsDatedByTheWallClockAsItReadsNow) {
+  const int64_t year = 365 * 86400;
+  now_ = 3 * year;
+  const std::vector<NodeIdentity> same = state_->nodes();
+  state_->persist_blocks_in(dir_.path() + "/state");
+  std::vector<std::string> info, warnings;
+  state_->restore_identity(info, warnings);
+  state_->apply_fetched(same, FlowEpoch{7, "staking"}, "ep");
+  EXPECT_EQ(state_->identity_confirmed_unix(), 3 * year);
+  now_ = 2 * year + 60;  // stepped back a year, a minute later
+  state_->apply_fetched(same, FlowEpoch{7, "staking"}, "ep");
+  EXPECT_EQ(state_->identity_confirmed_unix(), 2 * year + 60);
+  EXPECT_EQ(state_->feed().last_success, 2 * year + 60);
+  const auto saved = nlohmann::json::parse(stakegate::read_text_file(dir_.path() + "/state/identity.json", "test", "identity", 1 << 20));
+  EXPECT_EQ(saved.at("confirmed_at").get<int64_t>(), 2 * year + 60);
+  const auto fetched = nlohmann::json::parse(
+      stakegate::read_text_file(dir_.path() + "/state/identity-fetched.json", "test", "identity", 1 << 20));
+  EXPECT_EQ(fetched.at("fetched_at").get<int64_t>(), 2 * year + 60);
 }
 
 // With identity.access_api and a state_dir, the last fetched table is kept and a restart
