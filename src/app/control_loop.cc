@@ -85,8 +85,12 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   in.dns_failures = names.failures();
   // A port's tx_dropped: packets the other port passed that this one could not send.
   PortStats out = port_stats(dp.outside()), ins = port_stats(dp.inside());
-  in.ports.push_back({"outside", out.imissed, out.rx_nombuf, dp.tx_dropped(Direction::kInside), out.ierrors});
-  in.ports.push_back({"inside", ins.imissed, ins.rx_nombuf, dp.tx_dropped(Direction::kOutside), ins.ierrors});
+  const std::vector<PortLink> links = dp.links();
+  const PortLink &lo = links.at(0), &li = links.at(1);
+  in.ports.push_back({"outside", out.imissed, out.rx_nombuf, dp.tx_dropped(Direction::kInside), out.ierrors, lo.up,
+                      lo.speed_mbps, lo.changes});
+  in.ports.push_back({"inside", ins.imissed, ins.rx_nombuf, dp.tx_dropped(Direction::kOutside), ins.ierrors, li.up,
+                      li.speed_mbps, li.changes});
   return render_metrics(in);
 }
 
@@ -301,6 +305,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       if (ec) return;
       on_tick();  // first: an exception below must not stop the ticks (and the watchdog's food)
       notifier.tick(dp.loop_progress(), std::chrono::steady_clock::now());
+      dp.watch_links();
       control_server.resume_accepting();
       metrics_server.resume_accepting();
       publisher.reclaim();

@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "port_plan.h"
 
 namespace stakegate {
@@ -57,6 +59,31 @@ DataPlane::DataPlane(const Config& cfg) : cfg_(cfg) {
                              (inside_.prefix64 ? "its /64" : "the whole address") + ")");
   }
   check_pool_size(cfg, outside_, inside_);
+  watch_links();
+}
+
+void DataPlane::watch_links() {
+  const std::pair<const char*, const PortIo*> ports[2] = {{"outside", &outside_}, {"inside", &inside_}};
+  const bool first = links_.empty();
+  if (first) links_.resize(2);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& [name, io] = ports[i];
+    PortLink now = port_link(*io);
+    PortLink& was = links_[i];
+    now.name = name;
+    now.changes = was.changes;
+    if (first) {
+      if (now.up) spdlog::info("port {} ({}): link {}", name, io->name, link_text(now));
+      else spdlog::warn("port {} ({}): link down: nothing passes on it until it comes up", name, io->name);
+    } else if (now.up != was.up) {
+      ++now.changes;
+      if (now.up) spdlog::warn("port {} ({}): link {} again", name, io->name, link_text(now));
+      else spdlog::warn("port {} ({}): link down: nothing passes on it until it comes up", name, io->name);
+    } else if (now.up && (now.speed_mbps != was.speed_mbps || now.full_duplex != was.full_duplex)) {
+      spdlog::warn("port {} ({}): link {} (was {})", name, io->name, link_text(now), link_text(was));
+    }
+    was = now;
+  }
 }
 
 DataPlane::~DataPlane() {

@@ -53,6 +53,11 @@ class DataPlane : public DataPathView {
   // Per worker, a counter that advances every time its loop turns (its loop's TSC total):
   // the watchdog's proof that no worker is stuck.
   std::vector<uint64_t> loop_progress() const;
+  // Reads both ports' links (without waiting) and logs each change: a link down is every
+  // node behind the gateway cut off, so it is said at once (a warning), and so is its
+  // return. The control loop calls it on its tick; the constructor once, for the start.
+  void watch_links();
+  std::vector<PortLink> links() const override { return links_; }
 
  private:
   const Config& cfg_;
@@ -73,6 +78,7 @@ class DataPlane : public DataPathView {
   std::vector<double> busy_;
   std::vector<uint64_t> last_packets_;
   std::vector<double> cycles_;
+  std::vector<PortLink> links_;  // outside, inside
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 

@@ -145,6 +145,24 @@ PortStats port_stats(const PortIo& io) {
   return out;
 }
 
+PortLink port_link(const PortIo& io) {
+  rte_eth_link l{};
+  PortLink out;
+  if (rte_eth_link_get_nowait(io.q.port, &l) != 0) return out;  // unknown: as down
+  out.up = l.link_status == RTE_ETH_LINK_UP;
+  out.speed_mbps = out.up && l.link_speed != RTE_ETH_SPEED_NUM_UNKNOWN ? l.link_speed : 0;
+  out.full_duplex = out.up && l.link_duplex == RTE_ETH_LINK_FULL_DUPLEX;
+  return out;
+}
+
+std::string link_text(const PortLink& l) {
+  if (!l.up) return "down";
+  if (l.speed_mbps == 0) return "up";
+  const std::string speed = l.speed_mbps % 1000 == 0 ? std::to_string(l.speed_mbps / 1000) + " Gbps"
+                                                     : std::to_string(l.speed_mbps) + " Mbps";
+  return "up, " + speed + (l.full_duplex ? " full-duplex" : " half-duplex");
+}
+
 void stop_port(const PortIo& io) {
   rte_eth_dev_stop(io.q.port);
   rte_eth_dev_close(io.q.port);

@@ -7,6 +7,7 @@
 
 #include "lcore_loop.h"
 #include "stakegate/config/config.h"
+#include "stakegate/control/api.h"
 
 namespace stakegate {
 
@@ -39,6 +40,11 @@ struct PortStats {
   uint64_t ipackets = 0, opackets = 0, imissed = 0, rx_nombuf = 0, oerrors = 0, ierrors = 0;
 };
 PortStats port_stats(const PortIo& io);
+
+// The port's link now, without waiting for it to settle (name and changes left empty).
+PortLink port_link(const PortIo& io);
+// "up, 10 Gbps full-duplex", "up" (speed not known), "down".
+std::string link_text(const PortLink& l);
 
 void stop_port(const PortIo& io);  // net_pcap flushes its tx_pcap here
 

@@ -122,6 +122,14 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
     l->set_outside_packets(w < received.size() ? received[w] : 0);
   }
   r.set_rate_split_workers(c.state.rate_shards());
+  for (const PortLink& l : c.data.links()) {
+    auto* p = r.add_ports();
+    p->set_name(l.name);
+    p->set_link_up(l.up);
+    p->set_speed_mbps(l.speed_mbps);
+    p->set_full_duplex(l.full_duplex);
+    p->set_link_changes(l.changes);
+  }
   dg->set_unspread_share(unspread_share(received, c.state.rate_shards()));
 }
 

@@ -141,12 +141,28 @@ std::string render_metrics(const MetricsInput& in) {
                        MetricType::Counter);
   auto txd = family("stakegate_port_tx_dropped_total", "Passed packets the port could not transmit (TX queue full).",
                     MetricType::Counter);
+  auto link = family("stakegate_port_link_up",
+                     "1 while the port's link is up; 0 while it is down (nothing passes on it: every node behind "
+                     "the gateway is cut off).",
+                     MetricType::Gauge);
+  auto speed = family("stakegate_port_link_speed_mbps",
+                      "The speed the port's link negotiated, in Mbit/s (0: down, or not known: virtual devices).",
+                      MetricType::Gauge);
+  auto flaps = family("stakegate_port_link_changes_total",
+                      "Times the port's link went down or came up since start (catches flaps between scrapes).",
+                      MetricType::Counter);
   for (const auto& p : in.ports) {
+    add(link, {{"port", p.name}}, p.link_up ? 1.0 : 0.0);
+    add(speed, {{"port", p.name}}, static_cast<double>(p.link_speed_mbps));
+    add(flaps, {{"port", p.name}}, static_cast<double>(p.link_changes));
     add(missed, {{"port", p.name}}, static_cast<double>(p.rx_missed));
     add(nombuf, {{"port", p.name}}, static_cast<double>(p.rx_nombuf));
     add(txd, {{"port", p.name}}, static_cast<double>(p.tx_dropped));
     add(errors, {{"port", p.name}}, static_cast<double>(p.rx_errors));
   }
+  out.push_back(std::move(link));
+  out.push_back(std::move(speed));
+  out.push_back(std::move(flaps));
   out.push_back(std::move(missed));
   out.push_back(std::move(nombuf));
   out.push_back(std::move(txd));

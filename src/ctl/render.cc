@@ -83,6 +83,18 @@ void print(const pb::StatusResponse& r) {
     std::printf("worker %d: busy %.0f %%, %.0f cycles/packet over the last second; %llu outside packets\n", w,
                 100.0 * r.worker_load(w).busy_ratio(), r.worker_load(w).cycles_per_packet(),
                 static_cast<unsigned long long>(r.worker_load(w).outside_packets()));
+  for (const auto& p : r.ports()) {
+    std::string link = "down";
+    if (p.link_up()) {
+      link = "up";
+      if (p.speed_mbps())
+        link += ", " + (p.speed_mbps() % 1000 ? std::to_string(p.speed_mbps()) + " Mbps"
+                                              : std::to_string(p.speed_mbps() / 1000) + " Gbps") +
+                (p.full_duplex() ? " full-duplex" : " half-duplex");
+    }
+    std::printf("port %s: link %s%s; %llu link changes since start\n", p.name().c_str(), link.c_str(),
+                p.link_up() ? "" : " (ATTENTION: nothing passes on it)", static_cast<unsigned long long>(p.link_changes()));
+  }
   const auto& s = r.sessions();
   std::printf("sessions: %llu opened or accepted, %llu verified, %llu evicted for room (%llu entries per worker)%s\n",
               static_cast<unsigned long long>(s.created()), static_cast<unsigned long long>(s.verified()),

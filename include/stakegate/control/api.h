@@ -25,6 +25,15 @@ class MethodDescriptor;
 namespace stakegate {
 
 // What the API reads of the running data path.
+// A port's link as the control thread last read it (DataPlane::watch_links).
+struct PortLink {
+  std::string name;          // "outside", "inside"
+  bool up = false;
+  uint32_t speed_mbps = 0;   // 0: down or not known (virtual devices)
+  bool full_duplex = false;
+  uint64_t changes = 0;      // up/down changes seen since start
+};
+
 class DataPathView {
  public:
   virtual ~DataPathView() = default;
@@ -39,6 +48,7 @@ class DataPathView {
   virtual std::vector<uint64_t> outside_packets() const { return {}; }
   // Session table entries per worker (limits.sessions).
   virtual uint64_t session_capacity() const { return 0; }
+  virtual std::vector<PortLink> links() const { return {}; }
 };
 
 // Everything a handler may reach.

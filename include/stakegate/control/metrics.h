@@ -13,6 +13,9 @@ namespace stakegate {
 struct PortMetrics {
   std::string name;  // outside | inside
   uint64_t rx_missed = 0, rx_nombuf = 0, tx_dropped = 0, rx_errors = 0;
+  bool link_up = false;
+  uint32_t link_speed_mbps = 0;  // 0: down or not known
+  uint64_t link_changes = 0;
 };
 
 struct MetricsInput {
