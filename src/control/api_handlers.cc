@@ -97,7 +97,7 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
   r.set_workers(st.workers());
   r.set_uptime_s(c.data.uptime_s());
   r.set_config_file(st.config().file);
-  r.set_blocklist_entries(static_cast<uint32_t>(st.blocklist().size()));
+  r.set_blocklist_entries(static_cast<uint32_t>(st.blocklist_size()));
   r.set_snapshots_pending_reclaim(c.data.snapshots_pending_reclaim());
   r.set_outside_packets(t.packets(Direction::kOutside));
   r.set_outside_passed(t.passed(Direction::kOutside));

@@ -146,7 +146,7 @@ std::string render_metrics(const MetricsInput& in) {
                      "the gateway is cut off).",
                      MetricType::Gauge);
   auto speed = family("stakegate_port_link_speed_mbps",
-                      "The speed the port's link negotiated, in Mbit/s (0: down, or not known: virtual devices).",
+                      "The speed the port's link negotiated, in Mbit/s (0: down, or not reported).",
                       MetricType::Gauge);
   auto flaps = family("stakegate_port_link_changes_total",
                       "Times the port's link went down or came up since start (catches flaps between scrapes).",
@@ -299,7 +299,7 @@ std::string render_metrics(const MetricsInput& in) {
          in.snapshots_pending_reclaim);
 
   single(out, "stakegate_blocklist_entries", "Entries in the running blocklist.", MetricType::Gauge,
-         static_cast<double>(in.state->blocklist().size()));
+         static_cast<double>(in.state->blocklist_size()));
 
   auto info = family("stakegate_build_info", "Build information; the value is always 1.", MetricType::Gauge);
   add(info, {{"version", in.version}}, 1);

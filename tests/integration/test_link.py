@@ -33,6 +33,13 @@ def check_metrics(port, up, speed, changes, what):
     check(all(m.get(k) == v for k, v in want.items()), f"metrics: {what}: {m}")
 
 
+def set_link(path, text):
+    """What the model's NIC reports from now on (replaced whole: never read half-written)."""
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.replace(path + ".new", path)
+
+
 def ctl_status(d):
     r = subprocess.run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "status"], capture_output=True, text=True, timeout=30)
     return r.stdout
@@ -40,8 +47,7 @@ def ctl_status(d):
 
 with TempDir() as d:
     state = f"{d}/link"
-    with open(state, "w") as f:
-        f.write("up 25000")
+    set_link(state, "up 25000")
     mport = free_port()
     cfg = one_node_config(d, "net_null0", "net_null1,no-rx=1")
     cfg["control"]["metrics"] = f"127.0.0.1:{mport}"
@@ -58,8 +64,7 @@ with TempDir() as d:
     check_metrics(mport, 1, 25000, 0, "both links up, the inside one at 25000 Mbit/s")
     check("port inside (net_null1): link up, 25 Gbps full-duplex" in gw.log(), "the start log gives each link")
 
-    with open(state, "w") as f:  # the cable is pulled
-        f.write("down")
+    set_link(state, "down")  # the cable is pulled
     t0 = time.monotonic()
     down = wait_for(lambda: not links(gw).get("inside", {}).get("link_up", True), 5, every=0.02)
     seen = time.monotonic() - t0
@@ -71,8 +76,7 @@ with TempDir() as d:
     check("port inside: link down (ATTENTION: nothing passes on it); 1 link changes since start" in out,
           f"stakegatectl status says so: {[l for l in out.splitlines() if l.startswith('port')]}")
 
-    with open(state, "w") as f:  # back, at a lower speed (a bad cable, a wrong switch port)
-        f.write("up 1000")
+    set_link(state, "up 1000")  # back, at a lower speed (a bad cable, a wrong switch port)
     up = wait_for(lambda: links(gw).get("inside", {}).get("link_up"), 5, every=0.02)
     check(up, "Status shows the inside link up again")
     check(wait_for(lambda: "port inside (net_null1): link up, 1 Gbps full-duplex again" in gw.log(), 5),

@@ -24,16 +24,16 @@ class MethodDescriptor;
 
 namespace stakegate {
 
-// What the API reads of the running data path.
 // A port's link as the control thread last read it (DataPlane::watch_links).
 struct PortLink {
   std::string name;          // "outside", "inside"
   bool up = false;
-  uint32_t speed_mbps = 0;   // 0: down or not known (virtual devices)
+  uint32_t speed_mbps = 0;   // 0: down, or not reported
   bool full_duplex = false;
   uint64_t changes = 0;      // up/down changes seen since start
 };
 
+// What the API reads of the running data path.
 class DataPathView {
  public:
   virtual ~DataPathView() = default;

@@ -154,8 +154,9 @@ class PolicyState {
   const std::shared_ptr<const PolicySnapshot>& snapshot() const { return snap_; }
   uint64_t generation() const { return snap_->generation; }
   const std::string& identity_source() const { return identity_source_; }
-  // The blocks, each expires_at as the wall clock reads now.
+  // The blocks, each expires_at as the wall clock reads now (a copy: blocklist_size() to count).
   std::vector<ActiveBlock> blocklist() const;
+  size_t blocklist_size() const { return blocks_.size(); }
   size_t source_capacity() const { return capacity_; }
   unsigned workers() const { return workers_; }
   unsigned rate_shards() const { return shards_; }
