@@ -350,13 +350,18 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       if (now - last_report >= interval) {
         uint64_t out_rx = t.packets(Direction::kOutside), in_rx = t.packets(Direction::kInside);
         double secs = std::chrono::duration<double>(now - last_report).count();
-        spdlog::info("{} | outside rate {:.3f} Mpps, inside rate {:.3f} Mpps",
+        // A link down, said in every summary while it lasts (and in systemctl status).
+        std::string down;
+        for (const PortLink& l : dp.links())
+          if (!l.up) down += (down.empty() ? "" : ", ") + l.name;
+        if (!down.empty()) down = "; LINK DOWN: " + down;
+        spdlog::info("{} | outside rate {:.3f} Mpps, inside rate {:.3f} Mpps{}",
                      summary_line(t, dp.tx_dropped(Direction::kOutside) + dp.tx_dropped(Direction::kInside)),
                      static_cast<double>(out_rx - reported_rx) / secs / 1e6,
-                     static_cast<double>(in_rx - reported_in) / secs / 1e6);
-        notifier.status(fmt::format("forwarding; generation {}; outside {:.3f} Mpps, inside {:.3f} Mpps", state.generation(),
+                     static_cast<double>(in_rx - reported_in) / secs / 1e6, down);
+        notifier.status(fmt::format("forwarding; generation {}; outside {:.3f} Mpps, inside {:.3f} Mpps{}", state.generation(),
                                     static_cast<double>(out_rx - reported_rx) / secs / 1e6,
-                                    static_cast<double>(in_rx - reported_in) / secs / 1e6));
+                                    static_cast<double>(in_rx - reported_in) / secs / 1e6, down));
         // Each worker enforcing rate / N (rss: false) while one receives nearly everything:
         // every node gets 1/N of its rate.
         std::vector<uint64_t> by_worker = dp.outside_packets(), received(by_worker.size());

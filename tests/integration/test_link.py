@@ -51,6 +51,7 @@ with TempDir() as d:
     mport = free_port()
     cfg = one_node_config(d, "net_null0", "net_null1,no-rx=1")
     cfg["control"]["metrics"] = f"127.0.0.1:{mport}"
+    cfg["dataplane"]["stats_interval_s"] = 1
     write_yaml(f"{d}/gw.yaml", cfg)
     gw = Gateway(f"{d}/gw.yaml", f"{d}/ctl.sock",
                  env=dict(os.environ, LD_PRELOAD=LINKSIM, STAKEGATE_LINKSIM_PORT="net_null1", STAKEGATE_LINKSIM_FILE=state))
@@ -72,6 +73,8 @@ with TempDir() as d:
     check(wait_for(lambda: "port inside (net_null1): link down: nothing passes on it until it comes up" in gw.log(), 5),
           "the log says so at once, naming the port and device")
     check_metrics(mport, 0, 0, 1, "the inside link down, one change; the outside one still up")
+    check(wait_for(lambda: "inside rate 0.000 Mpps; LINK DOWN: inside" in gw.log(), 5),
+          "the periodic summary line says so while it lasts")
     out = ctl_status(d)
     check("port inside: link down (ATTENTION: nothing passes on it); 1 link changes since start" in out,
           f"stakegatectl status says so: {[l for l in out.splitlines() if l.startswith('port')]}")
