@@ -192,7 +192,8 @@ PolicyState::Change PolicyState::commit(Config cfg, std::vector<NodeIdentity> no
     std::vector<std::tuple<std::string, std::string, std::string, int64_t>> out;
     for (const auto& b : v)
       if (b.origin == "api")
-        out.emplace_back(b.entry.cidr ? b.entry.cidr->to_string() : "", b.entry.node_id, b.entry.reason, b.deadline);
+        out.emplace_back(b.entry.cidr ? b.entry.cidr->to_string() : "", b.entry.node_id, b.entry.reason,
+                         b.deadline ? b.deadline : b.expires_at);
     return out;
   };
   const bool api_changed = api_blocks(blocks) != api_blocks(blocks_);
@@ -372,7 +373,6 @@ std::vector<std::string> PolicyState::restore_blocks() {
   if (saved.empty()) return warnings;
   std::vector<ActiveBlock> blocks = blocks_;
   for (auto& b : saved) {
-    if (b.expires_at) b.deadline = steady_() + (b.expires_at - clock_());  // load_api_blocks dropped the expired
     // A block given in the config too stays the config's.
     bool known = std::any_of(blocks.begin(), blocks.end(), [&](const ActiveBlock& x) { return same_target(x.entry, b.entry); });
     if (!known) blocks.push_back(std::move(b));
@@ -462,7 +462,10 @@ std::vector<ActiveBlock> PolicyState::blocklist() const {
 bool PolicyState::expire() {
   const int64_t now = steady_();
   std::vector<ActiveBlock> blocks = blocks_;
-  auto expired = [&](const ActiveBlock& b) { return b.deadline != 0 && b.deadline <= now; };
+  const int64_t wall = clock_();
+  auto expired = [&](const ActiveBlock& b) {
+    return b.deadline != 0 ? b.deadline <= now : b.expires_at != 0 && b.expires_at <= wall;  // made here : restored
+  };
   blocks.erase(std::remove_if(blocks.begin(), blocks.end(), expired), blocks.end());
   if (blocks.size() == blocks_.size()) return false;
   commit(cfg_, nodes_, std::move(blocks), identity_source_);

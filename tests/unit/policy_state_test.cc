@@ -201,21 +201,25 @@ TEST_F(PolicyStateTest, ABlockLastsItsTimeWhateverTheWallClockDoes) {
   EXPECT_TRUE(state_->expire());
   EXPECT_TRUE(state_->blocklist().empty());
 
-  // Saved with the wall clock's end; a restart (another steady clock) gives what is left.
+  // Saved with the wall clock's end. Restored by a restart whose wall clock is ten years
+  // behind (NTP not there yet), it ends at that saved end once the clock is corrected (by
+  // what was left of it at start on the steady clock, it would last ten years).
   now_ = 5000;
   steady_ = 100;
   state_->block("198.18.1.0/30", "", "third", 1000);  // saved: ends at 6000
-  now_ = 5500;
+  now_ = 5500 - 3650 * day;
   steady_ = 7;
   make(0);
   state_->persist_blocks_in(dir_.path() + "/state");
   state_->restore_blocks();
   ASSERT_EQ(state_->blocklist().size(), 1u);
   EXPECT_EQ(state_->blocklist()[0].expires_at, 6000);
-  now_ += day;
-  steady_ = 506;
   EXPECT_FALSE(state_->expire());
-  steady_ = 507;
+  now_ = 5500;  // corrected
+  steady_ = 9;
+  EXPECT_FALSE(state_->expire());
+  EXPECT_EQ(state_->blocklist()[0].expires_at, 6000);
+  now_ = 6000;
   EXPECT_TRUE(state_->expire());
 }
 

@@ -38,9 +38,12 @@ struct ActiveBlock {
   BlockEntry entry;
   std::string origin;       // "config" or "api"
   int64_t expires_at = 0;   // unix seconds; 0: never (as the wall clock reads now: see deadline)
-  int64_t deadline = 0;     // when it ends on the steady clock (seconds; 0: never): what expiry goes by,
-                            // so that a step of the wall clock (NTP) neither ends a block early nor
-                            // keeps it for years
+  // A block made in this run ends on the steady clock (seconds; 0: restored or never), so
+  // that a step of the wall clock (NTP) neither ends it early nor keeps it for years. One
+  // restored at start ends at its saved expires_at on the wall clock: how long ago that was
+  // saved is not known (a reboot), and the wall clock may still be wrong at start (NTP
+  // corrects it later, and then its end is right again).
+  int64_t deadline = 0;
   std::string created_by;   // API blocks: the caller, as the audit log names it
   int64_t created_at = 0;   // unix seconds
 };
