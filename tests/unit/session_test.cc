@@ -337,10 +337,31 @@ TEST_F(SessionTest, OutboundTcpIsVerifiedByTheSynAckAndFollowsItsClose) {
   // A forged RST out of the window neither passes nor closes the connection.
   EXPECT_EQ(f_.send(web.forged(web.remote_seq + 0x40000000, web.local_seq, 0x14), 0), Verdict::kUnregistered);
   EXPECT_EQ(f_.send(web.remote_data(), 10 * kS), Verdict::kPass);
-  // Its real FIN closes it: after the closing timeout (30 s), the session is gone.
+  // The cluster's FIN half-closes it: the server may still answer, after a pause (a
+  // request sent with its FIN, then a slow answer), within the closing timeout (240 s).
   f_.inside(web.local_data(0x01), 10 * kS);
-  EXPECT_EQ(f_.send(web.remote_data(0x01), 10 * kS), Verdict::kPass);
-  EXPECT_EQ(f_.send(web.remote_data(), 45 * kS), Verdict::kUnregistered);
+  EXPECT_EQ(f_.send(web.remote_data(), 200 * kS), Verdict::kPass);
+  // The server's FIN ends it: after the closed timeout (10 s), the session is gone.
+  EXPECT_EQ(f_.send(web.remote_data(0x01), 200 * kS), Verdict::kPass);
+  EXPECT_EQ(f_.send(web.remote_data(), 215 * kS), Verdict::kUnregistered);
+}
+
+// The remote end's FIN half-closes a connection as well; the cluster may still send (and
+// the remote acknowledge it) long after; the cluster's own FIN then ends it.
+TEST_F(SessionTest, AConnectionHalfClosedByTheRemoteStaysUntilTheClusterCloses) {
+  TcpFlow web;
+  web.remote = *parse_ip("198.51.200.81");
+  web.rport = 443;
+  web.lport = 41001;
+  f_.inside(web.local_syn(), 0);
+  EXPECT_EQ(f_.send(web.remote_syn_ack(), 0), Verdict::kPass);
+  f_.inside(web.local_data(), 0);
+  EXPECT_EQ(f_.send(web.remote_data(0x01), 1 * kS), Verdict::kPass);  // the server is done sending
+  f_.inside(web.local_data(), 150 * kS);                                 // the cluster still is
+  EXPECT_EQ(f_.send(web.remote_data(), 150 * kS), Verdict::kPass);
+  f_.inside(web.local_data(0x01), 160 * kS);
+  EXPECT_EQ(f_.send(web.remote_data(), 165 * kS), Verdict::kPass);      // the last acknowledgement
+  EXPECT_EQ(f_.send(web.remote_data(), 180 * kS), Verdict::kUnregistered);
 }
 
 TEST_F(SessionTest, AClientOfAPublicPortKeepsItsPerSourceLimit) {

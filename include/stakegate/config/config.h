@@ -72,7 +72,7 @@ struct SessionConfig {
   // tcp_established_s: RFC 5382's floor for a NAT (2 h 4 min), so that a connection idle
   // but for TCP keepalives (every 2 h by default on Linux) keeps its session; udp_s: RFC
   // 4787's (2 min), conntrack's for a UDP flow with replies.
-  double tcp_syn_s = 60, tcp_established_s = 7440, tcp_closing_s = 30, tcp_closed_s = 10, udp_s = 120, icmp_s = 30;
+  double tcp_syn_s = 60, tcp_established_s = 7440, tcp_closing_s = 240, tcp_closed_s = 10, udp_s = 120, icmp_s = 30;
 };
 
 // Infrastructure the network needs from the outside: ARP, IPv6 neighbour discovery, ICMP

@@ -60,6 +60,10 @@ struct alignas(64) Session {
   static constexpr uint8_t kOpened = 1;    // the cluster initiated it (else: it accepted it)
   static constexpr uint8_t kVerified = 2;  // a remote packet acknowledged sequence space the cluster sent
   static constexpr uint8_t kAckSeen = 4;   // cl_ack holds an acknowledgement the cluster sent
+  // Which ends sent their FIN: with one, the connection is half-closed (kTcpClosing: the
+  // other end may still send, and may take its time); with both, it is over (kTcpClosed).
+  static constexpr uint8_t kFinCluster = 8;
+  static constexpr uint8_t kFinRemote = 16;
   SessionKey key;
   uint8_t state = 0;
   uint8_t flags = 0;
@@ -322,6 +326,13 @@ inline uint32_t tcp_deadline(const Session& s, const SessionTimeouts& to, uint32
   }
 }
 
+// A FIN from one end (`end`: Session::kFinCluster or kFinRemote).
+[[gnu::cold, gnu::noinline]] inline void on_fin(Session& s, uint8_t end) {
+  s.flags |= end;
+  const bool both = (s.flags & (Session::kFinCluster | Session::kFinRemote)) == (Session::kFinCluster | Session::kFinRemote);
+  s.state = both ? Session::kTcpClosed : Session::kTcpClosing;
+}
+
 // A TCP packet the cluster sent. `created`: the session is new; `wscale`: the window scale
 // option when the packet is a SYN (or -1); `service_port`: its source port is one the
 // cluster serves (a connection picked up mid-way from it is one the cluster accepted).
@@ -356,7 +367,7 @@ inline void on_cluster_tcp(Session& s, bool created, uint8_t flags, uint32_t seq
     } else if (seq_after(end, s.snd_max)) {
       s.snd_max = end;
     }
-    if ((flags & kTcpFin) && s.state != Session::kTcpClosed) s.state = Session::kTcpClosing;
+    if ((flags & kTcpFin) && s.state != Session::kTcpClosed) on_fin(s, Session::kFinCluster);
     if (flags & kTcpAck) {
       if (!(s.flags & Session::kAckSeen) || seq_after(ack, s.cl_ack)) s.cl_ack = ack;
       s.flags |= Session::kAckSeen;
@@ -404,7 +415,7 @@ inline bool on_remote_tcp(Session& s, uint8_t flags, uint32_t seq, uint32_t ack,
   if ((flags & kTcpAck) && (verifying || seq_after(ack, s.rm_ack))) s.rm_ack = ack;
   // A reset closes the connection only at the exact next sequence number (RFC 5961 3.2).
   if ((flags & kTcpRst) && (!(s.flags & Session::kAckSeen) || seq == s.cl_ack)) s.state = Session::kTcpClosed;
-  else if ((flags & kTcpFin) && s.state != Session::kTcpClosed) s.state = Session::kTcpClosing;
+  else if ((flags & kTcpFin) && s.state != Session::kTcpClosed) on_fin(s, Session::kFinRemote);
   return true;
 }
 
