@@ -39,6 +39,17 @@ class SessionTest : public ::testing::Test {
     std::swap(f.src_port, f.dst_port);
     return f;
   }
+  // A connection the cluster opens to an unregistered web server (198.51.200.81:443, from
+  // `lport`), verified by the server's SYN-ACK.
+  TcpFlow opened_web(uint16_t lport) {
+    TcpFlow web;
+    web.remote = *parse_ip("198.51.200.81");
+    web.rport = 443;
+    web.lport = lport;
+    f_.inside(web.local_syn(), 0);
+    EXPECT_EQ(f_.send(web.remote_syn_ack(), 0), Verdict::kPass);
+    return web;
+  }
   // A datagram's first fragment (id 77), and the fragment after it.
   static FrameSpec first_fragment(FrameSpec f) {
     f.more_fragments = true;
@@ -349,12 +360,7 @@ TEST_F(SessionTest, OutboundTcpIsVerifiedByTheSynAckAndFollowsItsClose) {
 // The remote end's FIN half-closes a connection as well; the cluster may still send (and
 // the remote acknowledge it) long after; the cluster's own FIN then ends it.
 TEST_F(SessionTest, AConnectionHalfClosedByTheRemoteStaysUntilTheClusterCloses) {
-  TcpFlow web;
-  web.remote = *parse_ip("198.51.200.81");
-  web.rport = 443;
-  web.lport = 41001;
-  f_.inside(web.local_syn(), 0);
-  EXPECT_EQ(f_.send(web.remote_syn_ack(), 0), Verdict::kPass);
+  TcpFlow web = opened_web(41001);
   f_.inside(web.local_data(), 0);
   EXPECT_EQ(f_.send(web.remote_data(0x01), 1 * kS), Verdict::kPass);  // the server is done sending
   f_.inside(web.local_data(), 150 * kS);                                 // the cluster still is
@@ -787,12 +793,7 @@ TEST_F(SessionTest, OnAVerifiedConnectionGuessesFarFromItsNumbersAreNotItsTraffi
   // An unregistered web server the cluster fetches from. After verification, a packet on
   // its 4-tuple counts as the connection's only with an acknowledgement at most 256 KiB
   // behind the highest one it sent, and a RST closes it only at the exact sequence.
-  TcpFlow web;
-  web.remote = *parse_ip("198.51.200.81");
-  web.rport = 443;
-  web.lport = 41001;
-  f_.inside(web.local_syn(), 0);
-  EXPECT_EQ(f_.send(web.remote_syn_ack(), 0), Verdict::kPass);
+  TcpFlow web = opened_web(41001);
   for (int i = 0; i < 4; ++i) f_.inside(web.local_data(), 0);
   EXPECT_EQ(f_.send(web.remote_data(), 0), Verdict::kPass);
   const uint64_t passed = count(TrafficClass::kUnregistered, Verdict::kPass);
