@@ -72,9 +72,15 @@ void DataPlane::watch_links() {
     PortLink& was = links_[i];
     now.name = name;
     now.changes = was.changes;
+    // A NIC may take seconds to bring its link up after the start: its first coming up is
+    // no change (nor counted as one).
+    const bool ever_up = first_up_seen_[i];
     if (first) {
       if (now.up) spdlog::info("port {} ({}): link {}", name, io->name, link_text(now));
-      else spdlog::warn("port {} ({}): link down: nothing passes on it until it comes up", name, io->name);
+      else spdlog::warn("port {} ({}): link down at start (a NIC may take seconds to bring it up): nothing passes "
+                        "on it until it is up", name, io->name);
+    } else if (now.up != was.up && now.up && !ever_up) {
+      spdlog::info("port {} ({}): link {}", name, io->name, link_text(now));
     } else if (now.up != was.up) {
       ++now.changes;
       if (now.up) spdlog::warn("port {} ({}): link {} again", name, io->name, link_text(now));
@@ -82,6 +88,7 @@ void DataPlane::watch_links() {
     } else if (now.up && (now.speed_mbps != was.speed_mbps || now.full_duplex != was.full_duplex)) {
       spdlog::warn("port {} ({}): link {} (was {})", name, io->name, link_text(now), link_text(was));
     }
+    first_up_seen_[i] = first_up_seen_[i] || now.up;
     was = now;
   }
 }

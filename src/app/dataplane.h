@@ -78,7 +78,8 @@ class DataPlane : public DataPathView {
   std::vector<double> busy_;
   std::vector<uint64_t> last_packets_;
   std::vector<double> cycles_;
-  std::vector<PortLink> links_;  // outside, inside
+  std::vector<PortLink> links_;       // outside, inside
+  bool first_up_seen_[2] = {false, false};
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
