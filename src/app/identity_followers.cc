@@ -18,6 +18,7 @@
 
 #include "helper_thread.h"
 #include "post_back.h"
+#include "stakegate/base/clock.h"
 #include "stakegate/flow/access_fetch.h"
 #include "stakegate/identity/resolve.h"
 #include "stakegate/policy/load.h"
@@ -41,14 +42,14 @@ class DnsRefresher {
       names_ = dns_names(state_.nodes(), cfg.identity.hosts);
       names_generation_ = state_.generation();
     }
-    std::vector<std::string> due = NameCache::process().due(names_, NameCache::steady_seconds());
+    std::vector<std::string> due = NameCache::process().due(names_, steady_seconds());
     if (due.empty()) return;
     in_flight_ = true;
     auto post = back_.poster();
     DnsConfig dns = cfg.identity.dns;
     std::string no_thread = start_helper_thread([this, post, due = std::move(due), dns] {
       auto answers = dns_lookup(due, dns);
-      std::string warning = NameCache::process().record(answers, dns, std::time(nullptr), NameCache::steady_seconds());
+      std::string warning = NameCache::process().record(answers, dns, std::time(nullptr), steady_seconds());
       std::vector<std::string> failed;
       for (const auto& [name, a] : answers)
         if (!a.ok) failed.push_back(name + " (" + a.error + ")");

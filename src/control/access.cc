@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <tuple>
 
+#include "stakegate/base/clock.h"
 #include "stakegate/base/error.h"
 #include "stakegate/base/files.h"
 
@@ -111,9 +112,7 @@ std::string sha256(const std::string& s) {
   EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr);
   return std::string(reinterpret_cast<char*>(md), len);
 }
-long long now_s() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+long long now_s() { return steady_seconds(); }
 }  // namespace
 
 bool BasicAuth::check(const std::string& authorization) {

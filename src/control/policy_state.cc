@@ -1,7 +1,6 @@
 #include "stakegate/control/policy_state.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -12,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "stakegate/base/clock.h"
 #include "stakegate/base/files.h"
 #include "stakegate/base/node_id.h"
 #include "stakegate/control/block_store.h"
@@ -122,9 +122,6 @@ bool same_target(const BlockEntry& a, const BlockEntry& b) {
 }  // namespace
 
 int64_t PolicyState::system_clock() { return static_cast<int64_t>(::time(nullptr)); }
-int64_t PolicyState::steady_clock() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 PolicyState::PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publisher* publisher,
                          unsigned rate_shards, Clock clock, Clock steady)

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "stakegate/base/clock.h"
 #include "stakegate/base/files.h"
 #include "stakegate/base/json_text.h"
 #include "stakegate/base/time_text.h"
@@ -204,10 +205,6 @@ std::string NameCache::use_state_dir(const std::string& dir) {
   }
 }
 
-int64_t NameCache::steady_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 std::string NameCache::record(const std::map<std::string, DnsAnswer>& answers, const DnsConfig& dns, int64_t now,
                               int64_t steady) {
   std::lock_guard<std::mutex> lock(m_);
@@ -293,9 +290,9 @@ std::string lookup_due_names(const std::vector<NodeIdentity>& nodes, const std::
   NameCache& c = cache ? *cache : NameCache::process();
   // Only names whose answer ran out (or never came): a replace of a table whose names are
   // all fresh does not wait on DNS.
-  const std::vector<std::string> names = c.due(dns_names(nodes, hosts), NameCache::steady_seconds());
+  const std::vector<std::string> names = c.due(dns_names(nodes, hosts), steady_seconds());
   if (names.empty()) return "";
-  return c.record(dns_lookup(names, dns), dns, std::time(nullptr), NameCache::steady_seconds());
+  return c.record(dns_lookup(names, dns), dns, std::time(nullptr), steady_seconds());
 }
 
 void resolve_identities(std::vector<NodeIdentity>& nodes, const std::map<std::string, IpAddr>& hosts,

@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "stakegate/base/clock.h"
 #include "stakegate/config/config.h"
 #include "stakegate/control/publisher.h"
 #include "stakegate/identity/flow_import.h"
@@ -70,7 +71,6 @@ class PolicyState {
  public:
   using Clock = std::function<int64_t()>;  // Unix seconds
   static int64_t system_clock();
-  static int64_t steady_clock();  // seconds on a clock that never steps (durations)
 
   struct Change {
     uint64_t generation = 0;
@@ -85,7 +85,7 @@ class PolicyState {
   // source's traffic (and so its rate): the number of workers, or 1 when RSS on the
   // source address sends each source to one worker. `publisher` may be null.
   PolicyState(LoadedPolicy loaded, unsigned workers, size_t source_capacity, Publisher* publisher,
-              unsigned rate_shards = 0, Clock clock = system_clock, Clock steady = steady_clock);
+              unsigned rate_shards = 0, Clock clock = system_clock, Clock steady = steady_seconds);  // steady: durations
 
   Change replace_identities(IdentityUpload upload);
   // replace_identities() in two halves, so that parsing a large table and waiting on DNS

@@ -55,12 +55,11 @@ class NameCache {
     std::lock_guard<std::mutex> lock(m_);
     persist_ = on;
   }
-  // Records a round's answers (`now`: Unix seconds, `steady`: steady-clock seconds, as
-  // steady_seconds()) and saves the file if anything changed. Returns a warning when saving failed.
+  // Records a round's answers (`now`: Unix seconds, `steady`: stakegate::steady_seconds())
+  // and saves the file if anything changed. Returns a warning when saving failed.
   std::string record(const std::map<std::string, DnsAnswer>& answers, const DnsConfig& dns, int64_t now, int64_t steady);
   std::optional<Entry> get(const std::string& name) const;
   std::vector<std::string> due(const std::vector<std::string>& names, int64_t steady) const;
-  static int64_t steady_seconds();
   Census census(const std::vector<std::string>& names) const;
   uint64_t failures() const;
 
