@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "port_plan.h"
+#include "stakegate/report/text.h"
 
 namespace stakegate {
 namespace {
@@ -76,17 +77,17 @@ void DataPlane::watch_links() {
     // no change (nor counted as one).
     const bool ever_up = first_up_seen_[i];
     if (first) {
-      if (now.up) spdlog::info("port {} ({}): link {}", name, io->name, link_text(now));
+      if (now.up) spdlog::info("port {} ({}): link {}", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex));
       else spdlog::warn("port {} ({}): link down at start (a NIC may take seconds to bring it up): nothing passes "
                         "on it until it is up", name, io->name);
     } else if (now.up != was.up && now.up && !ever_up) {
-      spdlog::info("port {} ({}): link {}", name, io->name, link_text(now));
+      spdlog::info("port {} ({}): link {}", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex));
     } else if (now.up != was.up) {
       ++now.changes;
-      if (now.up) spdlog::warn("port {} ({}): link {} again", name, io->name, link_text(now));
+      if (now.up) spdlog::warn("port {} ({}): link {} again", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex));
       else spdlog::warn("port {} ({}): link down: nothing passes on it until it comes up", name, io->name);
     } else if (now.up && (now.speed_mbps != was.speed_mbps || now.full_duplex != was.full_duplex)) {
-      spdlog::warn("port {} ({}): link {} (was {})", name, io->name, link_text(now), link_text(was));
+      spdlog::warn("port {} ({}): link {} (was {})", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex), link_text(was.up, was.speed_mbps, was.full_duplex));
     }
     first_up_seen_[i] = first_up_seen_[i] || now.up;
     was = now;

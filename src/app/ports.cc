@@ -155,14 +155,6 @@ PortLink port_link(const PortIo& io) {
   return out;
 }
 
-std::string link_text(const PortLink& l) {
-  if (!l.up) return "down";
-  if (l.speed_mbps == 0) return "up";
-  const std::string speed = l.speed_mbps % 1000 == 0 ? std::to_string(l.speed_mbps / 1000) + " Gbps"
-                                                     : std::to_string(l.speed_mbps) + " Mbps";
-  return "up, " + speed + (l.full_duplex ? " full-duplex" : " half-duplex");
-}
-
 void stop_port(const PortIo& io) {
   rte_eth_dev_stop(io.q.port);
   rte_eth_dev_close(io.q.port);

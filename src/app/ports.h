@@ -43,8 +43,6 @@ PortStats port_stats(const PortIo& io);
 
 // The port's link now, without waiting for it to settle (name and changes left empty).
 PortLink port_link(const PortIo& io);
-// "up, 10 Gbps full-duplex", "up" (speed not known), "down".
-std::string link_text(const PortLink& l);
 
 void stop_port(const PortIo& io);  // net_pcap flushes its tx_pcap here
 

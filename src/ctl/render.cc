@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "stakegate/base/verdict.h"
+#include "stakegate/report/text.h"
 
 namespace stakegate::ctl {
 namespace {
@@ -84,14 +85,7 @@ void print(const pb::StatusResponse& r) {
                 100.0 * r.worker_load(w).busy_ratio(), r.worker_load(w).cycles_per_packet(),
                 static_cast<unsigned long long>(r.worker_load(w).outside_packets()));
   for (const auto& p : r.ports()) {
-    std::string link = "down";
-    if (p.link_up()) {
-      link = "up";
-      if (p.speed_mbps())
-        link += ", " + (p.speed_mbps() % 1000 ? std::to_string(p.speed_mbps()) + " Mbps"
-                                              : std::to_string(p.speed_mbps() / 1000) + " Gbps") +
-                (p.full_duplex() ? " full-duplex" : " half-duplex");
-    }
+    const std::string link = link_text(p.link_up(), p.speed_mbps(), p.full_duplex());
     std::printf("port %s: link %s%s; %llu link changes since start\n", p.name().c_str(), link.c_str(),
                 p.link_up() ? "" : " (ATTENTION: nothing passes on it)", static_cast<unsigned long long>(p.link_changes()));
   }

@@ -24,4 +24,12 @@ std::string compact_utc(double unix_s) {
   return b;
 }
 
+std::string link_text(bool up, uint32_t speed_mbps, bool full_duplex) {
+  if (!up) return "down";
+  if (speed_mbps == 0) return "up";
+  const std::string speed = speed_mbps % 1000 == 0 ? std::to_string(speed_mbps / 1000) + " Gbps"
+                                                   : std::to_string(speed_mbps) + " Mbps";
+  return "up, " + speed + (full_duplex ? " full-duplex" : " half-duplex");
+}
+
 }  // namespace stakegate
