@@ -46,17 +46,18 @@ bool modelled(uint16_t port, rte_eth_link* link) {
   return true;
 }
 
-int answer(const char* symbol, uint16_t port, rte_eth_link* link) {
-  if (link && modelled(port, link)) return 0;
-  static LinkGet real_nowait = reinterpret_cast<LinkGet>(dlsym(RTLD_NEXT, "rte_eth_link_get_nowait"));
-  static LinkGet real_wait = reinterpret_cast<LinkGet>(dlsym(RTLD_NEXT, "rte_eth_link_get"));
-  return std::strcmp(symbol, "rte_eth_link_get") == 0 ? real_wait(port, link) : real_nowait(port, link);
+int answer(LinkGet real, uint16_t port, rte_eth_link* link) {
+  return link && modelled(port, link) ? 0 : real(port, link);
 }
 
 }  // namespace
 
 extern "C" int rte_eth_link_get_nowait(uint16_t port, rte_eth_link* link) {
-  return answer("rte_eth_link_get_nowait", port, link);
+  static const LinkGet real = reinterpret_cast<LinkGet>(dlsym(RTLD_NEXT, "rte_eth_link_get_nowait"));
+  return answer(real, port, link);
 }
 
-extern "C" int rte_eth_link_get(uint16_t port, rte_eth_link* link) { return answer("rte_eth_link_get", port, link); }
+extern "C" int rte_eth_link_get(uint16_t port, rte_eth_link* link) {
+  static const LinkGet real = reinterpret_cast<LinkGet>(dlsym(RTLD_NEXT, "rte_eth_link_get"));
+  return answer(real, port, link);
+}
