@@ -293,6 +293,10 @@ std::string render_metrics(const MetricsInput& in) {
   single(out, "stakegate_unregistered_reserve_total",
          "Packets of unregistered clients' verified TCP connections passed on a reserve (the pool's, or their own bucket's).",
          MetricType::Counter, static_cast<double>(t.c.unregistered_reserve));
+  single(out, "stakegate_request_hop_passed_total",
+         "Packets of staked addresses off verified connections passed on the request channel's bucket for the "
+         "hop limit the node's own verified packets arrive with.",
+         MetricType::Counter, static_cast<double>(t.c.request_hop_passed));
 
   single(out, "stakegate_snapshots_pending_reclaim",
          "Replaced policy snapshots still waiting for every worker to pass a quiescent point.", MetricType::Gauge,

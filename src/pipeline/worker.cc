@@ -146,14 +146,23 @@ bool icmp_error(const PacketMeta& m) {
   return Verdict::kPass;
 }
 
-// The request channel: what a staked address sends off verified connections.
-Verdict Worker::police_request(uint32_t slot, uint64_t now_ns) {
+// The request channel: what a staked address sends off verified connections. It has two
+// buckets of the same size: one for packets that arrive with the hop limit of the node's
+// own verified packets, one for the rest (and for everything, until a connection of the
+// address verified). A spoofer elsewhere in the network, whose packets arrive with another
+// hop limit, then fills only the second, and the node's new connections (its SYNs) still
+// pass on the first. Hop-count filtering (Jin, Wang and Shin, CCS 2003): a hop limit can
+// be forged too, by a spoofer who knows the node's distance, so this only sorts packets
+// that prove nothing; it never moves a score or decides a verdict beyond this channel.
+Verdict Worker::police_request(uint32_t slot, uint8_t ttl, uint64_t now_ns) {
   NodeMeterCold& c = cold_[slot];
-  if (!meter_take(c.request, c.request_profile, now_ns, kTokenScale)) {
+  const bool own_hop = c.hop != 0 && ttl == c.hop;
+  if (!meter_take(own_hop ? c.request_hop : c.request, c.request_profile, now_ns, kTokenScale)) {
     c.dropped_request++;
     return Verdict::kRequestOverRate;
   }
   c.passed_request++;
+  counters_.request_hop_passed += own_hop;
   return Verdict::kPass;
 }
 
@@ -316,8 +325,10 @@ Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint
 // Is this outside packet on session `s`? TCP: only on the verified connection, within its
 // windows (a spoofer who guessed the 4-tuple is not enough); UDP and ICMP: the 4-tuple is
 // all there is to match (a reply keeps the session alive, as conntrack does).
+// `node`: the sender's meter when it is a staked address, which learns the hop limit of a
+// packet that verifies its connection.
 [[gnu::always_inline]] inline bool Worker::remote_on_session(Session* s, const PacketMeta& m, const PacketView& p,
-                                                             uint64_t now_ns) {
+                                                             uint64_t now_ns, NodeMeterCold* node) {
   if (!s) return false;
   const SessionTimeouts& to = snap_->timeouts;
   const uint32_t now = session_tick(now_ns);
@@ -329,6 +340,7 @@ Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint
       sessions_.extend(s, tcp_deadline(*s, to, now));
     } else {
       counters_.sessions_verified++;
+      if (node) node->hop = m.ttl;
       sessions_.extend_keep(s, tcp_deadline(*s, to, now));
     }
     return true;
@@ -618,7 +630,7 @@ void Worker::note_spoofed(const PacketMeta& m) noexcept {
     if (now_ns >= cold_[slot].peer.score_ns + kDecayStepNs) check_recovery(slot, now_ns);  // has its score recovered?
   }
   if (Verdict v; decide_infra(p, m, s, now_ns, v, cls)) return v;
-  if (s && m.l4_proto == kProtoTcp && m.has_port && remote_on_session(s, m, p, now_ns)) [[likely]] {
+  if (s && m.l4_proto == kProtoTcp && m.has_port && remote_on_session(s, m, p, now_ns, &cold_[slot])) [[likely]] {
     if (nm.flags & SourcePolicy::kGraylisted) cold_[slot].peer.check_normal(now_ns);
     Verdict v = police_verified(slot, wire_length(p), now_ns);
     if (v != Verdict::kPass && !cold_[slot].peer.settled(snap_->score, now_ns)) on_source_drop(slot, v, true, p, now_ns);
@@ -637,7 +649,7 @@ void Worker::note_spoofed(const PacketMeta& m) noexcept {
     // cluster serves, or a TCP packet out of the connection's windows. No port check: the
     // cluster chose the port.
     if (m.l4_proto != kProtoTcp) remote_on_session(s, m, p, now_ns);
-    v = police_request(slot, now_ns);
+    v = police_request(slot, m.ttl, now_ns);
   } else if (!m.non_first_fragment && (m.has_port ? !snap_->port_allowed(nm.port_set, m.dst_port)
                                                   : nm.port_set != SourcePolicy::kAllPorts)) {
     // A non-first fragment has no port: it is policed by source only. A port-less
@@ -645,7 +657,7 @@ void Worker::note_spoofed(const PacketMeta& m) noexcept {
     cold_[slot].dropped_port_denied++;
     v = Verdict::kPortDenied;
   } else {
-    v = police_request(slot, now_ns);
+    v = police_request(slot, m.ttl, now_ns);
   }
   if (v != Verdict::kPass && (nm.flags & (SourcePolicy::kGraylisted | SourcePolicy::kSample)) && cold_[slot].peer.unverified_left)
     on_source_drop(slot, v, false, p, now_ns);

@@ -42,6 +42,7 @@ void Worker::start_meter(uint32_t slot, const SourcePolicy& s) noexcept {
   meters_[slot].epoch = s.epoch;
   cold_[slot].bytes = Meter{s.bps.burst, 0};
   cold_[slot].request = Meter{s.request.burst, 0};
+  cold_[slot].request_hop = Meter{s.request.burst, 0};
 }
 
 void Worker::bind(const PolicySnapshot* snap) noexcept {
@@ -137,6 +138,7 @@ void Worker::set_rates(uint32_t slot, const SourcePolicy& s, double factor, cons
   c.bytes.tokens = std::min(c.bytes.tokens, c.bps_profile.burst);
   c.request_profile = scaled_profile(s.request, factor);
   c.request.tokens = std::min(c.request.tokens, c.request_profile.burst);
+  c.request_hop.tokens = std::min(c.request_hop.tokens, c.request_profile.burst);
   c.peer.set_normal(s.pps, sp);
 }
 

@@ -283,7 +283,8 @@ std::string describe_plan(const LoadedPolicy& p) {
                 "-", p.plan.icmp_errors.pps);
   o << line;
   o << "request channel: " << c.request_channel.fraction << " x each node's rate (at least " << c.request_channel.min_pps
-    << " pps): its traffic off verified connections\n";
+    << " pps): its traffic off verified connections; as much again for such packets that arrive with the hop"
+       " limit of its verified ones\n";
   std::string prefixes;
   for (const Cidr& cidr : c.cluster.prefixes) prefixes += (prefixes.empty() ? "" : ", ") + cidr.to_string();
   const size_t inside = nodes_in_cluster(c, p.nodes);

@@ -25,6 +25,7 @@ void Totals::add(const Worker& w, size_t slots) {
   c.sessions_verified += relaxed(x.sessions_verified);
   c.unregistered_proven += relaxed(x.unregistered_proven);
   c.unregistered_reserve += relaxed(x.unregistered_reserve);
+  c.request_hop_passed += relaxed(x.request_hop_passed);
   c.fast_path += relaxed(x.fast_path);
   c.fast_path_inside += relaxed(x.fast_path_inside);
   c.neighbour_answers += relaxed(x.neighbour_answers);
@@ -102,6 +103,7 @@ nlohmann::json make_report(const Totals& t, const std::vector<NodeIdentity>& nod
   r["unregistered_evictions"] = t.c.unregistered_evictions;
   r["unregistered_proven"] = t.c.unregistered_proven;
   r["unregistered_reserve"] = t.c.unregistered_reserve;
+  r["request_hop_passed"] = t.c.request_hop_passed;
   r["non_first_fragments"] = t.c.non_first_fragments;
   r["fragments_held"] = t.c.fragments_held;
   r["sessions"] = {{"created", t.c.sessions_created}, {"evicted", t.c.sessions_evicted}, {"verified", t.c.sessions_verified}};

@@ -16,6 +16,7 @@ struct TcpFlow {
   uint16_t rport = 40000, lport = 3569;
   uint32_t remote_seq = 1000, local_seq = 500000;
   uint32_t frame_size = 64;
+  uint8_t remote_ttl = 64;  // the TTL (hop limit) the remote's packets arrive with
 
   // Segments carry no padding in their IP length: a SYN is a SYN, and a data segment's
   // payload (enough to make a frame of `frame_size`) is real payload.
@@ -28,6 +29,7 @@ struct TcpFlow {
     f.tcp_flags = flags;
     f.seq = remote_seq;
     f.ack = local_seq;
+    f.ttl = remote_ttl;
     f.frame_size = 0;
     return f;
   }

@@ -86,7 +86,7 @@ static_assert(offsetof(NodeMeter, epoch) + sizeof(uint32_t) == sizeof(NodeMeter)
 // counter and need not be equal (under ASan, a copy's was not). `fast_path`: compare the
 // fast-path counts too (not when one worker runs without its fast paths).
 inline std::string counters_differ(const WorkerCounters& a, const WorkerCounters& b, bool fast_path = true) {
-  static_assert(offsetof(WorkerCounters, inside_foreign_v6) == offsetof(WorkerCounters, unregistered_evictions) + 18 * 8,
+  static_assert(offsetof(WorkerCounters, inside_foreign_v6) == offsetof(WorkerCounters, unregistered_evictions) + 19 * 8,
                 "WorkerCounters changed: compare the new counter here");
   if (std::memcmp(a.packets, b.packets, sizeof a.packets) != 0) return "packets";
   if (std::memcmp(a.bytes, b.bytes, sizeof a.bytes) != 0) return "bytes";
@@ -97,6 +97,7 @@ inline std::string counters_differ(const WorkerCounters& a, const WorkerCounters
   if (a.sessions_verified != b.sessions_verified) return "sessions_verified";
   if (a.unregistered_proven != b.unregistered_proven) return "unregistered_proven";
   if (a.unregistered_reserve != b.unregistered_reserve) return "unregistered_reserve";
+  if (a.request_hop_passed != b.request_hop_passed) return "request_hop_passed";
   if (fast_path && a.fast_path != b.fast_path) return "fast_path";
   if (fast_path && a.fast_path_inside != b.fast_path_inside) return "fast_path_inside";
   if (a.neighbour_answers != b.neighbour_answers) return "neighbour_answers";

@@ -201,6 +201,8 @@ void expect_same_state(const WorkerFixture& fast, const WorkerFixture& full, con
     const NodeMeterCold &x = fast.worker->meter_cold(s), &z = full.worker->meter_cold(s);
     EXPECT_EQ(x.bytes.tokens, z.bytes.tokens);
     EXPECT_EQ(x.request.tokens, z.request.tokens);
+    EXPECT_EQ(x.request_hop.tokens, z.request_hop.tokens);
+    EXPECT_EQ(x.hop, z.hop) << "slot " << s;
     EXPECT_EQ(x.passed_request, z.passed_request);
     EXPECT_EQ(x.dropped_request, z.dropped_request);
     EXPECT_EQ(x.dropped_port_denied, z.dropped_port_denied);

@@ -571,6 +571,58 @@ TEST_F(SessionTest, AConnectionPickedUpMidStreamIsVerifiedByItsNextAcknowledgeme
   EXPECT_EQ(f_.meter("198.18.1.1").passed, 1u);  // verified: its allowance
 }
 
+// The request channel keeps a bucket for packets that arrive with the hop limit of the
+// node's own verified packets: a forged flood from elsewhere (another hop limit) fills the
+// other bucket, and the node's new connections still get through.
+TEST_F(SessionTest, ANodesOwnHopLimitKeepsItsNewConnectionsThroughAForgedFlood) {
+  const uint32_t slot = f_.slot_of("198.18.1.1");
+  const NodeMeterCold& c = f_.worker->meter_cold(slot);
+  auto flood = [&](uint8_t ttl, uint64_t now) {  // forged SYNs until the bucket is empty
+    TcpFlow forged;
+    forged.remote_ttl = ttl;
+    const uint64_t dropped = c.dropped_request;
+    for (uint16_t i = 0; i < 2000 && c.dropped_request == dropped; ++i) {
+      forged.rport = static_cast<uint16_t>(20000 + i);
+      f_.send(forged.remote_syn(), now);
+    }
+    ASSERT_GT(c.dropped_request, dropped);
+  };
+  auto dial = [&](uint16_t rport, uint64_t now) {  // the node's SYN to the cluster's 3569
+    TcpFlow node;
+    node.remote_ttl = 58;
+    node.rport = rport;
+    return f_.send(node.remote_syn(), now);
+  };
+  // No connection of the node verified yet: one bucket for everything, as a flood empties it.
+  flood(50, 0);
+  EXPECT_EQ(dial(40001, 0), Verdict::kRequestOverRate);
+  EXPECT_EQ(c.hop, 0);
+  // The node's connection verifies (its ACK of the cluster's SYN-ACK), arriving with TTL 58.
+  TcpFlow node;
+  node.remote_ttl = 58;
+  node.rport = 40002;
+  EXPECT_EQ(f_.send(node.remote_syn(), 1 * kS), Verdict::kPass);
+  f_.inside(node.local_syn_ack(), 1 * kS);
+  EXPECT_EQ(f_.send(node.remote_data(), 1 * kS), Verdict::kPass);
+  EXPECT_EQ(c.hop, 58);
+  // A forged flood arriving with TTL 50 empties its bucket, not the node's own.
+  flood(50, 2 * kS);
+  EXPECT_EQ(dial(40003, 2 * kS), Verdict::kPass);
+  EXPECT_EQ(f_.worker->counters().request_hop_passed, 1u);
+  TcpFlow forged;
+  forged.remote_ttl = 50;
+  EXPECT_EQ(f_.send(forged.remote_syn(), 2 * kS), Verdict::kRequestOverRate);
+  // Forged packets on the node's own 4-tuple, with guessed numbers, never teach it a hop limit.
+  node.remote_ttl = 50;
+  for (uint32_t guess = 1; guess < 100; ++guess)
+    EXPECT_NE(f_.send(node.forged(guess * 0x01000193u, guess * 0x9e3779b9u), 2 * kS), Verdict::kPass);
+  EXPECT_EQ(c.hop, 58);
+  // It is a preference, not a proof: a spoofer who knows the node's distance forges it too,
+  // and then competes with the node in that bucket as before.
+  flood(58, 3 * kS);
+  EXPECT_EQ(dial(40004, 3 * kS), Verdict::kRequestOverRate);
+}
+
 TEST_F(SessionTest, FragmentsOfAReplyFollowTheirFirstFragment) {
   FrameSpec q = out("198.51.200.53", 53);
   f_.inside(build_frame(q), 0);

@@ -62,7 +62,8 @@ struct NodeMeterCold {
   MeterProfile bps_profile;
   Meter bytes;
   MeterProfile request_profile;  // traffic off verified connections: anything a spoofer could send
-  Meter request;
+  Meter request;                 // ... arriving with another hop limit than `hop`, or before any
+  Meter request_hop;             // ... arriving with the hop limit `hop` (the same profile)
   uint64_t passed_request;       // passed through the request channel
   uint64_t dropped_request;      // request_over_rate
   uint64_t passed_session;       // UDP and ICMP replies on sessions the cluster opened: the sessions budget
@@ -71,7 +72,12 @@ struct NodeMeterCold {
   uint64_t dropped_ejected;
   uint64_t dropped_port_denied;
   PeerScore peer;
+  // The TTL (IPv4) or hop limit (IPv6) of the packet that last verified a connection from
+  // this address (0: none yet): what the node's own packets arrive with, as far as the
+  // gateway knows. Only a verifying packet sets it, which a spoofer cannot send.
+  uint8_t hop;
 };
+static_assert(sizeof(NodeMeterCold) == 240, "docs/configuration.md (limits.sources) gives a slot's memory: update it");
 
 // (tests/support/worker_fixture.h compares two workers' counters field by field: a new
 // counter goes there too.)
@@ -85,6 +91,7 @@ struct alignas(64) WorkerCounters {
   uint64_t sessions_verified;        // TCP connections whose remote proved it received the cluster's packets
   uint64_t unregistered_proven;      // new unregistered sources given their full burst for completing a TCP handshake
   uint64_t unregistered_reserve;     // packets of unregistered clients' verified connections passed on a reserve (pool's or source's)
+  uint64_t request_hop_passed;       // request channel packets passed on the bucket of the node's own hop limit
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
@@ -242,7 +249,7 @@ class Worker {
   Verdict decide_unknown(const struct PacketMeta& m, Session* s, uint64_t tag, const PacketView& p, uint64_t now_ns,
                          TrafficClass& cls);
   Verdict police_verified(uint32_t slot, uint32_t len, uint64_t now_ns);
-  Verdict police_request(uint32_t slot, uint64_t now_ns);
+  Verdict police_request(uint32_t slot, uint8_t ttl, uint64_t now_ns);
   Verdict police_unregistered(uint64_t tag, uint32_t len, uint64_t now_ns);
   bool take_unregistered(Meter& source, uint32_t len, bool reserves);
   [[gnu::noinline]] Verdict police_connection(uint64_t tag, const struct PacketMeta& m, const PacketView& p,
@@ -262,7 +269,8 @@ class Worker {
   [[gnu::noinline]] bool dhcp_answer(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   [[gnu::noinline, gnu::cold]] Verdict igmp_verdict(const PacketView& p, const struct PacketMeta& m, uint64_t now_ns,
                                                     TrafficClass& cls) noexcept;
-  bool remote_on_session(Session* s, const struct PacketMeta& m, const PacketView& p, uint64_t now_ns);
+  bool remote_on_session(Session* s, const struct PacketMeta& m, const PacketView& p, uint64_t now_ns,
+                         NodeMeterCold* node = nullptr);
   void on_source_drop(uint32_t slot, Verdict v, bool attributable, const PacketView& p, uint64_t now_ns) noexcept;
   void check_recovery(uint32_t slot, uint64_t now_ns) noexcept;
   void set_graylisted(uint32_t slot, bool on, uint64_t now_ns) noexcept;
