@@ -196,10 +196,10 @@ def cmd_spoof_flood(a):
         src = a.src if "/" not in a.src else str(net[rng.randrange(1, net.num_addresses - 1)])
         sport = a.sport or rng.randrange(1024, 65536)
         if a.kind == "udp":
-            return udp(src, host, sport, port, b"\xa5" * 32, **macs)
+            return udp(src, host, sport, port, b"\xa5" * 32, ttl=a.ttl, **macs)
         flags = SYN if a.kind == "syn" else ACK
         return tcp(src, host, sport, port, rng.getrandbits(32), rng.getrandbits(32) if flags == ACK else 0, flags,
-                   b"\x66" * (32 if flags == ACK else 0), **macs)
+                   b"\x66" * (32 if flags == ACK else 0), ttl=a.ttl, **macs)
     emit(paced_send(s, frames, a.pps, a.seconds))
 
 
@@ -624,6 +624,7 @@ def main():
     t.add_argument("--pps", type=float, required=True)
     t.add_argument("--seconds", type=float, required=True)
     t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--ttl", type=int, default=64, help="the TTL (hop limit) the frames carry: a spoofer's distance")
     t = sub.add_parser("own-flood")
     t.add_argument("--iface", required=True)
     t.add_argument("--to", required=True)

@@ -11,10 +11,13 @@ misbehaviour is still caught (docs/operations.md "What can be attributed").
    (random 4-tuples, and con1's real 4-tuple with guessed numbers), all carrying con1's
    address, eight times over con1's rate. con1 keeps its full rate, is not graylisted, no
    evidence case opens, and every forged packet is counted apart from its allowance.
-2. con1 then floods over its own established connection (copies of its own segment, in
+2. con1 opens new connections while spf forges its address again, from further away (its
+   frames arrive with a lower TTL): con1's SYNs pass at once on the bucket its request
+   channel keeps for the hop limit of its verified connections.
+3. con1 then floods over its own established connection (copies of its own segment, in
    its window): it is graylisted within the documented time and its bundle's samples are
    marked verified, which tshark reads.
-3. unr, an unregistered client of the public port 9000, sends requests over its connection
+4. unr, an unregistered client of the public port 9000, sends requests over its connection
    while spf floods the port with SYNs from ever new forged sources at five times the
    unregistered pool's rate, and with datagrams from unr's own address at ten times its
    per-source rate: the floods hold the pool and unr's bucket empty for everything else,
@@ -149,6 +152,45 @@ def phase_forged(lab, gw, metrics_port):
     print(f"forged: {sent} ({total / 4 / RATE:.1f} x con1's rate of {RATE:.0f} pps)")
 
 
+def phase_new_connections(lab, gw, metrics_port):
+    hops = 7
+    print(f"\n== con1 opens new connections while its address is forged, from {hops} hops further away, at 8x its "
+          f"rate", flush=True)
+    cl_mac = lab.mac(lab.ns("cl"), "eth0").replace(":", "")
+    before = counters(gw)
+    m0 = metric_values(scrape(metrics_port))
+    # The forged packets arrive with another TTL than con1's (its verified connection of
+    # the phase before taught the gateway con1's): they fill their own bucket of con1's
+    # request channel, and con1's SYNs pass on the other.
+    flood_s = 8
+    common = ["--iface", "eth0", "--dst-mac", cl_mac, "--src", CON1, "--seconds", flood_s, "--ttl", 64 - hops]
+    floods = [lab.prog(lab.ns("spf"), "spoof-flood", *common, "--to", f"{CL}:3570", "--kind", kind, "--pps", 4 * RATE,
+                       "--seed", seed) for seed, kind in ((4, "syn"), (5, "udp"))]
+    t0 = time.monotonic()
+    time.sleep(0.5)  # the forgeries have emptied con1's request channel
+    # Each connection must get its first SYN through: Linux retransmits it after 1 s.
+    results = [lab.prog(lab.ns("con1"), "tcp-session", "--to", f"{CL}:3570", "--chunks", 1, "--chunk", 512,
+                        "--connect-timeout", 0.9, "--deadline", 5).result(timeout=15) for _ in range(8)]
+    elapsed = time.monotonic() - t0
+    sent = sum(p.result()["sent"] for p in floods)
+    m = metric_values(scrape(metrics_port))
+    after = counters(gw)
+    d = {k: after["counters"].get(k, 0) - before["counters"].get(k, 0) for k in after["counters"]}
+    done = sum(r.get("result") == "done" and bool(r.get("digest_ok")) for r in results)
+    check(done == len(results) and elapsed < flood_s, f"con1's {len(results)} new connections all connected at their first "
+          f"SYN and completed while the forgeries ran: {done} in {elapsed:.1f} s ({[r.get('result') for r in results]})")
+    hop = m.get("stakegate_request_hop_passed_total", 0) - m0.get("stakegate_request_hop_passed_total", 0)
+    check(hop >= len(results), f"con1's SYNs passed on the bucket of its own hop limit "
+          f"(stakegate_request_hop_passed_total +{hop:.0f})")
+    # Both buckets of the channel: at most twice its rate and bursts while the floods ran.
+    check(d.get("request_over_rate", 0) >= sent - 2 * REQUEST * (flood_s + 1),
+          f"the {sent} forged packets stayed in con1's request channel: {d.get('request_over_rate', 0)} "
+          f"request_over_rate")
+    # (Its score only decays back towards 0 from its own drops of the phase before.)
+    check(not after["graylisted"] and float(after.get("score", 0)) >= float(before.get("score", 0)) - 0.01,
+          f"con1 is not penalised (score {float(before.get('score', 0)):.2f} -> {float(after.get('score', 0)):.2f})")
+
+
 def phase_own_flood(lab, gw):
     print("\n== con1 floods over its own established connection at 10x its rate", flush=True)
     k = 10
@@ -240,6 +282,7 @@ def phases(lab, d, gw, metrics_port):
         time.sleep(0.05)
     lab.prog(cl, "tcp-server", "--bind", f"{CL}:9000").wait_event("ready")
     phase_forged(lab, gw, metrics_port)
+    phase_new_connections(lab, gw, metrics_port)
     phase_own_flood(lab, gw)
     phase_public_client(lab, gw, metrics_port)
 
