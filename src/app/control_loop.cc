@@ -77,6 +77,7 @@ std::string render(PolicyState& state, DataPlane& dp, EvidenceService& ev, const
   in.graylist_events_lost = ev.events_lost();
   in.session_capacity = dp.workers().empty() ? 0 : dp.workers().front()->sessions().capacity();
   in.rate_split = state.rate_shards();
+  in.monitor_forwarded = dp.monitor_forwarded();
   const NameCache& names = NameCache::process();
   NameCache::Census dns = names.census(dns_names(state.nodes(), state.config().identity.hosts));
   in.dns_resolved = dns.resolved;
@@ -355,6 +356,9 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
         for (const PortLink& l : dp.links())
           if (!l.up) down += (down.empty() ? "" : ", ") + l.name;
         if (!down.empty()) down = "; LINK DOWN: " + down;
+        // Monitor mode, said in every summary while it lasts: nothing is dropped.
+        if (state.config().monitor)
+          down += fmt::format("; MONITOR MODE: nothing dropped ({} forwarded against their verdict)", dp.monitor_forwarded());
         spdlog::info("{} | outside rate {:.3f} Mpps, inside rate {:.3f} Mpps{}",
                      summary_line(t, dp.tx_dropped(Direction::kOutside) + dp.tx_dropped(Direction::kInside)),
                      static_cast<double>(out_rx - reported_rx) / secs / 1e6,

@@ -216,6 +216,12 @@ uint64_t DataPlane::tx_dropped(Direction from) const {
   return n;
 }
 
+uint64_t DataPlane::monitor_forwarded() const {
+  uint64_t n = 0;
+  for (const auto& c : ctxs_) n += relaxed(c.monitor_forwarded);
+  return n;
+}
+
 std::vector<uint64_t> DataPlane::loop_progress() const {
   std::vector<uint64_t> out;
   for (const auto& c : ctxs_) out.push_back(relaxed(c.total_tsc));

@@ -58,11 +58,13 @@ struct Held {
 
 // Outside frames by verdict: passed ones to the inside port, handed-off ones to their
 // worker's ring (a full ring frees them, counted as the inside's transmit drops), held
-// ones kept in `held`, the rest freed.
+// ones kept in `held`, the rest freed; in monitor mode (the snapshot's `monitor`), the
+// rest go to the inside port too, counted (they are counted by verdict all the same).
 inline void forward(WorkerCtx* ctx, const Worker& w, rte_mbuf** rx, uint16_t n, const Verdict* verdicts, rte_mbuf** pass,
                     rte_mbuf** drop, Held& held) {
   const uint16_t q = ctx->queue;
-  uint16_t np = 0, nd = 0;
+  const bool monitor = w.snapshot().monitor;
+  uint16_t np = 0, nd = 0, monitored = 0;
   for (uint16_t i = 0; i < n; ++i) {
     if (verdicts[i] == Verdict::kPass) {
       pass[np++] = rx[i];
@@ -73,10 +75,14 @@ inline void forward(WorkerCtx* ctx, const Worker& w, rte_mbuf** rx, uint16_t n, 
         rte_pktmbuf_free(rx[i]);
         ctx->tx_dropped[0]++;
       }
+    } else if (monitor) [[unlikely]] {
+      pass[np++] = rx[i];  // in its place among the passed ones: monitor mode reorders nothing
+      monitored++;
     } else {
       drop[nd++] = rx[i];
     }
   }
+  if (monitored) ctx->monitor_forwarded += monitored;
   if (nd) rte_pktmbuf_free_bulk(drop, nd);
   send_or_free(ctx->inside.port, q, q < ctx->inside.tx_queues, pass, np, ctx->tx_dropped[0]);
 }

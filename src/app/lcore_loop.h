@@ -37,6 +37,7 @@ struct WorkerCtx {
   uint64_t busy_tsc = 0;      // TSC spent in loop iterations that carried packets
   uint64_t total_tsc = 0;
   uint64_t busy_packets = 0;  // packets those iterations carried (both directions)
+  uint64_t monitor_forwarded = 0;  // outside frames forwarded in monitor mode that enforcing would have dropped
 };
 
 inline constexpr unsigned kMaxBurst = 256;

@@ -135,6 +135,14 @@ int cmd_replay(const ReplayOptions& o) {
     };
     std::vector<HeldFrame> held;
     worker.set_holding(true);
+    // What `run` forwards: passed frames, and in monitor mode every decided one (counted).
+    const bool monitor = state.snapshot()->monitor;
+    uint64_t monitor_forwarded = 0;
+    auto forwarded = [&](Verdict v) {
+      if (v == Verdict::kPass) return true;
+      monitor_forwarded += monitor;
+      return monitor;
+    };
     auto release = [&](uint64_t now) {
       std::vector<PacketView> views;
       for (const HeldFrame& h : held) views.push_back({h.bytes.data(), static_cast<uint32_t>(h.bytes.size()), h.wire});
@@ -143,7 +151,7 @@ int cmd_replay(const ReplayOptions& o) {
       std::vector<HeldFrame> kept;
       for (size_t i = 0; i < held.size(); ++i) {
         if (verdicts[i] == Worker::kHold) kept.push_back(std::move(held[i]));
-        else if (out && verdicts[i] == Verdict::kPass) out->write(now, held[i].bytes.data(), views[i].len, held[i].wire);
+        else if (forwarded(verdicts[i]) && out) out->write(now, held[i].bytes.data(), views[i].len, held[i].wire);
       }
       held = std::move(kept);
     };
@@ -156,7 +164,7 @@ int cmd_replay(const ReplayOptions& o) {
         Verdict v;
         worker.process_outside(&view, 1, ts, &v);
         if (v == Worker::kHold) held.push_back({std::vector<uint8_t>(data, data + len), wire});
-        else if (out && v == Verdict::kPass) out->write(ts, data, len, wire);
+        else if (forwarded(v) && out) out->write(ts, data, len, wire);
         if (worker.held_due(ts)) release(ts);
       }
       last = std::max(last, ts);
@@ -181,6 +189,8 @@ int cmd_replay(const ReplayOptions& o) {
       auto report = make_report(t, state.nodes(), state.plan());
       report["graylist"] = graylist_json(evidence.graylist());
       report["evidence"] = cases_json(evidence.cases());
+      report["mode"] = monitor ? "monitor" : "enforce";
+      report["monitor_forwarded"] = monitor_forwarded;
       r << json_text(report, 2) << "\n";
     }
     return 0;

@@ -95,7 +95,9 @@ void log_steering(const DataPlane& dp, unsigned workers) {
 bool final_report(const DataPlane& dp, const PolicyState& state, const std::string& report_path) {
   Totals t = dp.totals(true);
   const uint64_t txd = dp.tx_dropped(Direction::kOutside) + dp.tx_dropped(Direction::kInside);
-  spdlog::info("final: {}", summary_line(t, txd));
+  spdlog::info("final: {}{}", summary_line(t, txd),
+               dp.monitor_forwarded() ? fmt::format(" | monitor mode forwarded {} against their verdict", dp.monitor_forwarded())
+                                      : std::string());
   for (const PortIo* io : {&dp.outside(), &dp.inside()}) {
     PortStats st = port_stats(*io);
     spdlog::info("port {}: ipackets {} opackets {} imissed {} rx_nombuf {} oerrors {}",
@@ -107,6 +109,8 @@ bool final_report(const DataPlane& dp, const PolicyState& state, const std::stri
   auto j = make_report(t, state.nodes(), state.plan());
   j["tx_dropped"] = txd;
   j["identity_generation"] = state.generation();
+  j["mode"] = state.config().monitor ? "monitor" : "enforce";
+  j["monitor_forwarded"] = dp.monitor_forwarded();
   std::ofstream r(report_path);
   if (r) r << json_text(j, 2) << "\n";
   if (r.good()) return true;

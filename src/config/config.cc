@@ -393,7 +393,7 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
   r.expect_utf8();
   r.expect_map({"dataplane", "capacity", "identity", "roles", "unregistered", "blocklist", "scoring", "evidence",
                 "operator", "control", "limits", "cluster", "sessions", "infra", "request_channel",
-                "state_dir"});
+                "state_dir", "mode"});
   Config c;
   c.file = file;
   for (const char* k : {"dataplane", "capacity", "identity", "roles"})
@@ -422,6 +422,12 @@ Config parse_config_checked(const std::string& text, const std::string& file) {
   if (r.has("evidence")) read_evidence(r.child("evidence"), c.evidence);
   if (r.has("operator")) read_operator(r.child("operator"), c.operator_info);
   if (r.has("control")) read_control(r.child("control"), c.control);
+  if (r.has("mode")) {
+    const std::string mode = r.child("mode").string();
+    if (mode != "enforce" && mode != "monitor")
+      r.child("mode").fail("'" + mode + "': must be 'enforce' (drop what the verdicts say) or 'monitor' (count them, drop nothing)");
+    c.monitor = mode == "monitor";
+  }
   if (r.has("state_dir")) c.state_dir = resolve_path(file, r.child("state_dir").string());
   if (r.has("cluster")) config_sections::read_cluster(r.child("cluster"), c.cluster);
   if (r.has("sessions")) config_sections::read_sessions(r.child("sessions"), c.sessions);

@@ -122,6 +122,8 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
     l->set_outside_packets(w < received.size() ? received[w] : 0);
   }
   r.set_rate_split_workers(c.state.rate_shards());
+  r.set_monitor(c.state.config().monitor);
+  r.set_monitor_forwarded(c.data.monitor_forwarded());
   for (const PortLink& l : c.data.links()) {
     auto* p = r.add_ports();
     p->set_name(l.name);

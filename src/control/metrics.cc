@@ -264,6 +264,13 @@ std::string render_metrics(const MetricsInput& in) {
          "Workers sharing each source's rate: 1 with RSS on the remote address (or one worker); N when "
          "dataplane.rss is off and every worker enforces rate / N.",
          MetricType::Gauge, static_cast<double>(in.rate_split));
+  single(out, "stakegate_enforcing",
+         "1 when the gateway drops what its verdicts say (mode: enforce); 0 in monitor mode, where every "
+         "packet is decided and counted by verdict but forwarded.",
+         MetricType::Gauge, in.state && in.state->config().monitor ? 0.0 : 1.0);
+  single(out, "stakegate_monitor_forwarded_total",
+         "Outside packets forwarded in monitor mode whose verdict was a drop: what enforcing would have dropped.",
+         MetricType::Counter, static_cast<double>(in.monitor_forwarded));
 
   single(out, "stakegate_last_reload_success",
          "1 when the last config reload (SIGHUP, stakegatectl reload) was applied, 0 when it was refused.",

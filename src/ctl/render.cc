@@ -89,6 +89,10 @@ void print(const pb::StatusResponse& r) {
     std::printf("port %s: link %s%s; %llu link changes since start\n", p.name().c_str(), link.c_str(),
                 p.link_up() ? "" : " (ATTENTION: nothing passes on it)", static_cast<unsigned long long>(p.link_changes()));
   }
+  if (r.monitor())
+    std::printf("mode: MONITOR: every packet is decided and counted, and forwarded whatever its verdict; %llu "
+                "forwarded that enforcing would have dropped (mode: enforce in the config, then reload)\n",
+                static_cast<unsigned long long>(r.monitor_forwarded()));
   const auto& s = r.sessions();
   std::printf("sessions: %llu opened or accepted, %llu verified, %llu evicted for room (%llu entries per worker)%s\n",
               static_cast<unsigned long long>(s.created()), static_cast<unsigned long long>(s.verified()),

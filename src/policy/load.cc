@@ -97,6 +97,10 @@ void starved_budgets(const Config& c, std::vector<std::string>& out) {
 
 // What a config accepts but an operator should hear about.
 void config_warnings(const Config& c, std::vector<std::string>& out) {
+  if (c.monitor)
+    out.push_back(c.file + ": mode: monitor: every packet is decided and counted, and forwarded whatever its verdict; "
+                           "nothing protects the cluster until mode is enforce (stakegate_monitor_forwarded_total "
+                           "counts what enforcing would have dropped; docs/operations.md)");
   starved_budgets(c, out);
   if (c.cluster.prefixes.empty())
     out.push_back(c.file + ": cluster.prefixes is not set: every inside source opens sessions and no outside source is "
@@ -227,6 +231,7 @@ std::string describe_plan(const LoadedPolicy& p) {
   const Config& c = p.cfg;
   std::ostringstream o;
   char line[512];
+  if (c.monitor) o << "mode: monitor (verdicts counted, nothing dropped)\n";
   o << "capacity: " << c.capacity_pps << " pps";
   if (c.capacity_bps > 0) o << ", " << c.capacity_bps << " bps";
   o << "\n\n";

@@ -136,6 +136,7 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
     if (b.cidr) snap->blocklist_.add(*b.cidr);
   snap->ethertypes_ = cfg.infra.ethertypes;
   snap->ra_guard = cfg.infra.ra_guard;
+  snap->monitor = cfg.monitor;
   for (size_t i = 0; i < cfg.infra.neighbours.size() && i < PolicySnapshot::kMaxNeighbours; ++i)
     std::memcpy(&snap->neighbours_[i], cfg.infra.neighbours[i].data(), 6);
   for (const auto& a : cfg.infra.neighbour_addresses) {

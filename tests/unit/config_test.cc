@@ -41,6 +41,14 @@ TEST(Config, AcceptsTheBaseConfig) {
   EXPECT_EQ(c.dataplane.workers, 1u);
 }
 
+TEST(Config, ModeIsEnforceOrMonitor) {
+  EXPECT_FALSE(parse_config(base_config(), "config/x.yaml").monitor);
+  EXPECT_FALSE(parse_config(base_config("", "mode: enforce\n"), "config/x.yaml").monitor);
+  EXPECT_TRUE(parse_config(base_config("", "mode: monitor\n"), "config/x.yaml").monitor);
+  EXPECT_THAT(error_of(base_config("", "mode: off\n")),
+              HasSubstr("config/x.yaml: mode: 'off': must be 'enforce' (drop what the verdicts say) or 'monitor'"));
+}
+
 TEST(Config, ShareOutOfRange) {
   EXPECT_THAT(error_of(replace(base_config(), "share: 0.5", "share: 1.7")),
               HasSubstr("config/x.yaml: roles.consensus.share: must be between 0 and 1, got 1.7"));

@@ -225,6 +225,10 @@ struct Config {
   SessionConfig sessions;
   InfraConfig infra;
   RequestChannelConfig request_channel;
+  // `mode: monitor`: every packet is decided and counted as when enforcing, and forwarded
+  // whatever its verdict (a new deployment's first days, an incident). `mode: enforce`
+  // (the default) drops what its verdict says. A reload switches it without a restart.
+  bool monitor = false;
   size_t limits_sources = 0;  // meter slots per worker (0: twice the table, at least 65,536)
   size_t limits_sessions = 262144;  // session table entries per worker
   size_t limits_blocklist = 100000;  // blocklist entries (config and API together)

@@ -49,6 +49,8 @@ class DataPathView {
   // Session table entries per worker (limits.sessions).
   virtual uint64_t session_capacity() const { return 0; }
   virtual std::vector<PortLink> links() const { return {}; }
+  // Outside packets forwarded in monitor mode against their verdict, since start.
+  virtual uint64_t monitor_forwarded() const { return 0; }
 };
 
 // Everything a handler may reach.

@@ -33,6 +33,7 @@ struct MetricsInput {
   uint64_t control_loop_errors = 0;  // exceptions caught in the control loop
   uint64_t session_capacity = 0;  // per worker
   unsigned rate_split = 1;        // workers that share a source's rate (1: RSS, or one worker)
+  uint64_t monitor_forwarded = 0;  // outside frames forwarded in monitor mode that enforcing would have dropped
   bool last_reload_success = true;  // the last reload (SIGHUP or the API) was applied
   int64_t last_reload_unix = 0;     // when it ended (the start, before any)
   // DNS names of the table: answering now, failing but with last known addresses, never resolved.

@@ -159,6 +159,7 @@ class PolicySnapshot {
   MeterProfile infra_pps;        // ARP, neighbour discovery, listed EtherTypes
   MeterProfile icmp_errors_pps;  // ICMP errors quoting a live session
   bool ra_guard = false;         // infra.ra_guard: router advertisements and redirects only from neighbours()
+  bool monitor = false;          // mode: monitor: frames are forwarded whatever their verdict
   SessionTimeouts timeouts;
   ScoreParams score;
   unsigned workers = 1;       // how many workers share one source's traffic
