@@ -20,6 +20,7 @@ void EvidenceService::refresh_directory() {
   const Config& c = state_.config();
   dir_.reset(readers, &state_.nodes(), &state_.plan(), c.scoring, state_.rate_shards());
   rec_.reconfigure(c.evidence, c.operator_info, c.scoring);
+  rec_.set_monitor(c.monitor);
   dir_generation_ = state_.generation();
   gray_.rescan(dir_);  // a source that came back with the new table may still be graylisted
 }

@@ -109,6 +109,7 @@ json case_report_json(const CaseFacts& f) {
                     {"address", op.address}, {"network_key", op.network_key}, {"staking_key", op.staking_key}}},
       {"window", {{"start", iso8601_utc(f.opened_unix)}, {"end", iso8601_utc(f.closed_unix)},
                   {"start_unix", f.opened_unix}, {"end_unix", f.closed_unix}, {"duration_s", f.secs}}},
+      {"mode", f.monitor ? "monitor" : "enforce"},
       {"attribution", {{"method", kAttributionMethod}, {"unverified", kUnverifiedCaveat},
                        {"verified_misbehaviour", verified_misbehaviour(f)}}},
       {"counters", counters_json(f.delta)},
@@ -161,6 +162,9 @@ std::string case_flip_markdown(const CaseFacts& f) {
     md << "Several nodes share this source address; the gateway cannot tell their packets apart, so the evidence "
           "covers all of them.\n\n";
   md << "## Evidence summary\n\n";
+  if (f.monitor)
+    md << "The gateway ran in monitor mode for some or all of this window: the packets counted below as dropped "
+          "were counted, and forwarded to the cluster all the same.\n\n";
   if (!verified_misbehaviour(f))
     md << "**No verified misbehaviour was observed in this window.** Everything counted below arrived with this node's "
           "source address but off its verified connections; it may have been forged and does not support a report "

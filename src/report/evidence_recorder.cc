@@ -24,6 +24,7 @@ struct EvidenceRecorder::Case {
   SourceView at_open;
   PcapngWriter pcap;
   bool failed = false;
+  bool monitored = false;  // monitor mode was in force at some time of its window
   struct Tally {
     uint64_t packets = 0;
     std::map<std::string, uint64_t> reasons;
@@ -75,6 +76,12 @@ void EvidenceRecorder::reconfigure(const EvidenceConfig& cfg, const OperatorConf
   scoring_ = scoring;
 }
 
+void EvidenceRecorder::set_monitor(bool on) {
+  monitor_ = on;
+  if (on)
+    for (auto& c : open_) c->monitored = true;
+}
+
 void EvidenceRecorder::fail(Case& c, const std::string& what) {
   if (c.failed) return;
   c.failed = true;
@@ -93,6 +100,7 @@ CaseSummary EvidenceRecorder::open(const SourceView& s, const std::string& reaso
   c->opened_ns = now_ns;
   c->window_ns = static_cast<uint64_t>(cfg_.window_s * 1e9);
   c->at_open = s;
+  c->monitored = monitor_;
   const std::string node = s.nodes.empty() ? "unknown" : s.nodes.front().node_id;
   c->summary.node_id = node;
   c->summary.reason = reason;
@@ -193,6 +201,7 @@ void EvidenceRecorder::close(Case& c, const SourceDirectory& dir, uint64_t now_n
   f.scoring = scoring_;
   f.max_samples = cfg_.max_samples;
   f.snaplen = cfg_.snaplen;
+  f.monitor = c.monitored;
 
   write_file(c, "report.json", json_text(case_report_json(f), 2) + "\n");
   write_file(c, "flip.md", case_flip_markdown(f));

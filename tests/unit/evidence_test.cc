@@ -124,6 +124,33 @@ TEST(Evidence, ACaseWritesItsThreeFilesWhenItsWindowEnds) {
   EXPECT_EQ(epbs, 5);
 }
 
+// A case whose window saw monitor mode (packets counted as dropped, forwarded all the same)
+// says so in report.json and flip.md; one that did not says the gateway enforced.
+TEST(Evidence, ACaseSaysWhetherTheGatewayEnforcedDuringItsWindow) {
+  stakegate::testing::TempDir tmp;
+  EvidenceConfig cfg;
+  cfg.dir = tmp.path() + "/ev";
+  cfg.window_s = 1;
+  Recorder r(cfg);
+  r.rec.open(source(5, std::string(64, 'e')), "operator", 1'000'000'000);
+  r.rec.set_monitor(true);  // switched while the first case is open
+  r.rec.open(source(6, std::string(64, 'f')), "operator", 1'500'000'000);
+  r.rec.set_monitor(false);
+  r.rec.open(source(7, std::string(64, 'a')), "operator", 1'600'000'000);
+  r.rec.tick(r.dir, 3'000'000'000);
+  std::map<std::string, std::string> mode, flip;
+  for (const auto& c : r.rec.cases()) {
+    ASSERT_FALSE(c.open);
+    mode[c.node_id.substr(0, 1)] = nlohmann::json::parse(std::ifstream(c.dir + "/report.json"))["mode"];
+    std::ifstream md(c.dir + "/flip.md");
+    flip[c.node_id.substr(0, 1)] = std::string((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+  }
+  EXPECT_EQ(mode, (std::map<std::string, std::string>{{"e", "monitor"}, {"f", "monitor"}, {"a", "enforce"}}));
+  EXPECT_NE(flip["e"].find("monitor mode for some or all of this window"), std::string::npos);
+  EXPECT_NE(flip["f"].find("monitor mode for some or all of this window"), std::string::npos);
+  EXPECT_EQ(flip["a"].find("monitor mode"), std::string::npos);
+}
+
 TEST(Evidence, RetentionKeepsTheNewestCasesByCountAndBySize) {
   stakegate::testing::TempDir tmp;
   EvidenceConfig cfg;

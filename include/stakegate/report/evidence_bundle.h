@@ -40,6 +40,7 @@ struct CaseFacts {
   OperatorConfig reporter;
   ScoringConfig scoring;
   unsigned max_samples = 0, snaplen = 0;
+  bool monitor = false;     // the gateway was in monitor mode for some of the window: drops were counted, not made
 };
 
 nlohmann::json case_report_json(const CaseFacts& f);

@@ -36,6 +36,8 @@ class EvidenceRecorder {
   ~EvidenceRecorder();
 
   void reconfigure(const EvidenceConfig& cfg, const OperatorConfig& op, const ScoringConfig& scoring);
+  // mode: monitor in force (or not) from now: a case open while it is says so in its report.
+  void set_monitor(bool on);
   // Opens a case for the source (or returns the one already open for it). Never throws:
   // a directory that cannot be made is logged, counted and reported in the summary.
   CaseSummary open(const SourceView& s, const std::string& reason, uint64_t now_ns);
@@ -60,6 +62,7 @@ class EvidenceRecorder {
   EvidenceConfig cfg_;
   OperatorConfig op_;
   ScoringConfig scoring_;
+  bool monitor_ = false;
   std::string version_;
   UnixTime clock_;
   Log log_;
