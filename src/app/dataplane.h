@@ -37,8 +37,8 @@ class DataPlane : public DataPathView {
   Totals totals(bool with_sources) const override;
   uint32_t snapshots_pending_reclaim() const override { return publisher_ ? publisher_->pending_reclaim() : 0; }
   double uptime_s() const override;
-  uint64_t tx_dropped(Direction from) const;
-  uint64_t monitor_forwarded() const override;  // outside frames forwarded in monitor mode against their verdict  // packets that arrived from `from` and could not be sent on
+  uint64_t tx_dropped(Direction from) const;  // packets that arrived from `from` and could not be sent on
+  uint64_t monitor_forwarded() const override;  // outside frames forwarded in monitor mode against their verdict
   // Busy share per worker since the previous call.
   // Share of each worker's loop time spent on bursts with packets, over the last second:
   // sample_busy() (the control loop, once a second) measures; readers only read, so any
