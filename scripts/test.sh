@@ -22,12 +22,13 @@ UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
 # The binaries under ASan/UBSan as well, for the fault and signal tests: any memory error,
 # undefined behaviour or leak at exit turns into a failing exit code.
 # dns, task_limit and watchdog: the control plane's helper threads (a replace waiting on
-# DNS, threads that cannot be made, a hung worker).
+# DNS, threads that cannot be made, a hung worker); monitor: reloads switching the mode
+# while the workers forward at full speed.
 ninja -C "$san" src/stakegate src/stakegatectl src/stakegate-scenario tests/libstakegate_nicsim.so \
   tests/libstakegate_tasklimit.so tests/libstakegate_workerstall.so
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
   meson test -C "$san" --no-rebuild --print-errorlogs run_signals faults tx_fault pool_fault control_api \
-  dns task_limit watchdog
+  dns task_limit watchdog monitor
 
 # Fuzzing: every kept finding, then 30 s per target (docs/reliability.md).
 STAKEGATE_SKIP_SETUP=1 STAKEGATE_FUZZ_BUILD="$san" scripts/fuzz.sh --seconds "${STAKEGATE_FUZZ_SECONDS:-30}"
