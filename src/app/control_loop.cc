@@ -351,21 +351,22 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
       if (now - last_report >= interval) {
         uint64_t out_rx = t.packets(Direction::kOutside), in_rx = t.packets(Direction::kInside);
         double secs = std::chrono::duration<double>(now - last_report).count();
-        // A link down, said in every summary while it lasts (and in systemctl status).
+        // What the operator must see in every summary while it lasts (and in systemctl
+        // status): a link down, monitor mode.
         std::string down;
         for (const PortLink& l : dp.links())
           if (!l.up) down += (down.empty() ? "" : ", ") + l.name;
-        if (!down.empty()) down = "; LINK DOWN: " + down;
-        // Monitor mode, said in every summary while it lasts: nothing is dropped.
+        std::string attention = down.empty() ? "" : "; LINK DOWN: " + down;
         if (state.config().monitor)
-          down += fmt::format("; MONITOR MODE: nothing dropped ({} forwarded against their verdict)", dp.monitor_forwarded());
+          attention += fmt::format("; MONITOR MODE: nothing dropped ({} forwarded against their verdict)",
+                                   dp.monitor_forwarded());
         spdlog::info("{} | outside rate {:.3f} Mpps, inside rate {:.3f} Mpps{}",
                      summary_line(t, dp.tx_dropped(Direction::kOutside) + dp.tx_dropped(Direction::kInside)),
                      static_cast<double>(out_rx - reported_rx) / secs / 1e6,
-                     static_cast<double>(in_rx - reported_in) / secs / 1e6, down);
+                     static_cast<double>(in_rx - reported_in) / secs / 1e6, attention);
         notifier.status(fmt::format("forwarding; generation {}; outside {:.3f} Mpps, inside {:.3f} Mpps{}", state.generation(),
                                     static_cast<double>(out_rx - reported_rx) / secs / 1e6,
-                                    static_cast<double>(in_rx - reported_in) / secs / 1e6, down));
+                                    static_cast<double>(in_rx - reported_in) / secs / 1e6, attention));
         // Each worker enforcing rate / N (rss: false) while one receives nearly everything:
         // every node gets 1/N of its rate.
         std::vector<uint64_t> by_worker = dp.outside_packets(), received(by_worker.size());

@@ -67,6 +67,7 @@ void DataPlane::watch_links() {
   const std::pair<const char*, const PortIo*> ports[2] = {{"outside", &outside_}, {"inside", &inside_}};
   const bool first = links_.empty();
   if (first) links_.resize(2);
+  auto text = [](const PortLink& l) { return link_text(l.up, l.speed_mbps, l.full_duplex); };
   for (size_t i = 0; i < 2; ++i) {
     const auto& [name, io] = ports[i];
     PortLink now = port_link(*io);
@@ -77,17 +78,17 @@ void DataPlane::watch_links() {
     // no change (nor counted as one).
     const bool ever_up = first_up_seen_[i];
     if (first) {
-      if (now.up) spdlog::info("port {} ({}): link {}", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex));
+      if (now.up) spdlog::info("port {} ({}): link {}", name, io->name, text(now));
       else spdlog::warn("port {} ({}): link down at start (a NIC may take seconds to bring it up): nothing passes "
                         "on it until it is up", name, io->name);
     } else if (now.up != was.up && now.up && !ever_up) {
-      spdlog::info("port {} ({}): link {}", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex));
+      spdlog::info("port {} ({}): link {}", name, io->name, text(now));
     } else if (now.up != was.up) {
       ++now.changes;
-      if (now.up) spdlog::warn("port {} ({}): link {} again", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex));
+      if (now.up) spdlog::warn("port {} ({}): link {} again", name, io->name, text(now));
       else spdlog::warn("port {} ({}): link down: nothing passes on it until it comes up", name, io->name);
     } else if (now.up && (now.speed_mbps != was.speed_mbps || now.full_duplex != was.full_duplex)) {
-      spdlog::warn("port {} ({}): link {} (was {})", name, io->name, link_text(now.up, now.speed_mbps, now.full_duplex), link_text(was.up, was.speed_mbps, was.full_duplex));
+      spdlog::warn("port {} ({}): link {} (was {})", name, io->name, text(now), text(was));
     }
     first_up_seen_[i] = first_up_seen_[i] || now.up;
     was = now;

@@ -189,7 +189,7 @@ int cmd_replay(const ReplayOptions& o) {
       auto report = make_report(t, state.nodes(), state.plan());
       report["graylist"] = graylist_json(evidence.graylist());
       report["evidence"] = cases_json(evidence.cases());
-      report["mode"] = monitor ? "monitor" : "enforce";
+      report["mode"] = mode_name(monitor);
       report["monitor_forwarded"] = monitor_forwarded;
       r << json_text(report, 2) << "\n";
     }

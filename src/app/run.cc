@@ -109,7 +109,7 @@ bool final_report(const DataPlane& dp, const PolicyState& state, const std::stri
   auto j = make_report(t, state.nodes(), state.plan());
   j["tx_dropped"] = txd;
   j["identity_generation"] = state.generation();
-  j["mode"] = state.config().monitor ? "monitor" : "enforce";
+  j["mode"] = mode_name(state.config().monitor);
   j["monitor_forwarded"] = dp.monitor_forwarded();
   std::ofstream r(report_path);
   if (r) r << json_text(j, 2) << "\n";

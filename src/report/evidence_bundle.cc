@@ -109,7 +109,7 @@ json case_report_json(const CaseFacts& f) {
                     {"address", op.address}, {"network_key", op.network_key}, {"staking_key", op.staking_key}}},
       {"window", {{"start", iso8601_utc(f.opened_unix)}, {"end", iso8601_utc(f.closed_unix)},
                   {"start_unix", f.opened_unix}, {"end_unix", f.closed_unix}, {"duration_s", f.secs}}},
-      {"mode", f.monitor ? "monitor" : "enforce"},
+      {"mode", mode_name(f.monitor)},
       {"attribution", {{"method", kAttributionMethod}, {"unverified", kUnverifiedCaveat},
                        {"verified_misbehaviour", verified_misbehaviour(f)}}},
       {"counters", counters_json(f.delta)},

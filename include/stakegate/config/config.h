@@ -235,6 +235,8 @@ struct Config {
 };
 
 Config load_config(const std::string& path);
+// The `mode` key's value for `monitor`: what reports and evidence print.
+inline const char* mode_name(bool monitor) { return monitor ? "monitor" : "enforce"; }
 
 // What is wrong with the shares (role shares + unregistered.share, + sessions.share when set,
 // must be at most 1), or "" when nothing is. Shared by the loader and the API's QoS changes.
