@@ -58,7 +58,7 @@ void read_sessions(const YamlReader& r, SessionConfig& s) {
 }
 
 void read_infra(const YamlReader& r, InfraConfig& i, const ClusterConfig& cluster) {
-  r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes", "neighbours", "ra_guard"});
+  r.expect_map({"pps", "icmp_errors_pps", "burst_ms", "ethertypes", "neighbours", "ra_guard", "routing", "routing_pps"});
   if (r.has("pps")) i.pps = r.child("pps").number(0, 1e9);
   if (r.has("icmp_errors_pps")) i.icmp_errors_pps = r.child("icmp_errors_pps").number(0, 1e9);
   if (r.has("burst_ms")) i.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
@@ -134,6 +134,28 @@ void read_infra(const YamlReader& r, InfraConfig& i, const ClusterConfig& cluste
     i.ra_guard = r.child("ra_guard").boolean();
     if (i.ra_guard && i.neighbours.empty())
       r.child("ra_guard").fail("needs infra.neighbours: the MACs whose router advertisements and redirects pass");
+  }
+  if (r.has("routing")) {
+    auto p = r.child("routing");
+    p.expect_seq();
+    for (size_t k = 0; k < p.size(); ++k) {
+      const std::string name = p.item(k).string();
+      const auto bit = routing_protocol(name);
+      if (!bit) {
+        std::string known;
+        for (const auto& rp : kRoutingProtocols) known += (known.empty() ? "" : ", ") + std::string(rp.name);
+        p.item(k).fail("unknown routing protocol '" + name + "' (known: " + known + ")");
+      }
+      i.routing |= *bit;
+    }
+    if (i.routing && i.neighbour_addresses.empty())
+      p.fail("needs infra.neighbours with their addresses ({mac: ..., addresses: [...]}): routing protocols pass "
+             "only from a listed router's own MAC and addresses");
+  }
+  if (r.has("routing_pps")) {
+    i.routing_pps = r.child("routing_pps").number(0, 1e9);
+    if (i.routing && i.routing_pps < 1)
+      r.child("routing_pps").fail("must be at least 1 with infra.routing set: every routing packet would be dropped");
   }
 }
 

@@ -247,6 +247,15 @@ std::string render_metrics(const MetricsInput& in) {
                    "ARP, neighbour discovery and listed EtherTypes from the MACs of infra.neighbours (the upstream "
                    "routers) passed on their own budgets.",
                    t.c.listed_neighbour_passes},
+        std::tuple{"stakegate_routing_passed_total",
+                   "Packets of the routing protocols of infra.routing passed from the MACs and addresses of "
+                   "infra.neighbours, sent on the link (TTL 255 or to a link-local group), on their neighbour's "
+                   "routing budget.",
+                   t.c.routing_passes},
+        std::tuple{"stakegate_routing_over_rate_total",
+                   "Such packets dropped over their neighbour's routing budget (infra.routing_pps), as "
+                   "infra_over_rate: BGP or BFD sessions with the router may fail.",
+                   t.c.routing_over_rate},
         std::tuple{"stakegate_graylist_events_lost_total",
                    "Graylist events lost because a worker's event ring was full.", in.graylist_events_lost}}) {
     single(out, name, help, MetricType::Counter, static_cast<double>(value));

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "stakegate/base/prefetch.h"
+#include "stakegate/base/routing.h"
 #include "stakegate/net/parse.h"
 #include "worker_internal.h"
 
@@ -303,9 +304,42 @@ Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint
   return take_infra(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
 }
 
+// A packet of a routing protocol the config lists (infra.routing) from a neighbour: its
+// index in infra.neighbours, or -1. From the router itself means: from its MAC, from one of
+// the addresses listed under that MAC, and sent on the link: with TTL (hop limit) 255, which
+// no packet that crossed a router still has (GTSM, RFC 5082; BFD and VRRP always send so),
+// or to a link-local multicast group, which routers never forward (224.0.0.0/24 and
+// ff02::/16: OSPF's and PIM's hellos, RIP's updates). Whoever elsewhere forges the router's
+// address can produce neither; a host of the link could forge all three, and then spends
+// only that neighbour's routing budget, as it could its ARP budget. Whole datagrams only
+// (a fragment's TTL is the same, but a non-first one has no ports to name its protocol).
+// Out of line: only with infra.routing set.
+[[gnu::noinline]] int Worker::routing_source(const PacketView& p, const PacketMeta& m) const noexcept {
+  if (m.first_fragment || m.non_first_fragment) return -1;
+  if (!(snap_->routing & routing_protocol_of(m.l4_proto, m.has_port, m.src_port, m.dst_port))) return -1;
+  const bool link_group = is_v4(m) ? (m.dst_v4 >> 8) == 0xe00000
+                                   : m.dst_v6.bytes[0] == 0xff && (m.dst_v6.bytes[1] & 0x0f) <= 2;
+  if (m.ttl != 255 && !link_group) return -1;
+  const uint64_t mac = worker_detail::source_mac(p);
+  const int i = snap_->neighbour_index(mac);
+  if (i < 0 || !snap_->neighbour_owns(is_v4(m) ? mapped_v4(m.src_v4) : m.src_v6, mac)) return -1;
+  return i;
+}
+
+// The routing budget of neighbour i (infra.routing_pps each): its own, so that a flood of
+// ARP on the link cannot hold back its BFD, nor its BGP table its ARP.
+Verdict Worker::routing_verdict(int i, uint64_t now_ns) noexcept {
+  if (meter_take(routing_meters_[i], snap_->routing_pps, now_ns, kTokenScale)) {
+    counters_.routing_passes++;
+    return Verdict::kPass;
+  }
+  counters_.routing_over_rate++;
+  return Verdict::kInfraOverRate;
+}
+
 // Step 5, infrastructure, for any source past its blocklist check: neighbour discovery
-// (within the RA guard) and ICMP errors about a live session. True, with the verdict and
-// class, when the packet is one of them.
+// (within the RA guard), ICMP errors about a live session, and the neighbours' routing
+// protocols. True, with the verdict and class, when the packet is one of them.
 // (Inlined: the two tests are on every full-path packet's way; the rest is out of line.)
 [[gnu::always_inline]] inline bool Worker::decide_infra(const PacketView& p, const PacketMeta& m, const Session* s,
                                                         uint64_t now_ns, Verdict& v, TrafficClass& cls) noexcept {
@@ -313,6 +347,8 @@ Verdict Worker::neighbour_verdict(const PacketView& p, const PacketMeta& m, uint
     v = neighbour_verdict(p, m, now_ns);
   } else if (s && icmp_error(m)) {
     v = take_icmp_error(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
+  } else if (int i; snap_->routing && (i = routing_source(p, m)) >= 0) [[unlikely]] {
+    v = routing_verdict(i, now_ns);
   } else {
     return false;
   }

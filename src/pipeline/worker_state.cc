@@ -80,6 +80,7 @@ void Worker::bind(const PolicySnapshot* snap) noexcept {
     if (bound_neighbours_[i] != snap->neighbours()[i]) {
       bound_neighbours_[i] = snap->neighbours()[i];
       neighbour_meters_[i] = Meter{snap->infra_pps.burst, 0};
+      routing_meters_[i] = Meter{snap->routing_pps.burst, 0};
     }
   snap_ = snap;
   bound_generation_ = snap->generation;

@@ -284,6 +284,14 @@ std::string describe_plan(const LoadedPolicy& p) {
     if (!guarded.empty())
       o << "  ARP and neighbour discovery about these addresses pass only from their MACs (else spoofed): " << guarded << "\n";
   }
+  if (c.infra.routing) {
+    std::string names;
+    for (const auto& rp : kRoutingProtocols)
+      if (c.infra.routing & rp.bit) names += (names.empty() ? "" : ", ") + std::string(rp.name);
+    std::snprintf(line, sizeof line, "%-13s %6s %12.0f  per neighbour: %s from its MAC and listed addresses, sent on the link "
+                  "(TTL/hop limit 255, or to a link-local group)\n", "routing", "-", p.plan.routing.pps, names.c_str());
+    o << line;
+  }
   std::snprintf(line, sizeof line, "%-13s %6s %12.0f  ICMP errors quoting a live session (path MTU discovery)\n", "icmp_errors",
                 "-", p.plan.icmp_errors.pps);
   o << line;

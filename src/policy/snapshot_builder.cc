@@ -136,6 +136,7 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
     if (b.cidr) snap->blocklist_.add(*b.cidr);
   snap->ethertypes_ = cfg.infra.ethertypes;
   snap->ra_guard = cfg.infra.ra_guard;
+  snap->routing = cfg.infra.routing;
   snap->monitor = cfg.monitor;
   for (size_t i = 0; i < cfg.infra.neighbours.size() && i < PolicySnapshot::kMaxNeighbours; ++i)
     std::memcpy(&snap->neighbours_[i], cfg.infra.neighbours[i].data(), 6);
@@ -157,6 +158,8 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
   if (plan.sessions.bps > 0) snap->sessions_bps = profile(plan.sessions.bps / 8, plan.sessions.burst_bytes, pools, frame);
   snap->infra_pps = profile(plan.infra.pps, plan.infra.burst, pools);
   snap->icmp_errors_pps = profile(plan.icmp_errors.pps, plan.icmp_errors.burst, pools);
+  // A neighbour's routing packets come from its own addresses: split like a source's traffic.
+  snap->routing_pps = profile(plan.routing.pps, plan.routing.burst, workers);
   snap->timeouts = timeouts(cfg.sessions);
   snap->score = score_params(cfg, workers);
   if (previous) {

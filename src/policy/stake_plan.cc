@@ -121,6 +121,7 @@ StakePlan make_stake_plan(const Config& cfg, const std::vector<NodeIdentity>& no
   plan.infra = {cfg.infra.pps, 0, cfg.infra.pps * cfg.infra.burst_ms / 1000.0, 0};
   const double errors = cfg.infra.icmp_errors_pps.value_or(cfg.infra.pps);
   plan.icmp_errors = {errors, 0, errors * cfg.infra.burst_ms / 1000.0, 0};
+  plan.routing = {cfg.infra.routing_pps, 0, cfg.infra.routing_pps * cfg.infra.burst_ms / 1000.0, 0};
   return plan;
 }
 

@@ -38,6 +38,8 @@ void Totals::add(const Worker& w, size_t slots) {
   if (uint64_t a = relaxed(x.inside_foreign_v4)) c.inside_foreign_v4 = a;  // some worker's last one
   if (uint64_t a = relaxed(x.inside_foreign_v6)) c.inside_foreign_v6 = a;
   c.listed_neighbour_passes += relaxed(x.listed_neighbour_passes);
+  c.routing_passes += relaxed(x.routing_passes);
+  c.routing_over_rate += relaxed(x.routing_over_rate);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);
   for (uint32_t s = 0; s < n; ++s) {

@@ -150,6 +150,20 @@ limits: {sessions: 65536}
   for (int k = 1; k <= 33; ++k) many += std::string(many.empty() ? "" : ", ") + "198.51.100." + std::to_string(k);
   EXPECT_THAT(error_of(guarded("{mac: \"02:aa:00:00:00:01\", addresses: [" + many + "]}")),
               HasSubstr("at most 32 neighbour addresses"));
+  // infra.routing: known protocols by name, only with a neighbour's addresses to come from.
+  const std::string router = "neighbours: [{mac: \"02:aa:00:00:00:01\", addresses: [198.51.100.1]}]";
+  const Config routing = parse_config(base_config("", "infra: {" + router + ", routing: [bgp, bfd, ospf]}\n"), "x.yaml");
+  EXPECT_EQ(routing.infra.routing, kRoutingBgp | kRoutingBfd | kRoutingOspf);
+  EXPECT_EQ(routing.infra.routing_pps, 2000);
+  EXPECT_EQ(c.infra.routing, 0);
+  EXPECT_THAT(error_of(base_config("", "infra: {" + router + ", routing: [bgp, isis]}\n")),
+              HasSubstr("infra.routing[1]: unknown routing protocol 'isis' (known: bgp, bfd, ospf, pim, vrrp, rip, ldp)"));
+  EXPECT_THAT(error_of(base_config("", "infra: {neighbours: [\"02:aa:00:00:00:01\"], routing: [bfd]}\n")),
+              HasSubstr("infra.routing: needs infra.neighbours with their addresses"));
+  EXPECT_THAT(error_of(base_config("", "infra: {routing: [bfd]}\n")), HasSubstr("infra.routing: needs infra.neighbours"));
+  EXPECT_THAT(error_of(base_config("", "infra: {" + router + ", routing: [bfd], routing_pps: 0}\n")),
+              HasSubstr("infra.routing_pps: must be at least 1 with infra.routing set"));
+  EXPECT_EQ(parse_config(base_config("", "infra: {routing_pps: 0}\n"), "x.yaml").infra.routing_pps, 0);  // unused
   EXPECT_EQ(c.request_channel.fraction, 0.1);
   EXPECT_EQ(c.limits_sessions, 65536u);
   EXPECT_THAT(error_of(without_cluster(base_config("", "cluster: {prefixes: [10.0.0.1/8]}\n"))), HasSubstr("cluster.prefixes[0]: bad CIDR"));

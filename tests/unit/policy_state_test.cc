@@ -411,6 +411,13 @@ TEST_F(PolicyStateTest, ThePlanNamesTheGuardedNeighbourAddresses) {
   EXPECT_THAT(plan, HasSubstr("neighbours with a budget of their own (as large): 02:aa:00:00:00:02, 02:aa:00:00:00:01\n"));
   EXPECT_THAT(plan, HasSubstr("about these addresses pass only from their MACs (else spoofed): 198.51.100.1 at "
                               "02:aa:00:00:00:01, fe80::1 at 02:aa:00:00:00:01\n"));
+  EXPECT_THAT(plan, Not(HasSubstr("routing")));
+  const std::string routing = describe_plan(load_policy(dir_.file(
+      "r.yaml", stakegate::testing::base_config(
+                    "", "infra: {neighbours: [{mac: \"02:aa:00:00:00:01\", addresses: [198.51.100.1]}], "
+                        "routing: [ospf, bgp], routing_pps: 500}\n"))));
+  EXPECT_THAT(routing, HasSubstr("routing            -          500  per neighbour: bgp, ospf from its MAC and listed "
+                                 "addresses, sent on the link (TTL/hop limit 255, or to a link-local group)\n"));
 }
 
 // A QoS change that leaves the default sessions share no room applies (the cluster's own

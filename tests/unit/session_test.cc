@@ -1276,6 +1276,71 @@ TEST_F(SessionTest, NeighbourAddressesAreClaimedOnlyByTheirMac) {
   EXPECT_EQ(impostors(), 0u);
 }
 
+// infra.routing: the router's BFD, BGP and OSPF reach the cluster when only the router can
+// have sent them: from its MAC and a listed address, with TTL 255 (GTSM) or to a
+// link-local group. The same packets forwarded from elsewhere (a lower TTL), from another
+// host's MAC or another address, or of a protocol not listed, are judged as any other
+// traffic of an unregistered source (dropped: no public port). Each neighbour's routing
+// budget is its own: its ARP passes while its BGP has spent it.
+TEST_F(SessionTest, TheRoutersRoutingProtocolsPassOnlyWhenSentOnTheLink) {
+  const std::string neighbours =
+      "infra: {neighbours: [{mac: \"02:00:00:00:00:01\", addresses: [198.18.254.1, \"fe80::1\"]}]";
+  auto spec = [](const char* src, const char* dst, uint8_t proto, uint16_t sport, uint16_t dport, uint8_t ttl) {
+    FrameSpec f;
+    f.src = *parse_ip(src);
+    f.dst = *parse_ip(dst);
+    f.proto = proto;
+    f.src_port = sport;
+    f.dst_port = dport;
+    f.ttl = ttl;
+    f.tcp_flags = 0x02;  // a SYN, for TCP
+    return f;
+  };
+  auto datagram = [&](const char* src, const char* dst, uint8_t proto, uint16_t sport, uint16_t dport, uint8_t ttl) {
+    return build_frame(spec(src, dst, proto, sport, dport, ttl));
+  };
+  const auto bfd = datagram("198.18.254.1", "198.18.255.1", 17, 49152, 3784, 255);
+  // Without infra.routing, the router's BFD is what any unregistered source's datagram to a
+  // closed port is.
+  f_.load(stakegate::testing::base_config("", neighbours + "}\n"));
+  EXPECT_EQ(f_.send(bfd, 0), Verdict::kUnregistered);
+
+  f_.load(stakegate::testing::base_config("", neighbours + ", routing: [bgp, bfd, ospf], routing_pps: 100}\n"));
+  EXPECT_EQ(f_.send(bfd, 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "198.18.255.1", 17, 49152, 3784, 254), 0), Verdict::kUnregistered);
+  EXPECT_EQ(f_.send(from_mac(bfd, 0x66), 0), Verdict::kUnregistered);  // another host of the link
+  EXPECT_EQ(f_.send(datagram("198.18.254.2", "198.18.255.1", 17, 49152, 3784, 255), 0), Verdict::kUnregistered);
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "198.18.255.1", 17, 49152, 3785, 255), 0), Verdict::kUnregistered);
+  // BGP with GTSM, either way round: the router's connection to the node, or its answers on
+  // the node's; never at a lower TTL.
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "198.18.255.1", 6, 40000, 179, 255), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "198.18.255.1", 6, 179, 40001, 255), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "198.18.255.1", 6, 40000, 179, 1), 0), Verdict::kUnregistered);
+  // OSPF hellos to AllSPFRouters at TTL 1 (IPv4) and from the router's link-local address
+  // (OSPFv3); unicast at TTL 1 proves nothing (a remote forger can arrive so).
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "224.0.0.5", 89, 0, 0, 1), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(datagram("fe80::1", "ff02::5", 89, 0, 0, 1), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "198.18.255.1", 89, 0, 0, 1), 0), Verdict::kUnregistered);
+  // PIM is not listed.
+  EXPECT_EQ(f_.send(datagram("198.18.254.1", "224.0.0.13", 103, 0, 0, 1), 0), Verdict::kUnregistered);
+  // A fragment proves its TTL but cannot show its ports: only whole datagrams.
+  FrameSpec frag = spec("198.18.254.1", "198.18.255.1", 17, 49152, 3784, 255);
+  frag.more_fragments = true;
+  EXPECT_EQ(f_.send(build_frame(frag), 0), Verdict::kUnregistered);
+  EXPECT_EQ(f_.worker->counters().routing_passes, 5u);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kPass), 5u);
+
+  // routing_pps 100, 100 ms deep: 10 packets from idle, 5 spent. Past them, infra_over_rate.
+  int passed = 0;
+  for (int i = 0; i < 20; ++i) passed += f_.send(bfd, 0) == Verdict::kPass;
+  EXPECT_EQ(passed, 5);
+  EXPECT_EQ(f_.worker->counters().routing_over_rate, 15u);
+  EXPECT_EQ(count(TrafficClass::kInfra, Verdict::kInfraOverRate), 15u);
+  // The router's ARP has its own budget still; the routing budget refills at its rate.
+  EXPECT_EQ(f_.send(stakegate::testing::build_arp(*parse_ip("198.18.254.1"), *parse_ip("198.18.255.1")), 0), Verdict::kPass);
+  EXPECT_EQ(f_.send(bfd, 50 * kMs), Verdict::kPass);
+}
+
 // The Toeplitz hash NICs compute for RSS, on Microsoft's published verification vectors
 // (IPv4 source and destination; IPv6 the same), with the key the gateway gives both ports.
 TEST(Steering, ToeplitzMatchesTheVerificationVectors) {

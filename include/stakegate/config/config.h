@@ -11,6 +11,7 @@
 #include "stakegate/identity/dns_config.h"
 #include "stakegate/identity/node.h"
 #include "stakegate/base/address.h"
+#include "stakegate/base/routing.h"
 
 namespace stakegate {
 
@@ -98,6 +99,11 @@ struct InfraConfig {
   // missing from the list, after a failover say, would leave the nodes without an IPv6
   // default route once its last advertisement expired).
   bool ra_guard = false;
+  // Routing protocols (base/routing.h bits) whose packets pass from a neighbour's own MAC
+  // and addresses when only a host of the link can have sent them, each neighbour within
+  // routing_pps of its own.
+  uint8_t routing = 0;
+  double routing_pps = 2000;
 };
 
 // Traffic from a staked address that is not on a verified connection (SYNs, UDP, ICMP,

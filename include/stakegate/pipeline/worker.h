@@ -96,6 +96,8 @@ struct alignas(64) WorkerCounters {
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
   uint64_t listed_neighbour_passes;  // frames of infra.neighbours passed on their own budgets
+  uint64_t routing_passes;           // routing protocol packets of infra.neighbours passed (infra.routing)
+  uint64_t routing_over_rate;        // ... dropped over their neighbour's routing budget (infra_over_rate)
   uint64_t handoffs;                 // ICMP errors handed to the worker holding the session they quote
   uint64_t fragments_held;           // non-first fragments held for their datagram's first fragment (Worker::kHold)
   uint64_t dhcp_answers;             // DHCP answers passed to the cluster's own DHCP transactions
@@ -260,6 +262,8 @@ class Worker {
   bool decide_infra(const PacketView& p, const struct PacketMeta& m, const Session* s, uint64_t now_ns, Verdict& v,
                     TrafficClass& cls) noexcept;
   bool router_message_allowed(const PacketView& p, const struct PacketMeta& m) const noexcept;
+  int routing_source(const PacketView& p, const struct PacketMeta& m) const noexcept;
+  Verdict routing_verdict(int neighbour, uint64_t now_ns) noexcept;
   bool take_icmp_error(uint64_t now_ns);
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
   void note_dhcp(const PacketView& p, const struct PacketMeta* parsed, uint32_t now) noexcept;
@@ -316,6 +320,7 @@ class Worker {
   // infra.neighbours' own budgets (the infra profile each), by their index in the snapshot;
   // a meter restarts full when its MAC changes.
   std::array<Meter, PolicySnapshot::kMaxNeighbours> neighbour_meters_{};
+  std::array<Meter, PolicySnapshot::kMaxNeighbours> routing_meters_{};  // their routing protocols' (routing_pps)
   std::array<uint64_t, PolicySnapshot::kMaxNeighbours> bound_neighbours_{};
   SessionTable sessions_;
   HugeVector<FragmentEntry> fragments_;

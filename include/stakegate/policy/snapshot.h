@@ -139,6 +139,12 @@ class PolicySnapshot {
     return false;
   }
   bool guards_neighbours() const { return !guarded_.empty(); }
+  // Whether `addr` (IPv4 mapped) is listed under `mac` in infra.neighbours.
+  bool neighbour_owns(const Ip6& addr, uint64_t mac) const {
+    for (const GuardedAddress& g : guarded_)
+      if (g.address == addr && g.mac == mac) return true;
+    return false;
+  }
   bool infra_ethertype(uint16_t type) const {
     if (type == 0x0806) return true;  // ARP
     for (uint16_t t : ethertypes_)
@@ -158,7 +164,9 @@ class PolicySnapshot {
   MeterProfile sessions_pps, sessions_bps;  // bps unlimited (rate 0) without capacity.bps
   MeterProfile infra_pps;        // ARP, neighbour discovery, listed EtherTypes
   MeterProfile icmp_errors_pps;  // ICMP errors quoting a live session
+  MeterProfile routing_pps;      // each neighbour's routing protocols (infra.routing_pps)
   bool ra_guard = false;         // infra.ra_guard: router advertisements and redirects only from neighbours()
+  uint8_t routing = 0;           // infra.routing: base/routing.h bits
   bool monitor = false;          // mode: monitor: frames are forwarded whatever their verdict
   SessionTimeouts timeouts;
   ScoreParams score;

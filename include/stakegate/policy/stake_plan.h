@@ -63,6 +63,7 @@ struct StakePlan {
   PoolPlan sessions;  // replies from unregistered senders on sessions the cluster opened
   PoolPlan infra;     // ARP, neighbour discovery, allowed EtherTypes: on-link senders only
   PoolPlan icmp_errors;  // ICMP errors quoting a live session: from anywhere, so a budget of their own
+  PoolPlan routing;      // each neighbour's routing protocols (infra.routing), from its own addresses
 };
 
 // Throws ConfigError when two nodes share host:port or a node's role has no QoS entry.
