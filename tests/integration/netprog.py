@@ -53,10 +53,20 @@ def addr(text):
     return host.strip("[]"), int(port)
 
 
-def connect(to, timeout, t0=None):
+def set_ttl(s, fam, ttl):
+    """Sends with this TTL (IPv6: hop limit) from now on; None leaves the system's."""
+    if ttl is not None:
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+        else:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+
+
+def connect(to, timeout, t0=None, ttl=None):
     """A TCP socket connected to `to`, or None after reporting connect_failed (with the
     time since t0 when given)."""
     s = socket.socket(family(to))
+    set_ttl(s, family(to), ttl)
     s.settimeout(timeout)
     try:
         s.connect(addr(to))
@@ -134,6 +144,7 @@ def cmd_udp_sink(a):
 
 def cmd_udp_flood(a):
     s = socket.socket(family(a.to), socket.SOCK_DGRAM)
+    set_ttl(s, family(a.to), a.ttl)
     payload = b"\xa5" * a.size
     dst = addr(a.to)
     start = time.monotonic()
@@ -340,7 +351,7 @@ def cmd_tcp_session(a):
     """Sends `chunks` chunks of `chunk` bytes, `interval` seconds apart; reports what the
     server acknowledged as it goes, and whether the server's digest matches at the end."""
     t0 = time.monotonic()
-    s = connect(a.to, a.connect_timeout, t0)
+    s = connect(a.to, a.connect_timeout, t0, a.ttl)
     if not s:
         return
     emit({"event": "connected", "t": time.monotonic() - t0})
@@ -592,6 +603,7 @@ def main():
     t.add_argument("--pps", type=float, required=True)
     t.add_argument("--seconds", type=float, required=True)
     t.add_argument("--size", type=int, default=64)
+    t.add_argument("--ttl", type=int, help="the TTL (hop limit) to send with (default: the system's)")
     t = sub.add_parser("tcp-server")
     t.add_argument("--bind", required=True)
     t = sub.add_parser("tcp-session")
@@ -601,6 +613,7 @@ def main():
     t.add_argument("--interval", type=float, default=0.0)
     t.add_argument("--connect-timeout", type=float, default=2.0)
     t.add_argument("--deadline", type=float, default=20.0)
+    t.add_argument("--ttl", type=int, help="the TTL (hop limit) to send with (default: the system's)")
     t = sub.add_parser("tcp-bulk")
     t.add_argument("--to", required=True)
     t.add_argument("--seconds", type=float, required=True)

@@ -23,8 +23,10 @@ pass) and the router, listed in `infra.neighbours`, resolves the cluster; the fo
 cluster source, in IP and in ARP, is counted as `spoofed`, and so is ARP from another host
 claiming the router's address (listed with its MAC), which leaves the cluster's entry for
 the router alone; only the listed router's
-advertisements reach the cluster (`infra.ra_guard`); a node without an address gets a DHCP
-server's offer from the outside link. The gateway's links start with GRO on: it is off
+advertisements reach the cluster (`infra.ra_guard`); the router's BGP (GTSM) and BFD
+reach a node (`infra.routing`), the same forged from further away or sent by another host
+of the link do not; a node without an address gets a DHCP server's offer from the outside
+link. The gateway's links start with GRO on: it is off
 while the gateway runs (or the uploads would crawl), and on again after, even after a run
 that was killed (the next run turns it back on). The outside link's MTU (2,000) is more
 than net_af_packet's ring frames hold: warned at start. Needs root; the namespaces are
@@ -75,7 +77,7 @@ def write_config(d, lab, metrics_port):
         "sessions": {"share": 0.05},
         "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS,
                   "neighbours": [{"mac": lab.mac(lab.ns("rtr"), "eth0"), "addresses": [RTR, RTR6]}],
-                  "ra_guard": True},
+                  "ra_guard": True, "routing": ["bgp", "bfd"]},
         "cluster": {"prefixes": PREFIXES},
         "control": {"socket": f"{d}/control.sock", "metrics": f"127.0.0.1:{metrics_port}"},
         "evidence": {"dir": f"{d}/evidence", "window_s": 3},
@@ -361,6 +363,48 @@ def phase_non_ip(lab, gw, metrics_port, m_before):
           f"the cluster received {arrived['non_ip']} non-IPv4 frames during the flood (ARP and IPv6 within the budget)")
 
 
+def phase_routing(lab, metrics_port):
+    """The router speaks BGP and BFD with a node (infra.routing): its BGP connection to the
+    node's port 179 with GTSM (TTL / hop limit 255) carries a digest-checked transfer over
+    IPv4 and IPv6, and its BFD datagrams (UDP 3784, TTL 255) arrive. The same from the router
+    at TTL 64 (what a packet forwarded from elsewhere, forging the router's address, could
+    carry at most) and from another host of the link at TTL 255 reach nothing: port 179 and
+    3784 are not public."""
+    print("\n== the router's BGP and BFD (infra.routing): only what was sent on the link by the router", flush=True)
+    cl, rtr, web = lab.ns("cl"), lab.ns("rtr"), lab.ns("web")
+    before = metric_values(scrape(metrics_port)).get("stakegate_routing_passed_total", 0)
+    servers = [lab.prog(cl, "tcp-server", "--bind", f"{CL}:179"), lab.prog(cl, "tcp-server", "--bind", f"[{CL6}]:179")]
+    sink = lab.prog(cl, "udp-sink", "--bind", f"{CL}:3784")
+    for p in (*servers, sink):
+        p.wait_event("ready")
+    try:
+        def bgp(ns, to, ttl):
+            return lab.prog(ns, "tcp-session", "--to", to, "--chunks", 32, "--chunk", 4096, "--ttl", ttl,
+                            "--connect-timeout", 1.5, "--deadline", 10).result()
+        gtsm = [bgp(rtr, f"{CL}:179", 255), bgp(rtr, f"[{CL6}]:179", 255)]
+        check(all(r.get("result") == "done" and r.get("digest_ok") for r in gtsm),
+              f"the router's BGP connections at TTL / hop limit 255 carry a digest-checked transfer: {gtsm}")
+        refused = [bgp(rtr, f"{CL}:179", 64), bgp(rtr, f"[{CL6}]:179", 64), bgp(web, f"{CL}:179", 255)]
+        check(all(r.get("result") == "connect_failed" for r in refused),
+              f"at TTL 64 from the router, and at 255 from another host of the link, they do not connect: {refused}")
+        for ttl in (255, 254):
+            lab.prog(rtr, "udp-flood", "--to", f"{CL}:3784", "--pps", 50, "--seconds", 1, "--ttl", ttl).result()
+            if ttl == 255:
+                time.sleep(0.3)
+                first = sink.stop()["by_source"].get(RTR, 0)
+                sink = lab.prog(cl, "udp-sink", "--bind", f"{CL}:3784")
+                sink.wait_event("ready")
+        time.sleep(0.3)
+        second = sink.stop()["by_source"].get(RTR, 0)
+    finally:
+        for p in servers:
+            p.stop()
+    passed = metric_values(scrape(metrics_port)).get("stakegate_routing_passed_total", 0) - before
+    check(first >= 45 and second == 0 and passed >= first + 2 * 32,
+          f"the router's BFD datagrams at TTL 255 arrive ({first} of 50), at 254 none ({second}); "
+          f"stakegate_routing_passed_total +{passed:.0f}")
+
+
 def gro(lab):
     return {side: lab.offload(None, lab.root_link(side), "generic-receive-offload") for side in "oi"}
 
@@ -434,6 +478,7 @@ def phases(lab, d, gw, metrics_port):
     m = phase_cluster_traffic(lab, gw, services, metrics_port)
     phase_non_ip(lab, gw, metrics_port, m)
     phase_router_advertisements(lab)
+    phase_routing(lab, metrics_port)
     phase_dhcp(lab, d, metrics_port)
     phase_foreign_source(lab, gw, metrics_port)
 
