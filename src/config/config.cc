@@ -136,11 +136,12 @@ void read_role(const YamlReader& r, RoleQos& q) {
 }
 
 void read_unregistered(const YamlReader& r, UnregisteredQos& u) {
-  r.expect_map({"share", "per_source_pps", "burst_ms", "ports", "table_size"});
+  r.expect_map({"share", "per_source_pps", "burst_ms", "ports", "icmp_echo", "table_size"});
   if (r.has("share")) u.share = r.child("share").number(0, 1);
   if (r.has("per_source_pps")) u.per_source_pps = r.child("per_source_pps").number(0, 1e9);
   if (r.has("burst_ms")) u.burst_ms = static_cast<unsigned>(r.child("burst_ms").integer(1, 60000));
   if (r.has("ports")) u.ports = read_ports(r.child("ports"));
+  if (r.has("icmp_echo")) u.icmp_echo = r.child("icmp_echo").boolean();
   if (r.has("table_size")) u.table_size = static_cast<unsigned>(r.child("table_size").integer(64, 1u << 26));
 }
 

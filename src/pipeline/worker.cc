@@ -28,6 +28,10 @@ bool neighbour_discovery(const PacketMeta& m) {
   return false;
 }
 
+bool echo_request(const PacketMeta& m) {
+  return m.has_icmp && m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : m.l4_proto == kProtoIcmp6 ? 128 : 0xff);
+}
+
 bool icmp_error(const PacketMeta& m) {
   if (!m.has_icmp) return false;
   if (m.l4_proto == kProtoIcmp) return m.icmp_type == 3 || m.icmp_type == 11 || m.icmp_type == 12;
@@ -744,10 +748,11 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
     return f->channel == kSessionChannel ? police_sessions(wire_length(p), now_ns)
                                          : police_unregistered(tag, wire_length(p), now_ns);
   }
-  // Unregistered sources reach only the public ports; besides, an answer to the cluster's
-  // own DHCP transaction (a node asking for an address has no session to match) passes as
-  // infrastructure, a few per transaction, whatever the budget holds.
-  if (!m.has_port || !snap.unregistered_port(m.dst_port)) {
+  // Unregistered sources reach only the public ports (and with unregistered.icmp_echo,
+  // echo requests); besides, an answer to the cluster's own DHCP transaction (a node asking
+  // for an address has no session to match) passes as infrastructure, a few per
+  // transaction, whatever the budget holds.
+  if (m.has_port ? !snap.unregistered_port(m.dst_port) : !(snap.icmp_echo && echo_request(m))) {
     if (dhcp_ports(m, true) && dhcp_answer(p, m, now)) [[unlikely]] {
       cls = TrafficClass::kInfra;
       return Verdict::kPass;

@@ -64,14 +64,16 @@ std::string join_ports(const std::vector<uint16_t>& ports) {
 // Public ports listed, and a budget that lets nothing through them: accepted (closing the
 // public API for a while is a choice), but said, since it looks like an open port.
 std::string unregistered_closed(const UnregisteredQos& u) {
-  if (u.ports.empty()) return {};
+  if (u.ports.empty() && !u.icmp_echo) return {};
   std::string why;
   if (u.share <= 0) why = "unregistered.share is 0";
   if (u.per_source_pps <= 0) why += std::string(why.empty() ? "" : " and ") + "unregistered.per_source_pps is 0";
   if (why.empty()) return {};
-  return why + ": no unregistered packet can pass, though unregistered.ports lists " + join_ports(u.ports) +
-         " (the public API); set unregistered.share (e.g. 0.05) and per_source_pps (e.g. 50), or remove the ports "
-         "(docs/configuration.md)";
+  const std::string open = u.ports.empty() ? "unregistered.icmp_echo is on"
+                                           : "unregistered.ports lists " + join_ports(u.ports) + " (the public API)";
+  return why + ": no unregistered packet can pass, though " + open +
+         "; set unregistered.share (e.g. 0.05) and per_source_pps (e.g. 50), or " +
+         (u.ports.empty() ? "turn icmp_echo off" : "remove the ports") + " (docs/configuration.md)";
 }
 
 // Budgets the cluster's own reachability rests on, set to nothing: accepted (an operator may
@@ -249,10 +251,11 @@ std::string describe_plan(const LoadedPolicy& p) {
   const UnregisteredPlan& u = p.plan.unregistered;
   std::snprintf(line, sizeof line,
                 "%-13s %6.3f %12.0f  per source %.0f pps (burst %.0f; a new source 1 until its TCP handshake), "
-                "table %u sources/worker, ports %s\n",
+                "table %u sources/worker, ports %s%s\n",
                 "unregistered", c.unregistered.share, u.pool_pps, u.per_source_pps,
                 std::max(1.0, std::round(u.per_source_burst)), c.unregistered.table_size,
-                c.unregistered.ports.empty() ? "none" : join_ports(c.unregistered.ports).c_str());
+                c.unregistered.ports.empty() ? "none" : join_ports(c.unregistered.ports).c_str(),
+                c.unregistered.icmp_echo ? " and ICMP echo requests" : "");
   o << line;
   if (u.pool_pps > 0 && u.per_source_pps > 0) {
     const double burst = std::max(1.0, std::round(u.pool_burst));

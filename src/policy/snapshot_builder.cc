@@ -129,6 +129,7 @@ std::shared_ptr<const PolicySnapshot> SnapshotBuilder::build(const Config& cfg, 
     snap->sources_[s.slot] = p;
   }
   snap->unregistered_ports_ = bitmap(cfg.unregistered.ports);
+  snap->icmp_echo = cfg.unregistered.icmp_echo;
   std::vector<uint16_t> service = cfg.unregistered.ports;
   for (const RoleQos& r : cfg.roles) service.insert(service.end(), r.ports.begin(), r.ports.end());
   snap->service_ports_ = bitmap(service);

@@ -307,6 +307,7 @@ def cmd_ping(a):
             if icmp[0] == (129 if v6 else 0) and struct.unpack("!HH", icmp[4:8]) == (ident, seq):
                 replies += 1
                 break
+        time.sleep(a.interval)
     emit({"sent": a.count, "replies": replies})
 
 
@@ -654,6 +655,7 @@ def main():
     t.add_argument("--count", type=int, default=3)
     t.add_argument("--size", type=int, default=56)
     t.add_argument("--timeout", type=float, default=1.0)
+    t.add_argument("--interval", type=float, default=0.0, help="seconds between one answer (or timeout) and the next")
     t = sub.add_parser("dhcp-discover")
     t.add_argument("--iface", required=True)
     t.add_argument("--timeout", type=float, default=4.0)

@@ -25,7 +25,7 @@ claiming the router's address (listed with its MAC), which leaves the cluster's 
 the router alone; only the listed router's
 advertisements reach the cluster (`infra.ra_guard`); the router's BGP (GTSM) and BFD
 reach a node (`infra.routing`), the same forged from further away or sent by another host
-of the link do not; a node without an address gets a DHCP server's offer from the outside
+of the link do not; an outside host's pings are answered (`unregistered.icmp_echo`); a node without an address gets a DHCP server's offer from the outside
 link. The gateway's links start with GRO on: it is off
 while the gateway runs (or the uploads would crawl), and on again after, even after a run
 that was killed (the next run turns it back on). The outside link's MTU (2,000) is more
@@ -73,7 +73,7 @@ def write_config(d, lab, metrics_port):
         "capacity": {"pps": CAPACITY},
         "identity": {"flow_node_infos": "node-infos.pub.json"},
         "roles": roles,
-        "unregistered": {"share": 0.05, "per_source_pps": 50, "ports": [9000]},
+        "unregistered": {"share": 0.05, "per_source_pps": 50, "ports": [9000], "icmp_echo": True},
         "sessions": {"share": 0.05},
         "infra": {"pps": INFRA_PPS, "burst_ms": INFRA_BURST_MS,
                   "neighbours": [{"mac": lab.mac(lab.ns("rtr"), "eth0"), "addresses": [RTR, RTR6]}],
@@ -405,6 +405,17 @@ def phase_routing(lab, metrics_port):
           f"stakegate_routing_passed_total +{passed:.0f}")
 
 
+def phase_ping(lab):
+    """unregistered.icmp_echo: an outside host pings the cluster over IPv4 and IPv6 and gets
+    its answers; a staked node, whose role lists only port 3569, does not."""
+    print("\n== pings from the outside (unregistered.icmp_echo)", flush=True)
+    def ping(ns, to):
+        return lab.prog(lab.ns(ns), "ping", "--to", to, "--count", 5, "--interval", 0.1).result()["replies"]
+    got = {"web": ping("web", CL), "web6": ping("web", CL6), "peer": ping("peer", CL)}
+    check(got == {"web": 5, "web6": 5, "peer": 0},
+          f"an unregistered host's pings are answered over IPv4 and IPv6, the consensus peer's not (port_denied): {got}")
+
+
 def gro(lab):
     return {side: lab.offload(None, lab.root_link(side), "generic-receive-offload") for side in "oi"}
 
@@ -479,6 +490,7 @@ def phases(lab, d, gw, metrics_port):
     phase_non_ip(lab, gw, metrics_port, m)
     phase_router_advertisements(lab)
     phase_routing(lab, metrics_port)
+    phase_ping(lab)
     phase_dhcp(lab, d, metrics_port)
     phase_foreign_source(lab, gw, metrics_port)
 

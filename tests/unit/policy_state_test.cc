@@ -354,6 +354,12 @@ TEST_F(PolicyStateTest, PublicPortsNothingCanReachAreWarned) {
   EXPECT_THAT(closed(with("both.yaml", "unregistered: {share: 0, per_source_pps: 0, ports: [9000]}")),
               HasSubstr("unregistered.share is 0 and unregistered.per_source_pps is 0"));
   EXPECT_EQ(closed(with("none.yaml", "unregistered: {share: 0}")), "");  // no public port: nothing to reach
+  // Echo requests are a public service too: said when nothing can reach it, named in the plan.
+  EXPECT_THAT(closed(with("ping.yaml", "unregistered: {icmp_echo: true}")),
+              HasSubstr("no unregistered packet can pass, though unregistered.icmp_echo is on; set unregistered.share "
+                        "(e.g. 0.05) and per_source_pps (e.g. 50), or turn icmp_echo off"));
+  EXPECT_THAT(describe_plan(with("ping-open.yaml", "unregistered: {share: 0.05, ports: [9000], icmp_echo: true}")),
+              HasSubstr("ports 9000 and ICMP echo requests\n"));
 }
 
 // Staked nodes whose rate comes out at 0 (share 0 and min_pps 0) lose all their traffic:

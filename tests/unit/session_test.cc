@@ -130,6 +130,42 @@ TEST_F(SessionTest, PingRepliesMatchTheirIdentifier) {
   EXPECT_EQ(send(pong6, 1 * kMs), Verdict::kPass);
 }
 
+// unregistered.icmp_echo: echo requests from the outside reach the cluster as a packet to a
+// public port does (the sender's bucket, a new one holding one packet; the pool), fragments
+// following their first. Off (the default), and for staked addresses whose role lists
+// ports, they are dropped as before; an unsolicited echo reply never passes.
+TEST_F(SessionTest, EchoRequestsFromTheOutsidePassOnlyWithIcmpEcho) {
+  FrameSpec ping = back(out("198.51.200.9", 0, 0, 1));
+  ping.icmp_type = 8;
+  FrameSpec ping6 = back(out("2001:db8:9::9", 0, 0, 58));
+  ping6.icmp_type = 128;
+  FrameSpec staked = ping;
+  staked.src = *parse_ip("198.18.1.1");
+  EXPECT_EQ(send(ping, 0), Verdict::kUnregistered);
+  EXPECT_EQ(send(ping6, 0), Verdict::kUnregistered);
+
+  std::string cfg = stakegate::testing::base_config();
+  const std::string ports = "ports: [9000]}";
+  cfg.replace(cfg.find(ports), ports.size(), "ports: [9000], icmp_echo: true}");
+  f_.load(cfg);
+  EXPECT_EQ(send(ping, 0), Verdict::kPass);
+  EXPECT_EQ(send(ping, 0), Verdict::kUnregisteredOverRate);  // a new source: one packet
+  EXPECT_EQ(send(ping, 100 * kMs), Verdict::kPass);           // then per_source_pps (10)
+  EXPECT_EQ(send(ping6, 0), Verdict::kPass);
+  FrameSpec reply = ping;
+  reply.icmp_type = 0;
+  reply.src = *parse_ip("198.51.200.10");
+  EXPECT_EQ(send(reply, 0), Verdict::kUnregistered);
+  EXPECT_EQ(send(staked, 0), Verdict::kPortDenied);
+  // A large ping: its later fragment follows the first.
+  FrameSpec big = ping;
+  big.src = *parse_ip("198.51.200.11");
+  EXPECT_EQ(send(first_fragment(big), 0), Verdict::kPass);
+  EXPECT_EQ(send(last_fragment(first_fragment(big)), 0), Verdict::kUnregisteredOverRate);  // its source's one packet spent
+  EXPECT_EQ(send(last_fragment(first_fragment(big)), 200 * kMs), Verdict::kPass);
+  EXPECT_EQ(count(TrafficClass::kUnregistered, Verdict::kPass), 5u);
+}
+
 TEST_F(SessionTest, IcmpErrorsQuotingALiveSessionPassAsInfrastructure) {
   // Path MTU discovery: a router says the cluster's packet was too big.
   FrameSpec big = out("198.51.200.80", 443, 41000, 6);

@@ -51,6 +51,7 @@ struct UnregisteredQos {
   unsigned burst_ms = 100;
   std::vector<uint16_t> ports;  // empty: unregistered sources reach no port
   unsigned table_size = 65536;  // per-source buckets per worker
+  bool icmp_echo = false;       // echo requests (ping) reach the cluster as a public port does
 };
 
 // The protected cluster's own addresses (`cluster.prefixes`). Outside packets claiming a

@@ -165,6 +165,7 @@ class PolicySnapshot {
   MeterProfile infra_pps;        // ARP, neighbour discovery, listed EtherTypes
   MeterProfile icmp_errors_pps;  // ICMP errors quoting a live session
   MeterProfile routing_pps;      // each neighbour's routing protocols (infra.routing_pps)
+  bool icmp_echo = false;        // unregistered.icmp_echo: echo requests are a public service
   bool ra_guard = false;         // infra.ra_guard: router advertisements and redirects only from neighbours()
   uint8_t routing = 0;           // infra.routing: base/routing.h bits
   bool monitor = false;          // mode: monitor: frames are forwarded whatever their verdict
