@@ -342,8 +342,8 @@ Verdict Worker::routing_verdict(int i, uint64_t now_ns) noexcept {
 }
 
 // Step 5, infrastructure, for any source past its blocklist check: neighbour discovery
-// (within the RA guard), ICMP errors about a live session, and the neighbours' routing
-// protocols. True, with the verdict and class, when the packet is one of them.
+// (within the RA guard) and ICMP errors about a live session. True, with the verdict and
+// class, when the packet is one of them.
 // (Inlined: the two tests are on every full-path packet's way; the rest is out of line.)
 [[gnu::always_inline]] inline bool Worker::decide_infra(const PacketView& p, const PacketMeta& m, const Session* s,
                                                         uint64_t now_ns, Verdict& v, TrafficClass& cls) noexcept {
@@ -351,8 +351,6 @@ Verdict Worker::routing_verdict(int i, uint64_t now_ns) noexcept {
     v = neighbour_verdict(p, m, now_ns);
   } else if (s && icmp_error(m)) {
     v = take_icmp_error(now_ns) ? Verdict::kPass : Verdict::kInfraOverRate;
-  } else if (int i; snap_->routing && (i = routing_source(p, m)) >= 0) [[unlikely]] {
-    v = routing_verdict(i, now_ns);
   } else {
     return false;
   }
@@ -749,15 +747,23 @@ Verdict Worker::decide_unknown(const PacketMeta& m, Session* s, uint64_t tag, co
                                          : police_unregistered(tag, wire_length(p), now_ns);
   }
   // Unregistered sources reach only the public ports (and with unregistered.icmp_echo,
-  // echo requests); besides, an answer to the cluster's own DHCP transaction (a node asking
-  // for an address has no session to match) passes as infrastructure, a few per
-  // transaction, whatever the budget holds.
+  // echo requests); besides, as infrastructure, an answer to the cluster's own DHCP
+  // transaction (a node asking for an address has no session to match: a few per
+  // transaction, whatever the budget holds), IGMP, and the routers' routing protocols.
+  // Checked where the packet would be dropped, so they cost the other packets nothing (a
+  // router's packets on a connection the node opened are replies on its session before).
   if (m.has_port ? !snap.unregistered_port(m.dst_port) : !(snap.icmp_echo && echo_request(m))) {
     if (dhcp_ports(m, true) && dhcp_answer(p, m, now)) [[unlikely]] {
       cls = TrafficClass::kInfra;
       return Verdict::kPass;
     }
     if (m.l4_proto == kProtoIgmp) [[unlikely]] return igmp_verdict(p, m, now_ns, cls);
+    if (snap.routing) [[unlikely]] {  // the routers' routing protocols (infra.routing)
+      if (const int i = routing_source(p, m); i >= 0) {
+        cls = TrafficClass::kInfra;
+        return routing_verdict(i, now_ns);
+      }
+    }
     return Verdict::kUnregistered;
   }
   Verdict v = police_unregistered(tag, wire_length(p), now_ns);

@@ -33,12 +33,12 @@ roles:
   access: {share: 0.2, min_pps: 10, ports: [3569, 9000]}
   execution: {share: 0.2, min_pps: 10}
   collection: {share: 0.1, min_pps: 10, ports: [3569]}
-unregistered: {share: 0.05, per_source_pps: 10, ports: [9000], table_size: 64}
+unregistered: {share: 0.05, per_source_pps: 10, ports: [9000], table_size: 64, icmp_echo: true}
 blocklist: [{cidr: 198.51.100.0/24}, {node_id: "aa00000000000000000000000000000000000000000000000000000000000004"}]
 scoring: {graylist: -5, half_life_s: 1}
 evidence: {max_samples: 100000, snaplen: 256}
 cluster: {prefixes: [198.18.255.0/24, "2001:2::ff/128"]}
-infra: {neighbours: [{mac: "02:00:00:00:00:01", addresses: [198.18.0.1, "fe80::1"]}]}
+infra: {neighbours: [{mac: "02:00:00:00:00:01", addresses: [198.18.0.1, "fe80::1"]}], routing: [bgp, bfd, ospf, pim, vrrp, rip, ldp], routing_pps: 50}
 )", 1, 64);
   }
 };
