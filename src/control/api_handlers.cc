@@ -235,6 +235,7 @@ void get_node(ApiContext& c, const pb::GetNodeRequest& q, pb::GetNodeResponse& r
 
 void top(ApiContext& c, const pb::TopRequest& q, pb::TopResponse& r) {
   const uint32_t limit = q.limit() ? std::min<uint32_t>(q.limit(), 1000) : 10;
+  r.set_monitor(c.state.config().monitor);
   Totals t = c.data.totals(true);
   const StakePlan& plan = c.state.plan();
   std::vector<std::pair<uint64_t, size_t>> ranked;  // (dropped, the source's first node)

@@ -123,6 +123,8 @@ void print(const pb::StatusResponse& r) {
 }
 
 void print(const pb::TopResponse& r) {
+  if (r.monitor())
+    std::printf("MONITOR MODE: nothing is dropped; the drops below are what enforcing would drop (all forwarded)\n");
   Rows rows{{"role", "passed"}};
   rows[0].insert(rows[0].end(), kDropReasons.begin(), kDropReasons.end());
   for (const auto& role : r.roles()) {

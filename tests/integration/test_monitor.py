@@ -113,9 +113,12 @@ def live_switch():
             check(m2.get("stakegate_enforcing") == 0 and grew > 0 and abs(grew - (dropped(m2) - dropped(m1))) <= 128,
                   f"after the reload to monitor: stakegate_enforcing 0, and every drop verdict is forwarded "
                   f"({grew:.0f} of {dropped(m2) - dropped(m1):.0f})")
-            status = subprocess.run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", "status"], capture_output=True,
-                                    text=True).stdout
-            check("mode: MONITOR" in status, "stakegatectl status says monitor mode")
+            def ctl(*args):
+                return subprocess.run([STAKEGATECTL, "--socket", f"{d}/ctl.sock", *args], capture_output=True,
+                                      text=True).stdout
+            check("mode: MONITOR" in ctl("status"), "stakegatectl status says monitor mode")
+            check(ctl("top").startswith("MONITOR MODE: nothing is dropped; the drops below are what enforcing"),
+                  "stakegatectl top says first that its drops were forwarded")
             check(wait_for(lambda: "MONITOR MODE: nothing dropped" in gw.log(), 5),
                   "the summary line says monitor mode while it lasts")
             reload("enforce")
@@ -127,6 +130,8 @@ def live_switch():
                   and dropped(m4) > dropped(m3),
                   f"back to enforce by a reload: drops resume, nothing more forwarded against its verdict "
                   f"({dropped(m4) - dropped(m3):.0f} drops)")
+            check(not ctl("top").startswith("MONITOR") and "MONITOR" not in ctl("status"),
+                  "stakegatectl top and status no longer say monitor mode")
         finally:
             rc, _, err = gw.stop()
             check(rc == 0, f"gateway exited {rc} after SIGTERM")
