@@ -296,7 +296,7 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
   auto last_report = std::chrono::steady_clock::now();
   auto last_change = last_report, last_busy = last_report;
   uint64_t last_rx = 0, reported_rx = 0, reported_in = 0;
-  CountWarning internal_warning, impostor_warning, foreign_warning, unspread_warning;
+  CountWarning internal_warning, impostor_warning, foreign_warning, unspread_warning, routing_warning;
   std::vector<uint64_t> reported_by_worker;  // outside packets per worker at the last summary
   uint64_t unspread_intervals = 0;           // summaries in which one worker took a split rate's traffic
   const auto interval = std::chrono::duration<double>(cfg.dataplane.stats_interval_s);
@@ -404,6 +404,13 @@ void run_control_loop(PolicyState& state, DataPlane& dp, RcuPublisher& publisher
                      "for another MAC and were dropped as spoofed (stakegate_neighbour_impostors_total): a host of "
                      "the outside link impersonating the router, or infra.neighbours lists the address under a MAC "
                      "that does not answer for it (a replaced router, a VRRP or HSRP virtual MAC missing)", n);
+      });
+      // The router's routing protocols over their budget: a BFD session that misses its
+      // packets goes down, and takes the BGP session above it along.
+      routing_warning.update(t.c.routing_over_rate, now, [](uint64_t n) {
+        spdlog::warn("{} routing protocol packets from infra.neighbours (infra.routing) were dropped over "
+                     "infra.routing_pps (stakegate_routing_over_rate_total): the router's BGP or BFD sessions with "
+                     "the nodes may fail; raise infra.routing_pps", n);
       });
       // The cluster sends from an address cluster.prefixes does not list: its connections open
       // no session, and their replies are dropped (port_denied, unregistered).

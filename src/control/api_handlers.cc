@@ -113,6 +113,7 @@ void status(ApiContext& c, const pb::Empty&, pb::StatusResponse& r) {
   dg->set_spoofed_internal(t.c.spoofed_internal);
   dg->set_neighbour_impostors(t.c.neighbour_impostors);
   dg->set_inside_foreign(t.c.inside_foreign);
+  dg->set_routing_over_rate(t.c.routing_over_rate);
   const std::vector<double> busy = c.data.busy(), cycles = c.data.cycles_per_packet();
   const std::vector<uint64_t> received = c.data.outside_packets();
   for (size_t w = 0; w < std::max(cycles.size(), received.size()); ++w) {

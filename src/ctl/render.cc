@@ -109,6 +109,8 @@ void print(const pb::StatusResponse& r) {
                                      "impostor on the outside link, or a MAC missing from infra.neighbours)");
   attention(d.inside_foreign(), "packets from the inside had a source outside cluster.prefixes: they open no session "
                                 "(the log names the address; add it to cluster.prefixes)");
+  attention(d.routing_over_rate(), "routing protocol packets of the router (infra.routing) were dropped over "
+                                   "infra.routing_pps: its BGP or BFD with the nodes may fail; raise it");
   if (d.unspread_share() > 0)
     std::printf("attention: one worker received %.0f %% of the outside packets, but each of the %u enforces rate / %u "
                 "(dataplane.rss: false): if the NIC does not spread the traffic over its queues, every node gets "

@@ -363,7 +363,7 @@ def phase_non_ip(lab, gw, metrics_port, m_before):
           f"the cluster received {arrived['non_ip']} non-IPv4 frames during the flood (ARP and IPv6 within the budget)")
 
 
-def phase_routing(lab, metrics_port):
+def phase_routing(lab, gw, metrics_port):
     """The router speaks BGP and BFD with a node (infra.routing): its BGP connection to the
     node's port 179 with GTSM (TTL / hop limit 255) carries a digest-checked transfer over
     IPv4 and IPv6, and its BFD datagrams (UDP 3784, TTL 255) arrive. The same from the router
@@ -403,6 +403,17 @@ def phase_routing(lab, metrics_port):
     check(first >= 45 and second == 0 and passed >= first + 2 * 32,
           f"the router's BFD datagrams at TTL 255 arrive ({first} of 50), at 254 none ({second}); "
           f"stakegate_routing_passed_total +{passed:.0f}")
+    # Past its budget (infra.routing_pps, 2,000 by default): dropped, counted, warned.
+    flood = lab.prog(rtr, "udp-flood", "--to", f"{CL}:3784", "--pps", 6000, "--seconds", 1, "--ttl", 255).result()
+    deadline = time.monotonic() + 3
+    warned, over = [], 0
+    while not warned and time.monotonic() < deadline:
+        time.sleep(0.2)
+        over = metric_values(scrape(metrics_port)).get("stakegate_routing_over_rate_total", 0)
+        warned = [l for l in gw.log().splitlines() if "were dropped over infra.routing_pps" in l]
+    check(over >= flood["sent"] - 2000 * 1.5 - 200 and len(warned) == 1,
+          f"the router's BFD at {flood['sent']} datagrams a second: {over:.0f} dropped over infra.routing_pps, "
+          f"counted and warned: {warned[:1]}")
 
 
 def phase_ping(lab):
@@ -471,9 +482,10 @@ def phase_foreign_source(lab, gw, metrics_port):
     check(int(st.get("inside_foreign", 0)) == foreign and int(st.get("spoofed_internal", 0)) > 0
           and any("had a source outside cluster.prefixes" in l for l in attention)
           and any("from one cluster address to another" in l for l in attention)
-          and any("claimed the router's listed address" in l for l in attention) and len(attention) == 3,
-          f"stakegatectl status draws attention to them, and to the earlier forged cluster flood and ARP poisoning: "
-          f"{attention}")
+          and any("claimed the router's listed address" in l for l in attention)
+          and any("were dropped over infra.routing_pps" in l for l in attention) and len(attention) == 4,
+          f"stakegatectl status draws attention to them, and to the earlier forged cluster flood, ARP poisoning "
+          f"and routing flood: {attention}")
     sh(["ip", "addr", "del", f"{CL_FOREIGN}/24", "dev", "eth0"], ns=cl)
 
 
@@ -489,7 +501,7 @@ def phases(lab, d, gw, metrics_port):
     m = phase_cluster_traffic(lab, gw, services, metrics_port)
     phase_non_ip(lab, gw, metrics_port, m)
     phase_router_advertisements(lab)
-    phase_routing(lab, metrics_port)
+    phase_routing(lab, gw, metrics_port)
     phase_ping(lab)
     phase_dhcp(lab, d, metrics_port)
     phase_foreign_source(lab, gw, metrics_port)
