@@ -28,9 +28,8 @@ bool neighbour_discovery(const PacketMeta& m) {
   return false;
 }
 
-bool echo_request(const PacketMeta& m) {
-  return m.has_icmp && m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : m.l4_proto == kProtoIcmp6 ? 128 : 0xff);
-}
+// (has_icmp: ICMP or ICMPv6, its header read.)
+bool echo_request(const PacketMeta& m) { return m.has_icmp && m.icmp_type == (m.l4_proto == kProtoIcmp ? 8 : 128); }
 
 bool icmp_error(const PacketMeta& m) {
   if (!m.has_icmp) return false;
