@@ -75,6 +75,13 @@ frames = {
     "nd-redirect": nd(137, bytes(4) + ROUTER6 + bytes(16) + b"\x02\x01" + LLA + b"\x04\x00"),
     "igmp-query": eth(0x0800) + struct.pack("!BBHHHBBH4s4s", 0x46, 0, 32, 1, 0, 1, 2, 0, bytes([198, 18, 0, 1]), bytes([224, 0, 0, 1]))
                   + b"\x94\x04\x00\x00" + b"\x11\x64\xee\x9b" + bytes(4),
+    # The router's BFD (TTL 255, from its listed MAC and address) and an OSPF hello (TTL 1 to
+    # 224.0.0.5): the fuzz config's infra.routing; an outside host's ping (icmp_echo).
+    "bfd-router": eth(0x0800) + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 36, 1, 0, 255, 17, 0, bytes([198, 18, 0, 1]),
+                                            bytes([198, 18, 255, 1])) + struct.pack("!HHHH", 49152, 3784, 16, 0) + bytes(8),
+    "ospf-hello": eth(0x0800) + struct.pack("!BBHHHBBH4s4s", 0x45, 0, 44, 1, 0, 1, 89, 0, bytes([198, 18, 0, 1]),
+                                            bytes([224, 0, 0, 5])) + bytes(24),
+    "v4-ping-unregistered": eth(0x0800) + ipv4([203, 0, 113, 7], 1, payload=b"\x08\x00" + b"z" * 6),
     "truncated-l4": (eth(0x0800) + ipv4([198, 18, 1, 1]))[:40],
     "bad-version": eth(0x0800) + b"\x55" + ipv4([198, 18, 1, 1])[1:],
     "total-beyond": eth(0x0800) + ipv4([198, 18, 1, 1])[:2] + b"\xff\xff" + ipv4([198, 18, 1, 1])[4:],
@@ -138,7 +145,7 @@ identity:
 roles:
   consensus: {share: 0.5, min_pps: 100, ports: [3569]}
   access: {share: 0.2, min_pps: 100, burst_ms: 250, ports: [3569, 9000]}
-unregistered: {share: 0.05, per_source_pps: 10, ports: [9000], table_size: 1024}
+unregistered: {share: 0.05, per_source_pps: 10, ports: [9000], table_size: 1024, icmp_echo: true}
 blocklist: [{cidr: 198.51.100.0/24, reason: scan}, {node_id: "aa00000000000000000000000000000000000000000000000000000000000002"}]
 scoring: {graylist: -100, recover: -50, floor: -1000, penalty_factor: 0.1, half_life_s: 60, penalties: {over_rate: 10, port_denied: 2}}
 evidence: {dir: /tmp/ev, window_s: 60, max_samples: 100, snaplen: 128, retention_cases: 5, retention_mb: 10}
@@ -146,7 +153,8 @@ operator: {name: op, node_id: "bb00000000000000000000000000000000000000000000000
 control: {socket: null, metrics: null}
 limits: {sources: 1024}
 cluster: {prefixes: [198.18.255.0/24]}
-infra: {neighbours: ["02:00:00:00:00:02", {mac: "02:00:00:00:00:01", addresses: [198.18.0.1, "fe80::1"]}], ra_guard: true}
+infra: {neighbours: ["02:00:00:00:00:02", {mac: "02:00:00:00:00:01", addresses: [198.18.0.1, "fe80::1"]}], ra_guard: true,
+        routing: [bgp, bfd, ospf], routing_pps: 500}
 """)
 
 ID = "aa00000000000000000000000000000000000000000000000000000000000001"
