@@ -313,6 +313,10 @@ std::string render_metrics(const MetricsInput& in) {
          "Packets of staked addresses off verified connections passed on the request channel's bucket for the "
          "hop limit the node's own verified packets arrive with.",
          MetricType::Counter, static_cast<double>(t.c.request_hop_passed));
+  single(out, "stakegate_refusals_passed_total",
+         "RSTs of staked addresses refusing the cluster's SYN-ACK to a SYN they never sent (a forged one), passed "
+         "without taking their request channel: one per such connection.",
+         MetricType::Counter, static_cast<double>(t.c.refusals_passed));
 
   single(out, "stakegate_snapshots_pending_reclaim",
          "Replaced policy snapshots still waiting for every worker to pass a quiescent point.", MetricType::Gauge,

@@ -386,6 +386,27 @@ Verdict Worker::routing_verdict(int i, uint64_t now_ns) noexcept {
   return true;
 }
 
+// A staked address's RST refusing the SYN-ACK the cluster sent to a SYN in its name that it
+// never sent (a forged one that passed its request channel): the reset of a connection
+// the cluster accepted and the remote never acknowledged, at exactly the sequence number
+// the SYN-ACK acknowledged (what a host's stack sends to an unexpected SYN-ACK). It closes
+// the half-open connection on the cluster too, and passes without taking the request
+// channel: a spoofer's SYNs would else spend the node's own bucket (its hop limit's)
+// through its refusals. Once per connection (its session is then closed); it proves
+// nothing (a spoofer knows its own SYN's number) and moves no score.
+bool Worker::refuses_syn_ack(const Session& s, const PacketMeta& m) const noexcept {
+  return m.l4_proto == kProtoTcp && m.has_port && (m.tcp_flags & kTcpRst) && s.state == Session::kTcpSynRcvd &&
+         (s.flags & (Session::kVerified | Session::kOpened | Session::kAckSeen)) == Session::kAckSeen &&
+         m.tcp_seq == s.cl_ack;
+}
+
+Verdict Worker::pass_refusal(Session* s, uint64_t now_ns) noexcept {
+  s->state = Session::kTcpClosed;
+  sessions_.extend(s, tcp_deadline(*s, snap_->timeouts, session_tick(now_ns)));
+  counters_.refusals_passed++;
+  return Verdict::kPass;
+}
+
 // A datagram's fragments: IPv4's are one by addresses, protocol and identification
 // (RFC 791); IPv6's by addresses and identification alone (RFC 8200 4.5): a non-first
 // fragment's parsed protocol is what follows its fragment header (destination options or
@@ -681,6 +702,8 @@ void Worker::note_spoofed(const PacketMeta& m) noexcept {
     remote_on_session(s, m, p, now_ns);
     v = police_sessions(wire_length(p), now_ns);
     (v == Verdict::kPass ? cold_[slot].passed_session : cold_[slot].dropped_session)++;
+  } else if (s && refuses_syn_ack(*s, m)) [[unlikely]] {
+    v = pass_refusal(s, now_ns);
   } else if (s) {
     // On a session's 4-tuple but not (provably) its traffic: a datagram to a port the
     // cluster serves, or a TCP packet out of the connection's windows. No port check: the

@@ -39,6 +39,7 @@ void Totals::add(const Worker& w, size_t slots) {
   if (uint64_t a = relaxed(x.inside_foreign_v6)) c.inside_foreign_v6 = a;
   c.listed_neighbour_passes += relaxed(x.listed_neighbour_passes);
   c.routing_passes += relaxed(x.routing_passes);
+  c.refusals_passed += relaxed(x.refusals_passed);
   c.routing_over_rate += relaxed(x.routing_over_rate);
   size_t n = std::min(w.source_capacity(), slots);
   if (sources.size() < n) sources.resize(n);

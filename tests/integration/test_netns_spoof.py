@@ -182,6 +182,11 @@ def phase_new_connections(lab, gw, metrics_port):
     hop = m.get("stakegate_request_hop_passed_total", 0) - m0.get("stakegate_request_hop_passed_total", 0)
     check(hop >= len(results), f"con1's SYNs passed on the bucket of its own hop limit "
           f"(stakegate_request_hop_passed_total +{hop:.0f})")
+    # The cluster answered the forged SYNs that passed; con1 refused each answer with a RST,
+    # at its own hop limit: passed without taking its request channel.
+    refusals = m.get("stakegate_refusals_passed_total", 0) - m0.get("stakegate_refusals_passed_total", 0)
+    check(refusals >= 10, f"con1's RSTs refusing the cluster's answers to forged SYNs passed outside its request "
+          f"channel (stakegate_refusals_passed_total +{refusals:.0f})")
     # Both buckets of the channel: at most twice its rate and bursts while the floods ran.
     check(d.get("request_over_rate", 0) >= sent - 2 * REQUEST * (flood_s + 1),
           f"the {sent} forged packets stayed in con1's request channel: {d.get('request_over_rate', 0)} "

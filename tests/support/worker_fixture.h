@@ -86,7 +86,7 @@ static_assert(offsetof(NodeMeter, epoch) + sizeof(uint32_t) == sizeof(NodeMeter)
 // counter and need not be equal (under ASan, a copy's was not). `fast_path`: compare the
 // fast-path counts too (not when one worker runs without its fast paths).
 inline std::string counters_differ(const WorkerCounters& a, const WorkerCounters& b, bool fast_path = true) {
-  static_assert(offsetof(WorkerCounters, inside_foreign_v6) == offsetof(WorkerCounters, unregistered_evictions) + 21 * 8,
+  static_assert(offsetof(WorkerCounters, inside_foreign_v6) == offsetof(WorkerCounters, unregistered_evictions) + 22 * 8,
                 "WorkerCounters changed: compare the new counter here");
   if (std::memcmp(a.packets, b.packets, sizeof a.packets) != 0) return "packets";
   if (std::memcmp(a.bytes, b.bytes, sizeof a.bytes) != 0) return "bytes";
@@ -106,6 +106,7 @@ inline std::string counters_differ(const WorkerCounters& a, const WorkerCounters
   if (a.dhcp_answers != b.dhcp_answers) return "dhcp_answers";
   if (a.listed_neighbour_passes != b.listed_neighbour_passes) return "listed_neighbour_passes";
   if (a.routing_passes != b.routing_passes) return "routing_passes";
+  if (a.refusals_passed != b.refusals_passed) return "refusals_passed";
   if (a.routing_over_rate != b.routing_over_rate) return "routing_over_rate";
   if (a.spoofed_internal != b.spoofed_internal) return "spoofed_internal";
   if (a.neighbour_impostors != b.neighbour_impostors) return "neighbour_impostors";

@@ -659,6 +659,65 @@ TEST_F(SessionTest, ANodesOwnHopLimitKeepsItsNewConnectionsThroughAForgedFlood) 
   EXPECT_EQ(dial(40004, 3 * kS), Verdict::kRequestOverRate);
 }
 
+// A forged SYN that passes a staked address's request channel gets the cluster's SYN-ACK,
+// which the real node refuses with a RST: at its own hop limit, so such RSTs spent the
+// bucket its own new connections need (a spoofer elsewhere filling the other bucket spent
+// the node's through its refusals). The RST at exactly the number the SYN-ACK acknowledged
+// passes without taking the request channel, once per connection, and closes its session.
+TEST_F(SessionTest, ANodesRefusalsOfForgedConnectionsDoNotSpendItsRequestChannel) {
+  const uint32_t slot = f_.slot_of("198.18.1.1");
+  const NodeMeterCold& c = f_.worker->meter_cold(slot);
+  TcpFlow node;  // a connection of the node verifies: its hop limit is 58
+  node.remote_ttl = 58;
+  node.rport = 40002;
+  EXPECT_EQ(f_.send(node.remote_syn(), 0), Verdict::kPass);
+  f_.inside(node.local_syn_ack(), 0);
+  EXPECT_EQ(f_.send(node.remote_data(), 0), Verdict::kPass);
+  ASSERT_EQ(c.hop, 58);
+  // A spoofer seven hops further away forges SYNs until its bucket is empty; the cluster
+  // answers each that passed, and the node refuses each answer.
+  std::vector<TcpFlow> accepted;
+  for (uint16_t i = 0; i < 200; ++i) {
+    TcpFlow forged;
+    forged.remote_ttl = 51;
+    forged.rport = static_cast<uint16_t>(20000 + i);
+    if (f_.send(forged.remote_syn(), 1 * kS) != Verdict::kPass) continue;
+    f_.inside(forged.local_syn_ack(), 1 * kS);
+    accepted.push_back(forged);
+  }
+  ASSERT_GT(accepted.size(), 20u);
+  const uint64_t dropped = c.dropped_request;
+  int refused = 0;
+  for (TcpFlow& a : accepted) {
+    a.remote_ttl = 58;  // the real node's
+    refused += f_.send(a.forged(a.remote_seq, 0, 0x04), 1 * kS) == Verdict::kPass;
+  }
+  EXPECT_EQ(refused, static_cast<int>(accepted.size()));
+  EXPECT_EQ(f_.worker->counters().refusals_passed, accepted.size());
+  EXPECT_EQ(c.dropped_request, dropped);
+  // The node's own bucket is whole: its new connections pass.
+  int dialled = 0;
+  for (uint16_t i = 0; i < 20; ++i) {
+    TcpFlow next;
+    next.remote_ttl = 58;
+    next.rport = static_cast<uint16_t>(41000 + i);
+    dialled += f_.send(next.remote_syn(), 1 * kS) == Verdict::kPass;
+  }
+  EXPECT_EQ(dialled, 20);
+  // Once per connection (its session is closed), and only at the exact number.
+  const uint64_t free_before = f_.worker->counters().refusals_passed;
+  f_.send(accepted[0].forged(accepted[0].remote_seq, 0, 0x04), 1 * kS);
+  TcpFlow other;
+  other.rport = 30000;
+  other.remote_ttl = 51;
+  ASSERT_EQ(f_.send(other.remote_syn(), 2 * kS), Verdict::kPass);
+  f_.inside(other.local_syn_ack(), 2 * kS);
+  f_.send(other.forged(other.remote_seq + 1, 0, 0x04), 2 * kS);
+  EXPECT_EQ(f_.worker->counters().refusals_passed, free_before);
+  f_.send(other.forged(other.remote_seq, 0, 0x04), 2 * kS);  // the exact one still is
+  EXPECT_EQ(f_.worker->counters().refusals_passed, free_before + 1);
+}
+
 TEST_F(SessionTest, FragmentsOfAReplyFollowTheirFirstFragment) {
   FrameSpec q = out("198.51.200.53", 53);
   f_.inside(build_frame(q), 0);

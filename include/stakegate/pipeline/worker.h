@@ -92,6 +92,7 @@ struct alignas(64) WorkerCounters {
   uint64_t unregistered_proven;      // new unregistered sources given their full burst for completing a TCP handshake
   uint64_t unregistered_reserve;     // packets of unregistered clients' verified connections passed on a reserve (pool's or source's)
   uint64_t request_hop_passed;       // request channel packets passed on the bucket of the node's own hop limit
+  uint64_t refusals_passed;          // staked addresses' RSTs refusing a SYN-ACK to a SYN they never sent (no request channel)
   uint64_t fast_path;                // outside packets the fast path decided (Worker::decide_fast)
   uint64_t fast_path_inside;         // inside packets that updated their session on the fast path
   uint64_t neighbour_answers;        // ARP replies and neighbour advertisements passed as answers to the cluster's own requests
@@ -263,6 +264,8 @@ class Worker {
                     TrafficClass& cls) noexcept;
   bool router_message_allowed(const PacketView& p, const struct PacketMeta& m) const noexcept;
   int routing_source(const PacketView& p, const struct PacketMeta& m) const noexcept;
+  bool refuses_syn_ack(const Session& s, const struct PacketMeta& m) const noexcept;
+  Verdict pass_refusal(Session* s, uint64_t now_ns) noexcept;
   Verdict routing_verdict(int neighbour, uint64_t now_ns) noexcept;
   bool take_icmp_error(uint64_t now_ns);
   void note_solicitation(const PacketView& p, const struct PacketMeta& m, uint32_t now) noexcept;
