@@ -37,6 +37,14 @@ bool icmp_error(const PacketMeta& m) {
   return m.l4_proto == kProtoIcmp6 && m.icmp_type >= 1 && m.icmp_type <= 4;
 }
 
+// A RST refusing the cluster's SYN-ACK (Worker::pass_refusal): on a connection the cluster
+// accepted and the remote never acknowledged, at exactly the number the SYN-ACK acknowledged.
+bool refuses_syn_ack(const Session& s, const PacketMeta& m) {
+  return m.l4_proto == kProtoTcp && m.has_port && (m.tcp_flags & kTcpRst) && s.state == Session::kTcpSynRcvd &&
+         (s.flags & (Session::kVerified | Session::kOpened | Session::kAckSeen)) == Session::kAckSeen &&
+         m.tcp_seq == s.cl_ack;
+}
+
 // The session key of a packet of a protocol without ports (GRE, ESP, ...) from the outside:
 // the addresses. False for TCP or UDP too short for its ports. (Out of line: rare.)
 [[gnu::noinline]] bool portless_key(const PacketMeta& m, SessionKey& k) {
@@ -394,12 +402,6 @@ Verdict Worker::routing_verdict(int i, uint64_t now_ns) noexcept {
 // channel: a spoofer's SYNs would else spend the node's own bucket (its hop limit's)
 // through its refusals. Once per connection (its session is then closed); it proves
 // nothing (a spoofer knows its own SYN's number) and moves no score.
-bool Worker::refuses_syn_ack(const Session& s, const PacketMeta& m) const noexcept {
-  return m.l4_proto == kProtoTcp && m.has_port && (m.tcp_flags & kTcpRst) && s.state == Session::kTcpSynRcvd &&
-         (s.flags & (Session::kVerified | Session::kOpened | Session::kAckSeen)) == Session::kAckSeen &&
-         m.tcp_seq == s.cl_ack;
-}
-
 Verdict Worker::pass_refusal(Session* s, uint64_t now_ns) noexcept {
   s->state = Session::kTcpClosed;
   sessions_.extend(s, tcp_deadline(*s, snap_->timeouts, session_tick(now_ns)));

@@ -264,7 +264,6 @@ class Worker {
                     TrafficClass& cls) noexcept;
   bool router_message_allowed(const PacketView& p, const struct PacketMeta& m) const noexcept;
   int routing_source(const PacketView& p, const struct PacketMeta& m) const noexcept;
-  bool refuses_syn_ack(const Session& s, const struct PacketMeta& m) const noexcept;
   Verdict pass_refusal(Session* s, uint64_t now_ns) noexcept;
   Verdict routing_verdict(int neighbour, uint64_t now_ns) noexcept;
   bool take_icmp_error(uint64_t now_ns);
